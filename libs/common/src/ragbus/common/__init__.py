@@ -1,0 +1,1 @@
+"""Shared contracts of ragbus: events, envelope, topics, settings, bus wiring, telemetry, logging."""

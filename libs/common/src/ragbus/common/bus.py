@@ -1,0 +1,129 @@
+"""Kafka wiring shared by every service: the broker factory, consumer defaults, and publishing events.
+
+Defaults that hold on both Apache Kafka and Tansu: offsets reset to `earliest` (a new group must not
+miss what was published before it joined; Tansu mishandles `latest`), commits only after the handler
+and its outputs are done (`AckPolicy.ACK`, with the dead-letter middleware deciding what "done" means),
+and group timeouts / fetch wait taken from `KafkaSettings`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+
+from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
+from ragbus.common.events import EventData, StageTiming
+from ragbus.common.middleware import DeadLetterMiddleware
+from ragbus.common.settings import KafkaSettings, ServiceSettings
+from ragbus.common.telemetry import tracer_provider
+from ragbus.common.topics import Topics
+
+
+async def json_decoder(msg: Any, original_decoder: Any) -> Any:
+    """Decode every body as JSON: CloudEvents' `application/cloudevents+json` is JSON too.
+
+    A body that is not JSON raises here, inside the middleware, and is dead-lettered.
+    """
+    return json.loads(msg.body)
+
+
+def _security(settings: KafkaSettings) -> BaseSecurity | None:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    tls = settings.security_protocol.endswith("SSL")
+    context = ssl.create_default_context() if tls else None
+    if settings.sasl_mechanism is None:
+        return BaseSecurity(ssl_context=context, use_ssl=tls)
+    user = settings.sasl_username or ""
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+    cls = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[
+        settings.sasl_mechanism
+    ]
+    return cls(username=user, password=password, ssl_context=context, use_ssl=tls)
+
+
+def make_broker(
+    service: str,
+    settings: ServiceSettings,
+    *,
+    retryable: tuple[type[BaseException], ...] = (),
+) -> KafkaBroker:
+    """A broker with tracing (outermost) and the retry / dead-letter middleware around every handler."""
+    k = settings.kafka
+    broker = KafkaBroker(
+        k.bootstrap,
+        client_id=f"ragbus-{service}",
+        security=_security(k),
+        request_timeout_ms=k.request_timeout_ms,
+        metadata_max_age_ms=k.metadata_max_age_ms,
+        max_request_size=k.max_request_size,
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider(service, settings.telemetry))],
+        decoder=json_decoder,
+        logger=logging.getLogger(f"ragbus.{service}.broker"),
+        # FastStream logs "Received"/"Processed" for every message at this level: keep it out of INFO.
+        log_level=logging.DEBUG,
+        description=f"ragbus {service} service",
+    )
+    broker.add_middleware(DeadLetterMiddleware.factory(broker, service=service, policy=settings.retry,
+                                                       retryable=retryable))
+    return broker
+
+
+def consumer_options(service: str, settings: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments for `broker.subscriber(...)`: the ragbus consumer defaults."""
+    return {
+        "group_id": settings.group_id(service),
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.ACK,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+        "max_poll_interval_ms": settings.max_poll_interval_ms,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Bus:
+    """What a handler needs to publish: the broker, the topic names, and its own `source`."""
+
+    broker: KafkaBroker
+    topics: Topics
+    source: str
+
+    async def publish(self, event: Envelope[Any]) -> None:
+        # An explicit publish inside the handler (rather than a returned value) makes the next hop's
+        # span a child of this handler's span, so a trace reads as a chain, not a flat fan.
+        await self.broker.publish(
+            event.to_bytes(),
+            self.topics(type(event.data).topic),
+            key=event.key,
+            headers={"content-type": CE_CONTENT_TYPE},
+        )
+
+    async def reply(self, cause: Envelope[Any], data: EventData, *, seq: int | str = "") -> Envelope[Any]:
+        """Publish the event `cause` led to (same tenant and correlation, deterministic id)."""
+        event = cause.follow(data, source=self.source, seq=seq)
+        await self.publish(event)
+        return event
+
+
+class Stopwatch:
+    """Measures one stage of a request for the `stages` list that travels with it."""
+
+    def __init__(self, stage: str, service: str) -> None:
+        self.stage = stage
+        self.service = service
+        self.started_at = datetime.now(UTC)
+
+    def stop(self) -> StageTiming:
+        return StageTiming(stage=self.stage, service=self.service, started_at=self.started_at,
+                           finished_at=datetime.now(UTC))

@@ -1,0 +1,136 @@
+"""The envelope: every message value is one CloudEvents 1.0 event in structured JSON mode.
+
+Any Kafka client can publish a ragbus event by writing this JSON (content type
+`application/cloudevents+json`); trace context travels in the Kafka headers (W3C `traceparent`), not here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from ragbus.common.events import BY_TYPE, EventData
+from ragbus.common.ids import derived_id, uuid7
+
+CE_CONTENT_TYPE = "application/cloudevents+json"
+SCHEMA_BASE = "https://ragbus.dev/schemas/"
+
+P = TypeVar("P", bound=EventData)
+Q = TypeVar("Q", bound=EventData)
+
+Tenant = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+def schema_id(data_cls: type[EventData]) -> str:
+    """The `dataschema` of an event type: where its JSON Schema is published."""
+    return f"{SCHEMA_BASE}{data_cls.topic}.json"
+
+
+class EnvelopeAttributes(BaseModel):
+    """The CloudEvents context attributes, without `data`: enough to route, log, store or dead-letter."""
+
+    # extra="allow": CloudEvents lets producers add extension attributes; we keep and pass them on.
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: UUID
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    time: AwareDatetime
+    subject: str | None = None
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    tenantid: Tenant = "default"
+    correlationid: str = Field(min_length=1, description="the request or document this event belongs to")
+    causationid: UUID | None = Field(default=None, description="the event that caused this one")
+
+    @classmethod
+    def peek(cls, body: bytes | str) -> EnvelopeAttributes | None:
+        """The attributes of a raw message, or None if it is not a ragbus event (never raises)."""
+        try:
+            raw = json.loads(body)
+            raw.pop("data", None)
+            return cls.model_validate(raw)
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+
+class Envelope(EnvelopeAttributes, Generic[P]):
+    """One event: CloudEvents attributes plus the typed payload in `data`."""
+
+    data: P
+
+    @model_validator(mode="after")
+    def _type_matches_data(self) -> Envelope[P]:
+        expected = type(self.data).event_type()
+        if self.type != expected:
+            raise ValueError(f"event type {self.type!r} does not match its data ({expected!r})")
+        return self
+
+    @classmethod
+    def new(
+        cls,
+        data: Q,
+        *,
+        source: str,
+        tenant: str = "default",
+        correlation_id: str | None = None,
+        event_id: UUID | None = None,
+    ) -> Envelope[Q]:
+        """A new event that starts a flow (a request, a document submission)."""
+        eid = event_id or uuid7()
+        return Envelope[type(data)](  # type: ignore[valid-type]
+            id=eid,
+            source=source,
+            type=data.event_type(),
+            time=datetime.now(UTC),
+            subject=data.subject(),
+            dataschema=schema_id(type(data)),
+            tenantid=tenant,
+            correlationid=correlation_id or data.subject() or str(eid),
+            data=data,
+        )
+
+    def follow(self, data: Q, *, source: str, seq: int | str = "") -> Envelope[Q]:
+        """The event that this one caused: same tenant and correlation, deterministic id.
+
+        `seq` tells apart several events of one type caused by one event (the parts of a document).
+        """
+        return Envelope[type(data)](  # type: ignore[valid-type]
+            id=derived_id(self.id, f"{data.event_type()}#{seq}"),
+            source=source,
+            type=data.event_type(),
+            time=datetime.now(UTC),
+            subject=data.subject() or self.subject,
+            dataschema=schema_id(type(data)),
+            tenantid=self.tenantid,
+            correlationid=self.correlationid,
+            causationid=self.id,
+            data=data,
+        )
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka message key (see EventData.partition_key)."""
+        return self.data.partition_key(self.tenantid).encode()
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def parse_event(body: bytes | str | dict[str, Any]) -> Envelope[Any]:
+    """Parse any ragbus event, choosing the payload model by the CloudEvents `type`.
+
+    Raises ValueError (pydantic's ValidationError included) for anything that is not a known event.
+    """
+    raw = json.loads(body) if isinstance(body, bytes | str) else body
+    if not isinstance(raw, dict):
+        raise ValueError("an event is a JSON object")
+    data_cls = BY_TYPE.get(str(raw.get("type")))
+    if data_cls is None:
+        raise ValueError(f"unknown event type {raw.get('type')!r}")
+    return Envelope[data_cls].model_validate(raw)  # type: ignore[valid-type]

@@ -1,0 +1,365 @@
+"""Event payloads: the `data` of each CloudEvent on the bus, one model per topic.
+
+Rules (see ARCHITECTURE.md): past tense for facts; payloads are frozen; a compatible change only adds
+optional fields (consumers ignore fields they do not know, so old readers keep working); an incompatible
+change makes a new `.v2` topic and an upcast. `tests/snapshots/` holds the JSON Schema of every event and
+a test fails when a change is not additive.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from ragbus.common import topics
+
+# Ids that travel in keys and payloads: printable, no separators that would break `tenant:id` keys.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s:\x00-\x1f]+$")]
+MetadataValue = str | int | float | bool | None
+
+
+class EventData(BaseModel):
+    """Base of every event payload."""
+
+    # extra="ignore": a reader on an older version drops fields added since (additive evolution).
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    topic: ClassVar[str]
+
+    @classmethod
+    def event_type(cls) -> str:
+        return topics.event_type(cls.topic)
+
+    def partition_key(self, tenant: str) -> str:
+        """Kafka key: order holds per document / per conversation, work spreads over partitions."""
+        raise NotImplementedError
+
+    def subject(self) -> str | None:
+        """The CloudEvents `subject`: the document or request this event is about."""
+        return None
+
+
+class StageTiming(BaseModel):
+    """How long one service spent on a request; the gaps between stages are time on the bus."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    service: str
+    started_at: AwareDatetime
+    finished_at: AwareDatetime
+
+    @property
+    def ms(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds() * 1000
+
+
+class Verdict(BaseModel):
+    """The outcome of one guard check."""
+
+    model_config = ConfigDict(frozen=True)
+
+    check: str
+    passed: bool
+    reason: str | None = None
+    score: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- documents -------------------------------------------------------------------------------------
+
+
+class _DocEvent(EventData):
+    doc_id: Id
+
+    def partition_key(self, tenant: str) -> str:
+        return f"{tenant}:{self.doc_id}"
+
+    def subject(self) -> str | None:
+        return self.doc_id
+
+
+class DocsSubmitted(_DocEvent):
+    """A document to (re)index: inline `text`, or a `uri` the ingest service can read."""
+
+    topic: ClassVar[str] = topics.DOCS_SUBMITTED
+
+    title: str | None = Field(default=None, max_length=1000)
+    text: str | None = None
+    uri: str | None = Field(default=None, max_length=4096)
+    content_type: str | None = Field(default=None, description="MIME type; guessed from the uri if absent")
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _text_or_uri(self) -> DocsSubmitted:
+        if (self.text is None) == (self.uri is None):
+            raise ValueError("give exactly one of `text` (inline content) or `uri` (a file to read)")
+        return self
+
+
+class DocsDeleted(_DocEvent):
+    """A document to remove from the index, all versions."""
+
+    topic: ClassVar[str] = topics.DOCS_DELETED
+
+    reason: str | None = None
+
+
+class ChunkData(BaseModel):
+    """One chunk of a document version."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: UUID = Field(description="uuid5 of (tenant, doc_id, index, content_hash): same chunk, same id")
+    index: int = Field(ge=0)
+    text: str
+    content_hash: str
+    token_count: int = Field(ge=0)
+    char_start: int = Field(ge=0)
+    char_end: int = Field(ge=0)
+
+
+class DocsChunked(_DocEvent):
+    """A document version cut into chunks (possibly over several parts), or its removal (`deleted`)."""
+
+    topic: ClassVar[str] = topics.DOCS_CHUNKED
+
+    version: str = Field(description="content hash of the normalised document text")
+    title: str | None = None
+    uri: str | None = None
+    content_type: str | None = None
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    chunks: list[ChunkData] = Field(default_factory=list)
+    part: int = Field(default=0, ge=0)
+    parts: int = Field(default=1, ge=1)
+    total_chunks: int = Field(default=0, ge=0)
+    deleted: bool = False
+    tokenizer: str | None = None
+
+
+class DocsIndexed(_DocEvent):
+    """A part of a document version is searchable (or the document is gone, `deleted`)."""
+
+    topic: ClassVar[str] = topics.DOCS_INDEXED
+
+    version: str
+    part: int = 0
+    parts: int = 1
+    chunk_ids: list[UUID] = Field(default_factory=list)
+    upserted: int = 0
+    removed: int = 0
+    deleted: bool = False
+    embedding_model: str | None = None
+    elapsed_ms: float | None = None
+
+
+# --- queries and answers ---------------------------------------------------------------------------
+
+
+class _QueryEvent(EventData):
+    query_id: Id
+    conversation_id: Id | None = None
+
+    def partition_key(self, tenant: str) -> str:
+        return f"{tenant}:{self.conversation_id or self.query_id}"
+
+    def subject(self) -> str | None:
+        return self.query_id
+
+
+class QueryOptions(BaseModel):
+    """Per-request knobs; every field is optional, services fall back to their settings."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    top_k: int | None = Field(default=None, ge=1, le=50)
+    min_tier: int | None = Field(default=None, ge=0, description="start the cascade at this tier")
+    max_tier: int | None = Field(default=None, ge=0, description="never escalate past this tier")
+    doc_ids: list[str] | None = Field(default=None, description="restrict retrieval to these documents")
+
+
+class QueriesSubmitted(_QueryEvent):
+    """A question from a user or a program."""
+
+    topic: ClassVar[str] = topics.QUERIES_SUBMITTED
+
+    question: str = Field(max_length=100_000)
+    user_id: str | None = None
+    options: QueryOptions = Field(default_factory=QueryOptions)
+
+
+class QueriesAccepted(_QueryEvent):
+    """A question that passed the input guard."""
+
+    topic: ClassVar[str] = topics.QUERIES_ACCEPTED
+
+    question: str
+    user_id: str | None = None
+    options: QueryOptions = Field(default_factory=QueryOptions)
+    verdicts: list[Verdict] = Field(default_factory=list)
+    stages: list[StageTiming] = Field(default_factory=list)
+
+
+class QueriesRejected(_QueryEvent):
+    """A question the input guard refused; an `answers.completed` with status `blocked` follows."""
+
+    topic: ClassVar[str] = topics.QUERIES_REJECTED
+
+    reason: str
+    verdicts: list[Verdict] = Field(default_factory=list)
+    stages: list[StageTiming] = Field(default_factory=list)
+
+
+class Citation(BaseModel):
+    """A source the answer relies on: `n` is the marker `[n]` in the answer text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n: int = Field(ge=1)
+    doc_id: str
+    chunk_id: UUID
+    title: str | None = None
+    score: float | None = None
+    quote: str | None = Field(default=None, description="the passage the answer is drawn from")
+
+
+class RetrievedChunk(BaseModel):
+    """A chunk retrieval returned for a question, with its score."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chunk_id: UUID
+    doc_id: str
+    index: int
+    score: float
+    title: str | None = None
+
+
+class TierAttempt(BaseModel):
+    """One step of the model cascade: what ran, whether its answer was accepted, and what it cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tier: int = Field(ge=0)
+    name: str = Field(description="`extractive`, or the chat model's name")
+    accepted: bool
+    reason: str = Field(description="why it was accepted or why the cascade escalated past it")
+    latency_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    error: str | None = None
+
+
+class Cascade(BaseModel):
+    """The whole cascade of a request: the tier that answered and every attempt on the way."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tier: int
+    reason: str
+    attempts: list[TierAttempt] = Field(default_factory=list)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(a.prompt_tokens for a in self.attempts)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(a.completion_tokens for a in self.attempts)
+
+
+class AnswersDrafted(_QueryEvent):
+    """An answer before the output guard."""
+
+    topic: ClassVar[str] = topics.ANSWERS_DRAFTED
+
+    question: str
+    answer: str
+    citations: list[Citation] = Field(default_factory=list)
+    retrieved: list[RetrievedChunk] = Field(default_factory=list)
+    cascade: Cascade
+    stages: list[StageTiming] = Field(default_factory=list)
+
+
+AnswerStatus = Literal["answered", "blocked", "failed"]
+
+
+class AnswersCompleted(_QueryEvent):
+    """The final answer to a query: `answered`, `blocked` by a guard (with the reason), or `failed`."""
+
+    topic: ClassVar[str] = topics.ANSWERS_COMPLETED
+
+    status: AnswerStatus
+    answer: str
+    reason: str | None = None
+    citations: list[Citation] = Field(default_factory=list)
+    verdicts: list[Verdict] = Field(default_factory=list)
+    cascade: Cascade | None = None
+    stages: list[StageTiming] = Field(default_factory=list)
+
+
+class FeedbackSubmitted(_QueryEvent):
+    """A user's judgement of an answer."""
+
+    topic: ClassVar[str] = topics.FEEDBACK_SUBMITTED
+
+    rating: Literal["up", "down"]
+    comment: str | None = Field(default=None, max_length=10_000)
+    user_id: str | None = None
+
+
+EVENT_TYPES: tuple[type[EventData], ...] = (
+    DocsSubmitted,
+    DocsDeleted,
+    DocsChunked,
+    DocsIndexed,
+    QueriesSubmitted,
+    QueriesAccepted,
+    QueriesRejected,
+    AnswersDrafted,
+    AnswersCompleted,
+    FeedbackSubmitted,
+)
+BY_TOPIC: dict[str, type[EventData]] = {cls.topic: cls for cls in EVENT_TYPES}
+BY_TYPE: dict[str, type[EventData]] = {cls.event_type(): cls for cls in EVENT_TYPES}
+
+
+# --- dead letters ----------------------------------------------------------------------------------
+
+DLQ_HEADER_PREFIX = "x-ragbus-dlq-"
+
+
+class DeadLetter(BaseModel):
+    """What a `<topic>.dlq` message says about itself.
+
+    The message value is the original bytes, unchanged (nothing is lost, whatever was wrong with them);
+    these fields travel as Kafka headers `x-ragbus-dlq-<field>`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    original_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    service: str
+    error_type: str
+    reason: str
+    attempts: int = 1
+    failed_at: datetime
+
+    def to_headers(self) -> dict[str, str]:
+        data = self.model_dump(mode="json", exclude_none=True)
+        return {DLQ_HEADER_PREFIX + k.replace("_", "-"): str(v) for k, v in data.items()}
+
+    @classmethod
+    def from_headers(cls, headers: dict[str, Any]) -> DeadLetter:
+        fields: dict[str, Any] = {}
+        for name, value in headers.items():
+            if name.startswith(DLQ_HEADER_PREFIX):
+                text = value.decode() if isinstance(value, bytes) else value
+                fields[name.removeprefix(DLQ_HEADER_PREFIX).replace("-", "_")] = text
+        return cls.model_validate(fields)

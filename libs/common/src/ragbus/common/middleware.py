@@ -1,0 +1,152 @@
+"""The one retry / dead-letter mechanism every service uses (a FastStream broker middleware).
+
+Around each handler call it:
+- binds `event_id`, `tenant_id`, `topic`, `service` (and the trace id) to the structured log context;
+- retries a retryable failure in place, with capped exponential backoff and jitter, for as long as it
+  takes (a dependency that is down is waited for, never dead-lettered; nothing later on the partition is
+  committed meanwhile);
+- sends a poison message (it does not decode, breaks the contract, or the handler says so) to
+  `<topic>.dlq`: the original bytes unchanged, the reason in `x-ragbus-dlq-*` headers, then returns so
+  that `AckPolicy.ACK` commits it and the service goes on;
+- retries an unclassified error a few times, then dead-letters it with its type and message.
+Only after it returns does FastStream commit (subscribers use `AckPolicy.ACK`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from faststream.middlewares import BaseMiddleware
+
+from ragbus.common.envelope import EnvelopeAttributes
+from ragbus.common.errors import POISON, RETRYABLE
+from ragbus.common.events import DeadLetter
+from ragbus.common.settings import RetrySettings
+from ragbus.common.topics import DLQ_SUFFIX
+
+if TYPE_CHECKING:
+    from faststream._internal.context.repository import ContextRepo
+    from faststream.kafka import KafkaBroker
+    from faststream.message import StreamMessage
+
+log = structlog.stdlib.get_logger("ragbus.middleware")
+
+
+def backoff_delay(attempt: int, policy: RetrySettings) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(max, initial * 2**(attempt-1))]."""
+    ceiling = min(policy.max_backoff_s, policy.initial_backoff_s * 2 ** max(attempt - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " | ")
+    return (text[:1000] + "…") if len(text) > 1000 else text or type(exc).__name__
+
+
+class DeadLetterMiddleware(BaseMiddleware):
+    """Built per message by FastStream through `DeadLetterMiddleware.factory(...)`."""
+
+    def __init__(
+        self,
+        msg: Any,
+        /,
+        *,
+        context: ContextRepo,
+        broker: KafkaBroker,
+        service: str,
+        policy: RetrySettings,
+        retryable: tuple[type[BaseException], ...],
+    ) -> None:
+        super().__init__(msg, context=context)
+        self.broker = broker
+        self.service = service
+        self.policy = policy
+        self.retryable = retryable
+
+    @classmethod
+    def factory(
+        cls,
+        broker: KafkaBroker,
+        *,
+        service: str,
+        policy: RetrySettings,
+        retryable: tuple[type[BaseException], ...] = (),
+    ) -> Callable[..., DeadLetterMiddleware]:
+        def build(msg: Any, /, *, context: ContextRepo) -> DeadLetterMiddleware:
+            return cls(
+                msg,
+                context=context,
+                broker=broker,
+                service=service,
+                policy=policy,
+                retryable=RETRYABLE + retryable,
+            )
+
+        return build
+
+    async def consume_scope(
+        self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
+    ) -> Any:
+        record = msg.raw_message
+        topic: str = getattr(record, "topic", "") or ""
+        attrs = EnvelopeAttributes.peek(msg.body)
+        bound = {
+            "service": self.service,
+            "topic": topic,
+            "offset": getattr(record, "offset", None),
+            "event_id": str(attrs.id) if attrs else None,
+            "tenant_id": attrs.tenantid if attrs else None,
+            "correlation_id": attrs.correlationid if attrs else None,
+        }
+        with structlog.contextvars.bound_contextvars(**bound):
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    return await call_next(msg)
+                except asyncio.CancelledError:
+                    raise
+                except POISON as exc:
+                    await self._dead_letter(msg, topic, exc, attempt)
+                    return None
+                except self.retryable as exc:
+                    delay = backoff_delay(attempt, self.policy)
+                    log.warning("retrying", attempt=attempt, delay_s=round(delay, 2), error=_reason(exc),
+                                error_type=type(exc).__name__)
+                    await asyncio.sleep(delay)
+                except Exception as exc:
+                    if attempt >= self.policy.max_attempts_unknown:
+                        log.exception("giving up on message", attempt=attempt)
+                        await self._dead_letter(msg, topic, exc, attempt)
+                        return None
+                    delay = backoff_delay(attempt, self.policy)
+                    log.warning("unexpected error, retrying", attempt=attempt, delay_s=round(delay, 2),
+                                error=_reason(exc), error_type=type(exc).__name__)
+                    await asyncio.sleep(delay)
+
+    async def _dead_letter(self, msg: StreamMessage[Any], topic: str, exc: BaseException, attempts: int) -> None:
+        record = msg.raw_message
+        letter = DeadLetter(
+            original_topic=topic,
+            partition=getattr(record, "partition", None),
+            offset=getattr(record, "offset", None),
+            service=self.service,
+            error_type=type(exc).__name__,
+            reason=_reason(exc),
+            attempts=attempts,
+            failed_at=datetime.now(UTC),
+        )
+        if topic.endswith(DLQ_SUFFIX):
+            # A dead letter that cannot be handled is logged and dropped, never dead-lettered again.
+            log.error("unprocessable dead letter dropped", reason=letter.reason)
+            return
+        headers = {k: v for k, v in (msg.headers or {}).items() if isinstance(v, str)}
+        headers.update(letter.to_headers())
+        # The DLQ keeps the original key and bytes, so a fixed consumer can replay it as it was.
+        await self.broker.publish(msg.body, topic + DLQ_SUFFIX, key=getattr(record, "key", None), headers=headers)
+        log.error("dead-lettered", reason=letter.reason, error_type=letter.error_type, dlq=topic + DLQ_SUFFIX)

@@ -1,0 +1,98 @@
+"""Settings base classes (pydantic-settings).
+
+Shared infrastructure settings read their own environment, the same for every service:
+`KAFKA_*` for the bus, `OTEL_*` / `RAGBUS_TELEMETRY_*` for traces, `RAGBUS_LOG_*` for logs, and
+`RAGBUS_RETRY_*` for the retry policy. Each service adds its own settings under its own prefix
+(`INGEST_`, `EMBED_`, `ORCHESTRATOR_`, `GUARD_`, `MONITOR_`). Secrets are `SecretStr`, never logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def ragbus_home() -> Path:
+    """Where the embedded stack keeps its state (span file, vector store, pid files)."""
+    import os
+
+    return Path(os.environ.get("RAGBUS_HOME", Path.home() / ".ragbus")).expanduser()
+
+
+class KafkaSettings(BaseSettings):
+    """The bus. Defaults suit Apache Kafka; the embedded stack (Tansu) shortens the group timeouts."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP_SERVERS", "bootstrap"),
+    )
+    topic_prefix: str = Field(default="", description="namespace for every topic and consumer group")
+    # Kafka refuses session timeouts under group.min.session.timeout.ms (6 s by default); Tansu joins
+    # slowly with 10 s, so `ragbus up` and the tests use 2000 / 500.
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    # Tansu does not answer a waiting fetch early: this bounds the latency of every hop there.
+    # On Kafka it only changes how often an idle consumer polls.
+    fetch_max_wait_ms: int = 25
+    metadata_max_age_ms: int = 300_000
+    max_poll_interval_ms: int = 300_000
+    request_timeout_ms: int = 40_000
+    max_request_size: int = 1_048_576
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    def group_id(self, service: str) -> str:
+        return f"{self.topic_prefix}ragbus-{service}"
+
+
+class TelemetrySettings(BaseSettings):
+    """Traces: OTLP when an endpoint is set, else spans appended to a local JSON-lines file."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGBUS_TELEMETRY_", extra="ignore")
+
+    enabled: bool = True
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "RAGBUS_TELEMETRY_OTLP_ENDPOINT"),
+    )
+    span_file: Path = Field(default_factory=lambda: ragbus_home() / "spans.jsonl")
+
+
+class LogSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGBUS_LOG_", extra="ignore")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["console", "json"] = "console"
+
+
+class RetrySettings(BaseSettings):
+    """How the shared middleware retries (see ragbus.common.errors)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGBUS_RETRY_", extra="ignore")
+
+    initial_backoff_s: float = 0.2
+    max_backoff_s: float = 30.0
+    # Unclassified errors (likely bugs) are dead-lettered after this many attempts.
+    max_attempts_unknown: int = 3
+
+
+class ServiceSettings(BaseSettings):
+    """Base of each service's settings; subclasses set `env_prefix` and add their own fields."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+
+    def with_kafka(self, **changes: Any) -> Any:
+        """A copy with some Kafka settings changed (tests and the runner use it)."""
+        return self.model_copy(update={"kafka": self.kafka.model_copy(update=changes)})

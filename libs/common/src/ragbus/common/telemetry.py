@@ -1,0 +1,132 @@
+"""OpenTelemetry setup: one `tracer_provider(service)` call per service.
+
+Spans go over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (Jaeger all-in-one listens on 4318),
+else they are appended as JSON lines to a local span file that `ragbus trace ID` draws as a tree.
+Trace context crosses the bus in the Kafka headers (W3C `traceparent`), by FastStream's telemetry
+middleware.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from ragbus.common.settings import TelemetrySettings
+
+
+class SpanFileExporter(SpanExporter):
+    """Appends finished spans as JSON lines; several processes may append to the same file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = "".join(json.dumps(span_to_dict(s), separators=(",", ":")) + "\n" for s in spans)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One write() per batch, O_APPEND: lines from concurrent writers do not interleave.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, lines.encode())
+            finally:
+                os.close(fd)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
+    ctx = span.get_span_context()
+    assert ctx is not None
+    return {
+        "trace_id": format(ctx.trace_id, "032x"),
+        "span_id": format(ctx.span_id, "016x"),
+        "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
+        "name": span.name,
+        "service": span.resource.attributes.get("service.name"),
+        "kind": span.kind.name,
+        "start_ns": span.start_time,
+        "end_ns": span.end_time,
+        "status": span.status.status_code.name,
+        "attributes": {k: v if isinstance(v, str | int | float | bool) else list(v or ()) for k, v in
+                       (span.attributes or {}).items()},
+        "links": [format(link.context.span_id, "016x") for link in span.links],
+    }
+
+
+def read_spans(path: Path, trace_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """The spans recorded in a span file (of one trace, if given); damaged lines are skipped."""
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                span = json.loads(line)
+            except ValueError:
+                continue
+            if trace_id is None or span.get("trace_id") == trace_id:
+                yield span
+
+
+_exporters: dict[str, SpanExporter] = {}
+_providers: dict[str, TracerProvider] = {}
+_lock = threading.Lock()
+
+
+def _exporter(settings: TelemetrySettings) -> SpanExporter:
+    key = settings.otlp_endpoint or str(settings.span_file)
+    with _lock:
+        if key not in _exporters:
+            if settings.otlp_endpoint:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+                endpoint = settings.otlp_endpoint.rstrip("/")
+                if not endpoint.endswith("/v1/traces"):
+                    endpoint += "/v1/traces"
+                _exporters[key] = OTLPSpanExporter(endpoint=endpoint)
+            else:
+                _exporters[key] = SpanFileExporter(settings.span_file)
+        return _exporters[key]
+
+
+def tracer_provider(service: str, settings: TelemetrySettings | None = None) -> TracerProvider:
+    """The tracer provider of one service (`service.name` = ragbus-<service>), created once per process.
+
+    Several services hosted in one process each get their own provider (their own service name) over
+    one shared exporter.
+    """
+    settings = settings or TelemetrySettings()
+    name = f"ragbus-{service}"
+    with _lock:
+        provider = _providers.get(name)
+    if provider is not None:
+        return provider
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    if settings.enabled:
+        provider.add_span_processor(BatchSpanProcessor(_exporter(settings), schedule_delay_millis=500))
+    with _lock:
+        return _providers.setdefault(name, provider)
+
+
+def flush() -> None:
+    """Export every pending span now (before a process exits, or before a test reads the span file)."""
+    with _lock:
+        providers = list(_providers.values())
+    for provider in providers:
+        provider.force_flush()
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None

@@ -1,0 +1,1 @@
+"""ragbus monitor service."""

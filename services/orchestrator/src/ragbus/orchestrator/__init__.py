@@ -1,0 +1,1 @@
+"""ragbus orchestrator service."""
