@@ -8,13 +8,17 @@ and group timeouts / fetch wait taken from `KafkaSettings`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -34,6 +38,11 @@ async def json_decoder(msg: Any, original_decoder: Any) -> Any:
     A body that is not JSON raises here, inside the middleware, and is dead-lettered.
     """
     return json.loads(msg.body)
+
+
+async def raw_decoder(msg: Any, original_decoder: Any) -> bytes:
+    """Hand the body over undecoded: for readers of `.dlq` topics, whose bodies may be anything."""
+    return bytes(msg.body)
 
 
 def _security(settings: KafkaSettings) -> BaseSecurity | None:
@@ -76,6 +85,45 @@ def make_broker(
     broker.add_middleware(DeadLetterMiddleware.factory(broker, service=service, policy=settings.retry,
                                                        retryable=retryable))
     return broker
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection keyword arguments for plain aiokafka clients (producer, consumer, admin)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
+        "request_timeout_ms": settings.request_timeout_ms,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol.endswith("SSL"):
+        options["ssl_context"] = ssl.create_default_context()
+    if settings.sasl_mechanism:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = (
+            settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        )
+    return options
+
+
+async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
+    """Create the topics that do not exist yet; returns those it created.
+
+    Consumers subscribed to a topic that does not exist yet may not see it until their metadata
+    refreshes (minutes), so the runner creates every topic before it starts any service.
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in dict.fromkeys(names) if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=settings.partitions, replication_factor=1) for n in missing]
+                )
+        return missing
+    finally:
+        await admin.close()
 
 
 def consumer_options(service: str, settings: KafkaSettings) -> dict[str, Any]:

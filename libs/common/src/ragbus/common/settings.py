@@ -32,6 +32,9 @@ class KafkaSettings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP_SERVERS", "bootstrap"),
     )
     topic_prefix: str = Field(default="", description="namespace for every topic and consumer group")
+    # Partitions of the topics ragbus creates itself (local broker, tests); production topics are
+    # created by the operator (docker-compose's topic-init) with as many as the consumers need.
+    partitions: int = 1
     # Kafka refuses session timeouts under group.min.session.timeout.ms (6 s by default); Tansu joins
     # slowly with 10 s, so `ragbus up` and the tests use 2000 / 500.
     session_timeout_ms: int = 10_000

@@ -1,0 +1,274 @@
+"""`ragbus`: the command line of the stack.
+
+    ragbus up [--detach]        start broker, model server and all five services (embedded defaults)
+    ragbus ingest PATH|-        publish documents, wait until they are indexed
+    ragbus ask "question"       publish a question, print the cited answer, its tier and trace id
+    ragbus trace ID             draw a trace from the local span file
+    ragbus down / status        stop / show what `ragbus up` started
+
+Errors are one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import re
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from ragbus.client.client import Answer, Document, Indexed, RagbusClient, RequestFailed
+from ragbus.client.trace import TraceNotFound, load_trace, render_tree
+from ragbus.common.events import QueryOptions
+from ragbus.common.settings import KafkaSettings, TelemetrySettings
+
+T = TypeVar("T")
+TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".text")
+INLINE_LIMIT = 900_000  # bytes: inline text travels in one Kafka message (1 MB by default)
+
+
+class CliError(click.ClickException):
+    def show(self, file: Any = None) -> None:
+        click.echo(f"ragbus: error: {self.message}", err=True)
+
+
+def _explain(exc: BaseException, bootstrap: str) -> str:
+    name = type(exc).__name__
+    if name in {"KafkaConnectionError", "NoBrokersAvailable"} or isinstance(exc, ConnectionError):
+        return f"cannot reach the Kafka broker at {bootstrap} (is `ragbus up` running? set KAFKA_BOOTSTRAP)"
+    if isinstance(exc, TimeoutError):
+        return "timed out waiting for the stack (is `ragbus up` running, and are all services ready?)"
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"invalid request: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+    return str(exc) or name
+
+
+def run_async(func: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return asyncio.run(func(*args, **kwargs))
+        except (click.ClickException, click.exceptions.Exit):
+            raise
+        except RequestFailed as exc:
+            raise CliError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one clear line
+            raise CliError(_explain(exc, KafkaSettings().bootstrap)) from None
+
+    return wrapper
+
+
+def _kafka(bootstrap: str | None) -> KafkaSettings:
+    settings = KafkaSettings()
+    return settings.model_copy(update={"bootstrap": bootstrap}) if bootstrap else settings
+
+
+bootstrap_option = click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")
+tenant_option = click.option("--tenant", envvar="RAGBUS_TENANT", default="default", show_default=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ragbus-client")
+def main() -> None:
+    """ragbus: an event-driven retrieval-augmented generation stack on Kafka."""
+
+
+# --- documents --------------------------------------------------------------------------------------
+
+
+def _doc_id(path: Path, base: Path) -> str:
+    rel = path.relative_to(base) if path != base else Path(path.name)
+    return re.sub(r"[\s:]+", "_", rel.as_posix())
+
+
+def _title(text: str, fallback: str) -> str:
+    for line in text.splitlines()[:20]:
+        if line.startswith("#"):
+            return line.lstrip("#").strip() or fallback
+    return fallback
+
+
+def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Document]:
+    if path == "-":
+        text = sys.stdin.read()
+        yield Document(doc_id=doc_id or "stdin", text=text, title=_title(text, doc_id or "stdin"))
+        return
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise CliError(f"{path}: no such file or directory")
+    files = (
+        [root] if root.is_file()
+        else sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    )
+    if not files:
+        raise CliError(f"{path}: no text documents ({', '.join(TEXT_SUFFIXES)}) found")
+    base = root if root.is_dir() else root.parent
+    for file in files:
+        ident = doc_id if doc_id and root.is_file() else _doc_id(file, base)
+        if by_reference:
+            yield Document(doc_id=ident, uri=str(file.resolve()), title=file.stem)
+            continue
+        data = file.read_bytes()
+        if len(data) > INLINE_LIMIT:
+            raise CliError(f"{file} is {len(data)} bytes: too big to send inline; use --by-reference")
+        text = data.decode("utf-8", errors="replace")
+        yield Document(doc_id=ident, text=text, title=_title(text, file.stem),
+                       content_type="text/markdown" if file.suffix.lower() in (".md", ".markdown") else None,
+                       metadata={"path": str(file)})
+
+
+@main.command()
+@click.argument("path")
+@click.option("--doc-id", help="Document id (default: the path relative to PATH).")
+@click.option("--by-reference", is_flag=True, help="Send the file path for the ingest service to read.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for indexing.")
+@bootstrap_option
+@tenant_option
+@run_async
+async def ingest(path: str, doc_id: str | None, by_reference: bool, timeout: float, bootstrap: str | None,
+                 tenant: str) -> None:
+    """Index documents: a file, a directory of text files, or - for stdin."""
+    docs = list(_documents(path, doc_id, by_reference))
+    done = 0
+
+    def progress(result: Indexed) -> None:
+        nonlocal done
+        done += 1
+        click.echo(f"  indexed {result.doc_id}  {result.chunks} chunks  ({done}/{len(docs)})")
+
+    click.echo(f"ingesting {len(docs)} document{'s' if len(docs) != 1 else ''} …")
+    async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
+        results = await client.ingest(docs, timeout=timeout, on_indexed=progress)
+    took = max(r.elapsed_ms for r in results) / 1000
+    click.echo(f"{len(results)} documents, {sum(r.chunks for r in results)} chunks indexed in {took:.1f} s")
+
+
+@main.command()
+@click.argument("doc_id")
+@bootstrap_option
+@tenant_option
+@run_async
+async def delete(doc_id: str, bootstrap: str | None, tenant: str) -> None:
+    """Remove a document from the index."""
+    async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
+        result = await client.delete(doc_id)
+    click.echo(f"deleted {doc_id}: {result.removed} chunks removed")
+
+
+# --- questions ----------------------------------------------------------------------------------------
+
+
+def _print_answer(result: Answer) -> None:
+    a = result.answer
+    if a.status != "answered":
+        click.secho(f"{a.status}: {a.reason or 'no reason given'}", fg="red", err=False)
+    click.echo(a.answer)
+    if a.citations:
+        click.echo("\nSources:")
+        for c in a.citations:
+            quote = (c.quote or "").replace("\n", " ")
+            quote = f' — "{quote[:110]}{"…" if len(quote) > 110 else ""}"' if quote else ""
+            click.echo(f"  [{c.n}] {c.doc_id}{f' ({c.title})' if c.title and c.title != c.doc_id else ''}{quote}")
+    tier = ""
+    if a.cascade:
+        names = {att.tier: att.name for att in a.cascade.attempts}
+        tier = f"tier {a.cascade.tier} ({names.get(a.cascade.tier, '?')}): {a.cascade.reason}  ·  "
+    click.secho(f"\n{tier}{result.elapsed_ms:.0f} ms  ·  trace {result.trace_id}", dim=True)
+
+
+@main.command()
+@click.argument("question")
+@click.option("--top-k", type=int, help="How many chunks to retrieve.")
+@click.option("--min-tier", type=int, help="Start the cascade at this tier (1 = always use the model).")
+@click.option("--max-tier", type=int, help="Never escalate past this tier (0 = no model).")
+@click.option("--conversation", help="Conversation id (keeps a conversation's requests in order).")
+@click.option("--json", "as_json", is_flag=True, help="Print the answers.completed event as JSON.")
+@click.option("--timeout", default=180.0, show_default=True)
+@bootstrap_option
+@tenant_option
+@run_async
+async def ask(question: str, top_k: int | None, min_tier: int | None, max_tier: int | None,
+              conversation: str | None, as_json: bool, timeout: float, bootstrap: str | None, tenant: str) -> None:
+    """Ask a question; print the answer with its citations, tier and trace id."""
+    options = QueryOptions(top_k=top_k, min_tier=min_tier, max_tier=max_tier)
+    async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
+        result = await client.ask(question, conversation_id=conversation, options=options, timeout=timeout)
+    if as_json:
+        click.echo(json.dumps({"trace_id": result.trace_id, "elapsed_ms": round(result.elapsed_ms, 1),
+                               "event": json.loads(result.event.to_bytes())}, indent=2))
+    else:
+        _print_answer(result)
+    if result.answer.status != "answered":
+        raise click.exceptions.Exit(2)
+
+
+@main.command()
+@click.argument("query_id")
+@click.argument("rating", type=click.Choice(["up", "down"]))
+@click.option("--comment")
+@bootstrap_option
+@tenant_option
+@run_async
+async def feedback(query_id: str, rating: str, comment: str | None, bootstrap: str | None, tenant: str) -> None:
+    """Record a user's judgement of an answer."""
+    async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
+        await client.feedback(query_id, rating, comment)
+    click.echo("thanks: feedback recorded")
+
+
+# --- traces -------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("trace_id")
+@click.option("--file", "span_file", type=click.Path(path_type=Path), help="Span file (default: RAGBUS_HOME).")
+def trace(trace_id: str, span_file: Path | None) -> None:
+    """Draw a trace from the local span file as a tree."""
+    path = span_file or TelemetrySettings().span_file
+    try:
+        click.echo(render_tree(load_trace(path, trace_id)))
+    except TraceNotFound as exc:
+        raise CliError(str(exc)) from None
+
+
+# --- the local stack -----------------------------------------------------------------------------------
+
+
+def _stack() -> Any:
+    try:
+        from ragbus.stack import cli_up
+    except ImportError as exc:
+        raise CliError(f"this command needs the ragbus-stack package ({exc.name} is missing)") from None
+    return cli_up
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--detach", "-d", is_flag=True, help="Run in the background; `ragbus down` stops it.")
+@click.option("--no-model", is_flag=True, help="Do not start the local chat model server.")
+@click.option("--port", default=9092, show_default=True, help="Port of the local Kafka-protocol broker.")
+def up(detach: bool, no_model: bool, port: int) -> None:
+    """Start the whole stack on one machine: broker, model server and all five services."""
+    _stack().up(detach=detach, model=not no_model, port=port)
+
+
+@main.command()
+def down() -> None:
+    """Stop what `ragbus up --detach` started."""
+    _stack().down()
+
+
+@main.command()
+def status() -> None:
+    """Show the local stack: broker, model server, services."""
+    _stack().status()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The ragbus client: publish documents and questions, and wait for what the stack answers.
+
+Any Kafka client can talk to ragbus (publish a CloudEvent JSON to `docs.submitted.v1` or
+`queries.submitted.v1`); this one also waits for the outcome, matched by correlation id:
+`docs.indexed.v1` for documents, `answers.completed.v1` for questions, and the `.dlq` topics, so that
+a request the stack refused comes back as a clear error instead of a timeout.
+
+    async with RagbusClient() as client:
+        await client.ingest([Document(doc_id="readme", text=open("README.md").read())])
+        result = await client.ask("What is ragbus?")
+        print(result.answer.answer, result.answer.citations)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
+
+from ragbus.common import topics
+from ragbus.common.bus import client_options, ensure_topics
+from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, EnvelopeAttributes, parse_event
+from ragbus.common.events import (
+    AnswersCompleted,
+    DeadLetter,
+    DocsDeleted,
+    DocsIndexed,
+    DocsSubmitted,
+    EventData,
+    FeedbackSubmitted,
+    MetadataValue,
+    QueriesSubmitted,
+    QueryOptions,
+)
+from ragbus.common.ids import uuid7
+from ragbus.common.settings import KafkaSettings, TelemetrySettings
+from ragbus.common.telemetry import tracer_provider
+
+# Topics whose dead letters can belong to a client request.
+_REQUEST_PATH = (
+    topics.DOCS_SUBMITTED,
+    topics.DOCS_DELETED,
+    topics.DOCS_CHUNKED,
+    topics.QUERIES_SUBMITTED,
+    topics.QUERIES_ACCEPTED,
+    topics.ANSWERS_DRAFTED,
+)
+
+
+class RequestFailed(Exception):
+    """The stack dead-lettered a request (or an event it led to): the reason says why."""
+
+    def __init__(self, letter: DeadLetter) -> None:
+        super().__init__(f"{letter.service} could not process it ({letter.error_type}): {letter.reason}")
+        self.letter = letter
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document to index: inline `text`, or a `uri` that the ingest service can read."""
+
+    doc_id: str
+    text: str | None = None
+    uri: str | None = None
+    title: str | None = None
+    content_type: str | None = None
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    doc_id: str
+    version: str
+    chunks: int
+    removed: int
+    elapsed_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    event: Envelope[AnswersCompleted]
+    trace_id: str
+    elapsed_ms: float
+
+    @property
+    def answer(self) -> AnswersCompleted:
+        return self.event.data
+
+
+@dataclass
+class _Waiter:
+    future: asyncio.Future[list[Envelope[Any]]]
+    expect: str  # the CloudEvents type that completes the request
+    parts: dict[int, Envelope[Any]] = field(default_factory=dict)
+
+
+class RagbusClient:
+    def __init__(
+        self,
+        kafka: KafkaSettings | None = None,
+        *,
+        tenant: str = "default",
+        source: str = "ragbus/client",
+        telemetry: TelemetrySettings | None = None,
+    ) -> None:
+        self.kafka = kafka or KafkaSettings()
+        self.tenant = tenant
+        self.source = source
+        self.t = topics.Topics(self.kafka.topic_prefix)
+        self.tracer = tracer_provider("client", telemetry).get_tracer("ragbus.client")
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._waiters: dict[str, _Waiter] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> RagbusClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        reply_topics = [self.t(topics.DOCS_INDEXED), self.t(topics.ANSWERS_COMPLETED)]
+        reply_topics += [self.t.dlq(name) for name in _REQUEST_PATH]
+        await ensure_topics(self.kafka, reply_topics + [self.t(topics.DOCS_SUBMITTED), self.t(topics.QUERIES_SUBMITTED)])
+        self._producer = AIOKafkaProducer(**client_options(self.kafka), max_request_size=self.kafka.max_request_size)
+        await self._producer.start()
+        # No consumer group: the client reads the replies from "now" on every partition, so many
+        # clients can wait at once without a rebalance, and nothing is committed.
+        self._consumer = AIOKafkaConsumer(**client_options(self.kafka), enable_auto_commit=False,
+                                          fetch_max_wait_ms=self.kafka.fetch_max_wait_ms)
+        await self._consumer.start()
+        await self._consumer.topics()  # fetch metadata of every topic, including those just created
+        partitions = []
+        for name in reply_topics:
+            found = self._consumer.partitions_for_topic(name)
+            if not found:
+                raise RuntimeError(f"topic {name} has no partitions on {self.kafka.bootstrap}")
+            partitions += [TopicPartition(name, p) for p in found]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve positions now, so nothing published after this is missed
+            await self._consumer.position(tp)
+        self._reader = asyncio.create_task(self._read_replies(), name="ragbus-client-replies")
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._consumer:
+            await self._consumer.stop()
+        if self._producer:
+            await self._producer.stop()
+        for waiter in self._waiters.values():
+            if not waiter.future.done():
+                waiter.future.cancel()
+        tracer_provider("client").force_flush()
+
+    # --- requests ----------------------------------------------------------------------------------
+
+    async def ingest(
+        self,
+        documents: Iterable[Document],
+        *,
+        timeout: float = 300.0,
+        on_indexed: Callable[[Indexed], None] | None = None,
+    ) -> list[Indexed]:
+        """Submit documents and wait until each is indexed (every part). Raises RequestFailed."""
+        started = time.perf_counter()
+        pending: list[tuple[str, asyncio.Future[list[Envelope[Any]]]]] = []
+        for doc in documents:
+            data = DocsSubmitted(doc_id=doc.doc_id, text=doc.text, uri=doc.uri, title=doc.title,
+                                 content_type=doc.content_type, metadata=doc.metadata)
+            future = await self._send(data, expect=DocsIndexed.event_type(), name="ragbus ingest")
+            pending.append((doc.doc_id, future))
+
+        async def wait_one(doc_id: str, future: asyncio.Future[list[Envelope[Any]]]) -> Indexed:
+            events = await future
+            result = Indexed(
+                doc_id=doc_id,
+                version=events[0].data.version,
+                chunks=sum(len(e.data.chunk_ids) for e in events),
+                removed=sum(e.data.removed for e in events),
+                elapsed_ms=(time.perf_counter() - started) * 1000,
+            )
+            if on_indexed:
+                on_indexed(result)
+            return result
+
+        async with asyncio.timeout(timeout):
+            return list(await asyncio.gather(*(wait_one(d, f) for d, f in pending)))
+
+    async def delete(self, doc_id: str, *, timeout: float = 60.0) -> Indexed:
+        started = time.perf_counter()
+        future = await self._send(DocsDeleted(doc_id=doc_id), expect=DocsIndexed.event_type(),
+                                  name="ragbus delete")
+        async with asyncio.timeout(timeout):
+            events = await future
+        e = events[0].data
+        return Indexed(doc_id, e.version, 0, e.removed, (time.perf_counter() - started) * 1000)
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        conversation_id: str | None = None,
+        options: QueryOptions | None = None,
+        timeout: float = 120.0,
+    ) -> Answer:
+        """Ask a question and wait for `answers.completed` (answered, or blocked with a reason)."""
+        started = time.perf_counter()
+        data = QueriesSubmitted(query_id=str(uuid7()), conversation_id=conversation_id, question=question,
+                                options=options or QueryOptions())
+        with self.tracer.start_as_current_span("ragbus ask", kind=SpanKind.PRODUCER) as span:
+            trace_id = format(span.get_span_context().trace_id, "032x")
+            future = await self._send(data, expect=AnswersCompleted.event_type(), name=None)
+        async with asyncio.timeout(timeout):
+            events = await future
+        return Answer(events[0], trace_id, (time.perf_counter() - started) * 1000)
+
+    async def feedback(self, query_id: str, rating: str, comment: str | None = None) -> None:
+        data = FeedbackSubmitted.model_validate({"query_id": query_id, "rating": rating, "comment": comment})
+        await self._publish(Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=query_id))
+
+    async def _send(self, data: EventData, *, expect: str, name: str | None) -> asyncio.Future[list[Envelope[Any]]]:
+        """Publish a request; return a future resolved by its reply (registered before publishing)."""
+        correlation = getattr(data, "query_id", None) or f"{data.subject()}@{uuid7()}"
+        event = Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=correlation)
+        future: asyncio.Future[list[Envelope[Any]]] = asyncio.get_running_loop().create_future()
+        self._waiters[event.correlationid] = _Waiter(future, expect)
+        future.add_done_callback(lambda _: self._waiters.pop(event.correlationid, None))
+        if name:
+            with self.tracer.start_as_current_span(name, kind=SpanKind.PRODUCER):
+                await self._publish(event)
+        else:
+            await self._publish(event)
+        return future
+
+    async def _publish(self, event: Envelope[Any]) -> None:
+        assert self._producer is not None, "use `async with RagbusClient()` or call start() first"
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # W3C traceparent: the stack's spans join the caller's trace
+        headers = [("content-type", CE_CONTENT_TYPE.encode())] + [(k, v.encode()) for k, v in carrier.items()]
+        topic = self.t(type(event.data).topic)
+        await self._producer.send_and_wait(topic, event.to_bytes(), key=event.key, headers=headers)
+
+    # --- replies -----------------------------------------------------------------------------------
+
+    async def _read_replies(self) -> None:
+        assert self._consumer is not None
+        async for record in self._consumer:
+            if not self._waiters:
+                continue
+            attrs = EnvelopeAttributes.peek(record.value or b"")
+            waiter = self._waiters.get(attrs.correlationid) if attrs else None
+            if waiter is None or waiter.future.done():
+                continue
+            if record.topic.endswith(topics.DLQ_SUFFIX):
+                headers = {k: v for k, v in record.headers}
+                waiter.future.set_exception(RequestFailed(DeadLetter.from_headers(headers)))
+                continue
+            if attrs is None or attrs.type != waiter.expect:
+                continue
+            event = parse_event(record.value or b"")
+            part = getattr(event.data, "part", 0)
+            waiter.parts[part] = event  # a redelivered part replaces itself: same id
+            if len(waiter.parts) >= getattr(event.data, "parts", 1):
+                waiter.future.set_result([waiter.parts[k] for k in sorted(waiter.parts)])
+

@@ -1,0 +1,58 @@
+"""Draw one trace from the local span file as a tree (what `ragbus trace ID` prints)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from ragbus.common.telemetry import read_spans
+
+
+class TraceNotFound(LookupError):
+    pass
+
+
+def load_trace(path: Path, trace_id: str) -> list[dict[str, Any]]:
+    """The spans of the trace whose id is `trace_id` or starts with it (at least 8 hex digits)."""
+    trace_id = trace_id.strip().lower()
+    if len(trace_id) < 8:
+        raise TraceNotFound("give at least 8 hex digits of the trace id")
+    spans = [s for s in read_spans(path) if str(s.get("trace_id", "")).startswith(trace_id)]
+    ids = {s["trace_id"] for s in spans}
+    if not spans:
+        raise TraceNotFound(f"no spans of trace {trace_id} in {path}")
+    if len(ids) > 1:
+        raise TraceNotFound(f"{trace_id} matches {len(ids)} traces; give more digits")
+    return spans
+
+
+def render_tree(spans: list[dict[str, Any]]) -> str:
+    """The spans as an indented tree: name, service, start offset and duration."""
+    by_id = {s["span_id"]: s for s in spans}
+    children: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for s in spans:
+        parent = s.get("parent_id")
+        children[parent if parent in by_id else None].append(s)
+    for group in children.values():
+        group.sort(key=lambda s: s["start_ns"])
+    t0 = min(s["start_ns"] for s in spans)
+    t1 = max(s["end_ns"] for s in spans)
+    lines = [f"trace {spans[0]['trace_id']}  ({len(spans)} spans, {(t1 - t0) / 1e6:.1f} ms)"]
+
+    def walk(span: dict[str, Any], prefix: str, last: bool) -> None:
+        start = (span["start_ns"] - t0) / 1e6
+        took = (span["end_ns"] - span["start_ns"]) / 1e6
+        orphan = " (parent not recorded)" if span.get("parent_id") and span["parent_id"] not in by_id else ""
+        status = "" if span.get("status") in (None, "UNSET", "OK") else f"  !{span['status']}"
+        branch = "└─ " if last else "├─ "
+        lines.append(f"{prefix}{branch}{span['name']}  [{span.get('service')}]  +{start:.1f} ms  "
+                     f"{took:.1f} ms{status}{orphan}")
+        kids = children.get(span["span_id"], [])
+        for i, child in enumerate(kids):
+            walk(child, prefix + ("   " if last else "│  "), i == len(kids) - 1)
+
+    roots = children.get(None, [])
+    for i, root in enumerate(roots):
+        walk(root, "", i == len(roots) - 1)
+    return "\n".join(lines)

@@ -1,0 +1,46 @@
+"""The service application: a FastStream app that also knows its name and how to check its health."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+
+HealthCheck = Callable[[], Awaitable[None]]
+
+
+class RagbusApp(FastStream):
+    """`create_app(settings)` of every service returns one of these.
+
+    Health checks are the adapters' `ping()`s (svcs-style): the runner's `/healthz` calls them, and
+    `ragbus up` waits on them before it says a service is ready.
+    """
+
+    def __init__(self, broker: KafkaBroker, *, service: str, **kwargs: Any) -> None:
+        super().__init__(broker, title=f"ragbus {service}", **kwargs)
+        self.service = service
+        self.kafka_broker = broker
+        self._checks: dict[str, HealthCheck] = {}
+
+    def health_check(self, name: str, check: HealthCheck) -> None:
+        """Register a dependency check: an async callable that raises when the dependency is down."""
+        self._checks[name] = check
+
+    async def health(self, timeout: float = 3.0) -> dict[str, str]:
+        """`{"kafka": "ok", "vector_store": "error: ..."}`: each dependency's state, never raises."""
+        results: dict[str, str] = {}
+        try:
+            ok = await asyncio.wait_for(self.kafka_broker.ping(timeout=timeout), timeout + 1)
+            results["kafka"] = "ok" if ok else "error: broker did not answer"
+        except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
+            results["kafka"] = f"error: {exc!r}"
+        for name, check in self._checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout)
+                results[name] = "ok"
+            except Exception as exc:  # noqa: BLE001
+                results[name] = f"error: {exc!r}"
+        return results

@@ -1,0 +1,121 @@
+"""The envelope: CloudEvents attributes, typed data, deterministic follow-ups."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from pydantic import ValidationError
+
+from ragbus.common.envelope import Envelope, EnvelopeAttributes, parse_event
+from ragbus.common.events import (
+    AnswersCompleted,
+    DocsChunked,
+    DocsDeleted,
+    DocsSubmitted,
+    QueriesAccepted,
+    QueriesSubmitted,
+)
+from ragbus.common.ids import uuid7_time_ms
+
+
+def submitted(**kw: object) -> Envelope[DocsSubmitted]:
+    return Envelope.new(DocsSubmitted(doc_id="doc-1", text="Hello."), source="ragbus/test", **kw)  # type: ignore[arg-type]
+
+
+def test_new_event_carries_cloudevents_attributes() -> None:
+    event = submitted(tenant="acme")
+    body = json.loads(event.to_bytes())
+    assert body["specversion"] == "1.0"
+    assert body["type"] == "io.ragbus.docs.submitted.v1"
+    assert body["source"] == "ragbus/test"
+    assert body["subject"] == "doc-1"
+    assert body["tenantid"] == "acme"
+    assert body["datacontenttype"] == "application/json"
+    assert body["dataschema"].endswith("docs.submitted.v1.json")
+    assert body["time"].endswith("Z")
+    assert uuid.UUID(body["id"]).version == 7
+    assert "causationid" not in body  # absent attributes are omitted, as CloudEvents asks
+    assert event.key == b"acme:doc-1"
+
+
+def test_round_trip_through_json() -> None:
+    event = submitted()
+    again = Envelope[DocsSubmitted].model_validate_json(event.to_bytes())
+    assert again == event
+
+
+def test_follow_is_deterministic_and_keeps_tenant_and_correlation() -> None:
+    cause = submitted(tenant="acme", correlation_id="req-9")
+    a = cause.follow(DocsChunked(doc_id="doc-1", version="v1"), source="ragbus/ingest", seq=0)
+    b = cause.follow(DocsChunked(doc_id="doc-1", version="v1"), source="ragbus/ingest", seq=0)
+    part2 = cause.follow(DocsChunked(doc_id="doc-1", version="v1", part=1, parts=2), source="x", seq=1)
+    assert a.id == b.id != part2.id
+    assert a.causationid == cause.id
+    assert (a.tenantid, a.correlationid) == ("acme", "req-9")
+    # the derived id is still time-ordered: it carries its cause's timestamp
+    assert uuid7_time_ms(a.id) == uuid7_time_ms(cause.id)
+
+
+def test_type_must_match_data() -> None:
+    raw = json.loads(submitted().to_bytes())
+    raw["type"] = "io.ragbus.docs.deleted.v1"
+    with pytest.raises(ValidationError, match="does not match"):
+        Envelope[DocsSubmitted].model_validate(raw)
+
+
+def test_parse_event_picks_the_model_by_type() -> None:
+    event = Envelope.new(DocsDeleted(doc_id="d"), source="s")
+    parsed = parse_event(event.to_bytes())
+    assert isinstance(parsed.data, DocsDeleted)
+    with pytest.raises(ValueError, match="unknown event type"):
+        parse_event(b'{"type": "io.other.thing.v1"}')
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    raw = json.loads(submitted().to_bytes())
+    raw["data"]["added_in_a_later_version"] = 1
+    raw["someextension"] = "kept"
+    event = Envelope[DocsSubmitted].model_validate(raw)
+    assert event.data.doc_id == "doc-1"
+    assert json.loads(event.to_bytes())["someextension"] == "kept"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"doc_id": "d"},  # neither text nor uri
+        {"doc_id": "d", "text": "x", "uri": "/tmp/x"},  # both
+        {"doc_id": "has space", "text": "x"},
+        {"doc_id": "a:b", "text": "x"},  # would break the tenant:doc key
+        {"doc_id": "", "text": "x"},
+    ],
+)
+def test_bad_documents_are_refused_with_a_reason(data: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        DocsSubmitted.model_validate(data)
+
+
+def test_bad_tenant_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        submitted(tenant="no spaces please")
+
+
+def test_peek_never_raises() -> None:
+    assert EnvelopeAttributes.peek(b"\xff not json") is None
+    assert EnvelopeAttributes.peek(b"[]") is None
+    attrs = EnvelopeAttributes.peek(submitted().to_bytes())
+    assert attrs is not None and attrs.type == "io.ragbus.docs.submitted.v1"
+
+
+def test_query_key_prefers_conversation() -> None:
+    q = Envelope.new(QueriesSubmitted(query_id="q1", conversation_id="c1", question="?"), source="s",
+                     tenant="t")
+    assert q.key == b"t:c1"
+    q2 = Envelope.new(QueriesSubmitted(query_id="q1", question="?"), source="s", tenant="t")
+    assert q2.key == b"t:q1"
+    accepted = q.follow(QueriesAccepted(query_id="q1", conversation_id="c1", question="?"), source="g")
+    done = accepted.follow(AnswersCompleted(query_id="q1", conversation_id="c1", status="answered",
+                                            answer="a"), source="g")
+    assert done.key == q.key and done.correlationid == q.correlationid == "q1"
