@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -65,9 +65,9 @@ async def pg_schema(database_url: str, unique: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def ragbus_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def ragbus_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private RAGBUS_HOME (span file, vector store, pid files) for one test."""
     home = tmp_path / "ragbus-home"
     home.mkdir()
     monkeypatch.setenv("RAGBUS_HOME", str(home))
-    yield home
+    return home

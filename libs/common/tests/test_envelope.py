@@ -106,16 +106,20 @@ def test_peek_never_raises() -> None:
     assert EnvelopeAttributes.peek(b"\xff not json") is None
     assert EnvelopeAttributes.peek(b"[]") is None
     attrs = EnvelopeAttributes.peek(submitted().to_bytes())
-    assert attrs is not None and attrs.type == "io.ragbus.docs.submitted.v1"
+    assert attrs is not None
+    assert attrs.type == "io.ragbus.docs.submitted.v1"
 
 
 def test_query_key_prefers_conversation() -> None:
-    q = Envelope.new(QueriesSubmitted(query_id="q1", conversation_id="c1", question="?"), source="s",
-                     tenant="t")
+    q = Envelope.new(
+        QueriesSubmitted(query_id="q1", conversation_id="c1", question="?"), source="s", tenant="t"
+    )
     assert q.key == b"t:c1"
     q2 = Envelope.new(QueriesSubmitted(query_id="q1", question="?"), source="s", tenant="t")
     assert q2.key == b"t:q1"
     accepted = q.follow(QueriesAccepted(query_id="q1", conversation_id="c1", question="?"), source="g")
-    done = accepted.follow(AnswersCompleted(query_id="q1", conversation_id="c1", status="answered",
-                                            answer="a"), source="g")
-    assert done.key == q.key and done.correlationid == q.correlationid == "q1"
+    done = accepted.follow(
+        AnswersCompleted(query_id="q1", conversation_id="c1", status="answered", answer="a"), source="g"
+    )
+    assert done.key == q.key
+    assert done.correlationid == q.correlationid == "q1"

@@ -21,8 +21,9 @@ class Harness:
     """A one-handler service whose behaviour each test scripts by doc_id."""
 
     def __init__(self, prefix: str) -> None:
-        settings = ServiceSettings(retry=RetrySettings(initial_backoff_s=0.001, max_backoff_s=0.005,
-                                                       max_attempts_unknown=3))
+        settings = ServiceSettings(
+            retry=RetrySettings(initial_backoff_s=0.001, max_backoff_s=0.005, max_attempts_unknown=3)
+        )
         settings = settings.with_kafka(topic_prefix=prefix)
         self.t = Topics(prefix)
         self.broker = make_broker("test", settings)

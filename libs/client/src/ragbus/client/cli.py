@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
@@ -53,6 +54,8 @@ def _explain(exc: BaseException, bootstrap: str) -> str:
 def run_async(func: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> T:
+        # The CLI reports failures itself, in one line; the libraries' own log lines would repeat them.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         try:
             return asyncio.run(func(*args, **kwargs))
         except (click.ClickException, click.exceptions.Exit):
@@ -60,7 +63,7 @@ def run_async(func: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
         except RequestFailed as exc:
             raise CliError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one clear line
-            raise CliError(_explain(exc, KafkaSettings().bootstrap)) from None
+            raise CliError(_explain(exc, kwargs.get("bootstrap") or KafkaSettings().bootstrap)) from None
 
     return wrapper
 
@@ -104,7 +107,8 @@ def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Do
     if not root.exists():
         raise CliError(f"{path}: no such file or directory")
     files = (
-        [root] if root.is_file()
+        [root]
+        if root.is_file()
         else sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
     )
     if not files:
@@ -119,9 +123,13 @@ def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Do
         if len(data) > INLINE_LIMIT:
             raise CliError(f"{file} is {len(data)} bytes: too big to send inline; use --by-reference")
         text = data.decode("utf-8", errors="replace")
-        yield Document(doc_id=ident, text=text, title=_title(text, file.stem),
-                       content_type="text/markdown" if file.suffix.lower() in (".md", ".markdown") else None,
-                       metadata={"path": str(file)})
+        yield Document(
+            doc_id=ident,
+            text=text,
+            title=_title(text, file.stem),
+            content_type="text/markdown" if file.suffix.lower() in (".md", ".markdown") else None,
+            metadata={"path": str(file)},
+        )
 
 
 @main.command()
@@ -132,8 +140,9 @@ def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Do
 @bootstrap_option
 @tenant_option
 @run_async
-async def ingest(path: str, doc_id: str | None, by_reference: bool, timeout: float, bootstrap: str | None,
-                 tenant: str) -> None:
+async def ingest(
+    path: str, doc_id: str | None, by_reference: bool, timeout: float, bootstrap: str | None, tenant: str
+) -> None:
     """Index documents: a file, a directory of text files, or - for stdin."""
     docs = list(_documents(path, doc_id, by_reference))
     done = 0
@@ -175,7 +184,9 @@ def _print_answer(result: Answer) -> None:
         for c in a.citations:
             quote = (c.quote or "").replace("\n", " ")
             quote = f' — "{quote[:110]}{"…" if len(quote) > 110 else ""}"' if quote else ""
-            click.echo(f"  [{c.n}] {c.doc_id}{f' ({c.title})' if c.title and c.title != c.doc_id else ''}{quote}")
+            click.echo(
+                f"  [{c.n}] {c.doc_id}{f' ({c.title})' if c.title and c.title != c.doc_id else ''}{quote}"
+            )
     tier = ""
     if a.cascade:
         names = {att.tier: att.name for att in a.cascade.attempts}
@@ -194,15 +205,32 @@ def _print_answer(result: Answer) -> None:
 @bootstrap_option
 @tenant_option
 @run_async
-async def ask(question: str, top_k: int | None, min_tier: int | None, max_tier: int | None,
-              conversation: str | None, as_json: bool, timeout: float, bootstrap: str | None, tenant: str) -> None:
+async def ask(
+    question: str,
+    top_k: int | None,
+    min_tier: int | None,
+    max_tier: int | None,
+    conversation: str | None,
+    as_json: bool,
+    timeout: float,
+    bootstrap: str | None,
+    tenant: str,
+) -> None:
     """Ask a question; print the answer with its citations, tier and trace id."""
     options = QueryOptions(top_k=top_k, min_tier=min_tier, max_tier=max_tier)
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
         result = await client.ask(question, conversation_id=conversation, options=options, timeout=timeout)
     if as_json:
-        click.echo(json.dumps({"trace_id": result.trace_id, "elapsed_ms": round(result.elapsed_ms, 1),
-                               "event": json.loads(result.event.to_bytes())}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "trace_id": result.trace_id,
+                    "elapsed_ms": round(result.elapsed_ms, 1),
+                    "event": json.loads(result.event.to_bytes()),
+                },
+                indent=2,
+            )
+        )
     else:
         _print_answer(result)
     if result.answer.status != "answered":
@@ -216,7 +244,9 @@ async def ask(question: str, top_k: int | None, min_tier: int | None, max_tier: 
 @bootstrap_option
 @tenant_option
 @run_async
-async def feedback(query_id: str, rating: str, comment: str | None, bootstrap: str | None, tenant: str) -> None:
+async def feedback(
+    query_id: str, rating: str, comment: str | None, bootstrap: str | None, tenant: str
+) -> None:
     """Record a user's judgement of an answer."""
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
         await client.feedback(query_id, rating, comment)
@@ -228,7 +258,9 @@ async def feedback(query_id: str, rating: str, comment: str | None, bootstrap: s
 
 @main.command()
 @click.argument("trace_id")
-@click.option("--file", "span_file", type=click.Path(path_type=Path), help="Span file (default: RAGBUS_HOME).")
+@click.option(
+    "--file", "span_file", type=click.Path(path_type=Path), help="Span file (default: RAGBUS_HOME)."
+)
 def trace(trace_id: str, span_file: Path | None) -> None:
     """Draw a trace from the local span file as a tree."""
     path = span_file or TelemetrySettings().span_file

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,13 +132,20 @@ class RagbusClient:
     async def start(self) -> None:
         reply_topics = [self.t(topics.DOCS_INDEXED), self.t(topics.ANSWERS_COMPLETED)]
         reply_topics += [self.t.dlq(name) for name in _REQUEST_PATH]
-        await ensure_topics(self.kafka, reply_topics + [self.t(topics.DOCS_SUBMITTED), self.t(topics.QUERIES_SUBMITTED)])
-        self._producer = AIOKafkaProducer(**client_options(self.kafka), max_request_size=self.kafka.max_request_size)
+        await ensure_topics(
+            self.kafka, [*reply_topics, self.t(topics.DOCS_SUBMITTED), self.t(topics.QUERIES_SUBMITTED)]
+        )
+        self._producer = AIOKafkaProducer(
+            **client_options(self.kafka), max_request_size=self.kafka.max_request_size
+        )
         await self._producer.start()
         # No consumer group: the client reads the replies from "now" on every partition, so many
         # clients can wait at once without a rebalance, and nothing is committed.
-        self._consumer = AIOKafkaConsumer(**client_options(self.kafka), enable_auto_commit=False,
-                                          fetch_max_wait_ms=self.kafka.fetch_max_wait_ms)
+        self._consumer = AIOKafkaConsumer(
+            **client_options(self.kafka),
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
+        )
         await self._consumer.start()
         await self._consumer.topics()  # fetch metadata of every topic, including those just created
         partitions = []
@@ -180,8 +187,14 @@ class RagbusClient:
         started = time.perf_counter()
         pending: list[tuple[str, asyncio.Future[list[Envelope[Any]]]]] = []
         for doc in documents:
-            data = DocsSubmitted(doc_id=doc.doc_id, text=doc.text, uri=doc.uri, title=doc.title,
-                                 content_type=doc.content_type, metadata=doc.metadata)
+            data = DocsSubmitted(
+                doc_id=doc.doc_id,
+                text=doc.text,
+                uri=doc.uri,
+                title=doc.title,
+                content_type=doc.content_type,
+                metadata=doc.metadata,
+            )
             future = await self._send(data, expect=DocsIndexed.event_type(), name="ragbus ingest")
             pending.append((doc.doc_id, future))
 
@@ -203,8 +216,9 @@ class RagbusClient:
 
     async def delete(self, doc_id: str, *, timeout: float = 60.0) -> Indexed:
         started = time.perf_counter()
-        future = await self._send(DocsDeleted(doc_id=doc_id), expect=DocsIndexed.event_type(),
-                                  name="ragbus delete")
+        future = await self._send(
+            DocsDeleted(doc_id=doc_id), expect=DocsIndexed.event_type(), name="ragbus delete"
+        )
         async with asyncio.timeout(timeout):
             events = await future
         e = events[0].data
@@ -220,8 +234,12 @@ class RagbusClient:
     ) -> Answer:
         """Ask a question and wait for `answers.completed` (answered, or blocked with a reason)."""
         started = time.perf_counter()
-        data = QueriesSubmitted(query_id=str(uuid7()), conversation_id=conversation_id, question=question,
-                                options=options or QueryOptions())
+        data = QueriesSubmitted(
+            query_id=str(uuid7()),
+            conversation_id=conversation_id,
+            question=question,
+            options=options or QueryOptions(),
+        )
         with self.tracer.start_as_current_span("ragbus ask", kind=SpanKind.PRODUCER) as span:
             trace_id = format(span.get_span_context().trace_id, "032x")
             future = await self._send(data, expect=AnswersCompleted.event_type(), name=None)
@@ -231,9 +249,13 @@ class RagbusClient:
 
     async def feedback(self, query_id: str, rating: str, comment: str | None = None) -> None:
         data = FeedbackSubmitted.model_validate({"query_id": query_id, "rating": rating, "comment": comment})
-        await self._publish(Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=query_id))
+        await self._publish(
+            Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=query_id)
+        )
 
-    async def _send(self, data: EventData, *, expect: str, name: str | None) -> asyncio.Future[list[Envelope[Any]]]:
+    async def _send(
+        self, data: EventData, *, expect: str, name: str | None
+    ) -> asyncio.Future[list[Envelope[Any]]]:
         """Publish a request; return a future resolved by its reply (registered before publishing)."""
         correlation = getattr(data, "query_id", None) or f"{data.subject()}@{uuid7()}"
         event = Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=correlation)
@@ -267,7 +289,7 @@ class RagbusClient:
             if waiter is None or waiter.future.done():
                 continue
             if record.topic.endswith(topics.DLQ_SUFFIX):
-                headers = {k: v for k, v in record.headers}
+                headers = dict(record.headers)
                 waiter.future.set_exception(RequestFailed(DeadLetter.from_headers(headers)))
                 continue
             if attrs is None or attrs.type != waiter.expect:
@@ -277,4 +299,3 @@ class RagbusClient:
             waiter.parts[part] = event  # a redelivered part replaces itself: same id
             if len(waiter.parts) >= getattr(event.data, "parts", 1):
                 waiter.future.set_result([waiter.parts[k] for k in sorted(waiter.parts)])
-

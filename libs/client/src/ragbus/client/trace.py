@@ -46,8 +46,10 @@ def render_tree(spans: list[dict[str, Any]]) -> str:
         orphan = " (parent not recorded)" if span.get("parent_id") and span["parent_id"] not in by_id else ""
         status = "" if span.get("status") in (None, "UNSET", "OK") else f"  !{span['status']}"
         branch = "└─ " if last else "├─ "
-        lines.append(f"{prefix}{branch}{span['name']}  [{span.get('service')}]  +{start:.1f} ms  "
-                     f"{took:.1f} ms{status}{orphan}")
+        lines.append(
+            f"{prefix}{branch}{span['name']}  [{span.get('service')}]  +{start:.1f} ms  "
+            f"{took:.1f} ms{status}{orphan}"
+        )
         kids = children.get(span["span_id"], [])
         for i, child in enumerate(kids):
             walk(child, prefix + ("   " if last else "│  "), i == len(kids) - 1)

@@ -8,6 +8,7 @@ from typing import Any
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
 
 HealthCheck = Callable[[], Awaitable[None]]
 
@@ -20,7 +21,19 @@ class RagbusApp(FastStream):
     """
 
     def __init__(self, broker: KafkaBroker, *, service: str, **kwargs: Any) -> None:
-        super().__init__(broker, title=f"ragbus {service}", **kwargs)
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            release = version(f"ragbus-{service}")
+        except PackageNotFoundError:
+            release = "0.0.0"
+        spec = AsyncAPI(
+            broker,
+            title=f"ragbus {service}",
+            version=release,
+            description=f"The ragbus {service} service: the events it consumes and publishes.",
+        )
+        super().__init__(broker, specification=spec, **kwargs)
         self.service = service
         self.kafka_broker = broker
         self._checks: dict[str, HealthCheck] = {}

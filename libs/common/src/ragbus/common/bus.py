@@ -13,9 +13,9 @@ import json
 import logging
 import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -82,8 +82,9 @@ def make_broker(
         log_level=logging.DEBUG,
         description=f"ragbus {service} service",
     )
-    broker.add_middleware(DeadLetterMiddleware.factory(broker, service=service, policy=settings.retry,
-                                                       retryable=retryable))
+    broker.add_middleware(
+        DeadLetterMiddleware.factory(broker, service=service, policy=settings.retry, retryable=retryable)
+    )
     return broker
 
 
@@ -126,17 +127,27 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[s
         await admin.close()
 
 
-def consumer_options(service: str, settings: KafkaSettings) -> dict[str, Any]:
+class ConsumerOptions(TypedDict):
+    group_id: str
+    auto_offset_reset: Literal["earliest"]
+    ack_policy: AckPolicy
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    fetch_max_wait_ms: int
+    max_poll_interval_ms: int
+
+
+def consumer_options(service: str, settings: KafkaSettings) -> ConsumerOptions:
     """Keyword arguments for `broker.subscriber(...)`: the ragbus consumer defaults."""
-    return {
-        "group_id": settings.group_id(service),
-        "auto_offset_reset": "earliest",
-        "ack_policy": AckPolicy.ACK,
-        "session_timeout_ms": settings.session_timeout_ms,
-        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
-        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
-        "max_poll_interval_ms": settings.max_poll_interval_ms,
-    }
+    return ConsumerOptions(
+        group_id=settings.group_id(service),
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,16 +157,31 @@ class Bus:
     broker: KafkaBroker
     topics: Topics
     source: str
+    _publishers: dict[str, Any] = field(default_factory=dict)
+
+    def declare(self, *event_types: type[EventData]) -> Bus:
+        """Declare what this service publishes, so its AsyncAPI document shows it (call in create_app)."""
+        for cls in event_types:
+            topic = self.topics(cls.topic)
+            if topic not in self._publishers:
+                self._publishers[topic] = self.broker.publisher(
+                    topic,
+                    title=f"{topic}:publish",
+                    schema=Envelope[cls],  # type: ignore[valid-type]
+                    description=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None,
+                )
+        return self
 
     async def publish(self, event: Envelope[Any]) -> None:
         # An explicit publish inside the handler (rather than a returned value) makes the next hop's
         # span a child of this handler's span, so a trace reads as a chain, not a flat fan.
-        await self.broker.publish(
-            event.to_bytes(),
-            self.topics(type(event.data).topic),
-            key=event.key,
-            headers={"content-type": CE_CONTENT_TYPE},
-        )
+        topic = self.topics(type(event.data).topic)
+        publisher = self._publishers.get(topic)
+        options: dict[str, Any] = {"key": event.key, "headers": {"content-type": CE_CONTENT_TYPE}}
+        if publisher is not None:
+            await publisher.publish(event.to_bytes(), **options)
+        else:
+            await self.broker.publish(event.to_bytes(), topic, **options)
 
     async def reply(self, cause: Envelope[Any], data: EventData, *, seq: int | str = "") -> Envelope[Any]:
         """Publish the event `cause` led to (same tenant and correlation, deterministic id)."""
@@ -173,5 +199,6 @@ class Stopwatch:
         self.started_at = datetime.now(UTC)
 
     def stop(self) -> StageTiming:
-        return StageTiming(stage=self.stage, service=self.service, started_at=self.started_at,
-                           finished_at=datetime.now(UTC))
+        return StageTiming(
+            stage=self.stage, service=self.service, started_at=self.started_at, finished_at=datetime.now(UTC)
+        )

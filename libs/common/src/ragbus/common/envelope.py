@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -83,7 +83,7 @@ class Envelope(EnvelopeAttributes, Generic[P]):
     ) -> Envelope[Q]:
         """A new event that starts a flow (a request, a document submission)."""
         eid = event_id or uuid7()
-        return Envelope[type(data)](  # type: ignore[valid-type]
+        return _envelope_of(data)(
             id=eid,
             source=source,
             type=data.event_type(),
@@ -100,7 +100,7 @@ class Envelope(EnvelopeAttributes, Generic[P]):
 
         `seq` tells apart several events of one type caused by one event (the parts of a document).
         """
-        return Envelope[type(data)](  # type: ignore[valid-type]
+        return _envelope_of(data)(
             id=derived_id(self.id, f"{data.event_type()}#{seq}"),
             source=source,
             type=data.event_type(),
@@ -122,6 +122,11 @@ class Envelope(EnvelopeAttributes, Generic[P]):
         return self.model_dump_json(exclude_none=True).encode()
 
 
+def _envelope_of(data: Q) -> type[Envelope[Q]]:
+    """`Envelope[<the data's class>]`, parametrised at run time (pydantic caches the class)."""
+    return cast("type[Envelope[Q]]", cast(Any, Envelope)[type(data)])
+
+
 def parse_event(body: bytes | str | dict[str, Any]) -> Envelope[Any]:
     """Parse any ragbus event, choosing the payload model by the CloudEvents `type`.
 
@@ -133,4 +138,5 @@ def parse_event(body: bytes | str | dict[str, Any]) -> Envelope[Any]:
     data_cls = BY_TYPE.get(str(raw.get("type")))
     if data_cls is None:
         raise ValueError(f"unknown event type {raw.get('type')!r}")
-    return Envelope[data_cls].model_validate(raw)  # type: ignore[valid-type]
+    result: Envelope[Any] = cast(Any, Envelope)[data_cls].model_validate(raw)
+    return result

@@ -116,8 +116,13 @@ class DeadLetterMiddleware(BaseMiddleware):
                     return None
                 except self.retryable as exc:
                     delay = backoff_delay(attempt, self.policy)
-                    log.warning("retrying", attempt=attempt, delay_s=round(delay, 2), error=_reason(exc),
-                                error_type=type(exc).__name__)
+                    log.warning(
+                        "retrying",
+                        attempt=attempt,
+                        delay_s=round(delay, 2),
+                        error=_reason(exc),
+                        error_type=type(exc).__name__,
+                    )
                     await asyncio.sleep(delay)
                 except Exception as exc:
                     if attempt >= self.policy.max_attempts_unknown:
@@ -125,11 +130,18 @@ class DeadLetterMiddleware(BaseMiddleware):
                         await self._dead_letter(msg, topic, exc, attempt)
                         return None
                     delay = backoff_delay(attempt, self.policy)
-                    log.warning("unexpected error, retrying", attempt=attempt, delay_s=round(delay, 2),
-                                error=_reason(exc), error_type=type(exc).__name__)
+                    log.warning(
+                        "unexpected error, retrying",
+                        attempt=attempt,
+                        delay_s=round(delay, 2),
+                        error=_reason(exc),
+                        error_type=type(exc).__name__,
+                    )
                     await asyncio.sleep(delay)
 
-    async def _dead_letter(self, msg: StreamMessage[Any], topic: str, exc: BaseException, attempts: int) -> None:
+    async def _dead_letter(
+        self, msg: StreamMessage[Any], topic: str, exc: BaseException, attempts: int
+    ) -> None:
         record = msg.raw_message
         letter = DeadLetter(
             original_topic=topic,
@@ -148,5 +160,7 @@ class DeadLetterMiddleware(BaseMiddleware):
         headers = {k: v for k, v in (msg.headers or {}).items() if isinstance(v, str)}
         headers.update(letter.to_headers())
         # The DLQ keeps the original key and bytes, so a fixed consumer can replay it as it was.
-        await self.broker.publish(msg.body, topic + DLQ_SUFFIX, key=getattr(record, "key", None), headers=headers)
+        await self.broker.publish(
+            msg.body, topic + DLQ_SUFFIX, key=getattr(record, "key", None), headers=headers
+        )
         log.error("dead-lettered", reason=letter.reason, error_type=letter.error_type, dlq=topic + DLQ_SUFFIX)

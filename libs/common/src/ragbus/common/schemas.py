@@ -52,9 +52,14 @@ def _types(schema: dict[str, Any], root: dict[str, Any]) -> set[str]:
     return {str(kind) if kind else "any"}
 
 
-def breaking_changes(old: dict[str, Any], new: dict[str, Any], path: str = "", *,
-                     old_root: dict[str, Any] | None = None,
-                     new_root: dict[str, Any] | None = None) -> list[str]:
+def breaking_changes(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    path: str = "",
+    *,
+    old_root: dict[str, Any] | None = None,
+    new_root: dict[str, Any] | None = None,
+) -> list[str]:
     """Every change from `old` to `new` that an old reader or an old producer would trip over."""
     old_root = old_root or old
     new_root = new_root or new
@@ -63,21 +68,24 @@ def breaking_changes(old: dict[str, Any], new: dict[str, Any], path: str = "", *
     problems: list[str] = []
     old_types, new_types = _types(old, old_root), _types(new, new_root)
     if "any" not in new_types and not old_types <= new_types:
-        problems.append(f"{path or '<root>'}: admitted values narrowed from {sorted(old_types)} to "
-                        f"{sorted(new_types)}")
+        problems.append(
+            f"{path or '<root>'}: admitted values narrowed from {sorted(old_types)} to {sorted(new_types)}"
+        )
     old_props, new_props = old.get("properties", {}), new.get("properties", {})
     for name, sub in old_props.items():
         if name not in new_props:
             problems.append(f"{path}.{name}: removed")
         else:
-            problems += breaking_changes(sub, new_props[name], f"{path}.{name}",
-                                         old_root=old_root, new_root=new_root)
+            problems += breaking_changes(
+                sub, new_props[name], f"{path}.{name}", old_root=old_root, new_root=new_root
+            )
     for name in set(new.get("required", [])) - set(old.get("required", [])):
         problems.append(f"{path}.{name}: new required field")
     for key in ("items", "additionalProperties"):
         if isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
-            problems += breaking_changes(old[key], new[key], f"{path}[{key}]",
-                                         old_root=old_root, new_root=new_root)
+            problems += breaking_changes(
+                old[key], new[key], f"{path}[{key}]", old_root=old_root, new_root=new_root
+            )
     for branch in ("anyOf", "oneOf"):
         for o in old.get(branch, []):
             o_res = _resolve(o, old_root)

@@ -59,8 +59,10 @@ def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
         "start_ns": span.start_time,
         "end_ns": span.end_time,
         "status": span.status.status_code.name,
-        "attributes": {k: v if isinstance(v, str | int | float | bool) else list(v or ()) for k, v in
-                       (span.attributes or {}).items()},
+        "attributes": {
+            k: v if isinstance(v, str | int | float | bool) else list(v or ())
+            for k, v in (span.attributes or {}).items()
+        },
         "links": [format(link.context.span_id, "016x") for link in span.links],
     }
 

@@ -57,8 +57,9 @@ class Host:
         if created:
             log.info("topics created", count=len(created))
         self.apps = {name: load_app(name) for name in self.names}
-        results = await asyncio.gather(*(self._start_one(n, a) for n, a in self.apps.items()),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._start_one(n, a) for n, a in self.apps.items()), return_exceptions=True
+        )
         failures = [(n, r) for n, r in zip(self.apps, results, strict=True) if isinstance(r, BaseException)]
         if failures:
             await self.stop()
@@ -97,8 +98,11 @@ async def _health_server(host: Host, bind: str, port: int) -> asyncio.AbstractSe
                 status = "200 OK" if ok else "503 Service Unavailable"
             else:
                 body, status = b'{"error": "not found"}', "404 Not Found"
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
             await writer.drain()
         except (TimeoutError, ConnectionError, IndexError):
             pass
@@ -108,7 +112,9 @@ async def _health_server(host: Host, bind: str, port: int) -> asyncio.AbstractSe
     return await asyncio.start_server(handle, bind, port)
 
 
-async def serve(names: Sequence[str], *, health_host: str = "127.0.0.1", health_port: int | None = None) -> None:
+async def serve(
+    names: Sequence[str], *, health_host: str = "127.0.0.1", health_port: int | None = None
+) -> None:
     """Run the services until SIGINT/SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -130,7 +136,9 @@ async def serve(names: Sequence[str], *, health_host: str = "127.0.0.1", health_
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ragbus.stack.serve", description=__doc__.splitlines()[0])
     parser.add_argument("services", nargs="+", help=f"service names ({', '.join(SERVICES)}) or `all`")
-    parser.add_argument("--health-port", type=int, default=int(os.environ.get("RAGBUS_HEALTH_PORT", 0)) or None)
+    parser.add_argument(
+        "--health-port", type=int, default=int(os.environ.get("RAGBUS_HEALTH_PORT", 0)) or None
+    )
     parser.add_argument("--health-host", default=os.environ.get("RAGBUS_HEALTH_HOST", "127.0.0.1"))
     args = parser.parse_args(argv)
     setup_logging()
