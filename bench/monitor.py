@@ -1,0 +1,317 @@
+"""How fast the monitor can write events into PostgreSQL: one commit per event vs batched writes.
+
+    python bench/monitor.py [--requests 1000] [--runs 5] [--batch 100 500] [--database-url URL]
+
+Events are real ragbus envelopes: `--requests` queries, each the four events of a request
+(queries.submitted -> queries.accepted -> answers.drafted -> answers.completed, with citations, verdicts
+and a two-tier cascade; questions and answers from SciFact when the shared data is there), turned into
+`events` rows by the monitor's own domain code. Each mode inserts all of them into a freshly migrated,
+emptied table, `--runs` times, and reports the median events/s:
+
+- per-row: `PostgresEventStore.record_event`, one INSERT ... ON CONFLICT and one commit per event, as
+  the per-message handler does today (and once more with `synchronous_commit=off`, to show how much
+  of it is the WAL flush of each commit);
+- executemany(B): the same statement for B events at a time, in one transaction each;
+- copy(B): COPY of B rows into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING
+  (COPY itself cannot skip duplicates, and redeliveries must stay no-ops);
+- handler: the whole per-message path in process (FastStream's in-memory TestKafkaBroker, the shared
+  middleware, parsing and validation, per-row insert), Kafka itself excluded.
+
+It works in a schema of its own, dropped at the end. Commit cost depends on the server's
+`synchronous_commit` and disk; the script prints both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from faststream.kafka import TestKafkaBroker
+
+from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
+from ragbus.common.events import (
+    AnswersCompleted,
+    AnswersDrafted,
+    Cascade,
+    Citation,
+    QueriesAccepted,
+    QueriesSubmitted,
+    TierAttempt,
+    Verdict,
+)
+from ragbus.common.ids import record_id
+from ragbus.common.settings import LogSettings, TelemetrySettings
+from ragbus.common.topics import Topics
+from ragbus.monitor.adapters.migrator import migrate, quote_ident
+from ragbus.monitor.adapters.postgres import (
+    EVENT_COLUMNS,
+    PostgresEventStore,
+    event_row,
+    init_connection,
+    insert_event_sql,
+)
+from ragbus.monitor.app import MonitorDeps, create_app
+from ragbus.monitor.domain import EventRecord, RawMessage, event_record
+from ragbus.monitor.settings import MonitorSettings
+
+DATA = Path(os.environ.get("RAGBUS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def texts(n: int) -> list[tuple[str, str]]:
+    """(question, answer) pairs: SciFact claims and the start of a cited abstract, or a stand-in."""
+    claims, corpus = DATA / "scifact" / "train-claims.jsonl", DATA / "scifact" / "corpus.jsonl"
+    if claims.exists() and corpus.exists():
+        docs = {d["_id"]: d for d in map(json.loads, corpus.open())}
+        pairs = []
+        for claim in map(json.loads, claims.open()):
+            cited = [docs[str(c)] for c in claim["cited"] if str(c) in docs]
+            if cited:
+                pairs.append((claim["text"], cited[0]["text"][:600] + " [1]"))
+        return [pairs[i % len(pairs)] for i in range(n)]
+    q = "Does regular exercise lower resting heart rate in adults?"
+    a = "Yes: trials report lower resting heart rate after twelve weeks of training [1]. " * 6
+    return [(q, a)] * n
+
+
+def request_events(question: str, answer: str, i: int) -> list[Envelope[Any]]:
+    qid = f"q-{i}"
+    submitted = Envelope.new(
+        QueriesSubmitted(query_id=qid, question=question, user_id="u-1"),
+        source="ragbus/client",
+        tenant="acme",
+    )
+    accepted = submitted.follow(
+        QueriesAccepted(query_id=qid, question=question, verdicts=[Verdict(check="injection", passed=True)]),
+        source="ragbus/guard",
+    )
+    cites = [
+        Citation(n=n, doc_id=f"doc-{n}", chunk_id=record_id("acme", f"doc-{n}", "0", "h"), score=0.8)
+        for n in (1, 2)
+    ]
+    cascade = Cascade(
+        tier=1,
+        reason="grounded",
+        attempts=[
+            TierAttempt(tier=0, name="extractive", accepted=False, reason="low support", latency_ms=3.1),
+            TierAttempt(
+                tier=1,
+                name="smollm2",
+                accepted=True,
+                reason="grounded",
+                latency_ms=900.0,
+                prompt_tokens=380,
+                completion_tokens=64,
+            ),
+        ],
+    )
+    drafted = accepted.follow(
+        AnswersDrafted(query_id=qid, question=question, answer=answer, citations=cites, cascade=cascade),
+        source="ragbus/orchestrator",
+    )
+    completed = drafted.follow(
+        AnswersCompleted(
+            query_id=qid,
+            status="answered",
+            answer=answer,
+            citations=cites,
+            cascade=cascade,
+            verdicts=[Verdict(check="pii", passed=True)],
+        ),
+        source="ragbus/guard",
+    )
+    follow_ups: list[Envelope[Any]] = [accepted, drafted, completed]
+    later = [
+        e.model_copy(update={"time": submitted.time + timedelta(milliseconds=300 * k)})
+        for k, e in enumerate(follow_ups, 1)
+    ]
+    return [submitted, *later]
+
+
+def make_events(requests: int) -> list[Envelope[Any]]:
+    return [e for i, (q, a) in enumerate(texts(requests)) for e in request_events(q, a, i)]
+
+
+def to_records(events: list[Envelope[Any]]) -> list[EventRecord]:
+    t = Topics()
+    return [
+        event_record(
+            RawMessage(
+                topic=type(e.data).topic,
+                partition=0,
+                offset=n,
+                value=e.to_bytes(),
+                key=e.key,
+                headers={"content-type": CE_CONTENT_TYPE},
+            ),
+            t,
+        )
+        for n, e in enumerate(events)
+    ]
+
+
+# --- the write strategies ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Db:
+    url: str
+    schema: str
+    pool: asyncpg.Pool
+    store: PostgresEventStore
+
+
+async def per_row(db: Db, records: list[EventRecord], batch: int) -> None:
+    for r in records:
+        await db.store.record_event(r)
+
+
+async def executemany(db: Db, records: list[EventRecord], batch: int) -> None:
+    sql = insert_event_sql(db.schema)
+    async with db.pool.acquire() as conn:
+        for i in range(0, len(records), batch):
+            async with conn.transaction():
+                await conn.executemany(sql, [event_row(r) for r in records[i : i + batch]])
+
+
+async def copy(db: Db, records: list[EventRecord], batch: int) -> None:
+    q = quote_ident(db.schema)
+    cols = ", ".join(EVENT_COLUMNS)
+    data = EVENT_COLUMNS.index("data")
+    # COPY speaks the binary format, which the pool's text jsonb codec cannot: a plain connection
+    # takes the JSON as text (asyncpg's own jsonb codec), serialised here.
+    conn = await asyncpg.connect(db.url)
+    try:
+        await conn.execute(
+            f"CREATE TEMP TABLE staging (LIKE {q}.events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        for i in range(0, len(records), batch):
+            rows = [
+                tuple(json.dumps(v) if k == data else v for k, v in enumerate(event_row(r)))
+                for r in records[i : i + batch]
+            ]
+            async with conn.transaction():
+                await conn.copy_records_to_table("staging", records=rows, columns=list(EVENT_COLUMNS))
+                await conn.execute(
+                    f"INSERT INTO {q}.events ({cols}) SELECT {cols} FROM staging "
+                    "ON CONFLICT (event_id) DO NOTHING"
+                )
+    finally:
+        await conn.close()
+
+
+async def timed(db: Db, runs: int, work: Callable[[], Awaitable[None]], n: int) -> float:
+    rates = []
+    for _ in range(runs):
+        await db.pool.execute(f"TRUNCATE {quote_ident(db.schema)}.events")
+        t0 = time.perf_counter()
+        await work()
+        rates.append(n / (time.perf_counter() - t0))
+        stored = await db.pool.fetchval(f"SELECT count(*) FROM {quote_ident(db.schema)}.events")
+        assert stored == n, f"stored {stored} of {n}"
+    return statistics.median(rates)
+
+
+async def handler_path(
+    settings: MonitorSettings, store: PostgresEventStore, events: list[Envelope[Any]]
+) -> None:
+    app = create_app(settings, MonitorDeps(store=store))
+    t = Topics()
+    async with TestKafkaBroker(app.kafka_broker) as br:
+        for e in events:
+            await br.publish(
+                e.to_bytes(), t(type(e.data).topic), key=e.key, headers={"content-type": CE_CONTENT_TYPE}
+            )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000, help="requests (4 events each)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batch", type=int, nargs="+", default=[100, 500])
+    parser.add_argument(
+        "--database-url", default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    )
+    args = parser.parse_args()
+
+    events = make_events(args.requests)
+    t0 = time.perf_counter()
+    records = to_records(events)
+    parse_rate = len(events) / (time.perf_counter() - t0)
+    n = len(records)
+    avg_kb = sum(len(e.to_bytes()) for e in events) / n / 1024
+
+    schema = "bench_monitor_" + uuid.uuid4().hex[:8]
+    settings = MonitorSettings(
+        database_url=args.database_url,
+        db_schema=schema,
+        pool_min_size=1,
+        pool_max_size=2,
+        log=LogSettings(level="ERROR"),
+        telemetry=TelemetrySettings(enabled=False),
+    )
+    pool = await asyncpg.create_pool(args.database_url, min_size=1, max_size=2, init=init_connection)
+    db = Db(args.database_url, schema, pool, PostgresEventStore(pool, schema))
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn, schema)
+            sync_commit = await conn.fetchval("SHOW synchronous_commit")
+            version = await conn.fetchval("SHOW server_version")
+        print(
+            f"PostgreSQL {version}, synchronous_commit={sync_commit}, {os.cpu_count()} cores; "
+            f"{n} events ({args.requests} requests), {avg_kb:.1f} KB each on average; "
+            f"median of {args.runs} runs"
+        )
+        print(f"{'parse + validate (domain.event_record, no I/O)':<48} {parse_rate:>9,.0f} events/s")
+
+        results: list[tuple[str, float]] = []
+        rate = await timed(db, args.runs, lambda: per_row(db, records, 1), n)
+        results.append(("per-row commit (record_event)", rate))
+        # Where the per-row time goes: the WAL flush of each commit. Not an option for the monitor (a
+        # crash would lose rows whose Kafka offsets are already committed), shown for the diagnosis.
+        async_pool = await asyncpg.create_pool(
+            args.database_url,
+            min_size=1,
+            max_size=1,
+            init=init_connection,
+            server_settings={"synchronous_commit": "off"},
+        )
+        try:
+            unsafe = Db(args.database_url, schema, async_pool, PostgresEventStore(async_pool, schema))
+            rate = await timed(unsafe, args.runs, lambda: per_row(unsafe, records, 1), n)
+            results.append(("  (per-row, synchronous_commit=off, unsafe)", rate))
+        finally:
+            await async_pool.close()
+        for b in args.batch:
+            rate = await timed(db, args.runs, functools.partial(executemany, db, records, b), n)
+            results.append((f"executemany, {b} per transaction", rate))
+            rate = await timed(db, args.runs, functools.partial(copy, db, records, b), n)
+            results.append((f"COPY + INSERT SELECT, {b} per transaction", rate))
+        rate = await timed(
+            db, max(1, args.runs // 2 + 1), lambda: handler_path(settings, db.store, events), n
+        )
+        results.append(("handler path (TestKafkaBroker, per message)", rate))
+
+        base = results[0][1]
+        for name, rate in results:
+            print(f"{name:<48} {rate:>9,.0f} events/s   x{rate / base:.1f}")
+        best_name, best = max((r for r in results[2:-1]), key=lambda r: r[1])
+        print(f"\nbest batched write: {best_name}, {best / base:.1f}x per-row commit")
+    finally:
+        await pool.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+        await pool.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

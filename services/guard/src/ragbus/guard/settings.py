@@ -1,0 +1,79 @@
+"""Guard settings (env prefix `GUARD_`), and the plain policies the pure checks take.
+
+The checks never read settings themselves: `GuardSettings.input_policy()` / `output_policy()` hand them
+frozen dataclasses, so a test or another service can build a policy without any environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from ragbus.common.settings import ServiceSettings
+
+PiiKind = Literal["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "DATE_OF_BIRTH"]
+ALL_PII_KINDS: tuple[PiiKind, ...] = (
+    "EMAIL",
+    "PHONE",
+    "CREDIT_CARD",
+    "IBAN",
+    "US_SSN",
+    "IP_ADDRESS",
+    "DATE_OF_BIRTH",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InputPolicy:
+    """Limits and thresholds of the input checks (see ragbus.guard.input_checks)."""
+
+    max_chars: int = 4000
+    max_lines: int = 60
+    min_meaningful_chars: int = 2
+    injection_threshold: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPolicy:
+    """What the output checks require and do (see ragbus.guard.output_checks)."""
+
+    pii_action: Literal["redact", "block"] = "redact"
+    pii_kinds: frozenset[PiiKind] = frozenset(ALL_PII_KINDS)
+    require_citation: bool = True
+
+
+class GuardSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GUARD_", extra="ignore")
+
+    # A RAG question is a sentence or a paragraph; a 4,000-character or 60-line "question" is a pasted
+    # document (or a jailbreak preamble) and costs tokens at every tier of the cascade.
+    max_chars: int = Field(default=4000, ge=1)
+    max_lines: int = Field(default=60, ge=1)
+    # Letters and digits, in any script: "Hi?" passes with 2, "?!" does not.
+    min_meaningful_chars: int = Field(default=2, ge=0)
+    # Injection score in [0, 1] at or above which a question is rejected.
+    injection_threshold: float = Field(default=0.5, gt=0, le=1)
+    # What to do with personal data found in an answer: replace each span by `[REDACTED:<KIND>]`, or
+    # block the whole answer.
+    pii_action: Literal["redact", "block"] = "redact"
+    pii_kinds: list[PiiKind] = Field(default_factory=lambda: list(ALL_PII_KINDS))
+    # An answer must cite at least one retrieved source unless it says it does not know.
+    require_citation: bool = True
+
+    def input_policy(self) -> InputPolicy:
+        return InputPolicy(
+            max_chars=self.max_chars,
+            max_lines=self.max_lines,
+            min_meaningful_chars=self.min_meaningful_chars,
+            injection_threshold=self.injection_threshold,
+        )
+
+    def output_policy(self) -> OutputPolicy:
+        return OutputPolicy(
+            pii_action=self.pii_action,
+            pii_kinds=frozenset(self.pii_kinds),
+            require_citation=self.require_citation,
+        )

@@ -1,0 +1,166 @@
+"""Token-aware chunking with overlap that prefers paragraph and sentence boundaries.
+
+A chunk is a run of whole words of the normalised text, at most `max_tokens` tokens long. Where it ends
+is chosen among the word boundaries in its last half (from `min_tokens` to `max_tokens`): the strongest
+boundary wins (paragraph > line that ends a sentence or starts a list/heading > sentence > clause >
+space > between a word and its punctuation) and, among equals, the latest. The next chunk starts up to
+`overlap_tokens` earlier, at the earliest strongest boundary in that window, so that the overlap begins
+on a sentence where there is one.
+
+Cutting only between words means a chunk tokenized on its own gives exactly the tokens counted here,
+so the budget holds for what the embedder sees (plus its own [CLS]/[SEP]).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ragbus.ingest.tokens import Tokens
+
+# Boundary strengths for a cut before token t.
+INSIDE_WORD = -1  # never chosen unless one word is longer than the whole budget
+ADJACENT = 0  # between a word and the punctuation that touches it: "word|,"
+SPACE = 1
+CLAUSE = 2
+SENTENCE = 3
+LINE = 4
+PARAGRAPH = 5
+
+_SENTENCE_END = frozenset(".!?…。！？")
+_FULL_WIDTH_STOPS = frozenset("。！？")
+_CLOSERS = frozenset("\"')]}»”’")
+_CLAUSE_END = frozenset(",;:–—")
+# A line that starts a list item, a heading, a quote or a table row (Markdown, reStructuredText).
+_BLOCK_START = re.compile(r"(?:[#>|*+-]|\d{1,3}[.)]|\.\. )")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkingConfig:
+    max_tokens: int = 200
+    overlap_tokens: int = 40
+    # A chunk may end early at a good boundary, but not before this many tokens (default: half the budget).
+    min_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        if not 1 <= self.floor <= self.max_tokens:
+            raise ValueError("min_tokens must be between 1 and max_tokens")
+        if not 0 <= self.overlap_tokens < self.floor:
+            raise ValueError("overlap_tokens must be at least 0 and less than min_tokens (half the budget)")
+
+    @property
+    def floor(self) -> int:
+        return self.min_tokens if self.min_tokens is not None else max(1, self.max_tokens // 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A chunk as a token range [start, end) and a char range [char_start, char_end) of the text."""
+
+    start: int
+    end: int
+    char_start: int
+    char_end: int
+    token_count: int  # the chunk's text tokenized on its own (end - start, unless cut inside a word)
+
+
+def boundary_strengths(text: str, tokens: Tokens) -> list[int]:
+    """Strength of a cut before each token (index 0 is the start of the text)."""
+    starts, ends, words = tokens.starts, tokens.ends, tokens.words
+    out = [PARAGRAPH] * len(tokens)
+    for t in range(1, len(tokens)):
+        if words[t] == words[t - 1]:
+            out[t] = INSIDE_WORD
+            continue
+        gap_start, gap_end = ends[t - 1], starts[t]
+        # Every mark that matters is one character long: longer tokens are words.
+        prev = text[gap_start - 1] if gap_start - starts[t - 1] == 1 else ""
+        # A closing quote or bracket right after a full stop still ends the sentence: `."` or `.)`.
+        if (
+            prev in _CLOSERS
+            and t >= 2
+            and ends[t - 2] == starts[t - 1]
+            and text[starts[t - 1] - 1] in _SENTENCE_END
+        ):
+            prev = text[starts[t - 1] - 1]
+        ends_sentence = prev in _SENTENCE_END and not text[gap_end].islower()
+        if gap_start == gap_end:
+            # Scripts without spaces end sentences with a full-width stop and go straight on.
+            out[t] = SENTENCE if prev in _FULL_WIDTH_STOPS else ADJACENT
+            continue
+        newlines = (
+            0 if gap_end - gap_start == 1 and text[gap_start] == " " else text.count("\n", gap_start, gap_end)
+        )
+        if newlines >= 2:
+            out[t] = PARAGRAPH
+        elif newlines == 1 and (ends_sentence or _BLOCK_START.match(text, gap_end)):
+            out[t] = LINE
+        elif ends_sentence:
+            out[t] = SENTENCE
+        elif prev in _CLAUSE_END or prev in _CLOSERS:
+            out[t] = CLAUSE
+        else:
+            # A bare line break inside a sentence is hard wrapping: no better than a space.
+            out[t] = SPACE
+    return out
+
+
+def _best(strengths: list[int], lo: int, hi: int, *, latest: bool) -> int | None:
+    """The strongest cut in [lo, hi] (latest or earliest among equals), ignoring cuts inside words."""
+    best, best_strength = None, INSIDE_WORD
+    order = range(hi, lo - 1, -1) if latest else range(lo, hi + 1)
+    for t in order:
+        if strengths[t] > best_strength:
+            best, best_strength = t, strengths[t]
+            if best_strength == PARAGRAPH:
+                break
+    return best
+
+
+def plan_chunks(
+    text: str, tokens: Tokens, config: ChunkingConfig, count: Callable[[str], int] | None = None
+) -> list[Span]:
+    """Cut the tokens of `text` into overlapping spans of at most `config.max_tokens` tokens.
+
+    `count` (the tokenizer's) re-counts the rare chunk that starts or ends inside a word longer than
+    the budget: a word piece cut loose from its word may tokenize into more pieces on its own, and the
+    chunk is shortened until it fits.
+    """
+    n = len(tokens)
+    if n == 0:
+        return []
+    strengths = boundary_strengths(text, tokens)
+    spans: list[Span] = []
+    start = 0
+    while True:
+        if n - start <= config.max_tokens:
+            end = n
+        else:
+            hi = start + config.max_tokens
+            end = (
+                _best(strengths, start + config.floor, hi, latest=True)
+                # One word straddles the whole window: end before it if it starts past `start`,
+                or _best(strengths, start + 1, hi, latest=True)
+                # else (a single word longer than the budget) cut inside it.
+                or hi
+            )
+        token_count = end - start
+        if count is not None and (
+            strengths[start] == INSIDE_WORD or (end < n and strengths[end] == INSIDE_WORD)
+        ):
+            token_count = count(text[tokens.starts[start] : tokens.ends[end - 1]])
+            while token_count > config.max_tokens and end - start > 1:
+                end -= 1
+                token_count = count(text[tokens.starts[start] : tokens.ends[end - 1]])
+        spans.append(Span(start, end, tokens.starts[start], tokens.ends[end - 1], token_count))
+        if end == n:
+            return spans
+        next_start = end
+        if config.overlap_tokens:
+            lo = max(start + 1, end - config.overlap_tokens)
+            if lo <= end - 1:
+                next_start = _best(strengths, lo, end - 1, latest=False) or end
+        start = next_start

@@ -1,0 +1,165 @@
+"""The ingest domain, pure: a document's text in, its version and chunks out, cut into bus-sized parts.
+
+Same text, same version and same chunk ids (uuid5 of tenant, document, index and chunk hash), so a
+re-submitted document changes nothing downstream, and an edit changes only the chunks it touches (as
+long as it does not move later chunk boundaries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ragbus.common.errors import PoisonMessage
+from ragbus.common.events import ChunkData, DocsChunked, DocsDeleted, DocsSubmitted, MetadataValue
+from ragbus.common.ids import content_hash, record_id
+from ragbus.ingest.chunking import ChunkingConfig, plan_chunks
+from ragbus.ingest.normalize import normalize_text
+from ragbus.ingest.ports import Tokenizer
+from ragbus.ingest.tokens import tokenize_in_blocks
+
+# The version of a deletion marker: it removes every version, so it names none.
+DELETED_VERSION = ""
+
+
+class EmptyDocument(PoisonMessage):
+    """Nothing is left of the document once normalised: there is nothing to index."""
+
+
+class DocumentTooLarge(PoisonMessage):
+    """The document (or its metadata) is over a configured limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDocument:
+    """A document version: its normalised text, content hash and chunks."""
+
+    version: str
+    text: str
+    chunks: tuple[ChunkData, ...]
+    tokenizer: str
+    duplicates: int = 0  # chunks dropped because an earlier chunk had the very same text
+
+
+def document_version(text: str, tokenizer: str, config: ChunkingConfig) -> str:
+    """The version of a document: its normalised text *and* how it was cut.
+
+    Changing the chunk size, overlap or tokenizer changes every chunk id while the text stays the same;
+    folding the chunker into the version makes the embed service drop the old chunks (it removes every
+    version but the current one) instead of keeping them beside the new ones.
+    """
+    return content_hash(f"{tokenizer}|{config!r}\x00{text}")
+
+
+def prepare_document(
+    tenant: str,
+    doc_id: str,
+    raw_text: str,
+    tokenizer: Tokenizer,
+    config: ChunkingConfig,
+    *,
+    dehyphenate: bool = True,
+) -> PreparedDocument:
+    """Normalise, version and chunk a document's text. Raises EmptyDocument if nothing is left."""
+    text = normalize_text(raw_text, dehyphenate=dehyphenate)
+    if not text:
+        raise EmptyDocument(
+            f"document {doc_id!r} has no text once normalised (empty, blank or control characters)"
+        )
+    spans = plan_chunks(text, tokenize_in_blocks(tokenizer.tokenize, text), config, tokenizer.count)
+    if not spans:
+        raise EmptyDocument(f"document {doc_id!r} has no tokens once normalised")
+    chunks: list[ChunkData] = []
+    seen: set[str] = set()
+    for span in spans:
+        chunk_text = text[span.char_start : span.char_end]
+        digest = content_hash(chunk_text)
+        # Repeated boilerplate (a disclaimer on every page) would be stored, embedded and retrieved
+        # once per copy; the first copy is enough. Indexes stay dense: 0..n-1.
+        if digest in seen:
+            continue
+        seen.add(digest)
+        index = len(chunks)
+        chunks.append(
+            ChunkData(
+                chunk_id=record_id(tenant, doc_id, str(index), digest),
+                index=index,
+                text=chunk_text,
+                content_hash=digest,
+                token_count=span.token_count,
+                char_start=span.char_start,
+                char_end=span.char_end,
+            )
+        )
+    return PreparedDocument(
+        version=document_version(text, tokenizer.name, config),
+        text=text,
+        chunks=tuple(chunks),
+        tokenizer=tokenizer.name,
+        duplicates=len(spans) - len(chunks),
+    )
+
+
+def chunked_template(
+    submitted: DocsSubmitted,
+    doc: PreparedDocument,
+    *,
+    content_type: str | None,
+    metadata: dict[str, MetadataValue],
+) -> DocsChunked:
+    """The `docs.chunked` payload of a document version, before its chunks are split into parts."""
+    return DocsChunked(
+        doc_id=submitted.doc_id,
+        version=doc.version,
+        title=submitted.title,
+        uri=submitted.uri,
+        content_type=content_type,
+        metadata=metadata,
+        total_chunks=len(doc.chunks),
+        tokenizer=doc.tokenizer,
+    )
+
+
+def plan_parts(sizes: Sequence[int], *, max_items: int, max_bytes: int) -> list[range]:
+    """Consecutive runs of items, each at most `max_items` long and `max_bytes` in total (greedy).
+
+    Raises DocumentTooLarge if one item alone is over `max_bytes`.
+    """
+    parts: list[range] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if size > max_bytes:
+            raise DocumentTooLarge(
+                f"chunk {i} takes {size} bytes, over the {max_bytes} left in a message "
+                "(metadata or title too large, or INGEST_MAX_PART_BYTES too small)"
+            )
+        if i > start and (i - start >= max_items or total + size > max_bytes):
+            parts.append(range(start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes) or not parts:
+        parts.append(range(start, len(sizes)))
+    return parts
+
+
+def split_parts(
+    template: DocsChunked, chunks: Sequence[ChunkData], *, max_chunks: int, chunk_bytes: int
+) -> list[DocsChunked]:
+    """The parts of a document version: each carries `part`/`parts`, the version and the total.
+
+    `chunk_bytes` is what a message has room for once the envelope and the rest of the payload are in;
+    each chunk takes its JSON size plus a separating comma.
+    """
+    sizes = [len(c.model_dump_json().encode()) + 1 for c in chunks]
+    ranges = plan_parts(sizes, max_items=max_chunks, max_bytes=chunk_bytes)
+    return [
+        template.model_copy(
+            update={"chunks": list(chunks[r.start : r.stop]), "part": i, "parts": len(ranges)}
+        )
+        for i, r in enumerate(ranges)
+    ]
+
+
+def deletion(deleted: DocsDeleted) -> DocsChunked:
+    """The marker that tells the embed service to remove every point of the document."""
+    return DocsChunked(doc_id=deleted.doc_id, version=DELETED_VERSION, deleted=True)

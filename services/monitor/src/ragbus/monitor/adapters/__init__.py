@@ -1,0 +1,1 @@
+"""Adapters of the monitor's port: PostgreSQL (asyncpg) and in memory."""

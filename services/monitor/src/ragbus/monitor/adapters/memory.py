@@ -1,0 +1,74 @@
+"""The EventStore in memory: for tests and for trying the stack without a database.
+
+It keeps the PostgreSQL adapter's observable rules (the shared contract tests run against both): one
+row per event id and per dead-letter id, records read back equal to what was written, the same
+ordering, values PostgreSQL cannot store refused as poison, and the summary computed by
+`domain.summarize`, the Python twin of the `request_summary` view.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from datetime import UTC, datetime
+from uuid import UUID
+
+from ragbus.common.errors import DependencyUnavailable, PoisonMessage
+from ragbus.monitor.domain import DeadLetterRecord, EventRecord, RequestSummary, has_nul, summarize
+
+
+class InMemoryEventStore:
+    def __init__(self) -> None:
+        self._events: dict[UUID, EventRecord] = {}
+        self._letters: dict[UUID, tuple[datetime, DeadLetterRecord]] = {}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DependencyUnavailable("the in-memory event store is closed")
+
+    @staticmethod
+    def _check_storable(record: EventRecord | DeadLetterRecord) -> None:
+        values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name != "body"}
+        if has_nul(values):
+            raise PoisonMessage("PostgreSQL cannot store this record: it contains U+0000")
+
+    async def record_event(self, record: EventRecord) -> bool:
+        self._check_open()
+        self._check_storable(record)
+        if record.event_id in self._events:
+            return False
+        self._events[record.event_id] = copy.deepcopy(record)  # like a row: later edits don't leak in
+        return True
+
+    async def record_dead_letter(self, record: DeadLetterRecord) -> bool:
+        self._check_open()
+        self._check_storable(record)
+        if record.id in self._letters:
+            return False
+        self._letters[record.id] = (datetime.now(UTC), copy.deepcopy(record))
+        return True
+
+    async def event(self, event_id: UUID) -> EventRecord | None:
+        self._check_open()
+        record = self._events.get(event_id)
+        return copy.deepcopy(record) if record else None
+
+    async def events(self, tenant: str, correlation_id: str) -> list[EventRecord]:
+        self._check_open()
+        found = [e for e in self._events.values() if (e.tenant, e.correlation_id) == (tenant, correlation_id)]
+        return copy.deepcopy(sorted(found, key=lambda e: (e.event_time, e.event_id)))
+
+    async def dead_letters(self, dlq_topic: str) -> list[DeadLetterRecord]:
+        self._check_open()
+        found = sorted((at, r.id, r) for at, r in self._letters.values() if r.dlq_topic == dlq_topic)
+        return copy.deepcopy([r for _, _, r in found])
+
+    async def request_summary(self, tenant: str, correlation_id: str) -> RequestSummary | None:
+        return summarize(await self.events(tenant, correlation_id))
+
+    async def ping(self) -> None:
+        self._check_open()
+
+    async def aclose(self) -> None:
+        self._closed = True

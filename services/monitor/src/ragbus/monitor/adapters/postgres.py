@@ -1,0 +1,158 @@
+"""The EventStore in PostgreSQL (asyncpg): `events`, `dead_letters` and the `request_summary` view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import asyncpg.exceptions as pg
+
+from ragbus.common.errors import DependencyUnavailable, PoisonMessage
+from ragbus.monitor.adapters.migrator import migrate, quote_ident
+from ragbus.monitor.domain import DeadLetterRecord, EventRecord, RequestSummary
+from ragbus.monitor.settings import MonitorSettings
+
+# Failures that mean "the database cannot be reached right now": the monitor waits and retries (the
+# shared middleware, given these through `make_broker(retryable=...)`), it neither drops nor
+# dead-letters the message. A lost connection is replaced by the pool on the next attempt.
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
+    pg.PostgresConnectionError,  # ConnectionDoesNotExistError, ConnectionFailureError, rejections
+    pg.InterfaceError,  # "connection is closed", a pool closing under us
+    pg.OperatorInterventionError,  # CannotConnectNowError (starting up), AdminShutdownError, cancels
+    pg.InsufficientResourcesError,  # too many connections, disk full
+    pg.TransactionRollbackError,  # serialization failure, deadlock
+    OSError,  # ConnectionRefusedError, unreachable host, DNS failure while connecting
+    TimeoutError,  # connect or command timeout
+)
+
+EVENT_COLUMNS = tuple(f.name for f in dataclasses.fields(EventRecord))
+DEAD_LETTER_COLUMNS = tuple(f.name for f in dataclasses.fields(DeadLetterRecord))
+SUMMARY_COLUMNS = tuple(f.name for f in dataclasses.fields(RequestSummary))
+
+
+def _insert(schema: str, table: str, columns: tuple[str, ...], key: str) -> str:
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    return (
+        f"INSERT INTO {quote_ident(schema)}.{table} ({', '.join(columns)}) "  # noqa: S608 - see quote_ident
+        f"VALUES ({placeholders}) ON CONFLICT ({key}) DO NOTHING"
+    )
+
+
+def insert_event_sql(schema: str) -> str:
+    """The statement that stores one event; `event_row` gives its arguments."""
+    return _insert(schema, "events", EVENT_COLUMNS, "event_id")
+
+
+def event_row(record: EventRecord) -> tuple[Any, ...]:
+    """The arguments of `insert_event_sql`, in column order."""
+    # Not dataclasses.astuple: it deep-copies `data`, and the dict goes to the jsonb encoder as it is.
+    return tuple(getattr(record, c) for c in EVENT_COLUMNS)
+
+
+def dead_letter_row(record: DeadLetterRecord) -> tuple[Any, ...]:
+    return tuple(getattr(record, c) for c in DEAD_LETTER_COLUMNS)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """jsonb in and out as Python objects (asyncpg passes it as text by default)."""
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+@contextlib.contextmanager
+def _classified() -> Iterator[None]:
+    """Turn the database's refusals into the two kinds of failure the middleware knows."""
+    try:
+        yield
+    except pg.DataError as exc:  # a value PostgreSQL cannot store (bad encoding, out of range)
+        raise PoisonMessage(f"PostgreSQL cannot store this record: {exc}") from exc
+    except (pg.UndefinedTableError, pg.InvalidSchemaNameError) as exc:
+        # Not migrated yet (migrate_on_startup off, a deployment step still to run): wait for it
+        # rather than dead-letter every event meanwhile.
+        raise DependencyUnavailable(f"the monitor's tables are missing: {exc}") from exc
+
+
+class PostgresEventStore:
+    """EventStore over an asyncpg pool; every object lives in one schema."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self._pool = pool
+        self.schema = schema
+        q = quote_ident(schema)
+        self._insert_event = insert_event_sql(schema)
+        self._insert_dead_letter = _insert(schema, "dead_letters", DEAD_LETTER_COLUMNS, "id")
+        # Identifiers only (see quote_ident); values always go as parameters.
+        self._select_events = f"SELECT {', '.join(EVENT_COLUMNS)} FROM {q}.events"  # noqa: S608
+        self._select_dead_letters = f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM {q}.dead_letters"  # noqa: S608
+        self._select_summary = f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM {q}.request_summary"  # noqa: S608
+        self._ping = f"SELECT max(version) FROM {q}.schema_migrations"  # noqa: S608
+
+    @classmethod
+    async def open(cls, settings: MonitorSettings) -> PostgresEventStore:
+        """Connect, and migrate the schema if the settings say so. Raises RETRYABLE_ERRORS while down."""
+        pool = await asyncpg.create_pool(
+            settings.database_url.get_secret_value(),
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout=settings.connect_timeout_s,
+            command_timeout=settings.command_timeout_s,
+            init=init_connection,
+            server_settings={"application_name": "ragbus-monitor"},
+        )
+        try:
+            if settings.migrate_on_startup:
+                async with pool.acquire() as conn:
+                    await migrate(conn, settings.db_schema)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, settings.db_schema)
+
+    async def record_event(self, record: EventRecord) -> bool:
+        with _classified():
+            status: str = await self._pool.execute(self._insert_event, *event_row(record))
+        return status == "INSERT 0 1"
+
+    async def record_dead_letter(self, record: DeadLetterRecord) -> bool:
+        with _classified():
+            status: str = await self._pool.execute(self._insert_dead_letter, *dead_letter_row(record))
+        return status == "INSERT 0 1"
+
+    async def event(self, event_id: UUID) -> EventRecord | None:
+        row = await self._pool.fetchrow(f"{self._select_events} WHERE event_id = $1", event_id)
+        return EventRecord(**dict(row)) if row else None
+
+    async def events(self, tenant: str, correlation_id: str) -> list[EventRecord]:
+        rows = await self._pool.fetch(
+            f"{self._select_events} WHERE tenant = $1 AND correlation_id = $2 ORDER BY event_time, event_id",
+            tenant,
+            correlation_id,
+        )
+        return [EventRecord(**dict(r)) for r in rows]
+
+    async def dead_letters(self, dlq_topic: str) -> list[DeadLetterRecord]:
+        rows = await self._pool.fetch(
+            f"{self._select_dead_letters} WHERE dlq_topic = $1 ORDER BY received_at, id", dlq_topic
+        )
+        return [DeadLetterRecord(**dict(r)) for r in rows]
+
+    async def request_summary(self, tenant: str, correlation_id: str) -> RequestSummary | None:
+        row = await self._pool.fetchrow(
+            f"{self._select_summary} WHERE tenant = $1 AND correlation_id = $2", tenant, correlation_id
+        )
+        return RequestSummary(**dict(row)) if row else None
+
+    async def ping(self) -> None:
+        with _classified():
+            await self._pool.fetchval(self._ping)
+
+    async def aclose(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout=10)
+        except TimeoutError:  # a query that will not finish: drop the connections
+            self._pool.terminate()

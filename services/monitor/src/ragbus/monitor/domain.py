@@ -1,0 +1,319 @@
+"""What the monitor records, made from raw Kafka records: pure functions, no Kafka, no database.
+
+- `event_record`: a message from a normal topic, which must be a valid ragbus event of that topic's
+  type (else it is poison and the shared middleware dead-letters it).
+- `dead_letter_record`: a message from a `<topic>.dlq` topic, whose body may be anything; never raises.
+- `summarize`: the `request_summary` row of one query, the same rule the SQL view applies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import pydantic
+
+from ragbus.common.envelope import EnvelopeAttributes, parse_event
+from ragbus.common.errors import PoisonMessage
+from ragbus.common.events import (
+    DLQ_HEADER_PREFIX,
+    AnswersCompleted,
+    AnswersDrafted,
+    DeadLetter,
+    QueriesSubmitted,
+)
+from ragbus.common.ids import record_id
+from ragbus.common.topics import DLQ_SUFFIX, Topics, event_type
+
+SUBMITTED = QueriesSubmitted.event_type()
+DRAFTED = AnswersDrafted.event_type()
+COMPLETED = AnswersCompleted.event_type()
+
+# W3C trace context: version-traceid-parentid-flags, lowercase hex.
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One Kafka record as the monitor received it."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    key: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timestamp_ms: int | None = None
+
+    @property
+    def is_dead_letter(self) -> bool:
+        return self.topic.endswith(DLQ_SUFFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A row of `events`."""
+
+    event_id: UUID
+    topic: str
+    type: str
+    source: str
+    subject: str | None
+    tenant: str
+    correlation_id: str
+    causation_id: UUID | None
+    event_time: datetime
+    kafka_partition: int
+    kafka_offset: int
+    kafka_key: str | None
+    kafka_timestamp: datetime | None
+    trace_id: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A row of `dead_letters`."""
+
+    id: UUID
+    dlq_topic: str
+    original_topic: str
+    original_partition: int | None
+    original_offset: int | None
+    service: str | None
+    error_type: str | None
+    reason: str
+    attempts: int | None
+    failed_at: datetime | None
+    event_id: UUID | None
+    tenant: str | None
+    correlation_id: str | None
+    kafka_partition: int
+    kafka_offset: int
+    kafka_key: str | None
+    kafka_timestamp: datetime | None
+    trace_id: str | None
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    """A row of the `request_summary` view: one query, from question to final answer."""
+
+    tenant: str
+    correlation_id: str
+    query_id: str | None
+    conversation_id: str | None
+    user_id: str | None
+    question: str | None
+    status: str  # answered | blocked | failed | pending (no final answer yet)
+    answer: str | None
+    status_reason: str | None  # why it was blocked or failed
+    tier: int | None
+    escalation_reason: str | None  # why the cascade stopped at `tier`
+    verdicts: list[dict[str, Any]]
+    citations: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    submitted_at: datetime
+    completed_at: datetime | None
+    latency_ms: float | None
+
+
+def trace_id_of(headers: Mapping[str, str]) -> str | None:
+    """The trace id of a W3C `traceparent` header, or None if absent or malformed."""
+    match = _TRACEPARENT.match(headers.get("traceparent", "").strip().lower())
+    if match is None or match.group(1) == "0" * 32:  # all zeros is the spec's "invalid"
+        return None
+    return match.group(1)
+
+
+def _text(raw: bytes | None) -> str | None:
+    # Kafka keys are bytes; ragbus' are `tenant:id` text. Anything else stays readable and distinct.
+    return raw.decode("utf-8", "backslashreplace") if raw else None
+
+
+def _kafka_time(ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, UTC) if ms is not None and ms >= 0 else None
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a value (nested in dicts and lists) holds U+0000, which PostgreSQL text cannot."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
+
+
+def event_record(msg: RawMessage, topics: Topics) -> EventRecord:
+    """The `events` row of a message from a normal topic.
+
+    Raises PoisonMessage when the body is not a valid ragbus event of the topic's type.
+    """
+    try:
+        raw = json.loads(msg.value)
+        event = parse_event(raw)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and ValidationError are ValueErrors
+        raise PoisonMessage(f"not a valid ragbus event: {exc}") from exc
+    expected = event_type(topics.strip(msg.topic))
+    if event.type != expected:
+        raise PoisonMessage(f"event type {event.type!r} does not belong on topic {msg.topic!r}")
+    # PostgreSQL's text and jsonb cannot hold U+0000. Refusing the event keeps its bytes intact in
+    # `dead_letters`, rather than storing an altered copy in `events`.
+    if has_nul(raw):
+        raise PoisonMessage("the event contains U+0000, which PostgreSQL text and jsonb cannot store")
+    return EventRecord(
+        event_id=event.id,
+        topic=msg.topic,
+        type=event.type,
+        source=event.source,
+        subject=event.subject,
+        tenant=event.tenantid,
+        correlation_id=event.correlationid,
+        causation_id=event.causationid,
+        event_time=event.time,
+        kafka_partition=msg.partition,
+        kafka_offset=msg.offset,
+        kafka_key=_text(msg.key),
+        kafka_timestamp=_kafka_time(msg.timestamp_ms),
+        trace_id=trace_id_of(msg.headers),
+        # As published, not as re-serialised by this version's models: fields added by newer
+        # producers are kept.
+        data=raw["data"],
+    )
+
+
+def _scrub(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # ragbus writes UTC; assume it
+
+
+def _dead_letter_fields(headers: Mapping[str, str]) -> dict[str, Any]:
+    """The `x-ragbus-dlq-*` headers, validated when complete, else whatever parses of them."""
+    try:
+        fields = DeadLetter.from_headers(dict(headers)).model_dump()
+        fields["failed_at"] = _utc(fields["failed_at"])
+        return fields
+    except pydantic.ValidationError:
+        pass
+    # A hand-made or foreign dead letter: keep each field that makes sense on its own.
+    raw = {
+        k.removeprefix(DLQ_HEADER_PREFIX).replace("-", "_"): v
+        for k, v in headers.items()
+        if k.startswith(DLQ_HEADER_PREFIX)
+    }
+    out: dict[str, Any] = {
+        k: raw.get(k) or None for k in ("original_topic", "service", "error_type", "reason")
+    }
+    for name in ("partition", "offset", "attempts"):
+        try:
+            out[name] = int(raw[name])
+        except (KeyError, ValueError):
+            out[name] = None
+    try:
+        out["failed_at"] = _utc(datetime.fromisoformat(raw["failed_at"]))
+    except (KeyError, ValueError):
+        out["failed_at"] = None
+    return out
+
+
+def dead_letter_record(msg: RawMessage) -> DeadLetterRecord:
+    """The `dead_letters` row of a message from a `.dlq` topic. Never raises: any bytes are kept."""
+    f = _dead_letter_fields(msg.headers)
+    attrs = EnvelopeAttributes.peek(msg.value)
+    original_topic = f["original_topic"] or msg.topic.removesuffix(DLQ_SUFFIX)
+    digest = hashlib.sha256(msg.value).hexdigest()
+    if f["partition"] is not None and f["offset"] is not None:
+        # Where it failed and who gave up on it: the same dead letter delivered twice is one row, while
+        # two services failing on one message are two facts. The body's hash keeps apart different
+        # messages at the same offset (a broker without persistent storage restarts at offset 0).
+        letter_id = record_id(
+            "dead-letter", original_topic, str(f["partition"]), str(f["offset"]), f["service"] or "", digest
+        )
+    else:
+        letter_id = record_id("dead-letter@dlq", msg.topic, str(msg.partition), str(msg.offset), digest)
+    return DeadLetterRecord(
+        id=letter_id,
+        dlq_topic=msg.topic,
+        original_topic=_scrub(original_topic),
+        original_partition=f["partition"],
+        original_offset=f["offset"],
+        service=_scrub(f["service"]) if f["service"] else None,
+        error_type=_scrub(f["error_type"]) if f["error_type"] else None,
+        reason=_scrub(f["reason"] or "no reason given (the message has no x-ragbus-dlq-reason header)"),
+        attempts=f["attempts"],
+        failed_at=f["failed_at"],
+        event_id=attrs.id if attrs else None,
+        tenant=_scrub(attrs.tenantid) if attrs else None,
+        correlation_id=_scrub(attrs.correlationid) if attrs else None,
+        kafka_partition=msg.partition,
+        kafka_offset=msg.offset,
+        kafka_key=_scrub(_text(msg.key) or "") or None,
+        kafka_timestamp=_kafka_time(msg.timestamp_ms),
+        trace_id=trace_id_of(msg.headers),
+        headers={_scrub(k): _scrub(v) for k, v in msg.headers.items()},
+        body=msg.value,
+    )
+
+
+# --- request_summary ---------------------------------------------------------------------------------
+
+
+def _first(records: Iterable[EventRecord]) -> EventRecord | None:
+    return min(records, key=lambda r: (r.event_time, r.event_id), default=None)
+
+
+def _last(records: Iterable[EventRecord]) -> EventRecord | None:
+    return max(records, key=lambda r: (r.event_time, r.event_id), default=None)
+
+
+def summarize(events: Iterable[EventRecord]) -> RequestSummary | None:
+    """The `request_summary` row of one query's events (one tenant, one correlation id).
+
+    Mirrors the view in migrations/0003_request_summary.sql: the first submission starts the clock, the
+    latest draft and completion are the outcome; None when the query was never submitted.
+    """
+    events = list(events)
+    s = _first(e for e in events if e.type == SUBMITTED)
+    if s is None:
+        return None
+    d = _last(e for e in events if e.type == DRAFTED)
+    c = _last(e for e in events if e.type == COMPLETED)
+    done = c.data if c else {}
+    cascade = done.get("cascade") or (d.data.get("cascade") if d else None)
+    attempts = [a for a in (cascade.get("attempts") or []) if isinstance(a, Mapping)] if cascade else []
+    return RequestSummary(
+        tenant=s.tenant,
+        correlation_id=s.correlation_id,
+        query_id=s.data.get("query_id"),
+        conversation_id=s.data.get("conversation_id"),
+        user_id=s.data.get("user_id"),
+        question=s.data.get("question"),
+        status=done.get("status") or "pending",
+        answer=done.get("answer"),
+        status_reason=done.get("reason"),
+        tier=int(cascade["tier"]) if cascade and cascade.get("tier") is not None else None,
+        escalation_reason=cascade.get("reason") if cascade else None,
+        verdicts=list(done.get("verdicts") or []),
+        citations=len(done.get("citations") or []),
+        prompt_tokens=sum(int(a.get("prompt_tokens") or 0) for a in attempts),
+        completion_tokens=sum(int(a.get("completion_tokens") or 0) for a in attempts),
+        cost_usd=sum(float(a.get("cost_usd") or 0.0) for a in attempts),
+        submitted_at=s.event_time,
+        completed_at=c.event_time if c else None,
+        latency_ms=(c.event_time - s.event_time).total_seconds() * 1000 if c else None,
+    )

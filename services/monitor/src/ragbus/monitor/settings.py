@@ -1,0 +1,36 @@
+"""Monitor settings (env prefix `MONITOR_`); Kafka, telemetry, logs and retry come from ServiceSettings."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from ragbus.common.settings import ServiceSettings
+
+
+class MonitorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="MONITOR_", extra="ignore")
+
+    # Holds credentials (user:password@host), hence SecretStr: it never shows in logs or reprs.
+    # `DATABASE_URL` is accepted too, the name docker compose files and PaaS platforms use.
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://postgres@127.0.0.1:5432/postgres"),
+        validation_alias=AliasChoices("MONITOR_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    # Every table, index and view lives in this schema (tests use one schema each). A plain identifier,
+    # because it is spliced into SQL (quoted) where PostgreSQL takes no parameters.
+    db_schema: str = Field(default="ragbus", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=4, ge=1)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    # A statement that runs longer is cancelled and retried (a stuck lock, a server under strain).
+    command_timeout_s: float = Field(default=30.0, gt=0)
+    # Apply the packaged migrations at startup (under an advisory lock, so replicas may start together).
+    # Turn it off where a deployment step runs them with a more privileged role.
+    migrate_on_startup: bool = True
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> MonitorSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must not exceed pool_max_size")
+        return self
