@@ -1,0 +1,63 @@
+"""What both Qdrant adapters store per point, and the checks they share before writing or searching."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from ragbus.vectors.errors import DimensionMismatch, InputRejected
+from ragbus.vectors.ports import ChunkPoint, Hit
+
+# Payload keys. `tenant` and `doc_id` are indexed (keyword; `tenant` as the tenant key).
+TENANT = "tenant"
+DOC_ID = "doc_id"
+VERSION = "version"
+
+
+def to_payload(point: ChunkPoint) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        TENANT: point.tenant,
+        DOC_ID: point.doc_id,
+        VERSION: point.version,
+        "index": point.index,
+        "text": point.text,
+        "metadata": dict(point.metadata),
+    }
+    if point.title is not None:
+        payload["title"] = point.title
+    return payload
+
+
+def to_hit(point_id: Any, score: float, payload: Mapping[str, Any] | None) -> Hit:
+    p = payload or {}
+    return Hit(
+        chunk_id=point_id if isinstance(point_id, UUID) else UUID(str(point_id)),
+        doc_id=str(p.get(DOC_ID, "")),
+        version=str(p.get(VERSION, "")),
+        index=int(p.get("index", 0)),
+        score=float(score),
+        text=str(p.get("text", "")),
+        title=p.get("title"),
+        metadata=dict(p.get("metadata") or {}),
+    )
+
+
+def checked_vectors(vectors: Sequence[Sequence[float]], dim: int | None) -> list[list[float]]:
+    """The vectors as lists of floats, after checking their size (when the store's is known) and values."""
+    rows: list[list[float]] = []
+    expected = dim
+    for vector in vectors:
+        # numpy arrays (and their float32 items) become plain floats; lists pass as they are.
+        row: list[float] = vector.tolist() if hasattr(vector, "tolist") else list(vector)
+        if expected is None:
+            expected = len(row)
+        if len(row) != expected:
+            raise DimensionMismatch(expected, len(row))
+        # A NaN would not fail the write; it would make every later search that meets it score NaN.
+        # (NaN and infinities propagate through the sum; a C-speed check, unlike a per-element one.)
+        if not math.isfinite(sum(row)):
+            raise InputRejected("vector has NaN or infinite values")
+        rows.append(row)
+    return rows

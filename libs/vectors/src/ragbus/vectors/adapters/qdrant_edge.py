@@ -1,0 +1,310 @@
+"""The embedded default vector store: Qdrant Edge (`qdrant-edge-py`, the Qdrant engine in process).
+
+What this adapter hides from its callers:
+- Edge has no collections: one shard is one directory. `EdgeShard.create` makes a new one (and fails
+  where segments exist), `EdgeShard.load` opens an existing one. `ensure(dim)` picks; reads on a shard
+  that does not exist yet find nothing instead of failing, so a reader may start before any writer.
+- Its own request types (`QueryRequest`, `Query.Nearest`, `Filter`, ...) and `uuid.UUID` ids.
+- Its errors are bare `Exception`s told apart by message prefixes; `_translate` maps them to ours.
+- A directory can be opened by one process only (a lock on its WAL). In one process, every store on
+  the same path shares one open shard (a process-wide registry with reference counts), so the embed
+  service and the orchestrator can run together in `ragbus up`; the last `aclose()` flushes and closes.
+- Calls hold the GIL (measured: a ticker thread makes no progress during a search). Each shard gets
+  ONE worker thread that runs its calls in order: Edge never sees two threads, and the event loop only
+  waits for a call's duration. Writes go in batches of `upsert_batch` so reads interleave between them.
+- There is no background optimizer, and we never call `optimize()`: search stays exact over plain
+  segments. `optimize()` builds HNSW in 38-50 s for 50k points while holding the GIL, which would freeze
+  the whole process (its Kafka consumers too), and exact search with the tenant index is already a few
+  ms at these sizes (see bench/vectors.py).
+- Payload indexes matter even for exact search: filtering on an unindexed field reads every point's
+  payload from disk. With keyword indexes on `tenant` (as the tenant key) and `doc_id`, a filtered
+  top-10 over 20k points went from ~12 ms to ~2 ms, same results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import qdrant_edge as qe
+
+from ragbus.common.logging import get_logger
+from ragbus.vectors.adapters.payload import DOC_ID, TENANT, VERSION, checked_vectors, to_hit, to_payload
+from ragbus.vectors.errors import (
+    DimensionMismatch,
+    VectorsError,
+    VectorStoreError,
+    VectorStoreUnavailable,
+)
+from ragbus.vectors.ports import ChunkPoint, Hit
+
+log = get_logger("ragbus.vectors.edge")
+
+T = TypeVar("T")
+
+_CONFIG_FILE = "edge_config.json"
+
+
+@dataclass(eq=False)
+class _Shard:
+    """One shard directory, open at most once per process. Its fields are touched on its worker only."""
+
+    path: Path
+    executor: ThreadPoolExecutor
+    refs: int = 0
+    shard: qe.EdgeShard | None = None
+    dim: int | None = None
+    closed: threading.Event = field(default_factory=threading.Event)
+    # Set when this entry replaced one that was still closing: wait for it before opening the files.
+    predecessor: _Shard | None = None
+
+
+_registry: dict[Path, _Shard] = {}
+_registry_lock = threading.Lock()
+
+
+def _acquire(path: Path) -> _Shard:
+    key = path.resolve()
+    with _registry_lock:
+        entry = _registry.get(key)
+        if entry is None or entry.refs == 0:
+            entry = _Shard(
+                path=key,
+                executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"qdrant-edge-{key.name}"),
+                predecessor=entry,
+            )
+            _registry[key] = entry
+        entry.refs += 1
+        return entry
+
+
+def _release(entry: _Shard) -> bool:
+    """Drop one reference; True when it was the last (the caller then closes the shard)."""
+    with _registry_lock:
+        entry.refs -= 1
+        return entry.refs == 0
+
+
+def _forget(entry: _Shard) -> None:
+    with _registry_lock:
+        if _registry.get(entry.path) is entry and entry.refs == 0:
+            del _registry[entry.path]
+
+
+def _translate(exc: Exception) -> Exception:
+    """Edge raises bare `Exception`s; their message prefix says what went wrong."""
+    text = str(exc)
+    if text.startswith("Vector dimension error"):
+        return DimensionMismatch(None, None, text)
+    if "WouldBlock" in text or "failed to open WAL" in text:
+        return VectorStoreUnavailable(
+            f"the Qdrant Edge shard is open in another process ({text}); one process at a time may open "
+            "it: run the services that share it in one process (`ragbus up`), or use a Qdrant server"
+        )
+    return VectorStoreError(f"Qdrant Edge: {text}")
+
+
+def _filter(
+    tenant: str | None = None,
+    doc_id: str | None = None,
+    doc_ids: Sequence[str] | None = None,
+    not_version: str | None = None,
+) -> qe.Filter | None:
+    must: list[Any] = []
+    if tenant is not None:
+        must.append(qe.FieldCondition(TENANT, match=qe.MatchValue(tenant)))
+    if doc_id is not None:
+        must.append(qe.FieldCondition(DOC_ID, match=qe.MatchValue(doc_id)))
+    if doc_ids is not None:
+        must.append(qe.FieldCondition(DOC_ID, match=qe.MatchAny(list(doc_ids))))
+    must_not: list[Any] | None = None
+    if not_version is not None:
+        must_not = [qe.FieldCondition(VERSION, match=qe.MatchValue(not_version))]
+    if not must and not must_not:
+        return None
+    return qe.Filter(must=must or None, must_not=must_not)
+
+
+class EdgeVectorStore:
+    """A VectorStore on a Qdrant Edge shard directory (see the module docstring)."""
+
+    def __init__(self, path: Path, *, upsert_batch: int = 256) -> None:
+        self.path = Path(path).expanduser()
+        self.upsert_batch = upsert_batch
+        self._entry: _Shard | None = _acquire(self.path)
+
+    def __repr__(self) -> str:
+        return f"EdgeVectorStore({str(self.path)!r})"
+
+    # --- the worker side: everything below `_on_*` runs on the shard's own thread -----------------------
+
+    @staticmethod
+    def _open(entry: _Shard, create_dim: int | None) -> qe.EdgeShard | None:
+        """The open shard: loaded from disk, created with `create_dim`, or None if neither applies."""
+        if entry.shard is not None:
+            return entry.shard
+        if entry.predecessor is not None:
+            entry.predecessor.closed.wait(timeout=60)
+            entry.predecessor = None
+        path = entry.path
+        config_file = path / _CONFIG_FILE
+        if config_file.is_file() or (path / "segments").is_dir():
+            entry.shard = qe.EdgeShard.load(str(path))
+            entry.dim = _stored_dim(config_file)
+            log.info("opened vector store", path=str(path), dim=entry.dim)
+        elif create_dim is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=create_dim, distance=qe.Distance.Cosine))
+            entry.shard = qe.EdgeShard.create(str(path), config)
+            entry.dim = create_dim
+            log.info("created vector store", path=str(path), dim=create_dim)
+        else:
+            return None
+        schema = entry.shard.info().payload_schema
+        if TENANT not in schema:
+            tenant_index = qe.KeywordIndexParams(is_tenant=True)
+            entry.shard.update(qe.UpdateOperation.create_field_index(TENANT, tenant_index))
+        if DOC_ID not in schema:
+            entry.shard.update(qe.UpdateOperation.create_field_index(DOC_ID, qe.PayloadSchemaType.Keyword))
+        return entry.shard
+
+    @staticmethod
+    def _on_close(entry: _Shard) -> None:
+        try:
+            if entry.shard is not None:
+                entry.shard.flush()
+                entry.shard.close()
+                log.info("closed vector store", path=str(entry.path))
+        finally:
+            entry.shard = None
+            entry.closed.set()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        entry = self._entry
+        if entry is None:
+            raise VectorStoreError(f"{self!r} is closed")
+        call = functools.partial(self._guarded, fn, entry, *args)
+        return await asyncio.get_running_loop().run_in_executor(entry.executor, call)
+
+    @staticmethod
+    def _guarded(fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except (VectorsError, VectorStoreUnavailable):
+            raise
+        except Exception as exc:  # Edge's errors are all bare Exception: translate, never swallow
+            raise _translate(exc) from exc
+
+    # --- the port ---------------------------------------------------------------------------------------
+
+    async def ensure(self, dim: int) -> None:
+        def on_ensure(entry: _Shard) -> None:
+            self._open(entry, dim)
+            if entry.dim is not None and entry.dim != dim:
+                raise DimensionMismatch(entry.dim, dim, str(entry.path))
+
+        await self._run(on_ensure)
+
+    async def upsert(self, points: Sequence[ChunkPoint]) -> int:
+        for start in range(0, len(points), self.upsert_batch):
+            await self._run(self._on_upsert, points[start : start + self.upsert_batch])
+        return len(points)
+
+    def _on_upsert(self, entry: _Shard, batch: Sequence[ChunkPoint]) -> None:
+        shard = self._open(entry, None)
+        if shard is None:
+            raise VectorStoreError(f"no vector store at {entry.path} yet: call ensure(dim) first")
+        vectors = checked_vectors([p.vector for p in batch], entry.dim)
+        records = [qe.Point(p.id, v, to_payload(p)) for p, v in zip(batch, vectors, strict=True)]
+        shard.update(qe.UpdateOperation.upsert_points(records))
+
+    async def delete_stale(self, tenant: str, doc_id: str, keep_version: str) -> int:
+        return await self._run(self._on_delete, _filter(tenant, doc_id, not_version=keep_version))
+
+    async def delete_document(self, tenant: str, doc_id: str) -> int:
+        return await self._run(self._on_delete, _filter(tenant, doc_id))
+
+    def _on_delete(self, entry: _Shard, where: qe.Filter) -> int:
+        shard = self._open(entry, None)
+        if shard is None:
+            return 0
+        # Count and delete on the one worker thread: nothing can write in between.
+        n = shard.count(qe.CountRequest(exact=True, filter=where))
+        if n:
+            shard.update(qe.UpdateOperation.delete_points_by_filter(where))
+        return n
+
+    async def search(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        top_k: int,
+        doc_ids: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        if top_k <= 0 or (doc_ids is not None and not doc_ids):
+            return []
+        return await self._run(self._on_search, tenant, vector, top_k, doc_ids)
+
+    def _on_search(
+        self, entry: _Shard, tenant: str, vector: Sequence[float], top_k: int, doc_ids: Sequence[str] | None
+    ) -> list[Hit]:
+        shard = self._open(entry, None)
+        if shard is None:
+            return []
+        [query] = checked_vectors([vector], entry.dim)
+        request = qe.QueryRequest(
+            limit=top_k,
+            query=qe.Query.Nearest(query),
+            filter=_filter(tenant, doc_ids=doc_ids),
+            with_payload=True,
+            with_vector=False,
+        )
+        return [to_hit(p.id, p.score, p.payload) for p in shard.query(request)]
+
+    async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
+        def on_count(entry: _Shard) -> int:
+            shard = self._open(entry, None)
+            if shard is None:
+                return 0
+            return shard.count(qe.CountRequest(exact=True, filter=_filter(tenant, doc_id)))
+
+        return await self._run(on_count)
+
+    async def ping(self) -> None:
+        def on_ping(entry: _Shard) -> None:
+            shard = self._open(entry, None)
+            if shard is not None:
+                shard.info()
+
+        await self._run(on_ping)
+
+    async def aclose(self) -> None:
+        entry, self._entry = self._entry, None
+        if entry is None or not _release(entry):
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(entry.executor, self._on_close, entry)
+        finally:
+            entry.executor.shutdown(wait=False)
+            _forget(entry)
+
+    async def __aenter__(self) -> EdgeVectorStore:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+
+def _stored_dim(config_file: Path) -> int | None:
+    """The dimension a shard was created with, from the config Edge persists next to its segments."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return int(json.loads(config_file.read_text())["vectors"][""]["size"])
+    return None

@@ -1,0 +1,64 @@
+"""Settings of the vector memory: where vectors are kept (`QDRANT_*`) and which model makes them
+(`RAGBUS_EMBEDDINGS_*`). Both services that use it (embed, orchestrator) nest these, so one set of
+environment variables configures the pair.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragbus.common.settings import ragbus_home
+
+MEMORY = ":memory:"
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class VectorStoreSettings(BaseSettings):
+    """`QDRANT_URL` set: a Qdrant server (or `:memory:`, qdrant-client's local mode, for tests).
+    Unset: the embedded Qdrant Edge shard in `path`, which one process at a time may open.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QDRANT_", extra="ignore")
+
+    url: str | None = Field(default=None, description="Qdrant server URL, or `:memory:`; unset = embedded")
+    api_key: SecretStr | None = None
+    collection: str = Field(default="ragbus_chunks", min_length=1, max_length=255, pattern=r"^[\w.-]+$")
+    path: Path | None = Field(default=None, description="embedded shard directory")
+    timeout_s: float = Field(default=10.0, gt=0)
+    # Server only: HNSW search breadth (higher = better recall, slower). The embedded shard searches
+    # exactly (see adapters/qdrant_edge.py), so it ignores this.
+    hnsw_ef: int | None = Field(default=None, ge=1)
+    upsert_batch: int = Field(default=256, ge=1, description="points per write call")
+
+    def shard_path(self) -> Path:
+        """The embedded shard's directory."""
+        return (self.path or ragbus_home() / "qdrant-edge" / self.collection).expanduser()
+
+
+class EmbedderSettings(BaseSettings):
+    """`minilm`: all-MiniLM-L6-v2 from the installed wheel, on CPU, in process.
+    `openai`: any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, vLLM, Ollama, llama.cpp, TEI).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RAGBUS_EMBEDDINGS_", extra="ignore")
+
+    provider: Literal["minilm", "openai"] = "minilm"
+    model: str | None = Field(
+        default=None,
+        description=f"model name; minilm: recorded only (default {MINILM}), openai: required",
+    )
+    model_path: Path | None = Field(
+        default=None, description="minilm: a sentence-transformers directory instead of the wheel's"
+    )
+    base_url: str | None = Field(default=None, description="openai: e.g. http://127.0.0.1:8080/v1")
+    api_key: SecretStr | None = None
+    dimensions: int | None = Field(
+        default=None, ge=1, description="openai: ask for (and expect) vectors of this size"
+    )
+    batch_size: int = Field(default=32, ge=1, le=2048)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, description="openai: client-side retries before giving up")

@@ -1,0 +1,96 @@
+"""One contract for every Embedder: MiniLM (real model, marked `model`), the OpenAI-compatible adapter
+against a local stub server, and the hashing test double the services' component tests use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import numpy as np
+import pytest
+
+from ragbus.vectors.adapters.minilm import MiniLMEmbedder
+from ragbus.vectors.adapters.openai_embeddings import OpenAIEmbedder
+from ragbus.vectors.ports import Embedder
+from ragbus.vectors.testing import HashingEmbedder
+
+from .stub_openai import Stub, stub_server
+
+TEXTS = [
+    "The mitochondria is the powerhouse of the cell.",
+    "Aspirin reduces the risk of heart attacks in some patients.",
+    "Kafka keeps messages in partitions, in order.",
+    "Sourdough is leavened by wild yeast.",
+    "The Eiffel Tower is in Paris.",
+]
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[Stub]:
+    with stub_server(dim=48) as s:
+        yield s
+
+
+@pytest.fixture(params=["hashing", "openai", pytest.param("minilm", marks=pytest.mark.model)])
+async def embedder(request: pytest.FixtureRequest, stub: Stub) -> AsyncIterator[Embedder]:
+    e: Embedder
+    if request.param == "hashing":
+        e = HashingEmbedder(dim=48)
+    elif request.param == "openai":
+        e = OpenAIEmbedder(model="stub-embed", base_url=stub.base_url, batch_size=2, max_retries=0)
+    else:
+        e = MiniLMEmbedder(batch_size=2)
+    await e.ping()
+    yield e
+    await e.aclose()
+
+
+class TestEmbedderContract:
+    async def test_vectors_have_the_stated_dimension_and_unit_length(self, embedder: Embedder) -> None:
+        vectors = await embedder.embed_documents(TEXTS)
+        assert len(vectors) == len(TEXTS)
+        matrix = np.asarray(vectors)
+        assert matrix.shape == (len(TEXTS), embedder.dim)
+        np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+
+    async def test_vectors_follow_the_input_order_across_batches(self, embedder: Embedder) -> None:
+        together = await embedder.embed_documents(TEXTS)
+        one_by_one = [await embedder.embed_query(t) for t in TEXTS]
+        np.testing.assert_allclose(together, one_by_one, atol=1e-4)
+        reversed_ = await embedder.embed_documents(list(reversed(TEXTS)))
+        np.testing.assert_allclose(list(reversed(reversed_)), together, atol=1e-4)
+
+    async def test_no_texts_no_vectors(self, embedder: Embedder) -> None:
+        assert await embedder.embed_documents([]) == []
+
+    async def test_it_has_a_name_for_the_record(self, embedder: Embedder) -> None:
+        assert embedder.name
+
+
+@pytest.mark.model
+async def test_minilm_scores_a_paraphrase_above_an_unrelated_sentence() -> None:
+    e = MiniLMEmbedder()
+    assert e.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert e.dim == 384  # known before the weights load
+    query = await e.embed_query("How tall is the Eiffel Tower?")
+    docs = await e.embed_documents(
+        [
+            "The Eiffel Tower in Paris is 330 metres high.",
+            "Sourdough bread is leavened by wild yeast and lactic acid bacteria.",
+            "What is the height of the tower Gustave Eiffel built?",
+        ]
+    )
+    scores = np.asarray(docs) @ np.asarray(query)
+    assert scores[0] > scores[1] + 0.3
+    assert scores[2] > scores[1] + 0.3
+
+
+@pytest.mark.model
+async def test_minilm_is_loaded_once_per_process() -> None:
+    from ragbus.vectors.adapters import minilm
+
+    a, b = MiniLMEmbedder(), MiniLMEmbedder(batch_size=8)
+    await a.ping()
+    await b.ping()
+    assert len([p for p in minilm._models if p == a.path]) == 1
+    assert minilm._models[a.path] is minilm._models[b.path]

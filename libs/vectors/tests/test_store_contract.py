@@ -1,0 +1,210 @@
+"""One contract for every VectorStore adapter (Qdrant Edge, qdrant-client `:memory:`, a Qdrant server).
+
+Every test runs against each adapter, so the fakes used elsewhere can never drift from the real thing.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+
+import pytest
+
+from ragbus.common.ids import record_id
+from ragbus.vectors.errors import DimensionMismatch, InputRejected, VectorStoreError
+from ragbus.vectors.ports import ChunkPoint, VectorStore
+
+DIM = 8
+
+
+def unit(*weights: float) -> list[float]:
+    """A DIM-d unit vector from its first components."""
+    v = list(weights) + [0.0] * (DIM - len(weights))
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v]
+
+
+def point(
+    tenant: str,
+    doc_id: str,
+    index: int,
+    vector: Sequence[float],
+    *,
+    version: str = "v1",
+    text: str | None = None,
+    title: str | None = None,
+    metadata: dict[str, object] | None = None,
+) -> ChunkPoint:
+    return ChunkPoint(
+        id=record_id(tenant, doc_id, str(index), version),
+        vector=vector,
+        tenant=tenant,
+        doc_id=doc_id,
+        version=version,
+        index=index,
+        text=text or f"{doc_id} chunk {index} ({version})",
+        title=title,
+        metadata=metadata or {},
+    )
+
+
+def doc(tenant: str, doc_id: str, n: int, *, version: str = "v1", axis: int = 0) -> list[ChunkPoint]:
+    return [point(tenant, doc_id, i, unit(*([0.0] * axis), 1.0, 0.1 * i), version=version) for i in range(n)]
+
+
+class TestVectorStoreContract:
+    async def test_reads_on_a_store_not_created_yet_find_nothing(self, store: VectorStore) -> None:
+        assert await store.search("acme", unit(1), 5) == []
+        assert await store.count() == 0
+        assert await store.delete_document("acme", "d1") == 0
+        assert await store.delete_stale("acme", "d1", "v1") == 0
+        await store.ping()
+
+    async def test_writing_before_ensure_is_refused(self, store: VectorStore) -> None:
+        with pytest.raises(VectorStoreError, match="ensure"):
+            await store.upsert(doc("acme", "d1", 1))
+
+    async def test_a_point_round_trips_with_its_payload(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        p = point(
+            "acme",
+            "d1",
+            3,
+            unit(1),
+            version="v7",
+            text="Paris is in France.",
+            title="Geo",
+            metadata={"lang": "en", "page": 2, "draft": False},
+        )
+        assert await store.upsert([p]) == 1
+        [hit] = await store.search("acme", unit(1), 5)
+        assert hit.chunk_id == p.id
+        assert isinstance(hit.chunk_id, uuid.UUID)
+        assert (hit.doc_id, hit.version, hit.index, hit.text, hit.title) == (
+            "d1",
+            "v7",
+            3,
+            "Paris is in France.",
+            "Geo",
+        )
+        assert dict(hit.metadata) == {"lang": "en", "page": 2, "draft": False}
+        assert hit.score == pytest.approx(1.0, abs=1e-5)
+
+    async def test_upserting_the_same_id_twice_keeps_one_point_with_the_latest_payload(
+        self, store: VectorStore
+    ) -> None:
+        await store.ensure(DIM)
+        points = doc("acme", "d1", 4)
+        await store.upsert(points)
+        await store.upsert(points)
+        assert await store.count("acme", "d1") == 4
+        changed = point("acme", "d1", 0, unit(1), text="edited")
+        await store.upsert([changed])
+        assert await store.count("acme", "d1") == 4
+        hits = await store.search("acme", unit(1), 10)
+        assert [h.text for h in hits if h.chunk_id == changed.id] == ["edited"]
+
+    async def test_more_points_than_one_write_batch_are_all_written(self, store: VectorStore) -> None:
+        await store.ensure(DIM)  # the fixtures write in batches of 3
+        assert await store.upsert(doc("acme", "d1", 10)) == 10
+        assert await store.count("acme", "d1") == 10
+
+    async def test_tenants_never_see_each_others_points(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        await store.upsert(doc("acme", "shared", 3) + doc("acme", "a-only", 2))
+        await store.upsert(doc("globex", "shared", 5))
+        hits = await store.search("acme", unit(1), 50)
+        assert {h.doc_id for h in hits} == {"shared", "a-only"}
+        assert {h.chunk_id for h in hits} == {
+            p.id for p in doc("acme", "shared", 3) + doc("acme", "a-only", 2)
+        }
+        assert await store.count("acme") == 5
+        assert await store.count("globex") == 5
+        assert await store.count("acme", "shared") == 3
+        assert await store.count() == 10
+        assert await store.search("initech", unit(1), 5) == []
+
+        assert await store.delete_document("acme", "shared") == 3
+        assert await store.count("globex", "shared") == 5
+        assert await store.delete_stale("globex", "a-only", "v9") == 0
+        assert await store.count("acme", "a-only") == 2
+
+    async def test_delete_stale_keeps_exactly_the_current_version(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        old = doc("acme", "d1", 3, version="v1")
+        new = doc("acme", "d1", 2, version="v2")
+        await store.upsert(
+            old + new + doc("acme", "d2", 2, version="v1") + doc("globex", "d1", 2, version="v1")
+        )
+        assert await store.delete_stale("acme", "d1", "v2") == 3
+        hits = await store.search("acme", unit(1), 50, doc_ids=["d1"])
+        assert {h.chunk_id for h in hits} == {p.id for p in new}
+        assert {h.version for h in hits} == {"v2"}
+        # Other documents and tenants keep their (older) versions.
+        assert await store.count("acme", "d2") == 2
+        assert await store.count("globex", "d1") == 2
+        # Idempotent: nothing more to remove.
+        assert await store.delete_stale("acme", "d1", "v2") == 0
+
+    async def test_delete_document_removes_every_version(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        await store.upsert(doc("acme", "d1", 3, version="v1") + doc("acme", "d1", 2, version="v2"))
+        await store.upsert(doc("acme", "d2", 1))
+        assert await store.delete_document("acme", "d1") == 5
+        assert await store.count("acme", "d1") == 0
+        assert [h.doc_id for h in await store.search("acme", unit(1), 10)] == ["d2"]
+        assert await store.delete_document("acme", "d1") == 0
+
+    async def test_search_within_given_documents(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        await store.upsert(doc("acme", "d1", 2) + doc("acme", "d2", 2) + doc("acme", "d3", 2))
+        hits = await store.search("acme", unit(1), 10, doc_ids=["d2", "d3"])
+        assert {h.doc_id for h in hits} == {"d2", "d3"}
+        assert len(hits) == 4
+        assert await store.search("acme", unit(1), 10, doc_ids=[]) == []
+        assert await store.search("acme", unit(1), 10, doc_ids=["nope"]) == []
+
+    async def test_hits_come_best_first_with_cosine_scores(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        angles = [0, 10, 30, 60, 85, 120]  # degrees from the query
+        points = [
+            point("acme", "d", i, unit(math.cos(math.radians(a)), math.sin(math.radians(a))))
+            for i, a in enumerate(angles)
+        ]
+        await store.upsert(list(reversed(points)))
+        hits = await store.search("acme", unit(1), 4)
+        assert [h.index for h in hits] == [0, 1, 2, 3]
+        for h in hits:
+            assert h.score == pytest.approx(math.cos(math.radians(angles[h.index])), abs=1e-4)
+        # Unnormalised vectors are compared by angle only (cosine).
+        far = await store.search("acme", [5.0 * x for x in unit(-1)], 1)
+        assert far[0].index == 5
+
+    async def test_a_store_of_another_dimension_is_refused(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        await store.ensure(DIM)  # idempotent
+        with pytest.raises(DimensionMismatch):
+            await store.ensure(DIM * 2)
+        with pytest.raises(DimensionMismatch):
+            await store.upsert([point("acme", "d1", 0, [1.0, 0.0, 0.0])])
+        with pytest.raises(DimensionMismatch):
+            await store.search("acme", [1.0, 0.0, 0.0], 3)
+        assert await store.count() == 0
+
+    async def test_a_vector_with_nan_is_refused(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        with pytest.raises(InputRejected):
+            await store.upsert([point("acme", "d1", 0, [math.nan] + [0.0] * (DIM - 1))])
+        assert await store.count() == 0
+
+    async def test_two_opens_of_one_location_in_one_process_share_the_data(self, open_store) -> None:  # type: ignore[no-untyped-def]
+        if open_store.kind == "memory":
+            pytest.skip("each qdrant-client :memory: instance is its own store by design")
+        writer, reader = open_store(), open_store()
+        await writer.ensure(DIM)
+        await writer.upsert(doc("acme", "d1", 2))
+        assert await reader.count("acme") == 2
+        await reader.aclose()  # closing one leaves the other working
+        await writer.upsert(doc("acme", "d2", 1))
+        assert await writer.count("acme") == 3

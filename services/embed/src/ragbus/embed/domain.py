@@ -1,0 +1,93 @@
+"""Pure rules of the embed service: a `docs.chunked` part in, points and the `docs.indexed` result out.
+
+No Kafka, no I/O: `indexing.py` runs these against the Embedder and VectorStore ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ragbus.common.errors import PoisonMessage
+from ragbus.common.events import DocsChunked, DocsIndexed, MetadataValue
+from ragbus.vectors.ports import ChunkPoint
+
+
+def check_part(chunked: DocsChunked) -> None:
+    """Refuse a part that breaks the `docs.chunked` contract (it can never be indexed correctly)."""
+    if chunked.part >= chunked.parts:
+        raise PoisonMessage(
+            f"part {chunked.part} of a document in {chunked.parts} parts (parts count from 0)"
+        )
+    ids = [c.chunk_id for c in chunked.chunks]
+    if len(set(ids)) != len(ids):
+        raise PoisonMessage("the part lists the same chunk id twice")
+
+
+def embedding_inputs(chunked: DocsChunked, *, with_title: bool) -> list[str]:
+    """The text to embed for each chunk, in order: the chunk, after the document title if asked."""
+    title = (chunked.title or "").strip()
+    if with_title and title:
+        return [f"{title}\n{c.text}" for c in chunked.chunks]
+    return [c.text for c in chunked.chunks]
+
+
+def point_metadata(chunked: DocsChunked) -> dict[str, MetadataValue]:
+    """What a search hit carries about its document besides text and title: the document's own
+    metadata, plus where it came from (`uri`, `content_type`) unless the metadata already says."""
+    metadata = dict(chunked.metadata)
+    if chunked.uri is not None:
+        metadata.setdefault("uri", chunked.uri)
+    if chunked.content_type is not None:
+        metadata.setdefault("content_type", chunked.content_type)
+    return metadata
+
+
+def chunk_points(chunked: DocsChunked, tenant: str, vectors: Sequence[Sequence[float]]) -> list[ChunkPoint]:
+    """One point per chunk; the point id is the chunk id, so the same chunk always lands on one point."""
+    if len(vectors) != len(chunked.chunks):
+        raise ValueError(f"{len(vectors)} vectors for {len(chunked.chunks)} chunks")
+    metadata = point_metadata(chunked)
+    return [
+        ChunkPoint(
+            id=chunk.chunk_id,
+            vector=vector,
+            tenant=tenant,
+            doc_id=chunked.doc_id,
+            version=chunked.version,
+            index=chunk.index,
+            text=chunk.text,
+            title=chunked.title,
+            metadata=metadata,
+        )
+        for chunk, vector in zip(chunked.chunks, vectors, strict=True)
+    ]
+
+
+def indexed(
+    chunked: DocsChunked, *, upserted: int, removed: int, model: str | None, elapsed_ms: float
+) -> DocsIndexed:
+    """The result of one part: its chunks are searchable, older versions' chunks are gone."""
+    return DocsIndexed(
+        doc_id=chunked.doc_id,
+        version=chunked.version,
+        part=chunked.part,
+        parts=chunked.parts,
+        chunk_ids=[c.chunk_id for c in chunked.chunks],
+        upserted=upserted,
+        removed=removed,
+        embedding_model=model,
+        elapsed_ms=round(elapsed_ms, 3),
+    )
+
+
+def deleted(chunked: DocsChunked, *, removed: int, elapsed_ms: float) -> DocsIndexed:
+    """The result of a deletion: no point of the document is left."""
+    return DocsIndexed(
+        doc_id=chunked.doc_id,
+        version=chunked.version,
+        part=chunked.part,
+        parts=chunked.parts,
+        removed=removed,
+        deleted=True,
+        elapsed_ms=round(elapsed_ms, 3),
+    )

@@ -1,0 +1,23 @@
+"""Embed settings, from `EMBED_*` environment variables. The vector store (`QDRANT_*`) and the embedding
+model (`RAGBUS_EMBEDDINGS_*`) read their own variables, shared with the orchestrator so both always use
+the same store and model; bus, traces and logs: see ServiceSettings.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from ragbus.common.settings import ServiceSettings
+from ragbus.vectors.settings import EmbedderSettings, VectorStoreSettings
+
+
+class EmbedSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EMBED_", extra="ignore")
+
+    vectors: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    # A chunk from the middle of a document often never names its subject; the title says what it is
+    # about. Embedding "title\ntext" is how BEIR scores sentence-transformers models on title+text corpora
+    # (SciFact included); questions are embedded as they are. The stored text stays the chunk's own.
+    with_title: bool = Field(default=True, description="prepend the document title to each chunk embedded")

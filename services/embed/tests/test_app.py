@@ -1,0 +1,246 @@
+"""The service over FastStream's in-memory broker, with a real vector store (Qdrant Edge in a temporary
+directory, and qdrant-client `:memory:`) and a hashing embedder: what a user of the bus sees on
+`docs.indexed.v1` and the dead-letter topic, and what a search then finds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faststream.kafka import KafkaMessage, TestKafkaBroker
+
+from ragbus.common.bus import raw_decoder
+from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
+from ragbus.common.events import ChunkData, DeadLetter, DocsChunked, DocsIndexed
+from ragbus.common.ids import content_hash, record_id
+from ragbus.common.settings import RetrySettings
+from ragbus.common.topics import DOCS_CHUNKED, DOCS_INDEXED, Topics
+from ragbus.embed.app import EmbedDeps, create_app
+from ragbus.embed.settings import EmbedSettings
+from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
+from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
+from ragbus.vectors.errors import EmbedderUnavailable
+from ragbus.vectors.ports import VectorStore
+from ragbus.vectors.testing import HashingEmbedder
+
+HEADERS = {"content-type": CE_CONTENT_TYPE}
+EIFFEL = [
+    "The Eiffel Tower is a wrought-iron lattice tower in Paris.",
+    "It was completed in 1889 for the World's Fair.",
+    "The tower is 330 metres tall.",
+]
+
+
+def chunked(
+    doc_id: str, texts: list[str], *, tenant: str = "acme", version: str = "v1", **fields: Any
+) -> DocsChunked:
+    chunks = [
+        ChunkData(
+            chunk_id=record_id(tenant, doc_id, str(i), content_hash(t)),
+            index=i,
+            text=t,
+            content_hash=content_hash(t),
+            token_count=len(t.split()),
+            char_start=0,
+            char_end=len(t),
+        )
+        for i, t in enumerate(texts)
+    ]
+    return DocsChunked(
+        doc_id=doc_id,
+        version=version,
+        title="Eiffel Tower",
+        chunks=chunks,
+        total_chunks=len(chunks),
+        **fields,
+    )
+
+
+@pytest.fixture(params=["edge", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> AsyncIterator[VectorStore]:
+    s: VectorStore = (
+        EdgeVectorStore(tmp_path / "shard")
+        if request.param == "edge"
+        else QdrantServerStore(":memory:", collection=unique)
+    )
+    yield s
+    await s.aclose()
+
+
+class Service:
+    """The embed app plus collectors on its output and dead-letter topics."""
+
+    def __init__(self, prefix: str, store: VectorStore) -> None:
+        settings = EmbedSettings(
+            retry=RetrySettings(initial_backoff_s=0.01, max_backoff_s=0.05, max_attempts_unknown=3),
+            telemetry={"enabled": False},
+        ).with_kafka(topic_prefix=prefix)
+        self.t = Topics(prefix)
+        self.embedder = HashingEmbedder(dim=32)
+        self.store = store
+        self.app = create_app(settings, EmbedDeps(embedder=self.embedder, store=store))
+        self.broker = self.app.kafka_broker
+        self.indexed: list[Envelope[DocsIndexed]] = []
+        self.dead: list[tuple[bytes, dict[str, Any]]] = []
+
+        @self.broker.subscriber(self.t(DOCS_INDEXED), group_id="collector")
+        async def indexed(event: Envelope[DocsIndexed]) -> None:
+            self.indexed.append(event)
+
+        @self.broker.subscriber(self.t.dlq(DOCS_CHUNKED), group_id="dlq-reader", decoder=raw_decoder)
+        async def dead(msg: KafkaMessage) -> None:
+            self.dead.append((msg.body, dict(msg.headers)))
+
+    async def send(self, br: Any, data: DocsChunked, *, tenant: str = "acme") -> Envelope[DocsChunked]:
+        event = Envelope.new(data, source="ragbus/ingest", tenant=tenant)
+        await br.publish(event.to_bytes(), self.t(DOCS_CHUNKED), key=event.key, headers=HEADERS)
+        return event
+
+    def results_of(self, event: Envelope[DocsChunked]) -> list[Envelope[DocsIndexed]]:
+        return [e for e in self.indexed if e.causationid == event.id]
+
+
+@pytest.fixture
+def service(topic_prefix: str, store: VectorStore) -> Service:
+    return Service(topic_prefix, store)
+
+
+async def test_chunks_become_searchable_and_the_result_is_published(service: Service) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        event = await service.send(br, chunked("eiffel", EIFFEL))
+
+    [result] = service.results_of(event)
+    assert result.data.upserted == 3
+    assert result.data.removed == 0
+    assert not result.data.deleted
+    assert result.data.chunk_ids == [c.chunk_id for c in event.data.chunks]
+    assert result.data.embedding_model == "test/hashing"
+    assert (result.tenantid, result.correlationid, result.source) == (
+        "acme",
+        event.correlationid,
+        "ragbus/embed",
+    )
+    assert result.key == b"acme:eiffel"
+    assert await service.store.count("acme", "eiffel") == 3
+    query = await service.embedder.embed_query("How tall is the tower?")
+    hits = await service.store.search("acme", query, 1)
+    assert hits[0].text == "The tower is 330 metres tall."
+    assert hits[0].title == "Eiffel Tower"
+    # What was embedded carries the title; what is stored is the chunk's own text.
+    assert service.embedder.calls[0][0] == "Eiffel Tower\n" + EIFFEL[0]
+
+
+async def test_a_redelivered_event_leaves_one_point_per_chunk_and_the_same_result(service: Service) -> None:
+    event = Envelope.new(chunked("eiffel", EIFFEL), source="ragbus/ingest", tenant="acme")
+    async with TestKafkaBroker(service.broker) as br:
+        for _ in range(2):
+            await br.publish(event.to_bytes(), service.t(DOCS_CHUNKED), key=event.key, headers=HEADERS)
+
+    assert await service.store.count("acme", "eiffel") == 3
+    first, second = service.results_of(event)
+    assert first.id == second.id  # downstream sees a duplicate, not a new fact
+    assert second.data.upserted == 3
+    assert second.data.removed == 0
+
+
+async def test_a_new_version_replaces_the_old_chunks(service: Service) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        await service.send(br, chunked("eiffel", EIFFEL, version="v1"))
+        await service.send(br, chunked("other", ["Sourdough is leavened by wild yeast."]))
+        # v2 keeps the first chunk as it was (same chunk id) and rewrites the rest.
+        v2 = await service.send(br, chunked("eiffel", [EIFFEL[0], "It is 330 metres tall."], version="v2"))
+
+    [result] = service.results_of(v2)
+    assert result.data.upserted == 2
+    assert result.data.removed == 2
+    hits = await service.store.search(
+        "acme", await service.embedder.embed_query("tower"), 10, doc_ids=["eiffel"]
+    )
+    assert sorted((h.index, h.text, h.version) for h in hits) == [
+        (0, EIFFEL[0], "v2"),
+        (1, "It is 330 metres tall.", "v2"),
+    ]
+    assert await service.store.count("acme", "other") == 1
+
+
+async def test_a_document_in_parts_is_indexed_part_by_part(service: Service) -> None:
+    texts = [f"Paragraph {i} about the tower." for i in range(5)]
+    whole = chunked("eiffel", texts, version="v2")
+    async with TestKafkaBroker(service.broker) as br:
+        await service.send(br, chunked("eiffel", EIFFEL, version="v1"))
+        event = Envelope.new(whole, source="ragbus/ingest", tenant="acme")
+        parts = [
+            whole.model_copy(update={"chunks": whole.chunks[:3], "part": 0, "parts": 2}),
+            whole.model_copy(update={"chunks": whole.chunks[3:], "part": 1, "parts": 2}),
+        ]
+        for p in parts:
+            e = event.model_copy(update={"data": p, "id": event.id})
+            await br.publish(e.to_bytes(), service.t(DOCS_CHUNKED), key=e.key, headers=HEADERS)
+            if p.part == 0:
+                assert await service.store.count("acme", "eiffel") == 3  # v1 gone, first part in
+
+    results = service.results_of(event)
+    assert [(r.data.part, r.data.upserted, r.data.removed) for r in results] == [(0, 3, 3), (1, 2, 0)]
+    assert len({r.id for r in results}) == 2
+    assert await service.store.count("acme", "eiffel") == 5
+
+
+async def test_a_deletion_removes_every_point_of_the_document_for_that_tenant_only(service: Service) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        await service.send(br, chunked("eiffel", EIFFEL, tenant="acme"), tenant="acme")
+        await service.send(br, chunked("eiffel", EIFFEL, tenant="globex"), tenant="globex")
+        gone = await service.send(br, chunked("eiffel", [], deleted=True), tenant="acme")
+
+    [result] = service.results_of(gone)
+    assert result.data.deleted
+    assert result.data.removed == 3
+    assert await service.store.count("acme") == 0
+    assert await service.store.count("globex", "eiffel") == 3
+
+
+async def test_a_malformed_message_is_dead_lettered_and_the_next_one_still_indexed(service: Service) -> None:
+    bad = Envelope.new(chunked("eiffel", EIFFEL), source="ragbus/ingest").model_dump(mode="json")
+    del bad["data"]["version"]  # breaks the contract
+    async with TestKafkaBroker(service.broker) as br:
+        await br.publish(json.dumps(bad).encode(), service.t(DOCS_CHUNKED), headers=HEADERS)
+        await br.publish(b"{not json", service.t(DOCS_CHUNKED), headers=HEADERS)
+        good = await service.send(br, chunked("eiffel", EIFFEL))
+
+    assert [body for body, _ in service.dead][1] == b"{not json"
+    letters = [DeadLetter.from_headers(h) for _, h in service.dead]
+    assert [letter.original_topic for letter in letters] == [service.t(DOCS_CHUNKED)] * 2
+    assert letters[0].error_type == "ValidationError"
+    assert "version" in letters[0].reason
+    assert all(letter.service == "embed" for letter in letters)
+    assert len(service.results_of(good)) == 1
+    assert await service.store.count("acme", "eiffel") == 3
+
+
+async def test_an_embedder_outage_is_waited_out_not_dead_lettered(service: Service) -> None:
+    service.embedder.fail_with = EmbedderUnavailable("model server down")
+    asyncio.get_running_loop().call_later(0.3, setattr, service.embedder, "fail_with", None)
+    async with TestKafkaBroker(service.broker) as br:
+        event = await service.send(br, chunked("eiffel", EIFFEL))
+
+    assert len(service.results_of(event)) == 1
+    assert service.dead == []
+    assert await service.store.count("acme", "eiffel") == 3
+
+
+async def test_a_store_built_for_another_model_dead_letters_with_the_reason(service: Service) -> None:
+    await service.store.ensure(service.embedder.dim * 2)
+    async with TestKafkaBroker(service.broker) as br:
+        event = await service.send(br, chunked("eiffel", EIFFEL))
+
+    assert service.results_of(event) == []
+    [(body, headers)] = service.dead
+    assert body == event.to_bytes()
+    letter = DeadLetter.from_headers(headers)
+    assert letter.error_type == "PoisonMessage"
+    assert "dimension" in letter.reason
+    assert letter.attempts == 1

@@ -1,0 +1,95 @@
+"""The embed service's pure rules: chunks to points, and the result it reports."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from ragbus.common.errors import PoisonMessage
+from ragbus.common.events import ChunkData, DocsChunked
+from ragbus.common.ids import content_hash, record_id
+from ragbus.embed import domain
+
+
+def chunk(tenant: str, doc_id: str, index: int, text: str) -> ChunkData:
+    h = content_hash(text)
+    return ChunkData(
+        chunk_id=record_id(tenant, doc_id, str(index), h),
+        index=index,
+        text=text,
+        content_hash=h,
+        token_count=len(text.split()),
+        char_start=0,
+        char_end=len(text),
+    )
+
+
+def chunked(*texts: str, **fields: object) -> DocsChunked:
+    options: dict[str, object] = {"doc_id": "d1", "version": "v1", "title": "Eiffel Tower"}
+    options.update(fields)
+    return DocsChunked(chunks=[chunk("acme", "d1", i, t) for i, t in enumerate(texts)], **options)
+
+
+def test_each_chunk_becomes_a_point_keyed_by_its_chunk_id() -> None:
+    part = chunked(
+        "It is 330 metres tall.",
+        "It opened in 1889.",
+        uri="file:///eiffel.md",
+        content_type="text/markdown",
+        metadata={"lang": "en"},
+    )
+    points = domain.chunk_points(part, "acme", [[1.0, 0.0], [0.0, 1.0]])
+    assert [p.id for p in points] == [c.chunk_id for c in part.chunks]
+    assert [(p.index, p.text, list(p.vector)) for p in points] == [
+        (0, "It is 330 metres tall.", [1.0, 0.0]),
+        (1, "It opened in 1889.", [0.0, 1.0]),
+    ]
+    first = points[0]
+    assert (first.tenant, first.doc_id, first.version, first.title) == ("acme", "d1", "v1", "Eiffel Tower")
+    assert first.metadata == {"lang": "en", "uri": "file:///eiffel.md", "content_type": "text/markdown"}
+
+
+def test_the_documents_own_metadata_wins_over_the_derived_fields() -> None:
+    part = chunked("x", uri="file:///a", metadata={"uri": "https://example.com/a"})
+    assert domain.point_metadata(part) == {"uri": "https://example.com/a"}
+
+
+def test_a_vector_count_that_does_not_match_the_chunks_is_an_error() -> None:
+    with pytest.raises(ValueError, match="1 vectors for 2 chunks"):
+        domain.chunk_points(chunked("a", "b"), "acme", [[1.0]])
+
+
+def test_the_title_is_embedded_before_each_chunk_unless_disabled_or_absent() -> None:
+    part = chunked("It is 330 metres tall.", "It opened in 1889.")
+    assert domain.embedding_inputs(part, with_title=True) == [
+        "Eiffel Tower\nIt is 330 metres tall.",
+        "Eiffel Tower\nIt opened in 1889.",
+    ]
+    assert domain.embedding_inputs(part, with_title=False) == ["It is 330 metres tall.", "It opened in 1889."]
+    assert domain.embedding_inputs(chunked("x", title="  "), with_title=True) == ["x"]
+
+
+def test_the_result_lists_the_parts_chunks_and_what_changed() -> None:
+    part = chunked("a", "b", part=1, parts=3, version="v9")
+    result = domain.indexed(part, upserted=2, removed=5, model="m", elapsed_ms=12.34567)
+    assert (result.doc_id, result.version, result.part, result.parts) == ("d1", "v9", 1, 3)
+    assert result.chunk_ids == [c.chunk_id for c in part.chunks]
+    assert (result.upserted, result.removed, result.deleted, result.embedding_model) == (2, 5, False, "m")
+    assert result.elapsed_ms == 12.346
+    gone = domain.deleted(chunked(deleted=True), removed=4, elapsed_ms=1.0)
+    assert (gone.deleted, gone.removed, gone.chunk_ids, gone.upserted) == (True, 4, [], 0)
+
+
+def test_a_part_outside_its_document_is_poison() -> None:
+    with pytest.raises(PoisonMessage, match="part 2 of a document in 2 parts"):
+        domain.check_part(chunked("a", part=2, parts=2))
+
+
+def test_a_part_with_a_chunk_twice_is_poison() -> None:
+    part = chunked("a")
+    twice = part.model_copy(update={"chunks": [part.chunks[0], part.chunks[0]]})
+    with pytest.raises(PoisonMessage, match="twice"):
+        domain.check_part(twice)
+    domain.check_part(part)
+    assert isinstance(part.chunks[0].chunk_id, uuid.UUID)
