@@ -1,0 +1,368 @@
+"""The orchestrator's cascade on SciFact: how often tier 0 answers, and what tier 1 costs in time and tokens.
+
+    python bench/cascade.py [--data DIR] [--latency-n 20] [--chat-base-url URL] [--cache FILE] [--json OUT]
+
+1. Indexes the 5,183 SciFact abstracts (one chunk each, title + text) with all-MiniLM-L6-v2 into the
+   embedded Qdrant Edge store in a temporary directory (vectors cached in `--cache` between runs).
+2. Runs retrieval and tier 0 (extractive) on all 809 training claims under the default thresholds of
+   `OrchestratorSettings`: the share tier 0 accepts vs escalates, why it escalates, and whether the
+   accepted answers cite a document the claim's qrels name (precision); plus a threshold sweep.
+3. On `--latency-n` claims (spread over the set): the median latency of tier 0 and of tier 1 (the real
+   SmolLM2-135M llama.cpp server: `--chat-base-url`, RAGBUS_CHAT_BASE_URL, or one started here on a
+   free port and stopped after), retrieval time apart, tokens per tier-1 answer, and how often the
+   model writes valid `[n]` markers, for each released prompt version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragbus.common.events import QueryOptions
+from ragbus.common.ids import record_id
+from ragbus.orchestrator.adapters.chat_openai import OpenAIChatModel
+from ragbus.orchestrator.app import answer_policy
+from ragbus.orchestrator.cascade import CascadePolicy, ChatTier, non_lookup_trigger, run_cascade
+from ragbus.orchestrator.extractive import extract_answer
+from ragbus.orchestrator.prompts import PROMPTS
+from ragbus.orchestrator.retrieval import retrieve
+from ragbus.orchestrator.settings import OrchestratorSettings
+from ragbus.vectors.factory import open_embedder, open_vector_store
+from ragbus.vectors.ports import ChunkPoint, Embedder, VectorStore
+from ragbus.vectors.settings import EmbedderSettings, VectorStoreSettings
+
+REPO = Path(__file__).resolve().parent.parent
+TENANT = "scifact"
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_qrels(path: Path) -> dict[str, set[str]]:
+    rel: dict[str, set[str]] = {}
+    for line in path.read_text().splitlines()[1:]:
+        qid, doc, score = line.split("\t")
+        if int(score) > 0:
+            rel.setdefault(qid, set()).add(doc)
+    return rel
+
+
+async def index_corpus(
+    docs: list[dict[str, Any]], embedder: Embedder, store: VectorStore, cache: Path | None
+) -> float:
+    """Index every abstract; returns the seconds spent embedding (0 when the vectors were cached)."""
+    texts = [f"{d['title']}. {d['text']}" for d in docs]
+    took = 0.0
+    cached = np.load(cache) if cache and cache.is_file() else None  # noqa: ASYNC240 - a script, once
+    if cached is not None and cached.shape[0] == len(texts):
+        vectors = cached.tolist()
+    else:
+        start = time.perf_counter()
+        vectors = await embedder.embed_documents(texts)
+        took = time.perf_counter() - start
+        if cache:
+            np.save(cache, np.asarray(vectors, dtype=np.float32))
+    await store.ensure(embedder.dim)
+    points = [
+        ChunkPoint(
+            id=record_id(TENANT, d["_id"], "0"),
+            vector=v,
+            tenant=TENANT,
+            doc_id=d["_id"],
+            version="v1",
+            index=0,
+            text=d["text"],
+            title=d["title"],
+        )
+        for d, v in zip(docs, vectors, strict=True)
+    ]
+    await store.upsert(points)
+    return took
+
+
+@dataclass
+class ClaimRun:
+    qid: str
+    text: str
+    retrieval_ms: float
+    top_doc: str | None
+    top_score: float
+    retrieved: list[str]
+    accepted: bool
+    reason: str
+    coverage: float
+    has_answer: bool
+    trigger: str | None
+    cited: str | None  # the doc of the answer's first citation
+
+
+def reason_kinds(reason: str) -> list[str]:
+    kinds = []
+    for key, label in (
+        ("nothing relevant", "nothing retrieved above min_score"),
+        ("no retrieved sentence", "no sentence shares a word"),
+        ("needs more than quoting", "not a lookup question"),
+        ("best retrieval score", "best hit under accept_min_score"),
+        ("content words", "coverage under accept_min_coverage"),
+    ):
+        if key in reason:
+            kinds.append(label)
+    return kinds
+
+
+async def run_tier0(
+    claims: list[dict[str, Any]], embedder: Embedder, store: VectorStore, settings: OrchestratorSettings
+) -> list[ClaimRun]:
+    policy = answer_policy(settings)
+    runs = []
+    for claim in claims:
+        start = time.perf_counter()
+        r = await retrieve(
+            embedder,
+            store,
+            tenant=TENANT,
+            question=claim["text"],
+            top_k=policy.top_k,
+            min_score=policy.min_score,
+        )
+        retrieval_ms = (time.perf_counter() - start) * 1000
+        result = await run_cascade(
+            claim["text"], r.hits, options=QueryOptions(max_tier=0), policy=policy.cascade, tiers=[]
+        )
+        ex = extract_answer(claim["text"], r.hits, max_sentences=policy.cascade.max_sentences)
+        attempt = result.cascade.attempts[0] if result.cascade.attempts else None
+        runs.append(
+            ClaimRun(
+                qid=str(claim["_id"]),
+                text=claim["text"],
+                retrieval_ms=retrieval_ms,
+                top_doc=r.hits[0].doc_id if r.hits else None,
+                top_score=r.top_score,
+                retrieved=[h.doc_id for h in r.hits],
+                accepted=bool(attempt and attempt.accepted),
+                reason=attempt.reason if attempt else result.cascade.reason,
+                coverage=ex.coverage,
+                has_answer=bool(ex.text),
+                trigger=non_lookup_trigger(claim["text"]),
+                cited=result.citations[0].doc_id if result.citations else None,
+            )
+        )
+    return runs
+
+
+def pct(part: int, whole: int) -> str:
+    return f"{part}/{whole} = {100 * part / whole:.1f}%" if whole else "n/a"
+
+
+def med(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+async def run_latency(
+    claims: list[dict[str, Any]],
+    embedder: Embedder,
+    store: VectorStore,
+    settings: OrchestratorSettings,
+    base_url: str,
+) -> dict[str, Any]:
+    policy = answer_policy(settings)
+    model = OpenAIChatModel(base_url=base_url, model=settings.chat_model, timeout_s=300)
+    await model.ping()
+    out: dict[str, Any] = {}
+    hits_by_claim = []
+    retrieval_ms = []
+    for claim in claims:
+        start = time.perf_counter()
+        r = await retrieve(
+            embedder,
+            store,
+            tenant=TENANT,
+            question=claim["text"],
+            top_k=policy.top_k,
+            min_score=policy.min_score,
+        )
+        retrieval_ms.append((time.perf_counter() - start) * 1000)
+        hits_by_claim.append(r.hits)
+    out["retrieval_ms_median"] = med(retrieval_ms)
+
+    tier0 = []
+    for claim, hits in zip(claims, hits_by_claim, strict=True):
+        result = await run_cascade(
+            claim["text"], hits, options=QueryOptions(max_tier=0), policy=policy.cascade, tiers=[]
+        )
+        if result.cascade.attempts:
+            tier0.append(result.cascade.attempts[0].latency_ms)
+    out["tier0_ms_median"] = med(tier0)
+
+    for prompt_id, prompt in PROMPTS.items():
+        tier = ChatTier(
+            model=model,
+            prompt=prompt,
+            max_tokens=settings.chat_max_tokens,
+            temperature=settings.chat_temperature,
+            max_source_chars=settings.chat_max_source_chars,
+        )
+        await model.complete(
+            prompt.render("warm-up", hits_by_claim[0], max_source_chars=500), max_tokens=4, temperature=0
+        )
+        lat, ptok, ctok, marked, accepted, cut = [], [], [], 0, 0, 0
+        for claim, hits in zip(claims, hits_by_claim, strict=True):
+            if not hits:
+                continue
+            result = await run_cascade(
+                claim["text"], hits, options=QueryOptions(min_tier=1), policy=CascadePolicy(), tiers=[tier]
+            )
+            a = result.cascade.attempts[-1]
+            lat.append(a.latency_ms)
+            ptok.append(a.prompt_tokens)
+            ctok.append(a.completion_tokens)
+            accepted += a.accepted
+            cut += "cut short" in a.reason
+            marked += a.accepted and "cites no source by number" not in a.reason
+        out[prompt_id] = {
+            "answers": len(lat),
+            "latency_ms_median": med(lat),
+            "latency_ms_p90": float(np.percentile(lat, 90)) if lat else float("nan"),
+            "prompt_tokens_median": med(ptok),
+            "completion_tokens_median": med(ctok),
+            "total_tokens_mean": statistics.fmean(p + c for p, c in zip(ptok, ctok, strict=True))
+            if lat
+            else 0,
+            "accepted": accepted,
+            "with_valid_markers": marked,
+            "cut_at_max_tokens": cut,
+        }
+    await model.aclose()
+    return out
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("RAGBUS_DATA_DIR", REPO.parent / "shared" / "data"))
+    )
+    p.add_argument("--latency-n", type=int, default=20)
+    p.add_argument("--chat-base-url", default=os.environ.get("RAGBUS_CHAT_BASE_URL"))
+    p.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "ragbus-bench-scifact-minilm.npy"
+    )
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args()
+
+    sci = args.data / "scifact"
+    docs = read_jsonl(sci / "corpus.jsonl")
+    claims = read_jsonl(sci / "train-claims.jsonl")
+    qrels = read_qrels(sci / "train-qrels.tsv")
+    settings = OrchestratorSettings()
+    print(
+        f"SciFact: {len(docs)} abstracts, {len(claims)} training claims; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"defaults: top_k={settings.top_k} min_score={settings.min_score} "
+        f"accept_min_score={settings.accept_min_score} accept_min_coverage={settings.accept_min_coverage}"
+    )
+
+    embedder = open_embedder(EmbedderSettings())
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_vector_store(VectorStoreSettings(url=None, path=Path(tmp) / "shard"))
+        took = await index_corpus(docs, embedder, store, args.cache)
+        if took:
+            print(f"embedded {len(docs)} abstracts in {took:.0f} s ({len(docs) / took:.0f}/s)")
+
+        runs = await run_tier0(claims, embedder, store, settings)
+        n = len(runs)
+        accepted = [r for r in runs if r.accepted]
+        recall5 = sum(bool(qrels.get(r.qid, set()) & set(r.retrieved)) for r in runs)
+        top1 = sum(r.top_doc in qrels.get(r.qid, set()) for r in runs)
+        precise = sum(r.cited in qrels.get(r.qid, set()) for r in accepted)
+        kinds = Counter(k for r in runs if not r.accepted for k in reason_kinds(r.reason))
+        print("\n== retrieval (MiniLM, exact search) on all training claims")
+        print(
+            f"relevant doc at rank 1: {pct(top1, n)}; among the kept top {settings.top_k}: {pct(recall5, n)}"
+        )
+        print(f"retrieval median {med([r.retrieval_ms for r in runs]):.1f} ms (embed the claim + search)")
+        print("\n== tier 0 under the defaults")
+        print(f"accepted: {pct(len(accepted), n)}; escalated: {pct(n - len(accepted), n)}")
+        print(f"accepted answers citing a relevant doc first: {pct(precise, len(accepted))}")
+        print("why escalated (a claim may have several reasons):")
+        for kind, count in kinds.most_common():
+            print(f"  {kind}: {pct(count, n - len(accepted))}")
+        figures["tier0"] = {
+            "claims": n,
+            "accepted": len(accepted),
+            "precision": precise / max(len(accepted), 1),
+            "recall_at_k": recall5 / n,
+            "top1": top1 / n,
+            "escalation_reasons": dict(kinds),
+        }
+
+        print("\n== threshold sweep (accept share / precision of accepted)")
+        sweep = {}
+        for score in (0.4, 0.5, 0.6):
+            row = []
+            for cov in (0.4, 0.5, 0.6, 0.7):
+                ok = [
+                    r
+                    for r in runs
+                    if r.has_answer and not r.trigger and r.top_score >= score and r.coverage >= cov
+                ]
+                good = sum(r.cited in qrels.get(r.qid, set()) for r in ok)
+                row.append(f"cov>={cov}: {100 * len(ok) / n:4.1f}% / {100 * good / max(len(ok), 1):4.1f}%")
+                sweep[f"{score}/{cov}"] = (len(ok) / n, good / max(len(ok), 1))
+            print(f"  score>={score}: " + " | ".join(row))
+        figures["sweep"] = sweep
+
+        step = max(1, len(claims) // args.latency_n)
+        sample = claims[::step][: args.latency_n]
+        server = None
+        base_url = args.chat_base_url
+        if not base_url:
+            from ragbus.stack.local import model_process
+            from ragbus.stack.process import free_port
+
+            server = model_process(port=free_port(), home=Path(tmp) / "stack")
+            base_url = (await server.start(detach=False)).address
+        try:
+            lat = await run_latency(sample, embedder, store, settings, base_url)
+        finally:
+            if server is not None:
+                await server.stop(grace_s=5.0)
+        figures["latency"] = lat
+        print(f"\n== latency on {len(sample)} claims (every {step}th), medians; model at {base_url}")
+        print(
+            f"retrieval: {lat['retrieval_ms_median']:.1f} ms; "
+            f"tier 0 (extractive): {lat['tier0_ms_median']:.2f} ms"
+        )
+        for prompt_id in PROMPTS:
+            t = lat[prompt_id]
+            print(
+                f"tier 1 {settings.chat_model} with {prompt_id}: {t['latency_ms_median']:.0f} ms "
+                f"(p90 {t['latency_ms_p90']:.0f}); tokens: prompt {t['prompt_tokens_median']:.0f}, "
+                f"completion {t['completion_tokens_median']:.0f} (mean total {t['total_tokens_mean']:.0f}); "
+                f"accepted {t['accepted']}/{t['answers']}, valid [n] markers {t['with_valid_markers']}/"
+                f"{t['answers']}, cut at max_tokens {t['cut_at_max_tokens']}"
+            )
+        await store.aclose()
+    await embedder.aclose()
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

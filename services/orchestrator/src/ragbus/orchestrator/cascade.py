@@ -1,0 +1,317 @@
+"""The model cascade: cheap tiers first, a more capable (and costly) tier only when the cheaper answer
+is not good enough, and every decision recorded in plain words.
+
+Tier 0 is extractive (no model). Tiers 1, 2, ... are chat models, in the order configured. The rule:
+
+- Tier 0 is accepted only for a *lookup* question (not why / how / explain... / compare... / summarise...)
+  whose best hit scores at least `accept_min_score` and whose quoted sentences contain at least
+  `accept_min_coverage` of the question's content words; a request's `options.min_tier >= 1` skips it.
+- A chat tier is accepted if it answers (not empty, not a refusal while sources exist, not a degenerate
+  loop). A request it can never serve (ChatRejectedError, e.g. context too long) is recorded and escalated.
+- The cascade never goes above `options.max_tier`, nor above the last configured tier. When no tier is
+  accepted, the answer of the highest tier that produced a usable one is kept, and the reason says so.
+
+Outages of a chat model (connection, timeout, 5xx, rate limit) are not handled here: they propagate so
+that the whole message is retried once the model server is back.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ragbus.common.events import Cascade, Citation, QueryOptions, TierAttempt
+from ragbus.orchestrator.citations import parse_citations
+from ragbus.orchestrator.extractive import ExtractiveAnswer, extract_answer
+from ragbus.orchestrator.ports import ChatModel, ChatRejectedError
+from ragbus.orchestrator.prompts import PromptTemplate
+from ragbus.orchestrator.text import word_count
+from ragbus.vectors.ports import Hit
+
+NOT_FOUND = "I could not find this in the indexed documents."
+NO_ANSWER = "I could not produce an answer from the indexed documents."
+
+# What makes a question ask for reasoning or synthesis, which quoting the best sentences cannot give:
+# an imperative that opens the request ("Explain ...", "Could you compare ..."), `why` / `how` (but not
+# "how many", "how tall": facts), or a synthesis phrase. Matched narrowly on purpose: the same words
+# inside a statement ("... stem cell differentiation", "... compared to women") are not requests.
+_REQUEST_VERB = re.compile(
+    r"^\W*(?:please\s+|(?:can|could|would)\s+you\s+(?:please\s+)?)?"
+    r"(explain|describe|compare|contrast|summari[sz]e|discuss|analy[sz]e|evaluate|assess|outline|"
+    r"elaborate|justify|recommend|should)\b",
+    re.IGNORECASE,
+)
+_WHY_HOW = re.compile(r"\b(why|how)\b", re.IGNORECASE)
+_HOW_LOOKUP = re.compile(r"how\s+(many|much|long|old|often|far|big|large|high|tall|soon)\b", re.IGNORECASE)
+_SYNTHESIS = re.compile(
+    r"\b(what(?:'s|\s+is|\s+are)\s+the\s+differences?|pros\s+and\s+cons|"
+    r"advantages\s+and\s+disadvantages|in\s+summary)\b",
+    re.IGNORECASE,
+)
+
+_REFUSAL = re.compile(
+    r"\b(i\s+(do\s+not|don'?t|cannot|can'?t|am\s+unable\s+to|could\s+not|couldn'?t)\s+"
+    r"(know|answer|find|determine|tell|say)|(no|not\s+enough|insufficient)\s+(relevant\s+)?information|"
+    r"(sources?|documents?|context|text)\s+(do(es)?\s+not|don'?t|doesn'?t)\s+"
+    r"(contain|mention|provide|say|answer|include|specify))",
+    re.IGNORECASE,
+)
+# A refusal is short; a long answer that says "no information on X" in passing still answers.
+_REFUSAL_MAX_WORDS = 40
+
+
+def non_lookup_trigger(question: str) -> str | None:
+    """What makes a question ask for more than a lookup (`why`, `explain`...), or None for a lookup."""
+    if match := _REQUEST_VERB.match(question):
+        return match.group(1).lower()
+    for match in _WHY_HOW.finditer(question):
+        if not _HOW_LOOKUP.match(question, match.start()):
+            return match.group(1).lower()
+    if match := _SYNTHESIS.search(question):
+        return " ".join(match.group(1).lower().split())
+    return None
+
+
+def is_refusal(text: str) -> bool:
+    return word_count(text) <= _REFUSAL_MAX_WORDS and _REFUSAL.search(text) is not None
+
+
+def is_degenerate(text: str) -> bool:
+    """A small model sometimes loops ("la femme, la femme, la femme..."): few distinct 4-grams."""
+    words = text.lower().split()
+    if len(words) < 20:
+        return False
+    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+    return len(set(grams)) / len(grams) < 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class CascadePolicy:
+    extractive: bool = True
+    max_sentences: int = 3
+    accept_min_score: float = 0.5
+    accept_min_coverage: float = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTier:
+    """A chat model with the way this cascade uses it."""
+
+    model: ChatModel
+    prompt: PromptTemplate
+    max_tokens: int = 256
+    temperature: float = 0.0
+    max_source_chars: int = 6000
+    price_prompt_per_1k: float = 0.0
+    price_completion_per_1k: float = 0.0
+    label: str | None = None  # the name recorded in attempts; the model's own name by default
+
+    @property
+    def name(self) -> str:
+        return self.label or self.model.name
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.price_prompt_per_1k + completion_tokens * self.price_completion_per_1k
+        ) / 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An answer a tier produced; `usable` is False for a refusal."""
+
+    tier: int
+    text: str
+    citations: list[Citation]
+    usable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeResult:
+    answer: str
+    citations: list[Citation]
+    cascade: Cascade
+
+
+@dataclass
+class _Run:
+    attempts: list[TierAttempt] = field(default_factory=list)
+    drafts: list[Draft] = field(default_factory=list)
+
+    def result(self, draft: Draft, reason: str) -> CascadeResult:
+        return CascadeResult(
+            draft.text, draft.citations, Cascade(tier=draft.tier, reason=reason, attempts=self.attempts)
+        )
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+def _pct(x: float) -> str:
+    return f"{round(x * 100)}%"
+
+
+def judge_extractive(question: str, ex: ExtractiveAnswer, policy: CascadePolicy) -> tuple[bool, str]:
+    """Tier 0's acceptance rule: (accepted, why), every unmet condition named."""
+    covered, total, top_score = len(ex.covered_terms), len(ex.question_terms), ex.top_score
+    problems = []
+    if not ex.text:
+        problems.append("no retrieved sentence shares a content word with the question")
+    trigger = non_lookup_trigger(question)
+    if trigger:
+        problems.append(f"the question asks '{trigger}', which needs more than quoting sentences")
+    if top_score < policy.accept_min_score:
+        problems.append(
+            f"the best retrieval score {top_score:.2f} is under {policy.accept_min_score:.2f}, "
+            "so the sources may not answer it"
+        )
+    if ex.text and ex.coverage < policy.accept_min_coverage:
+        missing = ", ".join(ex.missing_words())
+        problems.append(
+            f"the quoted sentences contain {covered} of the question's {total} content words "
+            f"({_pct(ex.coverage)}, under {_pct(policy.accept_min_coverage)}; missing: {missing})"
+        )
+    if problems:
+        return False, "; ".join(problems)
+    return True, (
+        f"a lookup question; best retrieval score {top_score:.2f} >= {policy.accept_min_score:.2f} "
+        f"and the quoted sentences contain {covered} of {total} question content words "
+        f"({_pct(ex.coverage)} >= {_pct(policy.accept_min_coverage)})"
+    )
+
+
+def judge_chat(text: str, n_sources: int, finish_reason: str | None) -> tuple[bool, str]:
+    """A chat tier's acceptance rule: (accepted, why)."""
+    if not text.strip():
+        return False, "the model returned an empty answer"
+    if is_refusal(text) and n_sources:
+        return False, f"the model said it cannot answer although {n_sources} sources were retrieved"
+    if is_degenerate(text):
+        return False, "the answer repeats itself (degenerate output)"
+    cut = " (cut short at max_tokens)" if finish_reason == "length" else ""
+    return True, f"the model answered from {n_sources} sources{cut}"
+
+
+def _extractive(
+    question: str, hits: Sequence[Hit], policy: CascadePolicy, skip: str | None, run: _Run
+) -> tuple[bool, str]:
+    start = time.perf_counter()
+    ex = extract_answer(question, hits, max_sentences=policy.max_sentences)
+    accepted, why = judge_extractive(question, ex, policy)
+    if skip:
+        accepted, why = False, skip
+    run.attempts.append(
+        TierAttempt(tier=0, name="extractive", accepted=accepted, reason=why, latency_ms=_ms(start))
+    )
+    if ex.text:
+        run.drafts.append(Draft(0, ex.text, ex.citations))
+    return accepted, why
+
+
+async def _chat(n: int, tier: ChatTier, question: str, hits: Sequence[Hit], run: _Run) -> tuple[bool, str]:
+    start = time.perf_counter()
+    messages = tier.prompt.render(question, hits, max_source_chars=tier.max_source_chars)
+    try:
+        result = await tier.model.complete(messages, max_tokens=tier.max_tokens, temperature=tier.temperature)
+    except ChatRejectedError as exc:
+        status = f"HTTP {exc.status}" if exc.status else "rejected"
+        why = f"the model server refused this request for good ({status}); prompt {tier.prompt.id}"
+        run.attempts.append(
+            TierAttempt(
+                tier=n,
+                name=tier.name,
+                accepted=False,
+                reason=why,
+                latency_ms=_ms(start),
+                error=f"{type(exc).__name__}: {exc}"[:1000],
+            )
+        )
+        return False, why
+    parsed = parse_citations(result.text, hits)
+    accepted, why = judge_chat(parsed.text, len(hits), result.finish_reason)
+    if accepted and parsed.note():
+        why += f"; {parsed.note()}"
+    why += f"; prompt {tier.prompt.id}"
+    run.attempts.append(
+        TierAttempt(
+            tier=n,
+            name=tier.name,
+            accepted=accepted,
+            reason=why,
+            latency_ms=_ms(start),
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost_usd=tier.cost(result.prompt_tokens, result.completion_tokens),
+        )
+    )
+    if accepted:
+        run.drafts.append(Draft(n, parsed.text, parsed.citations))
+    elif is_refusal(parsed.text):
+        # An honest "I don't know" is a reply worth keeping if no tier does better; a loop is not.
+        run.drafts.append(Draft(n, parsed.text, [], usable=False))
+    return accepted, why
+
+
+async def run_cascade(
+    question: str,
+    hits: Sequence[Hit],
+    *,
+    options: QueryOptions,
+    policy: CascadePolicy,
+    tiers: Sequence[ChatTier],
+) -> CascadeResult:
+    """Answer `question` from `hits` (source `[n]` = `hits[n-1]`), cheapest tier first."""
+    run = _Run()
+    if not hits:
+        return run.result(
+            Draft(0, NOT_FOUND, []),
+            "nothing relevant was retrieved, so no tier ran; "
+            "answered that the indexed documents do not contain it",
+        )
+
+    top, cap = len(tiers), "the last configured tier"
+    if options.max_tier is not None and options.max_tier < top:
+        top, cap = options.max_tier, f"options.max_tier={options.max_tier}"
+    first = options.min_tier or 0
+    if not policy.extractive and top > 0:
+        first = max(first, 1)
+    # max_tier wins over min_tier: a caller capping cost must never be charged for a model call.
+    first = min(first, top)
+    names = {0: "extractive", **{n: t.name for n, t in enumerate(tiers, start=1)}}
+
+    escalated: list[str] = []
+    if first == 0 or policy.extractive:
+        skip = (
+            f"skipped: the request starts the cascade at tier {first} (options.min_tier)" if first else None
+        )
+        accepted, why = _extractive(question, hits, policy, skip, run)
+        if accepted:
+            return run.result(run.drafts[-1], f"tier 0 (extractive) accepted: {why}")
+        escalated.append(f"tier 0: {why}")
+
+    for n in range(max(first, 1), top + 1):
+        accepted, why = await _chat(n, tiers[n - 1], question, hits, run)
+        if accepted:
+            past = f"; escalated past {'; '.join(escalated)}" if escalated else ""
+            return run.result(run.drafts[-1], f"tier {n} ({names[n]}) accepted: {why}{past}")
+        escalated.append(f"tier {n}: {why}")
+
+    # No tier was accepted: keep the best answer there is (the highest tier with a usable one).
+    tried = "; ".join(escalated)
+    capped = f"; {cap} forbids escalating further" if top < len(tiers) else ""
+    usable = [d for d in run.drafts if d.usable]
+    if usable:
+        best = usable[-1]
+        return run.result(
+            best,
+            f"no tier was accepted ({tried}); kept the answer of tier {best.tier} "
+            f"({names[best.tier]}), the highest tier with a usable one{capped}",
+        )
+    if run.drafts:
+        return run.result(
+            run.drafts[-1], f"no tier was accepted ({tried}); kept the model's own reply{capped}"
+        )
+    return run.result(Draft(top, NO_ANSWER, []), f"no tier produced an answer ({tried}){capped}")

@@ -1,0 +1,67 @@
+"""Citation markers in a model's answer: `[n]` naming source `n` of the prompt.
+
+Models write markers in many shapes (`[1]`, `[1, 3]`, `[Source 2]`); all are read. A marker naming no
+source given (a hallucinated `[7]` of five) is removed from the text rather than shown to a user as if it
+pointed somewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ragbus.common.events import Citation
+from ragbus.orchestrator.extractive import best_quote, citation_for
+from ragbus.vectors.ports import Hit
+
+_LABEL = r"(?:(?:sources?|docs?|documents?|refs?)\s*)?"
+_MARKER = re.compile(rf"\s?\[\s*{_LABEL}(\d{{1,3}}(?:\s*[,;]\s*{_LABEL}\d{{1,3}})*)\s*\]", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedAnswer:
+    text: str
+    citations: list[Citation]
+    invalid: list[int] = field(default_factory=list)  # marker numbers that name no source
+    fell_back: bool = False  # no valid marker: every source given is cited
+
+    def note(self) -> str:
+        """What parsing changed, in plain words (empty if the answer cited cleanly)."""
+        notes = []
+        if self.invalid:
+            notes.append(f"removed markers naming no source: {', '.join(f'[{n}]' for n in self.invalid)}")
+        if self.fell_back:
+            notes.append(
+                f"the answer cites no source by number, so all {len(self.citations)} sources "
+                "it was given are cited"
+            )
+        return "; ".join(notes)
+
+
+def parse_citations(answer: str, hits: Sequence[Hit]) -> ParsedAnswer:
+    """Read the `[n]` markers of an answer into citations of `hits` (source `n` = `hits[n-1]`)."""
+    about: dict[int, list[str]] = {}  # source -> the answer passages that cite it (to pick a quote)
+    invalid: list[int] = []
+    last_end = 0
+
+    def rewrite(match: re.Match[str]) -> str:
+        nonlocal last_end
+        numbers = [int(x) for x in re.findall(r"\d+", match.group(1))]
+        passage = answer[last_end : match.start()]
+        last_end = match.end()
+        valid = [n for n in dict.fromkeys(numbers) if 1 <= n <= len(hits)]
+        invalid.extend(n for n in numbers if not 1 <= n <= len(hits))
+        for n in valid:
+            about.setdefault(n, []).append(passage)
+        lead = " " if match.group(0).startswith((" ", "\t", "\n")) else ""
+        return (lead + "".join(f"[{n}]" for n in valid)) if valid else ""
+
+    text = _MARKER.sub(rewrite, answer).strip()
+    if about:
+        citations = [
+            citation_for(n, hits[n - 1], best_quote(hits[n - 1], " ".join(p))) for n, p in about.items()
+        ]
+        return ParsedAnswer(text, citations, invalid)
+    fallback = [citation_for(n, h, best_quote(h, text)) for n, h in enumerate(hits, start=1)]
+    return ParsedAnswer(text, fallback, invalid, fell_back=bool(hits))

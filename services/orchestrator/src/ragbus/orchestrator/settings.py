@@ -1,0 +1,110 @@
+"""Orchestrator settings, env prefix `ORCHESTRATOR_` (vector store and embedder: see ragbus.vectors).
+
+The cascade is configuration: tier 0 (extractive) on or off, tier 1 from the flat `ORCHESTRATOR_CHAT_*`
+variables, and any further tiers (a bigger model at another endpoint) as a JSON list, e.g.
+
+    ORCHESTRATOR_EXTRA_CHAT_TIERS='[{"base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini",
+        "api_key": "sk-...", "price_prompt_per_1k": 0.00015, "price_completion_per_1k": 0.0006}]'
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from ragbus.common.settings import ServiceSettings
+from ragbus.orchestrator.prompts import PROMPTS
+from ragbus.vectors.settings import EmbedderSettings, VectorStoreSettings
+
+DEFAULT_PROMPT = "rag-answer@v1"
+
+
+def _known_prompt(value: str) -> str:
+    if value not in PROMPTS:
+        raise ValueError(f"unknown prompt {value!r}; known: {', '.join(sorted(PROMPTS))}")
+    return value
+
+
+class ChatTierSettings(BaseModel):
+    """One chat tier: a model at an OpenAI-compatible endpoint, and how the cascade uses it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str
+    model: str
+    name: str | None = Field(default=None, description="recorded in cascade attempts; default: `model`")
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_tokens: int = Field(default=256, ge=1)
+    # 0: the same question over the same sources gives the same answer (reproducible, cacheable).
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    price_prompt_per_1k: float = Field(default=0.0, ge=0, description="USD per 1,000 prompt tokens")
+    price_completion_per_1k: float = Field(default=0.0, ge=0, description="USD per 1,000 completion tokens")
+    prompt: str = Field(default=DEFAULT_PROMPT, description="prompt template `name@version`")
+    # The sources' share of the prompt; ~4 characters a token, so 6,000 fit a 2k-token context with room
+    # for the instructions and the answer.
+    max_source_chars: int = Field(default=6000, ge=200)
+
+    _prompt = field_validator("prompt")(_known_prompt)
+
+
+class OrchestratorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+
+    # Retrieval
+    top_k: int = Field(default=5, ge=1, le=50, description="chunks retrieved per question")
+    # Cosine similarity (MiniLM) under which a hit is noise rather than a source.
+    min_score: float = Field(default=0.25, ge=-1, le=1)
+
+    # Tier 0: extractive answers, no model.
+    extractive: bool = True
+    extractive_max_sentences: int = Field(default=3, ge=1, le=10)
+    # Escalation thresholds: tier 0 is accepted only when both hold (and the question is a lookup).
+    accept_min_score: float = Field(default=0.5, ge=-1, le=1, description="best hit's score at least")
+    accept_min_coverage: float = Field(
+        default=0.6, ge=0, le=1, description="share of question content words the quote contains"
+    )
+
+    # Tier 1: a chat model at an OpenAI-compatible endpoint (the local llama.cpp server by default).
+    chat: bool = Field(default=True, description="false: no chat tiers at all (extractive only)")
+    chat_base_url: str = "http://127.0.0.1:8080/v1"
+    chat_model: str = "smollm2-135m-instruct"
+    chat_api_key: SecretStr | None = None
+    chat_timeout_s: float = Field(default=60.0, gt=0)
+    chat_max_tokens: int = Field(default=256, ge=1)
+    chat_temperature: float = Field(default=0.0, ge=0, le=2)
+    chat_price_prompt_per_1k: float = Field(default=0.0, ge=0)
+    chat_price_completion_per_1k: float = Field(default=0.0, ge=0)
+    chat_prompt: str = DEFAULT_PROMPT
+    chat_max_source_chars: int = Field(default=6000, ge=200)
+    # Tiers 2, 3, ...: escalated to in order, after tier 1.
+    extra_chat_tiers: list[ChatTierSettings] = Field(default_factory=list)
+
+    vectors: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+
+    _chat_prompt = field_validator("chat_prompt")(_known_prompt)
+
+    @model_validator(mode="after")
+    def _some_tier(self) -> OrchestratorSettings:
+        if not self.extractive and not self.chat_tiers():
+            raise ValueError("no cascade tier is enabled: enable `extractive` or `chat`")
+        return self
+
+    def chat_tiers(self) -> list[ChatTierSettings]:
+        """The chat tiers in escalation order: tier 1 first."""
+        if not self.chat:
+            return []
+        first = ChatTierSettings(
+            base_url=self.chat_base_url,
+            model=self.chat_model,
+            api_key=self.chat_api_key,
+            timeout_s=self.chat_timeout_s,
+            max_tokens=self.chat_max_tokens,
+            temperature=self.chat_temperature,
+            price_prompt_per_1k=self.chat_price_prompt_per_1k,
+            price_completion_per_1k=self.chat_price_completion_per_1k,
+            prompt=self.chat_prompt,
+            max_source_chars=self.chat_max_source_chars,
+        )
+        return [first, *self.extra_chat_tiers]

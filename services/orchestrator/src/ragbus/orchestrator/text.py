@@ -1,0 +1,74 @@
+"""Small, dependency-free text tools for the extractive tier: sentences, content words, crude stems.
+
+Deliberately simple and deterministic: they only have to rank a few dozen retrieved sentences against
+one question, and every decision they feed must be explainable in an attempt's `reason`.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+# Function words and question words: matching them says nothing about whether a sentence answers.
+STOPWORDS = frozenset(
+    """
+    a about above after again against all also am an and any are as at be because been before being
+    below between both but by can could did do does doing done down during each either else ever every
+    few for from further had has have having he her here hers herself him himself his i if in into is it
+    its itself just me might more most must my myself neither no nor not now of off on once only or other
+    our ours ourselves out over own per same shall she should so some such than that the their theirs
+    them themselves then there these they this those through to too under until up upon us very via was
+    we were what when where whether which while who whom whose why will with within without would yet you
+    your yours yourself yourselves how many much please tell know according say says said
+    """.split()  # noqa: SIM905 - a word list reads better as prose than as 150 quoted strings
+)
+
+# Abbreviations whose final dot does not end a sentence (lower case, without the dot).
+_ABBREVIATIONS = frozenset(
+    "e.g i.e al fig figs vs etc approx ca cf dr mr mrs ms prof no nos vol eq eqs ref refs st".split()  # noqa: SIM905
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences; abbreviations (e.g., et al., Fig.) and decimals do not split."""
+    text = " ".join(text.split())
+    if not text:
+        return []
+    sentences: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        before = text[start : match.start()].rstrip("\"')]")
+        last = before.rsplit(" ", 1)[-1].lstrip("(\"'[").rstrip(".").lower()
+        if last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha()):
+            continue  # "et al. Smith", "J. Smith": not a sentence end
+        sentences.append(text[start : match.start()].strip())
+        start = match.end()
+    sentences.append(text[start:].strip())
+    return [s for s in sentences if s]
+
+
+def stem(word: str) -> str:
+    """A crude suffix stripper so that `increase`, `increases`, `increased` and `increasing` meet."""
+    for suffix, replacement in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                return word  # "loss", "virus", "analysis" are not plurals
+            return word[: len(word) - len(suffix)] + replacement
+    # "reduce" / "reduc-ed": drop a final silent e so the bare form meets the inflected ones.
+    return word[:-1] if word.endswith("e") and len(word) >= 4 else word
+
+
+def content_words(text: str) -> list[tuple[str, str]]:
+    """The content words of a text as (word, stem), in order, with repeats."""
+    return [(w, stem(w)) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
+
+
+def content_terms(text: str) -> list[str]:
+    """The stems of the content words of a text, in order, with repeats."""
+    return [s for _, s in content_words(text)]
+
+
+def word_count(text: str) -> int:
+    return len(_WORD.findall(text.lower()))

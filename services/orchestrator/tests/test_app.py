@@ -1,0 +1,209 @@
+"""The service over FastStream's in-memory broker, with a hashing embedder, qdrant-client `:memory:`
+and a scripted chat model: what a user of the bus sees on `answers.drafted.v1` and the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from faststream.kafka import KafkaMessage, TestKafkaBroker
+
+from ragbus.common.bus import raw_decoder
+from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
+from ragbus.common.events import AnswersDrafted, DeadLetter, QueriesAccepted, QueryOptions, StageTiming
+from ragbus.common.settings import RetrySettings
+from ragbus.common.topics import ANSWERS_DRAFTED, QUERIES_ACCEPTED, Topics
+from ragbus.orchestrator.app import OrchestratorDeps, create_app
+from ragbus.orchestrator.cascade import NOT_FOUND, ChatTier
+from ragbus.orchestrator.prompts import RAG_ANSWER_V1
+from ragbus.orchestrator.settings import OrchestratorSettings
+from ragbus.orchestrator.testing import FakeChatModel
+from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
+from ragbus.vectors.testing import HashingEmbedder
+
+HEADERS = {"content-type": CE_CONTENT_TYPE}
+
+
+class Service:
+    """The orchestrator app plus collectors on its output and dead-letter topics."""
+
+    def __init__(self, prefix: str, embedder: HashingEmbedder, store: QdrantServerStore) -> None:
+        settings = OrchestratorSettings(
+            retry=RetrySettings(initial_backoff_s=0.01, max_backoff_s=0.05, max_attempts_unknown=3),
+            telemetry={"enabled": False},
+            # The hashing embedder's cosines are lower than a real model's: thresholds to match.
+            min_score=0.05,
+            accept_min_score=0.3,
+        ).with_kafka(topic_prefix=prefix)
+        self.t = Topics(prefix)
+        self.model = FakeChatModel("It was built as the entrance arch of the 1889 World's Fair [1].")
+        tiers = [ChatTier(model=self.model, prompt=RAG_ANSWER_V1)]
+        self.app = create_app(settings, OrchestratorDeps(embedder=embedder, store=store, chat_tiers=tiers))
+        self.broker = self.app.kafka_broker
+        self.drafted: list[Envelope[AnswersDrafted]] = []
+        self.dead: list[tuple[bytes, dict[str, Any]]] = []
+
+        @self.broker.subscriber(self.t(ANSWERS_DRAFTED), group_id="collector")
+        async def drafted(event: Envelope[AnswersDrafted]) -> None:
+            self.drafted.append(event)
+
+        @self.broker.subscriber(self.t.dlq(QUERIES_ACCEPTED), group_id="dlq-reader", decoder=raw_decoder)
+        async def dead(msg: KafkaMessage) -> None:
+            self.dead.append((msg.body, dict(msg.headers)))
+
+    async def ask(
+        self, br: Any, question: str, *, tenant: str = "acme", **options: Any
+    ) -> Envelope[AnswersDrafted]:
+        earlier = StageTiming(
+            stage="input_guard",
+            service="guard",
+            started_at=datetime(2026, 1, 1, tzinfo=UTC),
+            finished_at=datetime(2026, 1, 1, 0, 0, 0, 10_000, tzinfo=UTC),
+        )
+        query = QueriesAccepted(
+            query_id=f"q{len(self.drafted)}",
+            question=question,
+            options=QueryOptions(**options),
+            stages=[earlier],
+        )
+        event = Envelope.new(query, source="test", tenant=tenant)
+        await br.publish(event.to_bytes(), self.t(QUERIES_ACCEPTED), key=event.key, headers=HEADERS)
+        [answer] = [d for d in self.drafted if d.causationid == event.id]
+        return answer
+
+
+@pytest.fixture
+def service(topic_prefix: str, embedder: HashingEmbedder, store: QdrantServerStore) -> Service:
+    return Service(topic_prefix, embedder, store)
+
+
+async def test_a_lookup_is_answered_at_tier_0_with_citations_and_no_model_call(service: Service) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        event = await service.ask(br, "When was construction of the Eiffel Tower completed?")
+
+    answer = event.data
+    assert service.model.calls == []
+    assert answer.cascade.tier == 0
+    assert answer.cascade.attempts[0].accepted
+    assert "completed in 1889" in answer.answer
+    assert "[1]" in answer.answer
+    assert answer.citations[0].doc_id == "eiffel"
+    assert answer.citations[0].n == 1
+    assert answer.retrieved[0].chunk_id == answer.citations[0].chunk_id
+    assert event.tenantid == "acme"
+    assert event.source == "ragbus/orchestrator"
+    assert [s.stage for s in answer.stages] == ["input_guard", "retrieval", "generation"]
+    assert all(s.service == "orchestrator" for s in answer.stages[1:])
+
+
+async def test_a_why_question_escalates_to_the_model_and_the_event_says_why(service: Service) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        answer = (await service.ask(br, "Why was the Eiffel Tower built?")).data
+
+    assert len(service.model.calls) == 1
+    prompt = service.model.calls[0][1].content
+    assert "[1] Eiffel Tower. " in prompt
+    assert "Question: Why was the Eiffel Tower built?" in prompt
+    assert answer.cascade.tier == 1
+    assert "asks 'why'" in answer.cascade.attempts[0].reason
+    assert "asks 'why'" in answer.cascade.reason
+    assert answer.answer.endswith("World's Fair [1].")
+    assert answer.citations[0].doc_id == "eiffel"
+    assert answer.cascade.attempts[1].prompt_tokens > 0
+
+
+async def test_max_tier_0_never_calls_the_model(service: Service) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        answer = (await service.ask(br, "Why was the Eiffel Tower built?", max_tier=0)).data
+
+    assert service.model.calls == []
+    assert answer.cascade.tier == 0
+    assert "options.max_tier=0" in answer.cascade.reason
+
+
+async def test_another_tenant_finds_nothing_of_acme(service: Service) -> None:
+    async with TestKafkaBroker(service.broker) as br:
+        answer = (await service.ask(br, "When was the Eiffel Tower completed?", tenant="globex")).data
+
+    assert answer.answer == NOT_FOUND
+    assert answer.citations == []
+    assert answer.retrieved == []
+    assert service.model.calls == []
+
+
+async def test_a_model_outage_is_retried_and_answered_once_it_is_back(service: Service) -> None:
+    service.model.down = True
+    asyncio.get_running_loop().call_later(0.3, setattr, service.model, "down", False)
+    async with TestKafkaBroker(service.broker) as br:
+        answer = (await service.ask(br, "Why was the Eiffel Tower built?")).data
+
+    assert len(service.model.calls) > 1  # failed while down, then succeeded
+    assert answer.cascade.tier == 1
+    assert answer.citations
+    assert len(service.drafted) == 1
+    assert service.dead == []
+
+
+async def test_a_malformed_message_goes_to_the_dead_letter_topic(service: Service) -> None:
+    bad = Envelope.new(QueriesAccepted(query_id="q1", question="x"), source="test").model_dump(mode="json")
+    del bad["data"]["question"]  # breaks the contract: a query without a question
+    async with TestKafkaBroker(service.broker) as br:
+        await br.publish(json.dumps(bad).encode(), service.t(QUERIES_ACCEPTED), headers=HEADERS)
+        await br.publish(b"not json at all", service.t(QUERIES_ACCEPTED), headers=HEADERS)
+
+    assert service.drafted == []
+    assert [body for body, _ in service.dead][1] == b"not json at all"
+    letters = [DeadLetter.from_headers(h) for _, h in service.dead]
+    assert [letter.original_topic for letter in letters] == [service.t(QUERIES_ACCEPTED)] * 2
+    assert letters[0].error_type == "ValidationError"
+    assert "question" in letters[0].reason
+    assert all(letter.service == "orchestrator" for letter in letters)
+
+
+async def test_without_deps_the_app_opens_its_clients_from_settings_and_closes_them(
+    monkeypatch: pytest.MonkeyPatch, topic_prefix: str, embedder: HashingEmbedder, store: QdrantServerStore
+) -> None:
+    import ragbus.vectors.factory as factory
+
+    closed: list[str] = []
+    monkeypatch.setattr(factory, "open_embedder", lambda _settings: embedder)
+    monkeypatch.setattr(factory, "open_vector_store", lambda _settings: store)
+    monkeypatch.setattr(store, "aclose", lambda: _note(closed, "store"))
+    # Tier 1 at a port nobody serves: startup only warns, tier 0 still answers.
+    settings = OrchestratorSettings(
+        telemetry={"enabled": False},
+        min_score=0.05,
+        accept_min_score=0.3,
+        chat_base_url="http://127.0.0.1:9/v1",
+    ).with_kafka(topic_prefix=topic_prefix)
+    app = create_app(settings)
+    t = Topics(topic_prefix)
+    drafted: list[Envelope[AnswersDrafted]] = []
+
+    @app.kafka_broker.subscriber(t(ANSWERS_DRAFTED), group_id="collector")
+    async def collect(event: Envelope[AnswersDrafted]) -> None:
+        drafted.append(event)
+
+    async with TestKafkaBroker(app.kafka_broker) as br:
+        await app.start()
+        health = await app.health(timeout=1)
+        query = QueriesAccepted(
+            query_id="q1", question="When was construction of the Eiffel Tower completed?"
+        )
+        event = Envelope.new(query, source="test", tenant="acme")
+        await br.publish(event.to_bytes(), t(QUERIES_ACCEPTED), headers=HEADERS)
+        await app.stop()
+
+    assert drafted[0].data.cascade.tier == 0
+    assert "completed in 1889" in drafted[0].data.answer
+    assert health["vector_store"] == "ok"
+    assert health["chat_tier_1"].startswith("error")  # reported, not fatal
+    assert closed == ["store"]
+
+
+async def _note(log: list[str], what: str) -> None:
+    log.append(what)

@@ -1,0 +1,240 @@
+"""The escalation rule: which tier answers, and the reason recorded for each decision."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from ragbus.common.events import QueryOptions
+from ragbus.orchestrator.cascade import (
+    NOT_FOUND,
+    CascadePolicy,
+    CascadeResult,
+    ChatTier,
+    is_degenerate,
+    is_refusal,
+    non_lookup_trigger,
+    run_cascade,
+)
+from ragbus.orchestrator.prompts import RAG_ANSWER_V1
+from ragbus.orchestrator.testing import FakeChatModel, make_hit
+
+EIFFEL = make_hit(
+    "The Eiffel Tower is a wrought-iron lattice tower in Paris. It was designed by the engineering company "
+    "of Gustave Eiffel. Construction of the tower was completed in 1889 for the World's Fair.",
+    0.71,
+    doc_id="eiffel",
+)
+HEIGHT = make_hit("The tower is 330 metres tall. It was the tallest structure for 41 years.", 0.6, index=1)
+HITS = [EIFFEL, HEIGHT]
+POLICY = CascadePolicy(accept_min_score=0.5, accept_min_coverage=0.6)
+LOOKUP = "When was the Eiffel Tower completed?"
+
+
+def tier(model: FakeChatModel, **kw: float) -> ChatTier:
+    return ChatTier(model=model, prompt=RAG_ANSWER_V1, **kw)  # type: ignore[arg-type]
+
+
+async def ask(
+    question: str,
+    model: FakeChatModel | None = None,
+    *,
+    hits: list = HITS,  # type: ignore[type-arg]
+    policy: CascadePolicy = POLICY,
+    tiers: list[ChatTier] | None = None,
+    **options: int,
+) -> CascadeResult:
+    chat = tiers if tiers is not None else [tier(model or FakeChatModel())]
+    return await run_cascade(question, hits, options=QueryOptions(**options), policy=policy, tiers=chat)
+
+
+async def test_a_lookup_with_a_strong_hit_is_answered_at_tier_0_without_a_model() -> None:
+    model = FakeChatModel()
+    r = await ask(LOOKUP, model)
+    assert r.cascade.tier == 0
+    assert model.calls == []
+    assert "completed in 1889" in r.answer
+    assert r.citations[0].chunk_id == EIFFEL.chunk_id
+    [attempt] = r.cascade.attempts
+    assert attempt.accepted
+    assert attempt.name == "extractive"
+    assert attempt.cost_usd == 0
+    assert "lookup question" in attempt.reason
+    assert "0.71" in attempt.reason
+    assert r.cascade.reason.startswith("tier 0 (extractive) accepted")
+
+
+async def test_a_why_question_escalates_to_tier_1_and_says_why() -> None:
+    model = FakeChatModel("It was built for the World's Fair of 1889 [1].")
+    r = await ask("Why was the Eiffel Tower built?", model)
+    assert r.cascade.tier == 1
+    assert len(model.calls) == 1
+    t0, t1 = r.cascade.attempts
+    assert not t0.accepted
+    assert "asks 'why'" in t0.reason
+    assert t1.accepted
+    assert t1.name == "fake-chat"
+    assert "rag-answer@v1" in t1.reason
+    assert "asks 'why'" in r.cascade.reason
+    assert r.answer == "It was built for the World's Fair of 1889 [1]."
+    assert [c.chunk_id for c in r.citations] == [EIFFEL.chunk_id]
+
+
+@pytest.mark.parametrize(
+    "question", ["How does the tower resist wind?", "Compare the tower to others", "Summarise the history"]
+)
+async def test_questions_that_need_reasoning_escalate(question: str) -> None:
+    r = await ask(question)
+    assert r.cascade.tier == 1
+    assert "needs more than quoting" in r.cascade.attempts[0].reason
+
+
+def test_how_many_and_how_tall_are_lookups() -> None:
+    assert non_lookup_trigger("How tall is the Eiffel Tower?") is None
+    assert non_lookup_trigger("How many visitors came?") is None
+    assert non_lookup_trigger("How is it maintained?") == "how"
+    assert non_lookup_trigger("Could you please explain the design?") == "explain"
+    assert non_lookup_trigger("What is the difference between iron and steel?") == "what is the difference"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "Klf4 is important for proper myeloid cell differentiation.",  # SciFact claims, not requests
+        "Men are more susceptible to death due to pneumonia when compared to women.",
+        "Cost effectiveness evaluations based on cRCT data lack external validity.",
+    ],
+)
+def test_request_words_inside_a_statement_do_not_make_it_a_request(statement: str) -> None:
+    assert non_lookup_trigger(statement) is None
+
+
+async def test_a_weak_best_hit_escalates() -> None:
+    weak = [make_hit(EIFFEL.text, 0.31)]
+    r = await ask(LOOKUP, hits=weak)
+    assert r.cascade.tier == 1
+    assert "best retrieval score 0.31 is under 0.50" in r.cascade.attempts[0].reason
+
+
+async def test_a_quote_that_misses_most_of_the_question_escalates() -> None:
+    r = await ask("When was the Eiffel Tower painted yellow and bronze?")
+    reason = r.cascade.attempts[0].reason
+    assert r.cascade.tier == 1
+    assert "content words" in reason
+    assert "missing: painted, yellow, bronze" in reason
+
+
+async def test_no_matching_sentence_escalates() -> None:
+    r = await ask("What is the boiling point of mercury?")
+    assert r.cascade.tier == 1
+    assert "no retrieved sentence" in r.cascade.attempts[0].reason
+
+
+async def test_min_tier_1_skips_tier_0_but_keeps_it_as_a_fallback() -> None:
+    model = FakeChatModel()
+    r = await ask(LOOKUP, model, min_tier=1)
+    assert r.cascade.tier == 1
+    assert len(model.calls) == 1
+    assert "options.min_tier" in r.cascade.attempts[0].reason
+    assert not r.cascade.attempts[0].accepted
+
+
+async def test_max_tier_0_never_calls_the_model_and_says_why() -> None:
+    model = FakeChatModel()
+    r = await ask("Why was the Eiffel Tower built?", model, max_tier=0)
+    assert model.calls == []
+    assert r.cascade.tier == 0
+    assert "options.max_tier=0 forbids escalating" in r.cascade.reason
+    assert r.answer
+    assert r.citations
+
+
+async def test_max_tier_wins_over_min_tier() -> None:
+    model = FakeChatModel()
+    r = await ask(LOOKUP, model, min_tier=1, max_tier=0)
+    assert model.calls == []
+    assert r.cascade.tier == 0
+
+
+async def test_nothing_retrieved_says_so_without_citations_or_model() -> None:
+    model = FakeChatModel()
+    r = await ask(LOOKUP, model, hits=[])
+    assert r.answer == NOT_FOUND
+    assert r.citations == []
+    assert model.calls == []
+    assert r.cascade.attempts == []
+    assert "nothing relevant was retrieved" in r.cascade.reason
+
+
+async def test_a_request_the_model_refuses_for_good_falls_back_to_tier_0() -> None:
+    model = FakeChatModel()
+    model.reject = 400
+    r = await ask("Why was the Eiffel Tower built?", model)
+    _t0, t1 = r.cascade.attempts
+    assert r.cascade.tier == 0
+    assert r.answer.endswith("]")
+    assert r.citations
+    assert not t1.accepted
+    assert t1.error
+    assert "ChatRejectedError" in t1.error
+    assert "HTTP 400" in t1.reason
+    assert "kept the answer of tier 0" in r.cascade.reason
+
+
+async def test_a_model_that_does_not_know_despite_sources_falls_back() -> None:
+    r = await ask("Why was the Eiffel Tower built?", FakeChatModel("I don't know."))
+    assert r.cascade.tier == 0
+    assert "said it cannot answer although 2 sources" in r.cascade.attempts[1].reason
+
+
+async def test_a_looping_answer_is_not_accepted() -> None:
+    loop = "la femme au martyre, " * 12
+    r = await ask("Why was the Eiffel Tower built?", FakeChatModel(loop))
+    assert r.cascade.tier == 0
+    assert "repeats itself" in r.cascade.attempts[1].reason
+
+
+async def test_a_model_outage_propagates_for_the_message_to_be_retried() -> None:
+    model = FakeChatModel()
+    model.down = True
+    with pytest.raises(openai.APIConnectionError):
+        await ask("Why was the Eiffel Tower built?", model)
+
+
+async def test_a_refusing_tier_1_escalates_to_tier_2_which_costs_what_it_is_priced() -> None:
+    small, big = (
+        FakeChatModel("I don't know.", name="small"),
+        FakeChatModel("Built for the fair [1].", name="big"),
+    )
+    tiers = [tier(small), tier(big, price_prompt_per_1k=1.0, price_completion_per_1k=2.0)]
+    r = await ask("Why was the Eiffel Tower built?", tiers=tiers)
+    assert r.cascade.tier == 2
+    assert [a.name for a in r.cascade.attempts] == ["extractive", "small", "big"]
+    t2 = r.cascade.attempts[2]
+    assert t2.cost_usd == pytest.approx((t2.prompt_tokens * 1.0 + t2.completion_tokens * 2.0) / 1000)
+    assert t2.cost_usd > 0
+    assert r.cascade.prompt_tokens == sum(a.prompt_tokens for a in r.cascade.attempts)
+    assert "escalated past tier 0" in r.cascade.reason
+    assert "tier 1:" in r.cascade.reason
+
+
+async def test_without_a_chat_tier_tier_0_answers_whatever_it_finds() -> None:
+    r = await ask("Why was the Eiffel Tower built?", tiers=[])
+    assert r.cascade.tier == 0
+    assert "the last configured tier" not in r.cascade.reason
+    assert "kept the answer of tier 0" in r.cascade.reason
+
+
+async def test_with_tier_0_disabled_the_model_answers_even_a_lookup() -> None:
+    model = FakeChatModel()
+    r = await ask(LOOKUP, model, policy=CascadePolicy(extractive=False))
+    assert r.cascade.tier == 1
+    assert [a.tier for a in r.cascade.attempts] == [1]
+
+
+def test_refusals_and_loops_are_recognised() -> None:
+    assert is_refusal("I don't know.")
+    assert is_refusal("The sources do not contain this information.")
+    assert not is_refusal("The tower was completed in 1889 [1].")
+    assert is_degenerate("a b c d " * 10)
+    assert not is_degenerate("The tower was completed in 1889 for the fair.")

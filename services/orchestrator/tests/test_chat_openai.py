@@ -1,0 +1,128 @@
+"""The OpenAI-compatible adapter: what it sends, what it reads back, and how it sorts server errors
+into retry (outage), wait (misconfigured endpoint) and fall back (this request can never succeed).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+
+from ragbus.common.errors import DependencyUnavailable
+from ragbus.orchestrator.adapters.chat_openai import RETRYABLE_ERRORS, OpenAIChatModel
+from ragbus.orchestrator.ports import ChatMessage, ChatRejectedError
+
+MESSAGES = [ChatMessage("system", "Answer from the sources."), ChatMessage("user", "Question: why?")]
+
+
+def completion(text: str) -> dict[str, Any]:
+    return {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "tiny-served",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49},
+    }
+
+
+def model_answering(
+    status: int, body: dict[str, Any], seen: list[dict[str, Any]] | None = None
+) -> OpenAIChatModel:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if seen is not None:
+            seen.append(
+                {
+                    "path": request.url.path,
+                    "auth": request.headers.get("authorization"),
+                    **json.loads(request.content),
+                }
+            )
+        return httpx2.Response(status, json=body)
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    return OpenAIChatModel(
+        base_url="http://model.test/v1", model="tiny", api_key="sk-test", http_client=client
+    )
+
+
+async def test_a_completion_is_sent_and_read_back_with_its_token_counts() -> None:
+    seen: list[dict[str, Any]] = []
+    model = model_answering(200, completion("Because of the fair [1]."), seen)
+    result = await model.complete(MESSAGES, max_tokens=64, temperature=0.0)
+
+    assert result.text == "Because of the fair [1]."
+    assert (result.prompt_tokens, result.completion_tokens, result.model) == (42, 7, "tiny-served")
+    assert result.finish_reason == "stop"
+    [request] = seen
+    assert request["path"] == "/v1/chat/completions"
+    assert request["auth"] == "Bearer sk-test"
+    assert request["model"] == "tiny"
+    assert request["max_tokens"] == 64
+    assert request["temperature"] == 0.0
+    assert request["messages"] == [
+        {"role": "system", "content": "Answer from the sources."},
+        {"role": "user", "content": "Question: why?"},
+    ]
+    await model.aclose()
+
+
+async def test_a_prompt_too_long_is_rejected_for_good() -> None:
+    error = {
+        "error": {
+            "code": 400,
+            "message": "request exceeds the available context size",
+            "type": "exceed_context_size_error",
+        }
+    }
+    model = model_answering(400, error)
+    with pytest.raises(ChatRejectedError, match="context size") as caught:
+        await model.complete(MESSAGES, max_tokens=64, temperature=0.0)
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("status", [401, 404])
+async def test_a_misconfigured_endpoint_waits_for_the_operator(status: int) -> None:
+    model = model_answering(status, {"error": {"message": "nope"}})
+    with pytest.raises(DependencyUnavailable, match=f"answered {status}"):
+        await model.complete(MESSAGES, max_tokens=64, temperature=0.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(500, openai.InternalServerError), (503, openai.InternalServerError), (429, openai.RateLimitError)],
+)
+async def test_server_errors_and_rate_limits_are_retryable(status: int, error: type[Exception]) -> None:
+    model = model_answering(status, {"error": {"message": "busy"}})
+    with pytest.raises(error) as caught:
+        await model.complete(MESSAGES, max_tokens=64, temperature=0.0)
+    assert isinstance(caught.value, RETRYABLE_ERRORS)
+
+
+async def test_a_server_that_is_down_is_a_retryable_connection_error() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    model = OpenAIChatModel(base_url=f"http://127.0.0.1:{port}/v1", model="tiny", timeout_s=5)
+    with pytest.raises(openai.APIConnectionError) as caught:
+        await model.complete(MESSAGES, max_tokens=8, temperature=0.0)
+    assert isinstance(caught.value, RETRYABLE_ERRORS)
+    with pytest.raises(openai.APIConnectionError):
+        await model.ping()
+    await model.aclose()
+
+
+async def test_ping_checks_that_the_endpoint_serves_the_model() -> None:
+    def listing(model_id: str) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": model_id, "object": "model", "created": 0, "owned_by": "x"}],
+        }
+
+    with pytest.raises(DependencyUnavailable, match="does not serve 'tiny'"):
+        await model_answering(200, listing("other")).ping()
+    await model_answering(200, listing("tiny")).ping()
