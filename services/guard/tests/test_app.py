@@ -299,10 +299,14 @@ async def test_pii_block_action_withholds_the_answer(topic_prefix: str) -> None:
         assert b"7946" not in h.completed[0].value
 
 
-def test_the_asyncapi_document_describes_what_the_guard_consumes(topic_prefix: str) -> None:
+def test_the_asyncapi_document_describes_what_the_guard_consumes_and_publishes(topic_prefix: str) -> None:
     app = create_app(make_settings(topic_prefix))
     spec = app.schema.to_specification().to_jsonable()
     assert spec["info"]["title"] == "ragbus guard"
     addresses = {channel["address"] for channel in spec["channels"].values()}
-    assert addresses == {f"{topic_prefix}queries.submitted.v1", f"{topic_prefix}answers.drafted.v1"}
-    assert {"Envelope[QueriesSubmitted]", "Envelope[AnswersDrafted]"} <= set(spec["components"]["schemas"])
+    consumed = {"queries.submitted.v1", "answers.drafted.v1"}
+    published = {"queries.accepted.v1", "queries.rejected.v1", "answers.completed.v1"}
+    assert addresses == {topic_prefix + name for name in consumed | published}
+    assert {"Envelope[QueriesSubmitted]", "Envelope[AnswersDrafted]", "Envelope[AnswersCompleted]"} <= set(
+        spec["components"]["schemas"]
+    )

@@ -187,10 +187,7 @@ def _print_answer(result: Answer) -> None:
             click.echo(
                 f"  [{c.n}] {c.doc_id}{f' ({c.title})' if c.title and c.title != c.doc_id else ''}{quote}"
             )
-    tier = ""
-    if a.cascade:
-        names = {att.tier: att.name for att in a.cascade.attempts}
-        tier = f"tier {a.cascade.tier} ({names.get(a.cascade.tier, '?')}): {a.cascade.reason}  ·  "
+    tier = f"{a.cascade.reason}  ·  " if a.cascade else ""
     click.secho(f"\n{tier}{result.elapsed_ms:.0f} ms  ·  trace {result.trace_id}", dim=True)
 
 

@@ -114,7 +114,8 @@ class RagbusClient:
         self.tenant = tenant
         self.source = source
         self.t = topics.Topics(self.kafka.topic_prefix)
-        self.tracer = tracer_provider("client", telemetry).get_tracer("ragbus.client")
+        self._provider = tracer_provider("client", telemetry)
+        self.tracer = self._provider.get_tracer("ragbus.client")
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -172,7 +173,7 @@ class RagbusClient:
         for waiter in self._waiters.values():
             if not waiter.future.done():
                 waiter.future.cancel()
-        tracer_provider("client").force_flush()
+        self._provider.force_flush()
 
     # --- requests ----------------------------------------------------------------------------------
 

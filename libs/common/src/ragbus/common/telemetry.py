@@ -103,22 +103,24 @@ def _exporter(settings: TelemetrySettings) -> SpanExporter:
 
 
 def tracer_provider(service: str, settings: TelemetrySettings | None = None) -> TracerProvider:
-    """The tracer provider of one service (`service.name` = ragbus-<service>), created once per process.
+    """The tracer provider of one service (`service.name` = ragbus-<service>), created once per process
+    and destination.
 
     Several services hosted in one process each get their own provider (their own service name) over
     one shared exporter.
     """
     settings = settings or TelemetrySettings()
     name = f"ragbus-{service}"
+    key = f"{name}|{settings.enabled}|{settings.otlp_endpoint or settings.span_file}"
     with _lock:
-        provider = _providers.get(name)
+        provider = _providers.get(key)
     if provider is not None:
         return provider
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     if settings.enabled:
         provider.add_span_processor(BatchSpanProcessor(_exporter(settings), schedule_delay_millis=500))
     with _lock:
-        return _providers.setdefault(name, provider)
+        return _providers.setdefault(key, provider)
 
 
 def flush() -> None:

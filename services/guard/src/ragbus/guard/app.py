@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faststream import FastStream
-from faststream.specification import AsyncAPI
-
 from ragbus.common import topics
+from ragbus.common.app import RagbusApp
 from ragbus.common.bus import Bus, Stopwatch, consumer_options, make_broker
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import (
@@ -106,24 +104,22 @@ async def screen_answer(event: Envelope[AnswersDrafted], guard: OutputGuard, bus
     ))  # fmt: skip
 
 
-def create_app(settings: GuardSettings | None = None, deps: GuardDeps | None = None) -> FastStream:
+def create_app(settings: GuardSettings | None = None, deps: GuardDeps | None = None) -> RagbusApp:
     settings = settings or GuardSettings()
     setup_logging(settings.log)
     # The checks are pure and hold no clients, so there is nothing to open on startup.
     guard = deps or GuardDeps.from_settings(settings)
     t = Topics(settings.kafka.topic_prefix)
     broker = make_broker(SERVICE, settings)
-    bus = Bus(broker, t, source=SOURCE)
+    bus = Bus(broker, t, source=SOURCE).declare(QueriesAccepted, QueriesRejected, AnswersCompleted)
     consumer = consumer_options(SERVICE, settings.kafka)
 
-    # consumer_options() returns dict[str, Any], which leaves FastStream's decorator untyped for mypy.
-    @broker.subscriber(t(topics.QUERIES_SUBMITTED), **consumer)  # type: ignore[untyped-decorator]
+    @broker.subscriber(t(topics.QUERIES_SUBMITTED), **consumer)
     async def on_submitted(event: Envelope[QueriesSubmitted]) -> None:
         await screen_question(event, guard.input, bus)
 
-    @broker.subscriber(t(topics.ANSWERS_DRAFTED), **consumer)  # type: ignore[untyped-decorator]
+    @broker.subscriber(t(topics.ANSWERS_DRAFTED), **consumer)
     async def on_drafted(event: Envelope[AnswersDrafted]) -> None:
         await screen_answer(event, guard.output, bus)
 
-    spec = AsyncAPI(title="ragbus guard", description="input and output guardrails")
-    return FastStream(broker, specification=spec)
+    return RagbusApp(broker, service=SERVICE)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from faststream import FastStream
-from faststream.specification import AsyncAPI
 from pydantic import Discriminator, Tag
 
 from ragbus.common import topics
+from ragbus.common.app import RagbusApp
 from ragbus.common.bus import Bus, consumer_options, make_broker
 from ragbus.common.envelope import Envelope
-from ragbus.common.events import DocsDeleted, DocsSubmitted
+from ragbus.common.events import DocsChunked, DocsDeleted, DocsSubmitted
 from ragbus.common.logging import setup_logging
 from ragbus.common.topics import Topics
 from ragbus.ingest.service import IngestDeps, Ingestor, build_deps
@@ -35,18 +34,17 @@ DocsEvent = Annotated[
 ]
 
 
-def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None = None) -> FastStream:
+def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None = None) -> RagbusApp:
     settings = settings or IngestSettings()
     setup_logging(settings.log)
     t = Topics(settings.kafka.topic_prefix)
     broker = make_broker(SERVICE, settings)
-    bus = Bus(broker, t, source=f"ragbus/{SERVICE}")
+    bus = Bus(broker, t, source=f"ragbus/{SERVICE}").declare(DocsChunked)
     ingestor = Ingestor(settings, source=bus.source, deps=deps)
 
     consumer = consumer_options(SERVICE, settings.kafka)
 
-    # `**consumer` (a dict[str, Any]) defeats the overloads of `subscriber`, so mypy sees Any.
-    @broker.subscriber(t(topics.DOCS_SUBMITTED), t(topics.DOCS_DELETED), **consumer)  # type: ignore[untyped-decorator]
+    @broker.subscriber(t(topics.DOCS_SUBMITTED), t(topics.DOCS_DELETED), **consumer)
     async def on_docs(event: DocsEvent) -> None:
         if isinstance(event.data, DocsDeleted):
             await bus.reply(event, ingestor.deleted(event))
@@ -55,7 +53,7 @@ def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None =
         for part in await ingestor.submitted(event):
             await bus.reply(event, part, seq=part.part)
 
-    app = FastStream(broker, specification=AsyncAPI(title="ragbus ingest"))
+    app = RagbusApp(broker, service=SERVICE)
 
     if deps is None:
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ragbus.common.bus import Stopwatch
 from ragbus.common.events import AnswersDrafted, QueriesAccepted
 from ragbus.orchestrator.cascade import CascadePolicy, ChatTier, run_cascade
+from ragbus.orchestrator.citations import renumber
 from ragbus.orchestrator.retrieval import retrieve
 from ragbus.vectors.ports import Embedder, VectorStore
 
@@ -47,12 +48,13 @@ async def draft_answer(
         query.question, retrieval.hits, options=query.options, policy=policy.cascade, tiers=tiers
     )
     generation_stage = clock.stop()
+    answer, citations = renumber(result.answer, result.citations)
     return AnswersDrafted(
         query_id=query.query_id,
         conversation_id=query.conversation_id,
         question=query.question,
-        answer=result.answer,
-        citations=result.citations,
+        answer=answer,
+        citations=citations,
         retrieved=retrieval.chunks,
         cascade=result.cascade,
         stages=[*query.stages, retrieval_stage, generation_stage],

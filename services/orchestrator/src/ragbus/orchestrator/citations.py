@@ -65,3 +65,21 @@ def parse_citations(answer: str, hits: Sequence[Hit]) -> ParsedAnswer:
         return ParsedAnswer(text, citations, invalid)
     fallback = [citation_for(n, h, best_quote(h, text)) for n, h in enumerate(hits, start=1)]
     return ParsedAnswer(text, fallback, invalid, fell_back=bool(hits))
+
+
+_PLAIN_MARKER = re.compile(r"\[(\d{1,3})\]")
+
+
+def renumber(text: str, citations: Sequence[Citation]) -> tuple[str, list[Citation]]:
+    """Number the cited sources 1, 2, ... in the order the answer first cites them.
+
+    Markers first name sources by their rank in the retrieval (`[2]` = second hit); a reader expects
+    an answer's first citation to be `[1]`. Citations the text never marks (a fallback) keep their
+    order after the marked ones.
+    """
+    by_n = {c.n: c for c in citations}
+    order = [n for n in dict.fromkeys(int(m) for m in _PLAIN_MARKER.findall(text)) if n in by_n]
+    order += [c.n for c in citations if c.n not in order]
+    new = {old: i for i, old in enumerate(order, start=1)}
+    text = _PLAIN_MARKER.sub(lambda m: f"[{new.get(int(m.group(1)), int(m.group(1)))}]", text)
+    return text, [by_n[old].model_copy(update={"n": new[old]}) for old in order]

@@ -31,8 +31,39 @@ _ABBREVIATIONS = frozenset(
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 
 
+# Markdown structure: a heading is a title, not a sentence to quote; a blank line or a list item ends
+# whatever sentence came before it.
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
+
+
+def _blocks(text: str) -> list[str]:
+    """Paragraphs and list items of a text, headings left out."""
+    blocks: list[str] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        if not line.strip() or _HEADING.match(line) or _LIST_ITEM.match(line):
+            if current:
+                blocks.append(" ".join(current))
+            current = []
+            if _HEADING.match(line) or not line.strip():
+                continue
+            line = _LIST_ITEM.sub("", line)
+        current.append(line.strip())
+    if current:
+        blocks.append(" ".join(current))
+    return blocks
+
+
 def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences; abbreviations (e.g., et al., Fig.) and decimals do not split."""
+    """Split prose into sentences; abbreviations (e.g., et al., Fig.) and decimals do not split.
+
+    Sentences never cross a paragraph, a list item or a Markdown heading (headings are dropped).
+    """
+    return [s for block in _blocks(text) for s in _split_block(block)]
+
+
+def _split_block(text: str) -> list[str]:
     text = " ".join(text.split())
     if not text:
         return []

@@ -1,0 +1,176 @@
+"""The whole stack in this test process, on real parts: the Tansu broker (or KAFKA_BOOTSTRAP), the
+machine's PostgreSQL, the embedded Qdrant Edge store, MiniLM, and the local model server.
+
+The five services run as `ragbus up` runs them (`ragbus.stack.serve.Host`), under a topic prefix,
+database schema and RAGBUS_HOME of this module's own, so other tests never see their data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from ragbus.common import telemetry
+from ragbus.common.bus import client_options
+from ragbus.common.envelope import CE_CONTENT_TYPE, EnvelopeAttributes
+from ragbus.common.settings import KafkaSettings, TelemetrySettings
+from ragbus.common.topics import Topics
+from ragbus.stack.testing import local_kafka_settings
+
+
+@dataclass
+class Record:
+    topic: str
+    value: bytes
+    headers: dict[str, bytes]
+    attrs: EnvelopeAttributes | None
+
+
+@dataclass
+class BusTap:
+    """Reads chosen topics from "now" on, so a test can wait for what the stack publishes."""
+
+    kafka: KafkaSettings
+    names: list[str]
+    records: list[Record] = field(default_factory=list)
+    _consumer: Any = None
+    _task: asyncio.Task[None] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(**client_options(self.kafka), enable_auto_commit=False,
+                                          fetch_max_wait_ms=10)
+        await self._consumer.start()
+        await self._consumer.topics()
+        parts = [TopicPartition(n, p) for n in self.names for p in self._consumer.partitions_for_topic(n) or ()]
+        self._consumer.assign(parts)
+        await self._consumer.seek_to_end(*parts)
+        for tp in parts:
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for r in self._consumer:
+            self.records.append(Record(r.topic, r.value, dict(r.headers), EnvelopeAttributes.peek(r.value)))
+            self._changed.set()
+
+    async def wait_for(self, match: Callable[[Record], bool], *, count: int = 1, timeout: float = 60) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.records if match(r)]
+            if len(found) >= count:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                seen = [(r.topic, r.attrs.type if r.attrs else None) for r in self.records[-20:]]
+                raise AssertionError(f"waited {timeout}s for {count} matching record(s); last seen {seen}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer:
+            await self._consumer.stop()
+
+
+@dataclass
+class Stack:
+    kafka: KafkaSettings
+    topics: Topics
+    schema: str
+    home: Path
+    database_url: str
+    producer: AIOKafkaProducer
+    telemetry: TelemetrySettings
+
+    async def publish_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Publish bytes as any Kafka client would (the topic name given without the prefix)."""
+        await self.producer.send_and_wait(self.topics(topic), value, key=key,
+                                          headers=[("content-type", CE_CONTENT_TYPE.encode())])
+
+    async def tap(self, *bases: str, dlq: bool = False) -> BusTap:
+        names = [self.topics.dlq(b) if dlq else self.topics(b) for b in bases]
+        tap = BusTap(self.kafka, names)
+        await tap.start()
+        return tap
+
+    async def sql(self, query: str, *args: Any) -> list[Any]:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.database_url, server_settings={"search_path": self.schema})
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+    async def wait_rows(self, query: str, *args: Any, expect: int, timeout: float = 30) -> int:
+        """Poll until the query's first value reaches `expect` (the monitor is asynchronous)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = (await self.sql(query, *args))[0][0]
+            if value >= expect or time.monotonic() > deadline:
+                return int(value)
+            await asyncio.sleep(0.2)
+
+    def spans(self, trace_id: str) -> list[dict[str, Any]]:
+        telemetry.flush()
+        return list(telemetry.read_spans(self.telemetry.span_file, trace_id))
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    kafka_bootstrap: str, chat_base_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    pytest.importorskip("asyncpg")
+    from ragbus.stack.serve import Host
+
+    unique = "e" + uuid.uuid4().hex[:10]
+    home = tmp_path_factory.mktemp("ragbus-home")
+    kafka = local_kafka_settings(kafka_bootstrap, f"{unique}.")
+    env = {
+        "KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "KAFKA_SESSION_TIMEOUT_MS": str(kafka.session_timeout_ms),
+        "KAFKA_HEARTBEAT_INTERVAL_MS": str(kafka.heartbeat_interval_ms),
+        "KAFKA_FETCH_MAX_WAIT_MS": str(kafka.fetch_max_wait_ms),
+        "KAFKA_METADATA_MAX_AGE_MS": str(kafka.metadata_max_age_ms),
+        "RAGBUS_HOME": str(home),
+        "MONITOR_DATABASE_URL": database_url,
+        "MONITOR_DB_SCHEMA": unique,
+        "ORCHESTRATOR_CHAT_BASE_URL": chat_base_url,
+        "RAGBUS_TELEMETRY_ENABLED": "true",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        mp.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+        host = Host(["all"])
+        await host.start()
+        producer = AIOKafkaProducer(**client_options(kafka))
+        await producer.start()
+        try:
+            yield Stack(kafka, Topics(kafka.topic_prefix), unique, home, database_url, producer,
+                        TelemetrySettings())
+        finally:
+            await producer.stop()
+            await host.stop()
+            import asyncpg
+
+            conn = await asyncpg.connect(database_url)
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{unique}" CASCADE')
+            await conn.close()
+    assert os.environ.get("MONITOR_DB_SCHEMA") != unique

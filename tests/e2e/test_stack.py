@@ -1,0 +1,211 @@
+"""End to end: documents and questions through all five services over a real Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragbus.client.client import Document, RagbusClient
+from ragbus.common import topics
+from ragbus.common.envelope import Envelope
+from ragbus.common.events import DeadLetter, DocsSubmitted, QueriesSubmitted, QueryOptions
+from ragbus.common.ids import uuid7
+
+from .conftest import Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.model]
+
+REPO = Path(__file__).resolve().parents[2]
+QUESTION = "Where does a service send a message it can never process?"
+REQUEST_TYPES = {
+    "io.ragbus.queries.submitted.v1",
+    "io.ragbus.queries.accepted.v1",
+    "io.ragbus.answers.drafted.v1",
+    "io.ragbus.answers.completed.v1",
+}
+
+
+def repo_docs() -> list[Document]:
+    return [
+        Document(doc_id=p.name, text=p.read_text(encoding="utf-8"), title=p.stem)
+        for p in sorted((REPO / "docs").glob("*.md"))
+    ]
+
+
+def client(stack: Stack, tenant: str = "default") -> RagbusClient:
+    return RagbusClient(stack.kafka, tenant=tenant, telemetry=stack.telemetry)
+
+
+@pytest.fixture(scope="module")
+async def indexed_docs(stack: Stack) -> list[Any]:
+    async with client(stack) as c:
+        return await c.ingest(repo_docs(), timeout=300)
+
+
+async def test_repo_docs_question_is_answered_from_the_right_document(stack: Stack, indexed_docs: list[Any]) -> None:
+    assert {r.doc_id for r in indexed_docs} >= {"errors.md", "architecture.md"}
+    assert all(r.chunks > 0 for r in indexed_docs)
+    async with client(stack) as c:
+        result = await c.ask(QUESTION)
+    answer = result.answer
+    assert answer.status == "answered", answer.reason
+    assert answer.citations, answer
+    assert answer.citations[0].doc_id == "errors.md"
+    assert ".dlq" in answer.answer
+    assert answer.cascade is not None
+    assert [s.stage for s in answer.stages] == ["guard.input", "retrieval", "generation", "guard.output"]
+
+    # The monitor holds every event of the request exactly once.
+    query_id = answer.query_id
+    total = await stack.wait_rows("SELECT count(*) FROM events WHERE correlation_id = $1", query_id, expect=4)
+    rows = await stack.sql("SELECT type, count(*) FROM events WHERE correlation_id = $1 GROUP BY type", query_id)
+    assert total == 4
+    assert {r["type"]: r["count"] for r in rows} == dict.fromkeys(REQUEST_TYPES, 1)
+    summary = await stack.sql("SELECT status, tier, question FROM request_summary WHERE correlation_id = $1",
+                              query_id)
+    assert [tuple(s) for s in summary] == [("answered", answer.cascade.tier, QUESTION)]
+
+    # One trace: client → guard → orchestrator → guard, each hop the child of the previous one.
+    spans = stack.spans(result.trace_id)
+    by_id = {s["span_id"]: s for s in spans}
+
+    def process_span(topic: str, service: str) -> dict[str, Any]:
+        found = [s for s in spans if s["name"] == f"{stack.topics(topic)} process" and s["service"] == service]
+        assert len(found) == 1, (topic, service, [s["name"] for s in spans])
+        return found[0]
+
+    def ancestors(span: dict[str, Any]) -> list[str]:
+        chain = []
+        while span.get("parent_id") in by_id:
+            span = by_id[span["parent_id"]]
+            chain.append(span["span_id"])
+        return chain
+
+    guard_in = process_span(topics.QUERIES_SUBMITTED, "ragbus-guard")
+    orchestrator = process_span(topics.QUERIES_ACCEPTED, "ragbus-orchestrator")
+    guard_out = process_span(topics.ANSWERS_DRAFTED, "ragbus-guard")
+    root = next(s for s in spans if s["name"] == "ragbus ask")
+    assert root["parent_id"] is None
+    assert guard_in["span_id"] in ancestors(orchestrator)
+    assert orchestrator["span_id"] in ancestors(guard_out)
+    assert root["span_id"] in ancestors(guard_in)
+
+
+async def test_scifact_claim_is_answered_from_its_abstract(stack: Stack, data_dir: Path) -> None:
+    corpus = {}
+    with (data_dir / "scifact" / "corpus.jsonl").open() as f:
+        for line in f:
+            doc = json.loads(line)
+            corpus[doc["_id"]] = doc
+    claims = [json.loads(line) for line in (data_dir / "scifact" / "train-claims.jsonl").open()]
+    # Claims whose evidence supports them, in a stable order; their cited abstracts plus distractors.
+    chosen = [c for c in claims if c.get("evidence") and len(c["cited"]) == 1][:3]
+    doc_ids = [str(c["cited"][0]) for c in chosen]
+    distractors = [d for d in sorted(corpus) if d not in doc_ids][:7]
+    docs = [
+        Document(doc_id=f"scifact-{d}", text=f"{corpus[d]['title']}\n\n{corpus[d]['text']}", title=corpus[d]["title"])
+        for d in doc_ids + distractors
+    ]
+    async with client(stack, tenant="scifact") as c:
+        await c.ingest(docs, timeout=300)
+        for claim, doc_id in zip(chosen, doc_ids, strict=True):
+            result = await c.ask(claim["text"], options=QueryOptions(max_tier=0))
+            assert result.answer.status == "answered", result.answer.reason
+            assert f"scifact-{doc_id}" in [x.doc_id for x in result.answer.citations], (claim, result.answer)
+
+
+async def test_tenants_do_not_see_each_others_documents(stack: Stack, indexed_docs: list[Any]) -> None:
+    async with client(stack, tenant="someone-else") as c:
+        result = await c.ask("Where does a service send a message it can never process?",
+                             options=QueryOptions(max_tier=0))
+    assert result.answer.citations == []
+
+
+async def test_tier_one_runs_on_the_real_local_model(stack: Stack, indexed_docs: list[Any]) -> None:
+    async with client(stack) as c:
+        result = await c.ask("Why are the consumers idempotent?", options=QueryOptions(min_tier=1), timeout=300)
+    cascade = result.answer.cascade
+    assert cascade is not None
+    assert cascade.tier == 1, cascade
+    model_attempt = next(a for a in cascade.attempts if a.tier == 1)
+    assert model_attempt.name != "extractive"
+    assert model_attempt.prompt_tokens > 100
+    assert model_attempt.completion_tokens > 0
+    assert result.answer.status in {"answered", "blocked"}
+    if result.answer.status == "answered":
+        assert result.answer.citations
+
+
+INPUTS = [  # (topic, the service that consumes it)
+    (topics.DOCS_SUBMITTED, "ingest"),
+    (topics.DOCS_DELETED, "ingest"),
+    (topics.DOCS_CHUNKED, "embed"),
+    (topics.QUERIES_SUBMITTED, "guard"),
+    (topics.QUERIES_ACCEPTED, "orchestrator"),
+    (topics.ANSWERS_DRAFTED, "guard"),
+]
+
+
+async def test_malformed_messages_are_dead_lettered_and_the_services_go_on(
+    stack: Stack, indexed_docs: list[Any]
+) -> None:
+    tap = await stack.tap(*[t for t, _ in INPUTS], dlq=True)
+    try:
+        for topic, _ in INPUTS:
+            await stack.publish_raw(topic, b'{"this is": "not an event"}', key=b"default:junk")
+        for topic, service in INPUTS:
+            letters = await tap.wait_for(lambda r, t=topic, s=service: r.topic == stack.topics.dlq(t)
+                                         and DeadLetter.from_headers(r.headers).service == s)
+            letter = DeadLetter.from_headers(letters[0].headers)
+            assert letters[0].value == b'{"this is": "not an event"}'  # the original bytes, unchanged
+            assert letter.original_topic == stack.topics(topic)
+            assert letter.error_type == "ValidationError"
+            assert letter.reason
+    finally:
+        await tap.stop()
+    # ... and the services still answer.
+    async with client(stack) as c:
+        result = await c.ask("What does the monitor store?", options=QueryOptions(max_tier=0))
+    assert result.answer.status == "answered"
+    stored = await stack.wait_rows("SELECT count(*) FROM dead_letters WHERE reason <> ''", expect=len(INPUTS))
+    assert stored >= len(INPUTS)
+
+
+async def test_republishing_the_same_document_and_question_changes_nothing(
+    stack: Stack, indexed_docs: list[Any]
+) -> None:
+    from ragbus.vectors.factory import open_vector_store
+    from ragbus.vectors.settings import VectorStoreSettings
+
+    doc = Envelope.new(DocsSubmitted(doc_id="idempotent.md", text=(REPO / "docs" / "events.md").read_text()),
+                       source="e2e", tenant="repeat", correlation_id=f"doc-{uuid7()}")
+    query = Envelope.new(QueriesSubmitted(query_id=str(uuid7()), question="What is in the envelope?",
+                                          options=QueryOptions(max_tier=0)),
+                         source="e2e", tenant="repeat")
+    tap = await stack.tap(topics.DOCS_INDEXED, topics.ANSWERS_COMPLETED)
+    store = open_vector_store(VectorStoreSettings())
+    try:
+        async def publish_both_and_wait(times: int) -> None:
+            await stack.publish_raw(topics.DOCS_SUBMITTED, doc.to_bytes(), doc.key)
+            await stack.publish_raw(topics.QUERIES_SUBMITTED, query.to_bytes(), query.key)
+            await tap.wait_for(lambda r: r.attrs is not None and r.attrs.correlationid == doc.correlationid
+                               and r.attrs.type == "io.ragbus.docs.indexed.v1", count=times)
+            await tap.wait_for(lambda r: r.attrs is not None and r.attrs.correlationid == query.correlationid,
+                               count=times)
+
+        await publish_both_and_wait(1)
+        points = await store.count("repeat", "idempotent.md")
+        rows = await stack.wait_rows("SELECT count(*) FROM events WHERE tenant = 'repeat'", expect=7)
+        assert points > 0
+        await publish_both_and_wait(2)
+        indexed = [r for r in tap.records if r.attrs and r.attrs.type == "io.ragbus.docs.indexed.v1"]
+        assert len({r.attrs.id for r in indexed if r.attrs}) == 1  # the same event, delivered again
+        assert await store.count("repeat", "idempotent.md") == points
+        await stack.wait_rows("SELECT count(*) FROM events WHERE tenant = 'repeat'", expect=rows + 1, timeout=3)
+        assert (await stack.sql("SELECT count(*) FROM events WHERE tenant = 'repeat'"))[0][0] == rows
+    finally:
+        await tap.stop()
+        await store.aclose()
