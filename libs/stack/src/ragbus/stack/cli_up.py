@@ -20,6 +20,7 @@ import httpx
 
 from ragbus.common.settings import ragbus_home
 from ragbus.stack.local import (
+    LOCAL_KAFKA,
     BrokerSettings,
     broker_process,
     ensure_postgres,
@@ -33,13 +34,6 @@ from ragbus.stack.serve import SERVICES
 
 HEALTH_PORT = int(os.environ.get("RAGBUS_HEALTH_PORT", "8079"))
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-# Tansu: groups join slowly with Kafka's 10 s session timeout, and a waiting fetch is only answered
-# when it times out, so the fetch wait bounds the latency of every hop (ARCHITECTURE.md).
-LOCAL_KAFKA = {
-    "KAFKA_SESSION_TIMEOUT_MS": "2000",
-    "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-    "KAFKA_FETCH_MAX_WAIT_MS": "10",
-}
 
 
 def _line(name: str, state: str, detail: str = "", *, ok: bool = True) -> None:
@@ -111,8 +105,11 @@ async def _up(plan: Plan) -> None:
         )
 
     env = {"KAFKA_BOOTSTRAP": bootstrap, "MONITOR_DATABASE_URL": database_url}
+    # Tansu joins groups slowly with Kafka's 10 s session timeout, and answers a waiting fetch only when
+    # it times out, so the fetch wait bounds the latency of every hop (ARCHITECTURE.md).
     for name, value in LOCAL_KAFKA.items():
-        env.setdefault(name, os.environ.get(name, value))
+        var = f"KAFKA_{name.upper()}"
+        env[var] = os.environ.get(var, str(value))
     if not plan.model:
         env["ORCHESTRATOR_CHAT"] = "false"
         _line("model", "off", "extractive answers only (--no-model)")
