@@ -468,7 +468,8 @@ def test_external_model_override_drops_the_local_server(compose: Compose) -> Non
     # Without an endpoint the override refuses to start rather than point at a server that is gone.
     result = compose.run("config", "--quiet", files=(COMPOSE_FILE, EXTERNAL_LLM))
     assert result.returncode != 0
-    assert "ORCHESTRATOR_CHAT_BASE_URL" in result.stderr
+    # Both variables are required; compose names whichever it interpolates first.
+    assert "ORCHESTRATOR_CHAT_BASE_URL" in result.stderr or "ORCHESTRATOR_CHAT_MODEL" in result.stderr
 
 
 # ---- topics -------------------------------------------------------------------------------------------

@@ -48,11 +48,14 @@ class BusTap:
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(**client_options(self.kafka), enable_auto_commit=False,
-                                          fetch_max_wait_ms=10)
+        self._consumer = AIOKafkaConsumer(
+            **client_options(self.kafka), enable_auto_commit=False, fetch_max_wait_ms=10
+        )
         await self._consumer.start()
         await self._consumer.topics()
-        parts = [TopicPartition(n, p) for n in self.names for p in self._consumer.partitions_for_topic(n) or ()]
+        parts = [
+            TopicPartition(n, p) for n in self.names for p in self._consumer.partitions_for_topic(n) or ()
+        ]
         self._consumer.assign(parts)
         await self._consumer.seek_to_end(*parts)
         for tp in parts:
@@ -64,7 +67,9 @@ class BusTap:
             self.records.append(Record(r.topic, r.value, dict(r.headers), EnvelopeAttributes.peek(r.value)))
             self._changed.set()
 
-    async def wait_for(self, match: Callable[[Record], bool], *, count: int = 1, timeout: float = 60) -> list[Record]:
+    async def wait_for(
+        self, match: Callable[[Record], bool], *, count: int = 1, timeout: float = 60
+    ) -> list[Record]:
         deadline = time.monotonic() + timeout
         while True:
             found = [r for r in self.records if match(r)]
@@ -99,8 +104,9 @@ class Stack:
 
     async def publish_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Publish bytes as any Kafka client would (the topic name given without the prefix)."""
-        await self.producer.send_and_wait(self.topics(topic), value, key=key,
-                                          headers=[("content-type", CE_CONTENT_TYPE.encode())])
+        await self.producer.send_and_wait(
+            self.topics(topic), value, key=key, headers=[("content-type", CE_CONTENT_TYPE.encode())]
+        )
 
     async def tap(self, *bases: str, dlq: bool = False) -> BusTap:
         names = [self.topics.dlq(b) if dlq else self.topics(b) for b in bases]
@@ -163,8 +169,9 @@ async def stack(
         producer = AIOKafkaProducer(**client_options(kafka))
         await producer.start()
         try:
-            yield Stack(kafka, Topics(kafka.topic_prefix), unique, home, database_url, producer,
-                        TelemetrySettings())
+            yield Stack(
+                kafka, Topics(kafka.topic_prefix), unique, home, database_url, producer, TelemetrySettings()
+            )
         finally:
             await producer.stop()
             await host.stop()

@@ -14,7 +14,7 @@ from ragbus.common.envelope import Envelope
 from ragbus.common.events import DeadLetter, DocsSubmitted, QueriesSubmitted, QueryOptions
 from ragbus.common.ids import uuid7
 
-from .conftest import Stack
+from .conftest import Record, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.model]
 
@@ -45,7 +45,9 @@ async def indexed_docs(stack: Stack) -> list[Any]:
         return await c.ingest(repo_docs(), timeout=300)
 
 
-async def test_repo_docs_question_is_answered_from_the_right_document(stack: Stack, indexed_docs: list[Any]) -> None:
+async def test_repo_docs_question_is_answered_from_the_right_document(
+    stack: Stack, indexed_docs: list[Any]
+) -> None:
     assert {r.doc_id for r in indexed_docs} >= {"errors.md", "architecture.md"}
     assert all(r.chunks > 0 for r in indexed_docs)
     async with client(stack) as c:
@@ -61,11 +63,14 @@ async def test_repo_docs_question_is_answered_from_the_right_document(stack: Sta
     # The monitor holds every event of the request exactly once.
     query_id = answer.query_id
     total = await stack.wait_rows("SELECT count(*) FROM events WHERE correlation_id = $1", query_id, expect=4)
-    rows = await stack.sql("SELECT type, count(*) FROM events WHERE correlation_id = $1 GROUP BY type", query_id)
+    rows = await stack.sql(
+        "SELECT type, count(*) FROM events WHERE correlation_id = $1 GROUP BY type", query_id
+    )
     assert total == 4
     assert {r["type"]: r["count"] for r in rows} == dict.fromkeys(REQUEST_TYPES, 1)
-    summary = await stack.sql("SELECT status, tier, question FROM request_summary WHERE correlation_id = $1",
-                              query_id)
+    summary = await stack.sql(
+        "SELECT status, tier, question FROM request_summary WHERE correlation_id = $1", query_id
+    )
     assert [tuple(s) for s in summary] == [("answered", answer.cascade.tier, QUESTION)]
 
     # One trace: client → guard → orchestrator → guard, each hop the child of the previous one.
@@ -73,7 +78,9 @@ async def test_repo_docs_question_is_answered_from_the_right_document(stack: Sta
     by_id = {s["span_id"]: s for s in spans}
 
     def process_span(topic: str, service: str) -> dict[str, Any]:
-        found = [s for s in spans if s["name"] == f"{stack.topics(topic)} process" and s["service"] == service]
+        found = [
+            s for s in spans if s["name"] == f"{stack.topics(topic)} process" and s["service"] == service
+        ]
         assert len(found) == 1, (topic, service, [s["name"] for s in spans])
         return found[0]
 
@@ -106,7 +113,11 @@ async def test_scifact_claim_is_answered_from_its_abstract(stack: Stack, data_di
     doc_ids = [str(c["cited"][0]) for c in chosen]
     distractors = [d for d in sorted(corpus) if d not in doc_ids][:7]
     docs = [
-        Document(doc_id=f"scifact-{d}", text=f"{corpus[d]['title']}\n\n{corpus[d]['text']}", title=corpus[d]["title"])
+        Document(
+            doc_id=f"scifact-{d}",
+            text=f"{corpus[d]['title']}\n\n{corpus[d]['text']}",
+            title=corpus[d]["title"],
+        )
         for d in doc_ids + distractors
     ]
     async with client(stack, tenant="scifact") as c:
@@ -119,14 +130,17 @@ async def test_scifact_claim_is_answered_from_its_abstract(stack: Stack, data_di
 
 async def test_tenants_do_not_see_each_others_documents(stack: Stack, indexed_docs: list[Any]) -> None:
     async with client(stack, tenant="someone-else") as c:
-        result = await c.ask("Where does a service send a message it can never process?",
-                             options=QueryOptions(max_tier=0))
+        result = await c.ask(
+            "Where does a service send a message it can never process?", options=QueryOptions(max_tier=0)
+        )
     assert result.answer.citations == []
 
 
 async def test_tier_one_runs_on_the_real_local_model(stack: Stack, indexed_docs: list[Any]) -> None:
     async with client(stack) as c:
-        result = await c.ask("Why are the consumers idempotent?", options=QueryOptions(min_tier=1), timeout=300)
+        result = await c.ask(
+            "Why are the consumers idempotent?", options=QueryOptions(min_tier=1), timeout=300
+        )
     cascade = result.answer.cascade
     assert cascade is not None
     assert cascade.tier == 1, cascade
@@ -157,8 +171,11 @@ async def test_malformed_messages_are_dead_lettered_and_the_services_go_on(
         for topic, _ in INPUTS:
             await stack.publish_raw(topic, b'{"this is": "not an event"}', key=b"default:junk")
         for topic, service in INPUTS:
-            letters = await tap.wait_for(lambda r, t=topic, s=service: r.topic == stack.topics.dlq(t)
-                                         and DeadLetter.from_headers(r.headers).service == s)
+
+            def dead_letter_of(r: Record, t: str = topic, s: str = service) -> bool:
+                return r.topic == stack.topics.dlq(t) and DeadLetter.from_headers(r.headers).service == s
+
+            letters = await tap.wait_for(dead_letter_of)
             letter = DeadLetter.from_headers(letters[0].headers)
             assert letters[0].value == b'{"this is": "not an event"}'  # the original bytes, unchanged
             assert letter.original_topic == stack.topics(topic)
@@ -180,21 +197,37 @@ async def test_republishing_the_same_document_and_question_changes_nothing(
     from ragbus.vectors.factory import open_vector_store
     from ragbus.vectors.settings import VectorStoreSettings
 
-    doc = Envelope.new(DocsSubmitted(doc_id="idempotent.md", text=(REPO / "docs" / "events.md").read_text()),
-                       source="e2e", tenant="repeat", correlation_id=f"doc-{uuid7()}")
-    query = Envelope.new(QueriesSubmitted(query_id=str(uuid7()), question="What is in the envelope?",
-                                          options=QueryOptions(max_tier=0)),
-                         source="e2e", tenant="repeat")
+    doc = Envelope.new(
+        DocsSubmitted(doc_id="idempotent.md", text=(REPO / "docs" / "events.md").read_text()),
+        source="e2e",
+        tenant="repeat",
+        correlation_id=f"doc-{uuid7()}",
+    )
+    query = Envelope.new(
+        QueriesSubmitted(
+            query_id=str(uuid7()), question="What is in the envelope?", options=QueryOptions(max_tier=0)
+        ),
+        source="e2e",
+        tenant="repeat",
+    )
     tap = await stack.tap(topics.DOCS_INDEXED, topics.ANSWERS_COMPLETED)
     store = open_vector_store(VectorStoreSettings())
     try:
+
         async def publish_both_and_wait(times: int) -> None:
             await stack.publish_raw(topics.DOCS_SUBMITTED, doc.to_bytes(), doc.key)
             await stack.publish_raw(topics.QUERIES_SUBMITTED, query.to_bytes(), query.key)
-            await tap.wait_for(lambda r: r.attrs is not None and r.attrs.correlationid == doc.correlationid
-                               and r.attrs.type == "io.ragbus.docs.indexed.v1", count=times)
-            await tap.wait_for(lambda r: r.attrs is not None and r.attrs.correlationid == query.correlationid,
-                               count=times)
+            await tap.wait_for(
+                lambda r: (
+                    r.attrs is not None
+                    and r.attrs.correlationid == doc.correlationid
+                    and r.attrs.type == "io.ragbus.docs.indexed.v1"
+                ),
+                count=times,
+            )
+            await tap.wait_for(
+                lambda r: r.attrs is not None and r.attrs.correlationid == query.correlationid, count=times
+            )
 
         await publish_both_and_wait(1)
         points = await store.count("repeat", "idempotent.md")
@@ -204,7 +237,9 @@ async def test_republishing_the_same_document_and_question_changes_nothing(
         indexed = [r for r in tap.records if r.attrs and r.attrs.type == "io.ragbus.docs.indexed.v1"]
         assert len({r.attrs.id for r in indexed if r.attrs}) == 1  # the same event, delivered again
         assert await store.count("repeat", "idempotent.md") == points
-        await stack.wait_rows("SELECT count(*) FROM events WHERE tenant = 'repeat'", expect=rows + 1, timeout=3)
+        await stack.wait_rows(
+            "SELECT count(*) FROM events WHERE tenant = 'repeat'", expect=rows + 1, timeout=3
+        )
         assert (await stack.sql("SELECT count(*) FROM events WHERE tenant = 'repeat'"))[0][0] == rows
     finally:
         await tap.stop()

@@ -74,7 +74,7 @@ async def test_a_why_question_escalates_to_tier_1_and_says_why() -> None:
     assert "asks 'why'" in t0.reason
     assert t1.accepted
     assert t1.name == "fake-chat"
-    assert "rag-answer@v1" in t1.reason
+    assert t1.prompt == "rag-answer@v1"
     assert "asks 'why'" in r.cascade.reason
     assert r.answer == "It was built for the World's Fair of 1889 [1]."
     assert [c.chunk_id for c in r.citations] == [EIFFEL.chunk_id]

@@ -252,6 +252,7 @@ class TierAttempt(BaseModel):
     completion_tokens: int = 0
     cost_usd: float = 0.0
     error: str | None = None
+    prompt: str | None = Field(default=None, description="the prompt template, `name@version`")
 
 
 class Cascade(BaseModel):

@@ -218,13 +218,14 @@ async def _chat(n: int, tier: ChatTier, question: str, hits: Sequence[Hit], run:
         result = await tier.model.complete(messages, max_tokens=tier.max_tokens, temperature=tier.temperature)
     except ChatRejectedError as exc:
         status = f"HTTP {exc.status}" if exc.status else "rejected"
-        why = f"the model server refused this request for good ({status}); prompt {tier.prompt.id}"
+        why = f"the model server refused this request for good ({status})"
         run.attempts.append(
             TierAttempt(
                 tier=n,
                 name=tier.name,
                 accepted=False,
                 reason=why,
+                prompt=tier.prompt.id,
                 latency_ms=_ms(start),
                 error=f"{type(exc).__name__}: {exc}"[:1000],
             )
@@ -234,13 +235,13 @@ async def _chat(n: int, tier: ChatTier, question: str, hits: Sequence[Hit], run:
     accepted, why = judge_chat(parsed.text, len(hits), result.finish_reason)
     if accepted and parsed.note():
         why += f"; {parsed.note()}"
-    why += f"; prompt {tier.prompt.id}"
     run.attempts.append(
         TierAttempt(
             tier=n,
             name=tier.name,
             accepted=accepted,
             reason=why,
+            prompt=tier.prompt.id,
             latency_ms=_ms(start),
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
