@@ -9,7 +9,8 @@ VENV=${RAGBUS_VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+# (Some machines' pip configuration names package indexes that do not exist; their warnings are noise.)
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
 pip install --upgrade pip
 # torch first, pinned: the CPU build. An unpinned torch (asked for by sentence-transformers) would
 # pull a multi-GB GPU build.

@@ -244,3 +244,17 @@ async def test_republishing_the_same_document_and_question_changes_nothing(
     finally:
         await tap.stop()
         await store.aclose()
+
+
+async def test_a_deleted_document_is_no_longer_retrieved(stack: Stack) -> None:
+    text = (REPO / "docs" / "guardrails.md").read_text(encoding="utf-8")
+    question = "Which personal data does the guard redact?"
+    async with client(stack, tenant="deletion") as c:
+        [indexed] = await c.ingest([Document(doc_id="guardrails.md", text=text)])
+        before = await c.ask(question, options=QueryOptions(max_tier=0))
+        removed = await c.delete("guardrails.md")
+        after = await c.ask(question, options=QueryOptions(max_tier=0))
+    assert [x.doc_id for x in before.answer.citations] == ["guardrails.md"]
+    assert removed.removed == indexed.chunks
+    assert after.answer.citations == []
+    assert after.answer.answer == "I could not find this in the indexed documents."
