@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
+from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from ragbus.common import topics
-from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
+from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.events import (
     AnswersCompleted,
     AnswersDrafted,
@@ -29,6 +29,7 @@ from ragbus.common.events import (
 )
 from ragbus.common.ids import record_id
 from ragbus.common.settings import KafkaSettings, RetrySettings, TelemetrySettings
+from ragbus.common.testing import Received, publish, publish_raw, record
 from ragbus.common.topics import Topics
 from ragbus.guard.app import GuardDeps, create_app
 from ragbus.guard.input_checks import INJECTION, InputResult
@@ -37,16 +38,6 @@ from ragbus.guard.settings import GuardSettings
 
 PRODUCER = "urn:test:producer"
 CHUNK = record_id("acme", "doc-a", "0", "h1")
-
-
-@dataclass
-class Received:
-    value: bytes
-    key: bytes | None
-    headers: dict[str, Any]
-
-    def event(self) -> Envelope[Any]:
-        return parse_event(self.value)
 
 
 @dataclass
@@ -59,12 +50,10 @@ class Harness:
     dead: list[Received] = field(default_factory=list)
 
     async def send(self, data: EventData, *, tenant: str = "acme") -> Envelope[Any]:
-        event = Envelope.new(data, source=PRODUCER, tenant=tenant)
-        await self.send_raw(event.to_bytes(), self.topics(type(data).topic), key=event.key)
-        return event
+        return await publish(self.broker, self.topics, data, tenant=tenant, source=PRODUCER)
 
     async def send_raw(self, value: bytes, topic: str, *, key: bytes | None = None) -> None:
-        await self.broker.publish(value, topic, key=key, headers={"content-type": CE_CONTENT_TYPE})
+        await publish_raw(self.broker, topic, value, key=key)
 
 
 def make_settings(prefix: str, **changes: Any) -> GuardSettings:
@@ -80,24 +69,14 @@ async def start(settings: GuardSettings, deps: GuardDeps | None = None) -> Async
     app = create_app(settings, deps)
     broker = app.broker
     assert isinstance(broker, KafkaBroker)
-    harness = Harness(broker, Topics(settings.kafka.topic_prefix))
-
-    def record(into: list[Received]) -> Any:
-        async def collect(msg: KafkaMessage) -> None:
-            into.append(Received(msg.body, getattr(msg.raw_message, "key", None), dict(msg.headers)))
-
-        return collect
-
-    # The broker decodes every body as JSON; a dead letter may not be JSON, so collect raw bytes.
-    async def raw(msg: KafkaMessage) -> bytes:
-        return msg.body
-
-    t = harness.topics
-    broker.subscriber(t(topics.QUERIES_ACCEPTED), decoder=raw)(record(harness.accepted))
-    broker.subscriber(t(topics.QUERIES_REJECTED), decoder=raw)(record(harness.rejected))
-    broker.subscriber(t(topics.ANSWERS_COMPLETED), decoder=raw)(record(harness.completed))
-    broker.subscriber(t.dlq(topics.QUERIES_SUBMITTED), t.dlq(topics.ANSWERS_DRAFTED), decoder=raw)(
-        record(harness.dead)
+    t = Topics(settings.kafka.topic_prefix)
+    harness = Harness(
+        broker,
+        t,
+        accepted=record(broker, t(topics.QUERIES_ACCEPTED)),
+        rejected=record(broker, t(topics.QUERIES_REJECTED)),
+        completed=record(broker, t(topics.ANSWERS_COMPLETED)),
+        dead=record(broker, t.dlq(topics.QUERIES_SUBMITTED), t.dlq(topics.ANSWERS_DRAFTED)),
     )
     async with TestKafkaBroker(broker):
         yield harness

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from faststream import TestApp
-from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
+from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from ragbus.common import topics
-from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
+from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.events import DeadLetter, DocsChunked, DocsDeleted, DocsSubmitted, EventData
 from ragbus.common.settings import KafkaSettings, TelemetrySettings
+from ragbus.common.testing import Received, publish_raw, record
 from ragbus.common.topics import Topics
 from ragbus.ingest.adapters.files import FileReader
 from ragbus.ingest.adapters.wordpiece import MINILM_NAME
@@ -24,16 +25,6 @@ from ragbus.ingest.service import IngestDeps
 from ragbus.ingest.settings import IngestSettings
 
 PRODUCER = "urn:test:producer"
-
-
-@dataclass
-class Received:
-    value: bytes
-    key: bytes | None
-    headers: dict[str, Any]
-
-    def event(self) -> Envelope[Any]:
-        return parse_event(self.value)
 
 
 @dataclass
@@ -50,7 +41,7 @@ class Harness:
         return event
 
     async def send_raw(self, value: bytes, topic: str, *, key: bytes | None = None) -> None:
-        await self.broker.publish(value, topic, key=key, headers={"content-type": CE_CONTENT_TYPE})
+        await publish_raw(self.broker, topic, value, key=key)
 
     def parts(self) -> list[DocsChunked]:
         return [r.event().data for r in self.chunked]
@@ -73,22 +64,13 @@ async def start(settings: IngestSettings, tokenizer: Tokenizer, root: Path) -> A
     broker = app.broker
     assert isinstance(broker, KafkaBroker)
     t = Topics(settings.kafka.topic_prefix)
-    harness = Harness(broker, t, root)
-
-    def record(into: list[Received]) -> Any:
-        async def collect(msg: KafkaMessage) -> None:
-            raw = msg.raw_message
-            into.append(Received(msg.body, getattr(raw, "key", None), dict(msg.headers)))
-
-        return collect
-
-    # The broker decodes every body as JSON; a dead letter may not be JSON, so collect raw bytes.
-    async def raw(msg: KafkaMessage) -> bytes:
-        return msg.body
-
-    broker.subscriber(t(topics.DOCS_CHUNKED))(record(harness.chunked))
-    dlqs = (t.dlq(topics.DOCS_SUBMITTED), t.dlq(topics.DOCS_DELETED))
-    broker.subscriber(*dlqs, decoder=raw)(record(harness.dead))
+    harness = Harness(
+        broker,
+        t,
+        root,
+        chunked=record(broker, t(topics.DOCS_CHUNKED)),
+        dead=record(broker, t.dlq(topics.DOCS_SUBMITTED), t.dlq(topics.DOCS_DELETED)),
+    )
     async with TestKafkaBroker(broker):
         yield harness
 

@@ -38,7 +38,7 @@ log = structlog.stdlib.get_logger("ragbus.middleware")
 
 
 def backoff_delay(attempt: int, policy: RetrySettings) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(max, initial * 2**(attempt-1))]."""
+    """Exponential backoff with "equal jitter": uniform in [c/2, c], c = min(max, initial * 2**(attempt-1))."""
     ceiling = min(policy.max_backoff_s, policy.initial_backoff_s * 2 ** max(attempt - 1, 0))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
 
@@ -115,29 +115,24 @@ class DeadLetterMiddleware(BaseMiddleware):
                     await self._dead_letter(msg, topic, exc, attempt)
                     return None
                 except self.retryable as exc:
-                    delay = backoff_delay(attempt, self.policy)
-                    log.warning(
-                        "retrying",
-                        attempt=attempt,
-                        delay_s=round(delay, 2),
-                        error=_reason(exc),
-                        error_type=type(exc).__name__,
-                    )
-                    await asyncio.sleep(delay)
+                    await self._back_off("retrying", attempt, exc)
                 except Exception as exc:
                     if attempt >= self.policy.max_attempts_unknown:
                         log.exception("giving up on message", attempt=attempt)
                         await self._dead_letter(msg, topic, exc, attempt)
                         return None
-                    delay = backoff_delay(attempt, self.policy)
-                    log.warning(
-                        "unexpected error, retrying",
-                        attempt=attempt,
-                        delay_s=round(delay, 2),
-                        error=_reason(exc),
-                        error_type=type(exc).__name__,
-                    )
-                    await asyncio.sleep(delay)
+                    await self._back_off("unexpected error, retrying", attempt, exc)
+
+    async def _back_off(self, message: str, attempt: int, exc: BaseException) -> None:
+        delay = backoff_delay(attempt, self.policy)
+        log.warning(
+            message,
+            attempt=attempt,
+            delay_s=round(delay, 2),
+            error=_reason(exc),
+            error_type=type(exc).__name__,
+        )
+        await asyncio.sleep(delay)
 
     async def _dead_letter(
         self, msg: StreamMessage[Any], topic: str, exc: BaseException, attempts: int
