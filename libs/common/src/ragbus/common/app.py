@@ -4,13 +4,38 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
+from ragbus.common.errors import DependencyUnavailable
+
 HealthCheck = Callable[[], Awaitable[None]]
+T = TypeVar("T")
+
+
+class Clients(Generic[T]):
+    """A service's clients (stores, models, pools) between startup and shutdown.
+
+    Handlers reach them through this holder, never a global; before startup (or after shutdown) a
+    handler gets DependencyUnavailable, which the shared middleware retries.
+    """
+
+    def __init__(self, service: str, value: T | None = None) -> None:
+        self.service = service
+        self.value = value
+
+    def get(self) -> T:
+        if self.value is None:
+            raise DependencyUnavailable(f"the {self.service} service's clients are not open yet")
+        return self.value
+
+    def take(self) -> T | None:
+        """Hand the clients over for closing; the holder is empty afterwards."""
+        value, self.value = self.value, None
+        return value
 
 
 class RagbusApp(FastStream):

@@ -38,7 +38,7 @@ log = structlog.stdlib.get_logger("ragbus.middleware")
 
 
 def backoff_delay(attempt: int, policy: RetrySettings) -> float:
-    """Exponential backoff with "equal jitter": uniform in [c/2, c], c = min(max, initial * 2**(attempt-1))."""
+    """Exponential backoff, "equal jitter": uniform in [c/2, c] with c = min(max, initial * 2**(n-1))."""
     ceiling = min(policy.max_backoff_s, policy.initial_backoff_s * 2 ** max(attempt - 1, 0))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
 

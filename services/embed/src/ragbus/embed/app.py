@@ -7,7 +7,7 @@ Run it alone (`python -m ragbus.stack.serve embed`), or beside the orchestrator 
 from __future__ import annotations
 
 from ragbus.common import topics
-from ragbus.common.app import RagbusApp
+from ragbus.common.app import Clients, RagbusApp
 from ragbus.common.bus import Bus, consumer_options, make_broker
 from ragbus.common.envelope import Envelope
 from ragbus.common.errors import DependencyUnavailable
@@ -23,18 +23,6 @@ log = get_logger("ragbus.embed")
 __all__ = ["EmbedDeps", "create_app"]
 
 
-class _Clients:
-    """Holds the deps between startup and shutdown; handlers reach them through it, never a global."""
-
-    def __init__(self, deps: EmbedDeps | None) -> None:
-        self.deps = deps
-
-    def get(self) -> EmbedDeps:
-        if self.deps is None:
-            raise DependencyUnavailable("the embed service's clients are not open yet")
-        return self.deps
-
-
 def create_app(settings: EmbedSettings | None = None, deps: EmbedDeps | None = None) -> RagbusApp:
     settings = settings or EmbedSettings()
     setup_logging(settings.log)
@@ -43,7 +31,7 @@ def create_app(settings: EmbedSettings | None = None, deps: EmbedDeps | None = N
     # "down, try later", which the shared middleware retries with backoff without being told.
     broker = make_broker(SERVICE, settings)
     bus = Bus(broker, t, source=f"ragbus/{SERVICE}").declare(DocsIndexed)
-    clients = _Clients(deps)
+    clients = Clients[EmbedDeps]("embed", deps)
 
     @broker.subscriber(t(topics.DOCS_CHUNKED), **consumer_options(SERVICE, settings.kafka))
     async def on_chunked(event: Envelope[DocsChunked]) -> None:
@@ -92,11 +80,11 @@ def create_app(settings: EmbedSettings | None = None, deps: EmbedDeps | None = N
             await opened.store.aclose()
             await opened.embedder.aclose()
             raise
-        clients.deps = opened
+        clients.value = opened
 
     @app.after_shutdown
     async def close_clients() -> None:
-        d, clients.deps = clients.deps, None
+        d = clients.take()
         if d is not None:
             await d.store.aclose()
             await d.embedder.aclose()

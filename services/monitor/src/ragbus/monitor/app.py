@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import structlog
 from faststream.kafka import KafkaMessage
 
-from ragbus.common.app import RagbusApp
+from ragbus.common.app import Clients, RagbusApp
 from ragbus.common.bus import consumer_options, make_broker, raw_decoder
 from ragbus.common.logging import setup_logging
 from ragbus.common.middleware import backoff_delay
@@ -74,13 +74,10 @@ def create_app(settings: MonitorSettings | None = None, deps: MonitorDeps | None
     t = Topics(settings.kafka.topic_prefix)
     broker = make_broker("monitor", settings, retryable=RETRYABLE_ERRORS)
     consumer = consumer_options("monitor", settings.kafka)
-    own = deps is None  # clients we open we also close; passed-in ones belong to the caller
-    current: list[MonitorDeps] = [] if deps is None else [deps]
+    clients = Clients[MonitorDeps]("monitor", deps)
 
     def store() -> EventStore:
-        if not current:
-            raise RuntimeError("the monitor's store is not open (the app has not started)")
-        return current[0].store
+        return clients.get().store
 
     # One subscriber over the explicit topic list rather than a `pattern=`: the topics are a closed set
     # (ragbus.common.topics), so the consumer names each of them, `.dlq` ones included, from the start.
@@ -109,15 +106,16 @@ def create_app(settings: MonitorSettings | None = None, deps: MonitorDeps | None
 
     app.health_check("database", ping)
 
-    if own:
+    if deps is not None:
+        return app  # the caller owns the clients (tests, or a runner sharing them)
 
-        @app.on_startup
-        async def open_clients() -> None:
-            current[:] = [MonitorDeps(store=await open_store(settings))]
+    @app.on_startup
+    async def open_clients() -> None:
+        clients.value = MonitorDeps(store=await open_store(settings))
 
-        @app.after_shutdown
-        async def close_clients() -> None:
-            if current:
-                await current.pop().store.aclose()
+    @app.after_shutdown
+    async def close_clients() -> None:
+        if (d := clients.take()) is not None:
+            await d.store.aclose()
 
     return app

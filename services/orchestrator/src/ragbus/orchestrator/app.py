@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ragbus.common import topics
-from ragbus.common.app import RagbusApp
+from ragbus.common.app import Clients, RagbusApp
 from ragbus.common.bus import Bus, consumer_options, make_broker
 from ragbus.common.envelope import Envelope
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
@@ -66,22 +66,11 @@ def answer_policy(settings: OrchestratorSettings) -> AnswerPolicy:
     )
 
 
-class _Clients:
-    """Holds the deps between startup and shutdown; handlers reach them through it, never a global."""
+def _chat_ping(clients: Clients[OrchestratorDeps], n: int) -> Callable[[], Awaitable[None]]:
+    async def ping() -> None:
+        await clients.get().chat_tiers[n - 1].model.ping()
 
-    def __init__(self, deps: OrchestratorDeps | None) -> None:
-        self.deps = deps
-
-    def get(self) -> OrchestratorDeps:
-        if self.deps is None:
-            raise DependencyUnavailable("the orchestrator's clients are not open yet")
-        return self.deps
-
-    def chat_ping(self, n: int) -> Callable[[], Awaitable[None]]:
-        async def ping() -> None:
-            await self.get().chat_tiers[n - 1].model.ping()
-
-        return ping
+    return ping
 
 
 def create_app(
@@ -93,7 +82,7 @@ def create_app(
     broker = make_broker(SERVICE, settings, retryable=RETRYABLE_ERRORS)
     bus = Bus(broker, t, source=f"ragbus/{SERVICE}").declare(AnswersDrafted)
     policy = answer_policy(settings)
-    clients = _Clients(deps)
+    clients = Clients[OrchestratorDeps]("orchestrator", deps)
 
     @broker.subscriber(t(topics.QUERIES_ACCEPTED), **consumer_options(SERVICE, settings.kafka))
     async def on_accepted(event: Envelope[QueriesAccepted]) -> None:
@@ -122,7 +111,7 @@ def create_app(
     app.health_check("vector_store", lambda: clients.get().store.ping())
     app.health_check("embedder", lambda: clients.get().embedder.ping())
     for n in range(1, len(deps.chat_tiers if deps else settings.chat_tiers()) + 1):
-        app.health_check(f"chat_tier_{n}", clients.chat_ping(n))
+        app.health_check(f"chat_tier_{n}", _chat_ping(clients, n))
 
     if deps is not None:
         return app  # the caller owns the clients (tests, or a runner sharing one store and model)
@@ -144,11 +133,11 @@ def create_app(
             except _UNREACHABLE as exc:
                 # Not fatal: tier 0 still answers, and questions that need this tier wait for it.
                 log.warning("chat tier not reachable yet", tier=n, model=tier.name, error=str(exc))
-        clients.deps = OrchestratorDeps(embedder=embedder, store=store, chat_tiers=tiers)
+        clients.value = OrchestratorDeps(embedder=embedder, store=store, chat_tiers=tiers)
 
     @app.after_shutdown
     async def close_clients() -> None:
-        d, clients.deps = clients.deps, None
+        d = clients.take()
         if d is None:
             return
         for tier in d.chat_tiers:
