@@ -9,7 +9,6 @@ background (pid and log under RAGBUS_HOME) and `ragbus down` stops everything `u
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -192,15 +191,16 @@ def down() -> None:
 async def _status() -> None:
     pg = await postgres_status(os.environ.get("MONITOR_DATABASE_URL") or DEFAULT_DATABASE_URL)
     _line("postgres", "ok" if pg.up else "down", redact(pg.url), ok=pg.up)
-    for proc in (broker_process_or_none(), model_process_or_none(), services_process()):
+    services = services_process()
+    for proc in (broker_process_or_none(), model_process_or_none(), services):
         if proc is not None:
             click.echo(f"  {(await proc.status()).line()}")
-    try:
-        body = await _health(HEALTH_PORT)
-    except NotReady as exc:
-        _line("services", "down", str(exc), ok=False)
+    if services.running_pid() is None:
         return
-    click.echo(json.dumps(body["services"], indent=2))
+    try:
+        await _print_services()
+    except NotReady as exc:
+        _line("services", "unhealthy", str(exc), ok=False)
 
 
 def status() -> None:
