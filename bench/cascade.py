@@ -33,11 +33,12 @@ import numpy as np
 from ragbus.common.events import QueryOptions
 from ragbus.common.ids import record_id
 from ragbus.orchestrator.adapters.chat_openai import OpenAIChatModel
+from ragbus.orchestrator.answering import AnswerPolicy
 from ragbus.orchestrator.app import answer_policy
 from ragbus.orchestrator.cascade import CascadePolicy, ChatTier, non_lookup_trigger, run_cascade
 from ragbus.orchestrator.extractive import extract_answer
 from ragbus.orchestrator.prompts import PROMPTS
-from ragbus.orchestrator.retrieval import retrieve
+from ragbus.orchestrator.retrieval import Retrieval, retrieve
 from ragbus.orchestrator.settings import OrchestratorSettings
 from ragbus.vectors.factory import open_embedder, open_vector_store
 from ragbus.vectors.ports import ChunkPoint, Embedder, VectorStore
@@ -124,22 +125,24 @@ def reason_kinds(reason: str) -> list[str]:
     return kinds
 
 
+async def timed_retrieve(
+    question: str, embedder: Embedder, store: VectorStore, policy: AnswerPolicy
+) -> tuple[Retrieval, float]:
+    """Retrieval for one claim as the orchestrator does it, and how long it took (ms)."""
+    start = time.perf_counter()
+    r = await retrieve(
+        embedder, store, tenant=TENANT, question=question, top_k=policy.top_k, min_score=policy.min_score
+    )
+    return r, (time.perf_counter() - start) * 1000
+
+
 async def run_tier0(
     claims: list[dict[str, Any]], embedder: Embedder, store: VectorStore, settings: OrchestratorSettings
 ) -> list[ClaimRun]:
     policy = answer_policy(settings)
     runs = []
     for claim in claims:
-        start = time.perf_counter()
-        r = await retrieve(
-            embedder,
-            store,
-            tenant=TENANT,
-            question=claim["text"],
-            top_k=policy.top_k,
-            min_score=policy.min_score,
-        )
-        retrieval_ms = (time.perf_counter() - start) * 1000
+        r, retrieval_ms = await timed_retrieve(claim["text"], embedder, store, policy)
         result = await run_cascade(
             claim["text"], r.hits, options=QueryOptions(max_tier=0), policy=policy.cascade, tiers=[]
         )
@@ -186,16 +189,8 @@ async def run_latency(
     hits_by_claim = []
     retrieval_ms = []
     for claim in claims:
-        start = time.perf_counter()
-        r = await retrieve(
-            embedder,
-            store,
-            tenant=TENANT,
-            question=claim["text"],
-            top_k=policy.top_k,
-            min_score=policy.min_score,
-        )
-        retrieval_ms.append((time.perf_counter() - start) * 1000)
+        r, took_ms = await timed_retrieve(claim["text"], embedder, store, policy)
+        retrieval_ms.append(took_ms)
         hits_by_claim.append(r.hits)
     out["retrieval_ms_median"] = med(retrieval_ms)
 

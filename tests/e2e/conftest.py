@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from ragbus.common import telemetry
-from ragbus.common.bus import client_options
+from ragbus.common.bus import client_options, tail
 from ragbus.common.envelope import CE_CONTENT_TYPE, EnvelopeAttributes
 from ragbus.common.settings import KafkaSettings, TelemetrySettings
 from ragbus.common.topics import Topics
@@ -48,18 +48,7 @@ class BusTap:
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            **client_options(self.kafka), enable_auto_commit=False, fetch_max_wait_ms=10
-        )
-        await self._consumer.start()
-        await self._consumer.topics()
-        parts = [
-            TopicPartition(n, p) for n in self.names for p in self._consumer.partitions_for_topic(n) or ()
-        ]
-        self._consumer.assign(parts)
-        await self._consumer.seek_to_end(*parts)
-        for tp in parts:
-            await self._consumer.position(tp)
+        self._consumer = await tail(self.kafka, self.names)
         self._task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:

@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 
 from ragbus.common import topics
-from ragbus.common.bus import client_options, ensure_topics
+from ragbus.common.bus import client_options, ensure_topics, tail
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, EnvelopeAttributes, parse_event
 from ragbus.common.events import (
     AnswersCompleted,
@@ -142,23 +142,7 @@ class RagbusClient:
         await self._producer.start()
         # No consumer group: the client reads the replies from "now" on every partition, so many
         # clients can wait at once without a rebalance, and nothing is committed.
-        self._consumer = AIOKafkaConsumer(
-            **client_options(self.kafka),
-            enable_auto_commit=False,
-            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
-        )
-        await self._consumer.start()
-        await self._consumer.topics()  # fetch metadata of every topic, including those just created
-        partitions = []
-        for name in reply_topics:
-            found = self._consumer.partitions_for_topic(name)
-            if not found:
-                raise RuntimeError(f"topic {name} has no partitions on {self.kafka.bootstrap}")
-            partitions += [TopicPartition(name, p) for p in found]
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_end(*partitions)
-        for tp in partitions:  # resolve positions now, so nothing published after this is missed
-            await self._consumer.position(tp)
+        self._consumer = await tail(self.kafka, reply_topics)
         self._reader = asyncio.create_task(self._read_replies(), name="ragbus-client-replies")
 
     async def close(self) -> None:

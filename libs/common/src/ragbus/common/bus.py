@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 from faststream import AckPolicy
@@ -128,6 +129,34 @@ async def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[s
         return missing
     finally:
         await admin.close()
+
+
+async def tail(settings: KafkaSettings, names: Sequence[str]) -> AIOKafkaConsumer:
+    """A started consumer, in no group, positioned at the current end of every partition of `names`.
+
+    For readers that wait for what is published from now on (the client's replies, test taps): no
+    group means no rebalance and nothing committed, so any number of them can read at once.
+    """
+    consumer = AIOKafkaConsumer(
+        **client_options(settings), enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata of every topic, including those just created
+        partitions = []
+        for name in names:
+            found = consumer.partitions_for_topic(name)
+            if not found:
+                raise RuntimeError(f"topic {name} has no partitions on {settings.bootstrap}")
+            partitions += [TopicPartition(name, p) for p in found]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve positions now, so nothing published after this is missed
+            await consumer.position(tp)
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
 
 
 class ConsumerOptions(TypedDict):

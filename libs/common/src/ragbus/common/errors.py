@@ -12,7 +12,6 @@ dead-lettered with its traceback summary, so one bad message cannot stall a part
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pydantic
@@ -39,8 +38,7 @@ class PoisonMessage(RagbusError):
 RETRYABLE: tuple[type[BaseException], ...] = (
     Retryable,
     ConnectionError,
-    TimeoutError,
-    asyncio.TimeoutError,
+    TimeoutError,  # asyncio.TimeoutError is the same class since Python 3.11
 )
 
 # Errors that mean the message itself is bad.

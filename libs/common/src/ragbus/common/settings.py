@@ -8,6 +8,7 @@ Shared infrastructure settings read their own environment, the same for every se
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +18,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 def ragbus_home() -> Path:
     """Where the embedded stack keeps its state (span file, vector store, pid files)."""
-    import os
-
     return Path(os.environ.get("RAGBUS_HOME", Path.home() / ".ragbus")).expanduser()
 
 
