@@ -49,3 +49,10 @@ def test_errors_are_one_line_and_a_non_zero_exit(args: list[str], message: str, 
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"ragbus: error: {message.format(port=port)}"]
     assert "Traceback" not in result.output
+
+
+def test_a_file_that_is_not_utf8_is_refused_rather_than_mangled(tmp_path: Path) -> None:
+    (tmp_path / "latin1.txt").write_bytes("café crème".encode("latin-1"))
+    result = CliRunner().invoke(main, ["ingest", str(tmp_path)], env={"RAGBUS_HOME": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "latin1.txt is not UTF-8 text; use --by-reference" in result.output

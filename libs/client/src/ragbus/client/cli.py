@@ -122,7 +122,14 @@ def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Do
         data = file.read_bytes()
         if len(data) > INLINE_LIMIT:
             raise CliError(f"{file} is {len(data)} bytes: too big to send inline; use --by-reference")
-        text = data.decode("utf-8", errors="replace")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # Replacing the bad bytes would index a damaged text without a word; the ingest service
+            # detects other encodings when it reads the file itself.
+            raise CliError(
+                f"{file} is not UTF-8 text; use --by-reference to let the ingest service detect its encoding"
+            ) from None
         yield Document(
             doc_id=ident,
             text=text,
