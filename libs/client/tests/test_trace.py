@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from ragbus.client.trace import TraceNotFound, load_trace, render_tree
+from ragbus.client.trace import TraceNotFound, await_trace, load_trace, render_tree
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -61,3 +62,70 @@ def test_unknown_short_or_ambiguous_ids_are_clear_errors(span_file: Path, tmp_pa
         load_trace(span_file, "4bf9")
     with pytest.raises(TraceNotFound, match="no spans"):
         load_trace(tmp_path / "missing.jsonl", TRACE)
+
+
+class FakeTime:
+    """A clock that only moves when slept on; `on_sleep` lets a test append spans meanwhile."""
+
+    def __init__(self, now_s: float, on_sleep: Callable[[float], None] = lambda now: None) -> None:
+        self.now, self.on_sleep, self.sleeps = now_s, on_sleep, 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.sleeps += 1
+        self.on_sleep(self.now)
+
+
+def write(path: Path, *spans: dict[str, object], append: bool = False) -> None:
+    with path.open("a" if append else "w") as f:
+        f.writelines(json.dumps(s) + "\n" for s in spans)
+
+
+def test_an_old_complete_trace_is_read_once(tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+    write(path, span("a" * 16, None, "ragbus ask", 0, 3), span("b" * 16, "a" * 16, "process", 4, 9))
+    fake = FakeTime(now_s=3600.0)
+    assert len(await_trace(path, TRACE, clock=fake.clock, sleep=fake.sleep)) == 2
+    assert fake.sleeps == 0
+
+
+def test_a_fresh_trace_waits_for_the_spans_another_process_exports_later(tmp_path: Path) -> None:
+    # The client's and monitor's spans are in the file; the orchestrator's batch comes 0.5 s later.
+    path = tmp_path / "spans.jsonl"
+    write(path, span("a" * 16, None, "ragbus ask", 0, 40), span("c" * 16, "b" * 16, "guard", 20, 30))
+    late = span("b" * 16, "a" * 16, "queries.accepted.v1 process", 5, 15)
+
+    def export_late(now: float) -> None:
+        if now >= 0.5 and "queries.accepted" not in path.read_text():
+            write(path, late, append=True)
+
+    fake = FakeTime(now_s=0.05, on_sleep=export_late)
+    spans = await_trace(path, TRACE, clock=fake.clock, sleep=fake.sleep)
+    assert {s["name"] for s in spans} == {"ragbus ask", "guard", "queries.accepted.v1 process"}
+    assert "parent not recorded" not in render_tree(spans)
+    assert 1.0 <= fake.now < 1.2  # settled: newest span ended settle_s ago, not the whole wait
+
+
+def test_a_parent_that_never_arrives_ends_the_wait_with_the_orphan_shown(tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+    write(path, span("e" * 16, "f" * 16, "orphan", 0, 1))
+    fake = FakeTime(now_s=100.0)
+    spans = await_trace(path, TRACE, wait_s=2.0, clock=fake.clock, sleep=fake.sleep)
+    assert 102.0 <= fake.now < 102.2
+    assert render_tree(spans).endswith("(parent not recorded)")
+
+
+def test_a_trace_not_yet_in_the_file_is_awaited_then_reported(tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+
+    def export(now: float) -> None:
+        if now >= 10.3:
+            write(path, span("a" * 16, None, "x", 0, 1))
+
+    fake = FakeTime(now_s=10.0, on_sleep=export)
+    assert [s["name"] for s in await_trace(path, TRACE, clock=fake.clock, sleep=fake.sleep)] == ["x"]
+    with pytest.raises(TraceNotFound, match="no spans"):
+        await_trace(path, "deadbeefdeadbeef", wait_s=0.5, clock=fake.clock, sleep=fake.sleep)

@@ -25,7 +25,7 @@ import click
 from pydantic import ValidationError
 
 from ragbus.client.client import Answer, Document, Indexed, RagbusClient, RequestFailed
-from ragbus.client.trace import TraceNotFound, load_trace, render_tree
+from ragbus.client.trace import TraceNotFound, await_trace, render_tree
 from ragbus.common.events import QueryOptions
 from ragbus.common.settings import KafkaSettings, TelemetrySettings
 
@@ -265,11 +265,18 @@ async def feedback(
 @click.option(
     "--file", "span_file", type=click.Path(path_type=Path), help="Span file (default: RAGBUS_HOME)."
 )
-def trace(trace_id: str, span_file: Path | None) -> None:
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for spans still being exported (a trace of the last second).",
+)
+def trace(trace_id: str, span_file: Path | None, wait: float) -> None:
     """Draw a trace from the local span file as a tree."""
     path = span_file or TelemetrySettings().span_file
     try:
-        click.echo(render_tree(load_trace(path, trace_id)))
+        click.echo(render_tree(await_trace(path, trace_id, wait_s=wait)))
     except TraceNotFound as exc:
         raise CliError(str(exc)) from None
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,42 @@ def load_trace(path: Path, trace_id: str) -> list[dict[str, Any]]:
     if len(ids) > 1:
         raise TraceNotFound(f"{trace_id} matches {len(ids)} traces; give more digits")
     return spans
+
+
+def orphans(spans: list[dict[str, Any]]) -> int:
+    """How many spans name a parent that is not (yet) in the file."""
+    ids = {s["span_id"] for s in spans}
+    return sum(1 for s in spans if s.get("parent_id") and s["parent_id"] not in ids)
+
+
+def await_trace(
+    path: Path,
+    trace_id: str,
+    *,
+    wait_s: float = 5.0,
+    settle_s: float = 1.0,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, Any]]:
+    """`load_trace`, re-read until the trace is complete or `wait_s` has passed.
+
+    Each process exports its spans in batches (every 500 ms), so right after an answer arrives the
+    file can hold the client's and monitor's spans but not yet the orchestrator's. A trace counts as
+    complete once every parent is recorded and its newest span ended `settle_s` ago; an old trace
+    returns at once, a fresh one costs at most `wait_s`.
+    """
+    deadline = clock() + wait_s
+    while True:
+        try:
+            spans = load_trace(path, trace_id)
+        except TraceNotFound:
+            if clock() >= deadline:
+                raise
+        else:
+            newest_s = max(s["end_ns"] for s in spans) / 1e9
+            if (not orphans(spans) and clock() - newest_s >= settle_s) or clock() >= deadline:
+                return spans
+        sleep(0.1)
 
 
 def render_tree(spans: list[dict[str, Any]]) -> str:
