@@ -12,7 +12,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,10 +91,15 @@ class Stack:
     producer: AIOKafkaProducer
     telemetry: TelemetrySettings
 
-    async def publish_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    async def publish_raw(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
         """Publish bytes as any Kafka client would (the topic name given without the prefix)."""
         await self.producer.send_and_wait(
-            self.topics(topic), value, key=key, headers=[("content-type", CE_CONTENT_TYPE.encode())]
+            self.topics(topic),
+            value,
+            key=key,
+            headers=[("content-type", CE_CONTENT_TYPE.encode()), *headers],
         )
 
     async def tap(self, *bases: str, dlq: bool = False) -> BusTap:

@@ -181,6 +181,16 @@ async def test_malformed_messages_are_dead_lettered_and_the_services_go_on(
             assert letter.original_topic == stack.topics(topic)
             assert letter.error_type == "ValidationError"
             assert letter.reason
+        # A well-formed event whose header bytes are not UTF-8 fails before any handler runs.
+        event = Envelope.new(
+            QueriesSubmitted(query_id=str(uuid7()), question="broken header?"), source="e2e", tenant="default"
+        )
+        await stack.publish_raw(
+            topics.QUERIES_SUBMITTED, event.to_bytes(), key=event.key, headers=[("x-junk", b"\xff\xfe")]
+        )
+        letters = await tap.wait_for(lambda r: r.attrs is not None and r.attrs.id == event.id)
+        assert DeadLetter.from_headers(letters[0].headers).error_type == "UnicodeDecodeError"
+        assert letters[0].value == event.to_bytes()
     finally:
         await tap.stop()
     # ... and the services still answer.

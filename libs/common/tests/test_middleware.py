@@ -128,3 +128,41 @@ async def test_redelivery_produces_the_same_output_event(harness: Harness) -> No
         await harness.send(br, body)
     assert len(harness.outputs) == 2
     assert harness.outputs[0].id == harness.outputs[1].id
+
+
+async def test_a_header_that_is_not_utf8_is_dead_lettered_not_dropped(harness: Harness) -> None:
+    # Any Kafka client may send header bytes FastStream cannot decode; that happens before the
+    # handler's scope, so the middleware must catch it on the way out.
+    from aiokafka.structs import ConsumerRecord
+    from faststream.kafka.subscriber.usecase import DefaultSubscriber
+
+    body = doc("bad-header")
+    async with TestKafkaBroker(harness.broker) as br:
+        record = ConsumerRecord(
+            topic=harness.t(DOCS_SUBMITTED),
+            partition=0,
+            offset=7,
+            timestamp=0,
+            timestamp_type=0,
+            key=b"acme:bad-header",
+            value=body,
+            checksum=None,
+            serialized_key_size=15,
+            serialized_value_size=len(body),
+            headers=[("content-type", CE_CONTENT_TYPE.encode()), ("x-broken", b"\xff\xfe")],
+        )
+        subscriber = next(
+            s
+            for s in harness.broker.subscribers
+            if isinstance(s, DefaultSubscriber) and harness.t(DOCS_SUBMITTED) in s.topic_names
+        )
+        await subscriber.consume(record)
+        await harness.send(br, doc("ok-after"))
+    assert harness.done == ["ok-after"]
+    assert len(harness.dead) == 1
+    dead_body, headers = harness.dead[0]
+    assert dead_body == body
+    letter = DeadLetter.from_headers(headers)
+    assert letter.error_type == "UnicodeDecodeError"
+    assert letter.offset == 7
+    assert "x-broken" not in headers  # the undecodable header is not carried over

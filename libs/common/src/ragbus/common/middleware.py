@@ -8,15 +8,18 @@ Around each handler call it:
 - sends a poison message (it does not decode, breaks the contract, or the handler says so) to
   `<topic>.dlq`: the original bytes unchanged, the reason in `x-ragbus-dlq-*` headers, then returns so
   that `AckPolicy.ACK` commits it and the service goes on;
-- retries an unclassified error a few times, then dead-letters it with its type and message.
+- retries an unclassified error a few times, then dead-letters it with its type and message;
+- dead-letters a record FastStream could not even parse (header bytes that are not UTF-8 fail before
+  any handler scope), which would otherwise be committed with only a log line.
 Only after it returns does FastStream commit (subscribers use `AckPolicy.ACK`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,8 @@ from ragbus.common.settings import RetrySettings
 from ragbus.common.topics import DLQ_SUFFIX
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from faststream._internal.context.repository import ContextRepo
     from faststream.kafka import KafkaBroker
     from faststream.message import StreamMessage
@@ -112,14 +117,14 @@ class DeadLetterMiddleware(BaseMiddleware):
                 except asyncio.CancelledError:
                     raise
                 except POISON as exc:
-                    await self._dead_letter(msg, topic, exc, attempt)
+                    await self._dead_letter(record, msg.body, msg.headers or {}, topic, exc, attempt)
                     return None
                 except self.retryable as exc:
                     await self._back_off("retrying", attempt, exc)
                 except Exception as exc:
                     if attempt >= self.policy.max_attempts_unknown:
                         log.exception("giving up on message", attempt=attempt)
-                        await self._dead_letter(msg, topic, exc, attempt)
+                        await self._dead_letter(record, msg.body, msg.headers or {}, topic, exc, attempt)
                         return None
                     await self._back_off("unexpected error, retrying", attempt, exc)
 
@@ -134,10 +139,35 @@ class DeadLetterMiddleware(BaseMiddleware):
         )
         await asyncio.sleep(delay)
 
+    async def after_processed(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_val: BaseException | None = None,
+        exc_tb: TracebackType | None = None,
+    ) -> bool | None:
+        # `consume_scope` settles every error of the handler itself, so an Exception seen here was
+        # raised while FastStream parsed the record (before any scope): dead-letter the raw record.
+        if not isinstance(exc_val, Exception):
+            return False
+        record = self.msg
+        headers: dict[str, str] = {}
+        for name, value in getattr(record, "headers", None) or ():
+            with contextlib.suppress(UnicodeDecodeError):
+                headers[name] = value.decode()
+        topic: str = getattr(record, "topic", "") or ""
+        with structlog.contextvars.bound_contextvars(service=self.service, topic=topic):
+            await self._dead_letter(record, getattr(record, "value", b"") or b"", headers, topic, exc_val, 1)
+        return True  # handled: FastStream acks (commits) it and the consumer goes on
+
     async def _dead_letter(
-        self, msg: StreamMessage[Any], topic: str, exc: BaseException, attempts: int
+        self,
+        record: Any,
+        body: bytes,
+        original_headers: Mapping[str, Any],
+        topic: str,
+        exc: BaseException,
+        attempts: int,
     ) -> None:
-        record = msg.raw_message
         letter = DeadLetter(
             original_topic=topic,
             partition=getattr(record, "partition", None),
@@ -152,10 +182,8 @@ class DeadLetterMiddleware(BaseMiddleware):
             # A dead letter that cannot be handled is logged and dropped, never dead-lettered again.
             log.error("unprocessable dead letter dropped", reason=letter.reason)
             return
-        headers = {k: v for k, v in (msg.headers or {}).items() if isinstance(v, str)}
+        headers = {k: v for k, v in original_headers.items() if isinstance(v, str)}
         headers.update(letter.to_headers())
         # The DLQ keeps the original key and bytes, so a fixed consumer can replay it as it was.
-        await self.broker.publish(
-            msg.body, topic + DLQ_SUFFIX, key=getattr(record, "key", None), headers=headers
-        )
+        await self.broker.publish(body, topic + DLQ_SUFFIX, key=getattr(record, "key", None), headers=headers)
         log.error("dead-lettered", reason=letter.reason, error_type=letter.error_type, dlq=topic + DLQ_SUFFIX)
