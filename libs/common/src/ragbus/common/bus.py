@@ -8,6 +8,7 @@ and group timeouts / fetch wait taken from `KafkaSettings`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import ssl
@@ -38,6 +39,30 @@ async def json_decoder(msg: Any, original_decoder: Any) -> Any:
     A body that is not JSON raises here, inside the middleware, and is dead-lettered.
     """
     return json.loads(msg.body)
+
+
+def _utf8_headers(record: Any) -> Any:
+    """The record, or a copy whose header values are valid UTF-8 (invalid bytes shown as \\xNN)."""
+    headers = getattr(record, "headers", None) or ()
+    try:
+        for _, value in headers:
+            value.decode()
+    except (UnicodeDecodeError, AttributeError):  # AttributeError: a null header value
+        fixed = [(k, (v or b"").decode("utf-8", "backslashreplace").encode()) for k, v in headers]
+        return dataclasses.replace(record, headers=fixed)
+    return record
+
+
+async def lenient_parser(msg: Any, original_parser: Any) -> Any:
+    """FastStream's parser, minus its one way to fail on a valid event: header bytes that are not UTF-8.
+
+    Kafka headers are bytes and any producer may add binary ones (schema ids, tracing systems). Ours
+    are text and the event is the body, so such a header is passed on escaped instead of failing the
+    record before any handler scope (where only a log line would mark its loss).
+    """
+    if isinstance(msg, tuple):  # a batch subscriber's records
+        return await original_parser(tuple(_utf8_headers(m) for m in msg))
+    return await original_parser(_utf8_headers(msg))
 
 
 async def raw_decoder(msg: Any, original_decoder: Any) -> bytes:
@@ -76,6 +101,7 @@ def make_broker(
         metadata_max_age_ms=k.metadata_max_age_ms,
         max_request_size=k.max_request_size,
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider(service, settings.telemetry))],
+        parser=lenient_parser,
         decoder=json_decoder,
         logger=logging.getLogger(f"ragbus.{service}.broker"),
         # FastStream logs "Received"/"Processed" for every message at this level: keep it out of INFO.
