@@ -9,13 +9,17 @@ and a two-tier cascade; questions and answers from SciFact when the shared data 
 emptied table, `--runs` times, and reports the median events/s:
 
 - per-row: `PostgresEventStore.record_event`, one INSERT ... ON CONFLICT and one commit per event, as
-  the per-message handler does today (and once more with `synchronous_commit=off`, to show how much
-  of it is the WAL flush of each commit);
+  a per-message handler would (and once more with `synchronous_commit=off`, to show how much of it is
+  the WAL flush of each commit);
 - executemany(B): the same statement for B events at a time, in one transaction each;
 - copy(B): COPY of B rows into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING
   (COPY itself cannot skip duplicates, and redeliveries must stay no-ops);
-- handler: the whole per-message path in process (FastStream's in-memory TestKafkaBroker, the shared
-  middleware, parsing and validation, per-row insert), Kafka itself excluded.
+- handler: the handler path in process (FastStream's in-memory TestKafkaBroker, the shared middleware,
+  parsing and validation), one message per publish, so one record per batch, Kafka itself excluded;
+- service: the monitor as it runs, over a real broker (KAFKA_BOOTSTRAP, else a Tansu it starts and
+  stops): all events are published first, then the monitor is started and timed until every row is
+  in, once with `MONITOR_BATCH_MAX_RECORDS=1` (the per-message baseline) and once per `--batch` size.
+  That is its catch-up rate after an outage or under a burst.
 
 It works in a schema of its own, dropped at the end. Commit cost depends on the server's
 `synchronous_commit` and disk; the script prints both.
@@ -25,21 +29,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import os
 import statistics
+import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import TestKafkaBroker
 
+from ragbus.common.bus import client_options, ensure_topics
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.events import (
     AnswersCompleted,
@@ -223,6 +231,9 @@ async def timed(db: Db, runs: int, work: Callable[[], Awaitable[None]], n: int) 
     return statistics.median(rates)
 
 
+CE_HEADERS = [("content-type", CE_CONTENT_TYPE.encode())]
+
+
 async def handler_path(
     settings: MonitorSettings, store: PostgresEventStore, events: list[Envelope[Any]]
 ) -> None:
@@ -235,6 +246,65 @@ async def handler_path(
             )
 
 
+@contextlib.asynccontextmanager
+async def broker_address() -> AsyncIterator[str]:
+    """KAFKA_BOOTSTRAP, else a Tansu on a free port, stopped afterwards."""
+    if bootstrap := os.environ.get("KAFKA_BOOTSTRAP"):
+        yield bootstrap
+        return
+    from ragbus.stack.local import broker_process
+    from ragbus.stack.process import free_port
+
+    broker = broker_process(port=free_port(), home=Path(tempfile.mkdtemp(prefix="bench-monitor-")))
+    running = await broker.start(detach=False)
+    try:
+        yield running.address
+    finally:
+        await broker.stop(grace_s=5.0)
+
+
+async def service_rate(
+    args: argparse.Namespace, settings: MonitorSettings, events: list[Envelope[Any]], batch: int
+) -> float:
+    """Events/s of the real monitor app draining a backlog of `events` from the broker."""
+    from ragbus.stack.local import local_kafka_settings
+
+    async with broker_address() as bootstrap:
+        prefix = f"bench{uuid.uuid4().hex[:6]}."
+        kafka = local_kafka_settings(bootstrap, prefix)
+        t = Topics(prefix)
+        await ensure_topics(kafka, t.all_with_dlq)
+        producer = AIOKafkaProducer(**client_options(kafka), linger_ms=5)
+        await producer.start()
+        try:
+            sends = [
+                await producer.send(t(type(e.data).topic), e.to_bytes(), key=e.key, headers=CE_HEADERS)
+                for e in events
+            ]
+            await asyncio.gather(*sends)
+        finally:
+            await producer.stop()
+        schema = settings.db_schema + f"_svc{batch}"
+        app = create_app(
+            settings.model_copy(update={"kafka": kafka, "db_schema": schema, "batch_max_records": batch})
+        )
+        conn = await asyncpg.connect(args.database_url)
+        try:
+            t0 = time.perf_counter()
+            await app.start()
+            table = f"{quote_ident(schema)}.events"
+            while True:
+                if await conn.fetchval(f"SELECT count(*) FROM {table}") >= len(events):
+                    break
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - t0
+        finally:
+            await app.stop()
+            await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+            await conn.close()
+        return len(events) / elapsed
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000, help="requests (4 events each)")
@@ -243,6 +313,7 @@ async def main() -> None:
     parser.add_argument(
         "--database-url", default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )
+    parser.add_argument("--no-service", action="store_true", help="skip the runs over a real broker")
     args = parser.parse_args()
 
     events = make_events(args.requests)
@@ -303,11 +374,22 @@ async def main() -> None:
         )
         results.append(("handler path (TestKafkaBroker, per message)", rate))
 
+        if not args.no_service:
+            for b in [1, *args.batch]:
+                rate = await service_rate(args, settings, events, b)
+                results.append((f"service over the broker, batches of <= {b}", rate))
+
         base = results[0][1]
         for name, rate in results:
             print(f"{name:<48} {rate:>9,.0f} events/s   x{rate / base:.1f}")
-        best_name, best = max((r for r in results[2:-1]), key=lambda r: r[1])
+        writes = [r for r in results[2:] if r[0].startswith(("executemany", "COPY"))]
+        best_name, best = max(writes, key=lambda r: r[1])
         print(f"\nbest batched write: {best_name}, {best / base:.1f}x per-row commit")
+        service = {name: rate for name, rate in results if name.startswith("service")}
+        if service:
+            one = service.pop("service over the broker, batches of <= 1")
+            for name, rate in service.items():
+                print(f"{name}: {rate / one:.1f}x the same service with batches of 1")
     finally:
         await pool.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
         await pool.close()

@@ -4,7 +4,7 @@ in-memory store and (marked `integration`) the real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
+from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import (
     ChunkData,
     DeadLetter,
@@ -192,11 +193,11 @@ class FlakyStore:
         self.failures = failures
         self.attempts = 0
 
-    async def record_event(self, record: EventRecord) -> bool:
+    async def record_batch(self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]) -> None:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
-        return await self.inner.record_event(record)
+        await self.inner.record_batch(events, letters)
 
     async def record_dead_letter(self, record: DeadLetterRecord) -> bool:
         return await self.inner.record_dead_letter(record)
@@ -302,3 +303,103 @@ async def test_the_app_opens_migrates_and_closes_its_own_database_pool(
     finally:
         await direct.close()
     assert (await app.health())["database"].startswith("error")  # closed with the app
+
+
+def consumer_record(topic: str, event: Envelope[Any] | bytes, offset: int) -> Any:
+    from aiokafka.structs import ConsumerRecord
+
+    value = event if isinstance(event, bytes) else event.to_bytes()
+    return ConsumerRecord(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        timestamp=1_780_000_000_000,
+        timestamp_type=0,
+        key=b"acme:q-1",
+        value=value,
+        checksum=None,
+        serialized_key_size=8,
+        serialized_value_size=len(value),
+        headers=[("content-type", CE_CONTENT_TYPE.encode())],
+    )
+
+
+async def consume_batch(app: RagbusApp, topic: str, records: list[Any]) -> None:
+    """Hand the monitor's subscriber one batch, as its consumer's `getmany` would."""
+    from faststream.kafka.subscriber.usecase import BatchSubscriber
+
+    [subscriber] = [s for s in app.kafka_broker.subscribers if isinstance(s, BatchSubscriber)]
+    assert topic in subscriber.topic_names
+    await subscriber.consume(tuple(records))
+
+
+class CountingStore:
+    """Counts batch writes; refuses (as PostgreSQL would a bad value) the events in `refuse`."""
+
+    def __init__(self, inner: EventStore, refuse: frozenset[Any] = frozenset()) -> None:
+        self.inner, self.refuse, self.batches = inner, refuse, 0
+
+    async def record_batch(self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]) -> None:
+        self.batches += 1
+        if any(e.event_id in self.refuse for e in events):
+            raise PoisonMessage("PostgreSQL cannot store this record: value out of range")
+        await self.inner.record_batch(events, letters)
+
+    async def record_event(self, record: EventRecord) -> bool:
+        if record.event_id in self.refuse:
+            raise PoisonMessage("PostgreSQL cannot store this record: value out of range")
+        return await self.inner.record_event(record)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_batch_is_one_write_and_its_poison_record_alone_is_dead_lettered(
+    settings: MonitorSettings, store: EventStore, request_of: Callable[..., Any]
+) -> None:
+    counting = CountingStore(store)
+    app = create_app(settings, MonitorDeps(store=counting))
+    t = Topics(settings.kafka.topic_prefix)
+    req = request_of()
+    topic = t("queries.submitted.v1")
+    junk = b'{"question": "not an envelope"}'
+    other = request_of(query_id="q-9").submitted
+
+    async with TestKafkaBroker(app.kafka_broker):
+        await consume_batch(
+            app,
+            topic,
+            [
+                consumer_record(topic, req.submitted, 1),
+                consumer_record(topic, junk, 2),
+                consumer_record(topic, other, 3),
+            ],
+        )
+
+    assert [r.event_id for r in await store.events("acme", "q-1")] == [req.submitted.id]
+    assert [r.event_id for r in await store.events("acme", "q-9")] == [other.id]
+    [letter] = await store.dead_letters(t.dlq("queries.submitted.v1"))
+    assert (letter.body, letter.original_offset, letter.service) == (junk, 2, "monitor")
+    assert "not a valid ragbus event" in letter.reason
+    assert counting.batches == 2  # the batch in one write, then the dead letter read back
+
+
+async def test_a_row_the_database_refuses_is_found_and_dead_lettered_the_rest_stored(
+    settings: MonitorSettings, memory_store: InMemoryEventStore, request_of: Callable[..., Any]
+) -> None:
+    req = request_of()
+    refusing = CountingStore(memory_store, refuse=frozenset({req.accepted.id}))
+    app = create_app(settings, MonitorDeps(store=refusing))
+    t = Topics(settings.kafka.topic_prefix)
+    records = [
+        consumer_record(t(type(e.data).topic), e, offset) for offset, e in enumerate(req.all, start=10)
+    ]
+
+    async with TestKafkaBroker(app.kafka_broker):
+        await consume_batch(app, records[0].topic, records)
+
+    stored = [r.event_id for r in await memory_store.events("acme", "q-1")]
+    assert stored == [e.id for e in req.all if e.id != req.accepted.id]
+    [letter] = await memory_store.dead_letters(t.dlq("queries.accepted.v1"))
+    assert letter.event_id == req.accepted.id
+    assert letter.reason == "PostgreSQL cannot store this record: value out of range"

@@ -79,6 +79,29 @@ class EventStoreContract:
             await store.record_event(bad)
         assert await store.event(record.event_id) is None
 
+    # --- batches ---------------------------------------------------------------------------------------
+
+    async def test_a_batch_is_stored_once_however_often_it_comes(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        records = [record_of(e) for e in request_of().all]
+        letter = dead_letter_record(dlq_msg(b"\xff junk"))
+        await store.record_batch([*records, records[0]], [letter, letter])  # duplicates in the batch too
+        await store.record_batch(records, [letter])  # the whole batch redelivered
+        assert await store.events("acme", "q-1") == records
+        assert await store.dead_letters("docs.submitted.v1.dlq") == [letter]
+
+    async def test_a_batch_with_a_value_postgres_cannot_hold_stores_nothing(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        records = [record_of(e) for e in request_of().all]
+        bad = dataclasses.replace(records[1], data={**records[1].data, "question": "nul \x00 inside"})
+        with pytest.raises(PoisonMessage):
+            await store.record_batch([records[0], bad, records[2]], [dead_letter_record(dlq_msg(b"x"))])
+        assert await store.events("acme", "q-1") == []
+        assert await store.dead_letters("docs.submitted.v1.dlq") == []
+        await store.record_batch([], [])  # an empty batch is nothing to do
+
     # --- dead letters ----------------------------------------------------------------------------------
 
     async def test_a_dead_letter_is_stored_once_with_its_bytes(self, store: EventStore) -> None:

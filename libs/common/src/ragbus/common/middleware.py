@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -97,17 +97,19 @@ class DeadLetterMiddleware(BaseMiddleware):
     async def consume_scope(
         self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
     ) -> Any:
-        record = msg.raw_message
-        topic: str = getattr(record, "topic", "") or ""
-        attrs = EnvelopeAttributes.peek(msg.body)
-        bound = {
-            "service": self.service,
-            "topic": topic,
-            "offset": getattr(record, "offset", None),
-            "event_id": str(attrs.id) if attrs else None,
-            "tenant_id": attrs.tenantid if attrs else None,
-            "correlation_id": attrs.correlationid if attrs else None,
-        }
+        raw = msg.raw_message
+        if isinstance(raw, tuple | list):  # a batch subscriber: its handler dead-letters items one by one
+            bound: dict[str, Any] = {"service": self.service, "batch_size": len(raw)}
+        else:
+            attrs = EnvelopeAttributes.peek(msg.body)
+            bound = {
+                "service": self.service,
+                "topic": getattr(raw, "topic", None),
+                "offset": getattr(raw, "offset", None),
+                "event_id": str(attrs.id) if attrs else None,
+                "tenant_id": attrs.tenantid if attrs else None,
+                "correlation_id": attrs.correlationid if attrs else None,
+            }
         with structlog.contextvars.bound_contextvars(**bound):
             attempt = 0
             while True:
@@ -117,14 +119,14 @@ class DeadLetterMiddleware(BaseMiddleware):
                 except asyncio.CancelledError:
                     raise
                 except POISON as exc:
-                    await self._dead_letter(record, msg.body, msg.headers or {}, topic, exc, attempt)
+                    await self._dead_letter(raw, exc, attempt)
                     return None
                 except self.retryable as exc:
                     await self._back_off("retrying", attempt, exc)
                 except Exception as exc:
                     if attempt >= self.policy.max_attempts_unknown:
                         log.exception("giving up on message", attempt=attempt)
-                        await self._dead_letter(record, msg.body, msg.headers or {}, topic, exc, attempt)
+                        await self._dead_letter(raw, exc, attempt)
                         return None
                     await self._back_off("unexpected error, retrying", attempt, exc)
 
@@ -149,41 +151,55 @@ class DeadLetterMiddleware(BaseMiddleware):
         # raised while FastStream parsed the record (before any scope): dead-letter the raw record.
         if not isinstance(exc_val, Exception):
             return False
-        record = self.msg
-        headers: dict[str, str] = {}
-        for name, value in getattr(record, "headers", None) or ():
-            with contextlib.suppress(UnicodeDecodeError):
-                headers[name] = value.decode()
-        topic: str = getattr(record, "topic", "") or ""
-        with structlog.contextvars.bound_contextvars(service=self.service, topic=topic):
-            await self._dead_letter(record, getattr(record, "value", b"") or b"", headers, topic, exc_val, 1)
+        with structlog.contextvars.bound_contextvars(service=self.service):
+            await self._dead_letter(self.msg, exc_val, 1)
         return True  # handled: FastStream acks (commits) it and the consumer goes on
 
-    async def _dead_letter(
-        self,
-        record: Any,
-        body: bytes,
-        original_headers: Mapping[str, Any],
-        topic: str,
-        exc: BaseException,
-        attempts: int,
-    ) -> None:
-        letter = DeadLetter(
-            original_topic=topic,
-            partition=getattr(record, "partition", None),
-            offset=getattr(record, "offset", None),
-            service=self.service,
-            error_type=type(exc).__name__,
-            reason=_reason(exc),
-            attempts=attempts,
-            failed_at=datetime.now(UTC),
-        )
-        if topic.endswith(DLQ_SUFFIX):
-            # A dead letter that cannot be handled is logged and dropped, never dead-lettered again.
-            log.error("unprocessable dead letter dropped", reason=letter.reason)
-            return
-        headers = {k: v for k, v in original_headers.items() if isinstance(v, str)}
-        headers.update(letter.to_headers())
-        # The DLQ keeps the original key and bytes, so a fixed consumer can replay it as it was.
-        await self.broker.publish(body, topic + DLQ_SUFFIX, key=getattr(record, "key", None), headers=headers)
-        log.error("dead-lettered", reason=letter.reason, error_type=letter.error_type, dlq=topic + DLQ_SUFFIX)
+    async def _dead_letter(self, raw: Any, exc: BaseException, attempts: int) -> None:
+        # A batch that fails as a whole (after its retries) dead-letters each of its records.
+        for record in raw if isinstance(raw, tuple | list) else (raw,):
+            await dead_letter(self.broker, record, exc, service=self.service, attempts=attempts)
+
+
+async def dead_letter(
+    broker: KafkaBroker, record: Any, exc: BaseException, *, service: str, attempts: int = 1
+) -> None:
+    """Publish one Kafka record to `<its topic>.dlq`: its key and bytes unchanged, the reason in headers.
+
+    The middleware calls it for a failed message; a batch handler calls it for each poison item and
+    carries on with the rest.
+    """
+    topic: str = getattr(record, "topic", "") or ""
+    letter = DeadLetter(
+        original_topic=topic,
+        partition=getattr(record, "partition", None),
+        offset=getattr(record, "offset", None),
+        service=service,
+        error_type=type(exc).__name__,
+        reason=_reason(exc),
+        attempts=attempts,
+        failed_at=datetime.now(UTC),
+    )
+    if topic.endswith(DLQ_SUFFIX):
+        # A dead letter that cannot be handled is logged and dropped, never dead-lettered again.
+        log.error("unprocessable dead letter dropped", reason=letter.reason, offset=letter.offset)
+        return
+    headers: dict[str, str] = {}
+    for name, value in getattr(record, "headers", None) or ():
+        with contextlib.suppress(UnicodeDecodeError, AttributeError):  # binary or null: not carried
+            headers[name] = value.decode()
+    headers.update(letter.to_headers())
+    # The DLQ keeps the original key and bytes, so a fixed consumer can replay it as it was.
+    await broker.publish(
+        getattr(record, "value", None) or b"",
+        topic + DLQ_SUFFIX,
+        key=getattr(record, "key", None),
+        headers=headers,
+    )
+    log.error(
+        "dead-lettered",
+        reason=letter.reason,
+        error_type=letter.error_type,
+        dlq=topic + DLQ_SUFFIX,
+        offset=letter.offset,
+    )

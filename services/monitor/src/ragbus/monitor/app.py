@@ -1,15 +1,17 @@
 """The monitor service: every ragbus topic, dead-letter topics included, into PostgreSQL.
 
-Events go to `events` once each (a redelivery is a no-op), dead letters to `dead_letters` with their
-original bytes. A message on a normal topic that is not a valid ragbus event of that topic is poison:
-the shared middleware dead-letters it, and the monitor reads it back from the `.dlq` topic. While the
-database is down the handler's write fails with a retryable error and the middleware retries it with
-backoff, committing nothing meanwhile: the monitor waits, it neither drops nor dead-letters.
+Records are consumed in batches and each batch is written in one transaction: events to `events` once
+each (a redelivery is a no-op), dead letters to `dead_letters` with their original bytes. A message on
+a normal topic that is not a valid ragbus event of that topic is poison: it is dead-lettered on its own
+while the rest of its batch is stored, and the monitor reads it back from the `.dlq` topic. While the
+database is down the write fails with a retryable error and the shared middleware retries the whole
+batch with backoff, committing nothing meanwhile: the monitor waits, it neither drops nor dead-letters.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -17,11 +19,12 @@ from faststream.kafka import KafkaMessage
 
 from ragbus.common.app import Clients, RagbusApp
 from ragbus.common.bus import consumer_options, make_broker, raw_decoder
+from ragbus.common.errors import PoisonMessage
 from ragbus.common.logging import setup_logging
-from ragbus.common.middleware import backoff_delay
+from ragbus.common.middleware import backoff_delay, dead_letter
 from ragbus.common.topics import Topics
 from ragbus.monitor.adapters.postgres import RETRYABLE_ERRORS, PostgresEventStore
-from ragbus.monitor.domain import RawMessage, dead_letter_record, event_record
+from ragbus.monitor.domain import RawMessage, split_batch
 from ragbus.monitor.ports import EventStore
 from ragbus.monitor.settings import MonitorSettings
 
@@ -35,18 +38,31 @@ class MonitorDeps:
     store: EventStore
 
 
-def raw_message(msg: KafkaMessage) -> RawMessage:
-    record = msg.raw_message
-    assert not isinstance(record, tuple), "a per-message subscriber gets one record at a time"
-    return RawMessage(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        value=bytes(msg.body),
-        key=record.key,
-        headers=dict(msg.headers),
-        timestamp_ms=record.timestamp,
-    )
+async def record(
+    store: EventStore, messages: Sequence[RawMessage], topics: Topics
+) -> list[tuple[int, PoisonMessage]]:
+    """Store a batch; return the positions of its poison records and why, for the caller to dead-letter.
+
+    The batch goes in one transaction. Should the database refuse a row (one bad value aborts the
+    transaction), every row is written on its own to tell the refused ones apart; redeliveries stay
+    no-ops, so rows of the failed attempt are not doubled.
+    """
+    batch = split_batch(messages, topics)
+    poison = list(batch.poison)
+    try:
+        await store.record_batch([r for _, r in batch.events], [r for _, r in batch.letters])
+    except PoisonMessage:
+        for i, event in batch.events:
+            try:
+                await store.record_event(event)
+            except PoisonMessage as exc:
+                poison.append((i, exc))
+        for i, letter in batch.letters:
+            try:
+                await store.record_dead_letter(letter)
+            except PoisonMessage as exc:
+                poison.append((i, exc))
+    return sorted(poison, key=lambda p: p[0])
 
 
 async def open_store(settings: MonitorSettings) -> PostgresEventStore:
@@ -89,15 +105,20 @@ def create_app(settings: MonitorSettings | None = None, deps: MonitorDeps | None
     # `raw_decoder` replaces the broker's JSON decoder for this subscriber (FastStream 0.7 takes the
     # handler's, else the subscriber's, else the broker's decoder, it does not chain them): a `.dlq`
     # body may be anything and must reach the handler, which does its own parsing.
-    @broker.subscriber(*t.all_with_dlq, **consumer, decoder=raw_decoder)
-    async def on_message(msg: KafkaMessage) -> None:
-        raw = raw_message(msg)
-        if raw.is_dead_letter:
-            stored = await store().record_dead_letter(dead_letter_record(raw))
-        else:
-            stored = await store().record_event(event_record(raw, t))
-        if not stored:
-            log.debug("duplicate ignored")
+    @broker.subscriber(
+        *t.all_with_dlq,
+        **consumer,
+        decoder=raw_decoder,
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+    )
+    async def on_batch(msg: KafkaMessage) -> None:
+        raw = msg.raw_message
+        records = tuple(raw) if isinstance(raw, tuple | list) else (raw,)  # a list in TestKafkaBroker
+        poison = await record(store(), [RawMessage.from_record(r) for r in records], t)
+        for i, exc in poison:
+            await dead_letter(broker, records[i], exc, service="monitor")
 
     app = RagbusApp(broker, service="monitor")
 

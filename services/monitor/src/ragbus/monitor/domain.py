@@ -55,6 +55,19 @@ class RawMessage:
     def is_dead_letter(self) -> bool:
         return self.topic.endswith(DLQ_SUFFIX)
 
+    @classmethod
+    def from_record(cls, record: Any) -> RawMessage:
+        """From an aiokafka `ConsumerRecord` (headers are bytes; ragbus' are text)."""
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            value=record.value or b"",
+            key=record.key,
+            headers={k: (v or b"").decode("utf-8", "backslashreplace") for k, v in record.headers or ()},
+            timestamp_ms=record.timestamp,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
@@ -192,6 +205,33 @@ def event_record(msg: RawMessage, topics: Topics) -> EventRecord:
         # producers are kept.
         data=raw["data"],
     )
+
+
+@dataclass(slots=True)
+class Batch:
+    """What a batch of records becomes: rows to store, and the records that are poison (and why).
+
+    Each row keeps the index of its record in the batch, so a row the database refuses can be traced
+    back to the record to dead-letter.
+    """
+
+    events: list[tuple[int, EventRecord]] = field(default_factory=list)
+    letters: list[tuple[int, DeadLetterRecord]] = field(default_factory=list)
+    poison: list[tuple[int, PoisonMessage]] = field(default_factory=list)
+
+
+def split_batch(messages: Iterable[RawMessage], topics: Topics) -> Batch:
+    """Rows for every message that makes one; a message that is no valid event is poison, not fatal."""
+    batch = Batch()
+    for i, msg in enumerate(messages):
+        if msg.is_dead_letter:
+            batch.letters.append((i, dead_letter_record(msg)))
+            continue
+        try:
+            batch.events.append((i, event_record(msg, topics)))
+        except PoisonMessage as exc:
+            batch.poison.append((i, exc))
+    return batch
 
 
 def _scrub(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -21,6 +22,13 @@ class EventStore(Protocol):
 
     async def record_dead_letter(self, record: DeadLetterRecord) -> bool:
         """Store a dead letter; False if it is already there (a redelivery)."""
+        ...
+
+    async def record_batch(self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]) -> None:
+        """Store events and dead letters in one transaction; those already there are skipped.
+
+        All or nothing: `PoisonMessage` if any record cannot be stored, and then none is.
+        """
         ...
 
     async def event(self, event_id: UUID) -> EventRecord | None:

@@ -28,6 +28,11 @@ class MonitorSettings(ServiceSettings):
     # Apply the packaged migrations at startup (under an advisory lock, so replicas may start together).
     # Turn it off where a deployment step runs them with a more privileged role.
     migrate_on_startup: bool = True
+    # Records are consumed in batches and written in one transaction each. A batch is whatever the
+    # consumer has fetched, up to this many; it waits at most `batch_timeout_ms` for the first record,
+    # never to fill a batch, so a quiet stream is recorded as fast as with one record at a time.
+    batch_max_records: int = Field(default=500, ge=1)
+    batch_timeout_ms: int = Field(default=100, ge=1)
 
     @model_validator(mode="after")
     def _pool_sizes(self) -> MonitorSettings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -48,6 +49,16 @@ class InMemoryEventStore:
             return False
         self._letters[record.id] = (datetime.now(UTC), copy.deepcopy(record))
         return True
+
+    async def record_batch(self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]) -> None:
+        self._check_open()
+        records: list[EventRecord | DeadLetterRecord] = [*events, *letters]
+        for record in records:  # all or nothing, like the transaction
+            self._check_storable(record)
+        for event in events:
+            await self.record_event(event)
+        for letter in letters:
+            await self.record_dead_letter(letter)
 
     async def event(self, event_id: UUID) -> EventRecord | None:
         self._check_open()
