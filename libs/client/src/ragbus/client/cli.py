@@ -4,6 +4,7 @@
     ragbus ingest PATH|-        publish documents, wait until they are indexed
     ragbus ask "question"       publish a question, print the cited answer, its tier and trace id
     ragbus trace ID             draw a trace from the local span file
+    ragbus dlq [replay]         list dead letters and why; replay them once their cause is fixed
     ragbus down / status        stop / show what `ragbus up` started
 
 Errors are one line on stderr and a non-zero exit code, never a traceback.
@@ -25,6 +26,7 @@ import click
 from pydantic import ValidationError
 
 from ragbus.client.client import Answer, Document, Indexed, RagbusClient, RequestFailed
+from ragbus.client.dlq import Letter, read_letters, replay
 from ragbus.client.trace import TraceNotFound, await_trace, render_tree
 from ragbus.common.events import QueryOptions
 from ragbus.common.settings import KafkaSettings, TelemetrySettings
@@ -255,6 +257,61 @@ async def feedback(
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
         await client.feedback(query_id, rating, comment)
     click.echo("thanks: feedback recorded")
+
+
+# --- dead letters -------------------------------------------------------------------------------------
+
+
+def _letter_line(letter: Letter) -> str:
+    where = f"{letter.dlq_topic}#{letter.partition}@{letter.offset}"
+    if letter.letter is None:
+        return f"  {where}  (no x-ragbus-dlq-* headers)  {len(letter.value)} bytes"
+    d = letter.letter
+    reason = d.reason if len(d.reason) <= 120 else d.reason[:119] + "…"
+    return f"  {where}  {d.service}  {d.failed_at:%Y-%m-%d %H:%M:%S}  {d.error_type}: {reason}"
+
+
+@main.group(invoke_without_command=True)
+@click.option("--topic", "bases", multiple=True, help="Only this topic's letters (e.g. docs.submitted.v1).")
+@click.option("--limit", default=20, show_default=True, help="Show the newest N letters of each topic.")
+@bootstrap_option
+@click.pass_context
+def dlq(ctx: click.Context, bases: tuple[str, ...], limit: int, bootstrap: str | None) -> None:
+    """List dead letters (what a service could not process, and why); `dlq replay` re-sends them."""
+    if ctx.invoked_subcommand is None:
+        _list_letters(bases, limit, bootstrap=bootstrap)
+
+
+@run_async
+async def _list_letters(bases: tuple[str, ...], limit: int, *, bootstrap: str | None) -> None:
+    letters = await read_letters(_kafka(bootstrap), bases)
+    if not letters:
+        click.echo("no dead letters")
+        return
+    by_topic: dict[str, list[Letter]] = {}
+    for letter in letters:
+        by_topic.setdefault(letter.original_topic, []).append(letter)
+    for topic, found in by_topic.items():
+        click.echo(f"{topic}: {len(found)} dead letter{'s' if len(found) != 1 else ''}")
+        for letter in found[-limit:]:
+            click.echo(_letter_line(letter))
+
+
+@dlq.command("replay")
+@click.option("--topic", "bases", multiple=True, help="Only this topic's letters (default: every topic).")
+@click.option("--dry-run", is_flag=True, help="Show what would be replayed; publish and record nothing.")
+@bootstrap_option
+@run_async
+async def dlq_replay(bases: tuple[str, ...], dry_run: bool, bootstrap: str | None) -> None:
+    """Publish dead letters to their topic again, once the cause is fixed. Each is replayed once."""
+    result = await replay(_kafka(bootstrap), bases, dry_run=dry_run)
+    verb = "would replay" if dry_run else "replayed"
+    for letter in result.published:
+        click.echo(f"  {verb} {letter.original_topic}  ({letter.dlq_topic}@{letter.offset})")
+    dupes = (
+        f" ({result.duplicates} duplicate letters of the same messages skipped)" if result.duplicates else ""
+    )
+    click.echo(f"{verb} {len(result.published)} message{'s' if len(result.published) != 1 else ''}{dupes}")
 
 
 # --- traces -------------------------------------------------------------------------------------------
