@@ -12,6 +12,7 @@ from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.common.events import DeadLetter, DocsDeleted, DocsSubmitted
 from ragbus.common.settings import RetrySettings, ServiceSettings
+from ragbus.common.testing import consume, consumer_record
 from ragbus.common.topics import DOCS_DELETED, DOCS_SUBMITTED, Topics
 
 HEADERS = {"content-type": CE_CONTENT_TYPE}
@@ -130,30 +131,6 @@ async def test_redelivery_produces_the_same_output_event(harness: Harness) -> No
     assert harness.outputs[0].id == harness.outputs[1].id
 
 
-def consumer_record(topic: str, value: bytes, headers: list[tuple[str, Any]], offset: int = 7) -> Any:
-    from aiokafka.structs import ConsumerRecord
-
-    return ConsumerRecord(
-        topic=topic,
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=b"acme:doc",
-        value=value,
-        checksum=None,
-        serialized_key_size=8,
-        serialized_value_size=len(value),
-        headers=headers,
-    )
-
-
-def subscriber_of(broker: Any, topic: str) -> Any:
-    from faststream.kafka.subscriber.usecase import DefaultSubscriber
-
-    return next(s for s in broker.subscribers if isinstance(s, DefaultSubscriber) and topic in s.topic_names)
-
-
 async def test_an_event_with_binary_headers_is_handled_with_them_escaped(topic_prefix: str) -> None:
     # Kafka headers are bytes; any producer may add binary ones. FastStream's own parser would fail
     # on them before any handler scope and the record would be committed with only a log line.
@@ -169,9 +146,7 @@ async def test_an_event_with_binary_headers_is_handled_with_them_escaped(topic_p
     body = doc("binary-header")
     headers = [("content-type", CE_CONTENT_TYPE.encode()), ("x-schema-id", b"\x00\xff\xfe"), ("x-null", None)]
     async with TestKafkaBroker(broker):
-        await subscriber_of(broker, t(DOCS_SUBMITTED)).consume(
-            consumer_record(t(DOCS_SUBMITTED), body, headers)
-        )
+        await consume(broker, consumer_record(t(DOCS_SUBMITTED), body, offset=7, headers=headers))
     assert seen == [
         {
             "doc": "binary-header",
@@ -204,8 +179,7 @@ async def test_a_record_that_fails_before_the_handler_is_dead_lettered_not_dropp
 
     bad = doc("unparseable")
     async with TestKafkaBroker(broker) as br:
-        record = consumer_record(t(DOCS_SUBMITTED), bad, [("content-type", CE_CONTENT_TYPE.encode())])
-        await subscriber_of(broker, t(DOCS_SUBMITTED)).consume(record)
+        await consume(broker, consumer_record(t(DOCS_SUBMITTED), bad, offset=7))
         await br.publish(doc("ok-after"), t(DOCS_SUBMITTED), headers=HEADERS)
     assert handled == ["ok-after"]
     assert [body for body, _ in dead] == [bad]

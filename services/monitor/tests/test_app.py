@@ -30,6 +30,7 @@ from ragbus.common.events import (
     QueriesRejected,
 )
 from ragbus.common.ids import record_id
+from ragbus.common.testing import consume, consumer_record
 from ragbus.common.topics import Topics
 from ragbus.monitor.adapters.memory import InMemoryEventStore
 from ragbus.monitor.adapters.postgres import PostgresEventStore
@@ -305,34 +306,6 @@ async def test_the_app_opens_migrates_and_closes_its_own_database_pool(
     assert (await app.health())["database"].startswith("error")  # closed with the app
 
 
-def consumer_record(topic: str, event: Envelope[Any] | bytes, offset: int) -> Any:
-    from aiokafka.structs import ConsumerRecord
-
-    value = event if isinstance(event, bytes) else event.to_bytes()
-    return ConsumerRecord(
-        topic=topic,
-        partition=0,
-        offset=offset,
-        timestamp=1_780_000_000_000,
-        timestamp_type=0,
-        key=b"acme:q-1",
-        value=value,
-        checksum=None,
-        serialized_key_size=8,
-        serialized_value_size=len(value),
-        headers=[("content-type", CE_CONTENT_TYPE.encode())],
-    )
-
-
-async def consume_batch(app: RagbusApp, topic: str, records: list[Any]) -> None:
-    """Hand the monitor's subscriber one batch, as its consumer's `getmany` would."""
-    from faststream.kafka.subscriber.usecase import BatchSubscriber
-
-    [subscriber] = [s for s in app.kafka_broker.subscribers if isinstance(s, BatchSubscriber)]
-    assert topic in subscriber.topic_names
-    await subscriber.consume(tuple(records))
-
-
 class CountingStore:
     """Counts batch writes; refuses (as PostgreSQL would a bad value) the events in `refuse`."""
 
@@ -366,13 +339,12 @@ async def test_a_batch_is_one_write_and_its_poison_record_alone_is_dead_lettered
     other = request_of(query_id="q-9").submitted
 
     async with TestKafkaBroker(app.kafka_broker):
-        await consume_batch(
-            app,
-            topic,
-            [
-                consumer_record(topic, req.submitted, 1),
-                consumer_record(topic, junk, 2),
-                consumer_record(topic, other, 3),
+        await consume(
+            app.kafka_broker,
+            *[
+                consumer_record(topic, req.submitted, offset=1),
+                consumer_record(topic, junk, offset=2),
+                consumer_record(topic, other, offset=3),
             ],
         )
 
@@ -392,11 +364,11 @@ async def test_a_row_the_database_refuses_is_found_and_dead_lettered_the_rest_st
     app = create_app(settings, MonitorDeps(store=refusing))
     t = Topics(settings.kafka.topic_prefix)
     records = [
-        consumer_record(t(type(e.data).topic), e, offset) for offset, e in enumerate(req.all, start=10)
+        consumer_record(t(type(e.data).topic), e, offset=offset) for offset, e in enumerate(req.all, start=10)
     ]
 
     async with TestKafkaBroker(app.kafka_broker):
-        await consume_batch(app, records[0].topic, records)
+        await consume(app.kafka_broker, *records)
 
     stored = [r.event_id for r in await memory_store.events("acme", "q-1")]
     assert stored == [e.id for e in req.all if e.id != req.accepted.id]

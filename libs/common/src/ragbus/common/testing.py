@@ -9,10 +9,13 @@ assert received[0].event().data.doc_id == "a"
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.subscriber.usecase import BatchSubscriber, DefaultSubscriber
 
 from ragbus.common.bus import raw_decoder
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
@@ -63,3 +66,42 @@ async def publish(
     event = Envelope.new(data, source=source, tenant=tenant)
     await publish_raw(broker, topics(type(data).topic), event.to_bytes(), key=event.key)
     return event
+
+
+def consumer_record(
+    topic: str,
+    value: bytes | Envelope[Any],
+    *,
+    offset: int = 0,
+    key: bytes | None = b"acme:doc",
+    headers: Sequence[tuple[str, Any]] = (("content-type", CE_CONTENT_TYPE.encode()),),
+) -> ConsumerRecord[bytes, bytes]:
+    """A record as aiokafka hands it to a subscriber, with any header bytes (TestKafkaBroker's are text)."""
+    body = value if isinstance(value, bytes) else value.to_bytes()
+    return ConsumerRecord(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        timestamp=1_780_000_000_000,
+        timestamp_type=0,
+        key=key,
+        value=body,
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(body),
+        headers=list(headers),
+    )
+
+
+async def consume(broker: KafkaBroker, *records: ConsumerRecord[bytes, bytes]) -> None:
+    """Hand records to the subscriber of their topic as its consumer would: one by one, or as one batch."""
+    topic = records[0].topic
+    for sub in broker.subscribers:
+        if isinstance(sub, DefaultSubscriber | BatchSubscriber) and topic in sub.topic_names:
+            if isinstance(sub, BatchSubscriber):
+                await sub.consume(tuple(records))
+            else:
+                for r in records:
+                    await sub.consume(r)
+            return
+    raise LookupError(f"no subscriber of {topic}")
