@@ -17,6 +17,7 @@ cat <<MSG
 
 Ask more:      $VENV/bin/ragbus ask "How does the cascade decide to call the model?"
 Force a model: $VENV/bin/ragbus ask --min-tier 1 "Why are consumers idempotent?"
+               (the local SmolLM2-135M often loops; the cascade then keeps the extractive answer and says why)
 See a trace:   $VENV/bin/ragbus trace <trace id printed above>
 Stop:          $VENV/bin/ragbus down
 MSG

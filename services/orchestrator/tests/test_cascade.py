@@ -194,6 +194,15 @@ async def test_a_looping_answer_is_not_accepted() -> None:
     assert "repeats itself" in r.cascade.attempts[1].reason
 
 
+async def test_an_answer_of_citation_markers_only_is_not_accepted() -> None:
+    r = await ask("Why was the Eiffel Tower built?", FakeChatModel("[1] [2] [1] [2] ["))
+    assert r.cascade.tier == 0
+    assert r.cascade.attempts[1].reason == "the answer is citation markers and no words"
+    assert "kept the answer of tier 0" in r.cascade.reason
+    yes = await ask("Was the Eiffel Tower built for a fair?", FakeChatModel("Yes [1]."), min_tier=1)
+    assert (yes.cascade.tier, yes.answer) == (1, "Yes [1].")  # short, but an answer
+
+
 async def test_a_model_outage_propagates_for_the_message_to_be_retried() -> None:
     model = FakeChatModel()
     model.down = True

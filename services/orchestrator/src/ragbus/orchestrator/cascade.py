@@ -6,8 +6,9 @@ Tier 0 is extractive (no model). Tiers 1, 2, ... are chat models, in the order c
 - Tier 0 is accepted only for a *lookup* question (not why / how / explain... / compare... / summarise...)
   whose best hit scores at least `accept_min_score` and whose quoted sentences contain at least
   `accept_min_coverage` of the question's content words; a request's `options.min_tier >= 1` skips it.
-- A chat tier is accepted if it answers (not empty, not a refusal while sources exist, not a degenerate
-  loop). A request it can never serve (ChatRejectedError, e.g. context too long) is recorded and escalated.
+- A chat tier is accepted if it answers (not empty, not only citation markers, not a refusal while
+  sources exist, not a degenerate loop). A request it can never serve (ChatRejectedError, e.g. context
+  too long) is recorded and escalated.
 - The cascade never goes above `options.max_tier`, nor above the last configured tier. When no tier is
   accepted, the answer of the highest tier that produced a usable one is kept, and the reason says so.
 
@@ -183,10 +184,17 @@ def judge_extractive(question: str, ex: ExtractiveAnswer, policy: CascadePolicy)
     )
 
 
+# A citation marker, or the start of one cut off at max_tokens ("[12", "[").
+_MARKER = re.compile(r"\[\s*\d*\s*\]?")
+
+
 def judge_chat(text: str, n_sources: int, finish_reason: str | None) -> tuple[bool, str]:
     """A chat tier's acceptance rule: (accepted, why)."""
     if not text.strip():
         return False, "the model returned an empty answer"
+    if word_count(_MARKER.sub(" ", text)) == 0:
+        # SmolLM2 sometimes lists "[1] [2] [3] ..." until max_tokens: citations of nothing.
+        return False, "the answer is citation markers and no words"
     if is_refusal(text) and n_sources:
         return False, f"the model said it cannot answer although {n_sources} sources were retrieved"
     if is_degenerate(text):
