@@ -143,14 +143,21 @@ async def test_tier_one_runs_on_the_real_local_model(stack: Stack, indexed_docs:
         )
     cascade = result.answer.cascade
     assert cascade is not None
-    assert cascade.tier == 1, cascade
     model_attempt = next(a for a in cascade.attempts if a.tier == 1)
     assert model_attempt.name != "extractive"
-    assert model_attempt.prompt_tokens > 100
+    assert model_attempt.prompt == "rag-answer@v1"
+    assert model_attempt.prompt_tokens > 100  # the question and the retrieved sources went to the model
     assert model_attempt.completion_tokens > 0
-    assert result.answer.status in {"answered", "blocked"}
-    if result.answer.status == "answered":
-        assert result.answer.citations
+    assert result.answer.status == "answered"
+    assert result.answer.citations
+    # Whether SmolLM2-135M's answer passes the acceptance check depends on its output (it often loops);
+    # either way the cascade must act on the verdict and say so.
+    if model_attempt.accepted:
+        assert cascade.tier == 1, cascade
+    else:
+        assert cascade.tier == 0, cascade
+        assert f"tier 1: {model_attempt.reason}" in cascade.reason
+        assert "kept the answer of tier 0" in cascade.reason
 
 
 INPUTS = [  # (topic, the service that consumes it)
