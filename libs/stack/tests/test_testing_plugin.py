@@ -22,7 +22,7 @@ def test_kafka_settings_use_local_timeouts_and_the_tests_prefix(monkeypatch: pyt
     assert settings.bootstrap == "127.0.0.1:1234"
     assert settings.group_id("embed") == "t1.ragbus-embed"
     assert (settings.session_timeout_ms, settings.heartbeat_interval_ms) == (2000, 500)
-    assert settings.fetch_max_wait_ms <= 20
+    assert settings.fetch_max_wait_ms <= 25
     assert settings.metadata_max_age_ms <= 5000
 
 

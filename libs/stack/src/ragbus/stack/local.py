@@ -134,11 +134,15 @@ async def ping_kafka(bootstrap: str, *, timeout_s: float = 5.0) -> None:
 
 
 # Group timeouts a local broker handles well (Tansu joins slowly with Kafka's 10 s default) and short
-# waits, so a consumer sees a published event within milliseconds and new topics within a second.
+# waits, so a consumer sees a published event within tens of milliseconds and new topics within a
+# second. The fetch wait is a trade: Tansu answers an idle fetch only when it times out, so every idle
+# consumer polls once per wait. At 10 ms the idle stack burnt ~0.8 of 2 cores (broker 42%, services
+# 35%) and a tier-0 request took 130-176 ms (median); at 25 ms, 0.44 cores and 101-130 ms, the bus
+# hops no slower (bench/e2e.py, 2 cores).
 LOCAL_KAFKA: dict[str, int] = {
     "session_timeout_ms": 2000,
     "heartbeat_interval_ms": 500,
-    "fetch_max_wait_ms": 10,
+    "fetch_max_wait_ms": 25,
     "metadata_max_age_ms": 1000,
 }
 
