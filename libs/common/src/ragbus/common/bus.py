@@ -27,7 +27,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.events import EventData, StageTiming
-from ragbus.common.middleware import DeadLetterMiddleware
+from ragbus.common.middleware import DeadLetterMiddleware, header_text
 from ragbus.common.settings import KafkaSettings, ServiceSettings
 from ragbus.common.telemetry import tracer_provider
 from ragbus.common.topics import Topics
@@ -48,7 +48,7 @@ def _utf8_headers(record: Any) -> Any:
         for _, value in headers:
             value.decode()
     except (UnicodeDecodeError, AttributeError):  # AttributeError: a null header value
-        fixed = [(k, (v or b"").decode("utf-8", "backslashreplace").encode()) for k, v in headers]
+        fixed = [(k, header_text(v).encode()) for k, v in headers]
         return dataclasses.replace(record, headers=fixed)
     return record
 

@@ -17,7 +17,6 @@ Only after it returns does FastStream commit (subscribers use `AckPolicy.ACK`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -40,6 +39,11 @@ if TYPE_CHECKING:
     from faststream.message import StreamMessage
 
 log = structlog.stdlib.get_logger("ragbus.middleware")
+
+
+def header_text(value: bytes | None) -> str:
+    """A Kafka header value as text: UTF-8, any other byte shown as \\xNN, a null value as ""."""
+    return (value or b"").decode("utf-8", "backslashreplace")
 
 
 def backoff_delay(attempt: int, policy: RetrySettings) -> float:
@@ -184,10 +188,7 @@ async def dead_letter(
         # A dead letter that cannot be handled is logged and dropped, never dead-lettered again.
         log.error("unprocessable dead letter dropped", reason=letter.reason, offset=letter.offset)
         return
-    headers: dict[str, str] = {}
-    for name, value in getattr(record, "headers", None) or ():
-        with contextlib.suppress(UnicodeDecodeError, AttributeError):  # binary or null: not carried
-            headers[name] = value.decode()
+    headers = {name: header_text(value) for name, value in getattr(record, "headers", None) or ()}
     headers.update(letter.to_headers())
     # The DLQ keeps the original key and bytes, so a fixed consumer can replay it as it was.
     await broker.publish(

@@ -29,6 +29,7 @@ from ragbus.common.events import (
     QueriesSubmitted,
 )
 from ragbus.common.ids import record_id
+from ragbus.common.middleware import header_text
 from ragbus.common.topics import DLQ_SUFFIX, Topics, event_type
 
 SUBMITTED = QueriesSubmitted.event_type()
@@ -64,7 +65,7 @@ class RawMessage:
             offset=record.offset,
             value=record.value or b"",
             key=record.key,
-            headers={k: (v or b"").decode("utf-8", "backslashreplace") for k, v in record.headers or ()},
+            headers={k: header_text(v) for k, v in record.headers or ()},
             timestamp_ms=record.timestamp,
         )
 
