@@ -90,6 +90,7 @@ def create_app(settings: MonitorSettings | None = None, deps: MonitorDeps | None
     t = Topics(settings.kafka.topic_prefix)
     broker = make_broker("monitor", settings, retryable=RETRYABLE_ERRORS)
     consumer = consumer_options("monitor", settings.kafka)
+    consumer["fetch_max_wait_ms"] = settings.fetch_max_wait_ms
     clients = Clients[MonitorDeps]("monitor", deps)
 
     def store() -> EventStore:

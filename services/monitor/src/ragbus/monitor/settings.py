@@ -33,6 +33,10 @@ class MonitorSettings(ServiceSettings):
     # never to fill a batch, so a quiet stream is recorded as fast as with one record at a time.
     batch_max_records: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=100, ge=1)
+    # The monitor is off the request path, so it polls the broker less often than the services a user
+    # waits on (`KAFKA_FETCH_MAX_WAIT_MS`): it reads every topic, and on Tansu, which answers an idle
+    # fetch only when the wait is over, each poll costs both sides CPU. Rows land at most this late.
+    fetch_max_wait_ms: int = Field(default=250, ge=1)
 
     @model_validator(mode="after")
     def _pool_sizes(self) -> MonitorSettings:
