@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,15 +54,6 @@ async def test_tansu_starts_and_carries_a_message_end_to_end(ragbus_home: Path) 
         assert (message.key, message.value) == (b"k1", b"hello tansu")
     finally:
         await broker.stop()
-
-
-@pytest.fixture
-def bystander() -> Iterator[subprocess.Popen[bytes]]:
-    """An unrelated process that must survive `stop`."""
-    proc = subprocess.Popen(["sleep", "60"])
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 async def test_second_start_reuses_the_broker_and_stop_kills_exactly_it(
