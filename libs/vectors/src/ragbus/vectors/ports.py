@@ -107,3 +107,8 @@ class VectorStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def nothing_to_search(top_k: int, doc_ids: Sequence[str] | None) -> bool:
+    """No point can be a hit: `top_k` under 1, or `doc_ids` given but empty (None means any document)."""
+    return top_k <= 0 or (doc_ids is not None and not doc_ids)

@@ -44,7 +44,7 @@ from ragbus.vectors.errors import (
     VectorStoreError,
     VectorStoreUnavailable,
 )
-from ragbus.vectors.ports import ChunkPoint, Hit
+from ragbus.vectors.ports import ChunkPoint, Hit, nothing_to_search
 
 log = get_logger("ragbus.vectors.edge")
 
@@ -249,7 +249,7 @@ class EdgeVectorStore:
         top_k: int,
         doc_ids: Sequence[str] | None = None,
     ) -> list[Hit]:
-        if top_k <= 0 or (doc_ids is not None and not doc_ids):
+        if nothing_to_search(top_k, doc_ids):
             return []
         return await self._run(self._on_search, tenant, vector, top_k, doc_ids)
 

@@ -22,7 +22,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from ragbus.vectors.adapters.payload import DOC_ID, TENANT, VERSION, checked_vectors, to_hit, to_payload
 from ragbus.vectors.errors import DimensionMismatch, VectorStoreError, VectorStoreUnavailable
-from ragbus.vectors.ports import ChunkPoint, Hit
+from ragbus.vectors.ports import ChunkPoint, Hit, nothing_to_search
 from ragbus.vectors.settings import MEMORY
 
 _UNAVAILABLE_STATUS = {401, 403, 408, 429, 500, 502, 503, 504}
@@ -203,7 +203,7 @@ class QdrantServerStore:
         top_k: int,
         doc_ids: Sequence[str] | None = None,
     ) -> list[Hit]:
-        if top_k <= 0 or (doc_ids is not None and not doc_ids):
+        if nothing_to_search(top_k, doc_ids):
             return []
         dim = await self._stored_dim()
         if dim is None:
