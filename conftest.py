@@ -7,12 +7,14 @@ its own topic prefix, database schema and vector collection, so tests never see 
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from ragbus.common.refdata import ReferenceDataNotFound, require_data_dir
+from ragbus.common.settings import database_url
 
 pytest_plugins = ["ragbus.stack.testing"]
 
@@ -27,10 +29,10 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared reference data (SciFact, guard and PII sets); tests that need it skip without it."""
-    path = Path(os.environ.get("RAGBUS_DATA_DIR", REPO.parent / "shared" / "data"))
-    if not path.is_dir():
-        pytest.skip(f"reference data not found at {path} (set RAGBUS_DATA_DIR to run this test)")
-    return path
+    try:
+        return require_data_dir()
+    except ReferenceDataNotFound as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture
@@ -44,9 +46,9 @@ def topic_prefix(unique: str) -> str:
     return f"{unique}."
 
 
-@pytest.fixture(scope="session")
-def database_url() -> str:
-    return os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+@pytest.fixture(scope="session", name="database_url")
+def database_url_fixture() -> str:
+    return database_url()
 
 
 @pytest.fixture

@@ -32,19 +32,17 @@ import numpy as np
 
 from ragbus.common.events import QueryOptions
 from ragbus.common.ids import record_id
+from ragbus.common.refdata import require_data_dir
 from ragbus.orchestrator.adapters.chat_openai import OpenAIChatModel
-from ragbus.orchestrator.answering import AnswerPolicy
-from ragbus.orchestrator.app import answer_policy
 from ragbus.orchestrator.cascade import CascadePolicy, ChatTier, non_lookup_trigger, run_cascade
 from ragbus.orchestrator.extractive import extract_answer
 from ragbus.orchestrator.prompts import PROMPTS
 from ragbus.orchestrator.retrieval import Retrieval, retrieve
-from ragbus.orchestrator.settings import OrchestratorSettings
+from ragbus.orchestrator.settings import AnswerPolicy, OrchestratorSettings
 from ragbus.vectors.factory import open_embedder, open_vector_store
 from ragbus.vectors.ports import ChunkPoint, Embedder, VectorStore
 from ragbus.vectors.settings import EmbedderSettings, VectorStoreSettings
 
-REPO = Path(__file__).resolve().parent.parent
 TENANT = "scifact"
 
 
@@ -139,7 +137,7 @@ async def timed_retrieve(
 async def run_tier0(
     claims: list[dict[str, Any]], embedder: Embedder, store: VectorStore, settings: OrchestratorSettings
 ) -> list[ClaimRun]:
-    policy = answer_policy(settings)
+    policy = settings.answer_policy()
     runs = []
     for claim in claims:
         r, retrieval_ms = await timed_retrieve(claim["text"], embedder, store, policy)
@@ -182,7 +180,7 @@ async def run_latency(
     settings: OrchestratorSettings,
     base_url: str,
 ) -> dict[str, Any]:
-    policy = answer_policy(settings)
+    policy = settings.answer_policy()
     model = OpenAIChatModel(base_url=base_url, model=settings.chat_model, timeout_s=300)
     await model.ping()
     out: dict[str, Any] = {}
@@ -247,9 +245,7 @@ async def run_latency(
 
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--data", type=Path, default=Path(os.environ.get("RAGBUS_DATA_DIR", REPO.parent / "shared" / "data"))
-    )
+    p.add_argument("--data", type=Path, help="reference data (default: RAGBUS_DATA_DIR or ../shared/data)")
     p.add_argument("--latency-n", type=int, default=20)
     p.add_argument("--chat-base-url", default=os.environ.get("RAGBUS_CHAT_BASE_URL"))
     p.add_argument(
@@ -258,7 +254,7 @@ async def main() -> None:
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
 
-    sci = args.data / "scifact"
+    sci = args.data / "scifact" if args.data else require_data_dir("scifact")
     docs = read_jsonl(sci / "corpus.jsonl")
     claims = read_jsonl(sci / "train-claims.jsonl")
     qrels = read_qrels(sci / "train-qrels.tsv")
@@ -328,7 +324,7 @@ async def main() -> None:
         server = None
         base_url = args.chat_base_url
         if not base_url:
-            from ragbus.stack.local import model_process
+            from ragbus.stack.model import model_process
             from ragbus.stack.process import free_port
 
             server = model_process(port=free_port(), home=Path(tmp) / "stack")

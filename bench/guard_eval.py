@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 
 from ragbus.common.events import AnswersDrafted, Cascade, Citation, RetrievedChunk
 from ragbus.common.ids import record_id
+from ragbus.common.refdata import require_data_dir
 from ragbus.guard.evaluation import (
     GOLD_KIND,
     flag_rate,
@@ -33,8 +33,6 @@ from ragbus.guard.evaluation import (
 from ragbus.guard.input_checks import check_garbage, check_input
 from ragbus.guard.output_checks import check_output
 from ragbus.guard.settings import InputPolicy, OutputPolicy
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def rate(flagged: int, total: int) -> str:
@@ -72,11 +70,12 @@ def drafted_from(records: Sequence[dict[str, Any]]) -> list[AnswersDrafted]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = Path(os.environ.get("RAGBUS_DATA_DIR", REPO.parent / "shared" / "data"))
-    parser.add_argument("--data", type=Path, default=default_data)
+    parser.add_argument(
+        "--data", type=Path, help="reference data (default: RAGBUS_DATA_DIR or ../shared/data)"
+    )
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    data: Path = args.data
+    data: Path = args.data or require_data_dir()
     policy = InputPolicy()
 
     attacks = giskard_prompts(data)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ragbus.common.events import DocsSubmitted
+from ragbus.common.refdata import require_data_dir
 from ragbus.ingest.adapters.wordpiece import MINILM_NAME, WordPieceTokenizer, find_minilm_tokenizer
 from ragbus.ingest.chunking import ChunkingConfig
 from ragbus.ingest.domain import PreparedDocument, chunked_template, prepare_document, split_parts
@@ -72,20 +72,19 @@ def describe(values: Sequence[float]) -> str:
 
 
 def main() -> None:
-    default_data = Path(
-        os.environ.get("RAGBUS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
-    )
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data-dir", type=Path, default=default_data)
+    parser.add_argument(
+        "--data-dir", type=Path, help="reference data (default: RAGBUS_DATA_DIR or ../shared/data)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="only the first N documents")
     parser.add_argument("--chunk-tokens", type=int, default=200)
     parser.add_argument("--overlap", type=int, default=40)
     args = parser.parse_args()
 
-    docs = load_corpus(args.data_dir, args.limit)
+    docs = load_corpus(args.data_dir or require_data_dir(), args.limit)
     config = ChunkingConfig(max_tokens=args.chunk_tokens, overlap_tokens=args.overlap)
     path = find_minilm_tokenizer()
     if path is None:

@@ -30,10 +30,13 @@ from typing import Any
 
 import httpx
 
-from ragbus.stack.local import BrokerSettings, ModelServerSettings, broker_process, model_process
+from ragbus.common.refdata import find_data_dir
+from ragbus.stack.broker import broker_process
+from ragbus.stack.model import model_process
 from ragbus.stack.process import free_port
+from ragbus.stack.settings import BrokerSettings, ModelServerSettings
 
-DATA = Path(os.environ.get("RAGBUS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SCIFACT = find_data_dir("scifact")  # None: synthetic prompts
 SYSTEM = (
     "You answer questions using only the numbered sources. Cite the sources you use like [1]. "
     "If the sources do not contain the answer, say you don't know."
@@ -49,8 +52,8 @@ def rss_mb(pid: int) -> float:
 
 def rag_prompts(n: int, chars_per_source: int = 520) -> list[list[dict[str, str]]]:
     """n chat requests: a claim and two of its cited abstracts (SciFact), or a synthetic stand-in."""
-    claims, corpus = DATA / "scifact" / "train-claims.jsonl", DATA / "scifact" / "corpus.jsonl"
-    if claims.exists() and corpus.exists():
+    if SCIFACT is not None:
+        claims, corpus = SCIFACT / "train-claims.jsonl", SCIFACT / "corpus.jsonl"
         docs = {d["_id"]: d for d in map(json.loads, corpus.open())}
         filler = list(docs.values())
         picked: list[tuple[str, list[dict[str, Any]]]] = []

@@ -47,7 +47,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import TestKafkaBroker
 
-from ragbus.common.bus import client_options, ensure_topics
+from ragbus.common.admin import ensure_topics
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.events import (
     AnswersCompleted,
@@ -60,6 +60,8 @@ from ragbus.common.events import (
     Verdict,
 )
 from ragbus.common.ids import record_id
+from ragbus.common.kafka import client_options
+from ragbus.common.refdata import find_data_dir
 from ragbus.common.settings import LogSettings, TelemetrySettings
 from ragbus.common.topics import Topics
 from ragbus.monitor.adapters.migrator import migrate, quote_ident
@@ -70,17 +72,19 @@ from ragbus.monitor.adapters.postgres import (
     init_connection,
     insert_event_sql,
 )
-from ragbus.monitor.app import MonitorDeps, create_app
-from ragbus.monitor.domain import EventRecord, RawMessage, event_record
+from ragbus.monitor.app import create_app
+from ragbus.monitor.domain import RawMessage, event_record
+from ragbus.monitor.ports import EventRecord
 from ragbus.monitor.settings import MonitorSettings
+from ragbus.monitor.usecases import MonitorDeps
 
-DATA = Path(os.environ.get("RAGBUS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SCIFACT = find_data_dir("scifact")  # None: a stand-in question and answer
 
 
 def texts(n: int) -> list[tuple[str, str]]:
     """(question, answer) pairs: SciFact claims and the start of a cited abstract, or a stand-in."""
-    claims, corpus = DATA / "scifact" / "train-claims.jsonl", DATA / "scifact" / "corpus.jsonl"
-    if claims.exists() and corpus.exists():
+    if SCIFACT is not None:
+        claims, corpus = SCIFACT / "train-claims.jsonl", SCIFACT / "corpus.jsonl"
         docs = {d["_id"]: d for d in map(json.loads, corpus.open())}
         pairs = []
         for claim in map(json.loads, claims.open()):
@@ -252,7 +256,7 @@ async def broker_address() -> AsyncIterator[str]:
     if bootstrap := os.environ.get("KAFKA_BOOTSTRAP"):
         yield bootstrap
         return
-    from ragbus.stack.local import broker_process
+    from ragbus.stack.broker import broker_process
     from ragbus.stack.process import free_port
 
     broker = broker_process(port=free_port(), home=Path(tempfile.mkdtemp(prefix="bench-monitor-")))
@@ -267,7 +271,7 @@ async def service_rate(
     args: argparse.Namespace, settings: MonitorSettings, events: list[Envelope[Any]], batch: int
 ) -> float:
     """Events/s of the real monitor app draining a backlog of `events` from the broker."""
-    from ragbus.stack.local import local_kafka_settings
+    from ragbus.stack.broker import local_kafka_settings
 
     async with broker_address() as bootstrap:
         prefix = f"bench{uuid.uuid4().hex[:6]}."

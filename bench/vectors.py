@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import random
 import statistics
 import tempfile
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ragbus.common.logging import setup_logging
+from ragbus.common.refdata import find_data_dir, require_data_dir
 from ragbus.common.settings import LogSettings
 from ragbus.vectors.adapters.minilm import MiniLMEmbedder
 from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
@@ -38,7 +38,6 @@ from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
 from ragbus.vectors.ports import ChunkPoint, VectorStore
 
 DIM = 384
-DATA = Path(os.environ.get("RAGBUS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -162,19 +161,20 @@ async def stores(sizes: list[int], queries: int, memory_queries: int) -> None:
 
 
 def scifact() -> tuple[dict[str, dict[str, str]], list[dict[str, Any]]]:
+    data = require_data_dir("scifact")
     corpus = {}
-    with (DATA / "scifact" / "corpus.jsonl").open() as f:
+    with (data / "corpus.jsonl").open() as f:
         for line in f:
             d = json.loads(line)
             corpus[d["_id"]] = d
     qrels: dict[str, set[str]] = {}
-    with (DATA / "scifact" / "train-qrels.tsv").open() as f:
+    with (data / "train-qrels.tsv").open() as f:
         next(f)
         for line in f:
             qid, did, _ = line.split("\t")
             qrels.setdefault(qid, set()).add(did)
     queries = []
-    with (DATA / "scifact" / "train-queries.jsonl").open() as f:
+    with (data / "train-queries.jsonl").open() as f:
         for line in f:
             q = json.loads(line)
             if q["_id"] in qrels:
@@ -187,7 +187,7 @@ async def embeddings(n_texts: int) -> None:
     start = time.perf_counter()
     await embedder.ping()
     load_s = time.perf_counter() - start
-    if (DATA / "scifact" / "corpus.jsonl").is_file():
+    if find_data_dir("scifact") is not None:
         corpus, _ = scifact()
         docs = list(corpus.values())[:n_texts]
         abstracts = [f"{d['title']}\n{d['text']}" for d in docs]

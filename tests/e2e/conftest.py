@@ -1,7 +1,7 @@
 """The whole stack in this test process, on real parts: the Tansu broker (or KAFKA_BOOTSTRAP), the
 machine's PostgreSQL, the embedded Qdrant Edge store, MiniLM, and the local model server.
 
-The five services run as `ragbus up` runs them (`ragbus.stack.serve.Host`), under a topic prefix,
+The five services run as `ragbus up` runs them (`ragbus.stack.runner.Host`), under a topic prefix,
 database schema and RAGBUS_HOME of this module's own, so other tests never see their data.
 """
 
@@ -21,8 +21,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from ragbus.common import telemetry
-from ragbus.common.bus import client_options, tail
 from ragbus.common.envelope import CE_CONTENT_TYPE, EnvelopeAttributes
+from ragbus.common.kafka import client_options, tail
 from ragbus.common.settings import KafkaSettings, TelemetrySettings
 from ragbus.common.topics import Topics
 from ragbus.stack.testing import local_kafka_settings
@@ -136,7 +136,7 @@ async def stack(
     kafka_bootstrap: str, chat_base_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
     pytest.importorskip("asyncpg")
-    from ragbus.stack.serve import Host
+    from ragbus.stack.runner import Host
 
     unique = "e" + uuid.uuid4().hex[:10]
     home = tmp_path_factory.mktemp("ragbus-home")

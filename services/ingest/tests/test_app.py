@@ -3,75 +3,49 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from faststream import TestApp
-from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from ragbus.common import topics
+from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
-from ragbus.common.events import DeadLetter, DocsChunked, DocsDeleted, DocsSubmitted, EventData
-from ragbus.common.settings import KafkaSettings, TelemetrySettings
-from ragbus.common.testing import Received, publish_raw, record
-from ragbus.common.topics import Topics
+from ragbus.common.events import DeadLetter, DocsChunked, DocsDeleted, DocsSubmitted
+from ragbus.common.testing import Harness, Received, component_settings
 from ragbus.ingest.adapters.files import FileReader
 from ragbus.ingest.adapters.wordpiece import MINILM_NAME
 from ragbus.ingest.app import create_app
 from ragbus.ingest.ports import Tokenizer
-from ragbus.ingest.service import IngestDeps
 from ragbus.ingest.settings import IngestSettings
+from ragbus.ingest.usecases import IngestDeps
 
 PRODUCER = "urn:test:producer"
 
 
-@dataclass
-class Harness:
-    broker: KafkaBroker
-    topics: Topics
-    root: Path
-    chunked: list[Received] = field(default_factory=list)
-    dead: list[Received] = field(default_factory=list)
+class IngestHarness(Harness):
+    """The ingest app on the in-memory broker, with the directory its files are read from."""
 
-    async def send(self, data: EventData, *, tenant: str = "acme", topic: str | None = None) -> Envelope[Any]:
-        event = Envelope.new(data, source=PRODUCER, tenant=tenant)
-        await self.send_raw(event.to_bytes(), topic or self.topics(type(data).topic), key=event.key)
-        return event
+    def __init__(self, app: RagbusApp, root: Path) -> None:
+        super().__init__(app)
+        self.root = root
 
-    async def send_raw(self, value: bytes, topic: str, *, key: bytes | None = None) -> None:
-        await publish_raw(self.broker, topic, value, key=key)
+    @property
+    def chunked(self) -> list[Received]:
+        return self.received(topics.DOCS_CHUNKED)
 
     def parts(self) -> list[DocsChunked]:
         return [r.event().data for r in self.chunked]
 
 
 def make_settings(prefix: str, root: Path, **changes: Any) -> IngestSettings:
-    return IngestSettings(
-        kafka=KafkaSettings(topic_prefix=prefix),
-        telemetry=TelemetrySettings(enabled=False),
-        allowed_roots=[root],
-        **changes,
-    )
+    return component_settings(IngestSettings, prefix, allowed_roots=[root], **changes)
 
 
-async def start(settings: IngestSettings, tokenizer: Tokenizer, root: Path) -> AsyncIterator[Harness]:
-    deps = IngestDeps(
-        tokenizer=tokenizer, files=FileReader(settings.allowed_roots, settings.max_document_bytes)
-    )
-    app = create_app(settings, deps)
-    broker = app.broker
-    assert isinstance(broker, KafkaBroker)
-    t = Topics(settings.kafka.topic_prefix)
-    harness = Harness(
-        broker,
-        t,
-        root,
-        chunked=record(broker, t(topics.DOCS_CHUNKED)),
-        dead=record(broker, t.dlq(topics.DOCS_SUBMITTED), t.dlq(topics.DOCS_DELETED)),
-    )
-    async with TestKafkaBroker(broker):
+async def start(settings: IngestSettings, tokenizer: Tokenizer, root: Path) -> AsyncIterator[IngestHarness]:
+    files = FileReader(settings.allowed_roots, settings.max_document_bytes)
+    deps = IngestDeps(tokenizer=tokenizer, files=files, policy=settings.policy())
+    async with IngestHarness(create_app(settings, deps), root) as harness:
         yield harness
 
 
@@ -83,12 +57,12 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def bus(topic_prefix: str, root: Path, minilm: Tokenizer) -> AsyncIterator[Harness]:
+async def bus(topic_prefix: str, root: Path, minilm: Tokenizer) -> AsyncIterator[IngestHarness]:
     async for harness in start(make_settings(topic_prefix, root), minilm, root):
         yield harness
 
 
-async def test_a_submitted_document_is_published_chunked(bus: Harness, make_prose: Any) -> None:
+async def test_a_submitted_document_is_published_chunked(bus: IngestHarness, make_prose: Any) -> None:
     text = make_prose.paragraphs(4, 10)
     cause = await bus.send(DocsSubmitted(doc_id="paper-1", title="Paper", text=text, metadata={"year": 2020}))
 
@@ -111,18 +85,18 @@ async def test_a_submitted_document_is_published_chunked(bus: Harness, make_pros
     assert "experiment 39" in part.chunks[-1].text
 
 
-async def test_a_redelivered_submission_republishes_the_same_events(bus: Harness) -> None:
+async def test_a_redelivered_submission_republishes_the_same_events(bus: IngestHarness) -> None:
     event = Envelope.new(
         DocsSubmitted(doc_id="d", text="Some text. More text."), source=PRODUCER, tenant="acme"
     )
     for _ in range(2):
-        await bus.send_raw(event.to_bytes(), bus.topics(topics.DOCS_SUBMITTED), key=event.key)
+        await bus.send_event(event)
     first, second = (r.event() for r in bus.chunked)
     assert first.id == second.id
     assert first.data.chunks == second.data.chunks
 
 
-async def test_a_file_under_the_root_is_read_and_typed_by_its_extension(bus: Harness) -> None:
+async def test_a_file_under_the_root_is_read_and_typed_by_its_extension(bus: IngestHarness) -> None:
     (bus.root / "guide.md").write_bytes("# Guide\n\nCaf\xe9 \x93menu\x94.".encode("latin-1"))
     await bus.send(DocsSubmitted(doc_id="guide", uri="guide.md"))
     (part,) = bus.parts()
@@ -162,7 +136,7 @@ async def test_parts_also_respect_the_chunk_count_limit(
         assert [len(p.chunks) for p in bus.parts()][:-1] == [5] * (len(bus.chunked) - 1)
 
 
-async def test_a_deletion_is_passed_on_as_a_chunked_marker(bus: Harness) -> None:
+async def test_a_deletion_is_passed_on_as_a_chunked_marker(bus: IngestHarness) -> None:
     cause = await bus.send(DocsDeleted(doc_id="paper-1", reason="retracted"))
     (out,) = bus.chunked
     assert out.key == b"acme:paper-1"
@@ -184,9 +158,9 @@ async def test_a_deletion_is_passed_on_as_a_chunked_marker(bus: Harness) -> None
     ],
 )
 async def test_malformed_messages_are_dead_lettered_and_the_next_one_processed(
-    bus: Harness, value: bytes, reason: str
+    bus: IngestHarness, value: bytes, reason: str
 ) -> None:
-    await bus.send_raw(value, bus.topics(topics.DOCS_SUBMITTED), key=b"acme:x")
+    await bus.send_raw(topics.DOCS_SUBMITTED, value, key=b"acme:x")
     await bus.send(DocsSubmitted(doc_id="good", text="A good document."))
 
     (dead,) = bus.dead
@@ -212,7 +186,7 @@ async def test_malformed_messages_are_dead_lettered_and_the_next_one_processed(
     ],
 )
 async def test_documents_that_cannot_be_ingested_are_dead_lettered_with_the_reason(
-    bus: Harness, submitted: DocsSubmitted, reason: str
+    bus: IngestHarness, submitted: DocsSubmitted, reason: str
 ) -> None:
     (bus.root.parent / "outside.txt").write_text("secret", encoding="utf-8")
     (bus.root / "paper.pdf").write_bytes(b"%PDF-1.7")
@@ -242,16 +216,6 @@ async def test_inline_text_over_the_size_limit_is_dead_lettered(
 async def test_without_injected_dependencies_the_app_loads_its_own_at_startup(
     topic_prefix: str, root: Path, minilm: Tokenizer
 ) -> None:
-    app = create_app(make_settings(topic_prefix, root))
-    broker = app.broker
-    assert isinstance(broker, KafkaBroker)
-    chunked: list[DocsChunked] = []
-
-    @broker.subscriber(Topics(topic_prefix)(topics.DOCS_CHUNKED))
-    async def collect(event: Envelope[DocsChunked]) -> None:
-        chunked.append(event.data)
-
-    async with TestKafkaBroker(broker), TestApp(app):
-        event = Envelope.new(DocsSubmitted(doc_id="d", text="Hello there."), source=PRODUCER)
-        await broker.publish(event.to_bytes(), Topics(topic_prefix)(topics.DOCS_SUBMITTED), key=event.key)
-    assert [c.tokenizer for c in chunked] == [MINILM_NAME]
+    async with IngestHarness(create_app(make_settings(topic_prefix, root)), root) as bus:
+        await bus.send(DocsSubmitted(doc_id="d", text="Hello there."))
+    assert [c.tokenizer for c in bus.parts()] == [MINILM_NAME]

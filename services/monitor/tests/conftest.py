@@ -26,11 +26,12 @@ from ragbus.common.events import (
 )
 from ragbus.common.ids import record_id
 from ragbus.common.settings import RetrySettings
+from ragbus.common.testing import component_settings
 from ragbus.common.topics import Topics
 from ragbus.monitor.adapters.memory import InMemoryEventStore
 from ragbus.monitor.adapters.postgres import PostgresEventStore
-from ragbus.monitor.domain import EventRecord, RawMessage, event_record
-from ragbus.monitor.ports import EventStore
+from ragbus.monitor.domain import RawMessage, event_record
+from ragbus.monitor.ports import EventRecord, EventStore
 from ragbus.monitor.settings import MonitorSettings
 
 HEADERS = {"content-type": CE_CONTENT_TYPE}
@@ -39,14 +40,15 @@ HEADERS = {"content-type": CE_CONTENT_TYPE}
 @pytest.fixture
 def settings(topic_prefix: str, database_url: str, unique: str) -> MonitorSettings:
     """Monitor settings for one test: its own topics and schema, quick retries."""
-    s = MonitorSettings(
+    return component_settings(
+        MonitorSettings,
+        topic_prefix,
         database_url=database_url,
         db_schema=unique,
         connect_timeout_s=2,
         command_timeout_s=5,
         retry=RetrySettings(initial_backoff_s=0.02, max_backoff_s=0.1),
     )
-    return s.with_kafka(topic_prefix=topic_prefix)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
-from ragbus.common.errors import PoisonMessage
+from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.common.events import (
     ChunkData,
     DeadLetter,
@@ -31,19 +31,16 @@ from ragbus.common.events import (
 )
 from ragbus.common.ids import record_id
 from ragbus.common.testing import consume, consumer_record
+from ragbus.common.testing import publish_event as publish
 from ragbus.common.topics import Topics
 from ragbus.monitor.adapters.memory import InMemoryEventStore
 from ragbus.monitor.adapters.postgres import PostgresEventStore
-from ragbus.monitor.app import MonitorDeps, create_app, open_store
-from ragbus.monitor.domain import DeadLetterRecord, EventRecord
-from ragbus.monitor.ports import EventStore
+from ragbus.monitor.app import create_app
+from ragbus.monitor.ports import DeadLetterRecord, EventRecord, EventStore
 from ragbus.monitor.settings import MonitorSettings
+from ragbus.monitor.usecases import MonitorDeps
 
 HEADERS = {"content-type": CE_CONTENT_TYPE}
-
-
-async def publish(br: Any, t: Topics, event: Envelope[Any]) -> None:
-    await br.publish(event.to_bytes(), t(type(event.data).topic), key=event.key, headers=HEADERS)
 
 
 def one_of_each(request_of: Callable[..., Any]) -> list[Envelope[Any]]:
@@ -197,7 +194,10 @@ class FlakyStore:
     async def record_batch(self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]) -> None:
         self.attempts += 1
         if self.attempts <= self.failures:
-            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+            # What the PostgreSQL adapter raises for a dropped connection.
+            raise DependencyUnavailable(
+                "PostgreSQL unreachable: connection was closed in the middle of operation"
+            )
         await self.inner.record_batch(events, letters)
 
     async def record_dead_letter(self, record: DeadLetterRecord) -> bool:
@@ -260,26 +260,41 @@ async def test_the_database_going_away_mid_stream_makes_the_monitor_wait_then_ca
 
 
 @pytest.mark.integration
-async def test_startup_waits_for_the_database(
-    settings: MonitorSettings, pg_schema: str, pg_proxy: Any, database_url: str
+async def test_a_database_down_at_startup_is_reported_and_waited_for(
+    settings: MonitorSettings,
+    pg_schema: str,
+    pg_proxy: Any,
+    database_url: str,
+    request_of: Callable[..., Any],
 ) -> None:
     await pg_proxy.stop()
-    opening = asyncio.create_task(
-        open_store(
-            settings.model_copy(
-                update={"db_schema": pg_schema, "database_url": SecretStr(pg_proxy.url(database_url))}
-            )
-        )
+    own = settings.model_copy(
+        update={"db_schema": pg_schema, "database_url": SecretStr(pg_proxy.url(database_url))}
     )
-    await asyncio.sleep(0.4)
-    assert not opening.done()
+    app = create_app(own)
+    t = Topics(settings.kafka.topic_prefix)
+    req = request_of()
+    async with TestKafkaBroker(app.kafka_broker) as br, TestApp(app):
+        # The service is up and says what it waits for; a message waits with it, nothing is lost.
+        down = await app.health()
+        delivery = asyncio.create_task(publish(br, t, req.submitted))
+        await asyncio.sleep(0.4)
+        assert not delivery.done()
 
-    await pg_proxy.start()
-    store = await asyncio.wait_for(opening, 10)
+        await pg_proxy.start()
+        await asyncio.wait_for(delivery, 10)
+        up = await app.health()
+
+    assert down["kafka"] == "ok"
+    assert down["dependencies"].startswith("error")
+    assert "PostgreSQL unreachable" in down["dependencies"]
+    assert up["database"] == "ok"
+    direct = await asyncpg.connect(database_url)
     try:
-        await store.ping()  # connected and migrated
+        stored = await direct.fetchval(f'SELECT count(*) FROM "{pg_schema}".events')
+        assert stored == 1
     finally:
-        await store.aclose()
+        await direct.close()
 
 
 @pytest.mark.integration

@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ragbus.common.bus import client_options, ensure_topics
+from ragbus.common.admin import ensure_topics
 from ragbus.common.envelope import CE_CONTENT_TYPE
+from ragbus.common.kafka import client_options
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import QUERIES_SUBMITTED, Topics
 from ragbus.monitor.app import create_app

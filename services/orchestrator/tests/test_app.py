@@ -10,18 +10,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from faststream.kafka import KafkaMessage, TestKafkaBroker
+from faststream.kafka import TestKafkaBroker
 
-from ragbus.common.bus import raw_decoder
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
-from ragbus.common.events import AnswersDrafted, DeadLetter, QueriesAccepted, QueryOptions, StageTiming
+from ragbus.common.events import AnswersDrafted, QueriesAccepted, QueryOptions, StageTiming
 from ragbus.common.settings import RetrySettings
+from ragbus.common.testing import Harness, Received, component_settings
 from ragbus.common.topics import ANSWERS_DRAFTED, QUERIES_ACCEPTED, Topics
-from ragbus.orchestrator.app import OrchestratorDeps, create_app
+from ragbus.orchestrator.app import create_app
 from ragbus.orchestrator.cascade import NOT_FOUND, ChatTier
 from ragbus.orchestrator.prompts import RAG_ANSWER_V1
 from ragbus.orchestrator.settings import OrchestratorSettings
 from ragbus.orchestrator.testing import FakeChatModel
+from ragbus.orchestrator.usecases import OrchestratorDeps
 from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
 from ragbus.vectors.testing import HashingEmbedder
 
@@ -29,35 +30,33 @@ HEADERS = {"content-type": CE_CONTENT_TYPE}
 
 
 class Service:
-    """The orchestrator app plus collectors on its output and dead-letter topics."""
+    """The orchestrator app on the in-memory broker, with a scripted chat model as tier 1."""
 
     def __init__(self, prefix: str, embedder: HashingEmbedder, store: QdrantServerStore) -> None:
-        settings = OrchestratorSettings(
+        settings = component_settings(
+            OrchestratorSettings,
+            prefix,
             retry=RetrySettings(initial_backoff_s=0.01, max_backoff_s=0.05, max_attempts_unknown=3),
-            telemetry={"enabled": False},
             # The hashing embedder's cosines are lower than a real model's: thresholds to match.
             min_score=0.05,
             accept_min_score=0.3,
-        ).with_kafka(topic_prefix=prefix)
-        self.t = Topics(prefix)
+        )
         self.model = FakeChatModel("It was built as the entrance arch of the 1889 World's Fair [1].")
         tiers = [ChatTier(model=self.model, prompt=RAG_ANSWER_V1)]
-        self.app = create_app(settings, OrchestratorDeps(embedder=embedder, store=store, chat_tiers=tiers))
-        self.broker = self.app.kafka_broker
-        self.drafted: list[Envelope[AnswersDrafted]] = []
-        self.dead: list[tuple[bytes, dict[str, Any]]] = []
+        deps = OrchestratorDeps(
+            embedder=embedder, store=store, policy=settings.answer_policy(), chat_tiers=tiers
+        )
+        self.harness = Harness(create_app(settings, deps))
 
-        @self.broker.subscriber(self.t(ANSWERS_DRAFTED), group_id="collector")
-        async def drafted(event: Envelope[AnswersDrafted]) -> None:
-            self.drafted.append(event)
+    @property
+    def drafted(self) -> list[Envelope[AnswersDrafted]]:
+        return self.harness.events(ANSWERS_DRAFTED)
 
-        @self.broker.subscriber(self.t.dlq(QUERIES_ACCEPTED), group_id="dlq-reader", decoder=raw_decoder)
-        async def dead(msg: KafkaMessage) -> None:
-            self.dead.append((msg.body, dict(msg.headers)))
+    @property
+    def dead(self) -> list[Received]:
+        return self.harness.letters(QUERIES_ACCEPTED)
 
-    async def ask(
-        self, br: Any, question: str, *, tenant: str = "acme", **options: Any
-    ) -> Envelope[AnswersDrafted]:
+    async def ask(self, question: str, *, tenant: str = "acme", **options: Any) -> Envelope[AnswersDrafted]:
         earlier = StageTiming(
             stage="input_guard",
             service="guard",
@@ -70,8 +69,7 @@ class Service:
             options=QueryOptions(**options),
             stages=[earlier],
         )
-        event = Envelope.new(query, source="test", tenant=tenant)
-        await br.publish(event.to_bytes(), self.t(QUERIES_ACCEPTED), key=event.key, headers=HEADERS)
+        event = await self.harness.send(query, tenant=tenant, source="test")
         [answer] = [d for d in self.drafted if d.causationid == event.id]
         return answer
 
@@ -82,8 +80,8 @@ def service(topic_prefix: str, embedder: HashingEmbedder, store: QdrantServerSto
 
 
 async def test_a_lookup_is_answered_at_tier_0_with_citations_and_no_model_call(service: Service) -> None:
-    async with TestKafkaBroker(service.broker) as br:
-        event = await service.ask(br, "When was construction of the Eiffel Tower completed?")
+    async with service.harness:
+        event = await service.ask("When was construction of the Eiffel Tower completed?")
 
     answer = event.data
     assert service.model.calls == []
@@ -101,8 +99,8 @@ async def test_a_lookup_is_answered_at_tier_0_with_citations_and_no_model_call(s
 
 
 async def test_a_why_question_escalates_to_the_model_and_the_event_says_why(service: Service) -> None:
-    async with TestKafkaBroker(service.broker) as br:
-        answer = (await service.ask(br, "Why was the Eiffel Tower built?")).data
+    async with service.harness:
+        answer = (await service.ask("Why was the Eiffel Tower built?")).data
 
     assert len(service.model.calls) == 1
     prompt = service.model.calls[0][1].content
@@ -117,8 +115,8 @@ async def test_a_why_question_escalates_to_the_model_and_the_event_says_why(serv
 
 
 async def test_max_tier_0_never_calls_the_model(service: Service) -> None:
-    async with TestKafkaBroker(service.broker) as br:
-        answer = (await service.ask(br, "Why was the Eiffel Tower built?", max_tier=0)).data
+    async with service.harness:
+        answer = (await service.ask("Why was the Eiffel Tower built?", max_tier=0)).data
 
     assert service.model.calls == []
     assert answer.cascade.tier == 0
@@ -126,8 +124,8 @@ async def test_max_tier_0_never_calls_the_model(service: Service) -> None:
 
 
 async def test_another_tenant_finds_nothing_of_acme(service: Service) -> None:
-    async with TestKafkaBroker(service.broker) as br:
-        answer = (await service.ask(br, "When was the Eiffel Tower completed?", tenant="globex")).data
+    async with service.harness:
+        answer = (await service.ask("When was the Eiffel Tower completed?", tenant="globex")).data
 
     assert answer.answer == NOT_FOUND
     assert answer.citations == []
@@ -138,8 +136,8 @@ async def test_another_tenant_finds_nothing_of_acme(service: Service) -> None:
 async def test_a_model_outage_is_retried_and_answered_once_it_is_back(service: Service) -> None:
     service.model.down = True
     asyncio.get_running_loop().call_later(0.3, setattr, service.model, "down", False)
-    async with TestKafkaBroker(service.broker) as br:
-        answer = (await service.ask(br, "Why was the Eiffel Tower built?")).data
+    async with service.harness:
+        answer = (await service.ask("Why was the Eiffel Tower built?")).data
 
     assert len(service.model.calls) > 1  # failed while down, then succeeded
     assert answer.cascade.tier == 1
@@ -151,14 +149,14 @@ async def test_a_model_outage_is_retried_and_answered_once_it_is_back(service: S
 async def test_a_malformed_message_goes_to_the_dead_letter_topic(service: Service) -> None:
     bad = Envelope.new(QueriesAccepted(query_id="q1", question="x"), source="test").model_dump(mode="json")
     del bad["data"]["question"]  # breaks the contract: a query without a question
-    async with TestKafkaBroker(service.broker) as br:
-        await br.publish(json.dumps(bad).encode(), service.t(QUERIES_ACCEPTED), headers=HEADERS)
-        await br.publish(b"not json at all", service.t(QUERIES_ACCEPTED), headers=HEADERS)
+    async with service.harness as h:
+        await h.send_raw(QUERIES_ACCEPTED, json.dumps(bad).encode())
+        await h.send_raw(QUERIES_ACCEPTED, b"not json at all")
 
     assert service.drafted == []
-    assert [body for body, _ in service.dead][1] == b"not json at all"
-    letters = [DeadLetter.from_headers(h) for _, h in service.dead]
-    assert [letter.original_topic for letter in letters] == [service.t(QUERIES_ACCEPTED)] * 2
+    assert [r.value for r in service.dead][1] == b"not json at all"
+    letters = [r.letter() for r in service.dead]
+    assert [letter.original_topic for letter in letters] == [h.topics(QUERIES_ACCEPTED)] * 2
     assert letters[0].error_type == "ValidationError"
     assert "question" in letters[0].reason
     assert all(letter.service == "orchestrator" for letter in letters)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import openai
 import pytest
 
 from ragbus.common.events import QueryOptions
@@ -16,6 +15,7 @@ from ragbus.orchestrator.cascade import (
     non_lookup_trigger,
     run_cascade,
 )
+from ragbus.orchestrator.ports import ChatUnavailable
 from ragbus.orchestrator.prompts import RAG_ANSWER_V1
 from ragbus.orchestrator.testing import FakeChatModel, make_hit
 
@@ -206,7 +206,7 @@ async def test_an_answer_of_citation_markers_only_is_not_accepted() -> None:
 async def test_a_model_outage_propagates_for_the_message_to_be_retried() -> None:
     model = FakeChatModel()
     model.down = True
-    with pytest.raises(openai.APIConnectionError):
+    with pytest.raises(ChatUnavailable):
         await ask("Why was the Eiffel Tower built?", model)
 
 

@@ -1,13 +1,15 @@
 """`ragbus`: the command line of the stack.
 
-    ragbus up [--detach]        start broker, model server and all five services (embedded defaults)
+    ragbus up [--detach]        start broker, model server and every service (embedded defaults)
     ragbus ingest PATH|-        publish documents, wait until they are indexed
     ragbus ask "question"       publish a question, print the cited answer, its tier and trace id
     ragbus trace ID             draw a trace from the local span file
     ragbus dlq [replay]         list dead letters and why; replay them once their cause is fixed
     ragbus down / status        stop / show what `ragbus up` started
 
-Errors are one line on stderr and a non-zero exit code, never a traceback.
+`up`, `down`, `status`, `serve` and `local` come from the ragbus-stack package, plugged in through the
+`ragbus.cli` entry points (`ragbus.client.plugins`); this package never imports it. Errors are one
+line on stderr and a non-zero exit code, never a traceback.
 """
 
 from __future__ import annotations
@@ -27,18 +29,17 @@ from pydantic import ValidationError
 
 from ragbus.client.client import Answer, Document, Indexed, RagbusClient, RequestFailed
 from ragbus.client.dlq import Letter, read_letters, replay
+from ragbus.client.errors import CliError
+from ragbus.client.plugins import PluginGroup
 from ragbus.client.trace import TraceNotFound, await_trace, render_tree
+from ragbus.common.admin import TopicAdminError, ensure_topics
 from ragbus.common.events import QueryOptions
 from ragbus.common.settings import KafkaSettings, TelemetrySettings
+from ragbus.common.topics import Topics
 
 T = TypeVar("T")
 TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".text")
 INLINE_LIMIT = 900_000  # bytes: inline text travels in one Kafka message (1 MB by default)
-
-
-class CliError(click.ClickException):
-    def show(self, file: Any = None) -> None:
-        click.echo(f"ragbus: error: {self.message}", err=True)
 
 
 def _explain(exc: BaseException, bootstrap: str) -> str:
@@ -79,7 +80,7 @@ bootstrap_option = click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", help="K
 tenant_option = click.option("--tenant", envvar="RAGBUS_TENANT", default="default", show_default=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ragbus-client")
 def main() -> None:
     """ragbus: an event-driven retrieval-augmented generation stack on Kafka."""
@@ -314,6 +315,72 @@ async def dlq_replay(bases: tuple[str, ...], dry_run: bool, bootstrap: str | Non
     click.echo(f"{verb} {len(result.published)} message{'s' if len(result.published) != 1 else ''}{dupes}")
 
 
+# --- topics -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def topics() -> None:
+    """The ragbus topics on a Kafka cluster (docker compose's topic-init runs `topics create`)."""
+
+
+@topics.command("list")
+def topics_list() -> None:
+    """Print every topic the services use (KAFKA_TOPIC_PREFIX applied), dead-letter topics included."""
+    click.echo("\n".join(Topics(KafkaSettings().topic_prefix).all_with_dlq))
+
+
+@topics.command("create")
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    help="Partitions of each new topic (default: KAFKA_PARTITIONS).",
+)
+@click.option(
+    "--replication-factor",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Replicas of each new topic; 3 on a cluster of 3 brokers or more.",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Seconds to wait."
+)
+@bootstrap_option
+@run_async
+async def topics_create(
+    partitions: int | None, replication_factor: int, timeout: float, bootstrap: str | None
+) -> None:
+    """Create every ragbus topic and its .dlq topic that is missing, and wait until all serve.
+
+    Existing topics are left alone; one with fewer partitions than asked is reported, not grown
+    (growing a topic moves keys to other partitions and breaks their order).
+    """
+    settings = _kafka(bootstrap)
+    partitions = partitions or settings.partitions
+    try:
+        found = await ensure_topics(
+            settings,
+            Topics(settings.topic_prefix).all_with_dlq,
+            partitions=partitions,
+            replication=replication_factor,
+            timeout_s=timeout,
+            wait_for_broker=True,
+        )
+    except TopicAdminError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(
+        f"{len(found.missing)} topics created with {partitions} partitions, "
+        f"{len(found.existing)} already present (Kafka at {settings.bootstrap})"
+    )
+    if found.short:
+        listed = ", ".join(f"{name} ({count})" for name, count in found.short)
+        click.echo(
+            f"ragbus: warning: {len(found.short)} topics have fewer than {partitions} partitions, "
+            f"left as they are (growing a topic reorders its keys): {listed}",
+            err=True,
+        )
+
+
 # --- traces -------------------------------------------------------------------------------------------
 
 
@@ -336,38 +403,6 @@ def trace(trace_id: str, span_file: Path | None, wait: float) -> None:
         click.echo(render_tree(await_trace(path, trace_id, wait_s=wait)))
     except TraceNotFound as exc:
         raise CliError(str(exc)) from None
-
-
-# --- the local stack -----------------------------------------------------------------------------------
-
-
-def _stack() -> Any:
-    try:
-        from ragbus.stack import cli_up
-    except ImportError as exc:
-        raise CliError(f"this command needs the ragbus-stack package ({exc.name} is missing)") from None
-    return cli_up
-
-
-@main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--detach", "-d", is_flag=True, help="Run in the background; `ragbus down` stops it.")
-@click.option("--no-model", is_flag=True, help="Do not start the local chat model server.")
-@click.option("--port", default=9092, show_default=True, help="Port of the local Kafka-protocol broker.")
-def up(detach: bool, no_model: bool, port: int) -> None:
-    """Start the whole stack on one machine: broker, model server and all five services."""
-    _stack().up(detach=detach, model=not no_model, port=port)
-
-
-@main.command()
-def down() -> None:
-    """Stop what `ragbus up --detach` started."""
-    _stack().down()
-
-
-@main.command()
-def status() -> None:
-    """Show the local stack: broker, model server, services."""
-    _stack().status()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 
 from ragbus.common import topics
-from ragbus.common.bus import client_options, ensure_topics, tail
+from ragbus.common.admin import ensure_topics
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, EnvelopeAttributes, parse_event
 from ragbus.common.events import (
     AnswersCompleted,
@@ -40,6 +40,7 @@ from ragbus.common.events import (
     QueryOptions,
 )
 from ragbus.common.ids import uuid7
+from ragbus.common.kafka import client_options, tail
 from ragbus.common.settings import KafkaSettings, TelemetrySettings
 from ragbus.common.telemetry import tracer_provider
 

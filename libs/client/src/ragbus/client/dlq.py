@@ -22,8 +22,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from ragbus.common import topics
-from ragbus.common.bus import client_options, ensure_topics
+from ragbus.common.admin import ensure_topics
 from ragbus.common.events import DLQ_HEADER_PREFIX, DeadLetter
+from ragbus.common.kafka import client_options
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import Topics
 

@@ -3,49 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from ragbus.common.errors import DependencyUnavailable
+from ragbus.common.topics import Topics
 
 HealthCheck = Callable[[], Awaitable[None]]
-T = TypeVar("T")
-
-
-class Clients(Generic[T]):
-    """A service's clients (stores, models, pools) between startup and shutdown.
-
-    Handlers reach them through this holder, never a global; before startup (or after shutdown) a
-    handler gets DependencyUnavailable, which the shared middleware retries.
-    """
-
-    def __init__(self, service: str, value: T | None = None) -> None:
-        self.service = service
-        self.value = value
-
-    def get(self) -> T:
-        if self.value is None:
-            raise DependencyUnavailable(f"the {self.service} service's clients are not open yet")
-        return self.value
-
-    def take(self) -> T | None:
-        """Hand the clients over for closing; the holder is empty afterwards."""
-        value, self.value = self.value, None
-        return value
+# The service's dependency checks of the moment (they change once its clients are open).
+ChecksProvider = Callable[[], Mapping[str, HealthCheck]]
 
 
 class RagbusApp(FastStream):
-    """`create_app(settings)` of every service returns one of these.
+    """`create_app(settings)` of every service returns one of these (built by `ragbus.common.service`).
 
-    Health checks are the adapters' `ping()`s (svcs-style): the runner's `/healthz` calls them, and
+    Health checks are the clients' `ping()`s (svcs-style): the runner's `/healthz` calls them, and
     `ragbus up` waits on them before it says a service is ready.
     """
 
-    def __init__(self, broker: KafkaBroker, *, service: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        *,
+        service: str,
+        topics: Topics | None = None,
+        checks: ChecksProvider | None = None,
+        **kwargs: Any,
+    ) -> None:
         from importlib.metadata import PackageNotFoundError, version
 
         try:
@@ -61,11 +48,8 @@ class RagbusApp(FastStream):
         super().__init__(broker, specification=spec, **kwargs)
         self.service = service
         self.kafka_broker = broker
-        self._checks: dict[str, HealthCheck] = {}
-
-    def health_check(self, name: str, check: HealthCheck) -> None:
-        """Register a dependency check: an async callable that raises when the dependency is down."""
-        self._checks[name] = check
+        self.topics = topics or Topics()
+        self._checks = checks or dict
 
     async def health(self, timeout: float = 3.0) -> dict[str, str]:
         """`{"kafka": "ok", "vector_store": "error: ..."}`: each dependency's state, never raises."""
@@ -75,7 +59,7 @@ class RagbusApp(FastStream):
             results["kafka"] = "ok" if ok else "error: broker did not answer"
         except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
             results["kafka"] = f"error: {exc!r}"
-        for name, check in self._checks.items():
+        for name, check in self._checks().items():
             try:
                 await asyncio.wait_for(check(), timeout)
                 results[name] = "ok"

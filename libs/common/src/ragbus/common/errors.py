@@ -33,8 +33,9 @@ class PoisonMessage(RagbusError):
     """The message can never be processed; it belongs in the dead-letter topic."""
 
 
-# Errors that mean "try again later" whichever library raised them. Services add their own
-# (asyncpg's connection errors, openai's APIConnectionError, ...) through `retryable=`.
+# Errors that mean "try again later". Adapters translate their libraries' outage errors (asyncpg's
+# connection errors, openai's APIConnectionError, ...) into DependencyUnavailable, so this list is all
+# the middleware needs; the builtins cover the standard library's own sockets and timeouts.
 RETRYABLE: tuple[type[BaseException], ...] = (
     Retryable,
     ConnectionError,

@@ -28,6 +28,7 @@ from faststream.middlewares import BaseMiddleware
 from ragbus.common.envelope import EnvelopeAttributes
 from ragbus.common.errors import POISON, RETRYABLE
 from ragbus.common.events import DeadLetter
+from ragbus.common.headers import header_text
 from ragbus.common.settings import RetrySettings
 from ragbus.common.topics import DLQ_SUFFIX
 
@@ -41,14 +42,11 @@ if TYPE_CHECKING:
 log = structlog.stdlib.get_logger("ragbus.middleware")
 
 
-def header_text(value: bytes | None) -> str:
-    """A Kafka header value as text: UTF-8, any other byte shown as \\xNN, a null value as ""."""
-    return (value or b"").decode("utf-8", "backslashreplace")
-
-
 def backoff_delay(attempt: int, policy: RetrySettings) -> float:
     """Exponential backoff, "equal jitter": uniform in [c/2, c] with c = min(max, initial * 2**(n-1))."""
-    ceiling = min(policy.max_backoff_s, policy.initial_backoff_s * 2 ** max(attempt - 1, 0))
+    # The exponent is capped: a dependency down for hours runs into thousands of attempts, and
+    # 2**1024 no longer converts to a float.
+    ceiling = min(policy.max_backoff_s, policy.initial_backoff_s * 2.0 ** min(max(attempt - 1, 0), 64))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
 
 
@@ -69,13 +67,11 @@ class DeadLetterMiddleware(BaseMiddleware):
         broker: KafkaBroker,
         service: str,
         policy: RetrySettings,
-        retryable: tuple[type[BaseException], ...],
     ) -> None:
         super().__init__(msg, context=context)
         self.broker = broker
         self.service = service
         self.policy = policy
-        self.retryable = retryable
 
     @classmethod
     def factory(
@@ -84,17 +80,9 @@ class DeadLetterMiddleware(BaseMiddleware):
         *,
         service: str,
         policy: RetrySettings,
-        retryable: tuple[type[BaseException], ...] = (),
     ) -> Callable[..., DeadLetterMiddleware]:
         def build(msg: Any, /, *, context: ContextRepo) -> DeadLetterMiddleware:
-            return cls(
-                msg,
-                context=context,
-                broker=broker,
-                service=service,
-                policy=policy,
-                retryable=RETRYABLE + retryable,
-            )
+            return cls(msg, context=context, broker=broker, service=service, policy=policy)
 
         return build
 
@@ -125,7 +113,7 @@ class DeadLetterMiddleware(BaseMiddleware):
                 except POISON as exc:
                     await self._dead_letter(raw, exc, attempt)
                     return None
-                except self.retryable as exc:
+                except RETRYABLE as exc:
                     await self._back_off("retrying", attempt, exc)
                 except Exception as exc:
                     if attempt >= self.policy.max_attempts_unknown:

@@ -15,6 +15,15 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The one default database: the PostgreSQL of a `python-svc`-style machine (trust auth on loopback).
+# The monitor, `ragbus up`, the tests and the benchmarks all fall back to it; DATABASE_URL overrides it.
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def database_url() -> str:
+    """DATABASE_URL, else the default (the monitor's own MONITOR_DATABASE_URL is read by its settings)."""
+    return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+
 
 def ragbus_home() -> Path:
     """Where the embedded stack keeps its state (span file, vector store, pid files)."""

@@ -1,37 +1,58 @@
 """Helpers for component tests on FastStream's in-memory `TestKafkaBroker`.
 
-received = record(app.kafka_broker, t(topics.DOCS_CHUNKED))
-dead = record(app.kafka_broker, t.dlq(topics.DOCS_SUBMITTED))
-async with TestKafkaBroker(app.kafka_broker):
-    await publish(app.kafka_broker, t, DocsSubmitted(doc_id="a", text="..."))
-assert received[0].event().data.doc_id == "a"
+    settings = component_settings(IngestSettings, prefix, allowed_roots=[root])
+    async with Harness(create_app(settings, deps)) as service:
+        sent = await service.send(DocsSubmitted(doc_id="a", text="..."))
+    assert service.events(topics.DOCS_CHUNKED)[0].data.doc_id == "a"
+    assert not service.letters(topics.DOCS_SUBMITTED)
+
+The harness records, from before the broker starts, every topic the app declares it publishes and the
+dead-letter topic of every topic it reads (`dead`: all of them, in order); `watch=` adds others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 from aiokafka.structs import ConsumerRecord
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream import TestApp
+from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
 from faststream.kafka.subscriber.usecase import BatchSubscriber, DefaultSubscriber
 
-from ragbus.common.bus import raw_decoder
+from ragbus.common.app import RagbusApp
+from ragbus.common.broker import raw_decoder
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
 from ragbus.common.events import DeadLetter, EventData
-from ragbus.common.topics import Topics
+from ragbus.common.settings import KafkaSettings, RetrySettings, ServiceSettings, TelemetrySettings
+from ragbus.common.topics import DLQ_SUFFIX, Topics
 
 PRODUCER = "urn:ragbus:test"
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def component_settings(cls: type[S], prefix: str = "", **fields: Any) -> S:
+    """A service's settings for a component test: its own topic prefix, no span file, fast retries
+    (an unclassified error is dead-lettered at the second attempt)."""
+    defaults: dict[str, Any] = {
+        "kafka": KafkaSettings(topic_prefix=prefix),
+        "telemetry": TelemetrySettings(enabled=False),
+        "retry": RetrySettings(initial_backoff_s=0.001, max_backoff_s=0.01, max_attempts_unknown=2),
+    }
+    return cls(**(defaults | fields))
 
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """One message as a consumer saw it: raw bytes, key and headers."""
+    """One message as a consumer saw it: raw bytes, key, headers and the topic it came from."""
 
     value: bytes
     key: bytes | None
     headers: dict[str, Any]
+    topic: str = ""
 
     def event(self) -> Envelope[Any]:
         return parse_event(self.value)
@@ -48,7 +69,10 @@ def record(broker: KafkaBroker, *topic_names: str) -> list[Received]:
     into: list[Received] = []
 
     async def collect(msg: KafkaMessage) -> None:
-        into.append(Received(msg.body, getattr(msg.raw_message, "key", None), dict(msg.headers)))
+        raw = msg.raw_message
+        into.append(
+            Received(msg.body, getattr(raw, "key", None), dict(msg.headers), getattr(raw, "topic", ""))
+        )
 
     broker.subscriber(*topic_names, decoder=raw_decoder)(collect)
     return into
@@ -66,6 +90,74 @@ async def publish(
     event = Envelope.new(data, source=source, tenant=tenant)
     await publish_raw(broker, topics(type(data).topic), event.to_bytes(), key=event.key)
     return event
+
+
+async def publish_event(broker: KafkaBroker, topics: Topics, event: Envelope[Any]) -> None:
+    """Publish an envelope built by the test (a redelivery, an event from another service)."""
+    await publish_raw(broker, topics(type(event.data).topic), event.to_bytes(), key=event.key)
+
+
+class Harness:
+    """A service app on the in-memory broker: send it events, read what it published and dead-lettered.
+
+    Topic arguments are base names (`topics.DOCS_CHUNKED`); the app's prefix is applied here.
+    """
+
+    def __init__(self, app: RagbusApp, *, watch: Iterable[str] = ()) -> None:
+        self.app = app
+        self.broker = app.kafka_broker
+        self.topics = app.topics
+        published = [self.topics.strip(t) for p in self.broker.publishers if (t := getattr(p, "topic", ""))]
+        read = [self.topics.strip(t) for s in self.broker.subscribers for t in getattr(s, "topic_names", ())]
+        letters = [t + DLQ_SUFFIX for t in dict.fromkeys(read) if not t.endswith(DLQ_SUFFIX)]
+        names = [n for n in dict.fromkeys([*published, *watch]) if n not in read and n not in letters]
+        self._received = {name: record(self.broker, self.topics(name)) for name in names}
+        # One collector for every dead-letter topic: `dead` keeps the order the letters were written in.
+        self.dead = record(self.broker, *(self.topics(n) for n in letters)) if letters else []
+        self._letter_topics = set(letters)
+        self._running = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        # The in-memory broker, then the app's own startup and shutdown (its dependencies open as in
+        # production; deps handed to `create_app` are used as they are).
+        await self._running.enter_async_context(TestKafkaBroker(self.broker))
+        await self._running.enter_async_context(TestApp(self.app))
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._running.__aexit__(exc_type, exc, tb)
+
+    async def send(self, data: EventData, *, tenant: str = "acme", source: str = PRODUCER) -> Envelope[Any]:
+        """Publish a new event carrying `data` to its topic, as a producer would."""
+        return await publish(self.broker, self.topics, data, tenant=tenant, source=source)
+
+    async def send_event(self, event: Envelope[Any]) -> None:
+        """Publish an envelope built by the test (a redelivery, an event from another service)."""
+        await publish_event(self.broker, self.topics, event)
+
+    async def send_raw(self, topic: str, value: bytes, *, key: bytes | None = None) -> None:
+        """Publish any bytes to a topic (base name), as a misbehaving producer might."""
+        await publish_raw(self.broker, self.topics(topic), value, key=key)
+
+    def received(self, topic: str) -> list[Received]:
+        """Every message published to `topic` (a base name the harness watches), in order."""
+        try:
+            return self._received[topic]
+        except KeyError:
+            raise KeyError(f"the harness does not watch {topic}; pass it in `watch=`") from None
+
+    def events(self, topic: str) -> list[Envelope[Any]]:
+        """The events published to `topic`, parsed."""
+        return [r.event() for r in self.received(topic)]
+
+    def letters(self, topic: str) -> list[Received]:
+        """The dead letters of `topic` (the base name of the topic the message was read from); `dead`
+        holds those of every topic the app reads, in order."""
+        if topic + DLQ_SUFFIX not in self._letter_topics:
+            return self.received(topic + DLQ_SUFFIX)
+        return [r for r in self.dead if r.topic == self.topics(topic + DLQ_SUFFIX)]
 
 
 def consumer_record(

@@ -43,6 +43,10 @@ def dlq(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
 
+# Every topic and its dead-letter topic (what the monitor reads and topic-init creates).
+ALL_WITH_DLQ: Final = ALL + tuple(dlq(t) for t in ALL)
+
+
 def event_type(topic: str) -> str:
     """CloudEvents `type` of the events on a (prefix-free) topic: `io.ragbus.docs.submitted.v1`."""
     return TYPE_PREFIX + topic
@@ -70,7 +74,7 @@ class Topics:
 
     @property
     def all_with_dlq(self) -> tuple[str, ...]:
-        return self.all + tuple(dlq(t) for t in self.all)
+        return tuple(self(t) for t in ALL_WITH_DLQ)
 
     def pattern(self) -> str:
         """A regex matching every ragbus topic under this prefix, dead-letter topics included."""

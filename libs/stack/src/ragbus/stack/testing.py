@@ -19,8 +19,9 @@ import pytest
 import pytest_asyncio
 
 from ragbus.common.settings import KafkaSettings
-from ragbus.stack.local import broker_process, model_process
-from ragbus.stack.local import local_kafka_settings as local_kafka_settings  # tests import it from here
+from ragbus.stack.broker import broker_process
+from ragbus.stack.broker import local_kafka_settings as local_kafka_settings  # tests import it from here
+from ragbus.stack.model import model_process
 from ragbus.stack.process import NotInstalledError, free_port
 
 

@@ -1,9 +1,9 @@
 """Scoring the guard's detectors on labelled reference data (the evaluation test and `bench/guard_eval.py`).
 
-Not used by the service. Readers take the reference data directory (`RAGBUS_DATA_DIR`, see
-shared/data/README.md): Giskard's prompt injections (all attacks), XSTest (safe prompts that look unsafe,
-and unsafe requests, which are harmful but not injections), and presidio-research's synthetic PII
-sentences with character spans.
+Not used by the service. Readers take the reference data directory (found by `ragbus.common.refdata`:
+`RAGBUS_DATA_DIR`, or ../shared/data; see shared/data/README.md): Giskard's prompt injections (all
+attacks), XSTest (safe prompts that look unsafe, and unsafe requests, which are harmful but not
+injections), and presidio-research's synthetic PII sentences with character spans.
 
 PII is scored span by span with *overlap* matching: a predicted span is a true positive when it
 overlaps a gold span of the same kind; a gold span is found when a predicted span of its kind overlaps

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ragbus.common.events import Verdict
 from ragbus.guard.injection import score_injection
 from ragbus.guard.normalize import strip_invisible
+from ragbus.guard.ports import InputResult
 from ragbus.guard.settings import InputPolicy
 
 SIZE = "input.size"
@@ -33,25 +34,6 @@ USER_REASONS = {
     INJECTION: "Your question looks like an attempt to override the assistant's instructions, so it was "
     "not answered.",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class InputResult:
-    verdicts: list[Verdict]
-
-    @property
-    def passed(self) -> bool:
-        return all(v.passed for v in self.verdicts)
-
-    @property
-    def failed(self) -> list[Verdict]:
-        return [v for v in self.verdicts if not v.passed]
-
-    @property
-    def user_reason(self) -> str | None:
-        """The first failure, in words a user can act on (None when the question passed)."""
-        failed = self.failed
-        return USER_REASONS.get(failed[0].check, "Your question was not accepted.") if failed else None
 
 
 # --- size ------------------------------------------------------------------------------------------
@@ -190,9 +172,11 @@ def check_input(text: str, policy: InputPolicy) -> InputResult:
     # An oversized question is rejected by its size; the other checks read only as much as a question
     # may hold, so a 100 kB body costs what a 4 kB one does (the schema allows 100,000 characters).
     scan = text[: policy.max_chars]
-    return InputResult(
-        verdicts=[check_size(text, policy), check_garbage(scan, policy), check_injection(scan, policy)]
-    )
+    verdicts = [check_size(text, policy), check_garbage(scan, policy), check_injection(scan, policy)]
+    failed = [v for v in verdicts if not v.passed]
+    # The first failure, in words a user can act on.
+    reason = USER_REASONS.get(failed[0].check, "Your question was not accepted.") if failed else None
+    return InputResult(verdicts=verdicts, user_reason=reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
 
 from ragbus.common.events import AnswersDrafted, Citation, Verdict
 from ragbus.guard.pii import PiiSpan, count_kinds, find_pii, redact
+from ragbus.guard.ports import OutputResult
 from ragbus.guard.settings import OutputPolicy
 
 GROUNDING = "output.grounding"
@@ -48,15 +48,6 @@ _ABSTAIN = re.compile(
     r"\s+in\s+the\s+(?:documents?|sources?|context)|je\s+ne\s+sais\s+pas|no\s+lo\s+sé|ich\s+weiß\s+(?:es\s+)?nicht)",
     re.IGNORECASE,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class OutputResult:
-    status: Literal["answered", "blocked"]
-    answer: str
-    reason: str | None
-    citations: list[Citation]
-    verdicts: list[Verdict]
 
 
 def markers(answer: str) -> set[int]:

@@ -1,18 +1,44 @@
-"""What the guard's handlers need: an input guard and an output guard.
+"""What the guard's use cases need: an input guard and an output guard, and the results they return.
 
-The defaults are the pattern checks of `input_checks` / `output_checks`; a learned classifier (an
-injection model, an NER model for names and addresses) would be another implementation, in `adapters/`.
+The defaults are the checks of `input_checks` / `output_checks`; a learned classifier (an injection
+model, an NER model for names and addresses) would be another implementation, in `adapters/`.
 Implementations are synchronous and CPU-bound on short texts; one that calls a model server would be
 made async here first.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
-from ragbus.common.events import AnswersDrafted
-from ragbus.guard.input_checks import InputResult
-from ragbus.guard.output_checks import OutputResult
+from ragbus.common.events import AnswersDrafted, Citation, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class InputResult:
+    """The verdicts on a question, and what the user is told when one failed."""
+
+    verdicts: list[Verdict]
+    user_reason: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    @property
+    def failed(self) -> list[Verdict]:
+        return [v for v in self.verdicts if not v.passed]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputResult:
+    """An answer as it may reach the user (possibly redacted), or blocked with the reason."""
+
+    status: Literal["answered", "blocked"]
+    answer: str
+    reason: str | None
+    citations: list[Citation]
+    verdicts: list[Verdict]
 
 
 class InputGuard(Protocol):

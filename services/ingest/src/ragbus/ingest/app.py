@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Annotated, Any
 
 from pydantic import Discriminator, Tag
 
 from ragbus.common import topics
 from ragbus.common.app import RagbusApp
-from ragbus.common.bus import Bus, consumer_options, make_broker
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import DocsChunked, DocsDeleted, DocsSubmitted
-from ragbus.common.logging import setup_logging
-from ragbus.common.topics import Topics
-from ragbus.ingest.service import IngestDeps, Ingestor, build_deps
+from ragbus.common.service import Clients, Service
+from ragbus.ingest import usecases
+from ragbus.ingest.adapters.files import FileReader
+from ragbus.ingest.adapters.wordpiece import load_tokenizer
 from ragbus.ingest.settings import IngestSettings
+from ragbus.ingest.usecases import IngestDeps
 
-SERVICE = "ingest"
+SERVICE = usecases.SERVICE
 
 
 def _event_type(value: Any) -> Any:
@@ -34,31 +36,26 @@ DocsEvent = Annotated[
 ]
 
 
+async def open_deps(settings: IngestSettings, clients: Clients) -> IngestDeps:
+    # Blocking: loads the tokenizer file and resolves the allowed roots.
+    tokenizer = await asyncio.to_thread(load_tokenizer, settings.tokenizer, settings.tokenizer_path)
+    files = FileReader(settings.allowed_roots, settings.max_document_bytes)
+    return IngestDeps(tokenizer=tokenizer, files=files, policy=settings.policy())
+
+
 def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None = None) -> RagbusApp:
     settings = settings or IngestSettings()
-    setup_logging(settings.log)
-    t = Topics(settings.kafka.topic_prefix)
-    broker = make_broker(SERVICE, settings)
-    bus = Bus(broker, t, source=f"ragbus/{SERVICE}").declare(DocsChunked)
-    ingestor = Ingestor(settings, source=bus.source, deps=deps)
+    service = Service(
+        SERVICE, settings, deps=deps, open_deps=partial(open_deps, settings), publishes=[DocsChunked]
+    )
 
-    consumer = consumer_options(SERVICE, settings.kafka)
-
-    @broker.subscriber(t(topics.DOCS_SUBMITTED), t(topics.DOCS_DELETED), **consumer)
+    @service.subscriber(topics.DOCS_SUBMITTED, topics.DOCS_DELETED)
     async def on_docs(event: DocsEvent) -> None:
         if isinstance(event.data, DocsDeleted):
-            await bus.reply(event, ingestor.deleted(event))
+            await service.bus.reply(event, usecases.delete_document(event))
             return
         # Each part gets its own deterministic id: a redelivered submission republishes the same events.
-        for part in await ingestor.submitted(event):
-            await bus.reply(event, part, seq=part.part)
+        for part in await usecases.chunk_document(service.deps(), event):
+            await service.bus.reply(event, part, seq=part.part)
 
-    app = RagbusApp(broker, service=SERVICE)
-
-    if deps is None:
-
-        @app.on_startup
-        async def load_dependencies() -> None:
-            ingestor.deps = await asyncio.to_thread(build_deps, settings)
-
-    return app
+    return service.app

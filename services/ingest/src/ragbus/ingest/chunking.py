@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ragbus.ingest.tokens import Tokens
+from ragbus.ingest.ports import Tokens
 
 # Boundary strengths for a cut before token t.
 INSIDE_WORD = -1  # never chosen unless one word is longer than the whole budget

@@ -1,10 +1,38 @@
-"""What the ingest domain needs from the outside, as Protocols (implementations live in adapters/)."""
+"""What the ingest domain needs from the outside, as Protocols, and the types they return
+(implementations live in adapters/; `tokens.RegexTokenizer` is the dependency-free fallback)."""
 
 from __future__ import annotations
 
+from array import array
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from ragbus.ingest.tokens import Tokens
+
+def offsets() -> array[int]:
+    return array("q")
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Tokens of one text: char offsets (`starts[i]`, `ends[i]`) and the word each belongs to.
+
+    Tokens of one word share a `words` number; numbers never decrease along the text. Compact arrays,
+    since a large document has millions of tokens.
+    """
+
+    starts: array[int] = field(default_factory=offsets)
+    ends: array[int] = field(default_factory=offsets)
+    words: array[int] = field(default_factory=offsets)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def extend(self, other: Tokens, *, char_offset: int) -> None:
+        """Append the tokens of a block that starts at `char_offset`, continuing the word numbers."""
+        word_offset = self.words[-1] + 1 if self.words else 0
+        self.starts.extend(s + char_offset for s in other.starts)
+        self.ends.extend(e + char_offset for e in other.ends)
+        self.words.extend(w + word_offset for w in other.words)
 
 
 class Tokenizer(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -18,6 +19,17 @@ from ragbus.ingest.chunking import ChunkingConfig
 _KAFKA_FRAMING_BYTES = 16_384
 
 TokenizerChoice = Literal["auto", "minilm", "regex"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPolicy:
+    """How documents are cut (see IngestSettings): what the use case takes instead of the settings."""
+
+    chunking: ChunkingConfig
+    dehyphenate: bool
+    max_document_bytes: int
+    max_chunks_per_part: int
+    max_part_bytes: int
 
 
 class IngestSettings(ServiceSettings):
@@ -74,3 +86,12 @@ class IngestSettings(ServiceSettings):
 
     def chunking(self) -> ChunkingConfig:
         return ChunkingConfig(max_tokens=self.chunk_tokens, overlap_tokens=self.chunk_overlap)
+
+    def policy(self) -> IngestPolicy:
+        return IngestPolicy(
+            chunking=self.chunking(),
+            dehyphenate=self.dehyphenate,
+            max_document_bytes=self.max_document_bytes,
+            max_chunks_per_part=self.max_chunks_per_part,
+            max_part_bytes=self.max_part_bytes,
+        )

@@ -8,9 +8,9 @@ tokens that were counted.
 from __future__ import annotations
 
 import re
-from array import array
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from ragbus.ingest.ports import Tokens, offsets
 
 # CJK ideographs, kana and hangul: BERT-style tokenizers make each such character a word of its own.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -25,33 +25,6 @@ _SPACE = re.compile(r"\s")
 # Long texts are tokenized in blocks cut at whitespace (word-piece and regex tokenizers never join
 # across whitespace, so the result is the same), which bounds the tokenizer's transient memory.
 BLOCK_CHARS = 65_536
-
-
-def _offsets() -> array[int]:
-    return array("q")
-
-
-@dataclass(frozen=True, slots=True)
-class Tokens:
-    """Tokens of one text: char offsets (`starts[i]`, `ends[i]`) and the word each belongs to.
-
-    Tokens of one word share a `words` number; numbers never decrease along the text. Compact arrays,
-    since a large document has millions of tokens.
-    """
-
-    starts: array[int] = field(default_factory=_offsets)
-    ends: array[int] = field(default_factory=_offsets)
-    words: array[int] = field(default_factory=_offsets)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def extend(self, other: Tokens, *, char_offset: int) -> None:
-        """Append the tokens of a block that starts at `char_offset`, continuing the word numbers."""
-        word_offset = self.words[-1] + 1 if self.words else 0
-        self.starts.extend(s + char_offset for s in other.starts)
-        self.ends.extend(e + char_offset for e in other.ends)
-        self.words.extend(w + word_offset for w in other.words)
 
 
 def tokenize_in_blocks(
@@ -79,7 +52,7 @@ class RegexTokenizer:
     name = "regex"
 
     def tokenize(self, text: str) -> Tokens:
-        starts, ends, words = _offsets(), _offsets(), _offsets()
+        starts, ends, words = offsets(), offsets(), offsets()
         word = -1
         prev_end = -1
         prev_wordlike = False

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import pydantic
 
@@ -28,9 +27,10 @@ from ragbus.common.events import (
     DeadLetter,
     QueriesSubmitted,
 )
+from ragbus.common.headers import header_text
 from ragbus.common.ids import record_id
-from ragbus.common.middleware import header_text
 from ragbus.common.topics import DLQ_SUFFIX, Topics, event_type
+from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
 
 SUBMITTED = QueriesSubmitted.event_type()
 DRAFTED = AnswersDrafted.event_type()
@@ -68,78 +68,6 @@ class RawMessage:
             headers={k: header_text(v) for k, v in record.headers or ()},
             timestamp_ms=record.timestamp,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """A row of `events`."""
-
-    event_id: UUID
-    topic: str
-    type: str
-    source: str
-    subject: str | None
-    tenant: str
-    correlation_id: str
-    causation_id: UUID | None
-    event_time: datetime
-    kafka_partition: int
-    kafka_offset: int
-    kafka_key: str | None
-    kafka_timestamp: datetime | None
-    trace_id: str | None
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterRecord:
-    """A row of `dead_letters`."""
-
-    id: UUID
-    dlq_topic: str
-    original_topic: str
-    original_partition: int | None
-    original_offset: int | None
-    service: str | None
-    error_type: str | None
-    reason: str
-    attempts: int | None
-    failed_at: datetime | None
-    event_id: UUID | None
-    tenant: str | None
-    correlation_id: str | None
-    kafka_partition: int
-    kafka_offset: int
-    kafka_key: str | None
-    kafka_timestamp: datetime | None
-    trace_id: str | None
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class RequestSummary:
-    """A row of the `request_summary` view: one query, from question to final answer."""
-
-    tenant: str
-    correlation_id: str
-    query_id: str | None
-    conversation_id: str | None
-    user_id: str | None
-    question: str | None
-    status: str  # answered | blocked | failed | pending (no final answer yet)
-    answer: str | None
-    status_reason: str | None  # why it was blocked or failed
-    tier: int | None
-    escalation_reason: str | None  # why the cascade stopped at `tier`
-    verdicts: list[dict[str, Any]]
-    citations: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    submitted_at: datetime
-    completed_at: datetime | None
-    latency_ms: float | None
 
 
 def trace_id_of(headers: Mapping[str, str]) -> str | None:

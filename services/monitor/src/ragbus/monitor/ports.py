@@ -1,12 +1,85 @@
-"""The monitor's one port: where records go. Adapters: PostgreSQL (asyncpg) and in memory (tests)."""
+"""The monitor's one port: where records go, and the records themselves. Adapters: PostgreSQL
+(asyncpg) and in memory (tests)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 from uuid import UUID
 
-from ragbus.monitor.domain import DeadLetterRecord, EventRecord, RequestSummary
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A row of `events`."""
+
+    event_id: UUID
+    topic: str
+    type: str
+    source: str
+    subject: str | None
+    tenant: str
+    correlation_id: str
+    causation_id: UUID | None
+    event_time: datetime
+    kafka_partition: int
+    kafka_offset: int
+    kafka_key: str | None
+    kafka_timestamp: datetime | None
+    trace_id: str | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A row of `dead_letters`."""
+
+    id: UUID
+    dlq_topic: str
+    original_topic: str
+    original_partition: int | None
+    original_offset: int | None
+    service: str | None
+    error_type: str | None
+    reason: str
+    attempts: int | None
+    failed_at: datetime | None
+    event_id: UUID | None
+    tenant: str | None
+    correlation_id: str | None
+    kafka_partition: int
+    kafka_offset: int
+    kafka_key: str | None
+    kafka_timestamp: datetime | None
+    trace_id: str | None
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    """A row of the `request_summary` view: one query, from question to final answer."""
+
+    tenant: str
+    correlation_id: str
+    query_id: str | None
+    conversation_id: str | None
+    user_id: str | None
+    question: str | None
+    status: str  # answered | blocked | failed | pending (no final answer yet)
+    answer: str | None
+    status_reason: str | None  # why it was blocked or failed
+    tier: int | None
+    escalation_reason: str | None  # why the cascade stopped at `tier`
+    verdicts: list[dict[str, Any]]
+    citations: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    submitted_at: datetime
+    completed_at: datetime | None
+    latency_ms: float | None
 
 
 class EventStore(Protocol):

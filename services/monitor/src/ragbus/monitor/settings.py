@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from ragbus.common.settings import ServiceSettings
+from ragbus.common.settings import DEFAULT_DATABASE_URL, ServiceSettings
 
 
 class MonitorSettings(ServiceSettings):
@@ -14,7 +14,7 @@ class MonitorSettings(ServiceSettings):
     # Holds credentials (user:password@host), hence SecretStr: it never shows in logs or reprs.
     # `DATABASE_URL` is accepted too, the name docker compose files and PaaS platforms use.
     database_url: SecretStr = Field(
-        default=SecretStr("postgresql://postgres@127.0.0.1:5432/postgres"),
+        default=SecretStr(DEFAULT_DATABASE_URL),
         validation_alias=AliasChoices("MONITOR_DATABASE_URL", "DATABASE_URL", "database_url"),
     )
     # Every table, index and view lives in this schema (tests use one schema each). A plain identifier,

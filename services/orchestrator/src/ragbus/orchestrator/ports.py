@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from ragbus.common.errors import RagbusError
+from ragbus.common.errors import DependencyUnavailable, RagbusError
 
 Role = Literal["system", "user", "assistant"]
 
@@ -35,13 +35,18 @@ class ChatRejectedError(RagbusError):
     """The model server refused this request for good (e.g. 400: the prompt exceeds its context).
 
     Sending it again cannot succeed, so the cascade falls back to a lower tier's answer instead of
-    retrying. An outage (connection refused, timeout, 5xx, rate limit) is *not* this: the adapter lets
-    those errors through and the shared middleware retries the message until the server is back.
+    retrying. An outage (connection refused, timeout, 5xx, rate limit) is *not* this: it is
+    `ChatUnavailable`, and the shared middleware retries the message until the server is back.
     """
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ChatUnavailable(DependencyUnavailable):
+    """The chat endpoint cannot serve right now (down, overloaded, rate limited, or misconfigured):
+    the shared middleware retries the message until it can."""
 
 
 @runtime_checkable

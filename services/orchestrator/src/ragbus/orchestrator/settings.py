@@ -9,14 +9,26 @@ variables, and any further tiers (a bigger model at another endpoint) as a JSON 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from ragbus.common.settings import ServiceSettings
+from ragbus.orchestrator.cascade import CascadePolicy
 from ragbus.orchestrator.prompts import PROMPTS
 from ragbus.vectors.settings import EmbedderSettings, VectorStoreSettings
 
 DEFAULT_PROMPT = "rag-answer@v1"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPolicy:
+    """How a question is answered: what the use case takes instead of the settings."""
+
+    top_k: int
+    min_score: float
+    cascade: CascadePolicy
 
 
 def _known_prompt(value: str) -> str:
@@ -92,6 +104,18 @@ class OrchestratorSettings(ServiceSettings):
         if not self.extractive and not self.chat_tiers():
             raise ValueError("no cascade tier is enabled: enable `extractive` or `chat`")
         return self
+
+    def answer_policy(self) -> AnswerPolicy:
+        return AnswerPolicy(
+            top_k=self.top_k,
+            min_score=self.min_score,
+            cascade=CascadePolicy(
+                extractive=self.extractive,
+                max_sentences=self.extractive_max_sentences,
+                accept_min_score=self.accept_min_score,
+                accept_min_coverage=self.accept_min_coverage,
+            ),
+        )
 
     def chat_tiers(self) -> list[ChatTierSettings]:
         """The chat tiers in escalation order: tier 1 first."""

@@ -12,9 +12,9 @@ from typing import cast
 import structlog
 from tokenizers import Tokenizer as HFTokenizer
 
-from ragbus.ingest.ports import Tokenizer
+from ragbus.ingest.ports import Tokenizer, Tokens
 from ragbus.ingest.settings import TokenizerChoice
-from ragbus.ingest.tokens import RegexTokenizer, Tokens
+from ragbus.ingest.tokens import RegexTokenizer
 
 log = structlog.stdlib.get_logger("ragbus.ingest.tokenizer")
 

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
-from ragbus.monitor.domain import DeadLetterRecord, EventRecord, RequestSummary, has_nul, summarize
+from ragbus.monitor.domain import has_nul, summarize
+from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
 
 
 class InMemoryEventStore:

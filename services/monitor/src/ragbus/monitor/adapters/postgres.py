@@ -15,13 +15,13 @@ import asyncpg.exceptions as pg
 
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.monitor.adapters.migrator import migrate, quote_ident
-from ragbus.monitor.domain import DeadLetterRecord, EventRecord, RequestSummary
+from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
 from ragbus.monitor.settings import MonitorSettings
 
-# Failures that mean "the database cannot be reached right now": the monitor waits and retries (the
-# shared middleware, given these through `make_broker(retryable=...)`), it neither drops nor
-# dead-letters the message. A lost connection is replaced by the pool on the next attempt.
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
+# Failures that mean "the database cannot be reached right now": raised as DependencyUnavailable, so
+# the monitor waits and retries (the shared middleware), it neither drops nor dead-letters the message.
+# A lost connection is replaced by the pool on the next attempt.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
     pg.PostgresConnectionError,  # ConnectionDoesNotExistError, ConnectionFailureError, rejections
     pg.InterfaceError,  # "connection is closed", a pool closing under us
     pg.OperatorInterventionError,  # CannotConnectNowError (starting up), AdminShutdownError, cancels
@@ -69,6 +69,8 @@ def _classified() -> Iterator[None]:
     """Turn the database's refusals into the two kinds of failure the middleware knows."""
     try:
         yield
+    except _UNREACHABLE as exc:
+        raise DependencyUnavailable(f"PostgreSQL unreachable: {type(exc).__name__}: {exc}") from exc
     except pg.DataError as exc:  # a value PostgreSQL cannot store (bad encoding, out of range)
         raise PoisonMessage(f"PostgreSQL cannot store this record: {exc}") from exc
     except (pg.UndefinedTableError, pg.InvalidSchemaNameError) as exc:
@@ -94,7 +96,12 @@ class PostgresEventStore:
 
     @classmethod
     async def open(cls, settings: MonitorSettings) -> PostgresEventStore:
-        """Connect, and migrate the schema if the settings say so. Raises RETRYABLE_ERRORS while down."""
+        """Connect, and migrate the schema if the settings say so. DependencyUnavailable while down."""
+        with _classified():
+            return await cls._open(settings)
+
+    @classmethod
+    async def _open(cls, settings: MonitorSettings) -> PostgresEventStore:
         pool = await asyncpg.create_pool(
             settings.database_url.get_secret_value(),
             min_size=settings.pool_min_size,
@@ -134,27 +141,32 @@ class PostgresEventStore:
                     await conn.executemany(self._insert_dead_letter, [dead_letter_row(r) for r in letters])
 
     async def event(self, event_id: UUID) -> EventRecord | None:
-        row = await self._pool.fetchrow(f"{self._select_events} WHERE event_id = $1", event_id)
+        with _classified():
+            row = await self._pool.fetchrow(f"{self._select_events} WHERE event_id = $1", event_id)
         return EventRecord(**dict(row)) if row else None
 
     async def events(self, tenant: str, correlation_id: str) -> list[EventRecord]:
-        rows = await self._pool.fetch(
-            f"{self._select_events} WHERE tenant = $1 AND correlation_id = $2 ORDER BY event_time, event_id",
-            tenant,
-            correlation_id,
-        )
+        with _classified():
+            rows = await self._pool.fetch(
+                f"{self._select_events} WHERE tenant = $1 AND correlation_id = $2 "
+                "ORDER BY event_time, event_id",
+                tenant,
+                correlation_id,
+            )
         return [EventRecord(**dict(r)) for r in rows]
 
     async def dead_letters(self, dlq_topic: str) -> list[DeadLetterRecord]:
-        rows = await self._pool.fetch(
-            f"{self._select_dead_letters} WHERE dlq_topic = $1 ORDER BY received_at, id", dlq_topic
-        )
+        with _classified():
+            rows = await self._pool.fetch(
+                f"{self._select_dead_letters} WHERE dlq_topic = $1 ORDER BY received_at, id", dlq_topic
+            )
         return [DeadLetterRecord(**dict(r)) for r in rows]
 
     async def request_summary(self, tenant: str, correlation_id: str) -> RequestSummary | None:
-        row = await self._pool.fetchrow(
-            f"{self._select_summary} WHERE tenant = $1 AND correlation_id = $2", tenant, correlation_id
-        )
+        with _classified():
+            row = await self._pool.fetchrow(
+                f"{self._select_summary} WHERE tenant = $1 AND correlation_id = $2", tenant, correlation_id
+            )
         return RequestSummary(**dict(row)) if row else None
 
     async def ping(self) -> None:

@@ -1,11 +1,10 @@
 """ChatModel over any OpenAI-compatible chat completions endpoint (OpenAI, vLLM, Ollama, llama.cpp).
 
 Errors, sorted by what retrying can change:
-- outage (connection refused, timeout, 5xx, 429 rate limit): raised as openai's own exceptions, listed in
-  `RETRYABLE_ERRORS` for `make_broker(retryable=...)`, so the message waits for the server to come back;
-- a misconfigured endpoint (401/403 bad key, 404 unknown model, 408/409): every request would fail the
-  same, so it is `DependencyUnavailable` (retried, loudly logged) rather than a silent downgrade of
-  every answer to a lower tier;
+- outage (connection refused, timeout, 5xx, 429 rate limit) and a misconfigured endpoint (401/403 bad
+  key, 404 unknown model, 408/409): `ChatUnavailable`, a `DependencyUnavailable`, so the shared
+  middleware retries the message until the server (or the operator) fixes it, rather than silently
+  downgrading every answer to a lower tier;
 - any other 4xx (400 prompt too long, 413, 422): this request can never succeed: `ChatRejectedError`, and
   the cascade falls back.
 """
@@ -18,15 +17,15 @@ from typing import TYPE_CHECKING
 import httpx2
 import openai
 
-from ragbus.common.errors import DependencyUnavailable
-from ragbus.orchestrator.ports import ChatMessage, ChatRejectedError, ChatResult
+from ragbus.orchestrator.ports import ChatMessage, ChatRejectedError, ChatResult, ChatUnavailable
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam
 
     from ragbus.orchestrator.settings import ChatTierSettings
 
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
+# openai's errors that mean "down or overloaded, try later".
+_OUTAGE: tuple[type[openai.APIError], ...] = (
     openai.APIConnectionError,  # includes APITimeoutError
     openai.RateLimitError,
     openai.InternalServerError,
@@ -76,14 +75,16 @@ class OpenAIChatModel:
             response = await self._client.chat.completions.create(
                 model=self._model, messages=payload, max_tokens=max_tokens, temperature=temperature
             )
+        except _OUTAGE as exc:
+            raise ChatUnavailable(
+                f"chat endpoint {self._base_url} (model {self._model}): {_describe(exc)}"
+            ) from exc
         except openai.APIStatusError as exc:
-            if exc.status_code in _ENDPOINT_MISCONFIGURED:
-                raise DependencyUnavailable(
+            if exc.status_code in _ENDPOINT_MISCONFIGURED or exc.status_code >= 500:
+                raise ChatUnavailable(
                     f"chat endpoint {self._base_url} (model {self._model}) answered {exc.status_code}: "
                     f"{exc.message}"
                 ) from exc
-            if isinstance(exc, RETRYABLE_ERRORS) or exc.status_code >= 500:
-                raise
             raise ChatRejectedError(exc.message, status=exc.status_code) from exc
         choice = response.choices[0] if response.choices else None
         usage = response.usage
@@ -99,15 +100,18 @@ class OpenAIChatModel:
         """Raise unless the endpoint answers and serves this model."""
         try:
             models = await self._client.models.list()
-        except openai.APIStatusError as exc:
-            raise DependencyUnavailable(
-                f"chat endpoint {self._base_url}: {exc.status_code} {exc.message}"
-            ) from exc
+        except openai.APIError as exc:
+            raise ChatUnavailable(f"chat endpoint {self._base_url}: {_describe(exc)}") from exc
         names = {m.id for m in models.data}
         if names and self._model not in names:
-            raise DependencyUnavailable(
+            raise ChatUnavailable(
                 f"chat endpoint {self._base_url} does not serve {self._model!r} (it serves {sorted(names)})"
             )
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _describe(exc: openai.APIError) -> str:
+    # A status error's message already names its code ("Error code: 503 - ...").
+    return exc.message if isinstance(exc, openai.APIStatusError) else f"{type(exc).__name__}: {exc.message}"

@@ -1,17 +1,14 @@
 """A scripted ChatModel for tests and benchmarks: no model, no network, and it fails on demand.
 
-It raises the same exceptions the real adapter lets through (openai's APIConnectionError for an outage,
-ChatRejectedError for a request that can never succeed), so the retry and fallback paths are the real ones.
+It raises what the real adapter raises (ChatUnavailable for an outage, ChatRejectedError for a request
+that can never succeed), so the retry and fallback paths are the real ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import httpx2
-import openai
-
-from ragbus.orchestrator.ports import ChatMessage, ChatRejectedError, ChatResult
+from ragbus.orchestrator.ports import ChatMessage, ChatRejectedError, ChatResult, ChatUnavailable
 
 Reply = str | Callable[[Sequence[ChatMessage]], str]
 
@@ -34,9 +31,7 @@ class FakeChatModel:
     ) -> ChatResult:
         self.calls.append(list(messages))
         if self.down:
-            raise openai.APIConnectionError(
-                request=httpx2.Request("POST", "http://fake-chat/v1/chat/completions")
-            )
+            raise ChatUnavailable("fake-chat: connection refused")
         if self.reject is not None:
             raise ChatRejectedError("the request exceeds the available context size", status=self.reject)
         text = self.reply if isinstance(self.reply, str) else self.reply(messages)

@@ -1,0 +1,77 @@
+"""Commands other packages add to the `ragbus` CLI, through the `ragbus.cli` entry points.
+
+A package declares `[project.entry-points."ragbus.cli"] up = "ragbus.stack.cli:up"` (a click command
+or group) and `ragbus up` runs it; nothing here imports that package until the command is used, so
+the client never depends on it (ragbus-stack depends on ragbus-client, not the other way round).
+A command of the client itself wins over a plugged-in one of the same name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import click
+
+from ragbus.client.errors import CliError
+
+GROUP = "ragbus.cli"
+# Where the commands the README documents come from, to say what to install when they are missing.
+PROVIDERS: Mapping[str, str] = dict.fromkeys(("up", "down", "status", "serve", "local"), "ragbus-stack")
+
+
+def plugged_in() -> dict[str, EntryPoint]:
+    """The installed `ragbus.cli` entry points by command name (the first of a duplicate name wins)."""
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=GROUP):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def _failing(name: str, message: str) -> click.Command:
+    """A stand-in command that says `message` as the CLI's one-line error, whatever it is given."""
+
+    def fail() -> None:
+        raise CliError(message)
+
+    return click.Command(
+        name,
+        callback=fail,
+        help=message,
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
+
+
+def load(name: str, ep: EntryPoint) -> click.Command:
+    """The command an entry point names, or a stand-in that says why it cannot be loaded."""
+    try:
+        command: Any = ep.load()
+    except (ImportError, AttributeError) as exc:  # the package or its command is gone or broken
+        return _failing(name, f"`ragbus {name}` cannot be loaded from {ep.value}: {exc}")
+    if not isinstance(command, click.Command):
+        return _failing(name, f"`ragbus {name}`: {ep.value} is not a click command")
+    return command
+
+
+def missing(name: str) -> click.Command | None:
+    """For a documented command whose package is not installed: a stand-in that says which to install."""
+    package = PROVIDERS.get(name)
+    if package is None:
+        return None
+    return _failing(name, f"`ragbus {name}` needs the {package} package: pip install {package}")
+
+
+class PluginGroup(click.Group):
+    """A click group that also offers the commands of the `ragbus.cli` entry points, loaded when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *plugged_in()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        own = super().get_command(ctx, cmd_name)
+        if own is not None:
+            return own
+        ep = plugged_in().get(cmd_name)
+        return load(cmd_name, ep) if ep is not None else missing(cmd_name)

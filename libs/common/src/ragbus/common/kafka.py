@@ -1,0 +1,61 @@
+"""Plain aiokafka clients (producers, consumers, admin) configured from `KafkaSettings`.
+
+The services' FastStream broker is built in `ragbus.common.broker`; this module serves the code that
+talks to Kafka directly: the client library, the CLI, topic creation, test taps and benchmarks.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ragbus.common.settings import KafkaSettings
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection keyword arguments for plain aiokafka clients (producer, consumer, admin)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
+        "request_timeout_ms": settings.request_timeout_ms,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol.endswith("SSL"):
+        options["ssl_context"] = ssl.create_default_context()
+    if settings.sasl_mechanism:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = (
+            settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        )
+    return options
+
+
+async def tail(settings: KafkaSettings, names: Sequence[str]) -> AIOKafkaConsumer:
+    """A started consumer, in no group, positioned at the current end of every partition of `names`.
+
+    For readers that wait for what is published from now on (the client's replies, test taps): no
+    group means no rebalance and nothing committed, so any number of them can read at once.
+    """
+    consumer = AIOKafkaConsumer(
+        **client_options(settings), enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata of every topic, including those just created
+        partitions = []
+        for name in names:
+            found = consumer.partitions_for_topic(name)
+            if not found:
+                raise RuntimeError(f"topic {name} has no partitions on {settings.bootstrap}")
+            partitions += [TopicPartition(name, p) for p in found]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve positions now, so nothing published after this is missed
+            await consumer.position(tp)
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer

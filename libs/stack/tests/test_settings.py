@@ -1,0 +1,94 @@
+"""One settings class for the local stack: every variable the README documents, one default database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ragbus.common.settings import DEFAULT_DATABASE_URL
+from ragbus.stack.settings import UP_HEALTH_PORT, StackSettings
+
+VARIABLES = (
+    "RAGBUS_HOME",
+    "RAGBUS_BROKER_PORT",
+    "RAGBUS_BROKER_BINARY",
+    "RAGBUS_MODEL_PORT",
+    "RAGBUS_MODEL_THREADS",
+    "RAGBUS_MODEL_CTX_SIZE",
+    "RAGBUS_MODEL_CACHE_RAM_MIB",
+    "RAGBUS_HEALTH_PORT",
+    "MONITOR_DATABASE_URL",
+    "DATABASE_URL",
+    "KAFKA_BOOTSTRAP",
+    "ORCHESTRATOR_CHAT_BASE_URL",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_are_the_local_stack_of_the_readme(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/someone")
+    settings = StackSettings()
+    assert settings.home == Path("/home/someone/.ragbus")
+    assert (settings.broker.port, settings.model.port, settings.model.threads) == (9092, 8080, 0)
+    assert (settings.health_port, settings.up_health_port) == (None, UP_HEALTH_PORT)
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert (settings.kafka_bootstrap, settings.chat_base_url) == (None, None)
+
+
+def test_each_documented_variable_reaches_its_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = {
+        "RAGBUS_HOME": str(tmp_path),
+        "RAGBUS_BROKER_PORT": "19092",
+        "RAGBUS_BROKER_BINARY": "/opt/tansu",
+        "RAGBUS_MODEL_PORT": "18080",
+        "RAGBUS_MODEL_THREADS": "2",
+        "RAGBUS_MODEL_CTX_SIZE": "4096",
+        "RAGBUS_MODEL_CACHE_RAM_MIB": "64",
+        "RAGBUS_HEALTH_PORT": "18079",
+        "DATABASE_URL": "postgresql://app@db:5432/app",
+        "KAFKA_BOOTSTRAP": "kafka:9092",
+        "ORCHESTRATOR_CHAT_BASE_URL": "https://api.example.com/v1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = StackSettings()
+    assert settings.home == tmp_path
+    assert (settings.broker.port, settings.broker.binary) == (19092, Path("/opt/tansu"))
+    assert (settings.model.port, settings.model.threads) == (18080, 2)
+    assert (settings.model.ctx_size, settings.model.cache_ram_mib) == (4096, 64)
+    assert (settings.health_port, settings.up_health_port) == (18079, 18079)
+    assert settings.database_url == "postgresql://app@db:5432/app"
+    assert settings.kafka_bootstrap == "kafka:9092"
+    assert settings.chat_base_url == "https://api.example.com/v1"
+
+
+def test_the_monitors_database_wins_over_the_general_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/general")
+    monkeypatch.setenv("MONITOR_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/monitor")
+    assert StackSettings().database_url.endswith("/monitor")
+
+
+def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGBUS_MODEL_THREADS", "")
+    monkeypatch.setenv("DATABASE_URL", "")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "")
+    settings = StackSettings()
+    assert (settings.model.threads, settings.database_url, settings.kafka_bootstrap) == (
+        0,
+        DEFAULT_DATABASE_URL,
+        None,
+    )
+
+
+def test_a_home_with_a_tilde_is_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/someone")
+    monkeypatch.setenv("RAGBUS_HOME", "~/stack")
+    assert StackSettings().home == Path("/home/someone/stack")

@@ -1,0 +1,86 @@
+"""The embed use case: one `docs.chunked` part in, its `docs.indexed` result out, through the ports.
+
+No Kafka here: `app.py` hands each event in and publishes what comes back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ragbus.common.envelope import Envelope
+from ragbus.common.errors import PoisonMessage
+from ragbus.common.events import DocsChunked, DocsIndexed
+from ragbus.common.logging import get_logger
+from ragbus.embed import domain
+from ragbus.vectors.errors import DimensionMismatch, InputRejected
+from ragbus.vectors.ports import Embedder, VectorStore
+
+log = get_logger("ragbus.embed")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedDeps:
+    """What indexing needs: the embedding model, the vector store, and how to embed."""
+
+    embedder: Embedder
+    store: VectorStore
+    # Embed "title\\ntext" (see EmbedSettings.with_title); the stored text stays the chunk's own.
+    with_title: bool = True
+
+
+async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndexed:
+    """Make one part searchable, idempotently: a redelivered part rewrites the same points.
+
+    Order matters: the new chunks are written before the old version's go, so a document never
+    disappears from search while it is being replaced. Chunks of the current version from other parts
+    are kept (`delete_stale` removes other versions only), so parts may arrive one by one.
+    """
+    chunked, tenant = event.data, event.tenantid
+    started = time.perf_counter()
+    domain.check_part(chunked)
+    if chunked.deleted:
+        removed = await deps.store.delete_document(tenant, chunked.doc_id)
+        result = domain.deleted(chunked, removed=removed, elapsed_ms=_ms_since(started))
+    else:
+        upserted = await _write(deps, chunked, tenant) if chunked.chunks else 0
+        removed = await deps.store.delete_stale(tenant, chunked.doc_id, chunked.version)
+        result = domain.indexed(
+            chunked,
+            upserted=upserted,
+            removed=removed,
+            model=deps.embedder.name,
+            elapsed_ms=_ms_since(started),
+        )
+    log.info(
+        "indexed",
+        doc_id=chunked.doc_id,
+        version=chunked.version,
+        part=chunked.part,
+        parts=chunked.parts,
+        deleted=chunked.deleted,
+        upserted=result.upserted,
+        removed=result.removed,
+        elapsed_ms=result.elapsed_ms,
+    )
+    return result
+
+
+async def _write(deps: EmbedDeps, chunked: DocsChunked, tenant: str) -> int:
+    try:
+        vectors = await deps.embedder.embed_documents(
+            domain.embedding_inputs(chunked, with_title=deps.with_title)
+        )
+        points = domain.chunk_points(chunked, tenant, vectors)
+        await deps.store.ensure(len(points[0].vector))
+        return await deps.store.upsert(points)
+    except InputRejected as exc:
+        raise PoisonMessage(f"the embedding model refuses a chunk of this part: {exc}") from exc
+    except DimensionMismatch as exc:
+        # Every document would fail the same way until the store or the model changes; the dead
+        # letters keep them whole for a replay once it is fixed.
+        raise PoisonMessage(str(exc)) from exc
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -1,0 +1,90 @@
+"""The guard's use cases: a question in, its verdict events out; a drafted answer in, the answer the
+user may see out. No Kafka here: `app.py` hands each event in and publishes what comes back.
+
+A rejected question also gets its `answers.completed`, so a client waiting for the answer to its query
+id is told why instead of timing out. A check that raises is a bug, not a verdict: it propagates to the
+shared middleware (retried a few times, then dead-lettered), and no verdict is made up for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ragbus.common.envelope import Envelope
+from ragbus.common.events import (
+    AnswersCompleted,
+    AnswersDrafted,
+    EventData,
+    QueriesAccepted,
+    QueriesRejected,
+    QueriesSubmitted,
+)
+from ragbus.common.logging import get_logger
+from ragbus.common.timing import Stopwatch
+from ragbus.guard.ports import InputGuard, OutputGuard
+
+SERVICE = "guard"
+INPUT_STAGE = "guard.input"
+OUTPUT_STAGE = "guard.output"
+
+log = get_logger("ragbus.guard")
+
+
+@dataclass(frozen=True, slots=True)
+class GuardDeps:
+    input: InputGuard
+    output: OutputGuard
+
+
+def screen_question(deps: GuardDeps, event: Envelope[QueriesSubmitted]) -> list[EventData]:
+    """`queries.accepted`, or `queries.rejected` and the `answers.completed` that tells the user why."""
+    q = event.data
+    watch = Stopwatch(INPUT_STAGE, SERVICE)
+    result = deps.input.check(q.question)
+    stages = [watch.stop()]
+    ids = {"query_id": q.query_id, "conversation_id": q.conversation_id}
+    if result.passed:
+        return [
+            QueriesAccepted(
+                **ids,
+                question=q.question,
+                user_id=q.user_id,
+                options=q.options,
+                verdicts=result.verdicts,
+                stages=stages,
+            )
+        ]
+    reason = result.user_reason or "Your question was not accepted."
+    log.info(
+        "question rejected",
+        query_id=q.query_id,
+        failed=[v.check for v in result.failed],
+        reasons=[v.reason for v in result.failed],
+    )
+    return [
+        QueriesRejected(**ids, reason=reason, verdicts=result.verdicts, stages=stages),
+        AnswersCompleted(
+            **ids, status="blocked", answer=reason, reason=reason, verdicts=result.verdicts, stages=stages
+        ),
+    ]
+
+
+def screen_answer(deps: GuardDeps, event: Envelope[AnswersDrafted]) -> AnswersCompleted:
+    """The answer as the user may see it ("answered", possibly redacted), or "blocked" with the reason."""
+    d = event.data
+    watch = Stopwatch(OUTPUT_STAGE, SERVICE)
+    result = deps.output.check(d)
+    stages = [*d.stages, watch.stop()]
+    if result.status == "blocked":
+        failed = [v for v in result.verdicts if not v.passed]
+        log.info(
+            "answer blocked",
+            query_id=d.query_id,
+            failed=[v.check for v in failed],
+            reasons=[v.reason for v in failed],
+        )
+    return AnswersCompleted(
+        query_id=d.query_id, conversation_id=d.conversation_id, status=result.status, answer=result.answer,
+        reason=result.reason, citations=result.citations, verdicts=result.verdicts, cascade=d.cascade,
+        stages=stages,
+    )  # fmt: skip

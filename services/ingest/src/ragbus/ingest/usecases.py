@@ -1,0 +1,105 @@
+"""The ingest use cases: a submitted document in, its `docs.chunked` parts out; a deletion in, its
+marker out. No Kafka here: `app.py` hands each event in and publishes what comes back.
+
+Handling a submitted document: read it (a file, off the event loop), decode it, normalise, version and
+chunk it (CPU work, also off the loop so that heartbeats and other messages keep flowing), and cut the
+chunks into parts that fit a Kafka message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from ragbus.common.envelope import Envelope
+from ragbus.common.events import DocsChunked, DocsDeleted, DocsSubmitted, MetadataValue
+from ragbus.common.logging import get_logger
+from ragbus.ingest.adapters.files import FileContent, FileReader
+from ragbus.ingest.domain import DocumentTooLarge, chunked_template, deletion, prepare_document, split_parts
+from ragbus.ingest.loaders import LoaderRegistry, default_registry
+from ragbus.ingest.ports import Tokenizer
+from ragbus.ingest.settings import IngestPolicy
+
+SERVICE = "ingest"
+SOURCE = f"ragbus/{SERVICE}"
+log = get_logger("ragbus.ingest")
+
+# Bytes a part's envelope may grow by over the measured template: more digits in `part`/`parts`, and
+# the event time, which pydantic writes without microseconds when they are zero.
+_ENVELOPE_SLACK = 64
+
+
+@dataclass(frozen=True, slots=True)
+class IngestDeps:
+    """What the use cases read and count with, and how they cut documents."""
+
+    tokenizer: Tokenizer
+    files: FileReader
+    policy: IngestPolicy
+    loaders: LoaderRegistry = field(default_factory=default_registry)
+
+
+async def chunk_document(deps: IngestDeps, event: Envelope[DocsSubmitted]) -> list[DocsChunked]:
+    """The `docs.chunked` parts of a submitted document, in order."""
+    doc = event.data
+    content: str | FileContent
+    if doc.text is not None:
+        size = len(doc.text.encode("utf-8", "surrogatepass"))
+        if size > deps.policy.max_document_bytes:
+            raise DocumentTooLarge(
+                f"inline text is {size} bytes, over the limit of {deps.policy.max_document_bytes} "
+                "(INGEST_MAX_DOCUMENT_BYTES)"
+            )
+        content = doc.text
+    else:
+        assert doc.uri is not None  # DocsSubmitted holds exactly one of text and uri
+        content = await deps.files.aread(doc.uri)
+    return await asyncio.to_thread(_chunk, deps, event, content)
+
+
+def delete_document(event: Envelope[DocsDeleted]) -> DocsChunked:
+    """The deletion marker that makes the embed service drop every chunk of the document."""
+    log.info("document deleted", doc_id=event.data.doc_id)
+    return deletion(event.data)
+
+
+def _chunk(deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | FileContent) -> list[DocsChunked]:
+    doc, policy = event.data, deps.policy
+    extra: dict[str, MetadataValue] = {}
+    if isinstance(content, str):
+        content_type, loaded = deps.loaders.load(content, declared=doc.content_type)
+    else:
+        content_type, loaded = deps.loaders.load(
+            content.data, declared=doc.content_type, path=str(content.path)
+        )
+        extra["ingest.encoding"] = loaded.encoding
+    prepared = prepare_document(
+        event.tenantid,
+        doc.doc_id,
+        loaded.text,
+        deps.tokenizer,
+        policy.chunking,
+        dehyphenate=policy.dehyphenate,
+    )
+    # The producer's own metadata wins over what ingest adds.
+    template = chunked_template(doc, prepared, content_type=content_type, metadata={**extra, **doc.metadata})
+    overhead = len(event.follow(template, source=SOURCE).to_bytes()) + _ENVELOPE_SLACK
+    parts = split_parts(
+        template,
+        prepared.chunks,
+        max_chunks=policy.max_chunks_per_part,
+        chunk_bytes=policy.max_part_bytes - overhead,
+    )
+    fields: dict[str, Any] = {
+        "doc_id": doc.doc_id,
+        "version": prepared.version[:12],
+        "chunks": len(prepared.chunks),
+        "parts": len(parts),
+        "duplicates": prepared.duplicates,
+        "tokenizer": prepared.tokenizer,
+    }
+    if loaded.notes:
+        fields["notes"] = "; ".join(loaded.notes)
+    log.info("document chunked", **fields)
+    return parts

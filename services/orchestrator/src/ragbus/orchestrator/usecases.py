@@ -1,0 +1,77 @@
+"""The orchestrator use case: one accepted question in, one drafted answer out (retrieval, then the
+cascade, each timed). No Kafka here: `app.py` hands each event in and publishes what comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ragbus.common.envelope import Envelope
+from ragbus.common.errors import PoisonMessage
+from ragbus.common.events import AnswersDrafted, QueriesAccepted
+from ragbus.common.logging import get_logger
+from ragbus.common.timing import Stopwatch
+from ragbus.orchestrator.cascade import ChatTier, run_cascade
+from ragbus.orchestrator.citations import renumber
+from ragbus.orchestrator.retrieval import retrieve
+from ragbus.orchestrator.settings import AnswerPolicy
+from ragbus.vectors.errors import InputRejected
+from ragbus.vectors.ports import Embedder, VectorStore
+
+SERVICE = "orchestrator"
+log = get_logger("ragbus.orchestrator")
+
+
+@dataclass(frozen=True, slots=True)
+class OrchestratorDeps:
+    """What answering needs: the embedder and store to retrieve with, the chat tiers (`chat_tiers[0]`
+    is tier 1), and the retrieval and cascade policy."""
+
+    embedder: Embedder
+    store: VectorStore
+    policy: AnswerPolicy
+    chat_tiers: Sequence[ChatTier] = ()
+
+
+async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted]) -> AnswersDrafted:
+    """Answer the question from the tenant's documents only (the tenant comes from the envelope, never
+    the body)."""
+    query, policy = event.data, deps.policy
+    clock = Stopwatch("retrieval", SERVICE)
+    try:
+        retrieval = await retrieve(
+            deps.embedder,
+            deps.store,
+            tenant=event.tenantid,
+            question=query.question,
+            top_k=query.options.top_k or policy.top_k,
+            min_score=policy.min_score,
+            doc_ids=query.options.doc_ids,
+        )
+    except InputRejected as exc:  # the embedder will never take this question
+        raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
+    retrieval_stage = clock.stop()
+    clock = Stopwatch("generation", SERVICE)
+    result = await run_cascade(
+        query.question, retrieval.hits, options=query.options, policy=policy.cascade, tiers=deps.chat_tiers
+    )
+    generation_stage = clock.stop()
+    answer, citations = renumber(result.answer, result.citations)
+    log.info(
+        "answer drafted",
+        tier=result.cascade.tier,
+        reason=result.cascade.reason,
+        retrieved=len(retrieval.chunks),
+        citations=len(citations),
+    )
+    return AnswersDrafted(
+        query_id=query.query_id,
+        conversation_id=query.conversation_id,
+        question=query.question,
+        answer=answer,
+        citations=citations,
+        retrieved=retrieval.chunks,
+        cascade=result.cascade,
+        stages=[*query.stages, retrieval_stage, generation_stage],
+    )
