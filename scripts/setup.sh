@@ -25,10 +25,12 @@ TORCH_VERSION=$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' <<<"$locked")
 # pip's find-links, which uv does not read. uv.lock has PyPI's torch, whose Linux wheel needs several GB
 # of CUDA libraries (nvidia-*, triton, cuda-*): those are never installed. torch's other dependencies
 # (sympy, networkx, ...) come from the lock with everything else.
+# Elsewhere, RAGBUS_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu takes it from PyTorch's CPU index.
 if ! installed torch "$TORCH_VERSION+cpu"; then
-  pip install --no-deps "torch==$TORCH_VERSION"
+  pip install --no-deps ${RAGBUS_TORCH_INDEX_URL:+--index-url "$RAGBUS_TORCH_INDEX_URL"} "torch==$TORCH_VERSION"
   if ! installed torch "$TORCH_VERSION+cpu"; then
-    echo "setup: pip found no CPU build of torch==$TORCH_VERSION (on this machine kind it is in pip's find-links)" >&2
+    echo "setup: pip found no CPU build of torch==$TORCH_VERSION; set" \
+      "RAGBUS_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (on this machine kind it is in pip's find-links)" >&2
     exit 1
   fi
 fi

@@ -5,10 +5,12 @@ environment installed from the lock (scripts/setup.sh) with the CPU build of tor
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,24 @@ def test_this_environment_is_the_lock() -> None:
         if CUDA_ONLY.match(name := canonicalize_name(dist.metadata["Name"]))
     )
     assert not cuda, f"CUDA-only packages installed: {cuda}"
+
+
+def test_setup_on_a_set_up_clone_installs_nothing() -> None:
+    """`scripts/demo.sh` and `scripts/test.sh` run setup first: on a clone that is set up and current it
+    must neither reinstall nor fetch anything. Offline (no index for pip or uv) it still succeeds."""
+    env = {**os.environ, "UV_OFFLINE": "1", "PIP_NO_INDEX": "1", "RAGBUS_VENV": str(Path(sys.prefix))}
+    started = time.monotonic()
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts/setup.sh")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert "environment ready" in done.stdout
+    assert "Installed" not in done.stderr, done.stderr
+    assert "Uninstalled" not in done.stderr, done.stderr
+    print(f"setup.sh on a set-up clone: {took:.1f} s")  # a figure for the log, not an assertion
