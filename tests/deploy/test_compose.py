@@ -334,6 +334,30 @@ def test_qdrant_and_postgres_keep_their_data_in_volumes(project: dict[str, Any])
     assert {"kafka-data", "qdrant-data", "postgres-data"} <= set(project["volumes"])
 
 
+def test_ingest_reads_documents_by_reference_from_a_read_only_volume_and_nowhere_else(
+    compose: Compose, project: dict[str, Any], tmp_path: Path
+) -> None:
+    from ragbus.ingest.settings import IngestSettings
+
+    ingest = project["services"]["ingest"]
+    [mount] = ingest["volumes"]
+    assert (mount["type"], mount["source"], mount["target"], mount["read_only"]) == (
+        "volume",
+        "documents",
+        "/documents",
+        True,
+    )
+    assert "documents" in project["volumes"]
+    # The service reads the allowed roots the container is given (a JSON list or os.pathsep-separated).
+    settings = IngestSettings.model_validate({"allowed_roots": ingest["environment"]["INGEST_ALLOWED_ROOTS"]})
+    assert [str(p) for p in settings.allowed_roots] == ["/documents"]
+    # A host folder instead, for a team that keeps its documents on the host.
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"POSTGRES_PASSWORD={PASSWORD}\nRAGBUS_DOCUMENTS={tmp_path}\n", encoding="utf-8")
+    [bound] = compose.config(dotenv=dotenv, password=None)["services"]["ingest"]["volumes"]
+    assert (bound["type"], bound["source"], bound["target"]) == ("bind", str(tmp_path), "/documents")
+
+
 def test_third_party_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
     pinned = re.compile(r"^[\w./-]+:v?\d+\.\d+[\w.-]*$")
     for name, svc in services.items():
