@@ -296,3 +296,19 @@ async def test_a_deleted_document_is_no_longer_retrieved(stack: Stack) -> None:
     assert removed.removed == indexed.chunks
     assert after.answer.citations == []
     assert after.answer.answer == "I could not find this in the indexed documents."
+
+
+async def test_the_monitor_confirms_feedback_and_tells_an_unknown_question(
+    stack: Stack, indexed_docs: list[Any]
+) -> None:
+    async with client(stack, tenant="feedback") as c:
+        result = await c.ask(QUESTION, options=QueryOptions(max_tier=0))
+        known = await c.feedback(result.answer.query_id, "up", "exactly what I needed")
+        unknown = await c.feedback("no-such-question", "down")
+    assert (known.query_id, known.rating, known.known) == (result.answer.query_id, "up", True)
+    assert (unknown.query_id, unknown.known) == ("no-such-question", False)
+    rows = await stack.wait_rows(
+        "SELECT count(*) FROM events WHERE tenant = 'feedback' AND type = 'io.ragbus.feedback.recorded.v1'",
+        expect=2,
+    )
+    assert rows == 2  # the monitor records its own replies too

@@ -124,3 +124,26 @@ async def test_a_local_cluster_that_is_down_is_started_and_then_stopped_again(ra
         assert not (await postgres_status(url)).up
     finally:
         await run(["pg_dropcluster", "--stop", version_id, name], check=False)
+
+
+@pytest.mark.integration
+async def test_a_cluster_ragbus_started_is_left_running_while_others_use_it(
+    ragbus_home: Path, database_url: str
+) -> None:
+    """Another stack beside this one (or any program) still connected: `down` must not stop it."""
+    import asyncpg
+
+    try:
+        other = await asyncpg.connect(database_url, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL not reachable at {database_url}: {exc}")
+    marker = ragbus_home / "run" / "postgres.started"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("99 not-a-cluster\n")  # were it stopped, pg_ctlcluster would fail on this
+    try:
+        line = await stop_postgres(database_url, home=ragbus_home)
+    finally:
+        await other.close()
+    assert line.startswith(f"postgres: left running at {database_url} (started by ragbus, but ")
+    assert line.endswith("use it; `ragbus down` stops it once unused)")
+    assert marker.exists()  # a later `down` stops it once nobody uses it

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ragbus.common.settings import DEFAULT_DATABASE_URL
-from ragbus.stack.settings import UP_HEALTH_PORT, StackSettings
+from ragbus.monitor.settings import MonitorSettings
+from ragbus.stack.settings import UP_HEALTH_PORT, StackSettings, monitor_schema_for
 
 VARIABLES = (
     "RAGBUS_HOME",
@@ -22,6 +23,7 @@ VARIABLES = (
     "DATABASE_URL",
     "KAFKA_BOOTSTRAP",
     "ORCHESTRATOR_CHAT_BASE_URL",
+    "MONITOR_DB_SCHEMA",
 )
 
 
@@ -92,3 +94,23 @@ def test_a_home_with_a_tilde_is_expanded(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("HOME", "/home/someone")
     monkeypatch.setenv("RAGBUS_HOME", "~/stack")
     assert StackSettings().home == Path("/home/someone/stack")
+
+
+def test_each_home_has_a_monitor_schema_of_its_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert StackSettings().monitor_schema == "ragbus"  # the default home keeps the monitor's default
+    first, second = tmp_path / "stack-a", tmp_path / "stack-b"
+    schemas = {
+        monitor_schema_for(first),
+        monitor_schema_for(second),
+        monitor_schema_for(tmp_path / ".ragbus"),
+    }
+    assert len(schemas) == 3
+    assert monitor_schema_for(first) == monitor_schema_for(first)  # stable: the record survives restarts
+    assert monitor_schema_for(first).startswith("ragbus_stack_a_")
+    for schema in schemas:
+        MonitorSettings(db_schema=schema)  # a name the monitor accepts
+    monkeypatch.setenv("RAGBUS_HOME", str(first))
+    assert StackSettings().monitor_schema == monitor_schema_for(first)
+    monkeypatch.setenv("MONITOR_DB_SCHEMA", "audit")
+    assert StackSettings().monitor_schema == "audit"  # the user's choice wins

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from click.testing import CliRunner
 
+from ragbus.common.admin import ensure_topics
+from ragbus.common.settings import KafkaSettings
+from ragbus.common.topics import Topics
 from ragbus.stack import cli
+from ragbus.stack.broker import broker_handle, broker_process
+from ragbus.stack.postgres import postgres_status
 from ragbus.stack.process import free_port
-from ragbus.stack.up import _kafka_env, services_process
+from ragbus.stack.settings import StackSettings, monitor_schema_for
+from ragbus.stack.up import _kafka_env, services_env, services_process
 
 
 def test_the_services_run_as_the_serve_command_with_their_health_port(ragbus_home: Path) -> None:
@@ -46,7 +58,7 @@ def test_status_of_a_stack_that_is_not_up(ragbus_home: Path, down_database: str)
     assert result.exit_code == 0
     assert result.output.splitlines() == [
         "ragbus status",
-        f"  postgres     down     {down_database}",
+        f"  postgres     down     {down_database}  schema {monitor_schema_for(ragbus_home)}",
         "  broker: stopped",
         "  model: stopped",
         "  services: stopped",
@@ -63,3 +75,150 @@ def test_down_of_a_stack_that_is_not_up_touches_nothing(ragbus_home: Path, down_
         "  broker: not running",
         f"  postgres: left running at {down_database} (not started by ragbus)",
     ]
+
+
+# --- what `up` tells the services -------------------------------------------------------------------
+
+
+def test_the_services_may_read_the_directory_up_was_started_from_never_its_home(
+    ragbus_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("INGEST_ALLOWED_ROOTS", "MONITOR_DB_SCHEMA"):
+        monkeypatch.delenv(name, raising=False)
+    env = services_env(StackSettings(), tmp_path)
+    assert env["INGEST_ALLOWED_ROOTS"] == str(tmp_path)
+    assert env["RAGBUS_HOME"] == str(ragbus_home)  # ingest's denied root by default
+    assert env["MONITOR_DB_SCHEMA"] == monitor_schema_for(ragbus_home)
+    monkeypatch.setenv("INGEST_ALLOWED_ROOTS", "/srv/docs")
+    assert "INGEST_ALLOWED_ROOTS" not in services_env(StackSettings(), tmp_path)  # the user's reaches them
+    monkeypatch.setenv("MONITOR_DB_SCHEMA", "audit")
+    assert services_env(StackSettings(), tmp_path)["MONITOR_DB_SCHEMA"] == "audit"
+
+
+# --- a failed `up` ----------------------------------------------------------------------------------
+
+
+def run_up(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "RAGBUS_", "MONITOR_"))}
+    return subprocess.run(
+        [sys.executable, "-c", "from ragbus.stack.cli import up; up()", *args],
+        env={**clean, "RAGBUS_HOME": str(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def test_up_with_a_kafka_bootstrap_nobody_answers_fails_in_one_line_before_starting_anything(
+    ragbus_home: Path,
+) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    result = run_up(ragbus_home, "--detach", KAFKA_BOOTSTRAP=bootstrap, RAGBUS_BROKER_PORT="19092")
+    assert result.returncode == 1
+    assert result.stdout == f"ragbus up (RAGBUS_HOME={ragbus_home})\n"  # not even PostgreSQL was touched
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        f"ragbus: error: no Kafka broker answers at KAFKA_BOOTSTRAP={bootstrap} (cannot connect"
+    )
+    assert line.endswith("start it, or unset KAFKA_BOOTSTRAP and `ragbus up` starts its own on port 19092")
+    assert not list(ragbus_home.glob("run/*.pid"))  # no broker, no model server, no services
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port some other program listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("broker_before", [False, True], ids=["started-by-up", "running-before"])
+async def test_a_failed_up_stops_what_it_started_and_only_that(
+    ragbus_home: Path, database_url: str, busy_port: int, broker_before: bool
+) -> None:
+    if not (await postgres_status(database_url)).up:
+        pytest.skip(f"PostgreSQL not reachable at {database_url}")
+    port = free_port()
+    before = await broker_process(port=port, home=ragbus_home).start(detach=True) if broker_before else None
+    try:
+        # The broker on RAGBUS_BROKER_PORT starts (or is reused); the services cannot: their health
+        # port is taken.
+        result = await asyncio.to_thread(
+            run_up,
+            ragbus_home,
+            "--detach",
+            "--no-model",
+            RAGBUS_BROKER_PORT=str(port),
+            RAGBUS_HEALTH_PORT=str(busy_port),
+            MONITOR_DATABASE_URL=database_url,
+        )
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"broker       ready    127.0.0.1:{port}  pid " in result.stdout
+        assert result.stderr == (
+            f"ragbus: error: services: port {busy_port} on 127.0.0.1 is already in use by a process ragbus "
+            "did not start; stop it or choose another port (RAGBUS_HEALTH_PORT)\n"
+        )
+        broker = broker_handle(port, home=ragbus_home)
+        if broker_before:
+            assert before is not None
+            assert broker.running_pid() == before.pid  # it ran before this `up`: left alone
+            assert "started by this failed" not in result.stdout
+        else:
+            assert broker.running_pid() is None
+            assert "  broker       stopped  pid " in result.stdout
+            assert "started by this failed `ragbus up`" in result.stdout
+    finally:
+        await broker_handle(port, home=ragbus_home).stop(grace_s=5.0)
+
+
+# --- `down` and what the in-memory broker still holds ----------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+async def test_down_says_how_many_queued_events_are_lost_with_the_broker(
+    ragbus_home: Path, down_database: str
+) -> None:
+    running = await broker_process(port=free_port(), home=ragbus_home).start(detach=False)
+    kafka = KafkaSettings(bootstrap=running.address)
+    t = Topics()
+    await ensure_topics(kafka, t.all_with_dlq)
+    producer = AIOKafkaProducer(bootstrap_servers=running.address)
+    await producer.start()
+    for _ in range(5):
+        await producer.send_and_wait(t("docs.submitted.v1"), b"{}")
+    for _ in range(2):
+        await producer.send_and_wait(t("answers.completed.v1"), b"{}")
+    await producer.stop()
+    # ingest processed 2 of the 5 documents, the monitor all of them; nobody read the answers yet.
+    for group, done in (("ragbus-ingest", 2), ("ragbus-monitor", 5)):
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=running.address, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        consumer.assign([TopicPartition(t("docs.submitted.v1"), 0)])
+        await consumer.commit({TopicPartition(t("docs.submitted.v1"), 0): done})
+        await consumer.stop()
+
+    result = await asyncio.to_thread(CliRunner().invoke, cli.down, [])
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[3] == (
+        "  broker: 5 queued events no service has processed will be lost (the local broker keeps them in "
+        "memory only): docs.submitted.v1 3 (ingest), answers.completed.v1 2 (unread)"
+    )
+    assert lines[4] == f"  broker: stopped (pid {running.pid})"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+async def test_down_says_nothing_of_a_backlog_when_nothing_is_queued(
+    ragbus_home: Path, down_database: str
+) -> None:
+    running = await broker_process(port=free_port(), home=ragbus_home).start(detach=False)
+    result = await asyncio.to_thread(CliRunner().invoke, cli.down, [])
+    assert result.output.splitlines()[3] == f"  broker: stopped (pid {running.pid})"

@@ -131,3 +131,32 @@ async def test_aread_reads_off_the_event_loop(reader: FileReader) -> None:
 async def test_ping_says_whether_the_roots_are_there(reader: FileReader, tmp_path: Path) -> None:
     assert await reader.ping()
     assert not await FileReader([tmp_path / "gone"], max_bytes=10).ping()
+
+
+@pytest.fixture
+def home(root: Path) -> Path:
+    """The stack's own RAGBUS_HOME, under an allowed root (as when `ragbus up` allows its directory)."""
+    home = root / ".ragbus"
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "services.log").write_text("2026-11-29 secrets of the stack", encoding="utf-8")
+    (home / "spans.jsonl").write_text("{}", encoding="utf-8")
+    return home
+
+
+@pytest.mark.parametrize(
+    "uri", ["{home}/logs/services.log", ".ragbus/spans.jsonl", "sub/../.ragbus/spans.jsonl"]
+)
+def test_the_stacks_own_home_is_never_read_even_under_an_allowed_root(
+    uri: str, root: Path, home: Path
+) -> None:
+    reader = FileReader([root], max_bytes=1000, denied=[home])
+    with pytest.raises(FileRejected, match="inside a denied root"):
+        reader.read(uri.format(home=home))
+    assert reader.read("sub/a.md").data == b"# A\n\nHello."  # the rest of the root is still read
+
+
+def test_a_symlink_into_the_denied_home_is_refused(root: Path, home: Path) -> None:
+    (root / "notes.md").symlink_to(home / "logs" / "services.log")
+    reader = FileReader([root], max_bytes=1000, denied=[home])
+    with pytest.raises(FileRejected, match="leads into a denied root"):
+        reader.read("notes.md")

@@ -12,9 +12,11 @@ from ragbus.ingest.settings import IngestSettings
 
 def test_defaults_fit_minilm_and_kafka(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAGBUS_HOME", str(tmp_path / "home"))
     settings = IngestSettings()
     assert settings.chunk_tokens + 2 <= 256  # MiniLM's window, [CLS] and [SEP] included
     assert settings.allowed_roots == [tmp_path]
+    assert settings.denied_roots == [tmp_path / "home"]  # the stack's own files, never documents
     assert settings.max_part_bytes < settings.kafka.max_request_size
 
 
@@ -28,6 +30,8 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.allowed_roots == [Path("/srv/docs"), Path("/data")]
     monkeypatch.setenv("INGEST_ALLOWED_ROOTS", '["/a", "/b"]')
     assert IngestSettings().allowed_roots == [Path("/a"), Path("/b")]
+    monkeypatch.setenv("INGEST_DENIED_ROOTS", os.pathsep.join(["/a/private", "/b/.git"]))
+    assert IngestSettings().denied_roots == [Path("/a/private"), Path("/b/.git")]
 
 
 def test_inconsistent_settings_are_refused() -> None:

@@ -20,12 +20,14 @@ from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.common.events import (
+    EVENT_TYPES,
     ChunkData,
     DeadLetter,
     DocsChunked,
     DocsDeleted,
     DocsIndexed,
     DocsSubmitted,
+    FeedbackRecorded,
     FeedbackSubmitted,
     QueriesRejected,
 )
@@ -70,7 +72,10 @@ def one_of_each(request_of: Callable[..., Any]) -> list[Envelope[Any]]:
         QueriesRejected(query_id="q-2", reason="prompt injection"), source="ragbus/guard", tenant="acme"
     )
     feedback = req.completed.follow(FeedbackSubmitted(query_id="q-1", rating="up"), source="ragbus/client")
-    return [doc, chunked, indexed, deleted, *req.all, rejected, feedback]
+    recorded = feedback.follow(
+        FeedbackRecorded(query_id="q-1", rating="up", known=True), source="ragbus/monitor"
+    )
+    return [doc, chunked, indexed, deleted, *req.all, rejected, feedback, recorded]
 
 
 async def test_every_event_type_is_stored_once_even_when_delivered_twice(
@@ -79,7 +84,7 @@ async def test_every_event_type_is_stored_once_even_when_delivered_twice(
     app = create_app(settings, MonitorDeps(store=store))
     t = Topics(settings.kafka.topic_prefix)
     events = one_of_each(request_of)
-    assert len({type(e.data) for e in events}) == 10
+    assert {type(e.data) for e in events} == set(EVENT_TYPES)
 
     async with TestKafkaBroker(app.kafka_broker) as br:
         for event in events + events:

@@ -37,6 +37,7 @@ def test_the_package_ships_its_migrations_numbered_without_gaps() -> None:
         (1, "events"),
         (2, "dead_letters"),
         (3, "request_summary"),
+        (4, "query_ids"),
     ]
 
 
@@ -44,7 +45,7 @@ def test_the_package_ships_its_migrations_numbered_without_gaps() -> None:
 async def test_migrations_apply_once_and_again_without_error(
     conn: asyncpg.Connection, pg_schema: str
 ) -> None:
-    assert await migrate(conn, pg_schema) == [1, 2, 3]
+    assert await migrate(conn, pg_schema) == [1, 2, 3, 4]
     assert await migrate(conn, pg_schema) == []
 
     objects = await objects_in(conn, pg_schema)
@@ -57,11 +58,17 @@ async def test_migrations_apply_once_and_again_without_error(
         "events_correlation_idx",
         "events_tenant_time_idx",
         "events_type_time_idx",
+        "events_query_id_idx",
         "dead_letters_topic_time_idx",
         "dead_letters_event_idx",
     } <= indexes
     rows = await conn.fetch(f'SELECT version, name FROM "{pg_schema}".schema_migrations ORDER BY version')
-    assert [tuple(r) for r in rows] == [(1, "events"), (2, "dead_letters"), (3, "request_summary")]
+    assert [tuple(r) for r in rows] == [
+        (1, "events"),
+        (2, "dead_letters"),
+        (3, "request_summary"),
+        (4, "query_ids"),
+    ]
 
 
 @pytest.mark.integration
@@ -74,7 +81,7 @@ async def test_two_monitors_migrating_at_once_apply_each_migration_once(
     finally:
         await a.close()
         await b.close()
-    assert sorted(done_a + done_b) == [1, 2, 3]
+    assert sorted(done_a + done_b) == [1, 2, 3, 4]
     assert not set(done_a) & set(done_b)
 
 

@@ -260,6 +260,29 @@ class EventStoreContract:
         await store.record_event(record_of(req.completed))  # the question itself was never recorded
         assert await store.request_summary("acme", "q-1") is None
 
+    # --- questions on record (for feedback) ------------------------------------------------------------
+
+    async def test_known_queries_are_the_questions_on_record_per_tenant(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        asked = request_of(tenant="acme", query_id="q-1")
+        await store.record_batch([record_of(e) for e in asked.all], [])
+        in_flight = request_of(tenant="globex", query_id="q-2")
+        await store.record_event(record_of(in_flight.submitted))  # no answer yet: still on record
+        only_answer = request_of(tenant="acme", query_id="q-3")
+        await store.record_event(record_of(only_answer.completed))  # an answer without its question
+
+        asked_about = {
+            ("acme", "q-1"),
+            ("globex", "q-1"),
+            ("globex", "q-2"),
+            ("acme", "q-3"),
+            ("acme", "q-4"),
+        }
+        assert await store.known_queries(asked_about) == {("acme", "q-1"), ("globex", "q-2")}
+        assert await store.known_queries([("acme", "q-1"), ("acme", "q-1")]) == {("acme", "q-1")}
+        assert await store.known_queries([]) == set()
+
     # --- health --------------------------------------------------------------------------------------
 
     async def test_ping_answers_while_open_and_fails_once_closed(self, store: EventStore) -> None:

@@ -12,9 +12,11 @@ from ragbus.orchestrator.cascade import (
     ChatTier,
     is_degenerate,
     is_refusal,
+    judge_extractive,
     non_lookup_trigger,
     run_cascade,
 )
+from ragbus.orchestrator.extractive import ExtractiveAnswer
 from ragbus.orchestrator.ports import ChatUnavailable
 from ragbus.orchestrator.prompts import RAG_ANSWER_V1
 from ragbus.orchestrator.testing import FakeChatModel, make_hit
@@ -116,6 +118,33 @@ async def test_a_weak_best_hit_escalates() -> None:
     assert "best retrieval score 0.31 is under 0.50" in r.cascade.attempts[0].reason
 
 
+@pytest.mark.parametrize(
+    ("score", "printed"),
+    [(0.4996, "0.4996 is under 0.5000"), (0.496, "0.496 is under 0.500"), (0.49, "0.49 is under 0.50")],
+)
+async def test_a_score_just_under_the_bound_is_printed_with_the_digits_that_show_it(
+    score: float, printed: str
+) -> None:
+    r = await ask(LOOKUP, hits=[make_hit(EIFFEL.text, score)])
+    assert r.cascade.tier == 1
+    assert f"best retrieval score {printed}," in r.cascade.attempts[0].reason
+
+
+def test_a_coverage_just_under_the_bound_is_printed_with_the_digits_that_show_it() -> None:
+    terms = [f"w{i}" for i in range(200)]
+    ex = ExtractiveAnswer(
+        text="a quote",
+        citations=[],
+        sentences=[],
+        question_terms=terms,
+        covered_terms=terms[:119],
+        top_score=0.9,
+    )
+    accepted, why = judge_extractive("When?", ex, POLICY)  # 119 of 200 = 59.5%, under 60%
+    assert not accepted
+    assert "contain 119 of the question's 200 content words (59.5%, under 60.0%;" in why
+
+
 async def test_a_quote_that_misses_most_of_the_question_escalates() -> None:
     r = await ask("When was the Eiffel Tower painted yellow and bronze?")
     reason = r.cascade.attempts[0].reason
@@ -137,6 +166,22 @@ async def test_min_tier_1_skips_tier_0_but_keeps_it_as_a_fallback() -> None:
     assert len(model.calls) == 1
     assert "options.min_tier" in r.cascade.attempts[0].reason
     assert not r.cascade.attempts[0].accepted
+    assert "escalated past" not in r.cascade.reason  # nothing was escalated past: tier 1 came first
+
+
+async def test_a_fallback_to_a_tier_the_request_set_aside_says_so_without_contradiction() -> None:
+    loop = "la femme au martyre, " * 12
+    r = await ask(LOOKUP, FakeChatModel(loop), min_tier=1)
+    assert r.cascade.tier == 0
+    assert r.cascade.reason == (
+        "no tier from tier 1 on was accepted (tier 1: the answer repeats itself (degenerate output)); "
+        "kept the answer of tier 0 (extractive) as a fallback, although the request starts the cascade "
+        "at tier 1 (options.min_tier)"
+    )
+    assert r.cascade.attempts[0].reason == (
+        "not eligible: the request starts the cascade at tier 1 (options.min_tier); "
+        "its answer is only a fallback"
+    )
 
 
 async def test_max_tier_0_never_calls_the_model_and_says_why() -> None:

@@ -9,7 +9,8 @@
 
 `up`, `down`, `status`, `serve` and `local` come from the ragbus-stack package, plugged in through the
 `ragbus.cli` entry points (`ragbus.client.plugins`); this package never imports it. Errors are one
-line on stderr and a non-zero exit code, never a traceback.
+line on stderr and a non-zero exit code, never a traceback. Output cut short by its reader
+(`ragbus ask ... | head -1`) ends the command quietly with status 141, as SIGPIPE ends `cat`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
@@ -27,7 +29,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from ragbus.client.client import Answer, Document, Indexed, RagbusClient, RequestFailed
+from ragbus.client.client import Answer, Document, Indexed, RagbusClient, RequestFailed, WaitTimeout
 from ragbus.client.dlq import Letter, read_letters, replay
 from ragbus.client.errors import CliError
 from ragbus.client.plugins import PluginGroup
@@ -40,12 +42,21 @@ from ragbus.common.topics import Topics
 T = TypeVar("T")
 TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".text")
 INLINE_LIMIT = 900_000  # bytes: inline text travels in one Kafka message (1 MB by default)
+# The status of a command whose reader went away (128 + SIGPIPE): what a shell reports for `cat | head`.
+BROKEN_PIPE_EXIT = 141
+
+
+def plural(count: int, word: str) -> str:
+    """`1 document`, `2 documents`."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _explain(exc: BaseException, bootstrap: str) -> str:
     name = type(exc).__name__
     if name in {"KafkaConnectionError", "NoBrokersAvailable"} or isinstance(exc, ConnectionError):
         return f"cannot reach the Kafka broker at {bootstrap} (is `ragbus up` running? set KAFKA_BOOTSTRAP)"
+    if isinstance(exc, WaitTimeout):
+        return str(exc)
     if isinstance(exc, TimeoutError):
         return "timed out waiting for the stack (is `ragbus up` running, and are all services ready?)"
     if isinstance(exc, ValidationError):
@@ -61,8 +72,8 @@ def run_async(func: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         try:
             return asyncio.run(func(*args, **kwargs))
-        except (click.ClickException, click.exceptions.Exit):
-            raise
+        except (click.ClickException, click.exceptions.Exit, BrokenPipeError):
+            raise  # a closed stdout is not a broker error: RagbusGroup ends the command quietly
         except RequestFailed as exc:
             raise CliError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one clear line
@@ -80,7 +91,28 @@ bootstrap_option = click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", help="K
 tenant_option = click.option("--tenant", envvar="RAGBUS_TENANT", default="default", show_default=True)
 
 
-@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of what is still buffered cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test's captured output)
+        pass
+
+
+class RagbusGroup(PluginGroup):
+    """The `ragbus` group: its own and the plugged-in commands; a reader that stops reading (`| head`)
+    ends any of them quietly with status 141 instead of an error about the broker."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _discard_stdout()
+            raise click.exceptions.Exit(BROKEN_PIPE_EXIT) from None
+
+
+@click.group(cls=RagbusGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ragbus-client")
 def main() -> None:
     """ragbus: an event-driven retrieval-augmented generation stack on Kafka."""
@@ -146,27 +178,49 @@ def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Do
 @click.argument("path")
 @click.option("--doc-id", help="Document id (default: the path relative to PATH).")
 @click.option("--by-reference", is_flag=True, help="Send the file path for the ingest service to read.")
-@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for indexing.")
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Give up after this many seconds in which no document is indexed on the bus (anyone's).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Give up after this many seconds in all, progress or not (default: no limit).",
+)
 @bootstrap_option
 @tenant_option
 @run_async
 async def ingest(
-    path: str, doc_id: str | None, by_reference: bool, timeout: float, bootstrap: str | None, tenant: str
+    path: str,
+    doc_id: str | None,
+    by_reference: bool,
+    stall_timeout: float,
+    timeout: float | None,
+    bootstrap: str | None,
+    tenant: str,
 ) -> None:
-    """Index documents: a file, a directory of text files, or - for stdin."""
+    """Index documents: a file, a directory of text files, or - for stdin.
+
+    It waits as long as the stack indexes documents (its own may wait behind a backlog) and gives up
+    after --stall-timeout seconds without progress, saying which documents are not indexed yet.
+    """
     docs = list(_documents(path, doc_id, by_reference))
     done = 0
 
     def progress(result: Indexed) -> None:
         nonlocal done
         done += 1
-        click.echo(f"  indexed {result.doc_id}  {result.chunks} chunks  ({done}/{len(docs)})")
+        click.echo(f"  indexed {result.doc_id}  {plural(result.chunks, 'chunk')}  ({done}/{len(docs)})")
 
-    click.echo(f"ingesting {len(docs)} document{'s' if len(docs) != 1 else ''} …")
+    click.echo(f"ingesting {plural(len(docs), 'document')} …")
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
-        results = await client.ingest(docs, timeout=timeout, on_indexed=progress)
+        results = await client.ingest(docs, stall_timeout=stall_timeout, timeout=timeout, on_indexed=progress)
     took = max(r.elapsed_ms for r in results) / 1000
-    click.echo(f"{len(results)} documents, {sum(r.chunks for r in results)} chunks indexed in {took:.1f} s")
+    chunks = sum(r.chunks for r in results)
+    click.echo(f"{plural(len(results), 'document')}, {plural(chunks, 'chunk')} indexed in {took:.1f} s")
 
 
 @main.command()
@@ -175,10 +229,12 @@ async def ingest(
 @tenant_option
 @run_async
 async def delete(doc_id: str, bootstrap: str | None, tenant: str) -> None:
-    """Remove a document from the index."""
+    """Remove a document from the index (exit 1 when the tenant has no such document)."""
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
         result = await client.delete(doc_id)
-    click.echo(f"deleted {doc_id}: {result.removed} chunks removed")
+    if result.removed == 0:
+        raise CliError(f"document {doc_id} not found for tenant {tenant}: nothing to delete")
+    click.echo(f"deleted {doc_id}: {plural(result.removed, 'chunk')} removed")
 
 
 # --- questions ----------------------------------------------------------------------------------------
@@ -188,7 +244,8 @@ def _print_answer(result: Answer) -> None:
     a = result.answer
     if a.status != "answered":
         click.secho(f"{a.status}: {a.reason or 'no reason given'}", fg="red", err=False)
-    click.echo(a.answer)
+    if a.answer.strip() and (a.status == "answered" or a.answer.strip() != (a.reason or "").strip()):
+        click.echo(a.answer)  # a blocked answer that only repeats its reason is not printed twice
     if a.citations:
         click.echo("\nSources:")
         for c in a.citations:
@@ -199,6 +256,7 @@ def _print_answer(result: Answer) -> None:
             )
     tier = f"{a.cascade.reason}  ·  " if a.cascade else ""
     click.secho(f"\n{tier}{result.elapsed_ms:.0f} ms  ·  trace {result.trace_id}", dim=True)
+    click.secho(f"query {a.query_id}  ·  rate it: ragbus feedback {a.query_id} up|down", dim=True)
 
 
 @main.command()
@@ -254,10 +312,16 @@ async def ask(
 async def feedback(
     query_id: str, rating: str, comment: str | None, bootstrap: str | None, tenant: str
 ) -> None:
-    """Record a user's judgement of an answer."""
+    """Rate an answer (its query id is on the last line `ragbus ask` prints).
+
+    It waits until the monitor has recorded the rating, and exits 1 when no question with this id is on
+    record for the tenant.
+    """
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
-        await client.feedback(query_id, rating, comment)
-    click.echo("thanks: feedback recorded")
+        recorded = await client.feedback(query_id, rating, comment)
+    if not recorded.known:
+        raise CliError(f"no question with id {query_id} on record for tenant {tenant}")
+    click.echo("feedback recorded")
 
 
 # --- dead letters -------------------------------------------------------------------------------------
@@ -293,7 +357,7 @@ async def _list_letters(bases: tuple[str, ...], limit: int, *, bootstrap: str | 
     for letter in letters:
         by_topic.setdefault(letter.original_topic, []).append(letter)
     for topic, found in by_topic.items():
-        click.echo(f"{topic}: {len(found)} dead letter{'s' if len(found) != 1 else ''}")
+        click.echo(f"{topic}: {plural(len(found), 'dead letter')}")
         for letter in found[-limit:]:
             click.echo(_letter_line(letter))
 
@@ -312,7 +376,7 @@ async def dlq_replay(bases: tuple[str, ...], dry_run: bool, bootstrap: str | Non
     dupes = (
         f" ({result.duplicates} duplicate letters of the same messages skipped)" if result.duplicates else ""
     )
-    click.echo(f"{verb} {len(result.published)} message{'s' if len(result.published) != 1 else ''}{dupes}")
+    click.echo(f"{verb} {plural(len(result.published), 'message')}{dupes}")
 
 
 # --- topics -------------------------------------------------------------------------------------------

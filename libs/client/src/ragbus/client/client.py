@@ -2,8 +2,10 @@
 
 Any Kafka client can talk to ragbus (publish a CloudEvent JSON to `docs.submitted.v1` or
 `queries.submitted.v1`); this one also waits for the outcome, matched by correlation id:
-`docs.indexed.v1` for documents, `answers.completed.v1` for questions, and the `.dlq` topics, so that
-a request the stack refused comes back as a clear error instead of a timeout.
+`docs.indexed.v1` for documents, `answers.completed.v1` for questions, `feedback.recorded.v1` for
+feedback, and the `.dlq` topics, so that a request the stack refused comes back as a clear error
+instead of a timeout. Ingestion waits as long as the stack makes progress (any document indexed on the
+bus counts: ours may sit behind someone else's backlog) and gives up only after a stall.
 
     async with RagbusClient() as client:
         await client.ingest([Document(doc_id="readme", text=open("README.md").read())])
@@ -16,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry import propagate
@@ -34,6 +37,7 @@ from ragbus.common.events import (
     DocsIndexed,
     DocsSubmitted,
     EventData,
+    FeedbackRecorded,
     FeedbackSubmitted,
     MetadataValue,
     QueriesSubmitted,
@@ -52,6 +56,7 @@ _REQUEST_PATH = (
     topics.QUERIES_SUBMITTED,
     topics.QUERIES_ACCEPTED,
     topics.ANSWERS_DRAFTED,
+    topics.FEEDBACK_SUBMITTED,
 )
 
 
@@ -61,6 +66,10 @@ class RequestFailed(Exception):
     def __init__(self, letter: DeadLetter) -> None:
         super().__init__(f"{letter.service} could not process it ({letter.error_type}): {letter.reason}")
         self.letter = letter
+
+
+class WaitTimeout(TimeoutError):
+    """The stack did not answer in time; the message says what is done and what is not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +108,17 @@ class Answer:
 class _Waiter:
     future: asyncio.Future[list[Envelope[Any]]]
     expect: str  # the CloudEvents type that completes the request
+    caused_by: UUID | None = None  # only a reply to this very event (not to another of the same request)
     parts: dict[int, Envelope[Any]] = field(default_factory=dict)
+
+
+def _listed(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _documents(n: int) -> str:
+    return f"{n} document{'' if n == 1 else 's'}"
 
 
 class RagbusClient:
@@ -121,6 +140,7 @@ class RagbusClient:
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
         self._waiters: dict[str, _Waiter] = {}
+        self._progress_at = time.monotonic()  # when a document was last indexed on the bus (anyone's)
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -132,11 +152,15 @@ class RagbusClient:
         await self.close()
 
     async def start(self) -> None:
-        reply_topics = [self.t(topics.DOCS_INDEXED), self.t(topics.ANSWERS_COMPLETED)]
-        reply_topics += [self.t.dlq(name) for name in _REQUEST_PATH]
-        await ensure_topics(
-            self.kafka, [*reply_topics, self.t(topics.DOCS_SUBMITTED), self.t(topics.QUERIES_SUBMITTED)]
+        replies = (topics.DOCS_INDEXED, topics.ANSWERS_COMPLETED, topics.FEEDBACK_RECORDED)
+        reply_topics = [self.t(name) for name in replies] + [self.t.dlq(name) for name in _REQUEST_PATH]
+        requests = (
+            topics.DOCS_SUBMITTED,
+            topics.DOCS_DELETED,
+            topics.QUERIES_SUBMITTED,
+            topics.FEEDBACK_SUBMITTED,
         )
+        await ensure_topics(self.kafka, [*reply_topics, *(self.t(name) for name in requests)])
         self._producer = AIOKafkaProducer(
             **client_options(self.kafka), max_request_size=self.kafka.max_request_size
         )
@@ -166,12 +190,19 @@ class RagbusClient:
         self,
         documents: Iterable[Document],
         *,
-        timeout: float = 300.0,
+        stall_timeout: float = 120.0,
+        timeout: float | None = None,
         on_indexed: Callable[[Indexed], None] | None = None,
     ) -> list[Indexed]:
-        """Submit documents and wait until each is indexed (every part). Raises RequestFailed."""
+        """Submit documents and wait until each is indexed (every part). Raises RequestFailed.
+
+        It waits as long as the stack makes progress: any `docs.indexed` event on the bus, ours or not,
+        restarts the clock, so documents queued behind a backlog are waited for. WaitTimeout after
+        `stall_timeout` seconds without progress, or after `timeout` seconds in all (None: no limit);
+        its message says how many of these documents are indexed and which are not.
+        """
         started = time.perf_counter()
-        pending: list[tuple[str, asyncio.Future[list[Envelope[Any]]]]] = []
+        sent: list[tuple[str, _Waiter]] = []
         for doc in documents:
             data = DocsSubmitted(
                 doc_id=doc.doc_id,
@@ -181,12 +212,15 @@ class RagbusClient:
                 content_type=doc.content_type,
                 metadata=doc.metadata,
             )
-            future = await self._send(data, expect=DocsIndexed.event_type(), name="ragbus ingest")
-            pending.append((doc.doc_id, future))
+            sent.append(
+                (doc.doc_id, await self._send(data, expect=DocsIndexed.event_type(), name="ragbus ingest"))
+            )
 
-        async def wait_one(doc_id: str, future: asyncio.Future[list[Envelope[Any]]]) -> Indexed:
-            events = await future
-            result = Indexed(
+        results: dict[int, Indexed] = {}
+
+        async def wait_one(i: int, doc_id: str, waiter: _Waiter) -> None:
+            events = await waiter.future
+            results[i] = Indexed(
                 doc_id=doc_id,
                 version=events[0].data.version,
                 chunks=sum(len(e.data.chunk_ids) for e in events),
@@ -194,19 +228,60 @@ class RagbusClient:
                 elapsed_ms=(time.perf_counter() - started) * 1000,
             )
             if on_indexed:
-                on_indexed(result)
-            return result
+                on_indexed(results[i])
 
-        async with asyncio.timeout(timeout):
-            return list(await asyncio.gather(*(wait_one(d, f) for d, f in pending)))
+        tasks = [asyncio.ensure_future(wait_one(i, d, w)) for i, (d, w) in enumerate(sent)]
+        try:
+            await self._wait_progressing(tasks, stall_timeout, timeout, started)
+        except WaitTimeout as exc:
+            waiting = [(d, w) for i, (d, w) in enumerate(sent) if i not in results]
+            raise WaitTimeout(f"{exc}: {self._ingest_report(len(sent), waiting)}") from None
+        finally:
+            for task in tasks:
+                task.cancel()  # those still waiting (after a failure): nobody reads them any more
+            for _, waiter in sent:
+                waiter.future.cancel()
+        return [results[i] for i in range(len(sent))]
+
+    async def _wait_progressing(
+        self,
+        tasks: Sequence[asyncio.Future[None]],
+        stall_timeout: float,
+        timeout: float | None,
+        started: float,
+    ) -> None:
+        """Wait for every task while documents are being indexed; the first failure raises."""
+        self._progress_at = time.monotonic()  # the submission is the first sign of life
+        pending = set(tasks)
+        while pending:
+            now = time.monotonic()
+            wait_s = self._progress_at + stall_timeout - now
+            if timeout is not None:
+                left = started + timeout - time.perf_counter()
+                if left <= 0:
+                    raise WaitTimeout(f"timed out after {timeout:.0f} s")
+                wait_s = min(wait_s, left)
+            if wait_s <= 0:
+                raise WaitTimeout(f"no document was indexed on the bus for {stall_timeout:.0f} s")
+            done, pending = await asyncio.wait(pending, timeout=wait_s, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # raises the first failure (a dead-lettered document: RequestFailed)
+
+    @staticmethod
+    def _ingest_report(total: int, waiting: Sequence[tuple[str, _Waiter]]) -> str:
+        names = [f"{d} ({len(w.parts)} of {_parts(w)} parts)" if w.parts else d for d, w in waiting]
+        return (
+            f"{total - len(waiting)} of {_documents(total)} indexed; not yet: {_listed(names)} "
+            "(is `ragbus up` running? `ragbus status` shows the services)"
+        )
 
     async def delete(self, doc_id: str, *, timeout: float = 60.0) -> Indexed:
         started = time.perf_counter()
-        future = await self._send(
+        waiter = await self._send(
             DocsDeleted(doc_id=doc_id), expect=DocsIndexed.event_type(), name="ragbus delete"
         )
         async with asyncio.timeout(timeout):
-            events = await future
+            events = await waiter.future
         e = events[0].data
         return Indexed(doc_id, e.version, 0, e.removed, (time.perf_counter() - started) * 1000)
 
@@ -228,32 +303,51 @@ class RagbusClient:
         )
         with self.tracer.start_as_current_span("ragbus ask", kind=SpanKind.PRODUCER) as span:
             trace_id = format(span.get_span_context().trace_id, "032x")
-            future = await self._send(data, expect=AnswersCompleted.event_type(), name=None)
+            waiter = await self._send(data, expect=AnswersCompleted.event_type(), name=None)
         async with asyncio.timeout(timeout):
-            events = await future
+            events = await waiter.future
         return Answer(events[0], trace_id, (time.perf_counter() - started) * 1000)
 
-    async def feedback(self, query_id: str, rating: str, comment: str | None = None) -> None:
+    async def feedback(
+        self, query_id: str, rating: str, comment: str | None = None, *, timeout: float = 60.0
+    ) -> FeedbackRecorded:
+        """Rate an answer and wait until the monitor has recorded it: `known` in the reply says whether
+        a question with this id is on record for the tenant."""
         data = FeedbackSubmitted.model_validate({"query_id": query_id, "rating": rating, "comment": comment})
-        await self._publish(
-            Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=query_id)
+        waiter = await self._send(
+            data, expect=FeedbackRecorded.event_type(), name="ragbus feedback", own_reply=True
         )
+        try:
+            async with asyncio.timeout(timeout):
+                events = await waiter.future
+        except TimeoutError:
+            raise WaitTimeout(
+                f"the monitor did not confirm the feedback within {timeout:.0f} s "
+                "(is `ragbus up` running? `ragbus status` shows the services)"
+            ) from None
+        recorded: FeedbackRecorded = events[0].data
+        return recorded
 
     async def _send(
-        self, data: EventData, *, expect: str, name: str | None
-    ) -> asyncio.Future[list[Envelope[Any]]]:
-        """Publish a request; return a future resolved by its reply (registered before publishing)."""
+        self, data: EventData, *, expect: str, name: str | None, own_reply: bool = False
+    ) -> _Waiter:
+        """Publish a request; return its waiter, whose future its reply resolves (registered before
+        publishing).
+
+        `own_reply`: only a reply caused by this very event counts (several requests may share the
+        correlation id, as ratings of one answer do)."""
         correlation = getattr(data, "query_id", None) or f"{data.subject()}@{uuid7()}"
         event = Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=correlation)
         future: asyncio.Future[list[Envelope[Any]]] = asyncio.get_running_loop().create_future()
-        self._waiters[event.correlationid] = _Waiter(future, expect)
+        waiter = _Waiter(future, expect, event.id if own_reply else None)
+        self._waiters[event.correlationid] = waiter
         future.add_done_callback(lambda _: self._waiters.pop(event.correlationid, None))
         if name:
             with self.tracer.start_as_current_span(name, kind=SpanKind.PRODUCER):
                 await self._publish(event)
         else:
             await self._publish(event)
-        return future
+        return waiter
 
     async def _publish(self, event: Envelope[Any]) -> None:
         assert self._producer is not None, "use `async with RagbusClient()` or call start() first"
@@ -267,7 +361,10 @@ class RagbusClient:
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None
+        indexed = self.t(topics.DOCS_INDEXED)
         async for record in self._consumer:
+            if record.topic == indexed:
+                self._progress_at = time.monotonic()  # anyone's document counts: the stack is working
             if not self._waiters:
                 continue
             attrs = EnvelopeAttributes.peek(record.value or b"")
@@ -280,8 +377,15 @@ class RagbusClient:
                 continue
             if attrs is None or attrs.type != waiter.expect:
                 continue
+            if waiter.caused_by is not None and attrs.causationid != waiter.caused_by:
+                continue
             event = parse_event(record.value or b"")
             part = getattr(event.data, "part", 0)
             waiter.parts[part] = event  # a redelivered part replaces itself: same id
             if len(waiter.parts) >= getattr(event.data, "parts", 1):
                 waiter.future.set_result([waiter.parts[k] for k in sorted(waiter.parts)])
+
+
+def _parts(waiter: _Waiter) -> int:
+    first = next(iter(waiter.parts.values()))
+    return int(getattr(first.data, "parts", 1))

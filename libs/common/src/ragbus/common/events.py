@@ -313,6 +313,16 @@ class FeedbackSubmitted(_QueryEvent):
     user_id: str | None = None
 
 
+class FeedbackRecorded(_QueryEvent):
+    """The monitor stored a `feedback.submitted` event: `known` says whether a question with its
+    `query_id` is on record for the tenant (feedback on an unknown id is kept, and flagged)."""
+
+    topic: ClassVar[str] = topics.FEEDBACK_RECORDED
+
+    rating: Literal["up", "down"]
+    known: bool = Field(description="a question with this query_id is on record for the tenant")
+
+
 EVENT_TYPES: tuple[type[EventData], ...] = (
     DocsSubmitted,
     DocsDeleted,
@@ -324,6 +334,7 @@ EVENT_TYPES: tuple[type[EventData], ...] = (
     AnswersDrafted,
     AnswersCompleted,
     FeedbackSubmitted,
+    FeedbackRecorded,
 )
 BY_TOPIC: dict[str, type[EventData]] = {cls.topic: cls for cls in EVENT_TYPES}
 BY_TYPE: dict[str, type[EventData]] = {cls.event_type(): cls for cls in EVENT_TYPES}

@@ -25,6 +25,12 @@ def database_url() -> str:
     return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+def local_bootstrap() -> str:
+    """The local broker of `ragbus up` (127.0.0.1, `RAGBUS_BROKER_PORT`, else 9092): where clients and
+    services connect when KAFKA_BOOTSTRAP names no other, so a stack on another port needs no more."""
+    return f"127.0.0.1:{os.environ.get('RAGBUS_BROKER_PORT', '').strip() or 9092}"
+
+
 def ragbus_home() -> Path:
     """Where the embedded stack keeps its state (span file, vector store, pid files)."""
     return Path(os.environ.get("RAGBUS_HOME", Path.home() / ".ragbus")).expanduser()
@@ -36,7 +42,7 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
 
     bootstrap: str = Field(
-        default="127.0.0.1:9092",
+        default_factory=local_bootstrap,
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP_SERVERS", "bootstrap"),
     )
     topic_prefix: str = Field(default="", description="namespace for every topic and consumer group")

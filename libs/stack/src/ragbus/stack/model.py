@@ -87,6 +87,7 @@ def model_process(
         env={"PYTHONUNBUFFERED": "1"},
         ready_timeout_s=settings.ready_timeout_s,
         stop_hint=STOP_HINT,
+        port_hint="--port or RAGBUS_MODEL_PORT",
     )
     return ManagedProcess(spec, home=home)
 

@@ -2,7 +2,8 @@
 
 The machine's own server serves (`MONITOR_DATABASE_URL`, `DATABASE_URL`, or the common default). Where
 it is down and local, the Debian/Ubuntu cluster for its port is started with `pg_ctlcluster`, and a
-marker in `$RAGBUS_HOME/run` remembers that ragbus started it: only such a cluster is stopped again.
+marker in `$RAGBUS_HOME/run` remembers that ragbus started it: only such a cluster is stopped again,
+and only while nobody else uses it (another stack beside this one, any other client).
 """
 
 from __future__ import annotations
@@ -151,13 +152,37 @@ async def _wait_started(url: str, version: str, name: str, timeout_s: float) -> 
         await asyncio.sleep(0.2)
 
 
+async def other_connections(url: str, *, timeout_s: float = 5.0) -> int:
+    """How many client connections besides this one the server has (0 when it does not answer)."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(url, timeout=timeout_s)
+    except (OSError, TimeoutError, asyncpg.PostgresError):
+        return 0
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return count
+
+
 async def stop_postgres(url: str, *, home: Path | None = None) -> str:
-    """Stop the cluster only if ragbus started it; a server someone else runs is left alone."""
+    """Stop the cluster only if ragbus started it and nobody else is connected (another stack, another
+    program); a server someone else runs is left alone."""
     marker = _marker(home)
     try:
         version, name = marker.read_text().split()[:2]
     except (FileNotFoundError, ValueError):
         return f"postgres: left running at {redact(url)} (not started by ragbus)"
+    if users := await other_connections(url):
+        return (
+            f"postgres: left running at {redact(url)} (started by ragbus, but {users} other "
+            f"connection{'' if users == 1 else 's'} use it; `ragbus down` stops it once unused)"
+        )
     await asyncio.to_thread(_pg_ctlcluster, version, name, "stop")
     marker.unlink(missing_ok=True)
     return f"postgres: stopped cluster {version}/{name}"

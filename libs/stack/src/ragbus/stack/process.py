@@ -63,6 +63,7 @@ class ProcessSpec:
     ready_timeout_s: float = 30.0
     stop_grace_s: float = 10.0
     stop_hint: str | None = None  # the command that stops it, for messages
+    port_hint: str = "--port"  # how to choose another port, for messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +299,7 @@ class ManagedProcess:
             if self.spec.port is not None and port_in_use(self.spec.port):
                 raise LocalInfraError(
                     f"{self.name}: port {self.spec.port} on {HOST} is already in use by a process "
-                    f"ragbus did not start; stop it or choose another port (--port)"
+                    f"ragbus did not start; stop it or choose another port ({self.spec.port_hint})"
                 )
             child = self._spawn(detach=detach, log_to_terminal=log_to_terminal)
             self._write_pid(child.pid)

@@ -5,6 +5,7 @@
     RAGBUS_MODEL_<FIELD>                 the local chat model server: PORT 8080, THREADS, GGUF, CTX_SIZE, ...
     RAGBUS_HEALTH_PORT, _HOST            the runner's /healthz (`serve`: only when set; `ragbus up`: 8079)
     MONITOR_DATABASE_URL or DATABASE_URL the database `ragbus up` checks and the monitor writes to
+    MONITOR_DB_SCHEMA                    the monitor's schema there (default: one per RAGBUS_HOME)
     KAFKA_BOOTSTRAP                      an external broker: `ragbus up` starts none
     ORCHESTRATOR_CHAT_BASE_URL           an external chat model: `ragbus up` starts none
 
@@ -14,6 +15,8 @@ commands that start and stop the local stack need.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
@@ -23,6 +26,20 @@ from ragbus.common.settings import DEFAULT_DATABASE_URL, ragbus_home
 from ragbus.stack.model_server import DEFAULT_ALIAS
 
 UP_HEALTH_PORT = 8079  # the runner's /healthz under `ragbus up` when RAGBUS_HEALTH_PORT is unset
+DEFAULT_MONITOR_SCHEMA = "ragbus"  # the monitor's own default (MonitorSettings.db_schema)
+
+
+def monitor_schema_for(home: Path) -> str:
+    """The monitor's schema for the stack of `home`: `ragbus` for the default ~/.ragbus, so the usual
+    single stack keeps its record where it always was; for any other home a name of its own, stable
+    across restarts (derived from the home's path), so two stacks sharing one PostgreSQL never write
+    into one audit log: `ragbus_<home's name>_<8 hex digits of its path's hash>`."""
+    home = home.expanduser().resolve()
+    if home == (Path.home() / ".ragbus").resolve():
+        return DEFAULT_MONITOR_SCHEMA
+    name = re.sub(r"[^a-z0-9]+", "_", home.name.lower()).strip("_")[:24]
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:8]
+    return "_".join(part for part in ("ragbus", name, digest) if part)
 
 
 class BrokerSettings(BaseModel):
@@ -71,6 +88,7 @@ class StackSettings(BaseSettings):
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL, validation_alias=AliasChoices("MONITOR_DATABASE_URL", "DATABASE_URL")
     )
+    monitor_db_schema: str | None = Field(default=None, validation_alias="MONITOR_DB_SCHEMA")
     kafka_bootstrap: str | None = Field(default=None, validation_alias="KAFKA_BOOTSTRAP")
     chat_base_url: str | None = Field(default=None, validation_alias="ORCHESTRATOR_CHAT_BASE_URL")
 
@@ -78,6 +96,11 @@ class StackSettings(BaseSettings):
     @classmethod
     def _expand_home(cls, home: Path) -> Path:
         return home.expanduser()
+
+    @property
+    def monitor_schema(self) -> str:
+        """MONITOR_DB_SCHEMA, else the one of this RAGBUS_HOME (see `monitor_schema_for`)."""
+        return self.monitor_db_schema or monitor_schema_for(self.home)
 
     @property
     def up_health_port(self) -> int:

@@ -4,10 +4,17 @@
 running ones), then hosts every installed service in one process (`python -m ragbus.stack.serve all`)
 and waits until every service says its dependencies answer. With `detach` that process runs in the
 background (pid and log under RAGBUS_HOME) and `down` stops everything `up` started.
+
+With KAFKA_BOOTSTRAP set, `up` starts no broker and checks first that one answers there. A failed `up`
+stops what it started itself (services, model server, broker), never what was running before it.
+Everything a stack owns is named by its RAGBUS_HOME and ports (RAGBUS_BROKER_PORT, RAGBUS_MODEL_PORT,
+RAGBUS_HEALTH_PORT), and its monitor writes to a schema of its own (`StackSettings.monitor_schema`), so
+a second stack runs beside the first and `status` / `down` of one never touch the other.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +23,20 @@ from typing import Any
 import click
 import httpx
 
-from ragbus.stack.broker import broker_handle, broker_process, local_kafka_overrides
+from ragbus.common.settings import KafkaSettings
+from ragbus.common.topics import Topics
+from ragbus.stack.broker import backlog, broker_handle, broker_process, local_kafka_overrides, ping_kafka
 from ragbus.stack.model import model_handle, model_process
 from ragbus.stack.postgres import ensure_postgres, postgres_status, redact, stop_postgres
-from ragbus.stack.process import HOST, ManagedProcess, NotReady, ProcessSpec, Running, run_argv
+from ragbus.stack.process import (
+    HOST,
+    LocalInfraError,
+    ManagedProcess,
+    NotReady,
+    ProcessSpec,
+    Running,
+    run_argv,
+)
 from ragbus.stack.settings import StackSettings
 
 
@@ -68,6 +85,7 @@ def services_process(
         ready_timeout_s=180.0,  # MiniLM loads and every service's consumer group joins
         stop_grace_s=20.0,
         stop_hint="ragbus down",
+        port_hint="RAGBUS_HEALTH_PORT",
     )
     return ManagedProcess(spec, home=home)
 
@@ -81,20 +99,34 @@ class Plan:
 
 async def _postgres(settings: StackSettings) -> None:
     pg = await ensure_postgres(settings.database_url, home=settings.home)
-    _line("postgres", "ok", f"{redact(pg.url)}  {pg.detail}".rstrip())
+    _line("postgres", "ok", f"{redact(pg.url)}  schema {settings.monitor_schema}  {pg.detail}".rstrip())
 
 
-async def _broker(settings: StackSettings, port: int | None) -> str:
+async def _external_broker(settings: StackSettings, bootstrap: str) -> None:
+    """Check that the broker KAFKA_BOOTSTRAP names answers, before anything is started for it."""
+    try:
+        await ping_kafka(bootstrap, kafka=KafkaSettings())
+    except NotReady as exc:
+        raise LocalInfraError(
+            f"no Kafka broker answers at KAFKA_BOOTSTRAP={bootstrap} ({exc}); start it, or unset "
+            f"KAFKA_BOOTSTRAP and `ragbus up` starts its own on port {settings.broker.port}"
+        ) from None
+
+
+async def _broker(settings: StackSettings, port: int | None, started: list[ManagedProcess]) -> str:
     """The bootstrap address the services use: an external broker's, or the local one's."""
     if settings.kafka_bootstrap:
         _line("broker", "external", settings.kafka_bootstrap)
         return settings.kafka_bootstrap
-    broker = await broker_process(settings.broker, port=port, home=settings.home).start(detach=True)
+    proc = broker_process(settings.broker, port=port, home=settings.home)
+    broker = await proc.start(detach=True)
+    if not broker.reused:
+        started.append(proc)
     _line("broker", "ready", _started(broker))
     return broker.address
 
 
-async def _model(settings: StackSettings, wanted: bool) -> dict[str, str]:
+async def _model(settings: StackSettings, wanted: bool, started: list[ManagedProcess]) -> dict[str, str]:
     """The orchestrator's chat settings: none, an external model's, or the local server's."""
     if not wanted:
         _line("model", "off", "extractive answers only (--no-model)")
@@ -102,7 +134,10 @@ async def _model(settings: StackSettings, wanted: bool) -> dict[str, str]:
     if settings.chat_base_url:
         _line("model", "external", settings.chat_base_url)
         return {}
-    model = await model_process(settings.model, home=settings.home).start(detach=True)
+    proc = model_process(settings.model, home=settings.home)
+    model = await proc.start(detach=True)
+    if not model.reused:
+        started.append(proc)
     _line("model", "ready", _started(model))
     return {"ORCHESTRATOR_CHAT_BASE_URL": model.address}
 
@@ -115,18 +150,59 @@ def _kafka_env(bootstrap: str) -> dict[str, str]:
     return {"KAFKA_BOOTSTRAP": bootstrap, **local}
 
 
+def services_env(settings: StackSettings, cwd: Path) -> dict[str, str]:
+    """What `up` tells the services beyond Kafka: this stack's home, database and schema, and the
+    files ingest may read (the directory `up` was started from, unless INGEST_ALLOWED_ROOTS says
+    otherwise; never the home, which ingest denies by default)."""
+    env = {
+        "RAGBUS_HOME": str(settings.home),
+        "MONITOR_DATABASE_URL": settings.database_url,
+        "MONITOR_DB_SCHEMA": settings.monitor_schema,
+    }
+    if not os.environ.get("INGEST_ALLOWED_ROOTS"):
+        env["INGEST_ALLOWED_ROOTS"] = str(cwd)
+    return env
+
+
+def _print_files(settings: StackSettings, env: dict[str, str]) -> None:
+    roots = env.get("INGEST_ALLOWED_ROOTS") or os.environ.get("INGEST_ALLOWED_ROOTS", "")
+    _line("files", "readable", f"under {roots} (INGEST_ALLOWED_ROOTS), never under {settings.home}")
+
+
+async def _stop_started(started: list[ManagedProcess]) -> None:
+    """After a failed `up`: stop what it started, newest first (what ran before it keeps running)."""
+    for proc in reversed(started):
+        stopped = await proc.stop(grace_s=5.0)
+        if stopped.pid is not None:
+            _line(proc.name, "stopped", f"pid {stopped.pid}, started by this failed `ragbus up`", ok=False)
+
+
 async def up(plan: Plan, settings: StackSettings) -> None:
     t0 = time.monotonic()
     click.echo(f"ragbus up (RAGBUS_HOME={settings.home})")
-    await _postgres(settings)
-    env = _kafka_env(await _broker(settings, plan.port))
-    env["MONITOR_DATABASE_URL"] = settings.database_url
-    env.update(await _model(settings, plan.model))
-    services = services_process(settings.up_health_port, env, home=settings.home)
+    if settings.kafka_bootstrap:
+        await _external_broker(settings, settings.kafka_bootstrap)  # before anything starts for it
+    started: list[ManagedProcess] = []
+    try:
+        await _postgres(settings)
+        env = _kafka_env(await _broker(settings, plan.port, started))
+        env.update(services_env(settings, Path.cwd()))
+        _print_files(settings, env)
+        env.update(await _model(settings, plan.model, started))
+        services = services_process(settings.up_health_port, env, home=settings.home)
+        if plan.detach:
+            running = await services.start(detach=True)
+        else:
+            # In the foreground the services log to this terminal until Ctrl-C; broker and model stay
+            # up for the next run (`ragbus down` stops them).
+            click.echo("  services      starting in the foreground (Ctrl-C stops them)")
+            running = await services.start(detach=False, log_to_terminal=True)
+    except BaseException:  # an error, or Ctrl-C while starting
+        await _stop_started(started)
+        raise
     if not plan.detach:
         await _foreground(services, settings.up_health_port)
         return
-    running = await services.start(detach=True)
     await _print_services(settings.up_health_port)
     click.echo(
         f"stack is up in {time.monotonic() - t0:.1f} s (services pid {running.pid}, log {running.log_file}); "
@@ -135,12 +211,8 @@ async def up(plan: Plan, settings: StackSettings) -> None:
 
 
 async def _foreground(services: ManagedProcess, health_port: int) -> None:
-    # In the foreground the services log to this terminal until Ctrl-C; broker and model stay up for
-    # the next run (`ragbus down` stops them).
-    click.echo("  services      starting in the foreground (Ctrl-C stops them)")
-    await services.start(detach=False, log_to_terminal=True)
-    await _print_services(health_port)
     try:
+        await _print_services(health_port)
         await services.wait()
     finally:
         await services.stop()
@@ -163,15 +235,42 @@ def _infra(settings: StackSettings) -> list[ManagedProcess]:
 
 async def down(settings: StackSettings) -> None:
     click.echo("ragbus down")
-    for proc in (services_process(settings.up_health_port, home=settings.home), *_infra(settings)):
+    model, broker = _infra(settings)
+    for proc in (services_process(settings.up_health_port, home=settings.home), model):
         click.echo(f"  {(await proc.stop()).line()}")
+    await _warn_of_backlog(broker)  # the services are stopped: what they left is final
+    click.echo(f"  {(await broker.stop()).line()}")
     click.echo(f"  {await stop_postgres(settings.database_url, home=settings.home)}")
+
+
+async def _warn_of_backlog(broker: ManagedProcess) -> None:
+    """Say what the in-memory broker still holds that no service has processed: it is lost with it."""
+    found = await broker.status()
+    if found.state != "running" or found.address is None:
+        return
+    try:
+        queued = await backlog(found.address, Topics(KafkaSettings().topic_prefix))
+    except Exception as exc:  # noqa: BLE001 - a warning must not keep the stack from stopping
+        click.echo(f"  broker: could not check for queued events ({type(exc).__name__}: {exc})")
+        return
+    if not queued:
+        return
+    total = sum(b.events for b in queued)
+    shown = ", ".join(b.text() for b in queued[:4]) + (
+        f" and {len(queued) - 4} more" if len(queued) > 4 else ""
+    )
+    click.echo(
+        f"  broker: {total} queued event{'' if total == 1 else 's'} no service has processed will be lost "
+        f"(the local broker keeps them in memory only): {shown}"
+    )
 
 
 async def status(settings: StackSettings) -> None:
     click.echo("ragbus status")
     pg = await postgres_status(settings.database_url, home=settings.home)
-    _line("postgres", "ok" if pg.up else "down", redact(pg.url), ok=pg.up)
+    _line(
+        "postgres", "ok" if pg.up else "down", f"{redact(pg.url)}  schema {settings.monitor_schema}", ok=pg.up
+    )
     services = services_process(settings.up_health_port, home=settings.home)
     for proc in (*reversed(_infra(settings)), services):
         click.echo(f"  {(await proc.status()).line()}")

@@ -39,7 +39,7 @@ DocsEvent = Annotated[
 async def open_deps(settings: IngestSettings, clients: Clients) -> IngestDeps:
     # Blocking: loads the tokenizer file and resolves the allowed roots.
     tokenizer = await asyncio.to_thread(load_tokenizer, settings.tokenizer, settings.tokenizer_path)
-    files = FileReader(settings.allowed_roots, settings.max_document_bytes)
+    files = FileReader(settings.allowed_roots, settings.max_document_bytes, denied=settings.denied_roots)
     return IngestDeps(tokenizer=tokenizer, files=files, policy=settings.policy())
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from ragbus.common.settings import ServiceSettings
+from ragbus.common.settings import ServiceSettings, ragbus_home
 from ragbus.ingest.chunking import ChunkingConfig
 
 # Room in a Kafka request for what is not the message value: key, headers (traceparent, content type),
@@ -56,13 +56,20 @@ class IngestSettings(ServiceSettings):
         default_factory=lambda: [Path.cwd()],
         description="directories `uri`s may point into; `os.pathsep`-separated or a JSON list in the env",
     )
+    # The stack's own state (logs, span file, pid files, vector store) is never a document, even where
+    # it lies under an allowed root (`ragbus up` allows the directory it was started from).
+    denied_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [ragbus_home()],
+        description="directories never read, even under an allowed root (default: RAGBUS_HOME); "
+        "`os.pathsep`-separated or a JSON list in the env",
+    )
     # A 200-token chunk is ~1.1 kB of text and ~1.4 kB of JSON: 256 of them is ~360 kB, well under
     # Kafka's 1 MB default message size, and a batch the embedder handles in a few seconds.
     max_chunks_per_part: int = Field(default=256, ge=1)
     # The hard cap on one `docs.chunked` message value; parts are cut by whichever limit comes first.
     max_part_bytes: int = Field(default=900_000, ge=16_384)
 
-    @field_validator("allowed_roots", mode="before")
+    @field_validator("allowed_roots", "denied_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -6,7 +6,8 @@ a normal topic that is not a valid ragbus event of that topic is poison: it is d
 while the rest of its batch is stored, and the monitor reads it back from the `.dlq` topic. While the
 database is down the write fails with DependencyUnavailable and the shared middleware retries the
 whole batch with backoff, committing nothing meanwhile: the monitor waits, it neither drops nor
-dead-letters.
+dead-letters. For every `feedback.submitted` event it stores, it publishes `feedback.recorded`, saying
+whether a question with that query id is on record for the tenant (the client waits for it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from faststream.kafka import KafkaMessage
 from ragbus.common import topics
 from ragbus.common.app import RagbusApp
 from ragbus.common.broker import raw_decoder
+from ragbus.common.events import FeedbackRecorded
 from ragbus.common.service import Clients, Service
 from ragbus.monitor import usecases
 from ragbus.monitor.adapters.postgres import PostgresEventStore
@@ -34,7 +36,9 @@ async def open_deps(settings: MonitorSettings, clients: Clients) -> MonitorDeps:
 
 def create_app(settings: MonitorSettings | None = None, deps: MonitorDeps | None = None) -> RagbusApp:
     settings = settings or MonitorSettings()
-    service = Service(SERVICE, settings, deps=deps, open_deps=partial(open_deps, settings))
+    service = Service(
+        SERVICE, settings, deps=deps, open_deps=partial(open_deps, settings), publishes=[FeedbackRecorded]
+    )
 
     # One subscriber over the explicit topic list rather than a `pattern=`: the topics are a closed set,
     # so the consumer names each of them, `.dlq` ones included, from the start. A pattern matches only
@@ -53,7 +57,10 @@ def create_app(settings: MonitorSettings | None = None, deps: MonitorDeps | None
     )
     async def on_batch(msg: KafkaMessage) -> None:
         records = msg.raw_message if isinstance(msg.raw_message, tuple | list) else (msg.raw_message,)
-        for record, exc in await usecases.record_batch(service.deps(), records, service.topics):
+        recorded = await usecases.record_batch(service.deps(), records, service.topics)
+        for record, exc in recorded.poison:
             await service.dead_letter(record, exc)
+        for event in recorded.events:
+            await service.bus.publish(event)
 
     return service.app

@@ -4,6 +4,7 @@
   type (else it is poison and the shared middleware dead-letters it).
 - `dead_letter_record`: a message from a `<topic>.dlq` topic, whose body may be anything; never raises.
 - `summarize`: the `request_summary` row of one query, the same rule the SQL view applies.
+- `feedback_recorded`: what the monitor answers a stored `feedback.submitted` event with.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import Any
 
 import pydantic
 
-from ragbus.common.envelope import EnvelopeAttributes, parse_event
+from ragbus.common.envelope import Envelope, EnvelopeAttributes, parse_event
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import (
     DLQ_HEADER_PREFIX,
     AnswersCompleted,
     AnswersDrafted,
     DeadLetter,
+    FeedbackRecorded,
+    FeedbackSubmitted,
     QueriesSubmitted,
 )
 from ragbus.common.headers import header_text
@@ -35,6 +38,8 @@ from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
 SUBMITTED = QueriesSubmitted.event_type()
 DRAFTED = AnswersDrafted.event_type()
 COMPLETED = AnswersCompleted.event_type()
+FEEDBACK = FeedbackSubmitted.event_type()
+SOURCE = "ragbus/monitor"
 
 # W3C trace context: version-traceid-parentid-flags, lowercase hex.
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -286,3 +291,22 @@ def summarize(events: Iterable[EventRecord]) -> RequestSummary | None:
         completed_at=c.event_time if c else None,
         latency_ms=(c.event_time - s.event_time).total_seconds() * 1000 if c else None,
     )
+
+
+# --- feedback ----------------------------------------------------------------------------------------
+
+
+def feedback_key(event: Envelope[FeedbackSubmitted]) -> tuple[str, str]:
+    """The (tenant, query id) a feedback event rates."""
+    return event.tenantid, event.data.query_id
+
+
+def feedback_recorded(event: Envelope[FeedbackSubmitted], *, known: bool) -> Envelope[FeedbackRecorded]:
+    """The reply to a stored feedback event (deterministic id: a redelivered batch repeats it exactly)."""
+    data = FeedbackRecorded(
+        query_id=event.data.query_id,
+        conversation_id=event.data.conversation_id,
+        rating=event.data.rating,
+        known=known,
+    )
+    return event.follow(data, source=SOURCE)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -118,6 +118,11 @@ class EventStore(Protocol):
 
     async def request_summary(self, tenant: str, correlation_id: str) -> RequestSummary | None:
         """The `request_summary` row of one query, or None if it was never submitted."""
+        ...
+
+    async def known_queries(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (tenant, query id) pairs name a question on record (a `queries.submitted`
+        event with that `query_id` for that tenant): one look-up for the lot, however many."""
         ...
 
     async def ping(self) -> None:

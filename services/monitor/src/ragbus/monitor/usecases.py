@@ -1,6 +1,8 @@
-"""The monitor use case: a batch of records in, stored once each, the poison ones handed back.
+"""The monitor use case: a batch of records in, stored once each; the poison ones handed back, and the
+events to publish (a `feedback.recorded` for each stored `feedback.submitted`).
 
-No Kafka here: `app.py` hands each fetched batch in and dead-letters what comes back.
+No Kafka here: `app.py` hands each fetched batch in, dead-letters the poison records and publishes the
+events that come back.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ragbus.common.envelope import Envelope, parse_event
 from ragbus.common.errors import PoisonMessage
+from ragbus.common.events import FeedbackRecorded, FeedbackSubmitted
 from ragbus.common.topics import Topics
-from ragbus.monitor.domain import RawMessage, split_batch
+from ragbus.monitor.domain import FEEDBACK, RawMessage, feedback_key, feedback_recorded, split_batch
 from ragbus.monitor.ports import EventStore
 
 
@@ -20,18 +24,25 @@ class MonitorDeps:
     store: EventStore
 
 
-async def record_batch(
-    deps: MonitorDeps, records: Sequence[Any], topics: Topics
-) -> list[tuple[Any, PoisonMessage]]:
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What storing a batch leaves to the handler."""
+
+    poison: list[tuple[Any, PoisonMessage]]  # records to dead-letter, and why, in batch order
+    events: list[Envelope[FeedbackRecorded]]  # to publish: one per feedback event stored
+
+
+async def record_batch(deps: MonitorDeps, records: Sequence[Any], topics: Topics) -> Recorded:
     """Store a batch of Kafka records (aiokafka `ConsumerRecord`s); return the poison ones and why, in
-    order, for the caller to dead-letter.
+    order, for the caller to dead-letter, and a `feedback.recorded` event for each feedback stored.
 
     The batch goes in one transaction. Should the database refuse a row (one bad value aborts the
     transaction), every row is written on its own to tell the refused ones apart; redeliveries stay
     no-ops, so rows of the failed attempt are not doubled. While the database is down the store
     raises DependencyUnavailable and nothing is stored.
     """
-    batch = split_batch([RawMessage.from_record(r) for r in records], topics)
+    messages = [RawMessage.from_record(r) for r in records]
+    batch = split_batch(messages, topics)
     poison = list(batch.poison)
     try:
         await deps.store.record_batch([r for _, r in batch.events], [r for _, r in batch.letters])
@@ -46,4 +57,27 @@ async def record_batch(
                 await deps.store.record_dead_letter(letter)
             except PoisonMessage as exc:
                 poison.append((i, exc))
-    return [(records[i], exc) for i, exc in sorted(poison, key=lambda p: p[0])]
+    refused = {i for i, _ in poison}
+    feedback = [
+        parse_event(messages[i].value)
+        for i, event in batch.events
+        if event.type == FEEDBACK and i not in refused
+    ]
+    return Recorded(
+        poison=[(records[i], exc) for i, exc in sorted(poison, key=lambda p: p[0])],
+        events=await feedback_replies(deps, feedback),
+    )
+
+
+async def feedback_replies(
+    deps: MonitorDeps, feedback: Sequence[Envelope[FeedbackSubmitted]]
+) -> list[Envelope[FeedbackRecorded]]:
+    """Whether each stored feedback names a question on record, in one look-up for the whole batch.
+
+    It runs after the batch is stored, so a question earlier in the same batch counts (and so does one
+    later in it: a fetch may interleave the topics). A batch without feedback costs no query.
+    """
+    if not feedback:
+        return []
+    known = await deps.store.known_queries({feedback_key(e) for e in feedback})
+    return [feedback_recorded(e, known=feedback_key(e) in known) for e in feedback]

@@ -155,6 +155,17 @@ def _pct(x: float) -> str:
     return f"{round(x * 100)}%"
 
 
+def _under(value: float, bound: float, *, percent: bool = False) -> tuple[str, str]:
+    """`value` and the `bound` it is under, printed with as many decimals as it takes for the text to
+    agree with the comparison: 0.4996 under 0.5 reads "0.4996 is under 0.5000", never "0.50 under 0.50"."""
+    scale, digits, suffix = (100.0, 0, "%") if percent else (1.0, 2, "")
+    for d in range(digits, digits + 7):
+        a, b = f"{value * scale:.{d}f}", f"{bound * scale:.{d}f}"
+        if float(a) < float(b):
+            return a + suffix, b + suffix
+    return f"{value * scale!r}{suffix}", f"{bound * scale!r}{suffix}"
+
+
 def judge_extractive(question: str, ex: ExtractiveAnswer, policy: CascadePolicy) -> tuple[bool, str]:
     """Tier 0's acceptance rule: (accepted, why), every unmet condition named."""
     covered, total, top_score = len(ex.covered_terms), len(ex.question_terms), ex.top_score
@@ -165,15 +176,16 @@ def judge_extractive(question: str, ex: ExtractiveAnswer, policy: CascadePolicy)
     if trigger:
         problems.append(f"the question asks '{trigger}', which needs more than quoting sentences")
     if top_score < policy.accept_min_score:
+        score, bound = _under(top_score, policy.accept_min_score)
         problems.append(
-            f"the best retrieval score {top_score:.2f} is under {policy.accept_min_score:.2f}, "
-            "so the sources may not answer it"
+            f"the best retrieval score {score} is under {bound}, so the sources may not answer it"
         )
     if ex.text and ex.coverage < policy.accept_min_coverage:
         missing = ", ".join(ex.missing_words())
+        share, least = _under(ex.coverage, policy.accept_min_coverage, percent=True)
         problems.append(
             f"the quoted sentences contain {covered} of the question's {total} content words "
-            f"({_pct(ex.coverage)}, under {_pct(policy.accept_min_coverage)}; missing: {missing})"
+            f"({share}, under {least}; missing: {missing})"
         )
     if problems:
         return False, "; ".join(problems)
@@ -293,13 +305,19 @@ async def run_cascade(
 
     escalated: list[str] = []
     if first == 0 or policy.extractive:
+        # Under options.min_tier, tier 0 still runs (it is cheap): its answer is the fallback should no
+        # model answer be usable, but it cannot be accepted.
         skip = (
-            f"skipped: the request starts the cascade at tier {first} (options.min_tier)" if first else None
+            f"not eligible: the request starts the cascade at tier {first} (options.min_tier); "
+            "its answer is only a fallback"
+            if first
+            else None
         )
         accepted, why = _extractive(question, hits, policy, skip, run)
         if accepted:
             return run.result(run.drafts[-1], f"tier 0 (extractive) accepted: {why}")
-        escalated.append(f"tier 0: {why}")
+        if not skip:
+            escalated.append(f"tier 0: {why}")
 
     for n in range(max(first, 1), top + 1):
         accepted, why = await _chat(n, tiers[n - 1], question, hits, run)
@@ -312,6 +330,13 @@ async def run_cascade(
     tried = "; ".join(escalated)
     capped = f"; {cap} forbids escalating further" if top < len(tiers) else ""
     usable = [d for d in run.drafts if d.usable]
+    if usable and usable[-1].tier < first:
+        return run.result(
+            usable[-1],
+            f"no tier from tier {first} on was accepted ({tried}); kept the answer of tier 0 "
+            f"(extractive) as a fallback, although the request starts the cascade at tier {first} "
+            f"(options.min_tier){capped}",
+        )
     if usable:
         best = usable[-1]
         return run.result(

@@ -3,7 +3,8 @@
 Any producer on the bus can name a `uri`, so the service must not become a way to read arbitrary files
 (keys, /etc, other tenants' data). A path is checked twice: as written, before touching the file system
 (so a producer cannot even probe whether a file outside the roots exists), and after resolving symlinks
-(so a link inside a root cannot lead outside it).
+(so a link inside a root cannot lead outside it). Denied roots win over allowed ones: the stack's own
+RAGBUS_HOME (logs, span file, pid files) is never read, even when it lies under an allowed root.
 """
 
 from __future__ import annotations
@@ -40,18 +41,24 @@ def _is_under(path: Path, roots: Sequence[Path]) -> bool:
     return any(path.is_relative_to(root) for root in roots)
 
 
-class FileReader:
-    """Reads files named by a `file://` URI or a path, under `roots`, up to `max_bytes`."""
+def _both_forms(roots: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Roots as written (abspath, for the check before any file system access) and resolved."""
+    written = [Path(os.path.abspath(r)) for r in roots]  # noqa: PTH100 - lexical, see path_of
+    resolved = [r.resolve() for r in written]
+    return list(dict.fromkeys([*written, *resolved])), resolved
 
-    def __init__(self, roots: Sequence[Path], max_bytes: int) -> None:
+
+class FileReader:
+    """Reads files named by a `file://` URI or a path, under `roots` and not under `denied`, up to
+    `max_bytes`."""
+
+    def __init__(self, roots: Sequence[Path], max_bytes: int, *, denied: Sequence[Path] = ()) -> None:
         if not roots:
             raise ValueError("at least one allowed root is needed")
         # Relative paths in events resolve against the first root.
         self.base = Path(os.path.abspath(roots[0]))  # noqa: PTH100 - lexical, see path_of
-        # A root counts as written (abspath, for the check before any file system access) and resolved.
-        written = [Path(os.path.abspath(r)) for r in roots]  # noqa: PTH100
-        self.resolved_roots = [r.resolve() for r in written]
-        self.roots = list(dict.fromkeys([*written, *self.resolved_roots]))
+        self.roots, self.resolved_roots = _both_forms(roots)
+        self.denied, self.resolved_denied = _both_forms(denied)
         self.max_bytes = max_bytes
 
     def path_of(self, uri: str) -> Path:
@@ -80,6 +87,10 @@ class FileReader:
         path = self.path_of(uri)
         if not _is_under(path, self.roots):
             raise FileRejected(f"{uri!r} is outside the allowed roots (INGEST_ALLOWED_ROOTS)")
+        if _is_under(path, self.denied):
+            raise FileRejected(
+                f"{uri!r} is inside a denied root (INGEST_DENIED_ROOTS: the stack's own files)"
+            )
         try:
             try:
                 real = path.resolve(strict=True)
@@ -87,6 +98,10 @@ class FileReader:
                 raise FileRejected(f"cannot read {uri!r}: symbolic link loop") from None
             if not _is_under(real, self.resolved_roots):
                 raise FileRejected(f"{uri!r} leads outside the allowed roots through a symbolic link")
+            if _is_under(real, self.resolved_denied):
+                raise FileRejected(
+                    f"{uri!r} leads into a denied root (INGEST_DENIED_ROOTS) through a symbolic link"
+                )
             if not real.is_file():
                 raise FileRejected(f"{uri!r} is not a regular file")
             size = real.stat().st_size

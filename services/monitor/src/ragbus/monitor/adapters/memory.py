@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
-from ragbus.monitor.domain import has_nul, summarize
+from ragbus.monitor.domain import SUBMITTED, has_nul, summarize
 from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
 
 
@@ -78,6 +78,12 @@ class InMemoryEventStore:
 
     async def request_summary(self, tenant: str, correlation_id: str) -> RequestSummary | None:
         return summarize(await self.events(tenant, correlation_id))
+
+    async def known_queries(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        self._check_open()
+        wanted = set(keys)
+        on_record = {(e.tenant, e.data.get("query_id")) for e in self._events.values() if e.type == SUBMITTED}
+        return {key for key in wanted if key in on_record}
 
     async def ping(self) -> None:
         self._check_open()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +15,7 @@ import asyncpg.exceptions as pg
 
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.monitor.adapters.migrator import migrate, quote_ident
+from ragbus.monitor.domain import SUBMITTED
 from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
 from ragbus.monitor.settings import MonitorSettings
 
@@ -93,6 +94,14 @@ class PostgresEventStore:
         self._select_dead_letters = f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM {q}.dead_letters"  # noqa: S608
         self._select_summary = f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM {q}.request_summary"  # noqa: S608
         self._ping = f"SELECT max(version) FROM {q}.schema_migrations"  # noqa: S608
+        # The type is a literal, not a parameter, so the planner can use the partial index
+        # events_query_id_idx (migrations/0004_query_ids.sql): one index probe per pair.
+        self._known_queries = (
+            f"SELECT DISTINCT e.tenant, e.data ->> 'query_id' AS query_id "  # noqa: S608
+            f"FROM unnest($1::text[], $2::text[]) AS k(tenant, query_id) "
+            f"JOIN {q}.events AS e ON e.tenant = k.tenant AND e.data ->> 'query_id' = k.query_id "
+            f"WHERE e.type = '{SUBMITTED}'"
+        )
 
     @classmethod
     async def open(cls, settings: MonitorSettings) -> PostgresEventStore:
@@ -168,6 +177,14 @@ class PostgresEventStore:
                 f"{self._select_summary} WHERE tenant = $1 AND correlation_id = $2", tenant, correlation_id
             )
         return RequestSummary(**dict(row)) if row else None
+
+    async def known_queries(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not keys:
+            return set()
+        tenants, ids = zip(*set(keys), strict=True)
+        with _classified():
+            rows = await self._pool.fetch(self._known_queries, list(tenants), list(ids))
+        return {(r["tenant"], r["query_id"]) for r in rows}
 
     async def ping(self) -> None:
         with _classified():
