@@ -15,8 +15,8 @@ from ragbus.guard.input_checks import (
     check_input,
     check_size,
 )
-from ragbus.guard.normalize import views
 from ragbus.guard.settings import GuardSettings, InputPolicy
+from ragbus.shields.normalize import views
 
 POLICY = InputPolicy()
 

@@ -15,7 +15,8 @@ import pytest
 
 from ragbus.guard.evaluation import flag_rate, giskard_prompts, presidio_records, score_pii, xstest_prompts
 from ragbus.guard.input_checks import check_garbage
-from ragbus.guard.settings import InputPolicy, PiiKind
+from ragbus.guard.settings import InputPolicy
+from ragbus.shields.pii import PiiKind
 
 
 def test_injection_recall_on_giskard(data_dir: Path) -> None:

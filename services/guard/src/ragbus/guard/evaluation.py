@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ragbus.guard.input_checks import check_injection
-from ragbus.guard.pii import find_pii
-from ragbus.guard.settings import ALL_PII_KINDS, InputPolicy, PiiKind
+from ragbus.guard.settings import InputPolicy
+from ragbus.shields.pii import ALL_PII_KINDS, PiiKind, find_pii
 
 # Our kind -> the presidio-research entity type it is scored against.
 GOLD_KIND: dict[PiiKind, str] = {

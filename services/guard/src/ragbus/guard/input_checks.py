@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ragbus.common.events import Verdict
-from ragbus.guard.injection import score_injection
-from ragbus.guard.normalize import strip_invisible
 from ragbus.guard.ports import InputResult
 from ragbus.guard.settings import InputPolicy
+from ragbus.shields.injection import score_injection
+from ragbus.shields.normalize import strip_invisible
 
 SIZE = "input.size"
 GARBAGE = "input.garbage"

@@ -7,7 +7,7 @@ Decisions, so that clients and operators know what to expect:
 - A source is required: an answer with no citation is withheld, unless it says it does not know
   ("I don't know", "the documents do not mention ...") — an honest abstention needs no source. An empty
   answer is withheld.
-- Personal data (see ragbus.guard.pii) in the answer and in the citations' quotes and titles is
+- Personal data (see ragbus.shields.pii) in the answer and in the citations' quotes and titles is
   replaced by `[REDACTED:<KIND>]` (action `redact`), or the answer is withheld (action `block`). The
   verdict records counts per kind, never the data.
 A withheld answer is published as `blocked` with a reason the user can read; its citations are dropped
@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass
 
 from ragbus.common.events import AnswersDrafted, Citation, Verdict
-from ragbus.guard.pii import PiiSpan, count_kinds, find_pii, redact
 from ragbus.guard.ports import OutputResult
 from ragbus.guard.settings import OutputPolicy
+from ragbus.shields.pii import PiiSpan, count_kinds, find_pii, redact
 
 GROUNDING = "output.grounding"
 CITATIONS = "output.citations"

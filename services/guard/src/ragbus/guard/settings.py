@@ -13,17 +13,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from ragbus.common.settings import ServiceSettings
-
-PiiKind = Literal["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "DATE_OF_BIRTH"]
-ALL_PII_KINDS: tuple[PiiKind, ...] = (
-    "EMAIL",
-    "PHONE",
-    "CREDIT_CARD",
-    "IBAN",
-    "US_SSN",
-    "IP_ADDRESS",
-    "DATE_OF_BIRTH",
-)
+from ragbus.shields.pii import ALL_PII_KINDS, PiiKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,18 @@ import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
-from ragbus.guard.settings import ALL_PII_KINDS, PiiKind
+PiiKind = Literal["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "DATE_OF_BIRTH"]
+ALL_PII_KINDS: tuple[PiiKind, ...] = (
+    "EMAIL",
+    "PHONE",
+    "CREDIT_CARD",
+    "IBAN",
+    "US_SSN",
+    "IP_ADDRESS",
+    "DATE_OF_BIRTH",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from ragbus.guard.normalize import Views, views
+from ragbus.shields.normalize import Views, views
 
 _F = re.IGNORECASE | re.MULTILINE
 

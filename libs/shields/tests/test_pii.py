@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragbus.guard.pii import count_kinds, find_pii, iban_valid, luhn_valid, redact
+from ragbus.shields.pii import count_kinds, find_pii, iban_valid, luhn_valid, redact
 
 
 def kinds_and_values(text: str) -> list[tuple[str, str]]:
