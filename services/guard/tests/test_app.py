@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,7 +29,7 @@ from ragbus.common.ids import record_id
 from ragbus.common.testing import Harness, Received, component_settings
 from ragbus.guard.app import create_app
 from ragbus.guard.input_checks import INJECTION
-from ragbus.guard.output_checks import GROUNDING, PII, OutputChecks
+from ragbus.guard.output_checks import GROUNDING, PII, SECRETS, OutputChecks
 from ragbus.guard.ports import InputResult
 from ragbus.guard.settings import GuardSettings
 from ragbus.guard.usecases import GuardDeps
@@ -54,7 +55,8 @@ class GuardHarness(Harness):
 
 
 def make_settings(prefix: str, **changes: Any) -> GuardSettings:
-    return component_settings(GuardSettings, prefix, **changes)
+    # No named-entity model unless a test asks for one (`ner=True`, marked `model`): patterns only.
+    return component_settings(GuardSettings, prefix, **{"ner": False, **changes})
 
 
 async def start(settings: GuardSettings, deps: GuardDeps | None = None) -> AsyncIterator[GuardHarness]:
@@ -219,6 +221,8 @@ async def test_a_drafted_answer_is_completed_with_personal_data_redacted(bus: Gu
     assert event.causationid == cause.id
     completed: AnswersCompleted = event.data
     assert completed.status == "answered"
+    # Names are not redacted by default (GUARD_PII_KINDS adds PERSON, LOCATION where documents hold
+    # personal records); e-mails and the other pattern kinds are.
     assert completed.answer == "It was written by Ann ([REDACTED:EMAIL]) [1]."
     assert completed.reason is None
     assert [c.quote for c in completed.citations] == ["Write to [REDACTED:EMAIL]"]
@@ -256,6 +260,31 @@ async def test_pii_block_action_withholds_the_answer(topic_prefix: str) -> None:
         assert completed.status == "blocked"
         assert "personal data" in completed.answer
         assert b"7946" not in h.completed[0].value
+
+
+@pytest.mark.model
+async def test_a_name_and_an_api_key_in_an_answer_are_redacted_end_to_end(topic_prefix: str) -> None:
+    """The app as deployed (`ner` on): spaCy's model opened once at startup, its health in the deps."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    key = "sk-proj-4fT9xQ2LmN8vR3kP7wYz1aBcD5eFgH6iJ0kLmNoPqRsT"
+    answer = f"Ask Sarah Johnson in Paris; she uses the key {key} [1]."
+    quote = "Contact: Sarah Johnson, 14 Crown Street, London"
+    kinds = ["EMAIL", "PHONE", "PERSON", "LOCATION"]
+    async for h in start(make_settings(topic_prefix, ner=True, pii_kinds=kinds)):
+        await h.send(drafted(answer, [Citation(n=1, doc_id="doc-a", chunk_id=CHUNK, quote=quote)]))
+        out = h.completed[0]
+        completed: AnswersCompleted = out.event().data
+        assert completed.status == "answered"
+        assert completed.answer == (
+            "Ask [REDACTED:PERSON] in [REDACTED:LOCATION]; she uses the key [REDACTED:OPENAI_API_KEY] [1]."
+        )
+        assert completed.citations[0].quote == "Contact: [REDACTED:PERSON], [REDACTED:LOCATION]"
+        verdicts = {v.check: v for v in completed.verdicts}
+        assert verdicts[PII].details["counts"] == {"LOCATION": 2, "PERSON": 2}
+        assert verdicts[PII].details["ner"] is True
+        assert verdicts[SECRETS].details["counts"] == {"OPENAI_API_KEY": 1}
+        for secret in (b"Sarah", b"Paris", b"Crown", key.encode()):
+            assert secret not in out.value
 
 
 def test_the_asyncapi_document_describes_what_the_guard_consumes_and_publishes(topic_prefix: str) -> None:

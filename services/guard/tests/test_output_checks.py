@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -13,12 +14,15 @@ from ragbus.guard.output_checks import (
     CITATIONS,
     GROUNDING,
     PII,
+    SECRETS,
     USER_REASONS,
     abstains,
     check_output,
     markers,
 )
 from ragbus.guard.settings import OutputPolicy
+from ragbus.shields.detection import PiiDetector
+from ragbus.shields.entities import Entity
 
 POLICY = OutputPolicy()
 CHUNK_A = record_id("default", "doc-a", "0", "h1")
@@ -59,7 +63,7 @@ def test_grounded_cited_answer_is_answered_unchanged() -> None:
     assert result.answer == d.answer
     assert result.citations == d.citations
     assert result.reason is None
-    assert [v.check for v in result.verdicts] == [GROUNDING, CITATIONS, PII]
+    assert [v.check for v in result.verdicts] == [GROUNDING, CITATIONS, PII, SECRETS]
     assert all(v.passed for v in result.verdicts)
 
 
@@ -171,6 +175,8 @@ def test_pii_block_action_withholds_the_answer() -> None:
         "in_answer": 1,
         "in_citations": 0,
         "kinds_checked": sorted(POLICY.pii_kinds),
+        "ner": False,
+        "echoed": 0,
     }
 
 
@@ -178,3 +184,79 @@ def test_pii_kinds_not_enabled_are_left_alone() -> None:
     d = drafted("Server 10.0.0.7 answered [1].", [cite(1)])
     result = check_output(d, OutputPolicy(pii_kinds=frozenset({"EMAIL"})))
     assert result.answer == d.answer
+
+
+# --- names (a named-entity model behind the detector) and credentials --------------------------------
+
+
+class FakeModel:
+    """Stands in for the spaCy adapter: tags the given strings with the given labels."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+
+    def recognize(self, texts: Sequence[str]) -> list[list[Entity]]:
+        return [
+            [Entity(label, t.index(v), t.index(v) + len(v)) for v, label in self.labels.items() if v in t]
+            for t in texts
+        ]
+
+
+NAMES = PiiDetector(FakeModel({"Sarah Johnson": "PERSON", "Sarah": "PERSON", "Acme": "ORG", "Lyon": "GPE"}))
+# Names of persons and places are redacted only where the policy names them (not by default).
+WITH_NAMES = OutputPolicy(pii_kinds=frozenset({*POLICY.pii_kinds, "PERSON", "LOCATION"}))
+
+
+def test_names_and_places_are_redacted_with_a_model_in_answer_and_quotes() -> None:
+    quote = "Sarah Johnson (Acme) moved to Lyon."
+    d = drafted("Sarah Johnson of Acme wrote it in Lyon [1].", [cite(1, quote=quote, title="Sarah's notes")])
+    result = check_output(d, WITH_NAMES, NAMES)
+    assert result.status == "answered"
+    # organisations are detected but not redacted by default (not personal data; see settings)
+    assert result.answer == "[REDACTED:PERSON] of Acme wrote it in [REDACTED:LOCATION] [1]."
+    assert result.citations[0].quote == "[REDACTED:PERSON] (Acme) moved to [REDACTED:LOCATION]."
+    assert result.citations[0].title == "[REDACTED:PERSON]'s notes"
+    pii = verdict(result, PII)
+    assert pii.details["counts"] == {"LOCATION": 2, "PERSON": 3}
+    assert pii.details["ner"] is True
+    assert pii.score == 0.9  # "moved to Lyon": the model's place, confirmed by a cue
+    assert "Sarah" not in str([v.model_dump() for v in result.verdicts])
+
+
+def test_data_the_question_contains_is_not_a_leak() -> None:
+    d = drafted("Sarah Johnson moved to Lyon [1].", [cite(1)]).model_copy(
+        update={"question": "Where did sarah johnson move?"}
+    )
+    result = check_output(d, WITH_NAMES, NAMES)
+    assert result.answer == "Sarah Johnson moved to [REDACTED:LOCATION] [1]."
+    assert verdict(result, PII).details["echoed"] == 1
+
+
+def test_credentials_are_redacted_by_kind_and_counted_apart() -> None:
+    key = "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"
+    d = drafted(f"Use the token {key} and mail ops@example.org [1].", [cite(1, quote="password=Hunter2!x")])
+    result = check_output(d, POLICY)
+    assert result.status == "answered"
+    assert result.answer == "Use the token [REDACTED:GITHUB_TOKEN] and mail [REDACTED:EMAIL] [1]."
+    assert result.citations[0].quote == "password=[REDACTED:PASSWORD]"
+    secrets = verdict(result, SECRETS)
+    assert secrets.passed
+    assert (secrets.reason, secrets.score) == ("redacted 1 GITHUB_TOKEN, 1 PASSWORD", 1.0)
+    assert secrets.details == {
+        "action": "redacted",
+        "counts": {"GITHUB_TOKEN": 1, "PASSWORD": 1},
+        "in_answer": 1,
+        "in_citations": 1,
+    }
+    assert verdict(result, PII).details["counts"] == {"EMAIL": 1}
+    assert key not in str([v.model_dump() for v in result.verdicts])
+
+
+def test_credentials_block_action_withholds_the_answer() -> None:
+    d = drafted("The key is AKIAIOSFODNN7EXAMPLE [1].", [cite(1)])
+    result = check_output(d, OutputPolicy(secrets_action="block"))
+    assert result.status == "blocked"
+    assert result.answer == USER_REASONS[SECRETS]
+    assert "AKIA" not in result.answer + str(result.verdicts)
+    assert not verdict(result, SECRETS).passed
+    assert verdict(result, PII).passed

@@ -5,8 +5,10 @@ pass the Luhn check, IBANs their country's length and the mod-97 check, SSNs the
 addresses `ipaddress`. Phone numbers have no checksum, so a candidate counts only when its shape is
 phone-like (an international prefix, an area code in parentheses, three or more digit groups) or a
 phone word stands next to it ("Fax: 9498777106"). Dates count only as dates of birth, after
-"born" / "date of birth"; street addresses and names are not detected (no pattern does them with
-good precision).
+"born" / "date of birth". Street addresses are found by their structure (ragbus.shields.addresses), and
+names only where words announce them ("my name is", "Mr.", see ragbus.shields.entities); the other
+names of persons, places and organisations need a model: `ragbus.shields.detection.PiiDetector`
+combines these patterns with one.
 
 Found spans never leave this module in logs or verdicts: callers get kinds, offsets and counts.
 """
@@ -17,12 +19,29 @@ import ipaddress
 import itertools
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-PiiKind = Literal["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "DATE_OF_BIRTH"]
-ALL_PII_KINDS: tuple[PiiKind, ...] = (
+from ragbus.shields.addresses import find_addresses
+from ragbus.shields.entities import cued_persons, cued_places
+from ragbus.shields.redaction import Located
+from ragbus.shields.redaction import redact as redact  # `[REDACTED:<KIND>]`, where it always was
+
+PiiKind = Literal[
+    "EMAIL",
+    "PHONE",
+    "CREDIT_CARD",
+    "IBAN",
+    "US_SSN",
+    "IP_ADDRESS",
+    "DATE_OF_BIRTH",
+    "PERSON",
+    "LOCATION",
+    "ORGANIZATION",
+]
+# Kinds a pattern finds (LOCATION: street addresses only; PERSON: names after a cue only) ...
+PATTERN_KINDS: tuple[PiiKind, ...] = (
     "EMAIL",
     "PHONE",
     "CREDIT_CARD",
@@ -31,6 +50,9 @@ ALL_PII_KINDS: tuple[PiiKind, ...] = (
     "IP_ADDRESS",
     "DATE_OF_BIRTH",
 )
+# ... and kinds a named-entity model finds (see ragbus.shields.entities).
+NAME_KINDS: tuple[PiiKind, ...] = ("PERSON", "LOCATION", "ORGANIZATION")
+ALL_PII_KINDS: tuple[PiiKind, ...] = PATTERN_KINDS + NAME_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +60,7 @@ class PiiSpan:
     kind: PiiKind
     start: int
     end: int
+    score: float = 1.0  # confidence: 1.0 for a checksum, less for a shape or a model's guess
 
 
 # --- validators ------------------------------------------------------------------------------------
@@ -218,12 +241,27 @@ def _phones(text: str) -> Iterator[PiiSpan]:
             or _PHONE_WORDS_AFTER.match(text[m.end() : m.end() + 12])
         ):
             continue
-        yield PiiSpan("PHONE", m.start(), m.end())
+        yield PiiSpan("PHONE", m.start(), m.end(), 0.9 if shaped else 0.8)
 
 
 def _dates_of_birth(text: str) -> Iterator[PiiSpan]:
     for m in _DOB.finditer(text):
-        yield PiiSpan("DATE_OF_BIRTH", m.start("date"), m.end("date"))
+        yield PiiSpan("DATE_OF_BIRTH", m.start("date"), m.end("date"), 0.9)
+
+
+def _addresses(text: str) -> Iterator[PiiSpan]:
+    for start, end, score in find_addresses(text):
+        yield PiiSpan("LOCATION", start, end, score)
+
+
+def _cued_persons(text: str) -> Iterator[PiiSpan]:
+    for span in cued_persons(text):
+        yield PiiSpan("PERSON", span.start, span.end, span.score)
+
+
+def _cued_places(text: str) -> Iterator[PiiSpan]:
+    for span in cued_places(text):
+        yield PiiSpan("LOCATION", span.start, span.end, span.score)
 
 
 # Highest priority first: where spans overlap, the more specific (validated) kind wins.
@@ -235,11 +273,15 @@ _DETECTORS: tuple[tuple[PiiKind, Callable[[str], Iterator[PiiSpan]]], ...] = (
     ("IP_ADDRESS", _ips),
     ("DATE_OF_BIRTH", _dates_of_birth),
     ("PHONE", _phones),
+    ("LOCATION", _addresses),
+    ("PERSON", _cued_persons),
+    ("LOCATION", _cued_places),
 )
 
 
 def find_pii(text: str, kinds: Collection[PiiKind] = ALL_PII_KINDS) -> list[PiiSpan]:
-    """Non-overlapping PII spans in `text`, in order of position."""
+    """Non-overlapping PII spans in `text` that patterns find, in order of position (no model: see
+    `ragbus.shields.detection.PiiDetector` for names)."""
     taken: list[PiiSpan] = []
     for kind, detect in _DETECTORS:
         if kind not in kinds:
@@ -250,17 +292,6 @@ def find_pii(text: str, kinds: Collection[PiiKind] = ALL_PII_KINDS) -> list[PiiS
     return sorted(taken, key=lambda s: s.start)
 
 
-def redact(text: str, spans: list[PiiSpan]) -> str:
-    """`text` with each span replaced by `[REDACTED:<KIND>]` (spans must not overlap)."""
-    out: list[str] = []
-    pos = 0
-    for span in sorted(spans, key=lambda s: s.start):
-        out.append(text[pos : span.start])
-        out.append(f"[REDACTED:{span.kind}]")
-        pos = span.end
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def count_kinds(spans: list[PiiSpan]) -> dict[str, int]:
+def count_kinds(spans: Iterable[Located]) -> dict[str, int]:
+    """How many spans of each kind (what verdicts and logs may carry)."""
     return dict(sorted(Counter(s.kind for s in spans).items()))

@@ -28,14 +28,23 @@ from ragbus.guard.input_checks import InputChecks
 from ragbus.guard.output_checks import OutputChecks
 from ragbus.guard.settings import GuardSettings
 from ragbus.guard.usecases import GuardDeps
+from ragbus.shields.detection import PiiDetector
 
 SERVICE = usecases.SERVICE
 
 
 async def open_deps(settings: GuardSettings, clients: Clients) -> GuardDeps:
-    # The checks are pure and hold no clients: nothing to register.
+    # The checks are pure; the named-entity model (when `ner`) is the one client, loaded here, once.
+    detector = PiiDetector()
+    if settings.uses_ner():
+        from ragbus.shields.adapters.spacy_ner import SpacyRecognizer  # heavy: only when configured
+
+        recognizer = clients.add("ner", SpacyRecognizer())
+        await recognizer.ping()  # load the model now, not on the first answer
+        detector = PiiDetector(recognizer)
     return GuardDeps(
-        input=InputChecks(settings.input_policy()), output=OutputChecks(settings.output_policy())
+        input=InputChecks(settings.input_policy()),
+        output=OutputChecks(settings.output_policy(), detector),
     )
 
 

@@ -5,35 +5,55 @@ Not used by the service. Readers take the reference data directory (found by `ra
 attacks), XSTest (safe prompts that look unsafe, and unsafe requests, which are harmful but not
 injections), and presidio-research's synthetic PII sentences with character spans.
 
-PII is scored span by span with *overlap* matching: a predicted span is a true positive when it
-overlaps a gold span of the same kind; a gold span is found when a predicted span of its kind overlaps
-it. Exact matches (same start and end) are counted too. DATE_OF_BIRTH is compared with the set's
-DATE_TIME spans, which label every date and time: its precision is meaningful, its recall is not.
+PII (`evaluate_pii`) is scored span by span, per kind, two ways:
+- *overlap* (the primary figure): a predicted span is a true positive when it overlaps a gold span of
+  the same kind, and a gold span is found when a predicted span of its kind overlaps it. A redaction
+  that hides "Faina D. Yefremova's" where the gold span is "Faina D. Yefremova" did its job, and the
+  set's gold addresses are often cut into pieces ("Puruntie 82", "28245", "Apt. 595") that one predicted
+  span covers;
+- *exact*: the same kind, start and end.
+presidio-research's types map to ours (`PRESIDIO_TYPES`): STREET_ADDRESS and GPE are both LOCATION;
+TITLE, AGE, NRP, ZIP_CODE, DOMAIN_NAME and US_DRIVER_LICENSE have no kind of ours and are not scored.
+DATE_OF_BIRTH is compared with the set's DATE_TIME spans, which label every date and time ("founded in
+1977", "Monday"): its precision is meaningful, its recall is not (`RECALL_NOT_COMPARABLE`).
+
+Tuning and validation: `split_of` puts every sentence of one presidio template in the same half (a
+hash of the template id), so rules tuned on the "tune" half are measured on sentences built from
+templates they have never seen (the "validation" half).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from ragbus.guard.input_checks import check_injection
 from ragbus.guard.settings import InputPolicy
-from ragbus.shields.pii import ALL_PII_KINDS, PiiKind, find_pii
+from ragbus.shields.pii import ALL_PII_KINDS, PiiKind
 
-# Our kind -> the presidio-research entity type it is scored against.
-GOLD_KIND: dict[PiiKind, str] = {
-    "EMAIL": "EMAIL_ADDRESS",
-    "PHONE": "PHONE_NUMBER",
+# presidio-research entity type -> the kind of ours it is scored as.
+PRESIDIO_TYPES: dict[str, PiiKind] = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
     "CREDIT_CARD": "CREDIT_CARD",
-    "IBAN": "IBAN_CODE",
+    "IBAN_CODE": "IBAN",
     "US_SSN": "US_SSN",
     "IP_ADDRESS": "IP_ADDRESS",
-    "DATE_OF_BIRTH": "DATE_TIME",
+    "DATE_TIME": "DATE_OF_BIRTH",
+    "PERSON": "PERSON",
+    "STREET_ADDRESS": "LOCATION",
+    "GPE": "LOCATION",
+    "ORGANIZATION": "ORGANIZATION",
 }
+# Kinds whose gold spans are a wider class than the kind (every date is not a date of birth).
+RECALL_NOT_COMPARABLE: frozenset[str] = frozenset({"DATE_OF_BIRTH"})
 
 
 def giskard_prompts(data_dir: Path) -> list[str]:
@@ -60,43 +80,170 @@ def flag_rate(prompts: Iterable[str], policy: InputPolicy | None = None) -> tupl
     return sum(results), len(results)
 
 
+# --- PII, span by span ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GoldSpan:
+    kind: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class PiiExample:
+    """A text and its labelled spans (kinds of ours); `group` is what the split hashes (a template id)."""
+
+    text: str
+    spans: tuple[GoldSpan, ...]
+    group: str = ""
+
+
+class Located(Protocol):
+    """A predicted span: what `ragbus.shields` detectors return."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+
+
+Split = Literal["tune", "validation"]
+
+
+def presidio_examples(records: Iterable[dict[str, Any]]) -> list[PiiExample]:
+    """presidio-research records as examples, their entity types mapped to ours (others dropped)."""
+    out = []
+    for record in records:
+        spans = tuple(
+            GoldSpan(PRESIDIO_TYPES[s["entity_type"]], s["start_position"], s["end_position"])
+            for s in record["spans"]
+            if s["entity_type"] in PRESIDIO_TYPES
+        )
+        group = record.get("template_id")
+        out.append(PiiExample(record["full_text"], spans, "" if group is None else f"template:{group}"))
+    return out
+
+
+def split_of(example: PiiExample) -> Split:
+    """The half an example belongs to: a hash of its group (else its text), stable across runs."""
+    key = example.group or example.text
+    return "tune" if hashlib.sha256(key.encode()).digest()[0] % 2 == 0 else "validation"
+
+
+def split_examples(examples: Iterable[PiiExample]) -> dict[Split, list[PiiExample]]:
+    halves: dict[Split, list[PiiExample]] = {"tune": [], "validation": []}
+    for example in examples:
+        halves[split_of(example)].append(example)
+    return halves
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else math.nan
+
+
+def _f1(precision: float, recall: float) -> float:
+    if math.isnan(precision) or math.isnan(recall) or precision + recall == 0:
+        return math.nan if math.isnan(precision) or math.isnan(recall) else 0.0
+    return 2 * precision * recall / (precision + recall)
+
+
 @dataclass
-class KindScore:
-    kind: PiiKind
+class SpanCounts:
+    """One kind's counts. Overlap: `matched` predicted spans overlap a gold span, `found` gold spans are
+    overlapped by a prediction. Exact: `exact` predicted spans have a gold span's very offsets."""
+
+    kind: str
     predicted: int = 0
-    true_positives: int = 0  # predicted spans overlapping a gold span of the kind
-    exact: int = 0  # predicted spans with the gold span's exact offsets
     gold: int = 0
-    found: int = 0  # gold spans overlapped by a predicted span of the kind
+    matched: int = 0
+    found: int = 0
+    exact: int = 0
 
     @property
     def precision(self) -> float:
-        return self.true_positives / self.predicted if self.predicted else float("nan")
+        return _ratio(self.matched, self.predicted)
 
     @property
     def recall(self) -> float:
-        return self.found / self.gold if self.gold else float("nan")
+        return _ratio(self.found, self.gold)
+
+    @property
+    def f1(self) -> float:
+        return _f1(self.precision, self.recall) if self.predicted else (0.0 if self.gold else math.nan)
+
+    @property
+    def exact_precision(self) -> float:
+        return _ratio(self.exact, self.predicted)
+
+    @property
+    def exact_recall(self) -> float:
+        return _ratio(self.exact, self.gold)
+
+    @property
+    def exact_f1(self) -> float:
+        if not self.predicted:
+            return 0.0 if self.gold else math.nan
+        return _f1(self.exact_precision, self.exact_recall)
 
 
-def score_pii(
-    records: Iterable[dict[str, Any]], kinds: Iterable[PiiKind] = ALL_PII_KINDS
-) -> dict[PiiKind, KindScore]:
-    kinds = tuple(kinds)
-    scores: dict[PiiKind, KindScore] = {k: KindScore(k) for k in kinds}
-    for record in records:
-        text: str = record["full_text"]
-        predicted = find_pii(text, kinds)
-        for kind in kinds:
-            gold = [
-                (s["start_position"], s["end_position"])
-                for s in record["spans"]
-                if s["entity_type"] == GOLD_KIND[kind]
-            ]
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@dataclass(frozen=True)
+class PiiReport:
+    """Span-level scores per kind over a set of texts, and the detector's time per text."""
+
+    kinds: dict[str, SpanCounts]
+    texts: int
+    latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def latency_p50_ms(self) -> float:
+        return _percentile(self.latencies_ms, 0.5)
+
+    @property
+    def latency_p95_ms(self) -> float:
+        return _percentile(self.latencies_ms, 0.95)
+
+    def rows(self) -> list[dict[str, object]]:
+        """One plain row per kind (for printing or JSON)."""
+        return [
+            {"kind": c.kind, "gold": c.gold, "predicted": c.predicted, "precision": c.precision,
+             "recall": None if c.kind in RECALL_NOT_COMPARABLE else c.recall,
+             "f1": None if c.kind in RECALL_NOT_COMPARABLE else c.f1,
+             "exact_precision": c.exact_precision,
+             "exact_recall": None if c.kind in RECALL_NOT_COMPARABLE else c.exact_recall}
+            for c in self.kinds.values()
+        ]  # fmt: skip
+
+
+def evaluate_pii(
+    examples: Iterable[PiiExample],
+    detect: Callable[[str], Sequence[Located]],
+    kinds: Collection[str] = ALL_PII_KINDS,
+) -> PiiReport:
+    """Score `detect` (a text in, its spans out) against the examples' gold spans, per kind."""
+    counts = {k: SpanCounts(k) for k in kinds}
+    latencies: list[float] = []
+    n = 0
+    for example in examples:
+        n += 1
+        started = time.perf_counter()
+        predicted = detect(example.text)
+        latencies.append((time.perf_counter() - started) * 1000)
+        for kind, c in counts.items():
+            gold = [(s.start, s.end) for s in example.spans if s.kind == kind]
             mine = [(s.start, s.end) for s in predicted if s.kind == kind]
-            score = scores[kind]
-            score.gold += len(gold)
-            score.predicted += len(mine)
-            score.true_positives += sum(any(a < d and c < b for c, d in gold) for a, b in mine)
-            score.exact += sum((a, b) in gold for a, b in mine)
-            score.found += sum(any(a < d and c < b for a, b in mine) for c, d in gold)
-    return scores
+            c.gold += len(gold)
+            c.predicted += len(mine)
+            c.matched += sum(any(a < d and c_ < b for c_, d in gold) for a, b in mine)
+            c.found += sum(any(a < d and c_ < b for a, b in mine) for c_, d in gold)
+            c.exact += len(set(mine) & set(gold))
+    return PiiReport(kinds=counts, texts=n, latencies_ms=tuple(latencies))

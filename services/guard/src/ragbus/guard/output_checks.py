@@ -7,9 +7,14 @@ Decisions, so that clients and operators know what to expect:
 - A source is required: an answer with no citation is withheld, unless it says it does not know
   ("I don't know", "the documents do not mention ...") — an honest abstention needs no source. An empty
   answer is withheld.
-- Personal data (see ragbus.shields.pii) in the answer and in the citations' quotes and titles is
-  replaced by `[REDACTED:<KIND>]` (action `redact`), or the answer is withheld (action `block`). The
-  verdict records counts per kind, never the data.
+- Personal data (`output.pii`: the patterns of ragbus.shields.pii, and names of persons, places and
+  organisations from the named-entity model when the guard has one, see ragbus.shields.detection) and
+  credentials (`output.secrets`: API keys, tokens, private keys, passwords, see ragbus.shields.secrets)
+  in the answer and in the citations' quotes and titles are replaced by `[REDACTED:<KIND>]` (action
+  `redact`; answers keep this form, clients know it), or the answer is withheld (action `block`), each
+  check under its own action. Data the question itself contains is not a leak when the answer repeats
+  it ("What does Kafka do?" may be answered with "Kafka"): it stays, and is counted as `echoed`. The
+  verdicts record counts per kind and the highest confidence, never the data.
 A withheld answer is published as `blocked` with a reason the user can read; its citations are dropped
 (a citation that failed grounding must not be shown as a source), and the verdicts say what failed.
 """
@@ -17,21 +22,26 @@ A withheld answer is published as `blocked` with a reason the user can read; its
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ragbus.common.events import AnswersDrafted, Citation, Verdict
 from ragbus.guard.ports import OutputResult
 from ragbus.guard.settings import OutputPolicy
-from ragbus.shields.pii import PiiSpan, count_kinds, find_pii, redact
+from ragbus.shields.detection import PiiDetector
+from ragbus.shields.pii import PiiSpan, count_kinds
+from ragbus.shields.redaction import Located, redact
+from ragbus.shields.secrets import SecretSpan, find_secrets
 
 GROUNDING = "output.grounding"
 CITATIONS = "output.citations"
 PII = "output.pii"
+SECRETS = "output.secrets"
 
 USER_REASONS = {
     GROUNDING: "The answer referred to sources that were not found for your question, so it was withheld.",
     CITATIONS: "The answer was not supported by any source, so it was withheld.",
     PII: "The answer contained personal data, so it was withheld.",
+    SECRETS: "The answer contained a credential (a key, token or password), so it was withheld.",
 }
 
 # `[1]`, `[1, 2]`, `[1-3]`, `[Source 2]`; not `a[0]` (an index in code).
@@ -111,55 +121,98 @@ def check_citations(drafted: AnswersDrafted, policy: OutputPolicy) -> Verdict:
     return Verdict(check=CITATIONS, passed=True, details=details)
 
 
-def _redact_citation(citation: Citation, policy: OutputPolicy) -> tuple[Citation, list[PiiSpan]]:
-    found: list[PiiSpan] = []
-    update: dict[str, str] = {}
-    for field in ("quote", "title"):
-        value = getattr(citation, field)
-        if value:
-            spans = find_pii(value, policy.pii_kinds)
-            if spans:
-                found.extend(spans)
-                update[field] = redact(value, spans)
-    return (citation.model_copy(update=update) if update else citation), found
+def _key(text: str) -> str:
+    return " ".join(text.casefold().split())
 
 
-def check_pii(
-    answer: str, citations: list[Citation], policy: OutputPolicy
-) -> tuple[Verdict, str, list[Citation]]:
-    """The verdict, and the answer and citations with personal data redacted (unchanged if none)."""
-    spans = find_pii(answer, policy.pii_kinds)
-    redacted_citations: list[Citation] = []
-    in_citations: list[PiiSpan] = []
-    for citation in citations:
-        redacted, found = _redact_citation(citation, policy)
-        redacted_citations.append(redacted)
-        in_citations.extend(found)
-    counts = count_kinds(spans + in_citations)
+def _asked(value: str, question: str) -> bool:
+    """Whether the question contains `value` as words of its own ("Ann" is not in "annual")."""
+    return bool(value) and re.search(rf"(?<!\w){re.escape(value)}(?!\w)", question) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What one text (the answer, a quote, a title) holds."""
+
+    pii: list[PiiSpan]
+    echoed: list[PiiSpan]  # personal data the question contains too: left as it is
+    secrets: list[SecretSpan]
+
+    def redacted(self, text: str) -> str:
+        spans: list[Located] = [*self.secrets, *self.pii]
+        return redact(text, spans) if spans else text
+
+
+def _scan(texts: list[str], question: str, policy: OutputPolicy, detector: PiiDetector) -> list[_Found]:
+    asked = _key(question)
+    out = []
+    for text, pii in zip(texts, detector.find_many(texts, policy.pii_kinds), strict=True):
+        secrets = find_secrets(text)
+        # A credential wins over personal data inside it (an e-mail in a connection string's password).
+        pii = [p for p in pii if all(p.end <= s.start or p.start >= s.end for s in secrets)]
+        echoed = [p for p in pii if _asked(_key(text[p.start : p.end]), asked)]
+        out.append(_Found([p for p in pii if p not in echoed], echoed, secrets))
+    return out
+
+
+def _verdict(
+    check: str, what: str, action: str, answer: _Found, cited: list[_Found], extra: dict[str, object]
+) -> Verdict:
+    spans: list[PiiSpan | SecretSpan] = []
+    spans.extend(answer.secrets if check == SECRETS else answer.pii)
+    in_citations = [s for f in cited for s in (f.secrets if check == SECRETS else f.pii)]
+    counts = count_kinds([*spans, *in_citations])
     details: dict[str, object] = {
         "action": "none",
         "counts": counts,
         "in_answer": len(spans),
         "in_citations": len(in_citations),
-        "kinds_checked": sorted(policy.pii_kinds),
+        **extra,
     }
     if not counts:
-        return Verdict(check=PII, passed=True, details=details), answer, citations
+        return Verdict(check=check, passed=True, details=details)
+    score = max(s.score for s in [*spans, *in_citations])
     summary = ", ".join(f"{n} {kind}" for kind, n in counts.items())
-    if policy.pii_action == "block":
+    if action == "block":
         details["action"] = "blocked"
-        verdict = Verdict(check=PII, passed=False, reason=f"personal data: {summary}", details=details)
-        return verdict, answer, citations
+        return Verdict(check=check, passed=False, reason=f"{what}: {summary}", score=score, details=details)
     details["action"] = "redacted"
-    verdict = Verdict(check=PII, passed=True, reason=f"redacted {summary}", details=details)
-    return verdict, redact(answer, spans), redacted_citations
+    return Verdict(check=check, passed=True, reason=f"redacted {summary}", score=score, details=details)
 
 
-def check_output(drafted: AnswersDrafted, policy: OutputPolicy) -> OutputResult:
+def check_leaks(
+    drafted: AnswersDrafted, policy: OutputPolicy, detector: PiiDetector | None = None
+) -> tuple[Verdict, Verdict, str, list[Citation]]:
+    """The personal-data and credentials verdicts, and the answer and citations with what they found
+    redacted (unchanged when a verdict blocks the answer, or nothing was found)."""
+    detector = detector or PiiDetector()
+    citations = drafted.citations
+    fields = [(i, name) for i, c in enumerate(citations) for name in ("quote", "title") if getattr(c, name)]
+    texts = [drafted.answer, *(getattr(citations[i], name) for i, name in fields)]
+    answer, *cited = _scan(texts, drafted.question, policy, detector)
+    pii = _verdict(
+        PII, "personal data", policy.pii_action, answer, cited,
+        {"kinds_checked": sorted(policy.pii_kinds), "ner": detector.recognizer is not None,
+         "echoed": len(answer.echoed) + sum(len(f.echoed) for f in cited)},
+    )  # fmt: skip
+    secrets = _verdict(SECRETS, "credentials", policy.secrets_action, answer, cited, {})
+    if not (pii.passed and secrets.passed) or pii.details["action"] == secrets.details["action"] == "none":
+        return pii, secrets, drafted.answer, citations
+    updates: dict[int, dict[str, str]] = {}
+    for (i, name), found, text in zip(fields, cited, texts[1:], strict=True):
+        if found.pii or found.secrets:
+            updates.setdefault(i, {})[name] = found.redacted(text)
+    redacted = [c.model_copy(update=updates[i]) if i in updates else c for i, c in enumerate(citations)]
+    return pii, secrets, answer.redacted(drafted.answer), redacted
+
+
+def check_output(
+    drafted: AnswersDrafted, policy: OutputPolicy, detector: PiiDetector | None = None
+) -> OutputResult:
     grounding = check_grounding(drafted)
     cited = check_citations(drafted, policy)
-    pii, answer, citations = check_pii(drafted.answer, drafted.citations, policy)
-    verdicts = [grounding, cited, pii]
+    pii, secrets, answer, citations = check_leaks(drafted, policy, detector)
+    verdicts = [grounding, cited, pii, secrets]
     failed = [v for v in verdicts if not v.passed]
     if failed:
         reason = USER_REASONS[failed[0].check]
@@ -169,9 +222,11 @@ def check_output(drafted: AnswersDrafted, policy: OutputPolicy) -> OutputResult:
 
 @dataclass(frozen=True, slots=True)
 class OutputChecks:
-    """The default `ports.OutputGuard`: the checks above under one policy."""
+    """The default `ports.OutputGuard`: the checks above under one policy. `detector` finds personal
+    data (patterns only by default; `PiiDetector(SpacyRecognizer())` adds names, see app.open_deps)."""
 
     policy: OutputPolicy
+    detector: PiiDetector = field(default_factory=PiiDetector)
 
     def check(self, drafted: AnswersDrafted) -> OutputResult:
-        return check_output(drafted, self.policy)
+        return check_output(drafted, self.policy, self.detector)

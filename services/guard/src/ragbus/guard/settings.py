@@ -13,7 +13,14 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from ragbus.common.settings import ServiceSettings
-from ragbus.shields.pii import ALL_PII_KINDS, PiiKind
+from ragbus.shields.pii import NAME_KINDS, PATTERN_KINDS, PiiKind
+
+# Redacted from answers unless configured otherwise: the kinds a pattern finds with a checksum or a
+# shape (e-mails, phones, cards, IBANs, SSNs, IP addresses, dates of birth). Names of persons and places
+# are off by default: answers over a team's own documents name authors, colleagues and cities all the
+# time, and the small model also takes product names for people ("Kafka") and places ("PostgreSQL").
+# Add "PERSON", "LOCATION" (and "ORGANIZATION") to GUARD_PII_KINDS where documents hold personal records.
+OUTPUT_PII_KINDS: tuple[PiiKind, ...] = PATTERN_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +38,9 @@ class OutputPolicy:
     """What the output checks require and do (see ragbus.guard.output_checks)."""
 
     pii_action: Literal["redact", "block"] = "redact"
-    pii_kinds: frozenset[PiiKind] = frozenset(ALL_PII_KINDS)
+    pii_kinds: frozenset[PiiKind] = frozenset(OUTPUT_PII_KINDS)
     require_citation: bool = True
+    secrets_action: Literal["redact", "block"] = "redact"
 
 
 class GuardSettings(ServiceSettings):
@@ -49,9 +57,20 @@ class GuardSettings(ServiceSettings):
     # What to do with personal data found in an answer: replace each span by `[REDACTED:<KIND>]`, or
     # block the whole answer.
     pii_action: Literal["redact", "block"] = "redact"
-    pii_kinds: list[PiiKind] = Field(default_factory=lambda: list(ALL_PII_KINDS))
+    pii_kinds: list[PiiKind] = Field(default_factory=lambda: list(OUTPUT_PII_KINDS))
     # An answer must cite at least one retrieved source unless it says it does not know.
     require_citation: bool = True
+    # --- personal data and credentials in answers (ragbus.shields: detection, secrets) ---
+    # Names of persons, places and organisations from spaCy's small English model (loaded once at
+    # startup, ~0.35 s), used when `pii_kinds` names one of them; false: patterns only (e-mails, phones,
+    # cards, IBANs, ..., street addresses, names after a cue such as "my name is").
+    ner: bool = True
+
+    def uses_ner(self) -> bool:
+        return self.ner and any(k in NAME_KINDS for k in self.pii_kinds)
+
+    # What to do with API keys, tokens, private keys and passwords in an answer: redact or block.
+    secrets_action: Literal["redact", "block"] = "redact"
 
     def input_policy(self) -> InputPolicy:
         return InputPolicy(
@@ -66,4 +85,5 @@ class GuardSettings(ServiceSettings):
             pii_action=self.pii_action,
             pii_kinds=frozenset(self.pii_kinds),
             require_citation=self.require_citation,
+            secrets_action=self.secrets_action,
         )

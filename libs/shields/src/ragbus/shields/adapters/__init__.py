@@ -1,0 +1,1 @@
+"""Models behind the shields' ports; each module imports its heavy library itself, only when used."""
