@@ -1,20 +1,24 @@
-"""Guard detectors on the reference data, and how many checks a second one core runs.
+"""The guard on the dev sets and on a held-out split of its training data, as the service runs it.
 
-    python bench/guard_eval.py [--data DIR] [--runs 5]
+    python bench/guard_eval.py [--data DIR] [--heldout FILE] [--runs 5] [--limit N]
 
-Prints: prompt-injection recall on Giskard's attacks; false-positive rate on XSTest's safe prompts
-(benign questions that look unsafe); flag rate on XSTest's unsafe prompts (harmful requests, which are
-not injections: the check is not meant to catch them); the same on SciFact's claims when present; PII
-precision / recall / F1 per kind on presidio-research's synthetic sentences (span overlap; exact-offset
-F1 beside it), on the half the rules were tuned on and on the held-out validation half (split by
-template, see ragbus.guard.evaluation), for the patterns alone and with the named-entity model, with the
-detector's latency per sentence and per 300-token prompt; and throughput of the whole input and output
+Prints, for each prompt set, the table `ragbus eval guard` prints (per check and overall: recall,
+precision, false-positive rate, latency p50/p95), with the guard as configured by default (patterns,
+the learned classifiers, the gibberish score, PII) beside the pattern layer alone (the baseline, side
+by side): Giskard's injections, XSTest (safe prompts that only sound unsafe, and unsafe ones), SciFact's
+claims (ordinary questions), and the held-out validation split of the classifiers' training data
+(.cache/shields-training/validation.jsonl, written by libs/shields/training/train_prompts.py
+--split-only), overall and per source. Then PII precision / recall / F1 per kind on presidio-research's
+synthetic sentences (span overlap; exact-offset F1 beside it) on the half the rules were tuned on and on
+the held-out half, patterns alone and with the named-entity model; the full input scan's latency on a
+300-token prompt on one core (median / p95, and each scanner's share); and throughput of the output
 checks, median over runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import time
@@ -25,20 +29,25 @@ from typing import Any
 from ragbus.common.events import AnswersDrafted, Cascade, Citation, RetrievedChunk
 from ragbus.common.ids import record_id
 from ragbus.common.refdata import require_data_dir
+from ragbus.common.service import Clients
+from ragbus.guard.app import open_scanners
 from ragbus.guard.evaluation import (
     RECALL_NOT_COMPARABLE,
+    LabelledPrompt,
     PiiReport,
     evaluate_pii,
-    flag_rate,
+    evaluate_prompts,
+    format_table,
     giskard_prompts,
     presidio_examples,
     presidio_records,
+    read_labelled,
     split_examples,
     xstest_prompts,
 )
-from ragbus.guard.input_checks import check_garbage, check_input
+from ragbus.guard.input_checks import InputChecks, Scanners
 from ragbus.guard.output_checks import check_output
-from ragbus.guard.settings import InputPolicy, OutputPolicy
+from ragbus.guard.settings import GuardSettings, OutputPolicy
 from ragbus.shields.adapters.spacy_ner import SpacyRecognizer
 from ragbus.shields.detection import PiiDetector
 from ragbus.shields.pii import find_pii
@@ -127,30 +136,105 @@ def print_prompt_latency(data: Path, records: Sequence[dict[str, Any]], model: P
             print(f"{name:32} {label:9} {statistics.median(times):6.2f} / {times[28]:6.2f}")
 
 
+HELDOUT = Path(__file__).resolve().parents[1] / ".cache" / "shields-training" / "validation.jsonl"
+
+
+def prompt_sets(data: Path, heldout: Path, limit: int | None) -> dict[str, list[LabelledPrompt]]:
+    sets = {
+        "giskard injections (dev)": [LabelledPrompt(t, True) for t in giskard_prompts(data)],
+        "xstest safe + unsafe (dev)": [LabelledPrompt(t, False) for t in xstest_prompts(data, "safe")]
+        + [LabelledPrompt(t, True) for t in xstest_prompts(data, "unsafe")],
+    }
+    claims = data / "scifact" / "train-queries.jsonl"
+    if claims.exists():
+        sets["scifact claims (ordinary questions)"] = [
+            LabelledPrompt(json.loads(line)["text"], False) for line in claims.read_text("utf-8").splitlines()
+        ]
+    if heldout.exists():
+        sets["held-out split of the training data"] = read_labelled(heldout)[:limit]
+    return sets
+
+
+def print_heldout_by_source(heldout: Path, checks: InputChecks, limit: int | None) -> None:
+    """Per source of the held-out split: how many the guard stops (positives) or stops wrongly."""
+    rows = [json.loads(line) for line in heldout.read_text(encoding="utf-8").splitlines()][:limit]
+    by_source: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_source.setdefault((r["source"], int(r["label"])), []).append(r)
+    table: list[dict[str, object]] = []
+    for (source, label), members in sorted(by_source.items()):
+        stopped = sum(not checks.check(r["text"]).passed for r in members)
+        table.append(
+            {
+                "source": source,
+                "label": "attack/harmful" if label == 1 else "safe",
+                "n": len(members),
+                "stopped": stopped,
+                "rate": round(stopped / len(members), 3),
+            }
+        )
+    print(format_table(table))
+
+
+def print_scan_latency(data: Path, checks: InputChecks) -> None:
+    """The full input scan of a ~300-token prompt, one core: median / p95 of 30 runs, per scanner."""
+    corpus = data / "scifact" / "corpus.jsonl"
+    words = json.loads(corpus.open(encoding="utf-8").readline())["text"].split() if corpus.exists() else []
+    prompt = " ".join((words * 2)[:230])  # ~300 word pieces
+    checks.check(prompt)
+    totals: list[float] = []
+    per_scanner: dict[str, list[float]] = {}
+    for _ in range(30):
+        started = time.perf_counter()
+        result = checks.check(prompt)
+        totals.append((time.perf_counter() - started) * 1000)
+        for v in result.verdicts:
+            for name, s in (v.details.get("scanners") or {}).items():
+                per_scanner.setdefault(f"{v.check}/{name}", []).append(s["ms"])
+    totals.sort()
+    print(f"\n== full input scan, ~300-token prompt ({len(prompt)} chars), one torch thread, 30 runs")
+    print(f"total       p50 {statistics.median(totals):6.2f} ms   p95 {totals[28]:6.2f} ms")
+    for name, ms in per_scanner.items():
+        ms.sort()
+        print(f"{name:28} p50 {statistics.median(ms):6.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data", type=Path, help="reference data (default: RAGBUS_DATA_DIR or ../shared/data)"
     )
+    parser.add_argument("--heldout", type=Path, default=HELDOUT, help="held-out split (JSONL text,label)")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many held-out prompts")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     data: Path = args.data or require_data_dir()
-    policy = InputPolicy()
+    import torch
 
-    attacks = giskard_prompts(data)
-    safe, unsafe = xstest_prompts(data, "safe"), xstest_prompts(data, "unsafe")
-    print(f"== prompt injection (threshold {policy.injection_threshold})")
-    print(f"recall, Giskard attacks:            {rate(*flag_rate(attacks, policy))}")
-    print(f"false positives, XSTest safe:       {rate(*flag_rate(safe, policy))}")
-    print(f"flagged, XSTest unsafe (not inj.):  {rate(*flag_rate(unsafe, policy))}")
-    claims_path = data / "scifact" / "train-queries.jsonl"
-    claims: list[str] = []
-    if claims_path.exists():
-        claims = [json.loads(line)["text"] for line in claims_path.read_text(encoding="utf-8").splitlines()]
-        print(f"false positives, SciFact claims:    {rate(*flag_rate(claims, policy))}")
-    real = safe + unsafe + attacks + claims
-    garbage = sum(not check_garbage(p, policy).passed for p in real)
-    print(f"garbage check on real prompts:      {rate(garbage, len(real))} rejected")
+    torch.set_num_threads(1)  # the figures are per core
+
+    settings = GuardSettings()
+    clients = Clients()
+    scanners = asyncio.run(open_scanners(settings, clients))
+    guard = InputChecks(settings.input_policy(), settings.policy_set(), scanners)
+    baseline = InputChecks(settings.input_policy(), settings.policy_set(), Scanners(pii=scanners.pii))
+    if not args.heldout.exists():
+        make = "python libs/shields/training/train_prompts.py --split-only"
+        print(f"(no held-out split at {args.heldout}: {make})")
+    for name, prompts in prompt_sets(data, args.heldout, args.limit).items():
+        positives = sum(p.positive for p in prompts)
+        print(f"\n== {name}: {len(prompts)} prompts, {positives} attacks or harmful requests")
+        print("-- the guard as configured (patterns, classifiers, gibberish, PII)")
+        print(format_table(evaluate_prompts(prompts, guard.check).rows()))
+        base = evaluate_prompts(prompts, baseline.check).checks["overall"]
+        print(
+            f"-- baseline, patterns alone: overall recall {base.recall:.3f}, "
+            f"false-positive rate {base.false_positive_rate:.3f}"
+        )
+    if args.heldout.exists():
+        print("\n== held-out split per source (the guard as configured)")
+        print_heldout_by_source(args.heldout, guard, args.limit)
+    print_scan_latency(data, guard)
 
     records = presidio_records(data)
     halves = split_examples(presidio_examples(records))
@@ -168,16 +252,7 @@ def main() -> None:
     print_pii(reports)
     print_prompt_latency(data, records, model)
 
-    print(f"\n== throughput, one process, median of {args.runs} runs (min-max)")
-
-    def inputs(prompts: list[str]) -> Callable[[], int]:
-        def work() -> int:
-            for p in prompts:
-                check_input(p, policy)
-            return len(prompts)
-
-        return work
-
+    print(f"\n== output checks throughput, one process, median of {args.runs} runs (min-max)")
     answers = drafted_from(records)
     out_policy = OutputPolicy()
 
@@ -191,18 +266,13 @@ def main() -> None:
             check_output(d, out_policy, model)
         return len(answers)
 
-    def mean_chars(texts: list[str]) -> float:
-        return sum(map(len, texts)) / len(texts)
-
-    questions = safe + unsafe
     for name, work, note in (
-        ("input checks", inputs(questions), f"XSTest questions, mean {mean_chars(questions):.0f} chars"),
-        ("input checks", inputs(attacks), f"Giskard attacks, mean {mean_chars(attacks):.0f} chars"),
         ("output checks", outputs, f"{len(answers)} cited answers (PII sentences), patterns only"),
         ("output checks", outputs_with_model, f"{len(answers)} cited answers, with the entity model"),
     ):
         median, low, high = per_second(work, args.runs)
         print(f"{name:14} {median:8.0f}/s ({low:.0f}-{high:.0f})  {note}")
+    asyncio.run(clients.aclose())
 
 
 if __name__ == "__main__":

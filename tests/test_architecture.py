@@ -1,5 +1,6 @@
 """The architecture, checked: every service has the same shape, services never import each other, and
-only a service's `app.py` touches Kafka.
+only a service's `app.py` touches Kafka (and `cli.py`, a service's `ragbus` command, which builds its
+dependencies the way `app.py` does: both are composition roots, nothing imports them).
 
 One service pattern (docs/architecture.md): `settings.py`, pure domain modules, `ports.py` (Protocols and
 the types they return), `adapters/`, one use-case module `usecases.py` whose functions take a deps
@@ -117,12 +118,25 @@ def test_service_imports_no_other_service(service: str) -> None:
 def test_only_app_py_reaches_kafka(service: str) -> None:
     offenders = {}
     for module in service_modules(service):
-        if module == f"ragbus.{service}.app":
+        if module in (f"ragbus.{service}.app", f"ragbus.{service}.cli"):
             continue
         chain = kafka_path(module, SOURCE_ROOTS)
         if chain is not None:
             offenders[module] = " -> ".join(chain)
-    assert not offenders, f"only app.py may reach Kafka: {offenders}"
+    assert not offenders, f"only app.py (and cli.py) may reach Kafka: {offenders}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_nothing_imports_a_composition_root(service: str) -> None:
+    roots = {f"ragbus.{service}.app", f"ragbus.{service}.cli"}
+    offenders = [
+        f"{path.relative_to(REPO)} imports {name}"
+        for path in (REPO / "services" / service / "src").rglob("*.py")
+        if path.stem not in ("app", "cli")
+        for name in imports_of(path)
+        if name in roots
+    ]
+    assert not offenders, offenders
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from ragbus.shields.detection import PiiDetector, combine
+from ragbus.shields.detection import PiiDetector, combine, extend_persons
 from ragbus.shields.entities import Entity
 from ragbus.shields.pii import PiiSpan
 
@@ -117,3 +117,53 @@ def test_ordinary_questions_have_no_names(detector: PiiDetector) -> None:
         "how do I kill a Python process?",
     ):
         assert detector.find(question) == []
+
+
+# --- carrying the model's names to where it did not look twice ---------------------------------------
+
+
+def persons(text: str, spans: Sequence[PiiSpan]) -> list[str]:
+    return [text[s.start : s.end] for s in spans if s.kind == "PERSON"]
+
+
+def found(text: str, *names: str, kind: str = "PERSON") -> list[PiiSpan]:
+    return [PiiSpan(kind, text.index(n), text.index(n) + len(n), 0.85) for n in names]  # type: ignore[arg-type]
+
+
+def test_a_surname_found_once_is_found_again_alone() -> None:
+    text = "The film was directed by Maciej Borkowski and starring Borkowski himself."
+    spans = extend_persons(text, found(text, "Maciej Borkowski"))
+    assert persons(text, spans) == ["Maciej Borkowski", "Borkowski"]
+
+
+def test_a_list_of_names_is_names_even_where_the_model_saw_a_place() -> None:
+    text = "They had 6: Efimiya, Mary, Ariana, Isabel, Teresa and Jodi."
+    spans = extend_persons(text, [*found(text, "Mary"), *found(text, "Ariana", kind="LOCATION")])
+    assert persons(text, spans) == ["Efimiya", "Mary", "Ariana", "Isabel", "Teresa", "Jodi"]
+    assert all(s.kind == "PERSON" for s in spans)
+
+
+def test_a_list_of_places_or_firms_stays_what_it_is() -> None:
+    places = "We flew to Paris, London and Berlin."
+    spans = found(places, "Paris", "London", "Berlin", kind="LOCATION")
+    assert extend_persons(places, spans) == spans
+    firm = "Tomomi is from Hawkins, Richardson and Santana"
+    spans = [*found(firm, "Tomomi", "Richardson"), *found(firm, "Hawkins", "Santana", kind="ORGANIZATION")]
+    assert persons(firm, extend_persons(firm, spans)) == ["Tomomi", "Richardson"]
+
+
+def test_the_other_speakers_of_a_dialogue_are_names() -> None:
+    text = "Ubul: What a wife. Nicole: Remember me? John: You saved my life!"
+    spans = extend_persons(text, found(text, "Nicole"))
+    assert persons(text, spans) == ["Ubul", "Nicole", "John"]
+
+
+def test_the_name_heading_an_address_is_a_person() -> None:
+    text = "Billing address: Ana Dias     31401 ul. Slowicza 10 Apt. 360    Wroclaw"
+    spans = extend_persons(text, found(text, "31401 ul. Slowicza 10 Apt. 360", kind="LOCATION"))
+    assert persons(text, spans) == ["Ana Dias"]
+
+
+def test_nothing_is_carried_without_a_name_to_start_from() -> None:
+    text = "Capitalized words like Wisdom, Courage and Discipline are often mistaken for names."
+    assert extend_persons(text, []) == []

@@ -119,6 +119,19 @@ async def test_chunks_become_searchable_and_the_result_is_published(service: Ser
     assert service.embedder.calls[0][0] == "Eiffel Tower\n" + EIFFEL[0]
 
 
+async def test_a_flagged_chunk_is_stored_and_found_with_its_flag(service: Service) -> None:
+    part = chunked("eiffel", EIFFEL)
+    injected = part.chunks[2].model_copy(update={"flags": ["injection"], "injection_score": 0.9})
+    part = part.model_copy(update={"chunks": [*part.chunks[:2], injected]})
+    async with service.harness as h:
+        await h.send(part)
+    hits = await service.store.search("acme", await service.embedder.embed_query(EIFFEL[2]), 3)
+    by_text = {h.text: h for h in hits}
+    assert by_text[EIFFEL[2]].flags == ("injection",)
+    assert by_text[EIFFEL[2]].injection_score == 0.9
+    assert by_text[EIFFEL[0]].flags == ()
+
+
 async def test_a_redelivered_event_leaves_one_point_per_chunk_and_the_same_result(service: Service) -> None:
     event = Envelope.new(chunked("eiffel", EIFFEL), source="ragbus/ingest", tenant="acme")
     async with service.harness as h:

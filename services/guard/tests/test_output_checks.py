@@ -15,6 +15,7 @@ from ragbus.guard.output_checks import (
     GROUNDING,
     PII,
     SECRETS,
+    SUPPORT,
     USER_REASONS,
     abstains,
     check_output,
@@ -63,7 +64,7 @@ def test_grounded_cited_answer_is_answered_unchanged() -> None:
     assert result.answer == d.answer
     assert result.citations == d.citations
     assert result.reason is None
-    assert [v.check for v in result.verdicts] == [GROUNDING, CITATIONS, PII, SECRETS]
+    assert [v.check for v in result.verdicts] == [GROUNDING, SUPPORT, CITATIONS, PII, SECRETS]
     assert all(v.passed for v in result.verdicts)
 
 
@@ -260,3 +261,74 @@ def test_credentials_block_action_withholds_the_answer() -> None:
     assert "AKIA" not in result.answer + str(result.verdicts)
     assert not verdict(result, SECRETS).passed
     assert verdict(result, PII).passed
+
+
+# --- support of each sentence by its cited chunks -------------------------------------------------------
+
+TEXT_A = "Consumers are idempotent: each write is an upsert keyed by a deterministic id."
+TEXT_B = "A poison message goes to the topic's dead-letter queue with the reason, after 5 attempts."
+WITH_TEXT = [
+    RetrievedChunk(chunk_id=CHUNK_A, doc_id="doc-a", index=0, score=0.9, text=TEXT_A),
+    RetrievedChunk(chunk_id=CHUNK_B, doc_id="doc-b", index=3, score=0.7, text=TEXT_B),
+]
+BOTH = [cite(1), cite(2, CHUNK_B, "doc-b")]
+
+
+def test_an_answer_its_sources_support_is_answered() -> None:
+    d = drafted(
+        "Each write is an upsert keyed by a deterministic id [1]. "
+        "A poison message goes to the dead-letter queue with the reason after 5 attempts [2].",
+        BOTH,
+        WITH_TEXT,
+    )
+    result = check_output(d, POLICY)
+    assert result.status == "answered"
+    v = verdict(result, SUPPORT)
+    assert (v.passed, v.score, v.details["judged"], v.details["unsupported"]) == (True, 1.0, 2, [])
+
+
+def test_an_answer_invented_from_memory_is_withheld_without_echoing_it() -> None:
+    d = drafted(
+        "Idempotence comes from two-phase commit across a Zookeeper quorum [1]. "
+        "Poison messages are retried 12 times before an operator pages the on-call engineer [2].",
+        BOTH,
+        WITH_TEXT,
+    )
+    result = check_output(d, POLICY)
+    assert result.status == "blocked"
+    assert result.answer == USER_REASONS[SUPPORT]
+    assert result.citations == []
+    v = verdict(result, SUPPORT)
+    assert not v.passed
+    assert v.reason == "2 of 2 sentence(s) not supported by their cited sources"
+    assert "Zookeeper" not in str(v.details)
+
+
+def test_one_weak_sentence_of_four_passes_and_flag_only_records() -> None:
+    answer = (
+        "Each write is an upsert keyed by a deterministic id [1]. Consumers are idempotent by design [1]. "
+        "A poison message goes to the dead-letter queue with the reason [2]. "
+        "This design was popularised by banking mainframes in the seventies [2]."
+    )
+    v = verdict(check_output(drafted(answer, BOTH, WITH_TEXT), POLICY), SUPPORT)
+    assert (v.passed, v.score, len(v.details["unsupported"])) == (True, 0.75, 1)
+    invented = drafted(
+        "Idempotence comes from two-phase commit across a Zookeeper quorum [1].", BOTH, WITH_TEXT
+    )
+    flagged = check_output(invented, OutputPolicy(support_action="flag"))
+    assert flagged.status == "answered"
+    assert verdict(flagged, SUPPORT).reason.startswith("flagged: 1 of 1")
+
+
+def test_without_chunk_text_support_is_not_judged_and_says_so() -> None:
+    d = drafted("Idempotence comes from two-phase commit across a Zookeeper quorum [1].", [cite(1)])
+    v = verdict(check_output(d, POLICY), SUPPORT)
+    assert v.passed
+    assert v.details["note"] == "no cited source text to check against"
+
+
+def test_an_abstention_is_not_judged_for_support() -> None:
+    d = drafted("I don't know; the documents do not mention Zookeeper quorums [1].", [cite(1)], WITH_TEXT)
+    v = verdict(check_output(d, POLICY), SUPPORT)
+    assert v.passed
+    assert v.details["judged"] == 0

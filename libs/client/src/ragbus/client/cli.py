@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from ragbus.client.client import Answer, Document, Indexed, RagbusClient, RequestFailed, WaitTimeout
 from ragbus.client.dlq import Letter, read_letters, replay
 from ragbus.client.errors import CliError
-from ragbus.client.plugins import PluginGroup
+from ragbus.client.plugins import EvalGroup, PluginGroup
 from ragbus.client.trace import TraceNotFound, await_trace, render_tree
 from ragbus.common.admin import TopicAdminError, ensure_topics
 from ragbus.common.events import QueryOptions
@@ -443,6 +443,14 @@ async def topics_create(
             f"left as they are (growing a topic reorders its keys): {listed}",
             err=True,
         )
+
+
+# --- evaluations -------------------------------------------------------------------------------------
+
+
+@main.group("eval", cls=EvalGroup)
+def eval_group() -> None:
+    """Evaluate the stack's parts on labelled data (commands plugged in by the installed services)."""
 
 
 # --- traces -------------------------------------------------------------------------------------------

@@ -21,10 +21,10 @@ GROUP = "ragbus.cli"
 PROVIDERS: Mapping[str, str] = dict.fromkeys(("up", "down", "status", "serve", "local"), "ragbus-stack")
 
 
-def plugged_in() -> dict[str, EntryPoint]:
-    """The installed `ragbus.cli` entry points by command name (the first of a duplicate name wins)."""
+def plugged_in(group: str = GROUP) -> dict[str, EntryPoint]:
+    """The installed entry points of `group` by command name (the first of a duplicate name wins)."""
     found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=GROUP):
+    for ep in entry_points(group=group):
         found.setdefault(ep.name, ep)
     return found
 
@@ -64,14 +64,25 @@ def missing(name: str) -> click.Command | None:
 
 
 class PluginGroup(click.Group):
-    """A click group that also offers the commands of the `ragbus.cli` entry points, loaded when used."""
+    """A click group that also offers the commands of an entry-point group (`ragbus.cli` for the top
+    level, `ragbus.cli.eval` for `ragbus eval ...`), loaded when used."""
+
+    entry_point_group = GROUP
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *plugged_in()})
+        return sorted({*super().list_commands(ctx), *plugged_in(self.entry_point_group)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         own = super().get_command(ctx, cmd_name)
         if own is not None:
             return own
-        ep = plugged_in().get(cmd_name)
-        return load(cmd_name, ep) if ep is not None else missing(cmd_name)
+        ep = plugged_in(self.entry_point_group).get(cmd_name)
+        if ep is not None:
+            return load(cmd_name, ep)
+        return missing(cmd_name) if self.entry_point_group == GROUP else None
+
+
+class EvalGroup(PluginGroup):
+    """`ragbus eval ...`: evaluations the services' packages plug in (`ragbus.cli.eval` entry points)."""
+
+    entry_point_group = f"{GROUP}.eval"

@@ -108,6 +108,20 @@ class DocsDeleted(_DocEvent):
     reason: str | None = None
 
 
+# What a chunk may be flagged for (`ChunkData.flags`): `injection` = its text reads as instructions to
+# the model (an indirect prompt injection); readers treat a flag they do not know as a reason for care.
+FLAG_INJECTION = "injection"
+
+
+class TextSpan(BaseModel):
+    """A span of a chunk's text: `text[start:end]`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
 class ChunkData(BaseModel):
     """One chunk of a document version."""
 
@@ -120,6 +134,16 @@ class ChunkData(BaseModel):
     token_count: int = Field(ge=0)
     char_start: int = Field(ge=0)
     char_end: int = Field(ge=0)
+    flags: list[str] = Field(
+        default_factory=list,
+        description="what the ingest scan found: `injection` = text that reads as instructions to the model",
+    )
+    injection_score: float | None = Field(
+        default=None, ge=0, le=1, description="the injection scan's score (None: the chunk was not scanned)"
+    )
+    injection_spans: list[TextSpan] = Field(
+        default_factory=list, description="where in `text` the instructions are (when flagged)"
+    )
 
 
 class DocsChunked(_DocEvent):
@@ -236,6 +260,12 @@ class RetrievedChunk(BaseModel):
     index: int
     score: float
     title: str | None = None
+    flags: list[str] = Field(default_factory=list, description="the chunk's flags from ingest (`injection`)")
+    injection_score: float | None = Field(default=None, description="the ingest scan's score, if scanned")
+    text: str | None = Field(
+        default=None,
+        description="the chunk's text as retrieved (the guard checks the answer's support against it)",
+    )
 
 
 class TierAttempt(BaseModel):

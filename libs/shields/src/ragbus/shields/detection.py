@@ -11,10 +11,17 @@ of the text, then `combine`s them into one list of non-overlapping spans, each w
   Yefremova" from the cue, "Faina D. Yefremova" from the model);
 - among entities that overlap each other, the higher confidence, then the longer one, stays;
 - spans under `min_score` are dropped.
+
+Then `extend_persons` carries what the model found to where it did not look twice: the other mentions
+of a name it found ("Maciej Borkowski ... starring Borkowski"), the other items of a list most of whose
+items are names ("Gaetane, Hannah, Anthony, Derek and Anna"), and the other speakers of a dialogue
+("Ubul: ... Nicole: ..."). A small model misses the unfamiliar names among familiar ones; the structure
+around them says what they are.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -55,6 +62,122 @@ def combine(
     return sorted(kept, key=lambda s: s.start)
 
 
+_NAME_WORD = r"[^\W\d_][^\W\d_'’-]*(?:[-'’][^\W\d_]+)*"
+_CAPITALISED = re.compile(rf"(?<![\w-]){_NAME_WORD}(?![\w-])")
+# "A, B, C and D": single capitalised words separated by commas, the last after and/or/&.
+_UPPER = "A-ZÀ-ÖØ-ÞĀ-ſ"  # capitals of Latin scripts (the Latin Extended-A block holds both cases)
+_LIST = re.compile(
+    rf"(?<![\w-])(?:[{_UPPER}][\w'’-]+\s*,\s*)+[{_UPPER}][\w'’-]+,?\s+(?:and|or|&)\s+[{_UPPER}][\w'’-]+"
+)
+_ITEM = re.compile(rf"[{_UPPER}][\w'’-]+")
+# A speaker's label: a capitalised word and a colon at the start of the text, a line or a sentence.
+_SPEAKER = re.compile(rf"(?:^|(?<=\n)|(?<=[.!?]\s))\s*([{_UPPER}][\w'’-]+):\s")
+# A name heading an address: two or three capitalised words (a middle initial allowed) at the start of
+# the text, a line, or after `>`, `:` or `|`, right before the address.
+_ADDRESSEE = re.compile(
+    rf"(?:^|(?<=[\n>:|]))[ \t]*([{_UPPER}][\w'’-]+(?:[ \t]+[{_UPPER}]\.?)?"
+    rf"(?:[ \t]+[{_UPPER}][\w'’-]+){{1,2}})[ \t>,|]*$"
+)
+# Words a name's mention is never carried by (titles, and words that begin sentences).
+_NOT_A_NAME = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "dr",
+        "prof",
+        "sir",
+        "madam",
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "my",
+        "his",
+        "her",
+        "their",
+        "our",
+        "your",
+        "it",
+        "this",
+        "that",
+        "he",
+        "she",
+        "they",
+        "we",
+        "you",
+        "i",
+    }
+)
+
+
+def _free(span: tuple[int, int], taken: Sequence[PiiSpan]) -> bool:
+    return not any(span[0] < t.end and t.start < span[1] for t in taken)
+
+
+def extend_persons(text: str, spans: Sequence[PiiSpan], score: float = 0.6) -> list[PiiSpan]:
+    """`spans` with the PERSON mentions their structure implies (see the module's docstring)."""
+    out = list(spans)
+    # The addressee of a street address.
+    for place in [s for s in spans if s.kind == "LOCATION"]:
+        head = _ADDRESSEE.search(text, max(0, place.start - 80), place.start)
+        if head and _free((head.start(1), head.end(1)), out):
+            out.append(PiiSpan("PERSON", head.start(1), head.end(1), score))
+    persons = [s for s in out if s.kind == "PERSON"]
+    if not persons:
+        return out
+
+    def add(start: int, end: int) -> None:
+        if _free((start, end), out):
+            out.append(PiiSpan("PERSON", start, end, score))
+
+    def is_person(start: int, end: int) -> bool:
+        return any(p.start < end and start < p.end for p in out if p.kind == "PERSON")
+
+    # Other mentions of a word of a name found (a surname alone, a first name alone).
+    words = {
+        m.group()
+        for p in persons
+        for m in _CAPITALISED.finditer(text[p.start : p.end])
+        if len(m.group()) >= 3 and m.group()[0].isupper() and m.group().casefold() not in _NOT_A_NAME
+    }
+    if words:
+        mention = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, sorted(words))) + r")(?![\w-])")
+        for m in mention.finditer(text):
+            add(m.start(), m.end())
+    # The other items of a list of names.
+    for m in _LIST.finditer(text):
+        items = [(m.start() + i.start(), m.start() + i.end()) for i in _ITEM.finditer(m.group())]
+        items = [(a, b) for a, b in items if text[a:b] not in ("and", "or")]
+        named = sum(is_person(a, b) for a, b in items)
+        unknown = sum(_free((a, b), out) for a, b in items)
+        if (named >= 2 and named * 2 >= len(items)) or (named >= 1 and unknown * 2 >= len(items)):
+            # A lone item the model called a place is a name among names ("Mary, Ariana, Isabel").
+            places = set(items)
+            out = [
+                PiiSpan("PERSON", x.start, x.end, score)
+                if x.kind == "LOCATION" and (x.start, x.end) in places
+                else x
+                for x in out
+            ]
+            for a, b in items:
+                add(a, b)
+    # The other speakers of a dialogue.
+    speakers = [(m.start(1), m.end(1)) for m in _SPEAKER.finditer(text)]
+    if len(speakers) >= 2 and any(is_person(a, b) for a, b in speakers):
+        for a, b in speakers:
+            add(a, b)
+    return sorted(out, key=lambda s: s.start)
+
+
 @dataclass(frozen=True, slots=True)
 class PiiDetector:
     """Patterns, and a named-entity model when there is one (`recognizer=None`: patterns only)."""
@@ -80,4 +203,7 @@ class PiiDetector:
                 [PiiSpan(s.kind, s.start, s.end, s.score) for s in entity_spans(t, f) if s.kind in wanted]
                 for t, f in zip(texts, found, strict=True)
             ]
-        return [combine(p, e, self.min_score) for p, e in zip(patterns, entities, strict=True)]
+        combined = [combine(p, e, self.min_score) for p, e in zip(patterns, entities, strict=True)]
+        if self.recognizer is None or "PERSON" not in wanted:
+            return combined
+        return [extend_persons(t, c) for t, c in zip(texts, combined, strict=True)]

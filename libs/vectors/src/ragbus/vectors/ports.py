@@ -25,6 +25,10 @@ class ChunkPoint:
     text: str
     title: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # What ingest's scan found in the chunk (`injection`), its score, and where in `text` (start, end).
+    flags: tuple[str, ...] = ()
+    injection_score: float | None = None
+    injection_spans: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,14 @@ class Hit:
     text: str
     title: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    injection_score: float | None = None
+    injection_spans: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        """Ingest flagged the chunk (its text may carry instructions aimed at the model)."""
+        return bool(self.flags)
 
 
 @runtime_checkable

@@ -43,7 +43,8 @@ def point_metadata(chunked: DocsChunked) -> dict[str, MetadataValue]:
 
 
 def chunk_points(chunked: DocsChunked, tenant: str, vectors: Sequence[Sequence[float]]) -> list[ChunkPoint]:
-    """One point per chunk; the point id is the chunk id, so the same chunk always lands on one point."""
+    """One point per chunk; the point id is the chunk id, so the same chunk always lands on one point.
+    The point keeps what ingest's scan found (flags, score, spans), for retrieval to hand on."""
     if len(vectors) != len(chunked.chunks):
         raise ValueError(f"{len(vectors)} vectors for {len(chunked.chunks)} chunks")
     metadata = point_metadata(chunked)
@@ -58,6 +59,9 @@ def chunk_points(chunked: DocsChunked, tenant: str, vectors: Sequence[Sequence[f
             text=chunk.text,
             title=chunked.title,
             metadata=metadata,
+            flags=tuple(chunk.flags),
+            injection_score=chunk.injection_score,
+            injection_spans=tuple((s.start, s.end) for s in chunk.injection_spans),
         )
         for chunk, vector in zip(chunked.chunks, vectors, strict=True)
     ]

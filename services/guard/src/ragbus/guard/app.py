@@ -24,8 +24,9 @@ from ragbus.common.events import (
 )
 from ragbus.common.service import Clients, Service
 from ragbus.guard import usecases
-from ragbus.guard.input_checks import InputChecks
+from ragbus.guard.input_checks import InputChecks, Scanners
 from ragbus.guard.output_checks import OutputChecks
+from ragbus.guard.ports import PromptScorer
 from ragbus.guard.settings import GuardSettings
 from ragbus.guard.usecases import GuardDeps
 from ragbus.shields.detection import PiiDetector
@@ -33,8 +34,8 @@ from ragbus.shields.detection import PiiDetector
 SERVICE = usecases.SERVICE
 
 
-async def open_deps(settings: GuardSettings, clients: Clients) -> GuardDeps:
-    # The checks are pure; the named-entity model (when `ner`) is the one client, loaded here, once.
+async def open_scanners(settings: GuardSettings, clients: Clients) -> Scanners:
+    """The models the checks score with, loaded once (the `ragbus eval guard` command uses these too)."""
     detector = PiiDetector()
     if settings.uses_ner():
         from ragbus.shields.adapters.spacy_ner import SpacyRecognizer  # heavy: only when configured
@@ -42,9 +43,23 @@ async def open_deps(settings: GuardSettings, clients: Clients) -> GuardDeps:
         recognizer = clients.add("ner", SpacyRecognizer())
         await recognizer.ping()  # load the model now, not on the first answer
         detector = PiiDetector(recognizer)
+    classifiers: list[PromptScorer] = []
+    if settings.classifiers:
+        # Heavy (torch): only when configured. The n-gram model is a file; the MiniLM is a client.
+        from ragbus.shields.adapters.minilm_classifier import MiniLMPromptClassifier
+        from ragbus.shields.ngram import MODELS, NgramModel
+
+        minilm = clients.add("prompt_classifier", MiniLMPromptClassifier())
+        await minilm.ping()  # load it now, not on the first question
+        classifiers = [NgramModel.load(MODELS / "prompt-ngram.npz"), minilm]
+    return Scanners(classifiers=classifiers, pii=detector)
+
+
+async def open_deps(settings: GuardSettings, clients: Clients) -> GuardDeps:
+    scanners = await open_scanners(settings, clients)
     return GuardDeps(
-        input=InputChecks(settings.input_policy()),
-        output=OutputChecks(settings.output_policy(), detector),
+        input=InputChecks(settings.input_policy(), settings.policy_set(), scanners),
+        output=OutputChecks(settings.output_policy(), scanners.pii),
     )
 
 
@@ -60,7 +75,7 @@ def create_app(settings: GuardSettings | None = None, deps: GuardDeps | None = N
 
     @service.subscriber(topics.QUERIES_SUBMITTED)
     async def on_submitted(event: Envelope[QueriesSubmitted]) -> None:
-        for verdict in usecases.screen_question(service.deps(), event):
+        for verdict in await usecases.screen_question(service.deps(), event):
             await service.bus.reply(event, verdict)
 
     @service.subscriber(topics.ANSWERS_DRAFTED)

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ragbus.guard.input_checks import check_injection
-from ragbus.guard.settings import InputPolicy
 from ragbus.shields.pii import ALL_PII_KINDS, PiiKind
 
 # presidio-research entity type -> the kind of ours it is scored as.
@@ -73,10 +72,9 @@ def presidio_records(data_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def flag_rate(prompts: Iterable[str], policy: InputPolicy | None = None) -> tuple[int, int]:
-    """(flagged, total): how many prompts the injection check fails."""
-    policy = policy or InputPolicy()
-    results = [not check_injection(p, policy).passed for p in prompts]
+def flag_rate(prompts: Iterable[str], threshold: float = 0.5) -> tuple[int, int]:
+    """(flagged, total): how many prompts the injection patterns fail."""
+    results = [not check_injection(p, threshold).passed for p in prompts]
     return sum(results), len(results)
 
 
@@ -247,3 +245,128 @@ def evaluate_pii(
             c.found += sum(any(a < d and c_ < b for a, b in mine) for c_, d in gold)
             c.exact += len(set(mine) & set(gold))
     return PiiReport(kinds=counts, texts=n, latencies_ms=tuple(latencies))
+
+
+# --- prompts: the input checks as the service runs them ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledPrompt:
+    text: str
+    positive: bool  # an attack or a harmful request: the guard should stop (or flag) it
+
+
+@dataclass
+class Rates:
+    """How often a check fired on positives and on negatives (fired: flagged, redacted or blocked)."""
+
+    name: str
+    true_positives: int = 0
+    false_positives: int = 0
+    positives: int = 0
+    negatives: int = 0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def recall(self) -> float:
+        return _ratio(self.true_positives, self.positives)
+
+    @property
+    def false_positive_rate(self) -> float:
+        return _ratio(self.false_positives, self.negatives)
+
+    @property
+    def precision(self) -> float:
+        return _ratio(self.true_positives, self.true_positives + self.false_positives)
+
+    def row(self) -> dict[str, object]:
+        return {
+            "check": self.name,
+            "recall": round(self.recall, 4),
+            "precision": round(self.precision, 4),
+            "false_positive_rate": round(self.false_positive_rate, 4),
+            "positives": self.positives,
+            "negatives": self.negatives,
+            "p50_ms": round(_percentile(self.latencies_ms, 0.5), 3),
+            "p95_ms": round(_percentile(self.latencies_ms, 0.95), 3),
+        }
+
+
+@dataclass(frozen=True)
+class PromptReport:
+    """Per check (and `overall`: blocked by any) how the input checks did on labelled prompts."""
+
+    checks: dict[str, Rates]
+
+    def rows(self) -> list[dict[str, object]]:
+        return [r.row() for r in self.checks.values()]
+
+
+def format_table(rows: Sequence[dict[str, object]]) -> str:
+    """Rows of dicts as aligned plain-text columns (the first row's keys are the header)."""
+    if not rows:
+        return "(nothing)"
+    columns = list(rows[0])
+    cells = [[c, *("" if r[c] is None else str(r[c]) for r in rows)] for c in columns]
+    widths = [max(len(x) for x in col) for col in cells]
+    return "\n".join(
+        "  ".join(col[i].ljust(w) for col, w in zip(cells, widths, strict=True)) for i in range(len(rows) + 1)
+    )
+
+
+def evaluate_prompts(
+    prompts: Iterable[LabelledPrompt], check: Callable[[str], Any], *, count_flags: bool = False
+) -> PromptReport:
+    """Run `check` (a question in, an `InputResult` out: the guard's own input checks) over labelled
+    prompts. A category "fires" when its decision is `block` (and, with `count_flags`, `flag` or
+    `redact` too); `overall` fires when the question is rejected. Latency: the whole check per prompt
+    (`overall`), and each category's scanners."""
+    rates: dict[str, Rates] = {"overall": Rates("overall")}
+    fires = {"block", "flag", "redact"} if count_flags else {"block"}
+    for prompt in prompts:
+        started = time.perf_counter()
+        result = check(prompt.text)
+        took = (time.perf_counter() - started) * 1000
+        outcomes: list[tuple[str, bool, float | None]] = [("overall", not result.passed, took)]
+        for v in result.verdicts:
+            scanners = v.details.get("scanners")
+            ms = sum(s["ms"] for s in scanners.values()) if scanners else None
+            outcomes.append(
+                (v.check, v.details.get("decision", "pass" if v.passed else "block") in fires, ms)
+            )
+        for name, fired, ms in outcomes:
+            r = rates.setdefault(name, Rates(name))
+            if ms is not None:
+                r.latencies_ms.append(ms)
+            if prompt.positive:
+                r.positives += 1
+                r.true_positives += fired
+            else:
+                r.negatives += 1
+                r.false_positives += fired
+    return PromptReport(rates)
+
+
+POSITIVE_LABELS = frozenset(
+    {"1", "true", "attack", "injection", "jailbreak", "harmful", "unsafe", "malicious"}
+)
+
+
+def read_labelled(path: Path, text_column: str = "text", label_column: str = "label") -> list[LabelledPrompt]:
+    """A CSV or JSONL file with a text and a label column; labels in POSITIVE_LABELS are positives, a
+    file with no label column is all positives (an attack set)."""
+    rows: list[dict[str, Any]]
+    if path.suffix.lower() in (".jsonl", ".json"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    if rows and text_column not in rows[0]:
+        raise ValueError(f"{path}: no column {text_column!r} (columns: {', '.join(rows[0])})")
+    return [
+        LabelledPrompt(
+            str(row[text_column]),
+            str(row.get(label_column, "attack")).strip().lower() in POSITIVE_LABELS,
+        )
+        for row in rows
+    ]

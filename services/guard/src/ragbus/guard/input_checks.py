@@ -1,8 +1,13 @@
-"""Input checks: is this question fit to send to retrieval and the models? Pure functions, no I/O.
+"""Input checks: is this question fit to send to retrieval and the models? Pure, CPU-bound, no I/O.
 
-Each check returns a `Verdict`; `check_input` runs them all (a rejected question still gets every
-verdict, so the record shows everything that was wrong with it) and decides. Verdict details carry
-measurements and technique names, never the question's text.
+Two hard limits hold for every tenant: `input.size` and `input.garbage` (a question that is not text).
+Then one verdict per category of the tenant's policy (ragbus.guard.policy): `input.injection`
+(technique patterns), `input.jailbreak` and `input.harmful` (the learned classifiers), `input.gibberish`
+(adversarial-suffix-like token runs), `input.pii` and `input.secrets`. Each category verdict lists every
+scanner that scored it, with its score and time in milliseconds, the threshold, the action and the
+decision (`pass`, `flag`, `redact`, `block`); a category the policy sets to `allow` is not scanned.
+A rejected question still gets every verdict, so the record shows all that was wrong with it. Verdicts
+carry scores, technique names, kinds and counts, never the question's text.
 
 The garbage check is built to never reject a real question, however short or in whatever language:
 it looks for letters at all, for non-printable or symbol noise, for one character or token repeated,
@@ -13,26 +18,57 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
 
 from ragbus.common.events import Verdict
-from ragbus.guard.ports import InputResult
+from ragbus.guard.policy import Category, Policies, TenantPolicy
+from ragbus.guard.ports import InputResult, PromptScorer
 from ragbus.guard.settings import InputPolicy
+from ragbus.shields.detection import PiiDetector
 from ragbus.shields.injection import score_injection
 from ragbus.shields.normalize import strip_invisible
+from ragbus.shields.redaction import Located, pseudonymize
+from ragbus.shields.secrets import find_secrets
 
 SIZE = "input.size"
 GARBAGE = "input.garbage"
 INJECTION = "input.injection"
+JAILBREAK = "input.jailbreak"
+HARMFUL = "input.harmful"
+GIBBERISH = "input.gibberish"
+PII = "input.pii"
+SECRETS = "input.secrets"
+CHECKS: dict[Category, str] = {
+    "injection": INJECTION,
+    "jailbreak": JAILBREAK,
+    "harmful": HARMFUL,
+    "gibberish": GIBBERISH,
+    "pii": PII,
+    "secrets": SECRETS,
+}
 
-# What the user is told, per check; the verdict's own reason says more for operators.
+# What the user is told, per check: plain words, never an echo of what fired; the verdicts say more
+# for operators.
 USER_REASONS = {
     SIZE: "Your question is too long. Please shorten it and ask again.",
     GARBAGE: "Your question could not be understood. Please rephrase it.",
     INJECTION: "Your question looks like an attempt to override the assistant's instructions, so it was "
     "not answered.",
+    JAILBREAK: "Your question looks like an attempt to get around the assistant's rules, so it was not "
+    "answered.",
+    HARMFUL: "Your question asks for something this assistant does not help with, so it was not answered.",
+    GIBBERISH: "Your question contains text that looks machine-generated to get around the assistant's "
+    "rules, so it was not answered.",
+    PII: "Your question contains personal data, which this assistant does not accept. Please remove it and "
+    "ask again.",
+    SECRETS: "Your question contains a credential (a key, token or password). Please remove it and ask "
+    "again.",
 }
 
 
@@ -153,37 +189,169 @@ def check_garbage(text: str, policy: InputPolicy) -> Verdict:
     return Verdict(check=GARBAGE, passed=reason is None, reason=reason, details=details)
 
 
-# --- prompt injection ------------------------------------------------------------------------------
+# --- prompt injection (patterns) ---------------------------------------------------------------------
 
 
-def check_injection(text: str, policy: InputPolicy) -> Verdict:
+def check_injection(text: str, threshold: float = 0.5) -> Verdict:
+    """The technique patterns alone (ragbus.shields.injection), as the default policy judges them."""
     result = score_injection(text)
-    passed = result.score < policy.injection_threshold
+    passed = result.score < threshold
     return Verdict(
         check=INJECTION,
         passed=passed,
         reason=None if passed else "prompt injection: " + ", ".join(result.techniques),
         score=result.score,
-        details={"techniques": list(result.techniques), "threshold": policy.injection_threshold},
+        details={"techniques": list(result.techniques), "threshold": threshold},
     )
 
 
-def check_input(text: str, policy: InputPolicy) -> InputResult:
+# --- the categories of the tenant's policy ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Scan:
+    """What the scanners of one category measured: a score in [0, 1] and the time of each."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    ms: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    # How several scanners' scores make the category's: the highest, or their mean (the learned
+    # classifiers: chosen on the held-out split, where the mean at 0.4 kept recall 0.985 at a 2.5%
+    # false-positive rate, against 0.991 at 3.8% for the highest at 0.5).
+    combine: Literal["max", "mean"] = "max"
+
+    def add(self, name: str, score: float, ms: float) -> None:
+        self.scores[name] = round(score, 4)
+        self.ms[name] = round(ms, 3)
+
+    @property
+    def score(self) -> float:
+        if self.combine == "mean" and self.scores:
+            return sum(self.scores.values()) / len(self.scores)
+        return max(self.scores.values(), default=0.0)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = fn()
+    return result, (time.perf_counter() - started) * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Scanners:
+    """The models the input checks score with: learned prompt classifiers (labels `attack` and `harmful`)
+    and the personal-data detector. Both optional: without classifiers, `jailbreak` and `harmful` have
+    no scanner (their verdicts say so) and only the patterns judge injections."""
+
+    classifiers: Sequence[PromptScorer] = ()
+    pii: PiiDetector = field(default_factory=PiiDetector)
+
+
+def _verdict(check: str, scan: _Scan, policy: TenantPolicy, category: Category, reason: str) -> Verdict:
+    rule = policy.rule(category)
+    fired = bool(scan.scores) and scan.score >= rule.threshold
+    decision = (
+        "pass"
+        if not fired
+        else {"allow": "pass", "flag": "flag", "redact": "redact"}.get(rule.action, "block")
+    )
+    details = {
+        "action": rule.action,
+        "threshold": rule.threshold,
+        "decision": decision,
+        "scanners": {n: {"score": s, "ms": scan.ms[n]} for n, s in scan.scores.items()},
+        **scan.details,
+    }
+    if not scan.scores:
+        details["note"] = "no scanner for this category"
+    return Verdict(
+        check=check,
+        passed=decision != "block",
+        reason=reason if fired else None,
+        score=round(scan.score, 4) if scan.scores else None,
+        details=details,
+    )
+
+
+def _learned(text: str, scanners: Scanners) -> tuple[_Scan, _Scan]:
+    attack, harmful = _Scan(combine="mean"), _Scan(combine="mean")
+    for classifier in scanners.classifiers:
+        [scores], ms = _timed(partial(classifier.scores, [text]))
+        if "attack" in scores:
+            attack.add(classifier.name, scores["attack"], ms)
+        if "harmful" in scores:
+            harmful.add(classifier.name, scores["harmful"], ms)
+    return attack, harmful
+
+
+def check_input(
+    text: str, limits: InputPolicy, policy: TenantPolicy, scanners: Scanners | None = None
+) -> InputResult:
+    """Every verdict on a question and what goes on (the question, redacted where the policy says)."""
+    scanners = scanners or Scanners()
     # An oversized question is rejected by its size; the other checks read only as much as a question
     # may hold, so a 100 kB body costs what a 4 kB one does (the schema allows 100,000 characters).
-    scan = text[: policy.max_chars]
-    verdicts = [check_size(text, policy), check_garbage(scan, policy), check_injection(scan, policy)]
+    scan = text[: limits.max_chars]
+    verdicts = [check_size(text, limits), check_garbage(scan, limits)]
+    question = text
+
+    if policy.injection.action != "allow":
+        patterns, ms = _timed(lambda: score_injection(scan))
+        found = _Scan(details={"techniques": list(patterns.techniques)})
+        found.add("patterns", patterns.score, ms)
+        reason = "prompt injection: " + ", ".join(patterns.techniques)
+        verdicts.append(_verdict(INJECTION, found, policy, "injection", reason))
+    if policy.jailbreak.action != "allow" or policy.harmful.action != "allow":
+        attack, harmful = _learned(scan, scanners)
+        if policy.jailbreak.action != "allow":
+            verdicts.append(_verdict(JAILBREAK, attack, policy, "jailbreak", "classified as a jailbreak"))
+        if policy.harmful.action != "allow":
+            verdicts.append(_verdict(HARMFUL, harmful, policy, "harmful", "classified as a harmful request"))
+    if policy.gibberish.action != "allow":
+        verdicts.append(_verdict(GIBBERISH, _gibberish(scan), policy, "gibberish", "adversarial token run"))
+    redactions: list[Located] = []
+    for category, check, find in _DATA_CHECKS:
+        if policy.rule(category).action == "allow":
+            continue
+        spans, ms = _timed(partial(find, scan, scanners))
+        kinds = Counter(s.kind for s in spans)
+        found = _Scan(details={"counts": dict(kinds)})
+        found.add("detector", max((getattr(s, "score", 1.0) for s in spans), default=0.0), ms)
+        verdict = _verdict(check, found, policy, category, "contains " + ", ".join(sorted(kinds)))
+        verdicts.append(verdict)
+        if verdict.details["decision"] == "redact":
+            redactions += spans
+    if redactions:
+        # Spans of `scan`, a prefix of the question: their offsets hold in the whole question too.
+        question = pseudonymize(question, redactions).text
     failed = [v for v in verdicts if not v.passed]
     # The first failure, in words a user can act on.
-    reason = USER_REASONS.get(failed[0].check, "Your question was not accepted.") if failed else None
-    return InputResult(verdicts=verdicts, user_reason=reason)
+    user_reason = USER_REASONS.get(failed[0].check, "Your question was not accepted.") if failed else None
+    return InputResult(verdicts=verdicts, user_reason=user_reason, question=question)
+
+
+_DATA_CHECKS: tuple[tuple[Category, str, Callable[[str, Scanners], Sequence[Located]]], ...] = (
+    ("pii", PII, lambda text, scanners: scanners.pii.find(text)),
+    ("secrets", SECRETS, lambda text, _: find_secrets(text)),
+)
+
+
+def _gibberish(text: str) -> _Scan:
+    from ragbus.shields.gibberish import gibberish_score
+
+    result, ms = _timed(lambda: gibberish_score(text))
+    found = _Scan(details={"window": result.window})
+    found.add("char-lm", result.score, ms)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
 class InputChecks:
-    """The default `ports.InputGuard`: the checks above under one policy."""
+    """The default `ports.InputGuard`: the hard limits, then the tenant's policy with these scanners."""
 
-    policy: InputPolicy
+    limits: InputPolicy
+    policies: Policies = field(default_factory=Policies)
+    scanners: Scanners = field(default_factory=Scanners)
 
-    def check(self, question: str) -> InputResult:
-        return check_input(question, self.policy)
+    def check(self, question: str, tenant: str = "default") -> InputResult:
+        return check_input(question, self.limits, self.policies.for_tenant(tenant), self.scanners)

@@ -4,6 +4,12 @@ Decisions, so that clients and operators know what to expect:
 - Grounding: every citation's chunk must be among the chunks retrieved for this question (with the same
   document), citation numbers must be unique, and every `[n]` marker in the answer (also `[1, 2]`,
   `[1-3]`, `[Source 2]`) must name a citation. A bracket glued to a word (`a[0]`) is code, not a marker.
+- Support (`output.support`): each sentence of the answer is checked against the text of the chunks it
+  cites (ragbus.shields.grounding: its content words and every number it states must occur there).
+  Under the `block` action an answer whose share of supported sentences is under
+  `support_min_share` is withheld; `flag` records the verdict and lets it through. Extractive answers
+  quote their sources and always pass; this is what stops a model answering from memory. Producers
+  that send no chunk text (older ones) are not judged, and the verdict says so.
 - A source is required: an answer with no citation is withheld, unless it says it does not know
   ("I don't know", "the documents do not mention ...") — an honest abstention needs no source. An empty
   answer is withheld.
@@ -28,17 +34,20 @@ from ragbus.common.events import AnswersDrafted, Citation, Verdict
 from ragbus.guard.ports import OutputResult
 from ragbus.guard.settings import OutputPolicy
 from ragbus.shields.detection import PiiDetector
+from ragbus.shields.grounding import support
 from ragbus.shields.pii import PiiSpan, count_kinds
 from ragbus.shields.redaction import Located, redact
 from ragbus.shields.secrets import SecretSpan, find_secrets
 
 GROUNDING = "output.grounding"
+SUPPORT = "output.support"
 CITATIONS = "output.citations"
 PII = "output.pii"
 SECRETS = "output.secrets"
 
 USER_REASONS = {
     GROUNDING: "The answer referred to sources that were not found for your question, so it was withheld.",
+    SUPPORT: "The answer said things its sources do not support, so it was withheld.",
     CITATIONS: "The answer was not supported by any source, so it was withheld.",
     PII: "The answer contained personal data, so it was withheld.",
     SECRETS: "The answer contained a credential (a key, token or password), so it was withheld.",
@@ -105,6 +114,44 @@ def check_grounding(drafted: AnswersDrafted) -> Verdict:
     if unresolved:
         problems.append(f"marker(s) {', '.join(f'[{n}]' for n in unresolved)} refer to no citation")
     return Verdict(check=GROUNDING, passed=not problems, reason="; ".join(problems) or None, details=details)
+
+
+def check_support(drafted: AnswersDrafted, policy: OutputPolicy) -> Verdict:
+    """Each answer sentence against the text of the chunks it cites (see the module's decisions)."""
+    texts = {r.chunk_id: r.text for r in drafted.retrieved if r.text}
+    sources = {c.n: texts[c.chunk_id] for c in drafted.citations if c.chunk_id in texts}
+    details: dict[str, object] = {
+        "action": policy.support_action,
+        "min_share": policy.support_min_share,
+        "min_coverage": policy.support_min_coverage,
+    }
+    if policy.support_action == "allow":
+        return Verdict(check=SUPPORT, passed=True, details={**details, "note": "not checked (allow)"})
+    if not sources:
+        note = "no cited source text to check against" if drafted.citations else "no citations"
+        return Verdict(check=SUPPORT, passed=True, details={**details, "note": note})
+    found = support(drafted.answer, sources, min_coverage=policy.support_min_coverage, skip=(_ABSTAIN,))
+    unsupported = found.unsupported
+    details |= {
+        "sentences": len(found.sentences),
+        "judged": len(found.judged),
+        # Indexes and measures only: the verdict never repeats the answer's text.
+        "unsupported": [
+            {
+                "sentence": found.sentences.index(s),
+                "coverage": s.coverage,
+                "missing_numbers": len(s.missing_numbers),
+            }
+            for s in unsupported
+        ],
+    }
+    score = round(found.score, 3)
+    if not unsupported or score >= policy.support_min_share:
+        return Verdict(check=SUPPORT, passed=True, score=score, details=details)
+    why = f"{len(unsupported)} of {len(found.judged)} sentence(s) not supported by their cited sources"
+    if policy.support_action == "flag":
+        return Verdict(check=SUPPORT, passed=True, reason=f"flagged: {why}", score=score, details=details)
+    return Verdict(check=SUPPORT, passed=False, reason=why, score=score, details=details)
 
 
 def check_citations(drafted: AnswersDrafted, policy: OutputPolicy) -> Verdict:
@@ -210,9 +257,10 @@ def check_output(
     drafted: AnswersDrafted, policy: OutputPolicy, detector: PiiDetector | None = None
 ) -> OutputResult:
     grounding = check_grounding(drafted)
+    supported = check_support(drafted, policy)
     cited = check_citations(drafted, policy)
     pii, secrets, answer, citations = check_leaks(drafted, policy, detector)
-    verdicts = [grounding, cited, pii, secrets]
+    verdicts = [grounding, supported, cited, pii, secrets]
     failed = [v for v in verdicts if not v.passed]
     if failed:
         reason = USER_REASONS[failed[0].check]

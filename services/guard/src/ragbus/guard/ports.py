@@ -8,6 +8,7 @@ made async here first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -16,10 +17,12 @@ from ragbus.common.events import AnswersDrafted, Citation, Verdict
 
 @dataclass(frozen=True, slots=True)
 class InputResult:
-    """The verdicts on a question, and what the user is told when one failed."""
+    """The verdicts on a question, what the user is told when one failed, and the question as it goes
+    on (personal data or secrets replaced by placeholders where the tenant's policy says `redact`)."""
 
     verdicts: list[Verdict]
     user_reason: str | None = None
+    question: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -41,8 +44,19 @@ class OutputResult:
     verdicts: list[Verdict]
 
 
+class PromptScorer(Protocol):
+    """A learned classifier of prompts: per label (`attack`, `harmful`) a probability. CPU-bound."""
+
+    @property
+    def name(self) -> str: ...
+
+    def scores(self, texts: Sequence[str]) -> list[dict[str, float]]: ...
+
+
 class InputGuard(Protocol):
-    def check(self, question: str) -> InputResult: ...
+    """Judges a question under the tenant's policy. Blocking (CPU): the use case runs it off the loop."""
+
+    def check(self, question: str, tenant: str = "default") -> InputResult: ...
 
 
 class OutputGuard(Protocol):

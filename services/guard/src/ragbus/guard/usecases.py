@@ -8,6 +8,7 @@ shared middleware (retried a few times, then dead-lettered), and no verdict is m
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from ragbus.common.envelope import Envelope
@@ -36,18 +37,20 @@ class GuardDeps:
     output: OutputGuard
 
 
-def screen_question(deps: GuardDeps, event: Envelope[QueriesSubmitted]) -> list[EventData]:
-    """`queries.accepted`, or `queries.rejected` and the `answers.completed` that tells the user why."""
+async def screen_question(deps: GuardDeps, event: Envelope[QueriesSubmitted]) -> list[EventData]:
+    """`queries.accepted` (the question redacted where the tenant's policy says so), or
+    `queries.rejected` and the `answers.completed` that tells the user why."""
     q = event.data
     watch = Stopwatch(INPUT_STAGE, SERVICE)
-    result = deps.input.check(q.question)
+    # The classifiers are CPU work (milliseconds): off the event loop, so heartbeats keep flowing.
+    result = await asyncio.to_thread(deps.input.check, q.question, event.tenantid)
     stages = [watch.stop()]
     ids = {"query_id": q.query_id, "conversation_id": q.conversation_id}
     if result.passed:
         return [
             QueriesAccepted(
                 **ids,
-                question=q.question,
+                question=result.question if result.question is not None else q.question,
                 user_id=q.user_id,
                 options=q.options,
                 verdicts=result.verdicts,

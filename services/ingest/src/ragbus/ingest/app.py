@@ -40,7 +40,13 @@ async def open_deps(settings: IngestSettings, clients: Clients) -> IngestDeps:
     # Blocking: loads the tokenizer file and resolves the allowed roots.
     tokenizer = await asyncio.to_thread(load_tokenizer, settings.tokenizer, settings.tokenizer_path)
     files = FileReader(settings.allowed_roots, settings.max_document_bytes, denied=settings.denied_roots)
-    return IngestDeps(tokenizer=tokenizer, files=files, policy=settings.policy())
+    scanner = None
+    if settings.injection_scan:
+        # Imported here: numpy and scikit-learn load only when scanning is on.
+        from ragbus.ingest.adapters.injection_scan import ShieldsInjectionScanner
+
+        scanner = await asyncio.to_thread(ShieldsInjectionScanner.load, settings.injection_threshold)
+    return IngestDeps(tokenizer=tokenizer, files=files, policy=settings.policy(), scanner=scanner)
 
 
 def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None = None) -> RagbusApp:

@@ -11,11 +11,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragbus.common.errors import PoisonMessage
-from ragbus.common.events import ChunkData, DocsChunked, DocsDeleted, DocsSubmitted, MetadataValue
+from ragbus.common.events import (
+    FLAG_INJECTION,
+    ChunkData,
+    DocsChunked,
+    DocsDeleted,
+    DocsSubmitted,
+    MetadataValue,
+    TextSpan,
+)
 from ragbus.common.ids import content_hash, record_id
 from ragbus.ingest.chunking import ChunkingConfig, plan_chunks
 from ragbus.ingest.normalize import normalize_text
-from ragbus.ingest.ports import Tokenizer
+from ragbus.ingest.ports import ChunkScan, Tokenizer
 from ragbus.ingest.tokens import tokenize_in_blocks
 
 # The version of a deletion marker: it removes every version, so it names none.
@@ -97,6 +105,24 @@ def prepare_document(
         chunks=tuple(chunks),
         tokenizer=tokenizer.name,
         duplicates=len(spans) - len(chunks),
+    )
+
+
+def flag_chunks(chunks: Sequence[ChunkData], scans: Sequence[ChunkScan]) -> tuple[ChunkData, ...]:
+    """The chunks with what the injection scan found: every chunk gets its score, a flagged one the
+    `injection` flag and the spans that read as instructions to the model. Ids do not change (a chunk
+    is the same chunk, flagged or not)."""
+    if len(scans) != len(chunks):
+        raise ValueError(f"{len(scans)} scans for {len(chunks)} chunks")
+    return tuple(
+        chunk.model_copy(
+            update={
+                "injection_score": round(scan.score, 4),
+                "flags": [FLAG_INJECTION] if scan.flagged else [],
+                "injection_spans": [TextSpan(start=a, end=b) for a, b in scan.spans] if scan.flagged else [],
+            }
+        )
+        for chunk, scan in zip(chunks, scans, strict=True)
     )
 
 

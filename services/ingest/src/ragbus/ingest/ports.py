@@ -1,9 +1,11 @@
 """What the ingest domain needs from the outside, as Protocols, and the types they return
-(implementations live in adapters/; `tokens.RegexTokenizer` is the dependency-free fallback)."""
+(implementations live in adapters/; `tokens.RegexTokenizer` is the dependency-free fallback;
+`adapters.injection_scan` scans chunks with the shields' document-injection detector)."""
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,3 +48,26 @@ class Tokenizer(Protocol):
     def tokenize(self, text: str) -> Tokens: ...
 
     def count(self, text: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkScan:
+    """What an injection scan found in one chunk: a score in [0, 1], whether it is over the threshold,
+    and the spans (`text[start:end]`) that read as instructions to the model."""
+
+    score: float
+    flagged: bool
+    spans: tuple[tuple[int, int], ...] = ()
+
+
+class InjectionScanner(Protocol):
+    """Finds instructions aimed at the model in chunks of documents (indirect prompt injection)."""
+
+    @property
+    def name(self) -> str:
+        """The detector and its model, for logs."""
+        ...
+
+    def scan(self, texts: Sequence[str]) -> list[ChunkScan]:
+        """One scan per text, in order. CPU work: called off the event loop."""
+        ...

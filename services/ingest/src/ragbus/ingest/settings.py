@@ -68,6 +68,17 @@ class IngestSettings(ServiceSettings):
     max_chunks_per_part: int = Field(default=256, ge=1)
     # The hard cap on one `docs.chunked` message value; parts are cut by whichever limit comes first.
     max_part_bytes: int = Field(default=900_000, ge=16_384)
+    # Indirect prompt injection: every chunk is scanned for instructions aimed at the model (the shields'
+    # document-injection detector, ~3-6 ms a chunk on one core) and flagged in its payload; the
+    # orchestrator then quotes or drops flagged chunks (ORCHESTRATOR_FLAGGED_SOURCES).
+    injection_scan: bool = Field(default=True, description="scan chunks for instructions aimed at the model")
+    injection_threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="the detector's score at which a chunk is flagged (0.5: the shipped model's own "
+        "threshold, about 1% of clean documents flagged; higher flags fewer)",
+    )
 
     @field_validator("allowed_roots", "denied_roots", mode="before")
     @classmethod

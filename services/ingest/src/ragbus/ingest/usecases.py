@@ -2,8 +2,9 @@
 marker out. No Kafka here: `app.py` hands each event in and publishes what comes back.
 
 Handling a submitted document: read it (a file, off the event loop), decode it, normalise, version and
-chunk it (CPU work, also off the loop so that heartbeats and other messages keep flowing), and cut the
-chunks into parts that fit a Kafka message.
+chunk it, scan each chunk for instructions aimed at the model and flag it (CPU work, also off the loop
+so that heartbeats and other messages keep flowing), and cut the chunks into parts that fit a Kafka
+message.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from ragbus.common.envelope import Envelope
 from ragbus.common.events import DocsChunked, DocsDeleted, DocsSubmitted, MetadataValue
 from ragbus.common.logging import get_logger
 from ragbus.ingest.adapters.files import FileContent, FileReader
-from ragbus.ingest.domain import DocumentTooLarge, chunked_template, deletion, prepare_document, split_parts
+from ragbus.ingest.domain import (
+    DocumentTooLarge,
+    chunked_template,
+    deletion,
+    flag_chunks,
+    prepare_document,
+    split_parts,
+)
 from ragbus.ingest.loaders import LoaderRegistry, default_registry
-from ragbus.ingest.ports import Tokenizer
+from ragbus.ingest.ports import InjectionScanner, Tokenizer
 from ragbus.ingest.settings import IngestPolicy
 
 SERVICE = "ingest"
@@ -38,6 +46,8 @@ class IngestDeps:
     files: FileReader
     policy: IngestPolicy
     loaders: LoaderRegistry = field(default_factory=default_registry)
+    # Scans every chunk for instructions aimed at the model (INGEST_INJECTION_SCAN); None: no scan.
+    scanner: InjectionScanner | None = None
 
 
 async def chunk_document(deps: IngestDeps, event: Envelope[DocsSubmitted]) -> list[DocsChunked]:
@@ -82,12 +92,15 @@ def _chunk(deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | File
         policy.chunking,
         dehyphenate=policy.dehyphenate,
     )
+    chunks = prepared.chunks
+    if deps.scanner is not None:
+        chunks = flag_chunks(chunks, deps.scanner.scan([c.text for c in chunks]))
     # The producer's own metadata wins over what ingest adds.
     template = chunked_template(doc, prepared, content_type=content_type, metadata={**extra, **doc.metadata})
     overhead = len(event.follow(template, source=SOURCE).to_bytes()) + _ENVELOPE_SLACK
     parts = split_parts(
         template,
-        prepared.chunks,
+        chunks,
         max_chunks=policy.max_chunks_per_part,
         chunk_bytes=policy.max_part_bytes - overhead,
     )
@@ -99,6 +112,8 @@ def _chunk(deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | File
         "duplicates": prepared.duplicates,
         "tokenizer": prepared.tokenizer,
     }
+    if deps.scanner is not None:
+        fields["flagged"] = sum(bool(c.flags) for c in chunks)
     if loaded.notes:
         fields["notes"] = "; ".join(loaded.notes)
     log.info("document chunked", **fields)

@@ -29,6 +29,7 @@ from ragbus.orchestrator.extractive import ExtractiveAnswer, extract_answer
 from ragbus.orchestrator.ports import ChatModel, ChatRejectedError
 from ragbus.orchestrator.prompts import PromptTemplate
 from ragbus.orchestrator.text import word_count
+from ragbus.orchestrator.untrusted import FlaggedSources
 from ragbus.vectors.ports import Hit
 
 NOT_FOUND = "I could not find this in the indexed documents."
@@ -94,6 +95,9 @@ class CascadePolicy:
     max_sentences: int = 3
     accept_min_score: float = 0.5
     accept_min_coverage: float = 0.6
+    # What to do with chunks ingest flagged as carrying instructions (see `untrusted`): the hits given
+    # to the cascade are already without them under `drop`.
+    flagged_sources: FlaggedSources = "quote"
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +223,7 @@ def _extractive(
     question: str, hits: Sequence[Hit], policy: CascadePolicy, skip: str | None, run: _Run
 ) -> tuple[bool, str]:
     start = time.perf_counter()
-    ex = extract_answer(question, hits, max_sentences=policy.max_sentences)
+    ex = extract_answer(question, hits, max_sentences=policy.max_sentences, flagged=policy.flagged_sources)
     accepted, why = judge_extractive(question, ex, policy)
     if skip:
         accepted, why = False, skip
@@ -231,9 +235,11 @@ def _extractive(
     return accepted, why
 
 
-async def _chat(n: int, tier: ChatTier, question: str, hits: Sequence[Hit], run: _Run) -> tuple[bool, str]:
+async def _chat(
+    n: int, tier: ChatTier, question: str, hits: Sequence[Hit], flagged: FlaggedSources, run: _Run
+) -> tuple[bool, str]:
     start = time.perf_counter()
-    messages = tier.prompt.render(question, hits, max_source_chars=tier.max_source_chars)
+    messages = tier.prompt.render(question, hits, max_source_chars=tier.max_source_chars, flagged=flagged)
     try:
         result = await tier.model.complete(messages, max_tokens=tier.max_tokens, temperature=tier.temperature)
     except ChatRejectedError as exc:
@@ -251,7 +257,7 @@ async def _chat(n: int, tier: ChatTier, question: str, hits: Sequence[Hit], run:
             )
         )
         return False, why
-    parsed = parse_citations(result.text, hits)
+    parsed = parse_citations(result.text, hits, flagged)
     accepted, why = judge_chat(parsed.text, len(hits), result.finish_reason)
     if accepted and parsed.note():
         why += f"; {parsed.note()}"
@@ -283,14 +289,21 @@ async def run_cascade(
     options: QueryOptions,
     policy: CascadePolicy,
     tiers: Sequence[ChatTier],
+    dropped: int = 0,
 ) -> CascadeResult:
-    """Answer `question` from `hits` (source `[n]` = `hits[n-1]`), cheapest tier first."""
+    """Answer `question` from `hits` (source `[n]` = `hits[n-1]`), cheapest tier first; `dropped` is
+    how many retrieved chunks were left out because ingest flagged them (policy `drop`)."""
     run = _Run()
     if not hits:
+        what = (
+            f"the {dropped} chunk(s) retrieved were flagged as carrying instructions and dropped "
+            "(ORCHESTRATOR_FLAGGED_SOURCES=drop)"
+            if dropped
+            else "nothing relevant was retrieved"
+        )
         return run.result(
             Draft(0, NOT_FOUND, []),
-            "nothing relevant was retrieved, so no tier ran; "
-            "answered that the indexed documents do not contain it",
+            f"{what}, so no tier ran; answered that the indexed documents do not contain it",
         )
 
     top, cap = len(tiers), "the last configured tier"
@@ -320,7 +333,7 @@ async def run_cascade(
             escalated.append(f"tier 0: {why}")
 
     for n in range(max(first, 1), top + 1):
-        accepted, why = await _chat(n, tiers[n - 1], question, hits, run)
+        accepted, why = await _chat(n, tiers[n - 1], question, hits, policy.flagged_sources, run)
         if accepted:
             past = f"; escalated past {'; '.join(escalated)}" if escalated else ""
             return run.result(run.drafts[-1], f"tier {n} ({names[n]}) accepted: {why}{past}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ragbus.common.events import Citation
 from ragbus.orchestrator.extractive import best_quote, citation_for
+from ragbus.orchestrator.untrusted import FlaggedSources
 from ragbus.vectors.ports import Hit
 
 _LABEL = r"(?:(?:sources?|docs?|documents?|refs?)\s*)?"
@@ -39,8 +40,9 @@ class ParsedAnswer:
         return "; ".join(notes)
 
 
-def parse_citations(answer: str, hits: Sequence[Hit]) -> ParsedAnswer:
-    """Read the `[n]` markers of an answer into citations of `hits` (source `n` = `hits[n-1]`)."""
+def parse_citations(answer: str, hits: Sequence[Hit], flagged: FlaggedSources = "quote") -> ParsedAnswer:
+    """Read the `[n]` markers of an answer into citations of `hits` (source `n` = `hits[n-1]`); a
+    citation's quote is never taken from a flagged span (unless the policy is `keep`)."""
     about: dict[int, list[str]] = {}  # source -> the answer passages that cite it (to pick a quote)
     invalid: list[int] = []
     last_end = 0
@@ -60,10 +62,11 @@ def parse_citations(answer: str, hits: Sequence[Hit]) -> ParsedAnswer:
     text = _MARKER.sub(rewrite, answer).strip()
     if about:
         citations = [
-            citation_for(n, hits[n - 1], best_quote(hits[n - 1], " ".join(p))) for n, p in about.items()
+            citation_for(n, hits[n - 1], best_quote(hits[n - 1], " ".join(p), flagged) or None)
+            for n, p in about.items()
         ]
         return ParsedAnswer(text, citations, invalid)
-    fallback = [citation_for(n, h, best_quote(h, text)) for n, h in enumerate(hits, start=1)]
+    fallback = [citation_for(n, h, best_quote(h, text, flagged) or None) for n, h in enumerate(hits, start=1)]
     return ParsedAnswer(text, fallback, invalid, fell_back=bool(hits))
 
 

@@ -5,6 +5,7 @@ the question's content words it contains (IDF computed over the retrieved senten
 passage shares count little) plus a fraction of its chunk's retrieval score. The best sentence answers,
 and up to `max_sentences - 1` more join when they cover question words the answer does not yet cover.
 Each quoted sentence is followed by `[n]`, `n` being its chunk's rank in the retrieval (source `n`).
+A sentence from a span ingest flagged as instructions to the model is never quoted (`untrusted`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ragbus.common.events import Citation
 from ragbus.orchestrator.text import content_terms, content_words, split_sentences, word_count
+from ragbus.orchestrator.untrusted import FlaggedSources, quotable_text
 from ragbus.vectors.ports import Hit
 
 # How much a sentence's chunk retrieval score adds to its lexical score (which lies in [0, 1]): equal
@@ -56,11 +58,12 @@ class ExtractiveAnswer:
         return len(self.covered_terms) / len(self.question_terms) if self.question_terms else 0.0
 
 
-def _sentences(hits: Sequence[Hit]) -> list[Sentence]:
+def _sentences(hits: Sequence[Hit], flagged: FlaggedSources) -> list[Sentence]:
+    # A flagged span (an instruction planted in the document) is never quoted as an answer.
     return [
         Sentence(source=n, text=s, terms=frozenset(content_terms(s)))
         for n, hit in enumerate(hits, start=1)
-        for s in split_sentences(hit.text)
+        for s in split_sentences(quotable_text(hit, flagged))
         if word_count(s) >= MIN_SENTENCE_WORDS
     ]
 
@@ -74,10 +77,13 @@ def _idf(sentences: Sequence[Sentence], terms: Iterable[str]) -> dict[str, float
     return {t: math.log((n + 1) / (df[t] + 1)) + 1 for t in terms}
 
 
-def score_sentences(question: str, hits: Sequence[Hit]) -> tuple[list[Sentence], list[str]]:
-    """The retrieved sentences scored against the question, best first, and the question's terms."""
+def score_sentences(
+    question: str, hits: Sequence[Hit], flagged: FlaggedSources = "quote"
+) -> tuple[list[Sentence], list[str]]:
+    """The retrieved sentences scored against the question, best first, and the question's terms
+    (sentences of flagged spans left out unless the policy is `keep`)."""
     q_terms = list(dict.fromkeys(content_terms(question)))
-    sentences = _sentences(hits)
+    sentences = _sentences(hits, flagged)
     if not q_terms or not sentences:
         return [], q_terms
     weight = _idf(sentences, q_terms)
@@ -114,11 +120,14 @@ def citation_for(n: int, hit: Hit, quote: str | None) -> Citation:
     )
 
 
-def extract_answer(question: str, hits: Sequence[Hit], *, max_sentences: int = 3) -> ExtractiveAnswer:
-    """The best 1..max_sentences retrieved sentences, each followed by its source marker `[n]`."""
+def extract_answer(
+    question: str, hits: Sequence[Hit], *, max_sentences: int = 3, flagged: FlaggedSources = "quote"
+) -> ExtractiveAnswer:
+    """The best 1..max_sentences retrieved sentences, each followed by its source marker `[n]`; a
+    sentence of a flagged span is never one of them (unless the policy is `keep`)."""
     top = hits[0].score if hits else 0.0
     words = {stem: word for word, stem in reversed(content_words(question))}  # first spelling wins
-    scored, q_terms = score_sentences(question, hits)
+    scored, q_terms = score_sentences(question, hits, flagged)
     if not scored:
         return ExtractiveAnswer("", [], [], q_terms, [], top, words)
     chosen = _select(scored, q_terms, max(1, max_sentences))
@@ -131,8 +140,10 @@ def extract_answer(question: str, hits: Sequence[Hit], *, max_sentences: int = 3
     return ExtractiveAnswer(text, citations, chosen, q_terms, covered, top, words)
 
 
-def best_quote(hit: Hit, about: str) -> str:
-    """The sentence of a chunk that shares the most content words with `about` (a model's answer)."""
-    sentences = split_sentences(hit.text) or [hit.text]
+def best_quote(hit: Hit, about: str, flagged: FlaggedSources = "quote") -> str:
+    """The sentence of a chunk that shares the most content words with `about` (a model's answer);
+    never a sentence of a flagged span (unless the policy is `keep`)."""
+    text = quotable_text(hit, flagged)
+    sentences = split_sentences(text) or [text]
     terms = set(content_terms(about))
     return max(sentences, key=lambda s: len(terms & set(content_terms(s))))  # first one wins ties

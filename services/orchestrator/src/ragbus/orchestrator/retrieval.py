@@ -27,7 +27,14 @@ class Retrieval:
 
 def to_retrieved_chunk(hit: Hit) -> RetrievedChunk:
     return RetrievedChunk(
-        chunk_id=hit.chunk_id, doc_id=hit.doc_id, index=hit.index, score=hit.score, title=hit.title
+        chunk_id=hit.chunk_id,
+        doc_id=hit.doc_id,
+        index=hit.index,
+        score=hit.score,
+        title=hit.title,
+        flags=list(hit.flags),
+        injection_score=hit.injection_score,
+        text=hit.text,
     )
 
 

@@ -17,9 +17,11 @@ from pydantic_settings import SettingsConfigDict
 from ragbus.common.settings import ServiceSettings
 from ragbus.orchestrator.cascade import CascadePolicy
 from ragbus.orchestrator.prompts import PROMPTS
+from ragbus.orchestrator.untrusted import FlaggedSources
 from ragbus.vectors.settings import EmbedderSettings, VectorStoreSettings
 
-DEFAULT_PROMPT = "rag-answer@v1"
+# v3 puts every source in a delimited data block (v1 and v2 stay selectable, e.g. to compare).
+DEFAULT_PROMPT = "rag-answer@v3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,10 @@ class AnswerPolicy:
     top_k: int
     min_score: float
     cascade: CascadePolicy
+
+    @property
+    def flagged_sources(self) -> FlaggedSources:
+        return self.cascade.flagged_sources
 
 
 def _known_prompt(value: str) -> str:
@@ -69,6 +75,12 @@ class OrchestratorSettings(ServiceSettings):
     # score low against long chunks: "What does the monitor store?" meets its answer at 0.2-0.3, while
     # unrelated passages sit under 0.1; 0.25 (tuned on SciFact's long claims) dropped such questions.
     min_score: float = Field(default=0.15, ge=-1, le=1)
+    # Chunks ingest flagged as carrying instructions aimed at the model (indirect prompt injection).
+    flagged_sources: FlaggedSources = Field(
+        default="quote",
+        description="`quote`: kept as untrusted sources, their instructions quoted and never quoted as an "
+        "answer; `drop`: left out of prompts and citations; `keep`: used like any other source",
+    )
 
     # Tier 0: extractive answers, no model.
     extractive: bool = True
@@ -114,6 +126,7 @@ class OrchestratorSettings(ServiceSettings):
                 max_sentences=self.extractive_max_sentences,
                 accept_min_score=self.accept_min_score,
                 accept_min_coverage=self.accept_min_coverage,
+                flagged_sources=self.flagged_sources,
             ),
         )
 

