@@ -41,7 +41,9 @@ class Service:
             min_score=0.05,
             accept_min_score=0.3,
         )
-        self.model = FakeChatModel("It was built as the entrance arch of the 1889 World's Fair [1].")
+        self.model = FakeChatModel(
+            "It was built for the 1889 World's Fair by the company of Gustave Eiffel [1]."
+        )
         tiers = [ChatTier(model=self.model, prompt=RAG_ANSWER_V1)]
         deps = OrchestratorDeps(
             embedder=embedder, store=store, policy=settings.answer_policy(), chat_tiers=tiers
@@ -109,7 +111,7 @@ async def test_a_why_question_escalates_to_the_model_and_the_event_says_why(serv
     assert answer.cascade.tier == 1
     assert "asks 'why'" in answer.cascade.attempts[0].reason
     assert "asks 'why'" in answer.cascade.reason
-    assert answer.answer.endswith("World's Fair [1].")
+    assert answer.answer.endswith("Gustave Eiffel [1].")
     assert answer.citations[0].doc_id == "eiffel"
     assert answer.cascade.attempts[1].prompt_tokens > 0
 
@@ -205,3 +207,15 @@ async def test_without_deps_the_app_opens_its_clients_from_settings_and_closes_t
 
 async def _note(log: list[str], what: str) -> None:
     log.append(what)
+
+
+async def test_a_model_answer_its_sources_do_not_support_is_not_accepted(service: Service) -> None:
+    # An answer from the model's memory: the sources say nothing of an entrance arch or of 7,300 tonnes.
+    service.model.reply = "It was built as the entrance arch of the fair and weighs 7,300 tonnes [1]."
+    async with service.harness:
+        answer = (await service.ask("Why was the Eiffel Tower built?")).data
+    assert answer.cascade.tier == 0, answer.cascade
+    [model] = [a for a in answer.cascade.attempts if a.tier == 1]
+    assert not model.accepted
+    assert "not supported by the sources they cite" in model.reason
+    assert "kept the answer of tier 0" in answer.cascade.reason

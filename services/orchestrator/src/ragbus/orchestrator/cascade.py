@@ -7,7 +7,11 @@ Tier 0 is extractive (no model). Tiers 1, 2, ... are chat models, in the order c
   whose best hit scores at least `accept_min_score` and whose quoted sentences contain at least
   `accept_min_coverage` of the question's content words; a request's `options.min_tier >= 1` skips it.
 - A chat tier is accepted if it answers (not empty, not only citation markers, not a refusal while
-  sources exist, not a degenerate loop). A request it can never serve (ChatRejectedError, e.g. context
+  sources exist, not a degenerate loop) and its sentences are supported by the sources they cite: at
+  least `accept_min_support` of them must have most of their content words, and every number they state,
+  in those sources (ragbus.shields.grounding, the check the guard applies too; an answer from the
+  model's memory would be withheld by the guard, so the cascade escalates past it, or keeps a cheaper
+  tier's answer). A request it can never serve (ChatRejectedError, e.g. context
   too long) is recorded and escalated.
 - The cascade never goes above `options.max_tier`, nor above the last configured tier. When no tier is
   accepted, the answer of the highest tier that produced a usable one is kept, and the reason says so.
@@ -30,6 +34,7 @@ from ragbus.orchestrator.ports import ChatModel, ChatRejectedError
 from ragbus.orchestrator.prompts import PromptTemplate
 from ragbus.orchestrator.text import word_count
 from ragbus.orchestrator.untrusted import FlaggedSources
+from ragbus.shields.grounding import support
 from ragbus.vectors.ports import Hit
 
 NOT_FOUND = "I could not find this in the indexed documents."
@@ -98,6 +103,8 @@ class CascadePolicy:
     # What to do with chunks ingest flagged as carrying instructions (see `untrusted`): the hits given
     # to the cascade are already without them under `drop`.
     flagged_sources: FlaggedSources = "quote"
+    # A chat answer's sentences supported by the sources they cite, at least this share (0: not checked).
+    accept_min_support: float = 0.75
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +211,22 @@ def judge_extractive(question: str, ex: ExtractiveAnswer, policy: CascadePolicy)
 _MARKER = re.compile(r"\[\s*\d*\s*\]?")
 
 
+def judge_support(
+    text: str, citations: Sequence[Citation], hits: Sequence[Hit], policy: CascadePolicy
+) -> str | None:
+    """Why a chat answer is not supported by the sources it cites, or None when it is."""
+    if policy.accept_min_support <= 0:
+        return None
+    sources = {c.n: hits[c.n - 1].text for c in citations if 0 < c.n <= len(hits)}
+    found = support(text, sources, skip=(_REFUSAL,))
+    if not found.unsupported or found.score >= policy.accept_min_support:
+        return None
+    return (
+        f"{len(found.unsupported)} of {len(found.judged)} sentence(s) are not supported by the sources "
+        f"they cite ({found.score:.0%} < {policy.accept_min_support:.0%}): an answer from the model's memory"
+    )
+
+
 def judge_chat(text: str, n_sources: int, finish_reason: str | None) -> tuple[bool, str]:
     """A chat tier's acceptance rule: (accepted, why)."""
     if not text.strip():
@@ -236,9 +259,10 @@ def _extractive(
 
 
 async def _chat(
-    n: int, tier: ChatTier, question: str, hits: Sequence[Hit], flagged: FlaggedSources, run: _Run
+    n: int, tier: ChatTier, question: str, hits: Sequence[Hit], policy: CascadePolicy, run: _Run
 ) -> tuple[bool, str]:
     start = time.perf_counter()
+    flagged = policy.flagged_sources
     messages = tier.prompt.render(question, hits, max_source_chars=tier.max_source_chars, flagged=flagged)
     try:
         result = await tier.model.complete(messages, max_tokens=tier.max_tokens, temperature=tier.temperature)
@@ -259,6 +283,8 @@ async def _chat(
         return False, why
     parsed = parse_citations(result.text, hits, flagged)
     accepted, why = judge_chat(parsed.text, len(hits), result.finish_reason)
+    if accepted and (unsupported := judge_support(parsed.text, parsed.citations, hits, policy)):
+        accepted, why = False, unsupported
     if accepted and parsed.note():
         why += f"; {parsed.note()}"
     run.attempts.append(
@@ -333,7 +359,7 @@ async def run_cascade(
             escalated.append(f"tier 0: {why}")
 
     for n in range(max(first, 1), top + 1):
-        accepted, why = await _chat(n, tiers[n - 1], question, hits, policy.flagged_sources, run)
+        accepted, why = await _chat(n, tiers[n - 1], question, hits, policy, run)
         if accepted:
             past = f"; escalated past {'; '.join(escalated)}" if escalated else ""
             return run.result(run.drafts[-1], f"tier {n} ({names[n]}) accepted: {why}{past}")

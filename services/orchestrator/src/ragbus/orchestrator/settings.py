@@ -90,6 +90,10 @@ class OrchestratorSettings(ServiceSettings):
     accept_min_coverage: float = Field(
         default=0.6, ge=0, le=1, description="share of question content words the quote contains"
     )
+    # Chat tiers: the share of an answer's sentences its cited sources must support (0: not checked).
+    accept_min_support: float = Field(
+        default=0.75, ge=0, le=1, description="share of a chat answer's sentences its sources support"
+    )
 
     # Tier 1: a chat model at an OpenAI-compatible endpoint (the local llama.cpp server by default).
     chat: bool = Field(default=True, description="false: no chat tiers at all (extractive only)")
@@ -127,6 +131,7 @@ class OrchestratorSettings(ServiceSettings):
                 accept_min_score=self.accept_min_score,
                 accept_min_coverage=self.accept_min_coverage,
                 flagged_sources=self.flagged_sources,
+                accept_min_support=self.accept_min_support,
             ),
         )
 
