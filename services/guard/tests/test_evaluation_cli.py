@@ -64,3 +64,29 @@ def test_the_command_runs_the_configured_checks(tmp_path: Path, monkeypatch: pyt
     assert report["summary"].startswith("3 prompts (1 positive)")
     injection = next(r for r in report["rows"] if r["check"] == "input.injection")
     assert injection["p50_ms"] >= 0
+
+
+PRESIDIO = [
+    {
+        "full_text": "Call Jane Smith at +1 415 555 0100 or jane@example.com.",
+        "spans": [
+            {"entity_type": "PERSON", "start_position": 5, "end_position": 15},
+            {"entity_type": "PHONE_NUMBER", "start_position": 19, "end_position": 34},
+            {"entity_type": "EMAIL_ADDRESS", "start_position": 38, "end_position": 54},
+        ],
+    }
+]
+
+
+@pytest.mark.parametrize(("ner", "person_recall"), [("false", 0.0), ("true", 1.0)])
+def test_pii_mode_measures_every_kind_with_the_model_unless_it_is_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ner: str, person_recall: float
+) -> None:
+    monkeypatch.setenv("GUARD_NER", ner)
+    data = tmp_path / "presidio.json"
+    data.write_text(json.dumps(PRESIDIO), encoding="utf-8")
+    result = CliRunner().invoke(main, ["eval", "guard", "--pii", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["kind"]: r for r in json.loads(result.output)["rows"]}
+    assert (rows["EMAIL"]["recall"], rows["PHONE"]["recall"]) == (1.0, 1.0)
+    assert rows["PERSON"]["recall"] == person_recall

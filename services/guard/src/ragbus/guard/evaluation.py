@@ -212,12 +212,16 @@ class PiiReport:
 
     def rows(self) -> list[dict[str, object]]:
         """One plain row per kind (for printing or JSON)."""
+
+        def r(x: float) -> float:
+            return round(x, 4)
+
         return [
-            {"kind": c.kind, "gold": c.gold, "predicted": c.predicted, "precision": c.precision,
-             "recall": None if c.kind in RECALL_NOT_COMPARABLE else c.recall,
-             "f1": None if c.kind in RECALL_NOT_COMPARABLE else c.f1,
-             "exact_precision": c.exact_precision,
-             "exact_recall": None if c.kind in RECALL_NOT_COMPARABLE else c.exact_recall}
+            {"kind": c.kind, "gold": c.gold, "predicted": c.predicted, "precision": r(c.precision),
+             "recall": None if c.kind in RECALL_NOT_COMPARABLE else r(c.recall),
+             "f1": None if c.kind in RECALL_NOT_COMPARABLE else r(c.f1),
+             "exact_precision": r(c.exact_precision),
+             "exact_recall": None if c.kind in RECALL_NOT_COMPARABLE else r(c.exact_recall)}
             for c in self.kinds.values()
         ]  # fmt: skip
 
