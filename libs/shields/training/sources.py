@@ -215,7 +215,8 @@ def jailbreak_templates() -> list[tuple[str, str, str]]:
 
 
 def benign_chat() -> Iterator[Example]:
-    """Ordinary user turns: chatterbot's questions and the opening lines of chitchat conversations."""
+    """Ordinary user turns: chatterbot's questions (in English and 27 other languages) and the opening
+    lines of chitchat conversations."""
     import yaml
 
     bot = fetch("chatterbot")
@@ -224,6 +225,15 @@ def benign_chat() -> Iterator[Example]:
         for conversation in spec.get("conversations") or []:
             if conversation and isinstance(conversation[0], str):
                 yield Example(conversation[0], 0, 0, "chatterbot", _group("bot", name, conversation[0]))
+    # The same in 27 other languages (users' turns of each conversation): without them a classifier
+    # learns that a question in German or Korean is an attack, since most non-English text it sees is.
+    for name in _members(bot, r"chatterbot_corpus/data/(?!english/)[^/]+/.*\.yml$"):
+        spec = yaml.safe_load(_text(bot, name)) or {}
+        for i, conversation in enumerate(spec.get("conversations") or []):
+            for turn in (conversation or [])[::2]:
+                if isinstance(turn, str) and len(turn.strip()) >= 4:
+                    group = _group("bot-intl", name, str(i))
+                    yield Example(turn.strip(), 0, 0, "chatterbot-intl", group)
     chat = fetch("chitchat")
     dataset = json.loads(_text(chat, "chitchat_dataset/dataset.json"))
     for key, convo in dataset.items():

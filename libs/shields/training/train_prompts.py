@@ -40,7 +40,7 @@ REPO = HERE.parents[2]
 MODELS = REPO / "libs/shields/src/ragbus/shields/models"
 LABELS = ("attack", "harmful")
 # Big benign sources are capped for the transformer (the n-gram model takes them all).
-CAPS = {"s-labs": 4000, "chitchat": 2000}
+CAPS = {"s-labs": 4000, "chitchat": 2000, "chatterbot-intl": 2000}
 
 
 def split(rows: Sequence[dict[str, Any]], seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -248,6 +248,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--skip-minilm", action="store_true")
     parser.add_argument("--loso", action="store_true", help="also hold out whole sources (n-gram model)")
+    parser.add_argument("--out", type=Path, default=MODELS, help="where the model files and report go")
     parser.add_argument(
         "--split-only", action="store_true", help=f"only write the validation split to {VALIDATION_FILE}"
     )
@@ -272,19 +273,20 @@ def main() -> None:
         "validation": len(valid),
         "threshold": args.threshold,
     }
-    MODELS.mkdir(parents=True, exist_ok=True)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     ngram = train_ngram(train)
-    ngram.save(MODELS / "prompt-ngram.npz")
-    ngram = NgramModel.load(MODELS / "prompt-ngram.npz")
+    ngram.save(out / "prompt-ngram.npz")
+    ngram = NgramModel.load(out / "prompt-ngram.npz")
     report["ngram_fit_s"] = round(time.monotonic() - started)
     scorers: dict[str, Any] = {"ngram": ngram.scores}
     if not args.skip_minilm:
         started = time.monotonic()
         arrays = train_minilm(train, max_tokens=args.max_tokens, epochs=args.epochs, lr=args.lr, seed=0)
-        np.savez_compressed(MODELS / "prompt-minilm.npz", **arrays)  # type: ignore[arg-type]
+        np.savez_compressed(out / "prompt-minilm.npz", **arrays)  # type: ignore[arg-type]
         report["minilm_fit_s"] = round(time.monotonic() - started)
-        classifier = MiniLMPromptClassifier(MODELS / "prompt-minilm.npz")
+        classifier = MiniLMPromptClassifier(out / "prompt-minilm.npz")
         scorers["minilm"] = classifier.scores
 
     def score_all(fn: Any, rows: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -335,8 +337,8 @@ def main() -> None:
             loso[held] = {k: rates(np.array([x[k] for x in s]), te, k, args.threshold) for k in LABELS}
             print("loso", held, loso[held], flush=True)
         report["ngram_leave_one_source_out"] = loso
-    (MODELS / "prompt-report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print("wrote", MODELS / "prompt-ngram.npz", MODELS / "prompt-minilm.npz", MODELS / "prompt-report.json")
+    (out / "prompt-report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print("wrote", out / "prompt-ngram.npz", out / "prompt-minilm.npz", out / "prompt-report.json")
 
 
 if __name__ == "__main__":

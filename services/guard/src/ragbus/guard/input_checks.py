@@ -32,7 +32,7 @@ from ragbus.guard.ports import InputResult, PromptScorer
 from ragbus.guard.settings import InputPolicy
 from ragbus.shields.detection import PiiDetector
 from ragbus.shields.injection import score_injection
-from ragbus.shields.normalize import strip_invisible
+from ragbus.shields.normalize import strip_invisible, views
 from ragbus.shields.redaction import Located, pseudonymize
 from ragbus.shields.secrets import find_secrets
 
@@ -216,8 +216,8 @@ class _Scan:
     ms: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     # How several scanners' scores make the category's: the highest, or their mean (the learned
-    # classifiers: chosen on the held-out split, where the mean at 0.4 kept recall 0.985 at a 2.5%
-    # false-positive rate, against 0.991 at 3.8% for the highest at 0.5).
+    # classifiers: chosen on the held-out split, where the mean at 0.45 kept recall 0.975 at a 2.2%
+    # false-positive rate; the highest needed 0.7 for 2.4%, at recall 0.970).
     combine: Literal["max", "mean"] = "max"
 
     def add(self, name: str, score: float, ms: float) -> None:
@@ -273,10 +273,23 @@ def _verdict(check: str, scan: _Scan, policy: TenantPolicy, category: Category, 
     )
 
 
+def deobfuscated(text: str) -> str | None:
+    """The text with homoglyphs, leetspeak, invisible characters and spaced-out letters undone, when
+    that changes more than case and blanks; None otherwise. The classifiers learned from plain
+    spellings: `h0w t0 p0is0n` or a Cyrillic `о` would otherwise lower their scores by half."""
+    folded = views(text).folded
+    return folded if "".join(folded.split()) != "".join(text.casefold().split()) else None
+
+
 def _learned(text: str, scanners: Scanners) -> tuple[_Scan, _Scan]:
     attack, harmful = _Scan(combine="mean"), _Scan(combine="mean")
+    # Both spellings when they differ; each label takes the higher score.
+    texts = [text, alt] if (alt := deobfuscated(text)) is not None else [text]
+    for scan in (attack, harmful):
+        scan.details["deobfuscated"] = alt is not None
     for classifier in scanners.classifiers:
-        [scores], ms = _timed(partial(classifier.scores, [text]))
+        found, ms = _timed(partial(classifier.scores, texts))
+        scores = {k: max(s.get(k, 0.0) for s in found) for k in found[0]}
         if "attack" in scores:
             attack.add(classifier.name, scores["attack"], ms)
         if "harmful" in scores:

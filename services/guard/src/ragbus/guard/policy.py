@@ -47,10 +47,10 @@ class TenantPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     injection: Rule = Rule(action="block", threshold=0.5)
-    # The mean of the learned classifiers' scores; 0.4 chosen on the held-out split of their training
-    # data (recall 0.985 at a 2.5% false-positive rate; see prompt-report.json), not on the dev sets.
-    jailbreak: Rule = Rule(action="block", threshold=0.4)
-    harmful: Rule = Rule(action="block", threshold=0.4)
+    # The mean of the learned classifiers' scores; 0.45 chosen on the held-out split of their training
+    # data (the best recall, 0.975, at most 2.5% false positives), not on the dev sets.
+    jailbreak: Rule = Rule(action="block", threshold=0.45)
+    harmful: Rule = Rule(action="block", threshold=0.45)
     # A signal of its own, flagged rather than blocked by default: code and some languages read as
     # surprising as a suffix does, and the classifiers judge the request the suffix is glued to.
     gibberish: Rule = Rule(action="flag", threshold=0.5)
