@@ -1,0 +1,62 @@
+"""BM25 sparse vectors and reciprocal rank fusion: rankings as BM25 defines them, fusion by rank only."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ragbus.vectors.sparse import Bm25Encoder, Bm25Stats, reciprocal_rank_fusion, term_id, terms
+
+DOCS = {
+    "tp53": "TP53 mutations are found in half of all human cancers; p53 is a tumour suppressor.",
+    "brca": "BRCA1 and BRCA2 mutations raise the risk of breast and ovarian cancer.",
+    "diet": "A diet rich in fibre lowers the risk of colon cancer in adults.",
+    "sleep": "Adults who sleep less than six hours a night have a higher risk of obesity.",
+}
+
+
+@pytest.fixture
+def encoder() -> Bm25Encoder:
+    return Bm25Encoder(Bm25Stats.of(DOCS.values()))
+
+
+def rank(encoder: Bm25Encoder, query: str) -> list[str]:
+    q = encoder.query(query)
+    scored = {d: encoder.document(t).dot(q) for d, t in DOCS.items()}
+    return [d for d, s in sorted(scored.items(), key=lambda x: -x[1]) if s > 0]
+
+
+def test_terms_are_stemmed_lower_case_words_without_stopwords() -> None:
+    assert terms("The Mutations of TP53 were found in cancers") == ["mutat", "tp53", "found", "cancer"]
+    assert term_id("cancer") == term_id("cancer") < 2**31
+
+
+def test_a_rare_exact_term_ranks_its_document_first(encoder: Bm25Encoder) -> None:
+    assert rank(encoder, "What does BRCA1 do?") == ["brca"]
+    assert rank(encoder, "risk of cancer")[0] in {"brca", "diet"}  # both name risk and cancer
+    assert rank(encoder, "sleeping adults")[0] == "sleep"  # stems match: sleeping = sleep
+
+
+def test_the_dot_product_is_the_bm25_score() -> None:
+    stats = Bm25Stats.of(["alpha beta gamma", "beta gamma delta", "gamma delta epsilon"])
+    encoder = Bm25Encoder(stats, k1=1.2, b=0.75)
+    # One query term, "beta", in doc 0 (tf 1, length 3 = the average): idf * 1 * 2.2 / (1 + 1.2).
+    idf = math.log(1 + (3 - 2 + 0.5) / (2 + 0.5))
+    assert encoder.document("alpha beta gamma").dot(encoder.query("beta")) == pytest.approx(idf)
+    # A longer document with the term once scores lower (length normalisation).
+    longer = encoder.document("alpha beta gamma delta epsilon zeta eta").dot(encoder.query("beta"))
+    assert longer < idf
+
+
+def test_a_term_in_every_document_still_weighs_something_positive() -> None:
+    stats = Bm25Stats.of(["cancer one", "cancer two", "cancer three"])
+    assert stats.idf(term_id("cancer")) > 0
+
+
+def test_rank_fusion_rewards_agreement_and_ignores_score_scales() -> None:
+    dense = ["a", "b", "c"]
+    sparse = ["c", "a", "d"]
+    fused = reciprocal_rank_fusion([dense, sparse], k=60)
+    assert [key for key, _ in fused] == ["a", "c", "b", "d"]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
