@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ragbus.shields.grounding import cited, numbers, sentences, support
+from ragbus.shields.grounding import markers, numbers, sentences, support
 
 SOURCES = {
     1: "Consumers are idempotent: every write is an upsert keyed by a deterministic id, so a redelivered "
@@ -62,8 +62,8 @@ def test_sentences_markers_and_numbers_are_read_as_written() -> None:
         "- a list item",
         "another",
     ]
-    assert cited("as shown [1, 3] and [Source 2] and [4-6]") == {1, 2, 3, 4, 5, 6}
-    assert cited("code a[0] is not a marker") == set()
+    assert markers("as shown [1, 3] and [Source 2] and [4-6]") == {1, 2, 3, 4, 5, 6}
+    assert markers("code a[0] is not a marker") == set()
     assert numbers("In 2019, 1,000 people (7 groups) paid 3.5%") == {"2019", "1000", "3.5"}
 
 

@@ -90,7 +90,7 @@ def train_minilm(
     from torch import nn
     from transformers import AutoModel, AutoTokenizer
 
-    from ragbus.shields.adapters.minilm_classifier import base_model_path, cut
+    from ragbus.shields.adapters.minilm_classifier import base_model_path, batch_inputs, mean_pool
 
     torch.manual_seed(seed)
     base = base_model_path()
@@ -126,17 +126,9 @@ def train_minilm(
     head_tokens = int(max_tokens * 0.75)
 
     def forward(texts: Sequence[str]) -> torch.Tensor:
-        body = max_tokens - 2
-        rows_ = [
-            [tokenizer.cls_token_id, *cut(ids, body, head_tokens), tokenizer.sep_token_id]
-            for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        ]
-        width = max(len(r) for r in rows_)
-        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows_])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows_])
+        ids, mask = batch_inputs(tokenizer, texts, max_tokens, head_tokens)
         hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        weights = mask.unsqueeze(-1).float()
-        logits: torch.Tensor = head((hidden * weights).sum(1) / weights.sum(1))
+        logits: torch.Tensor = head(mean_pool(hidden, mask))
         return logits
 
     rng = random.Random(seed)

@@ -19,11 +19,11 @@ from ragbus.guard.output_checks import (
     USER_REASONS,
     abstains,
     check_output,
-    markers,
 )
 from ragbus.guard.settings import OutputPolicy
 from ragbus.shields.detection import PiiDetector
 from ragbus.shields.entities import Entity
+from ragbus.shields.grounding import markers
 
 POLICY = OutputPolicy()
 CHUNK_A = record_id("default", "doc-a", "0", "h1")

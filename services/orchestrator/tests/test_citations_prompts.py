@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragbus.orchestrator.citations import parse_citations
-from ragbus.orchestrator.prompts import DONT_KNOW, PROMPTS, RAG_ANSWER_V1, format_sources, get_prompt
+from ragbus.orchestrator.prompts import DONT_KNOW, PROMPTS, RAG_ANSWER_V1, Source, format_numbered, get_prompt
 from ragbus.orchestrator.settings import ChatTierSettings
 from ragbus.orchestrator.testing import make_hit
 
@@ -28,7 +28,8 @@ def test_the_prompt_numbers_the_sources_in_retrieval_order_and_asks_for_markers(
 
 def test_sources_share_the_character_budget() -> None:
     long = make_hit("word " * 1000, doc_id="long")
-    text = format_sources([long, B, C], max_chars=600)
+    sources = [Source(n, h.title, h.text) for n, h in enumerate([long, B, C], start=1)]
+    text = format_numbered(sources, max_chars=600)
     assert len(text) < 700
     # The short sources are whole; the long one gave way.
     assert B.text in text

@@ -78,69 +78,35 @@ _ADDRESSEE = re.compile(
     rf"(?:^|(?<=[\n>:|]))[ \t]*([{_UPPER}][\w'’-]+(?:[ \t]+[{_UPPER}]\.?)?"
     rf"(?:[ \t]+[{_UPPER}][\w'’-]+){{1,2}})[ \t>,|]*$"
 )
-# Words a name's mention is never carried by (titles, and words that begin sentences).
+# Words a name's mention is never carried by: titles, and the function words that begin sentences.
 _NOT_A_NAME = frozenset(
-    {
-        "mr",
-        "mrs",
-        "ms",
-        "miss",
-        "dr",
-        "prof",
-        "sir",
-        "madam",
-        "the",
-        "a",
-        "an",
-        "and",
-        "or",
-        "of",
-        "in",
-        "on",
-        "at",
-        "to",
-        "for",
-        "my",
-        "his",
-        "her",
-        "their",
-        "our",
-        "your",
-        "it",
-        "this",
-        "that",
-        "he",
-        "she",
-        "they",
-        "we",
-        "you",
-        "i",
-    }
+    """
+    mr mrs ms miss dr prof sir madam the a an and or of in on at to for my his her their our your it this
+    that he she they we you i
+    """.split()  # noqa: SIM905 - a word list reads better as prose than as 34 quoted strings
 )
-
-
-def _free(span: tuple[int, int], taken: Sequence[PiiSpan]) -> bool:
-    return not any(span[0] < t.end and t.start < span[1] for t in taken)
 
 
 def extend_persons(text: str, spans: Sequence[PiiSpan], score: float = 0.6) -> list[PiiSpan]:
     """`spans` with the PERSON mentions their structure implies (see the module's docstring)."""
     out = list(spans)
+
+    def overlaps_any(start: int, end: int, kinds: Collection[str] | None = None) -> bool:
+        span = PiiSpan("PERSON", start, end)
+        return any(_overlaps(span, t) for t in out if kinds is None or t.kind in kinds)
+
+    def add(start: int, end: int) -> None:
+        if not overlaps_any(start, end):
+            out.append(PiiSpan("PERSON", start, end, score))
+
     # The addressee of a street address.
     for place in [s for s in spans if s.kind == "LOCATION"]:
         head = _ADDRESSEE.search(text, max(0, place.start - 80), place.start)
-        if head and _free((head.start(1), head.end(1)), out):
-            out.append(PiiSpan("PERSON", head.start(1), head.end(1), score))
+        if head:
+            add(head.start(1), head.end(1))
     persons = [s for s in out if s.kind == "PERSON"]
     if not persons:
         return out
-
-    def add(start: int, end: int) -> None:
-        if _free((start, end), out):
-            out.append(PiiSpan("PERSON", start, end, score))
-
-    def is_person(start: int, end: int) -> bool:
-        return any(p.start < end and start < p.end for p in out if p.kind == "PERSON")
 
     # Other mentions of a word of a name found (a surname alone, a first name alone).
     words = {
@@ -157,8 +123,8 @@ def extend_persons(text: str, spans: Sequence[PiiSpan], score: float = 0.6) -> l
     for m in _LIST.finditer(text):
         items = [(m.start() + i.start(), m.start() + i.end()) for i in _ITEM.finditer(m.group())]
         items = [(a, b) for a, b in items if text[a:b] not in ("and", "or")]
-        named = sum(is_person(a, b) for a, b in items)
-        unknown = sum(_free((a, b), out) for a, b in items)
+        named = sum(overlaps_any(a, b, ("PERSON",)) for a, b in items)
+        unknown = sum(not overlaps_any(a, b) for a, b in items)
         if (named >= 2 and named * 2 >= len(items)) or (named >= 1 and unknown * 2 >= len(items)):
             # A lone item the model called a place is a name among names ("Mary, Ariana, Isabel").
             places = set(items)
@@ -172,7 +138,7 @@ def extend_persons(text: str, spans: Sequence[PiiSpan], score: float = 0.6) -> l
                 add(a, b)
     # The other speakers of a dialogue.
     speakers = [(m.start(1), m.end(1)) for m in _SPEAKER.finditer(text)]
-    if len(speakers) >= 2 and any(is_person(a, b) for a, b in speakers):
+    if len(speakers) >= 2 and any(overlaps_any(a, b, ("PERSON",)) for a, b in speakers):
         for a, b in speakers:
             add(a, b)
     return sorted(out, key=lambda s: s.start)

@@ -22,9 +22,10 @@ from ragbus.common.stopwords import STOPWORDS as COMMON_STOPWORDS
 
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
-_MARKER = re.compile(
-    r"(?<![\w\[])\[\s*(?:(?:sources?|docs?|documents?|refs?)\s*)?(\d{1,3}(?:\s*[,;–-]\s*\d{1,3})*)\s*\]",
-    re.IGNORECASE,
+# `[1]`, `[1, 2]`, `[1-3]`, `[Source 2]`; not `a[0]` (an index in code).
+_LABEL = r"(?:(?:sources?|docs?|documents?|refs?)\s*)?"
+MARKER = re.compile(
+    rf"(?<![\w\[])\[\s*{_LABEL}(\d{{1,3}}(?:\s*[,;–-]\s*{_LABEL}\d{{1,3}})*)\s*\]", re.IGNORECASE
 )
 # A sentence ends at . ! ? before a capital or digit, at a blank line, or before a list item.
 _SENTENCE_END = re.compile(
@@ -75,20 +76,21 @@ def numbers(text: str) -> set[str]:
     return {n for n in found if len(n.replace(".", "")) > 1}
 
 
-def cited(sentence: str) -> set[int]:
-    """The source numbers a sentence's `[n]`, `[n, m]`, `[n-m]` markers name."""
+def markers(text: str) -> set[int]:
+    """The source numbers a text refers to with `[n]`, `[n, m]` or `[n-m]` markers (a range spans at
+    most 50)."""
     found: set[int] = set()
-    for m in _MARKER.finditer(sentence):
-        inner = m.group(1)
-        bounds = [int(x) for x in re.findall(r"\d+", inner)]
-        if len(bounds) == 2 and ("-" in inner or "–" in inner) and 0 < bounds[1] - bounds[0] <= 50:
-            found.update(range(bounds[0], bounds[1] + 1))
-        else:
-            found.update(bounds)
+    for m in MARKER.finditer(text):
+        for part in re.split(r"\s*[,;]\s*", m.group(1)):
+            bounds = [int(x) for x in re.findall(r"\d+", part)]
+            if len(bounds) == 2 and 0 < bounds[1] - bounds[0] <= 50:
+                found.update(range(bounds[0], bounds[1] + 1))
+            else:
+                found.update(bounds)
     return found
 
 
-_LEADING_MARKERS = re.compile(rf"^(?:\s*{_MARKER.pattern})+", re.IGNORECASE)
+_LEADING_MARKERS = re.compile(rf"^(?:\s*{MARKER.pattern})+", re.IGNORECASE)
 
 
 def sentences(answer: str) -> list[str]:
@@ -139,6 +141,11 @@ class Support:
         judged = self.judged
         return sum(s.supported for s in judged) / len(judged) if judged else 1.0
 
+    def holds(self, min_share: float) -> bool:
+        """Whether the answer is supported enough: every judged sentence, or at least `min_share` of
+        them (the rule the guard and the cascade both apply)."""
+        return not self.unsupported or self.score >= min_share
+
 
 def support(
     answer: str,
@@ -155,8 +162,8 @@ def support(
     source_numbers = {n: numbers(text) for n, text in sources.items()}
     judged: list[SentenceSupport] = []
     for sentence in sentences(answer):
-        refs = tuple(sorted(n for n in cited(sentence) if n in sources)) or tuple(sorted(sources))
-        plain = _MARKER.sub(" ", sentence)
+        refs = tuple(sorted(n for n in markers(sentence) if n in sources)) or tuple(sorted(sources))
+        plain = MARKER.sub(" ", sentence)
         terms = content_terms(plain)
         skipped = len(terms) < min_terms or any(p.search(plain) for p in skip) or not refs
         pool = set().union(*(source_terms[n] for n in refs)) if refs else set()

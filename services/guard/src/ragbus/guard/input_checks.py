@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any, Literal
 
 from ragbus.common.events import Verdict
-from ragbus.guard.policy import Category, Policies, TenantPolicy
+from ragbus.guard.policy import Category, Policies, Rule, TenantPolicy
 from ragbus.guard.ports import InputResult, PromptScorer
 from ragbus.guard.settings import InputPolicy
 from ragbus.shields.detection import PiiDetector
@@ -193,16 +193,10 @@ def check_garbage(text: str, policy: InputPolicy) -> Verdict:
 
 
 def check_injection(text: str, threshold: float = 0.5) -> Verdict:
-    """The technique patterns alone (ragbus.shields.injection), as the default policy judges them."""
-    result = score_injection(text)
-    passed = result.score < threshold
-    return Verdict(
-        check=INJECTION,
-        passed=passed,
-        reason=None if passed else "prompt injection: " + ", ".join(result.techniques),
-        score=result.score,
-        details={"techniques": list(result.techniques), "threshold": threshold},
-    )
+    """The technique patterns alone (ragbus.shields.injection), blocking at `threshold`: the verdict
+    `check_input` gives under a policy whose `injection` rule is that."""
+    policy = TenantPolicy(injection=Rule(action="block", threshold=threshold))
+    return _injection_verdict(text, policy)
 
 
 # --- the categories of the tenant's policy ----------------------------------------------------------
@@ -273,6 +267,15 @@ def _verdict(check: str, scan: _Scan, policy: TenantPolicy, category: Category, 
     )
 
 
+def _injection_verdict(text: str, policy: TenantPolicy) -> Verdict:
+    patterns, ms = _timed(lambda: score_injection(text))
+    found = _Scan(details={"techniques": list(patterns.techniques)})
+    found.add("patterns", patterns.score, ms)
+    return _verdict(
+        INJECTION, found, policy, "injection", "prompt injection: " + ", ".join(patterns.techniques)
+    )
+
+
 def deobfuscated(text: str) -> str | None:
     """The text with homoglyphs, leetspeak, invisible characters and spaced-out letters undone, when
     that changes more than case and blanks; None otherwise. The classifiers learned from plain
@@ -309,11 +312,7 @@ def check_input(
     question = text
 
     if policy.injection.action != "allow":
-        patterns, ms = _timed(lambda: score_injection(scan))
-        found = _Scan(details={"techniques": list(patterns.techniques)})
-        found.add("patterns", patterns.score, ms)
-        reason = "prompt injection: " + ", ".join(patterns.techniques)
-        verdicts.append(_verdict(INJECTION, found, policy, "injection", reason))
+        verdicts.append(_injection_verdict(scan, policy))
     if policy.jailbreak.action != "allow" or policy.harmful.action != "allow":
         attack, harmful = _learned(scan, scanners)
         if policy.jailbreak.action != "allow":

@@ -34,7 +34,7 @@ from ragbus.common.events import AnswersDrafted, Citation, Verdict
 from ragbus.guard.ports import OutputResult
 from ragbus.guard.settings import OutputPolicy
 from ragbus.shields.detection import PiiDetector
-from ragbus.shields.grounding import support
+from ragbus.shields.grounding import markers, support
 from ragbus.shields.pii import PiiSpan, count_kinds
 from ragbus.shields.redaction import Located, redact
 from ragbus.shields.secrets import SecretSpan, find_secrets
@@ -53,11 +53,6 @@ USER_REASONS = {
     SECRETS: "The answer contained a credential (a key, token or password), so it was withheld.",
 }
 
-# `[1]`, `[1, 2]`, `[1-3]`, `[Source 2]`; not `a[0]` (an index in code).
-_LABEL = r"(?:(?:sources?|docs?|documents?|refs?)\s*)?"
-_MARKER = re.compile(
-    rf"(?<![\w\[])\[\s*{_LABEL}(\d{{1,3}}(?:\s*[,;–-]\s*{_LABEL}\d{{1,3}})*)\s*\]", re.IGNORECASE
-)
 _ABSTAIN = re.compile(
     r"\b(?:i\s+(?:do\s+not|don['’]?t)\s+know|i(?:\s+am|['’]m)\s+not\s+sure|i\s+(?:could|can)(?:\s+not|n['’]?t)"
     r"\s+(?:find|answer|tell|determine)|(?:cannot|can['’]?t|unable\s+to)\s+(?:answer|find|determine|tell)"
@@ -67,19 +62,6 @@ _ABSTAIN = re.compile(
     r"\s+in\s+the\s+(?:documents?|sources?|context)|je\s+ne\s+sais\s+pas|no\s+lo\s+sé|ich\s+weiß\s+(?:es\s+)?nicht)",
     re.IGNORECASE,
 )
-
-
-def markers(answer: str) -> set[int]:
-    """The citation numbers an answer refers to with `[n]`, `[n, m]` or `[n-m]` markers."""
-    found: set[int] = set()
-    for m in _MARKER.finditer(answer):
-        for part in re.split(r"\s*[,;]\s*", m.group(1)):
-            bounds = [int(x) for x in re.findall(r"\d+", part)]
-            if len(bounds) == 2 and 0 < bounds[1] - bounds[0] <= 50:
-                found.update(range(bounds[0], bounds[1] + 1))
-            else:
-                found.update(bounds)
-    return found
 
 
 def abstains(answer: str) -> bool:
@@ -131,24 +113,20 @@ def check_support(drafted: AnswersDrafted, policy: OutputPolicy) -> Verdict:
         note = "no cited source text to check against" if drafted.citations else "no citations"
         return Verdict(check=SUPPORT, passed=True, details={**details, "note": note})
     found = support(drafted.answer, sources, min_coverage=policy.support_min_coverage, skip=(_ABSTAIN,))
-    unsupported = found.unsupported
     details |= {
         "sentences": len(found.sentences),
         "judged": len(found.judged),
         # Indexes and measures only: the verdict never repeats the answer's text.
         "unsupported": [
-            {
-                "sentence": found.sentences.index(s),
-                "coverage": s.coverage,
-                "missing_numbers": len(s.missing_numbers),
-            }
-            for s in unsupported
+            {"sentence": i, "coverage": s.coverage, "missing_numbers": len(s.missing_numbers)}
+            for i, s in enumerate(found.sentences)
+            if s.judged and not s.supported
         ],
     }
     score = round(found.score, 3)
-    if not unsupported or score >= policy.support_min_share:
+    if found.holds(policy.support_min_share):
         return Verdict(check=SUPPORT, passed=True, score=score, details=details)
-    why = f"{len(unsupported)} of {len(found.judged)} sentence(s) not supported by their cited sources"
+    why = f"{len(found.unsupported)} of {len(found.judged)} sentence(s) not supported by their cited sources"
     if policy.support_action == "flag":
         return Verdict(check=SUPPORT, passed=True, reason=f"flagged: {why}", score=score, details=details)
     return Verdict(check=SUPPORT, passed=False, reason=why, score=score, details=details)

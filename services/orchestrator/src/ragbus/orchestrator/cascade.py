@@ -219,7 +219,7 @@ def judge_support(
         return None
     sources = {c.n: hits[c.n - 1].text for c in citations if 0 < c.n <= len(hits)}
     found = support(text, sources, skip=(_REFUSAL,))
-    if not found.unsupported or found.score >= policy.accept_min_support:
+    if found.holds(policy.accept_min_support):
         return None
     return (
         f"{len(found.unsupported)} of {len(found.judged)} sentence(s) are not supported by the sources "

@@ -118,14 +118,6 @@ def format_numbered(sources: Sequence[Source], *, max_chars: int) -> str:
     return "\n\n".join(f"[{src.n}] {text}" for src, text in zip(sources, _fit(texts, max_chars), strict=True))
 
 
-def format_sources(hits: Sequence[Hit], *, max_chars: int) -> str:
-    """Number the sources `[1]`, `[2]`, ... in retrieval order, within a character budget (the
-    `numbered` layout of hits as they are)."""
-    return format_numbered(
-        [Source(n, h.title, h.text) for n, h in enumerate(hits, start=1)], max_chars=max_chars
-    )
-
-
 _SOURCE_TAG = re.compile(r"<(/?)(source)", re.IGNORECASE)
 _BLANKS = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")

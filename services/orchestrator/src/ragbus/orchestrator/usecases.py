@@ -71,7 +71,7 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
         "answer drafted",
         tier=result.cascade.tier,
         reason=result.cascade.reason,
-        retrieved=len(retrieval.chunks),
+        retrieved=len(retrieval.hits),
         flagged=sum(h.flagged for h in retrieval.hits),
         dropped_flagged=len(retrieval.hits) - len(hits),
         citations=len(citations),

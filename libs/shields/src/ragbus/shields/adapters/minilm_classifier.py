@@ -117,6 +117,28 @@ def cut(ids: list[int], max_tokens: int, head_tokens: int) -> list[int]:
     return ids[:head_tokens] + ids[len(ids) - (max_tokens - head_tokens) :]
 
 
+def batch_inputs(tokenizer: Any, texts: Sequence[str], max_tokens: int, head_tokens: int) -> tuple[Any, Any]:
+    """Token ids and attention mask of a batch, each text cut to its head and tail (`cut`) within
+    `max_tokens` with [CLS] and [SEP]: the one encoding training and inference share."""
+    import torch
+
+    body = max_tokens - 2  # room for [CLS] and [SEP]
+    rows = [
+        [tokenizer.cls_token_id, *cut(ids, body, head_tokens), tokenizer.sep_token_id]
+        for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    ]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    return ids, mask
+
+
+def mean_pool(hidden: Any, mask: Any) -> Any:
+    """The mean of the token states the mask keeps (the sentence embedding the heads read)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1)
+
+
 class MiniLMPromptClassifier:
     """Per-label probabilities of prompts: `scores(["..."]) -> [{"attack": 0.98, "harmful": 0.03}]`."""
 
@@ -136,18 +158,10 @@ class MiniLMPromptClassifier:
         import torch
 
         m = _load(self.weights, self.quantize)
-        body = m.max_tokens - 2  # room for [CLS] and [SEP]
-        rows = [
-            [m.tokenizer.cls_token_id, *cut(ids, body, m.head_tokens), m.tokenizer.sep_token_id]
-            for ids in m.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        ]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([r + [m.tokenizer.pad_token_id] * (width - len(r)) for r in rows])
-        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        ids, mask = batch_inputs(m.tokenizer, texts, m.max_tokens, m.head_tokens)
         with torch.inference_mode():
             hidden = m.model(input_ids=ids, attention_mask=mask).last_hidden_state
-            weights = mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = ((hidden * weights).sum(1) / weights.sum(1)).numpy()
+            pooled = mean_pool(hidden, mask).numpy()
         logits = pooled @ m.head_weight.T + m.head_bias
         probabilities = 1.0 / (1.0 + np.exp(-logits))
         return [dict(zip(m.labels, map(float, row), strict=True)) for row in probabilities]
