@@ -90,3 +90,28 @@ def test_pii_mode_measures_every_kind_with_the_model_unless_it_is_off(
     rows = {r["kind"]: r for r in json.loads(result.output)["rows"]}
     assert (rows["EMAIL"]["recall"], rows["PHONE"]["recall"]) == (1.0, 1.0)
     assert rows["PERSON"]["recall"] == person_recall
+
+
+def test_a_bad_file_or_setting_is_one_line_of_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUARD_CLASSIFIERS", "false")
+    monkeypatch.setenv("GUARD_NER", "false")
+    data = tmp_path / "p.csv"
+    data.write_text("prompt,label\nhi,safe\n", encoding="utf-8")
+    broken = tmp_path / "presidio.json"
+    broken.write_text('{"full_text": 1', encoding="utf-8")
+    cases = {
+        "no column 'text' (columns: prompt, label)": ["eval", "guard", str(data)],
+        "not presidio-research JSON": ["eval", "guard", "--pii", str(broken)],
+    }
+    for expected, args in cases.items():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("ragbus: error: "), result.output
+        assert expected in result.output
+        assert "Traceback" not in result.output
+    monkeypatch.setenv("GUARD_POLICIES", '{"acme": {"harmfull": {"action": "flag"}}}')
+    result = CliRunner().invoke(main, ["eval", "guard", str(data), "--text-column", "prompt"])
+    assert result.exit_code == 1
+    assert "unknown guard category 'harmfull'" in result.output

@@ -83,6 +83,16 @@ class PluginGroup(click.Group):
 
 
 class EvalGroup(PluginGroup):
-    """`ragbus eval ...`: evaluations the services' packages plug in (`ragbus.cli.eval` entry points)."""
+    """`ragbus eval ...`: evaluations the services' packages plug in (`ragbus.cli.eval` entry points).
+    What an evaluation fails on (a file without the column asked for, a malformed file, a bad setting)
+    is the CLI's one-line error, as for every other command, not a traceback."""
 
     entry_point_group = f"{GROUP}.eval"
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one clear line
+            raise CliError(str(exc) or type(exc).__name__) from None

@@ -71,7 +71,10 @@ def _eval_pii(path: Path, settings: GuardSettings) -> tuple[list[dict[str, objec
         from ragbus.shields.adapters.spacy_ner import SpacyRecognizer  # heavy: only when measured
 
         detector = PiiDetector(SpacyRecognizer())
-    records = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not presidio-research JSON ({exc})") from exc
     report = evaluate_pii(presidio_examples(records), detector.find)
     p50, p95 = report.latency_p50_ms, report.latency_p95_ms
     model = "patterns + named-entity model" if settings.ner else "patterns only (GUARD_NER=false)"
