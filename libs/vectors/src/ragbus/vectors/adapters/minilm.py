@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragbus.common.imports import ML_IMPORT_LOCK
 from ragbus.common.logging import get_logger
 from ragbus.vectors.settings import MINILM
 
@@ -60,12 +61,13 @@ def _load(path: Path) -> _Loaded:
         # Before sentence-transformers (and huggingface_hub, which reads these at import) is imported.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        from sentence_transformers import SentenceTransformer
-
         if not (path / "config.json").is_file():
             # A deployment error, not an outage: fail where it shows (startup), never wait for it.
             raise FileNotFoundError(f"no sentence-transformers model at {path}")
-        model = SentenceTransformer(str(path), device="cpu")
+        with ML_IMPORT_LOCK:  # not beside another thread's transformers import (ragbus.common.imports)
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(str(path), device="cpu")
         dim = int(model.get_embedding_dimension() or 0)
         loaded = _Loaded(model, dim, ThreadPoolExecutor(max_workers=1, thread_name_prefix="minilm"))
         _models[path] = loaded
