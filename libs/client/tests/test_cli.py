@@ -41,13 +41,24 @@ def closed_port() -> int:
         ),
         (["ingest", "/does/not/exist"], "/does/not/exist: no such file or directory"),
         (["trace", "abc"], "give at least 8 hex digits of the trace id"),
+        (["ask", "q", "--where", "groups"], "--where takes KEY=VALUE, not 'groups'"),
+        (["ingest", "-", "--meta", "=x"], "--meta takes KEY=VALUE, not '=x'"),
+        (
+            ["ask", "q", "--top-k", "500"],
+            "invalid request: top_k is at most 100 for an answer, 1000 with retrieve_only",
+        ),
+        (
+            ["eval", "retrieval", "{tmp}"],
+            "{tmp}: no qrels for split 'train' (qrels/train.tsv or train-qrels.tsv)",
+        ),
     ],
 )
 def test_errors_are_one_line_and_a_non_zero_exit(args: list[str], message: str, tmp_path: Path) -> None:
     port = closed_port()
-    result = CliRunner().invoke(main, [a.format(port=port) for a in args], env={"RAGBUS_HOME": str(tmp_path)})
+    given = [a.format(port=port, tmp=tmp_path) for a in args]
+    result = CliRunner().invoke(main, given, env={"RAGBUS_HOME": str(tmp_path)}, input="text")
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"ragbus: error: {message.format(port=port)}"]
+    assert result.output.strip().splitlines() == [f"ragbus: error: {message.format(port=port, tmp=tmp_path)}"]
     assert "Traceback" not in result.output
 
 
@@ -56,3 +67,12 @@ def test_a_file_that_is_not_utf8_is_refused_rather_than_mangled(tmp_path: Path) 
     result = CliRunner().invoke(main, ["ingest", str(tmp_path)], env={"RAGBUS_HOME": str(tmp_path)})
     assert result.exit_code == 1
     assert "latin1.txt is not UTF-8 text; use --by-reference" in result.output
+
+
+def test_key_value_options_collect_repeated_keys() -> None:
+    from ragbus.client.cli import _pairs
+
+    assert _pairs(("groups=hr", "source=wiki", "groups= legal "), "--where") == {
+        "groups": ["hr", "legal"],
+        "source": ["wiki"],
+    }

@@ -93,3 +93,22 @@ async def test_a_directory_held_by_another_process_is_reported_unavailable(tmp_p
     # Once the other process lets go, the same store opens (the error was retryable, not fatal).
     assert await store.count() == 0
     await store.aclose()
+
+
+async def test_a_shard_made_before_hybrid_search_still_serves_the_dense_leg(tmp_path: Path) -> None:
+    import qdrant_edge as qe
+
+    from ragbus.vectors.sparse import Bm25Encoder
+
+    # The layout of earlier versions: one unnamed dense vector, no sparse vectors.
+    path = tmp_path / "old"
+    path.mkdir()
+    config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Cosine))
+    qe.EdgeShard.create(str(path), config).close()
+    async with EdgeVectorStore(path) as store:
+        await store.ensure(DIM)
+        await store.upsert(doc("acme", "d1", 2))
+        assert len(await store.search("acme", unit(1), 5)) == 2
+        legs = await store.search_hybrid("acme", unit(1), Bm25Encoder.query("d1 chunk"), 5)
+        assert len(legs.dense) == 2
+        assert legs.sparse == []

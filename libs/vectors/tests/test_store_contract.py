@@ -9,12 +9,14 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
 from ragbus.common.ids import record_id
 from ragbus.vectors.errors import DimensionMismatch, InputRejected, VectorStoreError
-from ragbus.vectors.ports import ChunkPoint, VectorStore
+from ragbus.vectors.ports import ChunkPoint, SearchFilter, VectorStore
+from ragbus.vectors.sparse import Bm25Encoder
 
 DIM = 8
 
@@ -36,7 +38,9 @@ def point(
     text: str | None = None,
     title: str | None = None,
     metadata: dict[str, object] | None = None,
+    sparse: bool = False,
 ) -> ChunkPoint:
+    body = text or f"{doc_id} chunk {index} ({version})"
     return ChunkPoint(
         id=record_id(tenant, doc_id, str(index), version),
         vector=vector,
@@ -44,9 +48,10 @@ def point(
         doc_id=doc_id,
         version=version,
         index=index,
-        text=text or f"{doc_id} chunk {index} ({version})",
+        text=body,
         title=title,
         metadata=metadata or {},
+        sparse=Bm25Encoder().document(body) if sparse else None,
     )
 
 
@@ -168,7 +173,7 @@ class TestVectorStoreContract:
             old + new + doc("acme", "d2", 2, version="v1") + doc("globex", "d1", 2, version="v1")
         )
         assert await store.delete_stale("acme", "d1", "v2") == 3
-        hits = await store.search("acme", unit(1), 50, doc_ids=["d1"])
+        hits = await store.search("acme", unit(1), 50, SearchFilter(doc_ids=["d1"]))
         assert {h.chunk_id for h in hits} == {p.id for p in new}
         assert {h.version for h in hits} == {"v2"}
         # Other documents and tenants keep their (older) versions.
@@ -189,11 +194,11 @@ class TestVectorStoreContract:
     async def test_search_within_given_documents(self, store: VectorStore) -> None:
         await store.ensure(DIM)
         await store.upsert(doc("acme", "d1", 2) + doc("acme", "d2", 2) + doc("acme", "d3", 2))
-        hits = await store.search("acme", unit(1), 10, doc_ids=["d2", "d3"])
+        hits = await store.search("acme", unit(1), 10, SearchFilter(doc_ids=["d2", "d3"]))
         assert {h.doc_id for h in hits} == {"d2", "d3"}
         assert len(hits) == 4
-        assert await store.search("acme", unit(1), 10, doc_ids=[]) == []
-        assert await store.search("acme", unit(1), 10, doc_ids=["nope"]) == []
+        assert await store.search("acme", unit(1), 10, SearchFilter(doc_ids=[])) == []
+        assert await store.search("acme", unit(1), 10, SearchFilter(doc_ids=["nope"])) == []
 
     async def test_hits_come_best_first_with_cosine_scores(self, store: VectorStore) -> None:
         await store.ensure(DIM)
@@ -238,3 +243,107 @@ class TestVectorStoreContract:
         await reader.aclose()  # closing one leaves the other working
         await writer.upsert(doc("acme", "d2", 1))
         assert await writer.count("acme") == 3
+
+
+# Hybrid search: the lexical leg, and every filter applied to both legs.
+LIBRARY = {
+    "brca": ("BRCA1 mutations raise the risk of breast cancer.", unit(1, 0.2)),
+    "diet": ("A diet rich in fibre lowers the risk of colon cancer.", unit(1, 0.1)),
+    "sleep": ("Adults who sleep little gain weight.", unit(0, 1)),
+    "tp53": ("TP53 is mutated in half of all human tumours.", unit(0.2, 1)),
+}
+META: dict[str, dict[str, object]] = {
+    "brca": {"groups": ["oncology", "genetics"], "source": "pubmed", "date": "2021-03-01"},
+    "diet": {"groups": ["nutrition"], "source": "pubmed", "date": "2023-06-15T12:00:00Z"},
+    "sleep": {"groups": ["nutrition", "sleep"], "source": "blog", "date": "2024-01-10", "year": 2024},
+    "tp53": {"groups": ["genetics"], "source": "pubmed", "date": "2019-11-30", "year": 2019},
+}
+
+
+async def library(store: VectorStore, tenant: str = "acme") -> None:
+    await store.ensure(DIM)
+    await store.upsert(
+        [point(tenant, d, 0, v, text=t, metadata=META[d], sparse=True) for d, (t, v) in LIBRARY.items()]
+    )
+
+
+def query_terms(text: str):  # type: ignore[no-untyped-def]
+    return Bm25Encoder.query(text)
+
+
+class TestHybridSearchContract:
+    async def test_the_lexical_leg_finds_a_rare_exact_term_the_dense_leg_misses(
+        self, store: VectorStore
+    ) -> None:
+        await library(store)
+        # The query vector points at "sleep"; the words name TP53.
+        legs = await store.search_hybrid("acme", unit(0, 1), query_terms("TP53 in tumours"), 4)
+        assert legs.dense[0].doc_id == "sleep"
+        assert legs.dense[0].lexical is None
+        [top] = legs.sparse[:1]
+        assert top.doc_id == "tp53"
+        assert top.lexical is not None
+        assert top.lexical > 0
+        # Every lexical hit carries its exact cosine too (fusion and the thresholds read it).
+        cosine = sum(a * b for a, b in zip(unit(0.2, 1), unit(0, 1), strict=True))
+        assert top.score == pytest.approx(cosine, abs=1e-4)
+        # Only chunks sharing a term are lexical hits, best (BM25 with the store's IDF) first.
+        assert {h.doc_id for h in legs.sparse} == {"tp53"}
+
+    async def test_rarer_terms_weigh_more(self, store: VectorStore) -> None:
+        await library(store)
+        legs = await store.search_hybrid("acme", unit(1), query_terms("BRCA1 cancer risk"), 4)
+        # "cancer" and "risk" are in two chunks, "BRCA1" in one: its chunk ranks first.
+        assert [h.doc_id for h in legs.sparse] == ["brca", "diet"]
+        assert legs.sparse[0].lexical > legs.sparse[1].lexical  # type: ignore[operator]
+
+    async def test_a_query_without_index_terms_has_an_empty_lexical_leg(self, store: VectorStore) -> None:
+        await library(store)
+        legs = await store.search_hybrid("acme", unit(1), query_terms("what is it?"), 4)
+        assert legs.sparse == []
+        assert len(legs.dense) == 4
+
+    async def test_the_lexical_leg_stays_in_its_tenant(self, store: VectorStore) -> None:
+        await library(store, "acme")
+        assert (await store.search_hybrid("globex", unit(1), query_terms("TP53 BRCA1"), 4)) == type(
+            await store.search_hybrid("globex", unit(1), query_terms("TP53"), 4)
+        )([], [])
+
+    @pytest.mark.parametrize(
+        ("where", "expected"),
+        [
+            (SearchFilter(doc_ids=["brca", "sleep"]), {"brca", "sleep"}),
+            (SearchFilter(metadata={"source": ["pubmed"]}), {"brca", "diet", "tp53"}),
+            # A list in the metadata matches when any of its items is asked for.
+            (SearchFilter(metadata={"groups": ["genetics"]}), {"brca", "tp53"}),
+            (SearchFilter(metadata={"groups": ["sleep", "oncology"]}), {"brca", "sleep"}),
+            (SearchFilter(metadata={"year": [2019, 2024]}), {"sleep", "tp53"}),
+            (SearchFilter(metadata={"groups": ["nutrition"], "source": ["pubmed"]}), {"diet"}),
+            (SearchFilter(after=datetime(2021, 1, 1, tzinfo=UTC)), {"brca", "diet", "sleep"}),
+            (
+                SearchFilter(
+                    after=datetime(2021, 1, 1, tzinfo=UTC), before=datetime(2023, 12, 31, tzinfo=UTC)
+                ),
+                {"brca", "diet"},
+            ),
+            (SearchFilter(metadata={"groups": ["nobody"]}), set()),
+            (SearchFilter(metadata={"groups": []}), set()),
+        ],
+    )
+    async def test_filters_apply_to_both_legs(
+        self, store: VectorStore, where: SearchFilter, expected: set[str]
+    ) -> None:
+        await library(store)
+        # Words that every chunk shares one of, so both legs would return all four unfiltered.
+        words = query_terms("cancer weight tumours sleep")
+        legs = await store.search_hybrid("acme", unit(1, 1), words, 10, where)
+        assert {h.doc_id for h in legs.dense} == expected
+        assert {h.doc_id for h in legs.sparse} == expected
+        assert {h.doc_id for h in await store.search("acme", unit(1, 1), 10, where)} == expected
+
+
+def test_a_filter_of_mixed_value_kinds_is_refused() -> None:
+    with pytest.raises(ValueError, match="strings or integers"):
+        SearchFilter(metadata={"year": ["2021", 2021]})
+    with pytest.raises(ValueError, match="strings or integers"):
+        SearchFilter(metadata={"reviewed": [True]})

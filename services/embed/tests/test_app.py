@@ -25,7 +25,8 @@ from ragbus.embed.usecases import EmbedDeps
 from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
 from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
 from ragbus.vectors.errors import EmbedderUnavailable
-from ragbus.vectors.ports import VectorStore
+from ragbus.vectors.ports import SearchFilter, VectorStore
+from ragbus.vectors.sparse import Bm25Encoder
 from ragbus.vectors.testing import HashingEmbedder
 
 EIFFEL = [
@@ -156,13 +157,24 @@ async def test_a_new_version_replaces_the_old_chunks(service: Service) -> None:
     assert result.data.upserted == 2
     assert result.data.removed == 2
     hits = await service.store.search(
-        "acme", await service.embedder.embed_query("tower"), 10, doc_ids=["eiffel"]
+        "acme", await service.embedder.embed_query("tower"), 10, SearchFilter(doc_ids=["eiffel"])
     )
     assert sorted((h.index, h.text, h.version) for h in hits) == [
         (0, EIFFEL[0], "v2"),
         (1, "It is 330 metres tall.", "v2"),
     ]
     assert await service.store.count("acme", "other") == 1
+
+
+async def test_indexed_chunks_are_found_by_their_words_too(service: Service) -> None:
+    async with service.harness as h:
+        await h.send(chunked("eiffel", EIFFEL, version="v1"))
+        await h.send(chunked("other", ["Sourdough is leavened by wild yeast."]))
+    vector = await service.embedder.embed_query("yeast")
+    legs = await service.store.search_hybrid("acme", vector, Bm25Encoder.query("leavened yeast"), 10)
+    assert [h.doc_id for h in legs.sparse] == ["other"]
+    assert legs.sparse[0].lexical is not None
+    assert legs.sparse[0].lexical > 0
 
 
 async def test_a_document_in_parts_is_indexed_part_by_part(service: Service) -> None:

@@ -114,3 +114,18 @@ def test_a_part_with_a_chunk_twice_is_poison() -> None:
         domain.check_part(twice)
     domain.check_part(part)
     assert isinstance(part.chunks[0].chunk_id, uuid.UUID)
+
+
+def test_points_carry_the_bm25_terms_of_their_chunk_in_order() -> None:
+    from ragbus.vectors.sparse import Bm25Encoder
+
+    part = chunked("It is 330 metres tall.", "It opened in 1889.")
+    inputs = domain.embedding_inputs(part, with_title=True)
+    encoder = Bm25Encoder()
+    sparse = [encoder.document(t) for t in inputs]
+    points = domain.chunk_points(part, "acme", [[1.0, 0.0], [0.0, 1.0]], sparse)
+    assert [p.sparse for p in points] == sparse
+    # The title's words are indexed with every chunk, as they are embedded with it.
+    assert Bm25Encoder.query("Eiffel 1889").indices[0] in points[1].sparse.indices  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="sparse vectors for 2 chunks"):
+        domain.chunk_points(part, "acme", [[1.0, 0.0], [0.0, 1.0]], sparse[:1])

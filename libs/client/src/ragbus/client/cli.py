@@ -23,6 +23,8 @@ import os
 import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +37,7 @@ from ragbus.client.errors import CliError
 from ragbus.client.plugins import EvalGroup, PluginGroup
 from ragbus.client.trace import TraceNotFound, await_trace, render_tree
 from ragbus.common.admin import TopicAdminError, ensure_topics
-from ragbus.common.events import QueryOptions
+from ragbus.common.events import MetadataValue, QueryFilter, QueryOptions
 from ragbus.common.settings import KafkaSettings, TelemetrySettings
 from ragbus.common.topics import Topics
 
@@ -61,7 +63,9 @@ def _explain(exc: BaseException, bootstrap: str) -> str:
         return "timed out waiting for the stack (is `ragbus up` running, and are all services ready?)"
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
-        return f"invalid request: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        where = ".".join(map(str, first["loc"]))
+        message = str(first["msg"]).removeprefix("Value error, ")
+        return f"invalid request: {where}: {message}" if where else f"invalid request: {message}"
     return str(exc) or name
 
 
@@ -174,9 +178,26 @@ def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Do
         )
 
 
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, list[str]]:
+    """`KEY=VALUE` options, a repeated key collecting its values."""
+    found: dict[str, list[str]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"{option} takes KEY=VALUE, not {item!r}")
+        found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
 @main.command()
 @click.argument("path")
 @click.option("--doc-id", help="Document id (default: the path relative to PATH).")
+@click.option(
+    "--meta",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Metadata of every document (repeat a key for a list, e.g. --meta groups=hr --meta groups=legal).",
+)
 @click.option("--by-reference", is_flag=True, help="Send the file path for the ingest service to read.")
 @click.option(
     "--stall-timeout",
@@ -196,6 +217,7 @@ def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Do
 async def ingest(
     path: str,
     doc_id: str | None,
+    meta: tuple[str, ...],
     by_reference: bool,
     stall_timeout: float,
     timeout: float | None,
@@ -207,7 +229,10 @@ async def ingest(
     It waits as long as the stack indexes documents (its own may wait behind a backlog) and gives up
     after --stall-timeout seconds without progress, saying which documents are not indexed yet.
     """
-    docs = list(_documents(path, doc_id, by_reference))
+    extra: dict[str, MetadataValue] = {
+        k: v[0] if len(v) == 1 else v for k, v in _pairs(meta, "--meta").items()
+    }
+    docs = [replace(d, metadata={**d.metadata, **extra}) for d in _documents(path, doc_id, by_reference)]
     done = 0
 
     def progress(result: Indexed) -> None:
@@ -259,12 +284,37 @@ def _print_answer(result: Answer) -> None:
     click.secho(f"query {a.query_id}  ·  rate it: ragbus feedback {a.query_id} up|down", dim=True)
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """A date given without a zone means UTC (documents' dates are compared as instants)."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _print_ranking(result: Answer) -> None:
+    for n, c in enumerate(result.answer.retrieved, start=1):
+        lexical = f"  bm25 {c.lexical:.2f}" if c.lexical is not None else ""
+        title = f"  ({c.title})" if c.title and c.title != c.doc_id else ""
+        click.echo(f"{n:3}. {c.doc_id}#{c.index}  cosine {c.score:.3f}{lexical}{title}")
+    click.secho(f"\n{result.elapsed_ms:.0f} ms  ·  trace {result.trace_id}", dim=True)
+
+
 @main.command()
 @click.argument("question")
 @click.option("--top-k", type=int, help="How many chunks to retrieve.")
 @click.option("--min-tier", type=int, help="Start the cascade at this tier (1 = always use the model).")
 @click.option("--max-tier", type=int, help="Never escalate past this tier (0 = no model).")
 @click.option("--conversation", help="Conversation id (keeps a conversation's requests in order).")
+@click.option(
+    "--where",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only documents whose metadata KEY has VALUE (repeat a key for any of several values).",
+)
+@click.option("--after", type=click.DateTime(), help="Only documents whose date (--date-field) is on/after.")
+@click.option("--before", type=click.DateTime(), help="Only documents whose date (--date-field) is before.")
+@click.option(
+    "--date-field", default="date", show_default=True, help="The metadata key --after/--before read."
+)
+@click.option("--retrieve-only", is_flag=True, help="Print the ranked chunks; generate no answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answers.completed event as JSON.")
 @click.option("--timeout", default=180.0, show_default=True)
 @bootstrap_option
@@ -276,13 +326,28 @@ async def ask(
     min_tier: int | None,
     max_tier: int | None,
     conversation: str | None,
+    where: tuple[str, ...],
+    after: datetime | None,
+    before: datetime | None,
+    date_field: str,
+    retrieve_only: bool,
     as_json: bool,
     timeout: float,
     bootstrap: str | None,
     tenant: str,
 ) -> None:
     """Ask a question; print the answer with its citations, tier and trace id."""
-    options = QueryOptions(top_k=top_k, min_tier=min_tier, max_tier=max_tier)
+    filters = None
+    if where or after or before:
+        filters = QueryFilter(
+            metadata=_pairs(where, "--where"),
+            after=_aware(after),
+            before=_aware(before),
+            date_field=date_field,
+        )
+    options = QueryOptions(
+        top_k=top_k, min_tier=min_tier, max_tier=max_tier, where=filters, retrieve_only=retrieve_only
+    )
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
         result = await client.ask(question, conversation_id=conversation, options=options, timeout=timeout)
     if as_json:
@@ -296,6 +361,8 @@ async def ask(
                 indent=2,
             )
         )
+    elif retrieve_only and result.answer.status == "answered":
+        _print_ranking(result)
     else:
         _print_answer(result)
     if result.answer.status != "answered":
@@ -451,6 +518,82 @@ async def topics_create(
 @main.group("eval", cls=EvalGroup)
 def eval_group() -> None:
     """Evaluate the stack's parts on labelled data (commands plugged in by the installed services)."""
+
+
+@eval_group.command("retrieval")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--split", help="Which qrels to judge by (default: test if the folder has it, else train).")
+@click.option("--tenant", help="Tenant to index into (default: eval-<folder>-<content hash>).")
+@click.option("--reindex", is_flag=True, help="Index the corpus even if the tenant holds it already.")
+@click.option("--limit", type=click.IntRange(min=1), help="Ask only the first N judged queries.")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=1, show_default=True, help="Queries in flight."
+)
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), help="Also write the report here (- = stdout)."
+)
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Per query.")
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Give up indexing after this many seconds without progress.",
+)
+@bootstrap_option
+@run_async
+async def eval_retrieval(
+    dataset: Path,
+    split: str | None,
+    tenant: str | None,
+    reindex: bool,
+    limit: int | None,
+    concurrency: int,
+    json_path: Path | None,
+    timeout: float,
+    stall_timeout: float,
+    bootstrap: str | None,
+) -> None:
+    """Retrieval quality of the running stack on a BEIR folder (corpus.jsonl, queries.jsonl, qrels).
+
+    The corpus is indexed through the stack into a tenant of its own (reused when it already holds the
+    same content), every judged query runs through the guard and the orchestrator's retrieval, and
+    nDCG@10, Recall@10/100, MRR@10 and latency p50/p95 are printed (and written as JSON with --json).
+    """
+    from ragbus.client.evaluation import load_beir, qrels_path
+    from ragbus.client.retrieval_eval import corpus_digest, eval_tenant, evaluate_retrieval
+
+    if split is None:
+        try:
+            qrels_path(dataset, "test")
+            split = "test"
+        except FileNotFoundError:
+            split = "train"
+    data = load_beir(dataset, split)
+    if limit is not None:
+        queries = dict(list(data.queries.items())[:limit])
+        data = replace(data, queries=queries, qrels={q: data.qrels[q] for q in queries})
+    if not data.queries:
+        raise CliError(f"{dataset}: no judged queries in split {split!r}")
+    digest = corpus_digest(data)
+    tenant = tenant or eval_tenant(dataset, digest)
+    to_stderr = json_path is not None and str(json_path) == "-"
+
+    def say(line: str) -> None:
+        click.echo(line, err=to_stderr)
+
+    async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/eval") as client:
+        report = await evaluate_retrieval(
+            client, data, dataset=f"{dataset.name} ({split})", digest=digest, reindex=reindex,
+            concurrency=concurrency, timeout=timeout, stall_timeout=stall_timeout, say=say,
+        )  # fmt: skip
+    say(report.table())
+    if json_path is not None:
+        text = json.dumps(report.as_json(), indent=2)
+        if to_stderr:
+            click.echo(text)
+        else:
+            await asyncio.to_thread(json_path.write_text, text + "\n", encoding="utf-8")
 
 
 # --- traces -------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from ragbus.common import topics
 
 # Ids that travel in keys and payloads: printable, no separators that would break `tenant:id` keys.
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s:\x00-\x1f]+$")]
-MetadataValue = str | int | float | bool | None
+# A list of strings is for sets a filter matches any item of, e.g. the groups that may read a document.
+MetadataValue = str | int | float | bool | None | list[str]
 
 
 class EventData(BaseModel):
@@ -194,15 +195,52 @@ class _QueryEvent(EventData):
         return self.query_id
 
 
+MAX_ANSWER_TOP_K = 100
+MAX_RETRIEVE_ONLY_TOP_K = 1000
+
+
+class QueryFilter(BaseModel):
+    """Which of the tenant's documents retrieval may use; every condition given must hold."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metadata: dict[str, list[str] | list[int]] = Field(
+        default_factory=dict,
+        description="metadata key -> the values it may have (any of them); a list-valued key (e.g. "
+        "`groups`) matches when any of its items does",
+    )
+    after: datetime | None = Field(default=None, description="metadata `date_field` on or after this")
+    before: datetime | None = Field(default=None, description="metadata `date_field` before this")
+    date_field: str = Field(default="date", min_length=1, max_length=200)
+
+
 class QueryOptions(BaseModel):
     """Per-request knobs; every field is optional, services fall back to their settings."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    top_k: int | None = Field(default=None, ge=1, le=50)
+    top_k: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RETRIEVE_ONLY_TOP_K,
+        description=f"at most {MAX_ANSWER_TOP_K} unless retrieve_only",
+    )
     min_tier: int | None = Field(default=None, ge=0, description="start the cascade at this tier")
     max_tier: int | None = Field(default=None, ge=0, description="never escalate past this tier")
     doc_ids: list[str] | None = Field(default=None, description="restrict retrieval to these documents")
+    where: QueryFilter | None = Field(default=None, description="restrict retrieval by metadata and date")
+    retrieve_only: bool = Field(
+        default=False,
+        description="return the ranked chunks (in `answers.completed.retrieved`) and generate nothing",
+    )
+
+    @model_validator(mode="after")
+    def _answer_depth(self) -> QueryOptions:
+        # A ranking may go deep (recall at 100 documents needs more chunks); an answer reads its sources.
+        if self.top_k is not None and self.top_k > MAX_ANSWER_TOP_K and not self.retrieve_only:
+            limits = f"{MAX_ANSWER_TOP_K} for an answer, {MAX_RETRIEVE_ONLY_TOP_K} with retrieve_only"
+            raise ValueError(f"top_k is at most {limits}")
+        return self
 
 
 class QueriesSubmitted(_QueryEvent):
@@ -266,6 +304,7 @@ class RetrievedChunk(BaseModel):
         default=None,
         description="the chunk's text as retrieved (the guard checks the answer's support against it)",
     )
+    lexical: float | None = Field(default=None, description="BM25 score, when the lexical leg found it")
 
 
 class TierAttempt(BaseModel):
@@ -314,6 +353,7 @@ class AnswersDrafted(_QueryEvent):
     retrieved: list[RetrievedChunk] = Field(default_factory=list)
     cascade: Cascade
     stages: list[StageTiming] = Field(default_factory=list)
+    retrieve_only: bool = Field(default=False, description="the request asked for retrieval only")
 
 
 AnswerStatus = Literal["answered", "blocked", "failed"]
@@ -331,6 +371,10 @@ class AnswersCompleted(_QueryEvent):
     verdicts: list[Verdict] = Field(default_factory=list)
     cascade: Cascade | None = None
     stages: list[StageTiming] = Field(default_factory=list)
+    retrieved: list[RetrievedChunk] = Field(
+        default_factory=list,
+        description="retrieve-only requests: the ranked chunks, best first (without their text)",
+    )
 
 
 class FeedbackSubmitted(_QueryEvent):

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
+
+from ragbus.vectors.sparse import SparseVector
+
+# The names of a point's vectors in a hybrid collection: the embedding and the BM25 terms.
+DENSE = "dense"
+SPARSE = "bm25"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +36,15 @@ class ChunkPoint:
     flags: tuple[str, ...] = ()
     injection_score: float | None = None
     injection_spans: tuple[tuple[int, int], ...] = ()
+    # The chunk's BM25 term weights (ragbus.vectors.sparse), for the lexical leg of hybrid search.
+    sparse: SparseVector | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A chunk found by a search, best first; `score` is cosine similarity (higher is closer)."""
+    """A chunk found by a search. `score` is its cosine similarity to the question (higher is closer)
+    whichever leg found it; `lexical` its BM25 score when the lexical leg found it; `fused` the score
+    fusion ranked it by (`ragbus.vectors.fusion`), when it was fused."""
 
     chunk_id: UUID
     doc_id: str
@@ -46,11 +57,59 @@ class Hit:
     flags: tuple[str, ...] = ()
     injection_score: float | None = None
     injection_spans: tuple[tuple[int, int], ...] = ()
+    lexical: float | None = None
+    fused: float | None = None
 
     @property
     def flagged(self) -> bool:
         """Ingest flagged the chunk (its text may carry instructions aimed at the model)."""
         return bool(self.flags)
+
+
+Scalar = str | int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """Which of a tenant's points a search may return; every condition given must hold, on both legs.
+
+    - `doc_ids`: only these documents (None: any; empty: none).
+    - `metadata`: per key of the document's metadata, the values it may have (any of them); a list
+      in the metadata (e.g. `groups: ["legal", "hr"]`) matches when any of its items does. A key's
+      values are all strings or all integers (Qdrant's keyword and integer matches; Qdrant Edge 0.9
+      matches no boolean, so a yes/no field is filtered as the strings it is written as).
+    - `after` / `before`: the ISO date or datetime in metadata `date_field` is on/after, before.
+    """
+
+    doc_ids: Sequence[str] | None = None
+    metadata: Mapping[str, Sequence[Scalar]] = field(default_factory=dict)
+    date_field: str = "date"
+    after: datetime | None = None
+    before: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for key, values in self.metadata.items():
+            kinds = {bool if isinstance(v, bool) else type(v) for v in values}
+            if len(kinds) > 1 or kinds - {str, int}:
+                raise ValueError(f"metadata filter {key!r}: give strings or integers, not {list(values)!r}")
+
+    @property
+    def matches_nothing(self) -> bool:
+        return (self.doc_ids is not None and not self.doc_ids) or any(
+            not values for values in self.metadata.values()
+        )
+
+
+ANY = SearchFilter()
+
+
+@dataclass(frozen=True, slots=True)
+class Legs:
+    """What a hybrid search found: each leg's best points, best first. Every hit carries its cosine
+    `score`; the lexical leg's hits carry their BM25 score in `lexical` too."""
+
+    dense: list[Hit]
+    sparse: list[Hit]
 
 
 @runtime_checkable
@@ -105,9 +164,22 @@ class VectorStore(Protocol):
         tenant: str,
         vector: Sequence[float],
         top_k: int,
-        doc_ids: Sequence[str] | None = None,
+        where: SearchFilter = ANY,
     ) -> list[Hit]:
-        """The `top_k` points of `tenant` closest to `vector` (optionally within `doc_ids`), best first."""
+        """The `top_k` points of `tenant` closest to `vector` that pass `where`, best first."""
+        ...
+
+    async def search_hybrid(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        sparse: SparseVector,
+        top_k: int,
+        where: SearchFilter = ANY,
+    ) -> Legs:
+        """Both legs at once: the `top_k` closest to `vector` and the `top_k` best BM25 matches of
+        `sparse` (IDF applied by the store), under the same `where`. A store without sparse vectors
+        (a collection made before hybrid search) returns an empty lexical leg."""
         ...
 
     async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
@@ -121,6 +193,6 @@ class VectorStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-def nothing_to_search(top_k: int, doc_ids: Sequence[str] | None) -> bool:
-    """No point can be a hit: `top_k` under 1, or `doc_ids` given but empty (None means any document)."""
-    return top_k <= 0 or (doc_ids is not None and not doc_ids)
+def nothing_to_search(top_k: int, where: SearchFilter) -> bool:
+    """No point can be a hit: `top_k` under 1, or a filter that admits nothing (e.g. `doc_ids=[]`)."""
+    return top_k <= 0 or where.matches_nothing

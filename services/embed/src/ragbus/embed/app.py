@@ -16,6 +16,7 @@ from ragbus.common.service import Clients, Service
 from ragbus.embed import usecases
 from ragbus.embed.settings import EmbedSettings
 from ragbus.embed.usecases import EmbedDeps
+from ragbus.vectors.sparse import Bm25Encoder
 
 SERVICE = "embed"
 
@@ -31,7 +32,8 @@ async def open_deps(settings: EmbedSettings, clients: Clients) -> EmbedDeps:
     # instead of dead-lettering every document.
     await embedder.ping()
     await store.ensure(embedder.dim)
-    return EmbedDeps(embedder=embedder, store=store, with_title=settings.with_title)
+    bm25 = Bm25Encoder(settings.bm25_avg_length) if settings.bm25 else None
+    return EmbedDeps(embedder=embedder, store=store, with_title=settings.with_title, bm25=bm25)
 
 
 def create_app(settings: EmbedSettings | None = None, deps: EmbedDeps | None = None) -> RagbusApp:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import DocsChunked, DocsIndexed, MetadataValue
 from ragbus.vectors.ports import ChunkPoint
+from ragbus.vectors.sparse import SparseVector
 
 
 def check_part(chunked: DocsChunked) -> None:
@@ -42,11 +43,19 @@ def point_metadata(chunked: DocsChunked) -> dict[str, MetadataValue]:
     return metadata
 
 
-def chunk_points(chunked: DocsChunked, tenant: str, vectors: Sequence[Sequence[float]]) -> list[ChunkPoint]:
+def chunk_points(
+    chunked: DocsChunked,
+    tenant: str,
+    vectors: Sequence[Sequence[float]],
+    sparse: Sequence[SparseVector] | None = None,
+) -> list[ChunkPoint]:
     """One point per chunk; the point id is the chunk id, so the same chunk always lands on one point.
-    The point keeps what ingest's scan found (flags, score, spans), for retrieval to hand on."""
+    The point keeps what ingest's scan found (flags, score, spans), for retrieval to hand on, and its
+    BM25 terms (`sparse`, in chunk order) for the lexical leg."""
     if len(vectors) != len(chunked.chunks):
         raise ValueError(f"{len(vectors)} vectors for {len(chunked.chunks)} chunks")
+    if sparse is not None and len(sparse) != len(chunked.chunks):
+        raise ValueError(f"{len(sparse)} sparse vectors for {len(chunked.chunks)} chunks")
     metadata = point_metadata(chunked)
     return [
         ChunkPoint(
@@ -62,8 +71,9 @@ def chunk_points(chunked: DocsChunked, tenant: str, vectors: Sequence[Sequence[f
             flags=tuple(chunk.flags),
             injection_score=chunk.injection_score,
             injection_spans=tuple((s.start, s.end) for s in chunk.injection_spans),
+            sparse=sparse[i] if sparse is not None else None,
         )
-        for chunk, vector in zip(chunked.chunks, vectors, strict=True)
+        for i, (chunk, vector) in enumerate(zip(chunked.chunks, vectors, strict=True))
     ]
 
 

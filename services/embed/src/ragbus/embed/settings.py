@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from ragbus.common.settings import ServiceSettings
 from ragbus.vectors.settings import EmbedderSettings, VectorStoreSettings
+from ragbus.vectors.sparse import DEFAULT_AVG_LENGTH
 
 
 class EmbedSettings(ServiceSettings):
@@ -21,3 +22,8 @@ class EmbedSettings(ServiceSettings):
     # about. Embedding "title\ntext" is how BEIR scores sentence-transformers models on title+text corpora
     # (SciFact included); questions are embedded as they are. The stored text stays the chunk's own.
     with_title: bool = Field(default=True, description="prepend the document title to each chunk embedded")
+    # Hybrid search's lexical leg: each chunk's BM25 term weights, stored beside its embedding.
+    bm25: bool = Field(default=True, description="store BM25 sparse vectors for hybrid retrieval")
+    bm25_avg_length: float = Field(
+        default=DEFAULT_AVG_LENGTH, gt=0, description="BM25's average chunk length, in index terms"
+    )

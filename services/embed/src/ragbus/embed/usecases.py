@@ -6,7 +6,7 @@ No Kafka here: `app.py` hands each event in and publishes what comes back.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ragbus.common.envelope import Envelope
 from ragbus.common.errors import PoisonMessage
@@ -15,6 +15,7 @@ from ragbus.common.logging import get_logger
 from ragbus.embed import domain
 from ragbus.vectors.errors import DimensionMismatch, InputRejected
 from ragbus.vectors.ports import Embedder, VectorStore
+from ragbus.vectors.sparse import Bm25Encoder
 
 log = get_logger("ragbus.embed")
 
@@ -27,6 +28,8 @@ class EmbedDeps:
     store: VectorStore
     # Embed "title\\ntext" (see EmbedSettings.with_title); the stored text stays the chunk's own.
     with_title: bool = True
+    # BM25 terms of the same text, for hybrid search's lexical leg (None: dense vectors only).
+    bm25: Bm25Encoder | None = field(default_factory=Bm25Encoder)
 
 
 async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndexed:
@@ -68,10 +71,10 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
 
 async def _write(deps: EmbedDeps, chunked: DocsChunked, tenant: str) -> int:
     try:
-        vectors = await deps.embedder.embed_documents(
-            domain.embedding_inputs(chunked, with_title=deps.with_title)
-        )
-        points = domain.chunk_points(chunked, tenant, vectors)
+        inputs = domain.embedding_inputs(chunked, with_title=deps.with_title)
+        vectors = await deps.embedder.embed_documents(inputs)
+        sparse = [deps.bm25.document(text) for text in inputs] if deps.bm25 is not None else None
+        points = domain.chunk_points(chunked, tenant, vectors, sparse)
         await deps.store.ensure(len(points[0].vector))
         return await deps.store.upsert(points)
     except InputRejected as exc:

@@ -75,6 +75,13 @@ async def screen_question(deps: GuardDeps, event: Envelope[QueriesSubmitted]) ->
 def screen_answer(deps: GuardDeps, event: Envelope[AnswersDrafted]) -> AnswersCompleted:
     """The answer as the user may see it ("answered", possibly redacted), or "blocked" with the reason."""
     d = event.data
+    if d.retrieve_only:
+        # Nothing was generated; the ranked chunks come without their text. Their ids, titles and scores
+        # are the tenant's own, as any citation would show them.
+        return AnswersCompleted(
+            query_id=d.query_id, conversation_id=d.conversation_id, status="answered", answer="",
+            cascade=d.cascade, stages=d.stages, retrieved=d.retrieved,
+        )  # fmt: skip
     watch = Stopwatch(OUTPUT_STAGE, SERVICE)
     result = deps.output.check(d)
     stages = [*d.stages, watch.stop()]

@@ -125,7 +125,7 @@ def extract_answer(
 ) -> ExtractiveAnswer:
     """The best 1..max_sentences retrieved sentences, each followed by its source marker `[n]`; a
     sentence of a flagged span is never one of them (unless the policy is `keep`)."""
-    top = hits[0].score if hits else 0.0
+    top = max((h.score for h in hits), default=0.0)  # fusion may rank a lower cosine first
     words = {stem: word for word, stem in reversed(content_words(question))}  # first spelling wins
     scored, q_terms = score_sentences(question, hits, flagged)
     if not scored:

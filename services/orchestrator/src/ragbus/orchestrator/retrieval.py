@@ -1,12 +1,33 @@
-"""Retrieval: the question's vector against one tenant's chunks, weak hits dropped."""
+"""Retrieval: the question against one tenant's chunks, by meaning (dense) and by its words (BM25),
+fused into one ranking; weak hits dropped.
+
+Both legs run in the store under the same filter (tenant, documents, metadata, dates); the fusion is
+pure (`ragbus.vectors.fusion`). `fusion="dense"` skips the lexical leg entirely.
+"""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragbus.common.events import RetrievedChunk
-from ragbus.vectors.ports import Embedder, Hit, VectorStore
+from ragbus.common.events import QueryFilter, RetrievedChunk
+from ragbus.vectors.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHT, FusionMethod, fuse
+from ragbus.vectors.ports import ANY, Embedder, Hit, SearchFilter, VectorStore
+from ragbus.vectors.sparse import Bm25Encoder
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalPolicy:
+    """How retrieval ranks: the fusion method and its knobs, and how deep each leg looks."""
+
+    fusion: FusionMethod = "weighted"
+    weight: float = DEFAULT_WEIGHT
+    rrf_k: int = DEFAULT_RRF_K
+    # Each leg's depth before fusion (at least `top_k`): a chunk ranked 60th by one leg and 3rd by the
+    # other is exactly what hybrid search exists to find.
+    candidates: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +43,11 @@ class Retrieval:
 
     @property
     def top_score(self) -> float:
-        return self.hits[0].score if self.hits else 0.0
+        """The best cosine among the hits (fusion may rank a chunk with a lower one first)."""
+        return max((h.score for h in self.hits), default=0.0)
 
 
-def to_retrieved_chunk(hit: Hit) -> RetrievedChunk:
+def to_retrieved_chunk(hit: Hit, *, with_text: bool = True) -> RetrievedChunk:
     return RetrievedChunk(
         chunk_id=hit.chunk_id,
         doc_id=hit.doc_id,
@@ -34,7 +56,34 @@ def to_retrieved_chunk(hit: Hit) -> RetrievedChunk:
         title=hit.title,
         flags=list(hit.flags),
         injection_score=hit.injection_score,
-        text=hit.text,
+        text=hit.text if with_text else None,
+        lexical=hit.lexical,
+    )
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalise_question(text: str) -> str:
+    """NFKC (full-width letters, ligatures and compatibility forms become plain ones, so `ﬁbrosis`
+    meets `fibrosis`), control characters out, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c if unicodedata.category(c)[0] != "C" else " " for c in text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def search_filter(doc_ids: Sequence[str] | None, where: QueryFilter | None) -> SearchFilter:
+    """The store's filter for a request's `doc_ids` and `where` options."""
+    if doc_ids is None and where is None:
+        return ANY
+    if where is None:
+        return SearchFilter(doc_ids=list(doc_ids) if doc_ids is not None else None)
+    return SearchFilter(
+        doc_ids=list(doc_ids) if doc_ids is not None else None,
+        metadata={key: list(values) for key, values in where.metadata.items()},
+        date_field=where.date_field,
+        after=where.after,
+        before=where.before,
     )
 
 
@@ -46,16 +95,25 @@ async def retrieve(
     question: str,
     top_k: int,
     min_score: float,
-    doc_ids: Sequence[str] | None = None,
+    where: SearchFilter = ANY,
+    policy: RetrievalPolicy = RetrievalPolicy(),
 ) -> Retrieval:
-    """The `top_k` chunks of `tenant` closest to the question with a score of at least `min_score`.
+    """The `top_k` chunks of `tenant` that best match the question and pass `where`, ranked by the
+    policy's fusion; a hit whose cosine is under `min_score` is dropped (noise, whichever leg found it:
+    sharing one word with the question is no evidence on its own).
 
     Tenant scoping is the store's contract (every search names one tenant); here it is passed through
     from the event's `tenantid`, never from the payload, so a request cannot read another tenant's data.
     """
-    if doc_ids is not None and not doc_ids:
+    if where.matches_nothing:
         return Retrieval(hits=[])  # restricted to no document at all: nothing can match
+    question = normalise_question(question)
     vector = await embedder.embed_query(question)
-    hits = await store.search(tenant, vector, top_k, list(doc_ids) if doc_ids is not None else None)
-    kept = sorted((h for h in hits if h.score >= min_score), key=lambda h: h.score, reverse=True)
-    return Retrieval(hits=kept, dropped=len(hits) - len(kept))
+    if policy.fusion == "dense":
+        ranked = sorted(await store.search(tenant, vector, top_k, where), key=lambda h: h.score, reverse=True)
+    else:
+        depth = max(top_k, policy.candidates)
+        legs = await store.search_hybrid(tenant, vector, Bm25Encoder.query(question), depth, where)
+        ranked = fuse(legs, top_k, method=policy.fusion, weight=policy.weight, rrf_k=policy.rrf_k)
+    kept = [h for h in ranked if h.score >= min_score]
+    return Retrieval(hits=kept, dropped=len(ranked) - len(kept))

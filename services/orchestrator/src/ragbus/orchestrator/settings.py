@@ -9,7 +9,7 @@ variables, and any further tiers (a bigger model at another endpoint) as a JSON 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -17,7 +17,9 @@ from pydantic_settings import SettingsConfigDict
 from ragbus.common.settings import ServiceSettings
 from ragbus.orchestrator.cascade import CascadePolicy
 from ragbus.orchestrator.prompts import PROMPTS
+from ragbus.orchestrator.retrieval import RetrievalPolicy
 from ragbus.orchestrator.untrusted import FlaggedSources
+from ragbus.vectors.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHT, FusionMethod
 from ragbus.vectors.settings import EmbedderSettings, VectorStoreSettings
 
 # v3 puts every source in a delimited data block (v1 and v2 stay selectable, e.g. to compare).
@@ -31,6 +33,7 @@ class AnswerPolicy:
     top_k: int
     min_score: float
     cascade: CascadePolicy
+    retrieval: RetrievalPolicy = field(default_factory=RetrievalPolicy)
 
     @property
     def flagged_sources(self) -> FlaggedSources:
@@ -71,6 +74,13 @@ class OrchestratorSettings(ServiceSettings):
 
     # Retrieval
     top_k: int = Field(default=5, ge=1, le=50, description="chunks retrieved per question")
+    # Hybrid retrieval (see ragbus.vectors.fusion): dense + BM25, fused. `dense` = embeddings only.
+    fusion: FusionMethod = Field(default="weighted", description="dense | sparse | rrf | weighted")
+    fusion_weight: float = Field(
+        default=DEFAULT_WEIGHT, ge=0, le=1, description="weighted: the cosine's share (BM25 gets the rest)"
+    )
+    fusion_rrf_k: int = Field(default=DEFAULT_RRF_K, ge=1, description="rrf: the k of 1 / (k + rank)")
+    fusion_candidates: int = Field(default=50, ge=1, le=1000, description="each leg's depth before fusion")
     # Cosine similarity (MiniLM) under which a hit is noise rather than a source. Short questions
     # score low against long chunks: "What does the monitor store?" meets its answer at 0.2-0.3, while
     # unrelated passages sit under 0.1; 0.25 (tuned on SciFact's long claims) dropped such questions.
@@ -125,6 +135,12 @@ class OrchestratorSettings(ServiceSettings):
         return AnswerPolicy(
             top_k=self.top_k,
             min_score=self.min_score,
+            retrieval=RetrievalPolicy(
+                fusion=self.fusion,
+                weight=self.fusion_weight,
+                rrf_k=self.fusion_rrf_k,
+                candidates=self.fusion_candidates,
+            ),
             cascade=CascadePolicy(
                 extractive=self.extractive,
                 max_sentences=self.extractive_max_sentences,

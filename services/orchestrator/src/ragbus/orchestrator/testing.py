@@ -7,10 +7,12 @@ The vector ports' doubles (a hashing embedder) live in `ragbus.vectors.testing`;
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from ragbus.common.ids import record_id
 from ragbus.orchestrator.adapters.fake_chat import FakeChatModel
 from ragbus.vectors.ports import ChunkPoint, Embedder, Hit, VectorStore
+from ragbus.vectors.sparse import Bm25Encoder
 
 __all__ = ["FakeChatModel", "index_texts", "make_hit"]
 
@@ -36,8 +38,10 @@ async def index_texts(
     tenant: str,
     docs: dict[str, list[str]],
     titles: dict[str, str] | None = None,
+    metadata: dict[str, dict[str, Any]] | None = None,
 ) -> int:
-    """Index `{doc_id: [chunk text, ...]}` for `tenant`; returns how many points were written."""
+    """Index `{doc_id: [chunk text, ...]}` for `tenant` (dense and BM25 vectors, as the embed service
+    does); returns how many points were written."""
     await store.ensure(embedder.dim)
     points = []
     for doc_id, chunks in docs.items():
@@ -53,6 +57,8 @@ async def index_texts(
                     index=i,
                     text=text,
                     title=(titles or {}).get(doc_id),
+                    metadata=(metadata or {}).get(doc_id, {}),
+                    sparse=Bm25Encoder().document(text),
                 )
             )
     return await store.upsert(points)

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 from ragbus.common.envelope import Envelope
 from ragbus.common.errors import PoisonMessage
-from ragbus.common.events import AnswersDrafted, QueriesAccepted
+from ragbus.common.events import AnswersDrafted, Cascade, QueriesAccepted
 from ragbus.common.logging import get_logger
 from ragbus.common.timing import Stopwatch
 from ragbus.orchestrator.cascade import ChatTier, run_cascade
 from ragbus.orchestrator.citations import renumber
-from ragbus.orchestrator.retrieval import retrieve
+from ragbus.orchestrator.retrieval import retrieve, search_filter, to_retrieved_chunk
 from ragbus.orchestrator.settings import AnswerPolicy
 from ragbus.orchestrator.untrusted import usable
 from ragbus.vectors.errors import InputRejected
@@ -38,7 +38,7 @@ class OrchestratorDeps:
 async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted]) -> AnswersDrafted:
     """Answer the question from the tenant's documents only (the tenant comes from the envelope, never
     the body)."""
-    query, policy = event.data, deps.policy
+    query, policy, options = event.data, deps.policy, event.data.options
     clock = Stopwatch("retrieval", SERVICE)
     try:
         retrieval = await retrieve(
@@ -46,13 +46,28 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
             deps.store,
             tenant=event.tenantid,
             question=query.question,
-            top_k=query.options.top_k or policy.top_k,
-            min_score=policy.min_score,
-            doc_ids=query.options.doc_ids,
+            top_k=options.top_k or policy.top_k,
+            # A ranking asked for as such (evaluations) keeps its tail: recall at depth is the point.
+            min_score=-1.0 if options.retrieve_only else policy.min_score,
+            where=search_filter(options.doc_ids, options.where),
+            policy=policy.retrieval,
         )
     except InputRejected as exc:  # the embedder will never take this question
         raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
     retrieval_stage = clock.stop()
+    if options.retrieve_only:
+        log.info("retrieved only", retrieved=len(retrieval.hits))
+        return AnswersDrafted(
+            query_id=query.query_id,
+            conversation_id=query.conversation_id,
+            question=query.question,
+            answer="",
+            # Ids, titles and scores only: the chunks' text is not screened for the user, so it stays.
+            retrieved=[to_retrieved_chunk(h, with_text=False) for h in retrieval.hits],
+            cascade=Cascade(tier=0, reason="retrieval only: nothing generated"),
+            stages=[*query.stages, retrieval_stage],
+            retrieve_only=True,
+        )
     # Flagged chunks (instructions planted in a document) are quoted as untrusted or dropped; every
     # retrieved chunk is still recorded in `retrieved`, with its flags.
     hits = usable(retrieval.hits, policy.flagged_sources)

@@ -7,8 +7,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+import numpy as np
+
 from ragbus.vectors.errors import DimensionMismatch, InputRejected
-from ragbus.vectors.ports import ChunkPoint, Hit
+from ragbus.vectors.ports import DENSE, ChunkPoint, Hit
 
 # Payload keys. `tenant` and `doc_id` are indexed (keyword; `tenant` as the tenant key).
 TENANT = "tenant"
@@ -38,7 +40,14 @@ def to_payload(point: ChunkPoint) -> dict[str, Any]:
     return payload
 
 
-def to_hit(point_id: Any, score: float, payload: Mapping[str, Any] | None) -> Hit:
+def metadata_key(key: str) -> str:
+    """The payload path of a document metadata key."""
+    return f"metadata.{key}"
+
+
+def to_hit(
+    point_id: Any, score: float, payload: Mapping[str, Any] | None, *, lexical: float | None = None
+) -> Hit:
     p = payload or {}
     injection_score = p.get("injection_score")
     return Hit(
@@ -53,7 +62,18 @@ def to_hit(point_id: Any, score: float, payload: Mapping[str, Any] | None) -> Hi
         flags=tuple(str(f) for f in p.get(FLAGS) or ()),
         injection_score=float(injection_score) if injection_score is not None else None,
         injection_spans=tuple((int(a), int(b)) for a, b in p.get("injection_spans") or ()),
+        lexical=lexical,
     )
+
+
+def cosines(query: Sequence[float], vectors: Sequence[Sequence[float] | None]) -> list[float]:
+    """The cosine of `query` with each stored vector (stores keep cosine vectors normalised; a
+    missing vector scores 0)."""
+    q = np.asarray(query, dtype=np.float64)
+    norm = float(np.linalg.norm(q))
+    if norm > 0:
+        q = q / norm
+    return [float(np.dot(q, np.asarray(v, dtype=np.float64))) if v is not None else 0.0 for v in vectors]
 
 
 def checked_vectors(vectors: Sequence[Sequence[float]], dim: int | None) -> list[list[float]]:
@@ -73,3 +93,18 @@ def checked_vectors(vectors: Sequence[Sequence[float]], dim: int | None) -> list
             raise InputRejected("vector has NaN or infinite values")
         rows.append(row)
     return rows
+
+
+def dense_of(vector: Any) -> list[float] | None:
+    """The named dense vector of a point as a store returned it (None when it did not)."""
+    if isinstance(vector, Mapping):
+        dense = vector.get(DENSE)
+        return dense if isinstance(dense, list) else None
+    return None
+
+
+def match_values(values: Sequence[str | int]) -> list[str] | list[int]:
+    """A filter's values as Qdrant's any-of match takes them (SearchFilter checked they are one kind)."""
+    if all(isinstance(v, str) for v in values):
+        return [str(v) for v in values]
+    return [int(v) for v in values]

@@ -16,6 +16,9 @@ What this adapter hides from its callers:
   segments. `optimize()` builds HNSW in 38-50 s for 50k points while holding the GIL, which would freeze
   the whole process (its Kafka consumers too), and exact search with the tenant index is already a few
   ms at these sizes (see bench/vectors.py).
+- A shard made by this version is hybrid: a named dense vector and a sparse BM25 vector whose IDF
+  Edge applies at query time (`Modifier.Idf`). A shard made before keeps its one unnamed vector and
+  serves the dense leg only (a warning says so once); re-index into a new path to get both.
 - Payload indexes matter even for exact search: filtering on an unindexed field reads every point's
   payload from disk. With keyword indexes on `tenant` (as the tenant key) and `doc_id`, a filtered
   top-10 over 20k points went from ~12 ms to ~2 ms, same results.
@@ -37,14 +40,35 @@ from typing import Any, TypeVar
 import qdrant_edge as qe
 
 from ragbus.common.logging import get_logger
-from ragbus.vectors.adapters.payload import DOC_ID, TENANT, VERSION, checked_vectors, to_hit, to_payload
+from ragbus.vectors.adapters.payload import (
+    DOC_ID,
+    TENANT,
+    VERSION,
+    checked_vectors,
+    cosines,
+    dense_of,
+    match_values,
+    metadata_key,
+    to_hit,
+    to_payload,
+)
 from ragbus.vectors.errors import (
     DimensionMismatch,
     VectorsError,
     VectorStoreError,
     VectorStoreUnavailable,
 )
-from ragbus.vectors.ports import ChunkPoint, Hit, nothing_to_search
+from ragbus.vectors.ports import (
+    ANY,
+    DENSE,
+    SPARSE,
+    ChunkPoint,
+    Hit,
+    Legs,
+    SearchFilter,
+    nothing_to_search,
+)
+from ragbus.vectors.sparse import SparseVector
 
 log = get_logger("ragbus.vectors.edge")
 
@@ -62,6 +86,8 @@ class _Shard:
     refs: int = 0
     shard: qe.EdgeShard | None = None
     dim: int | None = None
+    # Named dense + sparse vectors (made by this version), or one unnamed dense vector (made before).
+    hybrid: bool = True
     closed: threading.Event = field(default_factory=threading.Event)
     # Set when this entry replaced one that was still closing: wait for it before opening the files.
     predecessor: _Shard | None = None
@@ -115,7 +141,7 @@ def _translate(exc: Exception) -> Exception:
 def _filter(
     tenant: str | None = None,
     doc_id: str | None = None,
-    doc_ids: Sequence[str] | None = None,
+    where: SearchFilter = ANY,
     not_version: str | None = None,
 ) -> qe.Filter | None:
     must: list[Any] = []
@@ -123,8 +149,16 @@ def _filter(
         must.append(qe.FieldCondition(TENANT, match=qe.MatchValue(tenant)))
     if doc_id is not None:
         must.append(qe.FieldCondition(DOC_ID, match=qe.MatchValue(doc_id)))
-    if doc_ids is not None:
-        must.append(qe.FieldCondition(DOC_ID, match=qe.MatchAny(list(doc_ids))))
+    if where.doc_ids is not None:
+        must.append(qe.FieldCondition(DOC_ID, match=qe.MatchAny(list(where.doc_ids))))
+    for key, values in where.metadata.items():
+        must.append(qe.FieldCondition(metadata_key(key), match=qe.MatchAny(match_values(values))))
+    if where.after is not None or where.before is not None:
+        since = where.after.isoformat() if where.after else None
+        until = where.before.isoformat() if where.before else None
+        must.append(
+            qe.FieldCondition(metadata_key(where.date_field), range=qe.RangeDateTime(gte=since, lt=until))
+        )
     must_not: list[Any] | None = None
     if not_version is not None:
         must_not = [qe.FieldCondition(VERSION, match=qe.MatchValue(not_version))]
@@ -158,13 +192,22 @@ class EdgeVectorStore:
         config_file = path / _CONFIG_FILE
         if config_file.is_file() or (path / "segments").is_dir():
             entry.shard = qe.EdgeShard.load(str(path))
-            entry.dim = _stored_dim(config_file)
-            log.info("opened vector store", path=str(path), dim=entry.dim)
+            entry.dim, entry.hybrid = _stored_layout(config_file)
+            log.info("opened vector store", path=str(path), dim=entry.dim, hybrid=entry.hybrid)
+            if not entry.hybrid:
+                log.warning(
+                    "vector store made before hybrid search: dense retrieval only; "
+                    "index into a new QDRANT_PATH or QDRANT_COLLECTION for dense + BM25",
+                    path=str(path),
+                )
         elif create_dim is not None:
             path.mkdir(parents=True, exist_ok=True)
-            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=create_dim, distance=qe.Distance.Cosine))
+            config = qe.EdgeConfig(
+                vectors={DENSE: qe.EdgeVectorParams(size=create_dim, distance=qe.Distance.Cosine)},
+                sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            )
             entry.shard = qe.EdgeShard.create(str(path), config)
-            entry.dim = create_dim
+            entry.dim, entry.hybrid = create_dim, True
             log.info("created vector store", path=str(path), dim=create_dim)
         else:
             return None
@@ -223,7 +266,10 @@ class EdgeVectorStore:
         if shard is None:
             raise VectorStoreError(f"no vector store at {entry.path} yet: call ensure(dim) first")
         vectors = checked_vectors([p.vector for p in batch], entry.dim)
-        records = [qe.Point(p.id, v, to_payload(p)) for p, v in zip(batch, vectors, strict=True)]
+        records = [
+            qe.Point(p.id, _point_vector(v, p.sparse) if entry.hybrid else v, to_payload(p))
+            for p, v in zip(batch, vectors, strict=True)
+        ]
         shard.update(qe.UpdateOperation.upsert_points(records))
 
     async def delete_stale(self, tenant: str, doc_id: str, keep_version: str) -> int:
@@ -247,27 +293,74 @@ class EdgeVectorStore:
         tenant: str,
         vector: Sequence[float],
         top_k: int,
-        doc_ids: Sequence[str] | None = None,
+        where: SearchFilter = ANY,
     ) -> list[Hit]:
-        if nothing_to_search(top_k, doc_ids):
+        if nothing_to_search(top_k, where):
             return []
-        return await self._run(self._on_search, tenant, vector, top_k, doc_ids)
+        legs = await self._run(self._on_search, tenant, vector, None, top_k, where)
+        return legs.dense
+
+    async def search_hybrid(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        sparse: SparseVector,
+        top_k: int,
+        where: SearchFilter = ANY,
+    ) -> Legs:
+        if nothing_to_search(top_k, where):
+            return Legs([], [])
+        return await self._run(self._on_search, tenant, vector, sparse, top_k, where)
 
     def _on_search(
-        self, entry: _Shard, tenant: str, vector: Sequence[float], top_k: int, doc_ids: Sequence[str] | None
-    ) -> list[Hit]:
+        self,
+        entry: _Shard,
+        tenant: str,
+        vector: Sequence[float],
+        sparse: SparseVector | None,
+        top_k: int,
+        where: SearchFilter,
+    ) -> Legs:
         shard = self._open(entry, None)
         if shard is None:
-            return []
+            return Legs([], [])
         [query] = checked_vectors([vector], entry.dim)
-        request = qe.QueryRequest(
-            limit=top_k,
-            query=qe.Query.Nearest(query),
-            filter=_filter(tenant, doc_ids=doc_ids),
-            with_payload=True,
-            with_vector=False,
+        where_ = _filter(tenant, where=where)
+        using = DENSE if entry.hybrid else None
+        requests = [
+            qe.QueryRequest(
+                limit=top_k,
+                query=qe.Query.Nearest(query, using=using),
+                filter=where_,
+                with_payload=True,
+                with_vector=False,
+            )
+        ]
+        lexical = entry.hybrid and sparse is not None and bool(sparse.indices)
+        if lexical:
+            assert sparse is not None
+            requests.append(
+                qe.QueryRequest(
+                    limit=top_k,
+                    query=qe.Query.Nearest(
+                        qe.SparseVector(list(sparse.indices), list(sparse.values)), using=SPARSE
+                    ),
+                    filter=where_,
+                    with_payload=True,
+                    # Its dense vector gives the hit its cosine, which fusion and thresholds read.
+                    with_vector=[DENSE],
+                )
+            )
+        # One planned batch: both legs share a pass over the segments.
+        results = shard.query_batch(qe.QueryBatchRequest(requests))
+        dense = [to_hit(p.id, p.score, p.payload) for p in results[0]]
+        if not lexical:
+            return Legs(dense, [])
+        found = results[1]
+        scores = cosines(query, [dense_of(p.vector) for p in found])
+        return Legs(
+            dense, [to_hit(p.id, c, p.payload, lexical=p.score) for p, c in zip(found, scores, strict=True)]
         )
-        return [to_hit(p.id, p.score, p.payload) for p in shard.query(request)]
 
     async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
         def on_count(entry: _Shard) -> int:
@@ -303,8 +396,19 @@ class EdgeVectorStore:
         await self.aclose()
 
 
-def _stored_dim(config_file: Path) -> int | None:
-    """The dimension a shard was created with, from the config Edge persists next to its segments."""
+def _point_vector(dense: list[float], sparse: SparseVector | None) -> dict[str, Any]:
+    named: dict[str, Any] = {DENSE: dense}
+    if sparse is not None and sparse.indices:
+        named[SPARSE] = qe.SparseVector(list(sparse.indices), list(sparse.values))
+    return named
+
+
+def _stored_layout(config_file: Path) -> tuple[int | None, bool]:
+    """The dimension a shard was created with and whether it is hybrid (named dense + sparse
+    vectors), from the config Edge persists next to its segments."""
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return int(json.loads(config_file.read_text())["vectors"][""]["size"])
-    return None
+        vectors = json.loads(config_file.read_text())["vectors"]
+        if DENSE in vectors:
+            return int(vectors[DENSE]["size"]), True
+        return int(vectors[""]["size"]), False
+    return None, True

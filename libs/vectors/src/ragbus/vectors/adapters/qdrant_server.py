@@ -3,6 +3,8 @@
 One collection holds every tenant (Qdrant's multitenancy layout): `tenant` is a keyword index marked
 `is_tenant` (the server co-locates each tenant's points), `doc_id` a keyword index, and the HNSW graph is
 built per tenant (`payload_m=16`) instead of globally (`m=0`), since every search filters on a tenant.
+Points have a named dense vector and a sparse BM25 vector whose IDF the server applies at query time
+(`Modifier.IDF`); a collection made before hybrid search (one unnamed vector) serves the dense leg only.
 
 With `url=":memory:"` the same class runs on qdrant-client's local mode, which tests use to exercise the
 very calls made to a server. Local mode is a test double only: it is exact (brute force) and slow on
@@ -20,10 +22,34 @@ import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from ragbus.vectors.adapters.payload import DOC_ID, TENANT, VERSION, checked_vectors, to_hit, to_payload
+from ragbus.common.logging import get_logger
+from ragbus.vectors.adapters.payload import (
+    DOC_ID,
+    TENANT,
+    VERSION,
+    checked_vectors,
+    cosines,
+    dense_of,
+    match_values,
+    metadata_key,
+    to_hit,
+    to_payload,
+)
 from ragbus.vectors.errors import DimensionMismatch, VectorStoreError, VectorStoreUnavailable
-from ragbus.vectors.ports import ChunkPoint, Hit, nothing_to_search
+from ragbus.vectors.ports import (
+    ANY,
+    DENSE,
+    SPARSE,
+    ChunkPoint,
+    Hit,
+    Legs,
+    SearchFilter,
+    nothing_to_search,
+)
 from ragbus.vectors.settings import MEMORY
+from ragbus.vectors.sparse import SparseVector
+
+log = get_logger("ragbus.vectors.qdrant")
 
 _UNAVAILABLE_STATUS = {401, 403, 408, 429, 500, 502, 503, 504}
 
@@ -35,7 +61,7 @@ class _CollectionMissingError(Exception):
 def _filter(
     tenant: str | None = None,
     doc_id: str | None = None,
-    doc_ids: Sequence[str] | None = None,
+    where: SearchFilter = ANY,
     not_version: str | None = None,
 ) -> models.Filter | None:
     must: list[models.Condition] = []
@@ -43,8 +69,14 @@ def _filter(
         must.append(models.FieldCondition(key=TENANT, match=models.MatchValue(value=tenant)))
     if doc_id is not None:
         must.append(models.FieldCondition(key=DOC_ID, match=models.MatchValue(value=doc_id)))
-    if doc_ids is not None:
-        must.append(models.FieldCondition(key=DOC_ID, match=models.MatchAny(any=list(doc_ids))))
+    if where.doc_ids is not None:
+        must.append(models.FieldCondition(key=DOC_ID, match=models.MatchAny(any=list(where.doc_ids))))
+    for key, values in where.metadata.items():
+        match = models.MatchAny(any=match_values(values))
+        must.append(models.FieldCondition(key=metadata_key(key), match=match))
+    if where.after is not None or where.before is not None:
+        span = models.DatetimeRange(gte=where.after, lt=where.before)
+        must.append(models.FieldCondition(key=metadata_key(where.date_field), range=span))
     must_not: list[models.Condition] | None = None
     if not_version is not None:
         must_not = [models.FieldCondition(key=VERSION, match=models.MatchValue(value=not_version))]
@@ -94,6 +126,7 @@ class QdrantServerStore:
         else:
             self._client = AsyncQdrantClient(url=url, api_key=api_key, timeout=int(max(1, timeout_s)))
         self._dim: int | None = None
+        self._hybrid = True
 
     def __repr__(self) -> str:
         return f"QdrantServerStore({self._url!r}, collection={self.collection!r})"
@@ -116,8 +149,15 @@ class QdrantServerStore:
             except _CollectionMissingError:
                 return None
             vectors = info.config.params.vectors
-            if isinstance(vectors, models.VectorParams):
-                self._dim = vectors.size
+            if isinstance(vectors, models.VectorParams):  # one unnamed vector: made before hybrid
+                self._dim, self._hybrid = vectors.size, False
+                log.warning(
+                    "collection made before hybrid search: dense retrieval only; "
+                    "index into a new QDRANT_COLLECTION for dense + BM25",
+                    collection=self.collection,
+                )
+            elif isinstance(vectors, dict) and DENSE in vectors:
+                self._dim, self._hybrid = vectors[DENSE].size, True
         return self._dim
 
     async def ensure(self, dim: int) -> None:
@@ -133,7 +173,8 @@ class QdrantServerStore:
             async with self._errors():
                 await self._client.create_collection(
                     self.collection,
-                    vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                    vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
+                    sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                     hnsw_config=models.HnswConfigDiff(m=0, payload_m=16),
                 )
         except VectorStoreError as exc:
@@ -165,7 +206,11 @@ class QdrantServerStore:
             batch = points[start : start + self.upsert_batch]
             vectors = checked_vectors([p.vector for p in batch], dim)
             records = [
-                models.PointStruct(id=str(p.id), vector=v, payload=to_payload(p))
+                models.PointStruct(
+                    id=str(p.id),
+                    vector=_point_vector(v, p.sparse) if self._hybrid else v,
+                    payload=to_payload(p),
+                )
                 for p, v in zip(batch, vectors, strict=True)
             ]
             async with self._errors():
@@ -201,31 +246,77 @@ class QdrantServerStore:
         tenant: str,
         vector: Sequence[float],
         top_k: int,
-        doc_ids: Sequence[str] | None = None,
+        where: SearchFilter = ANY,
     ) -> list[Hit]:
-        if nothing_to_search(top_k, doc_ids):
-            return []
+        return (await self._search(tenant, vector, None, top_k, where)).dense
+
+    async def search_hybrid(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        sparse: SparseVector,
+        top_k: int,
+        where: SearchFilter = ANY,
+    ) -> Legs:
+        return await self._search(tenant, vector, sparse, top_k, where)
+
+    async def _search(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        sparse: SparseVector | None,
+        top_k: int,
+        where: SearchFilter,
+    ) -> Legs:
+        if nothing_to_search(top_k, where):
+            return Legs([], [])
         dim = await self._stored_dim()
         if dim is None:
-            return []
+            return Legs([], [])
         [query] = checked_vectors([vector], dim)
         params: dict[str, Any] = {}
         if self.hnsw_ef is not None and not self.local:  # local mode is exact and warns about params
-            params["search_params"] = models.SearchParams(hnsw_ef=self.hnsw_ef)
-        try:
-            async with self._errors():
-                result = await self._client.query_points(
-                    self.collection,
-                    query=query,
-                    query_filter=_filter(tenant, doc_ids=doc_ids),
+            params["params"] = models.SearchParams(hnsw_ef=self.hnsw_ef)
+        where_ = _filter(tenant, where=where)
+        requests = [
+            models.QueryRequest(
+                query=query,
+                using=DENSE if self._hybrid else None,
+                filter=where_,
+                limit=top_k,
+                with_payload=True,
+                with_vector=False,
+                **params,
+            )
+        ]
+        lexical = self._hybrid and sparse is not None and bool(sparse.indices)
+        if lexical:
+            assert sparse is not None
+            requests.append(
+                models.QueryRequest(
+                    query=models.SparseVector(indices=list(sparse.indices), values=list(sparse.values)),
+                    using=SPARSE,
+                    filter=where_,
                     limit=top_k,
                     with_payload=True,
-                    with_vectors=False,
-                    **params,
+                    # Its dense vector gives the hit its cosine, which fusion and thresholds read.
+                    with_vector=[DENSE],
                 )
+            )
+        try:
+            async with self._errors():
+                # One round trip for both legs.
+                results = await self._client.query_batch_points(self.collection, requests=requests)
         except _CollectionMissingError:
-            return []
-        return [to_hit(p.id, p.score, p.payload) for p in result.points]
+            return Legs([], [])
+        dense = [to_hit(p.id, p.score, p.payload) for p in results[0].points]
+        if not lexical:
+            return Legs(dense, [])
+        found = results[1].points
+        scores = cosines(query, [dense_of(p.vector) for p in found])
+        return Legs(
+            dense, [to_hit(p.id, c, p.payload, lexical=p.score) for p, c in zip(found, scores, strict=True)]
+        )
 
     async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
         try:
@@ -249,3 +340,10 @@ class QdrantServerStore:
 
     async def __aexit__(self, *_: object) -> None:
         await self.aclose()
+
+
+def _point_vector(dense: list[float], sparse: SparseVector | None) -> dict[str, Any]:
+    named: dict[str, Any] = {DENSE: dense}
+    if sparse is not None and sparse.indices:
+        named[SPARSE] = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+    return named

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ragbus.vectors.evaluation import evaluate_run, load_beir, mrr_at_k, ndcg_at_k, recall_at_k
+from ragbus.client.evaluation import evaluate_run, load_beir, mrr_at_k, ndcg_at_k, recall_at_k
 
 
 def test_ndcg_discounts_by_rank_over_the_ideal_ordering() -> None:
@@ -62,3 +62,14 @@ def test_a_beir_folder_is_read_with_only_its_judged_queries(tmp_path: Path, layo
     assert data.qrels == {"1": {"d0": 1}, "2": {"d1": 1}}
     with pytest.raises(FileNotFoundError, match="no qrels for split 'dev'"):
         load_beir(tmp_path / "set", "dev")
+
+
+def test_a_written_beir_folder_loads_back(tmp_path: Path) -> None:
+    from ragbus.client.evaluation import BeirDocument, write_beir
+
+    corpus = [BeirDocument("d1", "One", "first text"), BeirDocument("d2", "", "second text")]
+    folder = write_beir(tmp_path / "mine", corpus, {"q1": "first?", "q2": "unjudged?"}, {"q1": {"d1": 1}})
+    data = load_beir(folder, "test")
+    assert data.corpus == corpus
+    assert data.queries == {"q1": "first?"}  # only judged queries are kept
+    assert data.qrels == {"q1": {"d1": 1}}

@@ -113,3 +113,27 @@ def evaluate_run(run: Run, qrels: Qrels) -> dict[str, float]:
         totals["recall@100"] += recall_at_k(ranked, relevant, 100)
         totals["mrr@10"] += mrr_at_k(ranked, relevant, 10)
     return {**{m: round(v / len(judged), 4) for m, v in totals.items()}, "queries": len(judged)}
+
+
+def write_beir(
+    folder: Path,
+    corpus: Sequence[BeirDocument],
+    queries: Mapping[str, str],
+    qrels: Qrels,
+    split: str = "test",
+) -> Path:
+    """Write a BEIR folder (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`), e.g. from a labelled
+    set of one's own, for `ragbus eval retrieval`."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as f:
+        for d in corpus:
+            f.write(json.dumps({"_id": d.doc_id, "title": d.title, "text": d.text}) + "\n")
+    with (folder / "queries.jsonl").open("w", encoding="utf-8") as f:
+        for qid, text in queries.items():
+            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    with (folder / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, judged in qrels.items():
+            for doc_id, score in judged.items():
+                f.write(f"{qid}\t{doc_id}\t{score}\n")
+    return folder
