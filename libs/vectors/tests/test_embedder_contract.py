@@ -55,10 +55,17 @@ class TestEmbedderContract:
 
     async def test_vectors_follow_the_input_order_across_batches(self, embedder: Embedder) -> None:
         together = await embedder.embed_documents(TEXTS)
-        one_by_one = [await embedder.embed_query(t) for t in TEXTS]
+        one_by_one = [(await embedder.embed_documents([t]))[0] for t in TEXTS]
         np.testing.assert_allclose(together, one_by_one, atol=1e-4)
         reversed_ = await embedder.embed_documents(list(reversed(TEXTS)))
         np.testing.assert_allclose(list(reversed(reversed_)), together, atol=1e-4)
+
+    async def test_a_question_lands_where_the_same_text_as_a_document_does(self, embedder: Embedder) -> None:
+        # MiniLM embeds questions with its int8 ONNX export: the same point, to a cosine of 0.999.
+        documents = np.asarray(await embedder.embed_documents(TEXTS))
+        queries = np.asarray([await embedder.embed_query(t) for t in TEXTS])
+        np.testing.assert_allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+        assert min(float(q @ d) for q, d in zip(queries, documents, strict=True)) > 0.999
 
     async def test_no_texts_no_vectors(self, embedder: Embedder) -> None:
         assert await embedder.embed_documents([]) == []
@@ -94,3 +101,19 @@ async def test_minilm_is_loaded_once_per_process() -> None:
     await b.ping()
     assert len([p for p in minilm._models if p == a.path]) == 1
     assert minilm._models[a.path] is minilm._models[b.path]
+
+
+@pytest.mark.model
+async def test_minilm_questions_take_the_onnx_path_unless_told_otherwise() -> None:
+    from ragbus.vectors.adapters import minilm
+
+    onnx, torch_only = MiniLMEmbedder(), MiniLMEmbedder(query_onnx=False)
+    own_model = MiniLMEmbedder(model_path=minilm.wheel_model_path())
+    assert (onnx.query_onnx, torch_only.query_onnx, own_model.query_onnx) == (True, False, False)
+    question = "How tall is the Eiffel Tower?"
+    [as_document] = await torch_only.embed_documents([question])
+    assert await torch_only.embed_query(question) == as_document  # torch: the very same vector
+    via_onnx = await onnx.embed_query(question)
+    assert via_onnx != as_document
+    assert float(np.dot(via_onnx, as_document)) > 0.999
+    assert onnx.path in minilm._query_encoders

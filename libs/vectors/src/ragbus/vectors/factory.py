@@ -46,5 +46,8 @@ def open_embedder(settings: EmbedderSettings | None = None) -> Embedder:
     from ragbus.vectors.adapters.minilm import MiniLMEmbedder
 
     return MiniLMEmbedder(
-        model_path=settings.model_path, name=settings.model or MINILM, batch_size=settings.batch_size
+        model_path=settings.model_path,
+        name=settings.model or MINILM,
+        batch_size=settings.batch_size,
+        query_onnx=settings.query_onnx,
     )

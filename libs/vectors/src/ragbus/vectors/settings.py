@@ -59,6 +59,10 @@ class EmbedderSettings(BaseSettings):
     dimensions: int | None = Field(
         default=None, ge=1, description="openai: ask for (and expect) vectors of this size"
     )
+    query_onnx: bool = Field(
+        default=True,
+        description="minilm: embed questions with the model's int8 ONNX export (10 ms instead of 26)",
+    )
     batch_size: int = Field(default=32, ge=1, le=2048)
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, description="openai: client-side retries before giving up")

