@@ -65,3 +65,21 @@ async def test_embeddings_variables_choose_an_openai_compatible_endpoint(
 def test_openai_needs_a_model_name() -> None:
     with pytest.raises(ValueError, match="RAGBUS_EMBEDDINGS_MODEL"):
         open_embedder(EmbedderSettings(provider="openai"))
+
+
+def test_another_embedding_model_gets_a_collection_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = VectorStoreSettings()
+    assert default.for_embedder(EmbedderSettings()) is default  # the default model: ragbus_chunks
+    openai = EmbedderSettings(provider="openai", model="text-embedding-3-small", dimensions=384)
+    own = default.for_embedder(openai)
+    assert own.collection.startswith("ragbus_chunks__text-embedding-3-small-384-")
+    assert own.shard_path().name == own.collection
+    assert (
+        own.for_embedder(openai).collection
+        != default.for_embedder(
+            EmbedderSettings(provider="openai", model="text-embedding-3-large", dimensions=384)
+        ).collection
+    )
+    # A collection (or path) the operator names is used as it is.
+    monkeypatch.setenv("QDRANT_COLLECTION", "pinned")
+    assert VectorStoreSettings().for_embedder(openai).collection == "pinned"

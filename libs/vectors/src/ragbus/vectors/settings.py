@@ -5,6 +5,8 @@ environment variables configures the pair.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +40,18 @@ class VectorStoreSettings(BaseSettings):
         """The embedded shard's directory."""
         return (self.path or ragbus_home() / "qdrant-edge" / self.collection).expanduser()
 
+    def for_embedder(self, embedder: EmbedderSettings) -> VectorStoreSettings:
+        """The store for `embedder`'s vectors: a model other than the default gets a collection (and an
+        embedded shard) of its own, `<collection>__<model>`, so vectors of two models never mix (two
+        models of one dimension would otherwise share a store and rank nonsense). A collection or path
+        set explicitly is used as it is."""
+        model = embedder.identity()
+        if model is None or {"collection", "path"} & self.model_fields_set:
+            return self
+        slug = re.sub(r"[^\w.-]+", "-", model).strip("-.")[:60]
+        digest = hashlib.sha256(model.encode()).hexdigest()[:8]
+        return self.model_copy(update={"collection": f"{self.collection}__{slug}-{digest}"})
+
 
 class EmbedderSettings(BaseSettings):
     """`minilm`: all-MiniLM-L6-v2 from the installed wheel, on CPU, in process.
@@ -66,3 +80,12 @@ class EmbedderSettings(BaseSettings):
     batch_size: int = Field(default=32, ge=1, le=2048)
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, description="openai: client-side retries before giving up")
+
+    def identity(self) -> str | None:
+        """What makes the vectors what they are: None for the default model (all-MiniLM-L6-v2 from its
+        wheel), else the model (and its size, where asked for)."""
+        if self.provider == "minilm":
+            if self.model_path is None:
+                return None
+            return self.model or str(self.model_path.expanduser().resolve())
+        return f"{self.model}@{self.dimensions}" if self.dimensions else self.model

@@ -26,7 +26,7 @@ async def open_deps(settings: EmbedSettings, clients: Clients) -> EmbedDeps:
     from ragbus.vectors.factory import open_embedder, open_vector_store
 
     embedder = clients.add("embedder", open_embedder(settings.embedder))
-    store = clients.add("vector_store", open_vector_store(settings.vectors))
+    store = clients.add("vector_store", open_vector_store(settings.vectors.for_embedder(settings.embedder)))
     # Load the model now (seconds for MiniLM) rather than on the first document, and make sure the
     # store takes this model's vectors: a store built with another model stops the service here,
     # instead of dead-lettering every document.

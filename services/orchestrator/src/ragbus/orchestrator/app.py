@@ -42,7 +42,7 @@ async def open_deps(settings: OrchestratorSettings, clients: Clients) -> Orchest
     from ragbus.vectors.factory import open_embedder, open_vector_store
 
     embedder = clients.add("embedder", open_embedder(settings.embedder))
-    store = clients.add("vector_store", open_vector_store(settings.vectors))
+    store = clients.add("vector_store", open_vector_store(settings.vectors.for_embedder(settings.embedder)))
     # Creates the collection on a fresh deployment (a search then finds nothing instead of failing),
     # and a store built with another embedding model stops the service here, not on every query.
     await store.ensure(embedder.dim)
