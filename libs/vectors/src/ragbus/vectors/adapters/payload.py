@@ -10,7 +10,8 @@ from uuid import UUID
 import numpy as np
 
 from ragbus.vectors.errors import DimensionMismatch, InputRejected
-from ragbus.vectors.ports import DENSE, ChunkPoint, Hit
+from ragbus.vectors.ports import DENSE, ChunkPoint, Hit, Legs
+from ragbus.vectors.sparse import SparseVector
 
 # Payload keys. `tenant` and `doc_id` are indexed (keyword; `tenant` as the tenant key).
 TENANT = "tenant"
@@ -95,12 +96,28 @@ def checked_vectors(vectors: Sequence[Sequence[float]], dim: int | None) -> list
     return rows
 
 
-def dense_of(vector: Any) -> list[float] | None:
+def _dense_of(vector: Any) -> list[float] | None:
     """The named dense vector of a point as a store returned it (None when it did not)."""
     if isinstance(vector, Mapping):
         dense = vector.get(DENSE)
         return dense if isinstance(dense, list) else None
     return None
+
+
+def lexical_terms(hybrid: bool, sparse: SparseVector | None) -> SparseVector | None:
+    """The terms to run the lexical leg with: none on a store without sparse vectors, or for a question
+    without an index term (only stopwords)."""
+    return sparse if hybrid and sparse is not None and sparse.indices else None
+
+
+def to_legs(query: Sequence[float], dense: Sequence[Any], lexical: Sequence[Any]) -> Legs:
+    """Both legs' scored points (each with `id`, `score`, `payload`; lexical ones with their dense
+    `vector` too) as hits: every hit with its cosine, lexical ones with their BM25 score as well."""
+    scores = cosines(query, [_dense_of(p.vector) for p in lexical])
+    return Legs(
+        [to_hit(p.id, p.score, p.payload) for p in dense],
+        [to_hit(p.id, c, p.payload, lexical=p.score) for p, c in zip(lexical, scores, strict=True)],
+    )
 
 
 def match_values(values: Sequence[str | int]) -> list[str] | list[int]:

@@ -45,11 +45,10 @@ from ragbus.vectors.adapters.payload import (
     TENANT,
     VERSION,
     checked_vectors,
-    cosines,
-    dense_of,
+    lexical_terms,
     match_values,
     metadata_key,
-    to_hit,
+    to_legs,
     to_payload,
 )
 from ragbus.vectors.errors import (
@@ -336,15 +335,12 @@ class EdgeVectorStore:
                 with_vector=False,
             )
         ]
-        lexical = entry.hybrid and sparse is not None and bool(sparse.indices)
-        if lexical:
-            assert sparse is not None
+        terms = lexical_terms(entry.hybrid, sparse)
+        if terms is not None:
             requests.append(
                 qe.QueryRequest(
                     limit=top_k,
-                    query=qe.Query.Nearest(
-                        qe.SparseVector(list(sparse.indices), list(sparse.values)), using=SPARSE
-                    ),
+                    query=qe.Query.Nearest(_sparse(terms), using=SPARSE),
                     filter=where_,
                     with_payload=True,
                     # Its dense vector gives the hit its cosine, which fusion and thresholds read.
@@ -353,14 +349,7 @@ class EdgeVectorStore:
             )
         # One planned batch: both legs share a pass over the segments.
         results = shard.query_batch(qe.QueryBatchRequest(requests))
-        dense = [to_hit(p.id, p.score, p.payload) for p in results[0]]
-        if not lexical:
-            return Legs(dense, [])
-        found = results[1]
-        scores = cosines(query, [dense_of(p.vector) for p in found])
-        return Legs(
-            dense, [to_hit(p.id, c, p.payload, lexical=p.score) for p, c in zip(found, scores, strict=True)]
-        )
+        return to_legs(query, results[0], results[1] if terms is not None else [])
 
     async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
         def on_count(entry: _Shard) -> int:
@@ -396,10 +385,14 @@ class EdgeVectorStore:
         await self.aclose()
 
 
+def _sparse(vector: SparseVector) -> qe.SparseVector:
+    return qe.SparseVector(list(vector.indices), list(vector.values))
+
+
 def _point_vector(dense: list[float], sparse: SparseVector | None) -> dict[str, Any]:
     named: dict[str, Any] = {DENSE: dense}
     if sparse is not None and sparse.indices:
-        named[SPARSE] = qe.SparseVector(list(sparse.indices), list(sparse.values))
+        named[SPARSE] = _sparse(sparse)
     return named
 
 

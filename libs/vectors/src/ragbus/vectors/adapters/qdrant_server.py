@@ -28,11 +28,10 @@ from ragbus.vectors.adapters.payload import (
     TENANT,
     VERSION,
     checked_vectors,
-    cosines,
-    dense_of,
+    lexical_terms,
     match_values,
     metadata_key,
-    to_hit,
+    to_legs,
     to_payload,
 )
 from ragbus.vectors.errors import DimensionMismatch, VectorStoreError, VectorStoreUnavailable
@@ -289,12 +288,11 @@ class QdrantServerStore:
                 **params,
             )
         ]
-        lexical = self._hybrid and sparse is not None and bool(sparse.indices)
-        if lexical:
-            assert sparse is not None
+        terms = lexical_terms(self._hybrid, sparse)
+        if terms is not None:
             requests.append(
                 models.QueryRequest(
-                    query=models.SparseVector(indices=list(sparse.indices), values=list(sparse.values)),
+                    query=_sparse(terms),
                     using=SPARSE,
                     filter=where_,
                     limit=top_k,
@@ -309,14 +307,7 @@ class QdrantServerStore:
                 results = await self._client.query_batch_points(self.collection, requests=requests)
         except _CollectionMissingError:
             return Legs([], [])
-        dense = [to_hit(p.id, p.score, p.payload) for p in results[0].points]
-        if not lexical:
-            return Legs(dense, [])
-        found = results[1].points
-        scores = cosines(query, [dense_of(p.vector) for p in found])
-        return Legs(
-            dense, [to_hit(p.id, c, p.payload, lexical=p.score) for p, c in zip(found, scores, strict=True)]
-        )
+        return to_legs(query, results[0].points, results[1].points if terms is not None else [])
 
     async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
         try:
@@ -342,8 +333,12 @@ class QdrantServerStore:
         await self.aclose()
 
 
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
 def _point_vector(dense: list[float], sparse: SparseVector | None) -> dict[str, Any]:
     named: dict[str, Any] = {DENSE: dense}
     if sparse is not None and sparse.indices:
-        named[SPARSE] = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+        named[SPARSE] = _sparse(sparse)
     return named
