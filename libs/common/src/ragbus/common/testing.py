@@ -12,7 +12,8 @@ dead-letter topic of every topic it reads (`dead`: all of them, in order); `watc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,6 +28,7 @@ from ragbus.common.app import RagbusApp
 from ragbus.common.broker import raw_decoder
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
 from ragbus.common.events import DeadLetter, EventData
+from ragbus.common.imports import ML_IMPORT_LOCK
 from ragbus.common.settings import KafkaSettings, RetrySettings, ServiceSettings, TelemetrySettings
 from ragbus.common.topics import DLQ_SUFFIX, Topics
 
@@ -197,3 +199,20 @@ async def consume(broker: KafkaBroker, *records: ConsumerRecord[bytes, bytes]) -
                     await sub.consume(r)
             return
     raise LookupError(f"no subscriber of {topic}")
+
+
+def assert_waits_for_ml_import_lock(load: Callable[[], object], *, held_s: float = 3.0) -> None:
+    """Run `load` on another thread while this one holds ML_IMPORT_LOCK: it must not finish while the
+    lock is held (it waits to import or build), and must finish once it is released."""
+    loaded = threading.Event()
+
+    def run() -> None:
+        load()
+        loaded.set()
+
+    with ML_IMPORT_LOCK:
+        worker = threading.Thread(target=run)
+        worker.start()
+        assert not loaded.wait(held_s)  # held here: the load cannot start importing or building
+    assert loaded.wait(60)
+    worker.join()

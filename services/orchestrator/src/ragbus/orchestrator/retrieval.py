@@ -76,8 +76,7 @@ def search_filter(doc_ids: Sequence[str] | None, where: QueryFilter | None) -> S
     """The store's filter for a request's `doc_ids` and `where` options."""
     if doc_ids is None and where is None:
         return ANY
-    if where is None:
-        return SearchFilter(doc_ids=list(doc_ids) if doc_ids is not None else None)
+    where = where or QueryFilter()
     return SearchFilter(
         doc_ids=list(doc_ids) if doc_ids is not None else None,
         metadata={key: list(values) for key, values in where.metadata.items()},
