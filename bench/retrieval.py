@@ -184,6 +184,8 @@ async def store_rows(
             for label in runs:
                 if label.startswith(f"store {method}"):
                     times[label] = per_query
+        # `sparse` and `rrf` make the very same hybrid search call as `weighted` (only the pure fusion
+        # differs, microseconds): they share its timing rather than being timed again.
         for label in runs:
             times.setdefault(label, times[next(k for k in times if "weighted" in k)])
         baseline = "store weighted, fp32 torch question (time only)"
