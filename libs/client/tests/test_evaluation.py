@@ -73,3 +73,13 @@ def test_a_written_beir_folder_loads_back(tmp_path: Path) -> None:
     assert data.corpus == corpus
     assert data.queries == {"q1": "first?"}  # only judged queries are kept
     assert data.qrels == {"q1": {"d1": 1}}
+
+
+def test_a_malformed_or_missing_file_is_named_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / "train-qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q1", "text": "?"}\n')
+    with pytest.raises(FileNotFoundError, match=r"corpus\.jsonl: no such file"):
+        load_beir(tmp_path, "train")
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "text": "ok"}\n{"_id": "d2", "text": \n')
+    with pytest.raises(ValueError, match=r"corpus\.jsonl, line 2: not a JSON object"):
+        load_beir(tmp_path, "train")

@@ -40,10 +40,15 @@ class BeirDataset:
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, object]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (a BEIR folder has corpus.jsonl and queries.jsonl)")
     with path.open(encoding="utf-8") as f:
-        for line in f:
+        for number, line in enumerate(f, start=1):
             if line.strip():
-                yield json.loads(line)
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}, line {number}: not a JSON object ({exc.msg})") from None
 
 
 def qrels_path(folder: Path, split: str) -> Path:
