@@ -91,6 +91,15 @@ def test_organisation_words_and_acronyms_are_not_persons() -> None:
     assert got == [("ORGANIZATION", "Russell Investments"), ("ORGANIZATION", "The Clean Power Finance")]
 
 
+def test_companies_and_field_labels_the_model_calls_persons_are_not() -> None:
+    text = "I work for Citigroup. Coden is a design agency based in Turku. Mobile: 0688 843 79 56 Fax: 345"
+    got = spans(text, ("PERSON", "Citigroup"), ("PERSON", "Coden"), ("PERSON", "Mobile"), ("PERSON", "Fax"))
+    assert got == [("ORGANIZATION", "Citigroup"), ("ORGANIZATION", "Coden")]
+    # a strong cue still wins: a title before the name
+    text = "I work for Dr. Ana Lima, who is a dentist"
+    assert spans(text, ("PERSON", "Ana Lima")) == [("PERSON", "Ana Lima")]
+
+
 def test_names_after_cues_are_found_without_a_model() -> None:
     def persons(text: str) -> list[str]:
         return [text[s.start : s.end] for s in cued_persons(text)]
@@ -99,8 +108,13 @@ def test_names_after_cues_are_found_without_a_model() -> None:
     assert persons("Dear Dr. Okonkwo-Adeyemi, thanks.") == ["Okonkwo-Adeyemi"]
     assert persons("I would like to remove my kid Lukas from the will.") == ["Lukas"]
     assert persons("Directed By:    Sari J. Paavolainen") == ["Sari J. Paavolainen"]
-    # lowercase words after a cue are not names; nor are sentence openers
+    assert persons("She was born on 8/5/1989. Her maiden name is Møller") == ["Møller"]
+    # lowercase words after a cue are not names; nor are sentence openers ...
     assert persons("my name is not important. Dear all, The meeting") == []
+    assert persons("my kid is sick, Dear sir") == []
+    # ... except one word right after "name is" / "call me", as people type their own name
+    assert persons("hi my name is vitoria and i live in porto") == ["vitoria"]
+    assert persons("sometimes people call me višeslav") == ["višeslav"]
 
 
 def test_places_after_cues_are_found_without_a_model() -> None:

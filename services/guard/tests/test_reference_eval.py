@@ -4,7 +4,7 @@ Measured when these floors were set (shared/data, dev halves): Giskard injection
 safe prompts flagged 0/127 (unsafe: 0/98, they are harmful requests, not injections); PII overlap
 precision / recall 1.00 / 1.00 for EMAIL, CREDIT_CARD, IBAN, US_SSN, IP_ADDRESS and 0.98 / 1.00 for
 PHONE; DATE_OF_BIRTH precision 1.00. With the named-entity model (template-disjoint validation half):
-PERSON F1 0.72, LOCATION 0.89 (street addresses alone, no model: precision 1.00, recall 0.77).
+PERSON F1 0.758, LOCATION 0.89 (street addresses alone, no model: precision 1.00, recall 0.77).
 A change that loses more than the margin fails here.
 """
 
@@ -76,7 +76,7 @@ def test_pii_precision_and_recall_on_presidio(data_dir: Path) -> None:
 
 
 # F1 floors (overlap) on the validation half, whose templates the rules were not tuned on.
-NAME_FLOORS: dict[PiiKind, float] = {"PERSON": 0.68, "LOCATION": 0.85, "ORGANIZATION": 0.35}
+NAME_FLOORS: dict[PiiKind, float] = {"PERSON": 0.72, "LOCATION": 0.85, "ORGANIZATION": 0.35}
 
 
 @pytest.mark.model

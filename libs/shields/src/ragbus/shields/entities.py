@@ -130,7 +130,7 @@ def recognize(recognizer: EntityRecognizer, texts: Sequence[str], context: int =
 _TITLE = r"(?:mr|mrs|ms|mx|miss|mister|dr|prof|professor|sir|madam|dame|lord|lady|rev)\.?"
 # Words right before a name that make it a person, strongly (a span is made even without a model) ...
 _PERSON_STRONG = re.compile(
-    rf"(?:\bmy\s+name\s+is|\bname\s*:|\b{_TITLE}|\bdear|\bsigned|\bsincerely,?|\bregards,?|\bdirected\s+by\s*:?"
+    rf"(?:\b(?:my|maiden|first|last|family|middle|sur)\s*name\s+is|\bname\s*:|\b{_TITLE}|\bdear|\bsigned|\bsincerely,?|\bregards,?|\bdirected\s+by\s*:?"
     r"|\bwritten\s+by|\bi\s+am|\bi['’]m|\bthis\s+is|\bcall\s+me|\bnamed|\bcalled)\s*$",
     re.IGNORECASE,
 )
@@ -142,6 +142,14 @@ _PERSON_WEAK = re.compile(
     r"|thank\s+you)|[:\n]|^)\s*$",
     re.IGNORECASE,
 )
+_WORKS_FOR = re.compile(r"\bwork(?:s|ed|ing)?\s+(?:for|at)\s*$", re.IGNORECASE)
+_ORG_AFTER = re.compile(
+    r"^\s+(?:is|was)\s+an?\s+(?:[\w-]+\s+){0,2}(?:agency|company|firm|startup|business|brand|charity"
+    r"|nonprofit|non-profit|organi[sz]ation|manufacturer|retailer|bank|provider|corporation|studio)\b",
+    re.IGNORECASE,
+)
+# The labels of a contact block's fields, which a model sometimes takes for names.
+_FIELD_LABELS = _words("mobile desk fax office phone tel telephone cell home work email e-mail web")
 _PERSON_AFTER = re.compile(
     r"^(?:\s+(?:lives?|lived|living|had\s+given|has\s+given|was\s+born"
     r"|is\s+(?:a|an)\s+\d|who|and\s+(?:his|her)|concert|fan|'s\s+(?:wife|husband|son|daughter|mother"
@@ -229,8 +237,17 @@ def entity_spans(text: str, entities: Sequence[Entity]) -> list[EntitySpan]:
                 # "by Szabina J Gelencsér", "with Kónya, Becker": a name-like entity the model called an
                 # organisation, right after words that usually precede a person.
                 kind, score = "PERSON", 0.75
-            if kind == "PERSON" and (_ORG_WORDS.search(value) or value.startswith("The ")):
-                kind = "ORGANIZATION"  # "Russell Investments", "The Clean Power Finance"
+            if kind == "PERSON" and (
+                _ORG_WORDS.search(value)
+                or value.startswith("The ")
+                or (_WORKS_FOR.search(before) and not _PERSON_STRONG.search(before))
+                or _ORG_AFTER.match(after)
+            ):
+                # "Russell Investments", "The Clean Power Finance", "I work for Citigroup", "Coden is a
+                # design agency"
+                kind = "ORGANIZATION"
+            if kind == "PERSON" and value.casefold() in _FIELD_LABELS:
+                continue  # "Mobile: 0688 ...", "Fax: ..." in a signature: a field's label, not a name
             if kind == "PERSON" and value.isupper() and len(value) <= 5:
                 continue  # an acronym ("SSN", "ATM") is nobody's name
             if kind is None:
@@ -246,7 +263,7 @@ _RELATIVES = (
     r"|colleague|boss|uncle|aunt|cousin|nephew|niece|grandson|granddaughter|grandmother|grandfather)"
 )
 _PERSON_CUE_AT = re.compile(
-    rf"(?:\bmy\s+name\s+is|\bname\s*:|\b{_TITLE}(?=\s)|\bdear|\bdirected\s+by\s*:?|\bwritten\s+by"
+    rf"(?:\b(?:my|maiden|first|last|family|middle|sur)\s*name\s+is|\bname\s*:|\b{_TITLE}(?=\s)|\bdear|\bdirected\s+by\s*:?|\bwritten\s+by"
     rf"|\bcalls?\s+me|\bmy\s+{_RELATIVES}(?:['’]s\s+name\s+is)?)[ \t]+",
     re.IGNORECASE,
 )
@@ -261,9 +278,20 @@ _PARTICLES = _words("de del della di da do dos la le van von der den ten")
 _NEXT_WORD = re.compile(r"[ \t]*([^\W\d_](?:[^\W\d_]|['’-](?=[^\W\d_]))*\.?)")
 
 
+# Cues after which one lowercase word is still a name ("my name is vitoria", "call me višeslav").
+_LOWERCASE_OK = re.compile(r"(?:name\s+is|calls?\s+me)\s*$", re.IGNORECASE)
+_NOT_NAMES = _OPENERS | _words("not unknown private secret none nothing irrelevant too really just very")
+
+
 def _cued(text: str, cues: re.Pattern[str], kind: EntityKind, score: float) -> list[EntitySpan]:
     out: list[EntitySpan] = []
     for cue in cues.finditer(text):
+        if _LOWERCASE_OK.search(cue.group(0)) and (m := _NEXT_WORD.match(text, cue.end())):
+            word = m.group(1).rstrip(".")
+            if word.islower() and len(word) > 1 and word not in _NOT_NAMES:
+                # One word only: a lowercase run after the cue ("is vitoria and i live") is not a name.
+                out.append(EntitySpan(kind, m.start(1), m.start(1) + len(word), 0.7))
+                continue
         pos = end = cue.end()
         for _ in range(4):
             m = _NEXT_WORD.match(text, pos)
