@@ -126,6 +126,13 @@ def test_up_ingest_ask_trace_down(cli: Cli, tmp_path: Path) -> None:
     assert figures["queries"] == 2
     assert figures["recall@10"] == 1.0
     assert "index reused" in cli("eval", "retrieval", str(folder)).stdout
+    # The same folder's questions answered by tier 0, scored against the gold documents.
+    answers = tmp_path / "answers.json"
+    answered = cli("eval", "answers", str(folder), "--tiers", "0", "--json", str(answers))
+    assert re.search(r"^config\s+answered\s+blocked\s+correct", answered.stdout, re.M), answered.stdout
+    [tier0] = json.loads(answers.read_text())["configs"]
+    assert (tier0["config"], tier0["answered"], tier0["tiers"], tier0["cost_usd"]) == ("0", 2, {"0": 2}, 0.0)
+    assert tier0["citation_recall"] >= 0.5  # the extractive answer quotes a gold document
 
     status = cli("status")
     assert "services: running" in status.stdout

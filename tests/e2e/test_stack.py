@@ -435,6 +435,30 @@ async def test_eval_retrieval_indexes_a_beir_folder_once_and_scores_the_stack(
     assert len(first.retrieval_ms) == len(DOC_QUESTIONS)
 
 
+async def test_eval_answers_scores_each_tier_on_the_same_questions(
+    stack: Stack, indexed_docs: list[Any]
+) -> None:
+    from ragbus.client.answers_eval import LabelledQuestion, evaluate_answers
+
+    async with client(stack) as c:
+        questions = [
+            LabelledQuestion(q, text, frozenset({doc}), answer=None)
+            for q, (text, doc) in DOC_QUESTIONS.items()
+        ]
+        questions.append(LabelledQuestion("claim", "Poison messages go to a dead-letter topic.",
+                                          frozenset({"errors.md"}), label="SUPPORT"))  # fmt: skip
+        summaries, scored = await evaluate_answers(c, questions, ["0"])
+    [tier0] = summaries
+    assert tier0["answered"] == len(questions)
+    assert tier0["tiers"] == {"0": len(questions)}
+    assert tier0["cost_usd"] == 0.0
+    assert tier0["citation_recall"] >= 0.75  # the extractive tier quotes the right document
+    # The extractive tier quotes; it gives no verdict on a claim, so the claim counts as not answered right.
+    claim = next(s for s in scored if s.qid == "claim")
+    assert claim.correct is (claim.verdict == "SUPPORT")
+    assert all(s.round_trip_ms > 0 and "retrieval" in s.stages_ms for s in scored)
+
+
 async def test_metadata_filters_apply_to_retrieval_end_to_end(stack: Stack) -> None:
     from ragbus.common.events import QueryFilter
 

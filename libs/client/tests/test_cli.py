@@ -76,3 +76,27 @@ def test_key_value_options_collect_repeated_keys() -> None:
         "groups": ["hr", "legal"],
         "source": ["wiki"],
     }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{file}"], "a questions file is asked against the documents of a tenant: pass --tenant"),
+        (
+            ["{file}", "--tenant", "t", "--tiers", "0,gpt"],
+            "--tiers: 'gpt' is neither a tier number nor 'cascade'",
+        ),
+        (["{file}", "--tenant", "t", "--claim-template", "Claim:"], "--claim-template must contain {{text}}"),
+        (["{tmp}"], "{tmp}: no qrels for split 'train' (qrels/train.tsv or train-qrels.tsv)"),
+        (["{bad}", "--tenant", "t"], "{bad}: {bad}, row 1: no 'question' (or 'text') field"),
+    ],
+)
+def test_eval_answers_refuses_bad_input_in_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    file, bad = tmp_path / "q.jsonl", tmp_path / "bad.jsonl"
+    file.write_text('{"question": "Where do poison messages go?"}\n', encoding="utf-8")
+    bad.write_text('{"answer": "x"}\n', encoding="utf-8")
+    names = {"file": file, "bad": bad, "tmp": tmp_path}
+    given = ["eval", "answers", *(a.format(**names) for a in args)]
+    result = CliRunner().invoke(main, given, env={"RAGBUS_HOME": str(tmp_path)})
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [f"ragbus: error: {message.format(**names)}"]

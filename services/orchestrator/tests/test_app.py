@@ -32,7 +32,9 @@ HEADERS = {"content-type": CE_CONTENT_TYPE}
 class Service:
     """The orchestrator app on the in-memory broker, with a scripted chat model as tier 1."""
 
-    def __init__(self, prefix: str, embedder: HashingEmbedder, store: QdrantServerStore) -> None:
+    def __init__(
+        self, prefix: str, embedder: HashingEmbedder, store: QdrantServerStore, **settings_fields: Any
+    ) -> None:
         settings = component_settings(
             OrchestratorSettings,
             prefix,
@@ -40,6 +42,7 @@ class Service:
             # The hashing embedder's cosines are lower than a real model's: thresholds to match.
             min_score=0.05,
             accept_min_score=0.3,
+            **settings_fields,
         )
         self.model = FakeChatModel(
             "It was built for the 1889 World's Fair by the company of Gustave Eiffel [1]."
@@ -123,6 +126,30 @@ async def test_max_tier_0_never_calls_the_model(service: Service) -> None:
     assert service.model.calls == []
     assert answer.cascade.tier == 0
     assert "options.max_tier=0" in answer.cascade.reason
+
+
+async def test_query_expansion_asks_the_cheapest_tier_first_and_counts_its_cost(
+    topic_prefix: str, embedder: HashingEmbedder, store: QdrantServerStore
+) -> None:
+    service = Service(topic_prefix, embedder, store, expansion="multi-query", expansion_variants=2)
+    rewrites = "1. Eiffel Tower construction purpose\n2. reason the Eiffel Tower was erected"
+    answer_text = service.model.reply
+    service.model.reply = lambda messages: rewrites if "Rewrite" in messages[-1].content else str(answer_text)
+    async with service.harness:
+        answer = (await service.ask("Why was the Eiffel Tower built?")).data
+        capped = (await service.ask("Why was the Eiffel Tower built?", max_tier=0)).data
+
+    assert len(service.model.calls) == 2  # the rewrites, then the answer; none for the capped request
+    expansion, *cascade = answer.cascade.attempts
+    assert (expansion.prompt, expansion.accepted) == ("expansion-multi-query@v1", False)
+    assert expansion.reason == "query expansion (multi-query): 2 used"
+    assert answer.cascade.tier == 1
+    assert [a.tier for a in cascade] == [0, 1]
+    assert answer.cascade.prompt_tokens == sum(a.prompt_tokens for a in answer.cascade.attempts)
+    assert [s.stage for s in answer.stages] == ["input_guard", "expansion", "retrieval", "generation"]
+    assert answer.citations[0].doc_id == "eiffel"
+    assert [s.stage for s in capped.stages] == ["input_guard", "retrieval", "generation"]
+    assert all(a.prompt is None or not a.prompt.startswith("expansion") for a in capped.cascade.attempts)
 
 
 async def test_another_tenant_finds_nothing_of_acme(service: Service) -> None:

@@ -16,6 +16,7 @@ line on stderr and a non-zero exit code, never a traceback. Output cut short by 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -560,15 +561,10 @@ async def eval_retrieval(
     same content), every judged query runs through the guard and the orchestrator's retrieval, and
     nDCG@10, Recall@10/100, MRR@10 and latency p50/p95 are printed (and written as JSON with --json).
     """
-    from ragbus.client.evaluation import load_beir, qrels_path
+    from ragbus.client.evaluation import load_beir
     from ragbus.client.retrieval_eval import corpus_digest, eval_tenant, evaluate_retrieval
 
-    if split is None:
-        try:
-            qrels_path(dataset, "test")
-            split = "test"
-        except FileNotFoundError:
-            split = "train"
+    split = _default_split(dataset, split)
     data = load_beir(dataset, split)
     if limit is not None:
         queries = dict(list(data.queries.items())[:limit])
@@ -590,6 +586,153 @@ async def eval_retrieval(
     say(report.table())
     if json_path is not None:
         text = json.dumps(report.as_json(), indent=2)
+        if to_stderr:
+            click.echo(text)
+        else:
+            await asyncio.to_thread(json_path.write_text, text + "\n", encoding="utf-8")
+
+
+def _default_split(dataset: Path, split: str | None) -> str:
+    from ragbus.client.evaluation import qrels_path
+
+    if split is not None:
+        return split
+    try:
+        qrels_path(dataset, "test")
+        return "test"
+    except FileNotFoundError:
+        return "train"
+
+
+@eval_group.command("answers")
+@click.argument("dataset", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--tiers",
+    default="0,1,cascade",
+    show_default=True,
+    help="Configurations side by side: tier numbers (that tier alone) and 'cascade' (the stack's choice).",
+)
+@click.option("--split", help="BEIR folder: which qrels (default: test if present, else train).")
+@click.option(
+    "--tenant",
+    help="Tenant to ask (a questions file: required; a BEIR folder: default eval-<folder>-<hash>).",
+)
+@click.option("--reindex", is_flag=True, help="BEIR folder: index the corpus even if the tenant holds it.")
+@click.option("--limit", type=click.IntRange(min=1), help="Ask only the first N questions.")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=1, show_default=True, help="Questions in flight."
+)
+@click.option(
+    "--claim-template",
+    default=None,
+    help="How a labelled claim is asked ({text} is the claim). Default: "
+    '"Do the sources support or contradict this claim? {text}".',
+)
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), help="Also write the report here (- = stdout)."
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Per question."
+)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Give up indexing after this many seconds without progress.",
+)
+@bootstrap_option
+@run_async
+async def eval_answers(
+    dataset: Path,
+    tiers: str,
+    split: str | None,
+    tenant: str | None,
+    reindex: bool,
+    limit: int | None,
+    concurrency: int,
+    claim_template: str | None,
+    json_path: Path | None,
+    timeout: float,
+    stall_timeout: float,
+    bootstrap: str | None,
+) -> None:
+    """Answer quality, cost and latency of the running stack on labelled questions, per tier.
+
+    DATASET is a BEIR folder (indexed through the stack as by `eval retrieval`; gold documents from its
+    qrels, gold verdicts from a SciFact-style claims file beside them) or a JSONL/CSV file of questions
+    (`question`, and any of `answer`, `label`, `doc_ids`) asked against --tenant. Every question is
+    asked under each configuration of --tiers; the report puts them side by side: correctness against
+    the gold label, citation precision and recall against the gold documents, groundedness (the guard's
+    support score), the tiers that answered, cost and latency p50/p95.
+    """
+    from ragbus.client.answers_eval import (
+        CLAIM_TEMPLATE,
+        evaluate_answers,
+        load_questions,
+        parse_configs,
+        questions_from_beir,
+        table,
+    )
+    from ragbus.client.evaluation import load_beir
+    from ragbus.client.retrieval_eval import corpus_digest, ensure_indexed, eval_tenant
+
+    try:
+        configs = parse_configs(tiers)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    template = claim_template or CLAIM_TEMPLATE
+    if "{text}" not in template:
+        raise CliError("--claim-template must contain {text}")
+    to_stderr = json_path is not None and str(json_path) == "-"
+
+    def say(line: str) -> None:
+        click.echo(line, err=to_stderr)
+
+    data = None
+    if await asyncio.to_thread(dataset.is_dir):
+        split = _default_split(dataset, split)
+        try:
+            data = load_beir(dataset, split)
+            questions = questions_from_beir(dataset, data, split)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CliError(str(exc)) from None
+        digest = corpus_digest(data)
+        tenant = tenant or eval_tenant(dataset, digest)
+        name = f"{dataset.name} ({split})"
+    else:
+        if tenant is None:
+            raise CliError("a questions file is asked against the documents of a tenant: pass --tenant")
+        try:
+            questions = load_questions(dataset)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CliError(f"{dataset}: {exc}") from None
+        name = dataset.name
+    questions = questions[:limit] if limit is not None else questions
+    if not questions:
+        raise CliError(f"{dataset}: no questions")
+
+    async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/eval") as client:
+        if data is not None:
+            await ensure_indexed(
+                client, data, digest, reindex=reindex, timeout=timeout, stall_timeout=stall_timeout, say=say
+            )
+        summaries, scored = await evaluate_answers(
+            client, questions, configs, concurrency=concurrency, timeout=timeout, claim_template=template,
+            say=say,
+        )  # fmt: skip
+    labelled = sum(q.label is not None or bool(q.answer) for q in questions)
+    say(f"{name}: {len(questions)} questions ({labelled} with a gold label or answer), tenant {tenant}")
+    say(table(summaries))
+    if json_path is not None:
+        report = {
+            "dataset": name,
+            "tenant": tenant,
+            "questions": len(questions),
+            "configs": summaries,
+            "requests": [dataclasses.asdict(s) for s in scored],
+        }
+        text = json.dumps(report, indent=2)
         if to_stderr:
             click.echo(text)
         else:

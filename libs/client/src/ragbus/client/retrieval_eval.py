@@ -142,6 +142,34 @@ async def indexed_digest(client: RagbusClient, timeout: float) -> str | None:
     return None
 
 
+async def ensure_indexed(
+    client: RagbusClient,
+    data: BeirDataset,
+    digest: str,
+    *,
+    reindex: bool = False,
+    timeout: float = 120.0,
+    stall_timeout: float = 300.0,
+    say: Callable[[str], None] = lambda _: None,
+) -> float | None:
+    """Index the corpus into the client's tenant unless its manifest records the same content hash:
+    the seconds indexing took, or None when the index was reused."""
+    if not reindex and await indexed_digest(client, timeout) == digest:
+        return None
+    say(f"indexing {len(data.corpus)} documents into tenant {client.tenant} …")
+    started, done = time.perf_counter(), 0
+
+    def progress(_: object) -> None:
+        nonlocal done
+        done += 1
+        if done % 500 == 0 or done == len(data.corpus):
+            say(f"  {done}/{len(data.corpus)} indexed ({time.perf_counter() - started:.0f} s)")
+
+    await client.ingest(documents(data), stall_timeout=stall_timeout, on_indexed=progress)
+    await client.ingest([manifest(digest, len(data.corpus))], stall_timeout=stall_timeout)
+    return time.perf_counter() - started
+
+
 async def evaluate_retrieval(
     client: RagbusClient,
     data: BeirDataset,
@@ -163,19 +191,11 @@ async def evaluate_retrieval(
         queries=len(data.queries),
         metrics={},
     )
-    if reindex or await indexed_digest(client, timeout) != digest:
-        say(f"indexing {len(data.corpus)} documents into tenant {client.tenant} …")
-        started, done = time.perf_counter(), 0
-
-        def progress(_: object) -> None:
-            nonlocal done
-            done += 1
-            if done % 500 == 0 or done == len(data.corpus):
-                say(f"  {done}/{len(data.corpus)} indexed ({time.perf_counter() - started:.0f} s)")
-
-        await client.ingest(documents(data), stall_timeout=stall_timeout, on_indexed=progress)
-        await client.ingest([manifest(digest, len(data.corpus))], stall_timeout=stall_timeout)
-        report.ingested, report.ingest_s = True, time.perf_counter() - started
+    ingest_s = await ensure_indexed(
+        client, data, digest, reindex=reindex, timeout=timeout, stall_timeout=stall_timeout, say=say
+    )
+    if ingest_s is not None:
+        report.ingested, report.ingest_s = True, ingest_s
 
     say(f"asking {len(data.queries)} queries ({concurrency} at a time) …")
     run: dict[str, list[str]] = {}

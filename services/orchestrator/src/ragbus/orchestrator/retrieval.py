@@ -7,15 +7,17 @@ pure (`ragbus.vectors.fusion`). `fusion="dense"` skips the lexical leg entirely.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 from ragbus.common.events import QueryFilter, RetrievedChunk
 from ragbus.vectors.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHT, FusionMethod, fuse
 from ragbus.vectors.ports import ANY, Embedder, Hit, SearchFilter, VectorStore
-from ragbus.vectors.sparse import Bm25Encoder
+from ragbus.vectors.sparse import Bm25Encoder, reciprocal_rank_fusion
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,24 @@ def search_filter(doc_ids: Sequence[str] | None, where: QueryFilter | None) -> S
     )
 
 
+async def _ranking(
+    embedder: Embedder,
+    store: VectorStore,
+    tenant: str,
+    text: str,
+    top_k: int,
+    where: SearchFilter,
+    policy: RetrievalPolicy,
+) -> list[Hit]:
+    """One text's ranking: its dense leg alone, or both legs fused by the policy."""
+    vector = await embedder.embed_query(text)
+    if policy.fusion == "dense":
+        return sorted(await store.search(tenant, vector, top_k, where), key=lambda h: h.score, reverse=True)
+    depth = max(top_k, policy.candidates)
+    legs = await store.search_hybrid(tenant, vector, Bm25Encoder.query(text), depth, where)
+    return fuse(legs, top_k, method=policy.fusion, weight=policy.weight, rrf_k=policy.rrf_k)
+
+
 async def retrieve(
     embedder: Embedder,
     store: VectorStore,
@@ -96,10 +116,16 @@ async def retrieve(
     min_score: float,
     where: SearchFilter = ANY,
     policy: RetrievalPolicy = RetrievalPolicy(),
+    expansions: Sequence[str] = (),
 ) -> Retrieval:
     """The `top_k` chunks of `tenant` that best match the question and pass `where`, ranked by the
     policy's fusion; a hit whose cosine is under `min_score` is dropped (noise, whichever leg found it:
     sharing one word with the question is no evidence on its own).
+
+    `expansions` (rewrites of the question, or a hypothetical answer: ragbus.orchestrator.expansion) are
+    each ranked the same way, `candidates` deep, and all rankings, the question's included, are fused by
+    reciprocal rank. A hit keeps the cosine of the question's own ranking when it is in it, else the
+    cosine to the expansion that found it.
 
     Tenant scoping is the store's contract (every search names one tenant); here it is passed through
     from the event's `tenantid`, never from the payload, so a request cannot read another tenant's data.
@@ -107,12 +133,17 @@ async def retrieve(
     if where.matches_nothing:
         return Retrieval(hits=[])  # restricted to no document at all: nothing can match
     question = normalise_question(question)
-    vector = await embedder.embed_query(question)
-    if policy.fusion == "dense":
-        ranked = sorted(await store.search(tenant, vector, top_k, where), key=lambda h: h.score, reverse=True)
+    if not expansions:
+        ranked = await _ranking(embedder, store, tenant, question, top_k, where, policy)
     else:
         depth = max(top_k, policy.candidates)
-        legs = await store.search_hybrid(tenant, vector, Bm25Encoder.query(question), depth, where)
-        ranked = fuse(legs, top_k, method=policy.fusion, weight=policy.weight, rrf_k=policy.rrf_k)
+        texts = [question, *(normalise_question(t) for t in expansions)]
+        rankings = [await _ranking(embedder, store, tenant, t, depth, where, policy) for t in texts]
+        found: dict[UUID, Hit] = {}
+        for ranking in rankings:  # the question's ranking first: its cosines win
+            for hit in ranking:
+                found.setdefault(hit.chunk_id, hit)
+        fused = reciprocal_rank_fusion([[h.chunk_id for h in r] for r in rankings], k=policy.rrf_k)
+        ranked = [dataclasses.replace(found[key], fused=score) for key, score in fused[:top_k]]
     kept = [h for h in ranked if h.score >= min_score]
     return Retrieval(hits=kept, dropped=len(ranked) - len(kept))

@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 
 from ragbus.common.settings import ServiceSettings
 from ragbus.orchestrator.cascade import CascadePolicy
+from ragbus.orchestrator.expansion import ExpansionMode, ExpansionPolicy
 from ragbus.orchestrator.prompts import PROMPTS
 from ragbus.orchestrator.retrieval import RetrievalPolicy
 from ragbus.orchestrator.untrusted import FlaggedSources
@@ -34,6 +35,7 @@ class AnswerPolicy:
     min_score: float
     cascade: CascadePolicy
     retrieval: RetrievalPolicy = field(default_factory=RetrievalPolicy)
+    expansion: ExpansionPolicy = field(default_factory=ExpansionPolicy)
 
     @property
     def flagged_sources(self) -> FlaggedSources:
@@ -81,6 +83,16 @@ class OrchestratorSettings(ServiceSettings):
     )
     fusion_rrf_k: int = Field(default=DEFAULT_RRF_K, ge=1, description="rrf: the k of 1 / (k + rank)")
     fusion_candidates: int = Field(default=50, ge=1, le=1000, description="each leg's depth before fusion")
+    # Query expansion through tier 1 (ragbus.orchestrator.expansion); measured in bench/retrieval.py.
+    expansion: ExpansionMode = Field(
+        default="off",
+        description="off | multi-query (rewrites of the question) | hyde (a hypothetical answer)",
+    )
+    expansion_variants: int = Field(default=3, ge=1, le=8, description="multi-query: rewrites asked for")
+    expansion_max_tokens: int = Field(default=160, ge=16, le=1024)
+    expansion_timeout_s: float = Field(
+        default=15.0, gt=0, description="past this the question is searched alone (expansion is optional)"
+    )
     # Cosine similarity (MiniLM) under which a hit is noise rather than a source. Short questions
     # score low against long chunks: "What does the monitor store?" meets its answer at 0.2-0.3, while
     # unrelated passages sit under 0.1; 0.25 (tuned on SciFact's long claims) dropped such questions.
@@ -140,6 +152,12 @@ class OrchestratorSettings(ServiceSettings):
                 weight=self.fusion_weight,
                 rrf_k=self.fusion_rrf_k,
                 candidates=self.fusion_candidates,
+            ),
+            expansion=ExpansionPolicy(
+                mode=self.expansion,
+                variants=self.expansion_variants,
+                max_tokens=self.expansion_max_tokens,
+                timeout_s=self.expansion_timeout_s,
             ),
             cascade=CascadePolicy(
                 extractive=self.extractive,

@@ -14,6 +14,7 @@ from ragbus.common.logging import get_logger
 from ragbus.common.timing import Stopwatch
 from ragbus.orchestrator.cascade import ChatTier, run_cascade
 from ragbus.orchestrator.citations import renumber
+from ragbus.orchestrator.expansion import Expansion, expand
 from ragbus.orchestrator.retrieval import retrieve, search_filter, to_retrieved_chunk
 from ragbus.orchestrator.settings import AnswerPolicy
 from ragbus.orchestrator.untrusted import usable
@@ -39,6 +40,20 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
     """Answer the question from the tenant's documents only (the tenant comes from the envelope, never
     the body)."""
     query, policy, options = event.data, deps.policy, event.data.options
+    stages = list(query.stages)
+    expansion = Expansion()
+    # A request capped at tier 0 asked for no model at all: no expansion either.
+    if policy.expansion.mode != "off" and deps.chat_tiers and options.max_tier != 0:
+        clock = Stopwatch("expansion", SERVICE)
+        cheapest = deps.chat_tiers[0]
+        expansion = await expand(
+            cheapest.model,
+            query.question,
+            policy.expansion,
+            price_prompt_per_1k=cheapest.price_prompt_per_1k,
+            price_completion_per_1k=cheapest.price_completion_per_1k,
+        )
+        stages.append(clock.stop())
     clock = Stopwatch("retrieval", SERVICE)
     try:
         retrieval = await retrieve(
@@ -51,10 +66,12 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
             min_score=-1.0 if options.retrieve_only else policy.min_score,
             where=search_filter(options.doc_ids, options.where),
             policy=policy.retrieval,
+            expansions=expansion.texts,
         )
     except InputRejected as exc:  # the embedder will never take this question
         raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
-    retrieval_stage = clock.stop()
+    stages.append(clock.stop())
+    expanded = [expansion.attempt] if expansion.attempt is not None else []
     if options.retrieve_only:
         log.info("retrieved only", retrieved=len(retrieval.hits))
         return AnswersDrafted(
@@ -64,8 +81,8 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
             answer="",
             # Ids, titles and scores only: the chunks' text is not screened for the user, so it stays.
             retrieved=[to_retrieved_chunk(h, with_text=False) for h in retrieval.hits],
-            cascade=Cascade(tier=0, reason="retrieval only: nothing generated"),
-            stages=[*query.stages, retrieval_stage],
+            cascade=Cascade(tier=0, reason="retrieval only: nothing generated", attempts=expanded),
+            stages=stages,
             retrieve_only=True,
         )
     # Flagged chunks (instructions planted in a document) are quoted as untrusted or dropped; every
@@ -80,12 +97,16 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
         tiers=deps.chat_tiers,
         dropped=len(retrieval.hits) - len(hits),
     )
-    generation_stage = clock.stop()
+    stages.append(clock.stop())
     answer, citations = renumber(result.answer, result.citations)
+    cascade = result.cascade
+    if expanded:
+        cascade = cascade.model_copy(update={"attempts": [*expanded, *cascade.attempts]})
     log.info(
         "answer drafted",
-        tier=result.cascade.tier,
-        reason=result.cascade.reason,
+        tier=cascade.tier,
+        reason=cascade.reason,
+        expansions=len(expansion.texts),
         retrieved=len(retrieval.hits),
         flagged=sum(h.flagged for h in retrieval.hits),
         dropped_flagged=len(retrieval.hits) - len(hits),
@@ -98,6 +119,6 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
         answer=answer,
         citations=citations,
         retrieved=retrieval.chunks,
-        cascade=result.cascade,
-        stages=[*query.stages, retrieval_stage, generation_stage],
+        cascade=cascade,
+        stages=stages,
     )
