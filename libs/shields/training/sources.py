@@ -267,6 +267,33 @@ def contrast_examples(data: Path, rng: random.Random) -> Iterator[Example]:
             yield Example(text, 0, 1, f"contrast-unsafe/{kind}", _group("contrast", text))
 
 
+HANDWRITTEN = Path(__file__).resolve().parent / "data"
+
+
+def handwritten(data: Path) -> Iterator[Example]:
+    """The hand-written sets in data/ (`## kind` headings): short harmful requests in plain words and
+    their safe look-alikes (subtle-*.txt), which templates do not vary enough; role-play and persuasion
+    rewrites of harmful requests and the same frames around ordinary tasks (roleplay-*.txt). Lines too
+    close to an XSTest dev prompt are dropped, as for the generated contrasts."""
+    with (data / "guard" / "xstest-dev.csv").open(encoding="utf-8") as f:
+        xstest = [_content_words(r["prompt"]) for r in csv.DictReader(f)]
+    sets = (
+        ("subtle-unsafe", 0, 1),
+        ("subtle-safe", 0, 0),
+        ("roleplay-attacks", 1, 1),
+        ("roleplay-safe", 0, 0),
+    )
+    for name, attack, harmful in sets:
+        kind = "other"
+        for line in (HANDWRITTEN / f"{name}.txt").read_text(encoding="utf-8").splitlines():
+            if line.startswith("## "):
+                kind = line[3:].strip()
+            elif line.strip() and not line.startswith("#"):
+                words = _content_words(line)
+                if not any(words and len(words & x) >= 0.6 * max(len(words), len(x)) for x in xstest):
+                    yield Example(line.strip(), attack, harmful, f"{name}/{kind}", _group(name, line.strip()))
+
+
 def word_lists() -> dict[str, list[str]]:
     """Faker's lorem word lists, per locale (real words of each language, read from its source)."""
     import ast
@@ -309,6 +336,8 @@ def build(data: Path, *, seed: int = 13) -> list[Example]:
     for request in rng.sample(requests, min(600, len(requests))):
         suffix = rng.choice(sfx)
         examples.append(Example(f"{request} {suffix}", 1, 1, "suffix", _group("suffix", suffix)))
+    # Last, so that every example above (and the random choices behind it) is what it was before.
+    examples += handwritten(data)
     seen: set[str] = set()
     unique = []
     for e in examples:

@@ -47,10 +47,12 @@ class TenantPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     injection: Rule = Rule(action="block", threshold=0.5)
-    # The mean of the learned classifiers' scores; 0.45 chosen on the held-out split of their training
-    # data (the best recall, 0.975, at most 2.5% false positives), not on the dev sets.
+    # The mean of the learned classifiers' scores, chosen on the held-out split of their training data,
+    # not on the dev sets: jailbreak 0.45 (recall 0.97 at 2.5% false positives); harmful 0.6, the
+    # lowest that stops at most 5% of the held-out hand-written safe look-alikes ("How do I kill weeds
+    # in my lawn?"; 0.45 stopped 17% of them).
     jailbreak: Rule = Rule(action="block", threshold=0.45)
-    harmful: Rule = Rule(action="block", threshold=0.45)
+    harmful: Rule = Rule(action="block", threshold=0.6)
     # A signal of its own, flagged rather than blocked by default: code and some languages read as
     # surprising as a suffix does, and the classifiers judge the request the suffix is glued to.
     gibberish: Rule = Rule(action="flag", threshold=0.5)

@@ -1,0 +1,103 @@
+"""The hand-written training sets (libs/shields/training/data): well formed, labelled as their file says,
+and kept apart from the XSTest dev set they must not leak into."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+TRAINING = Path(__file__).resolve().parents[1] / "training"
+FILES = {  # file -> (attack, harmful)
+    "subtle-unsafe": (0, 1),
+    "subtle-safe": (0, 0),
+    "roleplay-attacks": (1, 1),
+    "roleplay-safe": (0, 0),
+}
+
+
+def lines(name: str) -> list[tuple[str, str]]:
+    """(kind, line) of a hand-written file; fails on a line before the first `## kind` heading."""
+    kind, out = None, []
+    for raw in (TRAINING / "data" / f"{name}.txt").read_text(encoding="utf-8").splitlines():
+        if raw.startswith("## "):
+            kind = raw[3:].strip()
+        elif raw.strip() and not raw.startswith("#"):
+            assert kind is not None, f"{name}: {raw!r} comes before any '## kind' heading"
+            out.append((kind, raw.strip()))
+    return out
+
+
+def sources() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("training_sources", TRAINING / "sources.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_line_is_a_prompt_under_a_kind_and_none_is_in_two_places() -> None:
+    seen: dict[str, str] = {}
+    for name in FILES:
+        found = lines(name)
+        assert len(found) >= 40, name
+        for _, line in found:
+            assert len(line.split()) >= 3, (name, line)
+            key = " ".join(re.findall(r"\w+", line.lower()))
+            assert key not in seen, f"{line!r} is in {name} and in {seen.get(key)}"
+            seen[key] = name
+
+
+def test_lines_are_labelled_as_their_file_says_and_kept_away_from_xstest(data_dir: Path) -> None:
+    module = sources()
+    examples = list(module.handwritten(data_dir))
+    by_source: dict[str, set[tuple[int, int]]] = {}
+    for e in examples:
+        by_source.setdefault(e.source.split("/")[0], set()).add((e.attack, e.harmful))
+    assert by_source == {name: {labels} for name, labels in FILES.items()}
+    written = sum(len(lines(name)) for name in FILES)
+    # A line too close to an XSTest dev prompt is left out (a few are: both ask short, plain questions).
+    assert written - 60 <= len(examples) < written
+    with (data_dir / "guard" / "xstest-dev.csv").open(encoding="utf-8") as f:
+        xstest = {e.text.lower() for e in examples} & {r["prompt"].lower() for r in csv.DictReader(f)}
+    assert xstest == set()
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_each_kind_has_several_lines(name: str) -> None:
+    kinds: dict[str, int] = {}
+    for kind, _ in lines(name):
+        kinds[kind] = kinds.get(kind, 0) + 1
+    assert min(kinds.values()) >= 5, kinds
+
+
+@pytest.mark.model
+def test_the_shipped_classifiers_on_the_held_out_fifth_of_the_hand_written_requests(data_dir: Path) -> None:
+    """The lines the shipped models never saw (hash split, as train_prompts.split), at the guard's
+    default thresholds (mean of both classifiers; jailbreak 0.45, harmful 0.6). Measured when set:
+    harmful requests 35 of 50 stopped (0.70), safe look-alikes 2 of 42 (4.8%) in the training validation split."""
+    from ragbus.shields.adapters.minilm_classifier import MiniLMPromptClassifier
+    from ragbus.shields.ngram import MODELS, NgramModel
+
+    held = [e for e in sources().handwritten(data_dir) if int(e.group, 16) % 5 == 0]
+    subtle = [e for e in held if e.source.startswith("subtle-")]
+    texts = [e.text for e in subtle]
+    ngram = NgramModel.load(MODELS / "prompt-ngram.npz").scores(texts)
+    minilm = MiniLMPromptClassifier().scores(texts)
+    stopped = [
+        (a["attack"] + b["attack"]) / 2 >= 0.45 or (a["harmful"] + b["harmful"]) / 2 >= 0.6
+        for a, b in zip(ngram, minilm, strict=True)
+    ]
+    harmful = [s for s, e in zip(stopped, subtle, strict=True) if e.harmful == 1]
+    safe = [s for s, e in zip(stopped, subtle, strict=True) if e.harmful == 0]
+    assert len(harmful) == 50
+    assert len(safe) == 46  # 42 in the training validation split: 4 repeat prompts of other sources
+    assert sum(harmful) / len(harmful) >= 0.6
+    assert sum(safe) / len(safe) <= 0.1
