@@ -82,7 +82,8 @@ def test_each_kind_has_several_lines(name: str) -> None:
 def test_the_shipped_classifiers_on_the_held_out_fifth_of_the_hand_written_requests(data_dir: Path) -> None:
     """The lines the shipped models never saw (hash split, as train_prompts.split), at the guard's
     default thresholds (mean of both classifiers; jailbreak 0.45, harmful 0.6). Measured when set:
-    harmful requests 35 of 50 stopped (0.70), safe look-alikes 2 of 42 (4.8%) in the training validation split."""
+    harmful requests 35 of 50 stopped (0.70), safe look-alikes 2 of 42 (4.8%) in the training
+    validation split."""
     from ragbus.shields.adapters.minilm_classifier import MiniLMPromptClassifier
     from ragbus.shields.ngram import MODELS, NgramModel
 
