@@ -197,3 +197,10 @@ def test_configurations_parse_to_request_options() -> None:
         parse_configs("0,gpt")
     with pytest.raises(ValueError, match="at least one"):
         parse_configs(" , ")
+
+
+def test_the_readme_example_questions_load(repo_root: Path) -> None:
+    questions = load_questions(repo_root / "bench" / "docs-questions.jsonl")
+    assert [q.qid for q in questions] == ["dlq", "summary", "redact", "claim"]
+    assert all(q.gold_docs and (q.answer or q.label) for q in questions)
+    assert all((repo_root / "docs" / doc).is_file() for q in questions for doc in q.gold_docs)
