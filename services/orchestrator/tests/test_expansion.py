@@ -8,14 +8,22 @@ from collections.abc import Sequence
 
 import pytest
 
+from ragbus.orchestrator.cascade import ChatTier
 from ragbus.orchestrator.expansion import ExpansionPolicy, expand, messages, parse
 from ragbus.orchestrator.ports import ChatMessage, ChatResult
+from ragbus.orchestrator.prompts import RAG_ANSWER_V3
 from ragbus.orchestrator.retrieval import retrieve
 from ragbus.orchestrator.testing import FakeChatModel, index_texts
 from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
 from ragbus.vectors.testing import HashingEmbedder
 
 MULTI = ExpansionPolicy(mode="multi-query", variants=3)
+
+
+def tier(model: FakeChatModel, price_prompt_per_1k: float = 0.0) -> ChatTier:
+    return ChatTier(model=model, prompt=RAG_ANSWER_V3, price_prompt_per_1k=price_prompt_per_1k)
+
+
 HYDE = ExpansionPolicy(mode="hyde")
 
 
@@ -57,7 +65,7 @@ def test_a_hypothetical_passage_is_one_text_and_a_stub_is_none() -> None:
 
 async def test_expansion_records_its_tokens_and_cost_and_answers_nothing() -> None:
     model = FakeChatModel("1. acetylsalicylic acid fever\n2. aspirin antipyretic")
-    found = await expand(model, "Does aspirin lower fever?", MULTI, price_prompt_per_1k=1.0)
+    found = await expand(tier(model, price_prompt_per_1k=1.0), "Does aspirin lower fever?", MULTI)
     assert found.texts == ("acetylsalicylic acid fever", "aspirin antipyretic")
     attempt = found.attempt
     assert attempt is not None
@@ -66,7 +74,7 @@ async def test_expansion_records_its_tokens_and_cost_and_answers_nothing() -> No
     assert attempt.prompt_tokens > 0
     assert attempt.cost_usd == pytest.approx(attempt.prompt_tokens / 1000)
     assert len(model.calls) == 1
-    assert await expand(model, "q", ExpansionPolicy()) == type(found)()  # off: nothing, no call
+    assert await expand(tier(model), "q", ExpansionPolicy()) == type(found)()  # off: nothing, no call
     assert len(model.calls) == 1
 
 
@@ -81,15 +89,15 @@ class SlowModel(FakeChatModel):
 async def test_a_model_that_is_down_or_slow_leaves_the_question_alone() -> None:
     down = FakeChatModel()
     down.down = True
-    failed = await expand(down, "q", MULTI)
+    failed = await expand(tier(down), "q", MULTI)
     assert (failed.texts, failed.error) == ((), "fake-chat: connection refused")
     assert failed.attempt is not None
     assert failed.attempt.reason == "query expansion (multi-query): skipped"
-    slow = await expand(SlowModel(), "q", ExpansionPolicy(mode="hyde", timeout_s=0.05))
+    slow = await expand(tier(SlowModel()), "q", ExpansionPolicy(mode="hyde", timeout_s=0.05))
     assert (slow.texts, slow.error) == ((), "timed out after 0.05 s")
     refused = FakeChatModel()
     refused.reject = 400
-    assert (await expand(refused, "q", HYDE)).texts == ()
+    assert (await expand(tier(refused), "q", HYDE)).texts == ()
 
 
 async def test_expansions_find_what_the_question_alone_misses(unique: str) -> None:

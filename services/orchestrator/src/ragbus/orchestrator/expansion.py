@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from ragbus.common.errors import RagbusError
 from ragbus.common.events import TierAttempt
 from ragbus.common.logging import get_logger
-from ragbus.orchestrator.ports import ChatMessage, ChatModel
+from ragbus.orchestrator.cascade import ChatTier
+from ragbus.orchestrator.ports import ChatMessage
 
 log = get_logger("ragbus.orchestrator.expansion")
 
@@ -98,32 +99,16 @@ def parse(text: str, question: str, policy: ExpansionPolicy) -> tuple[str, ...]:
     return tuple(out)
 
 
-@dataclass
-class _Clock:
-    started: float = field(default_factory=time.perf_counter)
-
-    @property
-    def ms(self) -> float:
-        return (time.perf_counter() - self.started) * 1000
-
-
-async def expand(
-    model: ChatModel,
-    question: str,
-    policy: ExpansionPolicy,
-    *,
-    price_prompt_per_1k: float = 0.0,
-    price_completion_per_1k: float = 0.0,
-) -> Expansion:
-    """Ask the model for expansions of `question` under the policy; an empty Expansion when off, and
-    one with `error` set (and no texts) when the model could not give any in time."""
+async def expand(tier: ChatTier, question: str, policy: ExpansionPolicy) -> Expansion:
+    """Ask the tier's model for expansions of `question` under the policy; an empty Expansion when off,
+    and one with `error` set (and no texts) when the model could not give any in time."""
     if policy.mode == "off":
         return Expansion()
-    clock = _Clock()
+    started = time.perf_counter()
     reason = f"query expansion ({policy.mode})"
     try:
         async with asyncio.timeout(policy.timeout_s):
-            result = await model.complete(
+            result = await tier.model.complete(
                 messages(question, policy), max_tokens=policy.max_tokens, temperature=0.0
             )
     except (TimeoutError, RagbusError) as exc:
@@ -131,26 +116,23 @@ async def expand(
         log.warning("query expansion skipped", mode=policy.mode, error=error)
         attempt = TierAttempt(
             tier=1,
-            name=model.name,
+            name=tier.name,
             accepted=False,
             reason=f"{reason}: skipped",
-            latency_ms=clock.ms,
+            latency_ms=(time.perf_counter() - started) * 1000,
             error=error,
         )
         return Expansion(attempt=attempt, error=error)
     texts = parse(result.text, question, policy)
-    cost = (
-        result.prompt_tokens * price_prompt_per_1k + result.completion_tokens * price_completion_per_1k
-    ) / 1000
     attempt = TierAttempt(
         tier=1,
-        name=model.name,
+        name=tier.name,
         accepted=False,  # it answers nothing: the cascade's attempts say who answered
         reason=f"{reason}: {len(texts)} used",
-        latency_ms=round(clock.ms, 1),
+        latency_ms=round((time.perf_counter() - started) * 1000, 1),
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
-        cost_usd=cost,
+        cost_usd=tier.cost(result.prompt_tokens, result.completion_tokens),
         prompt=f"expansion-{policy.mode}@v1",
     )
     return Expansion(texts=texts, attempt=attempt)

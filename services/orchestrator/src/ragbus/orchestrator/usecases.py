@@ -45,14 +45,7 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
     # A request capped at tier 0 asked for no model at all: no expansion either.
     if policy.expansion.mode != "off" and deps.chat_tiers and options.max_tier != 0:
         clock = Stopwatch("expansion", SERVICE)
-        cheapest = deps.chat_tiers[0]
-        expansion = await expand(
-            cheapest.model,
-            query.question,
-            policy.expansion,
-            price_prompt_per_1k=cheapest.price_prompt_per_1k,
-            price_completion_per_1k=cheapest.price_completion_per_1k,
-        )
+        expansion = await expand(deps.chat_tiers[0], query.question, policy.expansion)
         stages.append(clock.stop())
     clock = Stopwatch("retrieval", SERVICE)
     try:
