@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import json
 import re
 import statistics
 from collections import Counter
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ragbus.client.client import RagbusClient
-from ragbus.client.evaluation import BeirDataset
+from ragbus.client.evaluation import BeirDataset, read_jsonl
 from ragbus.client.retrieval_eval import percentile
 from ragbus.common.events import AnswersCompleted, QueryOptions
 
@@ -74,13 +73,7 @@ def questions_from_beir(folder: Path, data: BeirDataset, split: str) -> list[Lab
     for name in (f"{split}-claims.jsonl", "claims.jsonl"):
         path = folder / name
         if path.is_file():
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}, line {number}: not a JSON object ({exc.msg})") from None
+            for row in read_jsonl(path):
                 label = claim_label(row.get("evidence") or [])
                 if label is not None:
                     labels[str(row.get("_id", row.get("id")))] = label
@@ -107,13 +100,7 @@ def load_questions(path: Path) -> list[LabelledQuestion]:
         with path.open(encoding="utf-8", newline="") as f:
             rows: list[dict[str, Any]] = list(csv.DictReader(f))
     else:
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}, line {number}: not a JSON object ({exc.msg})") from None
+        rows = list(read_jsonl(path))
     out = []
     for number, row in enumerate(rows, start=1):
         text = row.get("question") or row.get("text")

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 Qrels = Mapping[str, Mapping[str, int]]  # query id -> document id -> relevance
 Run = Mapping[str, Sequence[str]]  # query id -> document ids, best first
@@ -39,7 +40,8 @@ class BeirDataset:
     qrels: dict[str, dict[str, int]]
 
 
-def _jsonl(path: Path) -> Iterator[dict[str, object]]:
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL file, blank lines skipped; a bad line is named by file and number."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (a BEIR folder has corpus.jsonl and queries.jsonl)")
     with path.open(encoding="utf-8") as f:
@@ -76,10 +78,10 @@ def load_beir(folder: Path, split: str = "test") -> BeirDataset:
     )
     if queries_file is None:
         raise FileNotFoundError(f"{folder}: no queries.jsonl")
-    queries = {str(q["_id"]): str(q["text"]) for q in _jsonl(queries_file) if str(q["_id"]) in qrels}
+    queries = {str(q["_id"]): str(q["text"]) for q in read_jsonl(queries_file) if str(q["_id"]) in qrels}
     corpus = [
         BeirDocument(str(d["_id"]), str(d.get("title") or ""), str(d.get("text") or ""))
-        for d in _jsonl(folder / "corpus.jsonl")
+        for d in read_jsonl(folder / "corpus.jsonl")
     ]
     return BeirDataset(corpus=corpus, queries=queries, qrels={q: qrels[q] for q in queries})
 
