@@ -516,6 +516,39 @@ async def topics_create(
 # --- evaluations -------------------------------------------------------------------------------------
 
 
+# Options and output the eval commands share.
+json_report_option = click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), help="Also write the report here (- = stdout)."
+)
+concurrency_option = click.option(
+    "--concurrency", type=click.IntRange(min=1), default=1, show_default=True, help="Requests in flight."
+)
+stall_timeout_option = click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Give up indexing after this many seconds without progress.",
+)
+
+
+def _progress_printer(json_path: Path | None) -> Callable[[str], None]:
+    """Progress lines and tables go to stdout, or to stderr when the JSON report takes stdout."""
+    to_stderr = json_path is not None and str(json_path) == "-"
+    return lambda line: click.echo(line, err=to_stderr)
+
+
+async def _write_report(json_path: Path | None, report: dict[str, Any]) -> None:
+    """The report as JSON, to stdout for `-`, else to the file; nothing without --json."""
+    if json_path is None:
+        return
+    text = json.dumps(report, indent=2)
+    if str(json_path) == "-":
+        click.echo(text)
+    else:
+        await asyncio.to_thread(json_path.write_text, text + "\n", encoding="utf-8")
+
+
 @main.group("eval", cls=EvalGroup)
 def eval_group() -> None:
     """Evaluate the stack's parts on labelled data (commands plugged in by the installed services)."""
@@ -527,20 +560,10 @@ def eval_group() -> None:
 @click.option("--tenant", help="Tenant to index into (default: eval-<folder>-<content hash>).")
 @click.option("--reindex", is_flag=True, help="Index the corpus even if the tenant holds it already.")
 @click.option("--limit", type=click.IntRange(min=1), help="Ask only the first N judged queries.")
-@click.option(
-    "--concurrency", type=click.IntRange(min=1), default=1, show_default=True, help="Queries in flight."
-)
-@click.option(
-    "--json", "json_path", type=click.Path(path_type=Path), help="Also write the report here (- = stdout)."
-)
+@concurrency_option
+@json_report_option
 @click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Per query.")
-@click.option(
-    "--stall-timeout",
-    type=click.FloatRange(min=1),
-    default=300.0,
-    show_default=True,
-    help="Give up indexing after this many seconds without progress.",
-)
+@stall_timeout_option
 @bootstrap_option
 @run_async
 async def eval_retrieval(
@@ -573,23 +596,14 @@ async def eval_retrieval(
         raise CliError(f"{dataset}: no judged queries in split {split!r}")
     digest = corpus_digest(data)
     tenant = tenant or eval_tenant(dataset, digest)
-    to_stderr = json_path is not None and str(json_path) == "-"
-
-    def say(line: str) -> None:
-        click.echo(line, err=to_stderr)
-
+    say = _progress_printer(json_path)
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/eval") as client:
         report = await evaluate_retrieval(
             client, data, dataset=f"{dataset.name} ({split})", digest=digest, reindex=reindex,
             concurrency=concurrency, timeout=timeout, stall_timeout=stall_timeout, say=say,
         )  # fmt: skip
     say(report.table())
-    if json_path is not None:
-        text = json.dumps(report.as_json(), indent=2)
-        if to_stderr:
-            click.echo(text)
-        else:
-            await asyncio.to_thread(json_path.write_text, text + "\n", encoding="utf-8")
+    await _write_report(json_path, report.as_json())
 
 
 def _default_split(dataset: Path, split: str | None) -> str:
@@ -619,28 +633,18 @@ def _default_split(dataset: Path, split: str | None) -> str:
 )
 @click.option("--reindex", is_flag=True, help="BEIR folder: index the corpus even if the tenant holds it.")
 @click.option("--limit", type=click.IntRange(min=1), help="Ask only the first N questions.")
-@click.option(
-    "--concurrency", type=click.IntRange(min=1), default=1, show_default=True, help="Questions in flight."
-)
+@concurrency_option
 @click.option(
     "--claim-template",
     default=None,
     help="How a labelled claim is asked ({text} is the claim). Default: "
     '"Do the sources support or contradict this claim? {text}".',
 )
-@click.option(
-    "--json", "json_path", type=click.Path(path_type=Path), help="Also write the report here (- = stdout)."
-)
+@json_report_option
 @click.option(
     "--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Per question."
 )
-@click.option(
-    "--stall-timeout",
-    type=click.FloatRange(min=1),
-    default=300.0,
-    show_default=True,
-    help="Give up indexing after this many seconds without progress.",
-)
+@stall_timeout_option
 @bootstrap_option
 @run_async
 async def eval_answers(
@@ -684,11 +688,7 @@ async def eval_answers(
     template = claim_template or CLAIM_TEMPLATE
     if "{text}" not in template:
         raise CliError("--claim-template must contain {text}")
-    to_stderr = json_path is not None and str(json_path) == "-"
-
-    def say(line: str) -> None:
-        click.echo(line, err=to_stderr)
-
+    say = _progress_printer(json_path)
     data = None
     if await asyncio.to_thread(dataset.is_dir):
         split = _default_split(dataset, split)
@@ -724,19 +724,14 @@ async def eval_answers(
     labelled = sum(q.label is not None or bool(q.answer) for q in questions)
     say(f"{name}: {len(questions)} questions ({labelled} with a gold label or answer), tenant {tenant}")
     say(table(summaries))
-    if json_path is not None:
-        report = {
-            "dataset": name,
-            "tenant": tenant,
-            "questions": len(questions),
-            "configs": summaries,
-            "requests": [dataclasses.asdict(s) for s in scored],
-        }
-        text = json.dumps(report, indent=2)
-        if to_stderr:
-            click.echo(text)
-        else:
-            await asyncio.to_thread(json_path.write_text, text + "\n", encoding="utf-8")
+    report = {
+        "dataset": name,
+        "tenant": tenant,
+        "questions": len(questions),
+        "configs": summaries,
+        "requests": [dataclasses.asdict(s) for s in scored],
+    }
+    await _write_report(json_path, report)
 
 
 # --- traces -------------------------------------------------------------------------------------------
