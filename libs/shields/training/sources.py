@@ -26,7 +26,7 @@ import subprocess
 import sys
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -247,18 +247,25 @@ def _content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 3}
 
 
+def xstest_nearness(data: Path) -> Callable[[str], bool]:
+    """Whether a text shares most of its content words with one of XSTest's dev prompts: such texts are
+    kept out of training, so that XSTest stays a fair evaluation."""
+    with (data / "guard" / "xstest-dev.csv").open(encoding="utf-8") as f:
+        xstest = [_content_words(r["prompt"]) for r in csv.DictReader(f)]
+
+    def near(text: str) -> bool:
+        words = _content_words(text)
+        return any(words and len(words & x) >= 0.6 * max(len(words), len(x)) for x in xstest)
+
+    return near
+
+
 def contrast_examples(data: Path, rng: random.Random) -> Iterator[Example]:
     """Safe prompts that sound unsafe and their unsafe contrasts (see contrasts.py). A generated prompt
     too close to one of XSTest's dev prompts is dropped, so that XSTest stays a fair evaluation."""
     from contrasts import safe_prompts, unsafe_prompts
 
-    with (data / "guard" / "xstest-dev.csv").open(encoding="utf-8") as f:
-        xstest = [_content_words(r["prompt"]) for r in csv.DictReader(f)]
-
-    def near_xstest(text: str) -> bool:
-        words = _content_words(text)
-        return any(words and len(words & x) >= 0.6 * max(len(words), len(x)) for x in xstest)
-
+    near_xstest = xstest_nearness(data)
     for kind, text in safe_prompts(rng, 8000):
         if not near_xstest(text):
             yield Example(text, 0, 0, f"contrast-safe/{kind}", _group("contrast", text))
@@ -275,8 +282,7 @@ def handwritten(data: Path) -> Iterator[Example]:
     their safe look-alikes (subtle-*.txt), which templates do not vary enough; role-play and persuasion
     rewrites of harmful requests and the same frames around ordinary tasks (roleplay-*.txt). Lines too
     close to an XSTest dev prompt are dropped, as for the generated contrasts."""
-    with (data / "guard" / "xstest-dev.csv").open(encoding="utf-8") as f:
-        xstest = [_content_words(r["prompt"]) for r in csv.DictReader(f)]
+    near_xstest = xstest_nearness(data)
     sets = (
         ("subtle-unsafe", 0, 1),
         ("subtle-safe", 0, 0),
@@ -288,10 +294,8 @@ def handwritten(data: Path) -> Iterator[Example]:
         for line in (HANDWRITTEN / f"{name}.txt").read_text(encoding="utf-8").splitlines():
             if line.startswith("## "):
                 kind = line[3:].strip()
-            elif line.strip() and not line.startswith("#"):
-                words = _content_words(line)
-                if not any(words and len(words & x) >= 0.6 * max(len(words), len(x)) for x in xstest):
-                    yield Example(line.strip(), attack, harmful, f"{name}/{kind}", _group(name, line.strip()))
+            elif line.strip() and not line.startswith("#") and not near_xstest(line):
+                yield Example(line.strip(), attack, harmful, f"{name}/{kind}", _group(name, line.strip()))
 
 
 def word_lists() -> dict[str, list[str]]:

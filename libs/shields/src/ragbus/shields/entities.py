@@ -128,9 +128,11 @@ def recognize(recognizer: EntityRecognizer, texts: Sequence[str], context: int =
 # --- what the words around an entity say -----------------------------------------------------------
 
 _TITLE = r"(?:mr|mrs|ms|mx|miss|mister|dr|prof|professor|sir|madam|dame|lord|lady|rev)\.?"
+# "my name is", "her maiden name is", "last name is": a name follows.
+_NAME_IS = r"\b(?:my|maiden|first|last|family|middle|sur)\s*name\s+is"
 # Words right before a name that make it a person, strongly (a span is made even without a model) ...
 _PERSON_STRONG = re.compile(
-    rf"(?:\b(?:my|maiden|first|last|family|middle|sur)\s*name\s+is|\bname\s*:|\b{_TITLE}|\bdear|\bsigned|\bsincerely,?|\bregards,?|\bdirected\s+by\s*:?"
+    rf"(?:{_NAME_IS}|\bname\s*:|\b{_TITLE}|\bdear|\bsigned|\bsincerely,?|\bregards,?|\bdirected\s+by\s*:?"
     r"|\bwritten\s+by|\bi\s+am|\bi['’]m|\bthis\s+is|\bcall\s+me|\bnamed|\bcalled)\s*$",
     re.IGNORECASE,
 )
@@ -263,7 +265,7 @@ _RELATIVES = (
     r"|colleague|boss|uncle|aunt|cousin|nephew|niece|grandson|granddaughter|grandmother|grandfather)"
 )
 _PERSON_CUE_AT = re.compile(
-    rf"(?:\b(?:my|maiden|first|last|family|middle|sur)\s*name\s+is|\bname\s*:|\b{_TITLE}(?=\s)|\bdear|\bdirected\s+by\s*:?|\bwritten\s+by"
+    rf"(?:{_NAME_IS}|\bname\s*:|\b{_TITLE}(?=\s)|\bdear|\bdirected\s+by\s*:?|\bwritten\s+by"
     rf"|\bcalls?\s+me|\bmy\s+{_RELATIVES}(?:['’]s\s+name\s+is)?)[ \t]+",
     re.IGNORECASE,
 )
