@@ -71,6 +71,10 @@ class CharLM:
         self.threshold_bits: float = float(meta["threshold_bits"])
         self.scale_bits: float = float(meta["scale_bits"])
         self.unseen: float = float(meta["unseen_char_prob"])
+        # The probability of every n-gram of the top order the model has seen, computed once: a text is
+        # mostly such n-grams, so scoring is one lookup a character (3 ms -> 0.5 ms for 300 tokens).
+        top = self.order
+        self._seen: dict[str, float] = {g: self._p(g[:-1], g[-1]) for g in self.counts.get(top, {})}
 
     def _p(self, history: str, c: str) -> float:
         p = self.unigram.get(c, self.unseen)
@@ -86,7 +90,11 @@ class CharLM:
         """Bits per character of the normalised text."""
         pad = self.order - 1
         t = "\x02" * pad + normalize(text)
-        return [-math.log2(self._p(t[i - pad : i], t[i])) for i in range(pad, len(t))]
+        seen, bits = self._seen, []
+        for i in range(pad, len(t)):
+            p = seen.get(t[i - pad : i + 1])
+            bits.append(-math.log2(p if p is not None else self._p(t[i - pad : i], t[i])))
+        return bits
 
     def score(self, text: str) -> GibberishResult:
         bits = self.surprise(text)

@@ -17,11 +17,22 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ragbus.shields.normalize import Views, views
 
 _F = re.IGNORECASE | re.MULTILINE
+
+try:
+    # RE2 matches these ~50 alternation-heavy patterns with a DFA: 0.2 ms for a 300-token prompt where
+    # Python's backtracking `re` takes 3.4 ms (bench/guard_eval.py). Same results on the 15,589 texts of
+    # the reference data (tests/test_injection_engine.py checks both engines on the adversarial cases);
+    # without the wheel, `re` alone.
+    import re2 as _re2  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - the wheel is a dependency; a platform without one still works
+    _re2 = None
+ENGINE = "re" if _re2 is None else "re2"  # what the patterns run on
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +41,23 @@ class Pattern:
     weight: float
     regex: re.Pattern[str]
     view: str = "folded"  # which normalised view it matches: plain, folded or squashed
+    fast: Any = field(default=None, compare=False, repr=False)  # the same pattern under RE2, if it compiles
+
+    def search(self, text: str) -> bool:
+        return (self.fast or self.regex).search(text) is not None
+
+
+def _fast(regex: str) -> Any:
+    if _re2 is None:
+        return None
+    try:
+        return _re2.compile("(?im)" + regex)  # the flags of `_F`, inline
+    except Exception:  # noqa: BLE001 - a construct RE2 lacks (backreference, lookaround): `re` serves it
+        return None
 
 
 def _p(technique: str, weight: float, regex: str, view: str = "folded") -> Pattern:
-    return Pattern(technique, weight, re.compile(regex, _F), view)
+    return Pattern(technique, weight, re.compile(regex, _F), view, _fast(regex))
 
 
 # Reusable pieces. `_W` is a run of non-word characters between words; `_ANY(n)` skips up to n words.
@@ -399,7 +423,7 @@ def _match(v: Views, patterns: tuple[Pattern, ...]) -> dict[str, float]:
     for pat in patterns:
         if pat.weight <= found.get(pat.technique, 0.0):
             continue
-        if pat.regex.search(getattr(v, pat.view)):
+        if pat.search(getattr(v, pat.view)):
             found[pat.technique] = pat.weight
     return found
 

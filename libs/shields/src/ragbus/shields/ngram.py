@@ -99,16 +99,18 @@ class NgramModel:
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), n_labels): the highest logit over each text's windows."""
-        from scipy.sparse import hstack
-
         char, word = self._vectorizers
         windows, owner = [], []
         for i, text in enumerate(texts):
             for w in self.config.windows(text):
                 windows.append(w)
                 owner.append(i)
-        features = hstack([char.transform(windows), word.transform(windows)]).tocsr()
-        per_window = np.asarray(features @ self.weights) + self.bias
+        n = self.config.n_features
+        per_window = (
+            _sparse_dot(char.transform(windows), self.weights[:n])
+            + _sparse_dot(word.transform(windows), self.weights[n:])
+            + self.bias
+        )
         out = np.full((len(texts), len(self.labels)), -np.inf, dtype=np.float32)
         np.maximum.at(out, np.asarray(owner), per_window)
         return out
@@ -116,3 +118,14 @@ class NgramModel:
     def scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
         probabilities = 1.0 / (1.0 + np.exp(-self.logits(texts)))
         return [dict(zip(self.labels, map(float, row), strict=True)) for row in probabilities]
+
+
+def _sparse_dot(features: Any, weights: np.ndarray) -> np.ndarray:
+    """`features @ weights` for a CSR matrix of a few hundred non-zeros against 2**20 dense rows: a
+    gather of the rows that occur. scipy's product walks the whole weight matrix (3 ms a window);
+    this takes microseconds."""
+    rows = np.repeat(np.arange(features.shape[0]), np.diff(features.indptr))
+    contributions = weights[features.indices] * features.data[:, None].astype(np.float32)
+    out = np.zeros((features.shape[0], weights.shape[1]), dtype=np.float32)
+    np.add.at(out, rows, contributions)
+    return out
