@@ -40,7 +40,7 @@ def closed_port() -> int:
             "cannot reach the Kafka broker at 127.0.0.1:{port} (is `ragbus up` running? set KAFKA_BOOTSTRAP)",
         ),
         (["ingest", "/does/not/exist"], "/does/not/exist: no such file or directory"),
-        (["trace", "abc"], "give at least 8 hex digits of the trace id"),
+        (["trace", "abc"], "give at least 8 hex digits of the trace id, or a query id"),
         (["ask", "q", "--where", "groups"], "--where takes KEY=VALUE, not 'groups'"),
         (["ingest", "-", "--meta", "=x"], "--meta takes KEY=VALUE, not '=x'"),
         (

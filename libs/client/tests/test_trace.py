@@ -129,3 +129,33 @@ def test_a_trace_not_yet_in_the_file_is_awaited_then_reported(tmp_path: Path) ->
     assert [s["name"] for s in await_trace(path, TRACE, clock=fake.clock, sleep=fake.sleep)] == ["x"]
     with pytest.raises(TraceNotFound, match="no spans"):
         await_trace(path, "deadbeefdeadbeef", wait_s=0.5, clock=fake.clock, sleep=fake.sleep)
+
+
+def test_a_query_id_finds_its_trace_and_the_tree_says_what_each_span_did(tmp_path: Path) -> None:
+    query = "019ade5e-0c4e-7f3a-9b1e-3a8f1c2d4e5f"
+    spans = [
+        {**span("a" * 16, None, "ragbus ask", 0, 90), "attributes": {"ragbus.query_id": query}},
+        {
+            **span("b" * 16, "a" * 16, "retrieval", 1, 5),
+            "attributes": {"ragbus.retrieval.hits": 5, "ragbus.retrieval.top_score": 0.62},
+        },
+        {
+            **span("c" * 16, "a" * 16, "cascade tier 1 (smollm2)", 6, 80),
+            "attributes": {"ragbus.tier.accepted": False, "ragbus.tier.cost_usd": 0.00042},
+        },
+        {
+            **span("d" * 16, "c" * 16, "chat smollm2", 6, 79),
+            "attributes": {"gen_ai.usage.input_tokens": 812, "gen_ai.usage.output_tokens": 64},
+        },
+        {**span("0" * 16, None, "another", 0, 1, trace="f" * 32), "attributes": {"ragbus.query_id": "x"}},
+    ]
+    path = tmp_path / "spans.jsonl"
+    write(path, *spans)
+
+    text = render_tree(load_trace(path, query))
+    assert text.startswith(f"trace {TRACE}  (4 spans")
+    assert "retrieval  [svc]  +1.0 ms  4.0 ms  (5 hits, top 0.62)" in text
+    assert "cascade tier 1 (smollm2)  [svc]  +6.0 ms  74.0 ms  (escalated, $0.000420)" in text
+    assert "chat smollm2  [svc]  +6.0 ms  73.0 ms  (812 -> 64 tokens)" in text
+    with pytest.raises(TraceNotFound, match="no trace of query 019ade5e-0000"):
+        load_trace(path, "019ade5e-0000")

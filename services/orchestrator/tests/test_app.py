@@ -15,6 +15,7 @@ from faststream.kafka import TestKafkaBroker
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.events import AnswersDrafted, QueriesAccepted, QueryOptions, StageTiming
 from ragbus.common.settings import RetrySettings
+from ragbus.common.telemetry import recording
 from ragbus.common.testing import Harness, Received, component_settings
 from ragbus.common.topics import ANSWERS_DRAFTED, QUERIES_ACCEPTED, Topics
 from ragbus.orchestrator.app import create_app
@@ -246,3 +247,31 @@ async def test_a_model_answer_its_sources_do_not_support_is_not_accepted(service
     assert not model.accepted
     assert "not supported by the sources they cite" in model.reason
     assert "kept the answer of tier 0" in answer.cascade.reason
+
+
+async def test_the_trace_shows_retrieval_each_tier_and_their_cost(service: Service) -> None:
+    with recording("orchestrator") as exporter:
+        async with service.harness:
+            answer = (await service.ask("Why was the Eiffel Tower built?")).data
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+
+    retrieval, generation = spans["retrieval"], spans["generation"]
+    assert retrieval.attributes is not None
+    assert generation.attributes is not None
+    assert retrieval.attributes["ragbus.retrieval.hits"] == len(answer.retrieved) > 0
+    assert retrieval.attributes["ragbus.retrieval.top_score"] == pytest.approx(
+        max(c.score for c in answer.retrieved), abs=1e-3
+    )
+    assert generation.attributes["ragbus.cascade.tier"] == 1
+    tier0, tier1 = spans["cascade tier 0 (extractive)"], spans["cascade tier 1 (fake-chat)"]
+    for tier in (tier0, tier1):  # children of the generation stage, in the message's trace
+        assert tier.parent is not None
+        assert tier.parent.span_id == generation.context.span_id
+        assert tier.context.trace_id == generation.context.trace_id
+    assert tier0.attributes is not None
+    assert tier1.attributes is not None
+    assert tier0.attributes["ragbus.tier.accepted"] is False
+    assert "asks 'why'" in str(tier0.attributes["ragbus.tier.reason"])
+    assert tier1.attributes["ragbus.tier.accepted"] is True
+    assert tier1.attributes["ragbus.tier.prompt_tokens"] == answer.cascade.attempts[1].prompt_tokens > 0
+    assert tier1.attributes["ragbus.prompt"] == "rag-answer@v1"

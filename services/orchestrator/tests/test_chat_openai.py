@@ -11,8 +11,10 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from opentelemetry.trace import SpanKind, StatusCode
 
 from ragbus.common.errors import DependencyUnavailable
+from ragbus.common.telemetry import recording
 from ragbus.orchestrator.adapters.chat_openai import OpenAIChatModel
 from ragbus.orchestrator.ports import ChatMessage, ChatRejectedError, ChatUnavailable
 
@@ -123,3 +125,34 @@ async def test_ping_checks_that_the_endpoint_serves_the_model() -> None:
     with pytest.raises(DependencyUnavailable, match="does not serve 'tiny'"):
         await model_answering(200, listing("other")).ping()
     await model_answering(200, listing("tiny")).ping()
+
+
+async def test_each_call_is_a_client_span_with_the_genai_attributes() -> None:
+    with recording("orchestrator") as exporter:
+        await model_answering(200, completion("Because [1].")).complete(
+            MESSAGES, max_tokens=64, temperature=0.2
+        )
+        with pytest.raises(ChatRejectedError):
+            await model_answering(400, {"error": {"message": "too long"}}).complete(
+                MESSAGES, max_tokens=64, temperature=0.0
+            )
+    ok, failed = exporter.get_finished_spans()
+
+    assert ok.name == "chat tiny"
+    assert ok.kind == SpanKind.CLIENT
+    assert dict(ok.attributes or {}) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "tiny",
+        "gen_ai.request.max_tokens": 64,
+        "gen_ai.request.temperature": 0.2,
+        "server.address": "model.test",
+        "server.port": 80,
+        "gen_ai.response.model": "tiny-served",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 42,
+        "gen_ai.usage.output_tokens": 7,
+    }
+    assert failed.status.status_code == StatusCode.ERROR
+    assert (failed.attributes or {})["error.type"] == "ChatRejectedError"
+    assert "gen_ai.usage.input_tokens" not in (failed.attributes or {})

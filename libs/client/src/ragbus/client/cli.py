@@ -738,7 +738,7 @@ async def eval_answers(
 
 
 @main.command()
-@click.argument("trace_id")
+@click.argument("trace_id", metavar="TRACE_ID|QUERY_ID")
 @click.option(
     "--file", "span_file", type=click.Path(path_type=Path), help="Span file (default: RAGBUS_HOME)."
 )
@@ -750,7 +750,7 @@ async def eval_answers(
     help="Seconds to wait for spans still being exported (a trace of the last second).",
 )
 def trace(trace_id: str, span_file: Path | None, wait: float) -> None:
-    """Draw a trace from the local span file as a tree."""
+    """Draw a trace from the local span file as a tree: by trace id (8+ hex digits) or query id."""
     path = span_file or TelemetrySettings().span_file
     try:
         click.echo(render_tree(await_trace(path, trace_id, wait_s=wait)))

@@ -301,7 +301,10 @@ class RagbusClient:
             question=question,
             options=options or QueryOptions(),
         )
-        with self.tracer.start_as_current_span("ragbus ask", kind=SpanKind.PRODUCER) as span:
+        attributes = {"ragbus.query_id": data.query_id}  # `ragbus trace QUERY_ID` finds the trace by it
+        with self.tracer.start_as_current_span(
+            "ragbus ask", kind=SpanKind.PRODUCER, attributes=attributes
+        ) as span:
             trace_id = format(span.get_span_context().trace_id, "032x")
             waiter = await self._send(data, expect=AnswersCompleted.event_type(), name=None)
         async with asyncio.timeout(timeout):

@@ -15,11 +15,30 @@ class TraceNotFound(LookupError):
     pass
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def trace_of_query(path: Path, query_id: str) -> str | None:
+    """The trace id of the request whose query id is `query_id` (its spans carry `ragbus.query_id`)."""
+    for span in read_spans(path):
+        if (span.get("attributes") or {}).get("ragbus.query_id") == query_id:
+            return str(span["trace_id"])
+    return None
+
+
 def load_trace(path: Path, trace_id: str) -> list[dict[str, Any]]:
-    """The spans of the trace whose id is `trace_id` or starts with it (at least 8 hex digits)."""
-    trace_id = trace_id.strip().lower()
+    """The spans of the trace whose id is `trace_id` or starts with it (at least 8 hex digits), or of
+    the request whose query id it is."""
+    key = trace_id.strip()
+    trace_id = key.lower()
+    if not _HEX.issuperset(trace_id) or len(trace_id) != 32:
+        found = trace_of_query(path, key)
+        if found is not None:
+            trace_id = found
+        elif not _HEX.issuperset(trace_id):
+            raise TraceNotFound(f"no trace of query {key} in {path}, and it is not a trace id")
     if len(trace_id) < 8:
-        raise TraceNotFound("give at least 8 hex digits of the trace id")
+        raise TraceNotFound("give at least 8 hex digits of the trace id, or a query id")
     spans = [s for s in read_spans(path) if str(s.get("trace_id", "")).startswith(trace_id)]
     ids = {s["trace_id"] for s in spans}
     if not spans:
@@ -86,7 +105,7 @@ def render_tree(spans: list[dict[str, Any]]) -> str:
         branch = "└─ " if last else "├─ "
         lines.append(
             f"{prefix}{branch}{span['name']}  [{span.get('service')}]  +{start:.1f} ms  "
-            f"{took:.1f} ms{status}{orphan}"
+            f"{took:.1f} ms{status}{orphan}{_summary(span.get('attributes') or {})}"
         )
         kids = children.get(span["span_id"], [])
         for i, child in enumerate(kids):
@@ -96,3 +115,25 @@ def render_tree(spans: list[dict[str, Any]]) -> str:
     for i, root in enumerate(roots):
         walk(root, "", i == len(roots) - 1)
     return "\n".join(lines)
+
+
+def _summary(attributes: dict[str, Any]) -> str:
+    """What a span did, in a few words: hits of a retrieval, a tier's verdict, a model call's tokens."""
+    parts = []
+    if "ragbus.retrieval.hits" in attributes:
+        parts.append(
+            f"{attributes['ragbus.retrieval.hits']} hits, top {attributes.get('ragbus.retrieval.top_score')}"
+        )
+    if "ragbus.tier.accepted" in attributes:
+        parts.append("accepted" if attributes["ragbus.tier.accepted"] else "escalated")
+        if cost := attributes.get("ragbus.tier.cost_usd"):
+            parts.append(f"${cost:.6f}")
+    if "gen_ai.usage.input_tokens" in attributes:
+        tokens_in, tokens_out = (
+            attributes["gen_ai.usage.input_tokens"],
+            attributes.get("gen_ai.usage.output_tokens"),
+        )
+        parts.append(f"{tokens_in} -> {tokens_out} tokens")
+    if "ragbus.embed.chunks" in attributes:
+        parts.append(f"{attributes['ragbus.embed.chunks']} chunks")
+    return f"  ({', '.join(parts)})" if parts else ""

@@ -12,13 +12,20 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ragbus.common.settings import TelemetrySettings
 
@@ -83,6 +90,7 @@ def read_spans(path: Path, trace_id: str | None = None) -> Iterator[dict[str, An
 
 _exporters: dict[str, SpanExporter] = {}
 _providers: dict[str, TracerProvider] = {}
+_by_service: dict[str, TracerProvider] = {}  # the latest provider made for each service
 _lock = threading.Lock()
 
 
@@ -120,7 +128,19 @@ def tracer_provider(service: str, settings: TelemetrySettings | None = None) -> 
     if settings.enabled:
         provider.add_span_processor(BatchSpanProcessor(_exporter(settings), schedule_delay_millis=500))
     with _lock:
-        return _providers.setdefault(key, provider)
+        provider = _providers.setdefault(key, provider)
+        _by_service[service] = provider
+        return provider
+
+
+def tracer(service: str) -> trace.Tracer:
+    """The tracer a service's own code opens spans with (retrieval, model calls, scanners): from the
+    provider its broker traces with, so the spans nest under the message's and carry its service name.
+    Before the service's broker exists (a unit test, a benchmark) the global provider's: a no-op unless
+    one was installed."""
+    with _lock:
+        provider = _by_service.get(service)
+    return (provider or trace.get_tracer_provider()).get_tracer(f"ragbus.{service}")
 
 
 def flush() -> None:
@@ -134,3 +154,23 @@ def flush() -> None:
 def current_trace_id() -> str | None:
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+@contextmanager
+def recording(service: str) -> Iterator[InMemorySpanExporter]:
+    """Spans the service's own code opens (`tracer(service)`) go to memory while inside: for tests
+    that read what a use case traced. The service's previous provider comes back after."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": f"ragbus-{service}"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with _lock:
+        previous = _by_service.get(service)
+        _by_service[service] = provider
+    try:
+        yield exporter
+    finally:
+        with _lock:
+            if previous is None:
+                _by_service.pop(service, None)
+            else:
+                _by_service[service] = previous

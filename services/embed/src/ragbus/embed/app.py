@@ -18,7 +18,7 @@ from ragbus.embed.settings import EmbedSettings
 from ragbus.embed.usecases import EmbedDeps
 from ragbus.vectors.sparse import Bm25Encoder
 
-SERVICE = "embed"
+SERVICE = usecases.SERVICE
 
 
 async def open_deps(settings: EmbedSettings, clients: Clients) -> EmbedDeps:

@@ -8,15 +8,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
+
 from ragbus.common.envelope import Envelope
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import DocsChunked, DocsIndexed
 from ragbus.common.logging import get_logger
+from ragbus.common.telemetry import tracer
 from ragbus.embed import domain
 from ragbus.vectors.errors import DimensionMismatch, InputRejected
 from ragbus.vectors.ports import Embedder, VectorStore
 from ragbus.vectors.sparse import Bm25Encoder
 
+SERVICE = "embed"
 log = get_logger("ragbus.embed")
 
 
@@ -72,17 +77,27 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
 async def _write(deps: EmbedDeps, chunked: DocsChunked, tenant: str) -> int:
     try:
         inputs = domain.embedding_inputs(chunked, with_title=deps.with_title)
-        vectors = await deps.embedder.embed_documents(inputs)
-        sparse = [deps.bm25.document(text) for text in inputs] if deps.bm25 is not None else None
+        attributes: dict[str, AttributeValue] = {
+            "ragbus.embed.model": deps.embedder.name,
+            "ragbus.embed.chunks": len(inputs),
+        }
+        with _tracer().start_as_current_span("embed batch", attributes=attributes):
+            vectors = await deps.embedder.embed_documents(inputs)
+            sparse = [deps.bm25.document(text) for text in inputs] if deps.bm25 is not None else None
         points = domain.chunk_points(chunked, tenant, vectors, sparse)
-        await deps.store.ensure(len(points[0].vector))
-        return await deps.store.upsert(points)
+        with _tracer().start_as_current_span("upsert", attributes={"ragbus.embed.points": len(points)}):
+            await deps.store.ensure(len(points[0].vector))
+            return await deps.store.upsert(points)
     except InputRejected as exc:
         raise PoisonMessage(f"the embedding model refuses a chunk of this part: {exc}") from exc
     except DimensionMismatch as exc:
         # Every document would fail the same way until the store or the model changes; the dead
         # letters keep them whole for a replay once it is fixed.
         raise PoisonMessage(str(exc)) from exc
+
+
+def _tracer() -> trace.Tracer:
+    return tracer(SERVICE)
 
 
 def _ms_since(started: float) -> float:

@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any, Literal
 
 from ragbus.common.events import Verdict
+from ragbus.common.telemetry import tracer
 from ragbus.guard.policy import Category, Policies, Rule, TenantPolicy
 from ragbus.guard.ports import InputResult, PromptScorer
 from ragbus.guard.settings import InputPolicy
@@ -225,10 +226,12 @@ class _Scan:
         return max(self.scores.values(), default=0.0)
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    result = fn()
-    return result, (time.perf_counter() - started) * 1000
+def _timed(scanner: str, fn: Callable[[], Any]) -> tuple[Any, float]:
+    """`fn()` and its time in ms, traced as a span of the guard (under the request's input stage)."""
+    with tracer("guard").start_as_current_span(f"scan {scanner}"):
+        started = time.perf_counter()
+        result = fn()
+        return result, (time.perf_counter() - started) * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +271,7 @@ def _verdict(check: str, scan: _Scan, policy: TenantPolicy, category: Category, 
 
 
 def _injection_verdict(text: str, policy: TenantPolicy) -> Verdict:
-    patterns, ms = _timed(lambda: score_injection(text))
+    patterns, ms = _timed("injection/patterns", lambda: score_injection(text))
     found = _Scan(details={"techniques": list(patterns.techniques)})
     found.add("patterns", patterns.score, ms)
     return _verdict(
@@ -291,7 +294,7 @@ def _learned(text: str, scanners: Scanners) -> tuple[_Scan, _Scan]:
     for scan in (attack, harmful):
         scan.details["deobfuscated"] = alt is not None
     for classifier in scanners.classifiers:
-        found, ms = _timed(partial(classifier.scores, texts))
+        found, ms = _timed(f"classifier/{classifier.name}", partial(classifier.scores, texts))
         scores = {k: max(s.get(k, 0.0) for s in found) for k in found[0]}
         if "attack" in scores:
             attack.add(classifier.name, scores["attack"], ms)
@@ -325,7 +328,7 @@ def check_input(
     for category, check, find in _DATA_CHECKS:
         if policy.rule(category).action == "allow":
             continue
-        spans, ms = _timed(partial(find, scan, scanners))
+        spans, ms = _timed(f"{check}/detector", partial(find, scan, scanners))
         kinds = Counter(s.kind for s in spans)
         found = _Scan(details={"counts": dict(kinds)})
         found.add("detector", max((getattr(s, "score", 1.0) for s in spans), default=0.0), ms)
@@ -351,7 +354,7 @@ _DATA_CHECKS: tuple[tuple[Category, str, Callable[[str, Scanners], Sequence[Loca
 def _gibberish(text: str) -> _Scan:
     from ragbus.shields.gibberish import gibberish_score
 
-    result, ms = _timed(lambda: gibberish_score(text))
+    result, ms = _timed("gibberish/char-lm", lambda: gibberish_score(text))
     found = _Scan(details={"window": result.window})
     found.add("char-lm", result.score, ms)
     return found

@@ -19,10 +19,11 @@ from ragbus.common.events import (
     QueriesAccepted,
     QueriesRejected,
     QueriesSubmitted,
+    StageTiming,
 )
 from ragbus.common.logging import get_logger
-from ragbus.common.timing import Stopwatch
-from ragbus.guard.ports import InputGuard, OutputGuard
+from ragbus.common.timing import stage
+from ragbus.guard.ports import InputGuard, InputResult, OutputGuard, OutputResult
 
 SERVICE = "guard"
 INPUT_STAGE = "guard.input"
@@ -41,10 +42,11 @@ async def screen_question(deps: GuardDeps, event: Envelope[QueriesSubmitted]) ->
     """`queries.accepted` (the question redacted where the tenant's policy says so), or
     `queries.rejected` and the `answers.completed` that tells the user why."""
     q = event.data
-    watch = Stopwatch(INPUT_STAGE, SERVICE)
-    # The classifiers are CPU work (milliseconds): off the event loop, so heartbeats keep flowing.
-    result = await asyncio.to_thread(deps.input.check, q.question, event.tenantid)
-    stages = [watch.stop()]
+    stages: list[StageTiming] = []
+    with stage(INPUT_STAGE, SERVICE, stages, **{"ragbus.query_id": q.query_id}) as span:
+        # The classifiers are CPU work (milliseconds): off the event loop, so heartbeats keep flowing.
+        result = await asyncio.to_thread(deps.input.check, q.question, event.tenantid)
+        span.set_attributes({"ragbus.guard.passed": result.passed, "ragbus.guard.failed": _failed(result)})
     ids = {"query_id": q.query_id, "conversation_id": q.conversation_id}
     if result.passed:
         return [
@@ -82,9 +84,10 @@ def screen_answer(deps: GuardDeps, event: Envelope[AnswersDrafted]) -> AnswersCo
             query_id=d.query_id, conversation_id=d.conversation_id, status="answered", answer="",
             cascade=d.cascade, stages=d.stages, retrieved=d.retrieved,
         )  # fmt: skip
-    watch = Stopwatch(OUTPUT_STAGE, SERVICE)
-    result = deps.output.check(d)
-    stages = [*d.stages, watch.stop()]
+    stages = list(d.stages)
+    with stage(OUTPUT_STAGE, SERVICE, stages, **{"ragbus.query_id": d.query_id}) as span:
+        result = deps.output.check(d)
+        span.set_attributes({"ragbus.guard.status": result.status, "ragbus.guard.failed": _failed(result)})
     if result.status == "blocked":
         failed = [v for v in result.verdicts if not v.passed]
         log.info(
@@ -98,3 +101,7 @@ def screen_answer(deps: GuardDeps, event: Envelope[AnswersDrafted]) -> AnswersCo
         reason=result.reason, citations=result.citations, verdicts=result.verdicts, cascade=d.cascade,
         stages=stages,
     )  # fmt: skip
+
+
+def _failed(result: InputResult | OutputResult) -> list[str]:
+    return [v.check for v in result.verdicts if not v.passed]

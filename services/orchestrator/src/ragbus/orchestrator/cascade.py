@@ -25,9 +25,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from opentelemetry import trace
+
 from ragbus.common.events import Cascade, Citation, QueryOptions, TierAttempt
+from ragbus.common.telemetry import tracer
 from ragbus.orchestrator.citations import parse_citations
 from ragbus.orchestrator.extractive import ExtractiveAnswer, extract_answer
 from ragbus.orchestrator.ports import ChatModel, ChatRejectedError
@@ -152,10 +156,35 @@ class _Run:
     attempts: list[TierAttempt] = field(default_factory=list)
     drafts: list[Draft] = field(default_factory=list)
 
+    def record(self, attempt: TierAttempt) -> None:
+        """Keep the attempt for the event, and put it on the current span (the tier's) for traces."""
+        self.attempts.append(attempt)
+        span = trace.get_current_span()
+        span.set_attributes(
+            {
+                "ragbus.tier": attempt.tier,
+                "ragbus.tier.name": attempt.name,
+                "ragbus.tier.accepted": attempt.accepted,
+                "ragbus.tier.reason": attempt.reason[:500],
+                "ragbus.tier.cost_usd": attempt.cost_usd,
+                "ragbus.tier.prompt_tokens": attempt.prompt_tokens,
+                "ragbus.tier.completion_tokens": attempt.completion_tokens,
+            }
+        )
+        if attempt.prompt:
+            span.set_attribute("ragbus.prompt", attempt.prompt)
+        if attempt.error:
+            span.set_attribute("error.type", attempt.error.split(":", 1)[0])
+
     def result(self, draft: Draft, reason: str) -> CascadeResult:
         return CascadeResult(
             draft.text, draft.citations, Cascade(tier=draft.tier, reason=reason, attempts=self.attempts)
         )
+
+
+def _span(tier: int, name: str) -> AbstractContextManager[trace.Span]:
+    """The span of one tier's attempt (its model call nests under it); `_Run.record` fills it in."""
+    return tracer("orchestrator").start_as_current_span(f"cascade tier {tier} ({name})")
 
 
 def _ms(start: float) -> float:
@@ -250,9 +279,7 @@ def _extractive(
     accepted, why = judge_extractive(question, ex, policy)
     if skip:
         accepted, why = False, skip
-    run.attempts.append(
-        TierAttempt(tier=0, name="extractive", accepted=accepted, reason=why, latency_ms=_ms(start))
-    )
+    run.record(TierAttempt(tier=0, name="extractive", accepted=accepted, reason=why, latency_ms=_ms(start)))
     if ex.text:
         run.drafts.append(Draft(0, ex.text, ex.citations))
     return accepted, why
@@ -269,7 +296,7 @@ async def _chat(
     except ChatRejectedError as exc:
         status = f"HTTP {exc.status}" if exc.status else "rejected"
         why = f"the model server refused this request for good ({status})"
-        run.attempts.append(
+        run.record(
             TierAttempt(
                 tier=n,
                 name=tier.name,
@@ -287,7 +314,7 @@ async def _chat(
         accepted, why = False, unsupported
     if accepted and parsed.note():
         why += f"; {parsed.note()}"
-    run.attempts.append(
+    run.record(
         TierAttempt(
             tier=n,
             name=tier.name,
@@ -352,14 +379,16 @@ async def run_cascade(
             if first
             else None
         )
-        accepted, why = _extractive(question, hits, policy, skip, run)
+        with _span(0, "extractive"):
+            accepted, why = _extractive(question, hits, policy, skip, run)
         if accepted:
             return run.result(run.drafts[-1], f"tier 0 (extractive) accepted: {why}")
         if not skip:
             escalated.append(f"tier 0: {why}")
 
     for n in range(max(first, 1), top + 1):
-        accepted, why = await _chat(n, tiers[n - 1], question, hits, policy, run)
+        with _span(n, names[n]):
+            accepted, why = await _chat(n, tiers[n - 1], question, hits, policy, run)
         if accepted:
             past = f"; escalated past {'; '.join(escalated)}" if escalated else ""
             return run.result(run.drafts[-1], f"tier {n} ({names[n]}) accepted: {why}{past}")

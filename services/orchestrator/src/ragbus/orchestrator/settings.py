@@ -57,6 +57,9 @@ class ChatTierSettings(BaseModel):
     model: str
     name: str | None = Field(default=None, description="recorded in cascade attempts; default: `model`")
     api_key: SecretStr | None = None
+    provider: str = Field(
+        default="openai", description="`gen_ai.provider.name` on its spans (openai, llama.cpp, vllm...)"
+    )
     timeout_s: float = Field(default=60.0, gt=0)
     max_tokens: int = Field(default=256, ge=1)
     # 0: the same question over the same sources gives the same answer (reproducible, cacheable).
@@ -122,6 +125,7 @@ class OrchestratorSettings(ServiceSettings):
     chat_base_url: str = "http://127.0.0.1:8080/v1"
     chat_model: str = "smollm2-135m-instruct"
     chat_api_key: SecretStr | None = None
+    chat_provider: str = "llama.cpp"
     chat_timeout_s: float = Field(default=60.0, gt=0)
     chat_max_tokens: int = Field(default=256, ge=1)
     chat_temperature: float = Field(default=0.0, ge=0, le=2)
@@ -177,6 +181,7 @@ class OrchestratorSettings(ServiceSettings):
             base_url=self.chat_base_url,
             model=self.chat_model,
             api_key=self.chat_api_key,
+            provider=self.chat_provider,
             timeout_s=self.chat_timeout_s,
             max_tokens=self.chat_max_tokens,
             temperature=self.chat_temperature,

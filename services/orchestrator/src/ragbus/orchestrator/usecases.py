@@ -11,7 +11,7 @@ from ragbus.common.envelope import Envelope
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import AnswersDrafted, Cascade, QueriesAccepted
 from ragbus.common.logging import get_logger
-from ragbus.common.timing import Stopwatch
+from ragbus.common.timing import stage
 from ragbus.orchestrator.cascade import ChatTier, run_cascade
 from ragbus.orchestrator.citations import renumber
 from ragbus.orchestrator.expansion import Expansion, expand
@@ -44,26 +44,34 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
     expansion = Expansion()
     # A request capped at tier 0 asked for no model at all: no expansion either.
     if policy.expansion.mode != "off" and deps.chat_tiers and options.max_tier != 0:
-        clock = Stopwatch("expansion", SERVICE)
-        expansion = await expand(deps.chat_tiers[0], query.question, policy.expansion)
-        stages.append(clock.stop())
-    clock = Stopwatch("retrieval", SERVICE)
-    try:
-        retrieval = await retrieve(
-            deps.embedder,
-            deps.store,
-            tenant=event.tenantid,
-            question=query.question,
-            top_k=options.top_k or policy.top_k,
-            # A ranking asked for as such (evaluations) keeps its tail: recall at depth is the point.
-            min_score=-1.0 if options.retrieve_only else policy.min_score,
-            where=search_filter(options.doc_ids, options.where),
-            policy=policy.retrieval,
-            expansions=expansion.texts,
+        with stage("expansion", SERVICE, stages, **{"ragbus.expansion.mode": policy.expansion.mode}):
+            expansion = await expand(deps.chat_tiers[0], query.question, policy.expansion)
+    top_k = options.top_k or policy.top_k
+    with stage("retrieval", SERVICE, stages, **{"ragbus.query_id": str(query.query_id)}) as span:
+        try:
+            retrieval = await retrieve(
+                deps.embedder,
+                deps.store,
+                tenant=event.tenantid,
+                question=query.question,
+                top_k=top_k,
+                # A ranking asked for as such (evaluations) keeps its tail: recall at depth is the point.
+                min_score=-1.0 if options.retrieve_only else policy.min_score,
+                where=search_filter(options.doc_ids, options.where),
+                policy=policy.retrieval,
+                expansions=expansion.texts,
+            )
+        except InputRejected as exc:  # the embedder will never take this question
+            raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
+        span.set_attributes(
+            {
+                "ragbus.retrieval.fusion": policy.retrieval.fusion,
+                "ragbus.retrieval.top_k": top_k,
+                "ragbus.retrieval.hits": len(retrieval.hits),
+                "ragbus.retrieval.dropped": retrieval.dropped,
+                "ragbus.retrieval.top_score": round(retrieval.top_score, 4),
+            }
         )
-    except InputRejected as exc:  # the embedder will never take this question
-        raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
-    stages.append(clock.stop())
     expanded = [expansion.attempt] if expansion.attempt is not None else []
     if options.retrieve_only:
         log.info("retrieved only", retrieved=len(retrieval.hits))
@@ -81,16 +89,22 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
     # Flagged chunks (instructions planted in a document) are quoted as untrusted or dropped; every
     # retrieved chunk is still recorded in `retrieved`, with its flags.
     hits = usable(retrieval.hits, policy.flagged_sources)
-    clock = Stopwatch("generation", SERVICE)
-    result = await run_cascade(
-        query.question,
-        hits,
-        options=query.options,
-        policy=policy.cascade,
-        tiers=deps.chat_tiers,
-        dropped=len(retrieval.hits) - len(hits),
-    )
-    stages.append(clock.stop())
+    with stage("generation", SERVICE, stages) as span:
+        result = await run_cascade(
+            query.question,
+            hits,
+            options=query.options,
+            policy=policy.cascade,
+            tiers=deps.chat_tiers,
+            dropped=len(retrieval.hits) - len(hits),
+        )
+        span.set_attributes(
+            {
+                "ragbus.cascade.tier": result.cascade.tier,
+                "ragbus.cascade.attempts": len(result.cascade.attempts),
+                "ragbus.cascade.cost_usd": sum(a.cost_usd or 0.0 for a in result.cascade.attempts),
+            }
+        )
     answer, citations = renumber(result.answer, result.citations)
     cascade = result.cascade
     if expanded:

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
+from ragbus.common.telemetry import tracer
 from ragbus.orchestrator.ports import ChatMessage, ChatRejectedError, ChatResult, ChatUnavailable
 
 if TYPE_CHECKING:
@@ -41,10 +45,17 @@ class OpenAIChatModel:
         model: str,
         api_key: str | None = None,
         timeout_s: float = 60.0,
+        provider: str = "openai",
         http_client: httpx2.AsyncClient | None = None,  # tests pass one with a mock transport
     ) -> None:
         self._model = model
         self._base_url = base_url
+        self._provider = provider
+        url = urlsplit(base_url)
+        self._server: dict[str, AttributeValue] = {
+            "server.address": url.hostname or "",
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+        }
         # max_retries=0: retries live in one place, the shared middleware (with backoff, and without
         # holding a request open); a local server needs no key, but the client insists on one.
         self._client = openai.AsyncOpenAI(
@@ -58,13 +69,51 @@ class OpenAIChatModel:
     @classmethod
     def from_settings(cls, tier: ChatTierSettings) -> OpenAIChatModel:
         key = tier.api_key.get_secret_value() if tier.api_key else None
-        return cls(base_url=tier.base_url, model=tier.model, api_key=key, timeout_s=tier.timeout_s)
+        return cls(
+            base_url=tier.base_url,
+            model=tier.model,
+            api_key=key,
+            timeout_s=tier.timeout_s,
+            provider=tier.provider,
+        )
 
     @property
     def name(self) -> str:
         return self._model
 
     async def complete(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
+    ) -> ChatResult:
+        # One client span per model call, with OpenTelemetry's GenAI attributes (semantic conventions
+        # for generative AI): what was asked of which model, and the tokens it took.
+        attributes: dict[str, AttributeValue] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": self._provider,
+            "gen_ai.request.model": self._model,
+            "gen_ai.request.max_tokens": max_tokens,
+            "gen_ai.request.temperature": temperature,
+            **self._server,
+        }
+        with tracer("orchestrator").start_as_current_span(
+            f"chat {self._model}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            try:
+                result = await self._complete(messages, max_tokens=max_tokens, temperature=temperature)
+            except Exception as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+                raise
+            span.set_attributes(
+                {
+                    "gen_ai.response.model": result.model,
+                    "gen_ai.response.finish_reasons": [result.finish_reason or "unknown"],
+                    "gen_ai.usage.input_tokens": result.prompt_tokens,
+                    "gen_ai.usage.output_tokens": result.completion_tokens,
+                }
+            )
+            return result
+
+    async def _complete(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
     ) -> ChatResult:
         payload: list[ChatCompletionMessageParam] = [
