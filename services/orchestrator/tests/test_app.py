@@ -163,16 +163,37 @@ async def test_another_tenant_finds_nothing_of_acme(service: Service) -> None:
     assert service.model.calls == []
 
 
-async def test_a_model_outage_is_retried_and_answered_once_it_is_back(service: Service) -> None:
+async def test_a_model_outage_falls_back_without_holding_the_queue_and_recovers(
+    topic_prefix: str, embedder: HashingEmbedder, store: QdrantServerStore
+) -> None:
+    service = Service(
+        topic_prefix,
+        embedder,
+        store,
+        chat_retries=1,
+        chat_retry_backoff_s=0.01,
+        chat_breaker_failures=2,
+        chat_breaker_cooldown_s=0.5,
+    )
     service.model.down = True
-    asyncio.get_running_loop().call_later(0.3, setattr, service.model, "down", False)
     async with service.harness:
-        answer = (await service.ask("Why was the Eiffel Tower built?")).data
+        first = (await service.ask("Why was the Eiffel Tower built?")).data
+        second = (await service.ask("Why was the Eiffel Tower built?")).data
+        calls = len(service.model.calls)
+        skipped = (await service.ask("Why was the Eiffel Tower built?")).data  # the breaker is open
+        service.model.down = False
+        await asyncio.sleep(0.6)  # past the cooldown: the next question probes the model, which is back
+        back = (await service.ask("Why was the Eiffel Tower built?")).data
 
-    assert len(service.model.calls) > 1  # failed while down, then succeeded
-    assert answer.cascade.tier == 1
-    assert answer.citations
-    assert len(service.drafted) == 1
+    assert calls == 4  # two questions, a call and a retry each; the third question made none
+    assert len(service.model.calls) == 5
+    for answer in (first, second, skipped):
+        assert answer.cascade.tier == 0  # answered from the documents, and says why
+        assert "kept the answer of tier 0" in answer.cascade.reason
+    assert first.cascade.attempts[1].error == "ChatUnavailable: fake-chat: connection refused"
+    assert skipped.cascade.attempts[1].error == "unavailable (circuit open)"
+    assert back.cascade.tier == 1
+    assert back.citations
     assert service.dead == []
 
 

@@ -7,9 +7,11 @@ import pytest
 from ragbus.common.events import QueryOptions
 from ragbus.orchestrator.cascade import (
     NOT_FOUND,
+    UNAVAILABLE,
     CascadePolicy,
     CascadeResult,
     ChatTier,
+    FailurePolicy,
     is_degenerate,
     is_refusal,
     judge_extractive,
@@ -17,7 +19,6 @@ from ragbus.orchestrator.cascade import (
     run_cascade,
 )
 from ragbus.orchestrator.extractive import ExtractiveAnswer
-from ragbus.orchestrator.ports import ChatUnavailable
 from ragbus.orchestrator.prompts import RAG_ANSWER_V1
 from ragbus.orchestrator.testing import FakeChatModel, make_hit
 
@@ -248,11 +249,69 @@ async def test_an_answer_of_citation_markers_only_is_not_accepted() -> None:
     assert (yes.cascade.tier, yes.answer) == (1, "Yes [1].")  # short, but an answer
 
 
-async def test_a_model_outage_propagates_for_the_message_to_be_retried() -> None:
+FAST_FAILURES = CascadePolicy(
+    accept_min_score=0.5,
+    accept_min_coverage=0.6,
+    failures=FailurePolicy(retries=2, backoff_s=0.001, breaker_failures=2, breaker_cooldown_s=60),
+)
+
+
+async def test_an_outage_is_retried_then_the_cascade_falls_back_and_says_so() -> None:
     model = FakeChatModel()
     model.down = True
-    with pytest.raises(ChatUnavailable):
-        await ask("Why was the Eiffel Tower built?", model)
+    r = await ask("Why was the Eiffel Tower built?", model, policy=FAST_FAILURES)
+
+    assert len(model.calls) == 3  # the first call and two retries
+    assert r.cascade.tier == 0  # tier 0's answer, kept as the fallback
+    assert r.answer.startswith("The Eiffel Tower is a wrought-iron lattice tower")
+    failed = r.cascade.attempts[1]
+    assert (failed.tier, failed.accepted) == (1, False)
+    assert failed.error is not None
+    assert failed.error.startswith("ChatUnavailable: fake-chat: connection refused")
+    assert "unavailable (3 calls failed" in failed.reason
+    assert "unavailable" in r.cascade.reason
+    assert "kept the answer of tier 0" in r.cascade.reason
+
+
+async def test_a_failed_tier_is_passed_over_for_the_next_one_up() -> None:
+    small, big = FakeChatModel(name="small"), FakeChatModel("Built for the fair [1].", name="big")
+    small.down = True
+    r = await ask("Why was the Eiffel Tower built?", tiers=[tier(small), tier(big)], policy=FAST_FAILURES)
+    assert (r.cascade.tier, r.answer) == (2, "Built for the fair [1].")
+    assert [a.accepted for a in r.cascade.attempts] == [False, False, True]
+    assert "escalated past" in r.cascade.reason
+    assert "tier 1: the model server is unavailable" in r.cascade.reason
+
+
+async def test_a_tier_down_for_several_requests_is_skipped_until_its_cooldown_ends() -> None:
+    model = FakeChatModel()
+    model.down = True
+    tiers = [tier(model)]
+    for _ in range(2):  # breaker_failures=2: two requests find it down...
+        await ask("Why was the Eiffel Tower built?", tiers=tiers, policy=FAST_FAILURES)
+    calls = len(model.calls)
+    model.down = False
+    r = await ask("Why was the Eiffel Tower built?", tiers=tiers, policy=FAST_FAILURES)
+    assert len(model.calls) == calls  # ...so the third does not call it at all
+    assert r.cascade.attempts[1].error == "unavailable (circuit open)"
+    assert "skipped: the model server failed 2 requests in a row" in r.cascade.attempts[1].reason
+
+    tiers[0].health.open_until = 0.0  # the cooldown is over: one request probes it, and it is back
+    r = await ask("Why was the Eiffel Tower built?", tiers=tiers, policy=FAST_FAILURES)
+    assert r.cascade.tier == 1
+    assert tiers[0].health.failures == 0
+
+
+async def test_nothing_to_fall_back_on_says_the_model_is_unavailable_not_that_nothing_was_found() -> None:
+    model = FakeChatModel()
+    model.down = True
+    r = await ask("Why was the Eiffel Tower built?", model, policy=FAST_FAILURES, min_tier=1, max_tier=1)
+    # min_tier=1: tier 0 ran as a fallback only; it did answer, so its answer is kept
+    assert r.cascade.tier == 0
+    unrelated = [make_hit("Bananas are rich in potassium.", 0.6)]
+    r = await ask("Why was the Eiffel Tower built?", model, hits=unrelated, policy=FAST_FAILURES)
+    assert r.answer == UNAVAILABLE
+    assert "no tier produced an answer" in r.cascade.reason
 
 
 async def test_a_refusing_tier_1_escalates_to_tier_2_which_costs_what_it_is_priced() -> None:

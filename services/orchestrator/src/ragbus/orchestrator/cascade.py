@@ -16,12 +16,17 @@ Tier 0 is extractive (no model). Tiers 1, 2, ... are chat models, in the order c
 - The cascade never goes above `options.max_tier`, nor above the last configured tier. When no tier is
   accepted, the answer of the highest tier that produced a usable one is kept, and the reason says so.
 
-Outages of a chat model (connection, timeout, 5xx, rate limit) are not handled here: they propagate so
-that the whole message is retried once the model server is back.
+A failure is not an escalation. An unavailable chat tier (connection refused, timeout, 5xx, rate limit,
+a misconfigured endpoint) is called again `FailurePolicy.retries` times with backoff; then the cascade
+goes on without it (the next tier up, else the best answer a lower tier gave) and the attempt records
+the error. A tier that failed `breaker_failures` requests in a row is skipped outright for
+`breaker_cooldown_s` (a circuit breaker), so an outage costs each question nothing rather than a
+timeout, and a question capped at tier 0 never waits behind one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Sequence
@@ -34,7 +39,7 @@ from ragbus.common.events import Cascade, Citation, QueryOptions, TierAttempt
 from ragbus.common.telemetry import tracer
 from ragbus.orchestrator.citations import parse_citations
 from ragbus.orchestrator.extractive import ExtractiveAnswer, extract_answer
-from ragbus.orchestrator.ports import ChatModel, ChatRejectedError
+from ragbus.orchestrator.ports import ChatModel, ChatRejectedError, ChatUnavailable
 from ragbus.orchestrator.prompts import PromptTemplate
 from ragbus.orchestrator.text import word_count
 from ragbus.orchestrator.untrusted import FlaggedSources
@@ -43,6 +48,10 @@ from ragbus.vectors.ports import Hit
 
 NOT_FOUND = "I could not find this in the indexed documents."
 NO_ANSWER = "I could not produce an answer from the indexed documents."
+UNAVAILABLE = (
+    "The language model is unavailable right now and the indexed documents alone do not answer this. "
+    "Please try again later."
+)
 
 # What makes a question ask for reasoning or synthesis, which quoting the best sentences cannot give:
 # an imperative that opens the request ("Explain ...", "Could you compare ..."), `why` / `how` (but not
@@ -99,6 +108,16 @@ def is_degenerate(text: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class FailurePolicy:
+    """What an unavailable chat tier may cost a request, and when to stop asking it."""
+
+    retries: int = 1  # further calls after the first fails, `backoff_s` apart (doubling)
+    backoff_s: float = 0.5
+    breaker_failures: int = 3  # requests in a row that found the tier down before it is skipped...
+    breaker_cooldown_s: float = 30.0  # ...for this long; then one request probes it again
+
+
+@dataclass(frozen=True, slots=True)
 class CascadePolicy:
     extractive: bool = True
     max_sentences: int = 3
@@ -109,6 +128,29 @@ class CascadePolicy:
     flagged_sources: FlaggedSources = "quote"
     # A chat answer's sentences supported by the sources they cite, at least this share (0: not checked).
     accept_min_support: float = 0.75
+    failures: FailurePolicy = field(default_factory=FailurePolicy)
+
+
+@dataclass(slots=True)
+class TierHealth:
+    """A chat tier's circuit breaker: consecutive requests that found it down, and until when it is
+    skipped. Shared by the requests of one process (a per-replica view is enough to shed the load)."""
+
+    failures: int = 0
+    open_until: float = 0.0  # time.monotonic() before which the tier is not called
+    last_error: str | None = None
+
+    def closed(self, now: float) -> bool:
+        return now >= self.open_until
+
+    def failed(self, error: str, policy: FailurePolicy, now: float) -> None:
+        self.failures += 1
+        self.last_error = error
+        if self.failures >= policy.breaker_failures:
+            self.open_until = now + policy.breaker_cooldown_s
+
+    def succeeded(self) -> None:
+        self.failures, self.open_until, self.last_error = 0, 0.0, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +165,7 @@ class ChatTier:
     price_prompt_per_1k: float = 0.0
     price_completion_per_1k: float = 0.0
     label: str | None = None  # the name recorded in attempts; the model's own name by default
+    health: TierHealth = field(default_factory=TierHealth, compare=False)
 
     @property
     def name(self) -> str:
@@ -155,6 +198,7 @@ class CascadeResult:
 class _Run:
     attempts: list[TierAttempt] = field(default_factory=list)
     drafts: list[Draft] = field(default_factory=list)
+    outages: int = 0  # chat tiers that could not be reached
 
     def record(self, attempt: TierAttempt) -> None:
         """Keep the attempt for the event, and put it on the current span (the tier's) for traces."""
@@ -285,28 +329,59 @@ def _extractive(
     return accepted, why
 
 
+def _failed_attempt(n: int, tier: ChatTier, why: str, start: float, error: str) -> TierAttempt:
+    return TierAttempt(
+        tier=n,
+        name=tier.name,
+        accepted=False,
+        reason=why,
+        prompt=tier.prompt.id,
+        latency_ms=_ms(start),
+        error=error[:1000],
+    )
+
+
 async def _chat(
     n: int, tier: ChatTier, question: str, hits: Sequence[Hit], policy: CascadePolicy, run: _Run
 ) -> tuple[bool, str]:
     start = time.perf_counter()
     flagged = policy.flagged_sources
     messages = tier.prompt.render(question, hits, max_source_chars=tier.max_source_chars, flagged=flagged)
-    try:
-        result = await tier.model.complete(messages, max_tokens=tier.max_tokens, temperature=tier.temperature)
-    except ChatRejectedError as exc:
-        status = f"HTTP {exc.status}" if exc.status else "rejected"
-        why = f"the model server refused this request for good ({status})"
-        run.record(
-            TierAttempt(
-                tier=n,
-                name=tier.name,
-                accepted=False,
-                reason=why,
-                prompt=tier.prompt.id,
-                latency_ms=_ms(start),
-                error=f"{type(exc).__name__}: {exc}"[:1000],
-            )
+    failures, health = policy.failures, tier.health
+    if not health.closed(time.monotonic()):
+        why = (
+            f"skipped: the model server failed {health.failures} requests in a row "
+            f"(last: {health.last_error}); it is tried again in "
+            f"{max(health.open_until - time.monotonic(), 0):.0f} s"
         )
+        run.record(_failed_attempt(n, tier, why, start, "unavailable (circuit open)"))
+        run.outages += 1
+        return False, why
+    outage: ChatUnavailable | None = None
+    for attempt in range(failures.retries + 1):
+        if attempt:
+            await asyncio.sleep(failures.backoff_s * 2 ** (attempt - 1))
+        try:
+            result = await tier.model.complete(
+                messages, max_tokens=tier.max_tokens, temperature=tier.temperature
+            )
+        except ChatRejectedError as exc:
+            status = f"HTTP {exc.status}" if exc.status else "rejected"
+            why = f"the model server refused this request for good ({status})"
+            run.record(_failed_attempt(n, tier, why, start, f"{type(exc).__name__}: {exc}"))
+            return False, why
+        except ChatUnavailable as exc:
+            outage = exc
+            continue
+        health.succeeded()
+        break
+    else:
+        assert outage is not None
+        health.failed(str(outage)[:300], failures, time.monotonic())
+        calls = failures.retries + 1
+        why = f"the model server is unavailable ({calls} call{'s' * (calls > 1)} failed: {str(outage)[:300]})"
+        run.record(_failed_attempt(n, tier, why, start, f"{type(outage).__name__}: {outage}"))
+        run.outages += 1
         return False, why
     parsed = parse_citations(result.text, hits, flagged)
     accepted, why = judge_chat(parsed.text, len(hits), result.finish_reason)
@@ -416,4 +491,6 @@ async def run_cascade(
         return run.result(
             run.drafts[-1], f"no tier was accepted ({tried}); kept the model's own reply{capped}"
         )
-    return run.result(Draft(top, NO_ANSWER, []), f"no tier produced an answer ({tried}){capped}")
+    # Nothing to show because a model was down is not "the documents cannot answer this".
+    text = UNAVAILABLE if run.outages else NO_ANSWER
+    return run.result(Draft(top, text, []), f"no tier produced an answer ({tried}){capped}")

@@ -36,7 +36,7 @@ class ChatRejectedError(RagbusError):
 
     Sending it again cannot succeed, so the cascade falls back to a lower tier's answer instead of
     retrying. An outage (connection refused, timeout, 5xx, rate limit) is *not* this: it is
-    `ChatUnavailable`, and the shared middleware retries the message until the server is back.
+    `ChatUnavailable`, called again a bounded number of times before the cascade goes on without it.
     """
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
@@ -46,7 +46,7 @@ class ChatRejectedError(RagbusError):
 
 class ChatUnavailable(DependencyUnavailable):
     """The chat endpoint cannot serve right now (down, overloaded, rate limited, or misconfigured):
-    the shared middleware retries the message until it can."""
+    worth calling again later (ragbus.orchestrator.cascade.FailurePolicy says how often)."""
 
 
 @runtime_checkable

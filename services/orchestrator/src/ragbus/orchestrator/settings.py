@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import SettingsConfigDict
 
 from ragbus.common.settings import ServiceSettings
-from ragbus.orchestrator.cascade import CascadePolicy
+from ragbus.orchestrator.cascade import CascadePolicy, FailurePolicy
 from ragbus.orchestrator.expansion import ExpansionMode, ExpansionPolicy
 from ragbus.orchestrator.prompts import PROMPTS
 from ragbus.orchestrator.retrieval import RetrievalPolicy
@@ -135,6 +135,14 @@ class OrchestratorSettings(ServiceSettings):
     chat_max_source_chars: int = Field(default=6000, ge=200)
     # Tiers 2, 3, ...: escalated to in order, after tier 1.
     extra_chat_tiers: list[ChatTierSettings] = Field(default_factory=list)
+    # An unavailable chat tier (down, timing out, 5xx, rate limited): called again this many times with
+    # backoff, then the cascade goes on without it and the answer says so (ragbus.orchestrator.cascade).
+    chat_retries: int = Field(default=1, ge=0, le=5)
+    chat_retry_backoff_s: float = Field(default=0.5, ge=0)
+    chat_breaker_failures: int = Field(
+        default=3, ge=1, description="requests in a row that found a tier down before it is skipped"
+    )
+    chat_breaker_cooldown_s: float = Field(default=30.0, gt=0, description="how long it is then skipped")
 
     vectors: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
@@ -170,6 +178,12 @@ class OrchestratorSettings(ServiceSettings):
                 accept_min_coverage=self.accept_min_coverage,
                 flagged_sources=self.flagged_sources,
                 accept_min_support=self.accept_min_support,
+                failures=FailurePolicy(
+                    retries=self.chat_retries,
+                    backoff_s=self.chat_retry_backoff_s,
+                    breaker_failures=self.chat_breaker_failures,
+                    breaker_cooldown_s=self.chat_breaker_cooldown_s,
+                ),
             ),
         )
 

@@ -2,11 +2,11 @@
 
 Errors, sorted by what retrying can change:
 - outage (connection refused, timeout, 5xx, 429 rate limit) and a misconfigured endpoint (401/403 bad
-  key, 404 unknown model, 408/409): `ChatUnavailable`, a `DependencyUnavailable`, so the shared
-  middleware retries the message until the server (or the operator) fixes it, rather than silently
-  downgrading every answer to a lower tier;
+  key, 404 unknown model, 408/409): `ChatUnavailable`. The cascade calls again with backoff, then goes on
+  without the tier (the answer's cascade names the error), and its circuit breaker skips the tier while
+  it stays down: a model outage never holds the queue;
 - any other 4xx (400 prompt too long, 413, 422): this request can never succeed: `ChatRejectedError`, and
-  the cascade falls back.
+  the cascade falls back at once.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class OpenAIChatModel:
             "server.address": url.hostname or "",
             "server.port": url.port or (443 if url.scheme == "https" else 80),
         }
-        # max_retries=0: retries live in one place, the shared middleware (with backoff, and without
-        # holding a request open); a local server needs no key, but the client insists on one.
+        # max_retries=0: retries live in one place, the cascade's FailurePolicy (bounded, with a circuit
+        # breaker); a local server needs no key, but the client insists on one.
         self._client = openai.AsyncOpenAI(
             base_url=base_url,
             api_key=api_key or "unused",
