@@ -18,6 +18,12 @@ FILES = {  # file -> (attack, harmful)
     "subtle-safe": (0, 0),
     "roleplay-attacks": (1, 1),
     "roleplay-safe": (0, 0),
+    "contrasts-unsafe": (0, 1),
+    "contrasts-safe": (0, 0),
+    "frames-attacks": (1, 1),
+    "frames-safe": (0, 0),
+    "privacy-unsafe": (0, 1),
+    "privacy-safe": (0, 0),
 }
 
 

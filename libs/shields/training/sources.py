@@ -288,6 +288,14 @@ def handwritten(data: Path) -> Iterator[Example]:
         ("subtle-safe", 0, 0),
         ("roleplay-attacks", 1, 1),
         ("roleplay-safe", 0, 0),
+        # Second round: paired contrasts (history, safe contexts, discrimination, targets), role-play and
+        # persona frames around ordinary and harmful requests, privacy requests and their safe twins.
+        ("contrasts-unsafe", 0, 1),
+        ("contrasts-safe", 0, 0),
+        ("frames-attacks", 1, 1),
+        ("frames-safe", 0, 0),
+        ("privacy-unsafe", 0, 1),
+        ("privacy-safe", 0, 0),
     )
     for name, attack, harmful in sets:
         kind = "other"

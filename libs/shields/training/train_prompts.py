@@ -43,7 +43,13 @@ LABELS = ("attack", "harmful")
 CAPS = {"s-labs": 4000, "chitchat": 2000, "chatterbot-intl": 2000}
 # The hand-written short requests (sources.handwritten) are few beside the rest; the transformer sees
 # each of them this many times an epoch.
-HANDWRITTEN_SOURCES = ("subtle-unsafe/", "subtle-safe/", "roleplay-attacks/", "roleplay-safe/")
+HANDWRITTEN_SOURCES = tuple(
+    f"{name}/"
+    for name in (
+        "subtle-unsafe", "subtle-safe", "roleplay-attacks", "roleplay-safe",
+        "contrasts-unsafe", "contrasts-safe", "frames-attacks", "frames-safe", "privacy-unsafe", "privacy-safe",
+    )
+)  # fmt: skip
 REPEAT = 4
 
 
