@@ -15,7 +15,7 @@ import pytest
 
 from ragbus.common.ids import record_id
 from ragbus.vectors.errors import DimensionMismatch, InputRejected, VectorStoreError
-from ragbus.vectors.ports import ChunkPoint, SearchFilter, VectorStore
+from ragbus.vectors.ports import ANY, ChunkPoint, SearchFilter, VectorStore
 from ragbus.vectors.sparse import Bm25Encoder
 
 DIM = 8
@@ -190,6 +190,24 @@ class TestVectorStoreContract:
         assert await store.count("acme", "d1") == 0
         assert [h.doc_id for h in await store.search("acme", unit(1), 10)] == ["d2"]
         assert await store.delete_document("acme", "d1") == 0
+
+    async def test_delete_where_removes_what_the_filter_admits_in_one_tenant_only(
+        self, store: VectorStore
+    ) -> None:
+        await store.ensure(DIM)
+        tagged = [
+            point(tenant, f"a{i}", 0, unit(1.0, 0.1 * i), metadata={"sources": sources})
+            for tenant in ("acme", "globex")
+            for i, sources in enumerate((["d1", "d2"], ["d2"], ["d3"]))
+        ]
+        await store.upsert(tagged)
+        assert await store.delete_where("acme", SearchFilter(metadata={"sources": ["d2"]})) == 2
+        assert {h.doc_id for h in await store.search("acme", unit(1), 10)} == {"a2"}
+        assert await store.count("globex") == 3  # another tenant's points with the same tags stay
+        assert await store.delete_where("acme", SearchFilter(metadata={"sources": []})) == 0
+        assert await store.delete_where("acme", SearchFilter(doc_ids=["a2"])) == 1
+        assert await store.count("acme") == 0
+        assert await store.delete_where("globex", ANY) == 3
 
     async def test_search_within_given_documents(self, store: VectorStore) -> None:
         await store.ensure(DIM)

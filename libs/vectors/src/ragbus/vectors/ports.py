@@ -159,6 +159,10 @@ class VectorStore(Protocol):
         """Remove every point of the document. Returns how many."""
         ...
 
+    async def delete_where(self, tenant: str, where: SearchFilter) -> int:
+        """Remove the tenant's points that pass `where` (`ANY`: all of the tenant's). Returns how many."""
+        ...
+
     async def search(
         self,
         tenant: str,

@@ -277,6 +277,11 @@ class EdgeVectorStore:
     async def delete_document(self, tenant: str, doc_id: str) -> int:
         return await self._run(self._on_delete, _filter(tenant, doc_id))
 
+    async def delete_where(self, tenant: str, where: SearchFilter) -> int:
+        if where.matches_nothing:
+            return 0
+        return await self._run(self._on_delete, _filter(tenant, where=where))
+
     def _on_delete(self, entry: _Shard, where: qe.Filter) -> int:
         shard = self._open(entry, None)
         if shard is None:

@@ -240,6 +240,13 @@ class QdrantServerStore:
         assert where is not None
         return await self._delete(where)
 
+    async def delete_where(self, tenant: str, where: SearchFilter) -> int:
+        if where.matches_nothing:
+            return 0
+        found = _filter(tenant, where=where)
+        assert found is not None
+        return await self._delete(found)
+
     async def search(
         self,
         tenant: str,
