@@ -113,10 +113,12 @@ async def main() -> None:
     print(f"bus {kafka.bootstrap}, consumer fetch wait as configured in the running services")
     async with RagbusClient(kafka, tenant=args.tenant, source="ragbus/bench") as client:
         if args.max_tier is None:
-            await run("default cascade", client, args.rounds, QueryOptions())
-            await run("tier 0 only (max_tier=0)", client, args.rounds, QueryOptions(max_tier=0))
+            # cache=False: every round measures the pipeline, not the semantic cache's earlier answers.
+            await run("default cascade", client, args.rounds, QueryOptions(cache=False))
+            await run("tier 0 only (max_tier=0)", client, args.rounds, QueryOptions(max_tier=0, cache=False))
         else:
-            await run(f"max_tier={args.max_tier}", client, args.rounds, QueryOptions(max_tier=args.max_tier))
+            only = QueryOptions(max_tier=args.max_tier, cache=False)
+            await run(f"max_tier={args.max_tier}", client, args.rounds, only)
 
 
 if __name__ == "__main__":

@@ -193,6 +193,8 @@ def test_configurations_parse_to_request_options() -> None:
     assert parse_configs("0, 1,cascade,1") == ["0", "1", "cascade"]
     assert (options_for("1").min_tier, options_for("1").max_tier) == (1, 1)
     assert (options_for("cascade").min_tier, options_for("cascade").max_tier) == (None, None)
+    assert not options_for("cascade").cache  # measured afresh, never from an earlier run's answers
+    assert not options_for("0").cache
     with pytest.raises(ValueError, match="'gpt'"):
         parse_configs("0,gpt")
     with pytest.raises(ValueError, match="at least one"):

@@ -13,14 +13,24 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
-from ragbus.common.events import AnswersDrafted, QueriesAccepted, QueryOptions, StageTiming
+from ragbus.common.events import (
+    AnswersCompleted,
+    AnswersDrafted,
+    DocsIndexed,
+    QueriesAccepted,
+    QueryOptions,
+    StageTiming,
+)
 from ragbus.common.settings import RetrySettings
 from ragbus.common.telemetry import recording
 from ragbus.common.testing import Harness, Received, component_settings
 from ragbus.common.topics import ANSWERS_DRAFTED, QUERIES_ACCEPTED, Topics
+from ragbus.orchestrator.adapters.answer_cache import VectorAnswerCache
+from ragbus.orchestrator.adapters.memory_store import VectorConversationMemory
 from ragbus.orchestrator.app import create_app
 from ragbus.orchestrator.cascade import NOT_FOUND, ChatTier
 from ragbus.orchestrator.prompts import RAG_ANSWER_V1
+from ragbus.orchestrator.semantic_cache import CachePolicy
 from ragbus.orchestrator.settings import OrchestratorSettings
 from ragbus.orchestrator.testing import FakeChatModel
 from ragbus.orchestrator.usecases import OrchestratorDeps
@@ -34,7 +44,13 @@ class Service:
     """The orchestrator app on the in-memory broker, with a scripted chat model as tier 1."""
 
     def __init__(
-        self, prefix: str, embedder: HashingEmbedder, store: QdrantServerStore, **settings_fields: Any
+        self,
+        prefix: str,
+        embedder: HashingEmbedder,
+        store: QdrantServerStore,
+        cache: VectorAnswerCache | None = None,
+        memory: VectorConversationMemory | None = None,
+        **settings_fields: Any,
     ) -> None:
         settings = component_settings(
             OrchestratorSettings,
@@ -50,7 +66,12 @@ class Service:
         )
         tiers = [ChatTier(model=self.model, prompt=RAG_ANSWER_V1)]
         deps = OrchestratorDeps(
-            embedder=embedder, store=store, policy=settings.answer_policy(), chat_tiers=tiers
+            embedder=embedder,
+            store=store,
+            policy=settings.answer_policy(),
+            chat_tiers=tiers,
+            cache=cache,
+            memory=memory,
         )
         self.harness = Harness(create_app(settings, deps))
 
@@ -62,7 +83,9 @@ class Service:
     def dead(self) -> list[Received]:
         return self.harness.letters(QUERIES_ACCEPTED)
 
-    async def ask(self, question: str, *, tenant: str = "acme", **options: Any) -> Envelope[AnswersDrafted]:
+    async def ask(
+        self, question: str, *, tenant: str = "acme", conversation: str | None = None, **options: Any
+    ) -> Envelope[AnswersDrafted]:
         earlier = StageTiming(
             stage="input_guard",
             service="guard",
@@ -71,6 +94,7 @@ class Service:
         )
         query = QueriesAccepted(
             query_id=f"q{len(self.drafted)}",
+            conversation_id=conversation,
             question=question,
             options=QueryOptions(**options),
             stages=[earlier],
@@ -220,8 +244,18 @@ async def test_without_deps_the_app_opens_its_clients_from_settings_and_closes_t
 
     closed: list[str] = []
     monkeypatch.setattr(factory, "open_embedder", lambda _settings: embedder)
-    monkeypatch.setattr(factory, "open_vector_store", lambda _settings: store)
+    # The semantic cache and conversation memory have stores of their own.
+    answers = QdrantServerStore(":memory:", collection="answers")
+    turns = QdrantServerStore(":memory:", collection="turns")
+    stores = {"__answer-cache": answers, "__conversations": turns}
+    monkeypatch.setattr(
+        factory,
+        "open_vector_store",
+        lambda settings: next((s for k, s in stores.items() if settings.collection.endswith(k)), store),
+    )
     monkeypatch.setattr(store, "aclose", lambda: _note(closed, "store"))
+    monkeypatch.setattr(answers, "aclose", lambda: _note(closed, "answer cache"))
+    monkeypatch.setattr(turns, "aclose", lambda: _note(closed, "conversations"))
     # Tier 1 at a port nobody serves: startup only warns, tier 0 still answers.
     settings = OrchestratorSettings(
         telemetry={"enabled": False},
@@ -251,7 +285,8 @@ async def test_without_deps_the_app_opens_its_clients_from_settings_and_closes_t
     assert "completed in 1889" in drafted[0].data.answer
     assert health["vector_store"] == "ok"
     assert health["chat_tier_1"].startswith("error")  # reported, not fatal
-    assert closed == ["store"]
+    assert health["answer_cache"] == health["conversations"] == "ok"
+    assert sorted(closed) == ["answer cache", "conversations", "store"]
 
 
 async def _note(log: list[str], what: str) -> None:
@@ -296,3 +331,73 @@ async def test_the_trace_shows_retrieval_each_tier_and_their_cost(service: Servi
     assert tier1.attributes["ragbus.tier.accepted"] is True
     assert tier1.attributes["ragbus.tier.prompt_tokens"] == answer.cascade.attempts[1].prompt_tokens > 0
     assert tier1.attributes["ragbus.prompt"] == "rag-answer@v1"
+
+
+async def test_the_cache_answers_a_question_asked_again_until_a_source_changes(
+    topic_prefix: str, embedder: HashingEmbedder, store: QdrantServerStore
+) -> None:
+    answers = QdrantServerStore(":memory:", collection=f"{topic_prefix}-answers")
+    cache = VectorAnswerCache(answers, CachePolicy(min_similarity=0.75))
+    service = Service(topic_prefix, embedder, store, cache=cache)
+    async with service.harness as h:
+        first = (await service.ask("Why was the Eiffel Tower built?")).data
+        again = (await service.ask("why was the eiffel tower built")).data
+        negated = (await service.ask("Why was the Eiffel Tower not built?")).data
+        capped = (await service.ask("Why was the Eiffel Tower built?", max_tier=0)).data
+        uncached = (await service.ask("Why was the Eiffel Tower built?", cache=False)).data
+        calls = len(service.model.calls)
+        # The Eiffel Tower's document is re-indexed: the answers that used it are forgotten.
+        changed = DocsIndexed(doc_id="eiffel", version="v2", upserted=2)
+        await h.send(changed, tenant="acme", source="test")
+        after = (await service.ask("Why was the Eiffel Tower built?")).data
+
+    assert (first.cascade.tier, first.cascade.cache) == (1, None)
+    assert again.cascade.cache is not None
+    assert again.cascade.cache.query_id == "q0"
+    assert again.cascade.cache.similarity >= 0.75
+    assert (again.answer, again.citations) == (first.answer, first.citations)
+    assert again.retrieved == first.retrieved  # the output guard checks the answer against them
+    assert "semantic cache" in again.cascade.reason
+    assert [s.stage for s in again.stages] == ["input_guard", "cache lookup"]
+    assert negated.cascade.cache is None
+    assert capped.cascade.cache is None  # another scope: a tier cap shapes the answer
+    assert uncached.cascade.cache is None
+    assert calls == 3  # first, negated, uncached; the repeat asked no model
+    assert after.cascade.cache is None
+    assert len(service.model.calls) == 4
+    await answers.aclose()
+
+
+async def test_a_follow_up_sees_the_conversation_as_the_user_saw_it(
+    topic_prefix: str, embedder: HashingEmbedder, store: QdrantServerStore
+) -> None:
+    turns = QdrantServerStore(":memory:", collection=f"{topic_prefix}-turns")
+    memory = VectorConversationMemory(turns, dim=embedder.dim, max_turns=4)
+    service = Service(topic_prefix, embedder, store, memory=memory)
+    async with service.harness as h:
+        first = await service.ask("Why was the Eiffel Tower built?", conversation="c1")
+        # What the guard publishes: the answer as the user saw it; a blocked one is not remembered.
+        seen = AnswersCompleted(
+            query_id=first.data.query_id, conversation_id="c1", status="answered",
+            question=first.data.question, answer="It was built for the World's Fair [1].",
+        )  # fmt: skip
+        blocked = AnswersCompleted(
+            query_id="q-blocked", conversation_id="c1", status="blocked", question="Who paid?", answer="…"
+        )
+        await h.send(seen, tenant="acme", source="test")
+        await h.send(blocked, tenant="acme", source="test")
+        follow_up = (await service.ask("Why is it so tall?", conversation="c1")).data
+        elsewhere = (await service.ask("Why is it so tall?", conversation="c2")).data
+
+    assert [t.query_id for t in await memory.turns("acme", "c1")] == [first.data.query_id]
+    prompt = service.model.calls[-2]  # the follow-up's: the earlier exchange, then the new question
+    assert [m.role for m in prompt[-3:]] == ["user", "assistant", "user"]
+    assert prompt[-3].content == "Why was the Eiffel Tower built?"
+    assert prompt[-2].content == "It was built for the World's Fair."
+    assert "Why is it so tall?" in prompt[-1].content
+    # Retrieval searched the follow-up with the question before it, which names the tower.
+    assert follow_up.retrieved[0].doc_id == "eiffel"
+    assert follow_up.retrieved[0].score > elsewhere.retrieved[0].score
+    assert len(service.model.calls[-1]) == len(prompt) - 2  # another conversation has no history
+    assert elsewhere.question == "Why is it so tall?"
+    await turns.aclose()

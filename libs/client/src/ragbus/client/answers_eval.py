@@ -292,11 +292,12 @@ def table(summaries: Sequence[dict[str, Any]]) -> str:
 
 
 def options_for(config: str) -> QueryOptions:
-    """`cascade`: the stack's defaults; a tier number k: that tier alone."""
+    """`cascade`: the stack's defaults; a tier number k: that tier alone. Never the semantic cache: the
+    configurations are measured, not an earlier run's answers."""
     if config == "cascade":
-        return QueryOptions()
+        return QueryOptions(cache=False)
     tier = int(config)
-    return QueryOptions(min_tier=tier, max_tier=tier)
+    return QueryOptions(min_tier=tier, max_tier=tier, cache=False)
 
 
 def parse_configs(value: str) -> list[str]:

@@ -303,7 +303,10 @@ def _print_ranking(result: Answer) -> None:
 @click.option("--top-k", type=int, help="How many chunks to retrieve.")
 @click.option("--min-tier", type=int, help="Start the cascade at this tier (1 = always use the model).")
 @click.option("--max-tier", type=int, help="Never escalate past this tier (0 = no model).")
-@click.option("--conversation", help="Conversation id (keeps a conversation's requests in order).")
+@click.option(
+    "--conversation",
+    help="Conversation id: the question sees the conversation's earlier turns (and stays in order).",
+)
 @click.option(
     "--where",
     multiple=True,
@@ -316,6 +319,7 @@ def _print_ranking(result: Answer) -> None:
     "--date-field", default="date", show_default=True, help="The metadata key --after/--before read."
 )
 @click.option("--retrieve-only", is_flag=True, help="Print the ranked chunks; generate no answer.")
+@click.option("--no-cache", is_flag=True, help="Answer afresh: neither read nor write the semantic cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answers.completed event as JSON.")
 @click.option("--timeout", default=180.0, show_default=True)
 @bootstrap_option
@@ -332,6 +336,7 @@ async def ask(
     before: datetime | None,
     date_field: str,
     retrieve_only: bool,
+    no_cache: bool,
     as_json: bool,
     timeout: float,
     bootstrap: str | None,
@@ -347,7 +352,12 @@ async def ask(
             date_field=date_field,
         )
     options = QueryOptions(
-        top_k=top_k, min_tier=min_tier, max_tier=max_tier, where=filters, retrieve_only=retrieve_only
+        top_k=top_k,
+        min_tier=min_tier,
+        max_tier=max_tier,
+        where=filters,
+        retrieve_only=retrieve_only,
+        cache=not no_cache,
     )
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
         result = await client.ask(question, conversation_id=conversation, options=options, timeout=timeout)

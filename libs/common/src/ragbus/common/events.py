@@ -233,6 +233,10 @@ class QueryOptions(BaseModel):
         default=False,
         description="return the ranked chunks (in `answers.completed.retrieved`) and generate nothing",
     )
+    cache: bool = Field(
+        default=True,
+        description="false: neither answer from the semantic cache nor store the answer in it (evaluations)",
+    )
 
     @model_validator(mode="after")
     def _answer_depth(self) -> QueryOptions:
@@ -324,6 +328,18 @@ class TierAttempt(BaseModel):
     prompt: str | None = Field(default=None, description="the prompt template, `name@version`")
 
 
+class CacheHit(BaseModel):
+    """The answer came from the semantic cache: the request that first produced it, and how alike the
+    two questions are."""
+
+    model_config = ConfigDict(frozen=True)
+
+    query_id: str = Field(description="the earlier request whose answer this is")
+    question: str = Field(description="the earlier question, as asked")
+    similarity: float = Field(description="cosine of the two questions' embeddings")
+    cached_at: datetime
+
+
 class Cascade(BaseModel):
     """The whole cascade of a request: the tier that answered and every attempt on the way."""
 
@@ -332,6 +348,7 @@ class Cascade(BaseModel):
     tier: int
     reason: str
     attempts: list[TierAttempt] = Field(default_factory=list)
+    cache: CacheHit | None = Field(default=None, description="set when the semantic cache answered")
 
     @property
     def prompt_tokens(self) -> int:
@@ -367,6 +384,11 @@ class AnswersCompleted(_QueryEvent):
     status: AnswerStatus
     answer: str
     reason: str | None = None
+    question: str | None = Field(
+        default=None,
+        description="the question answered, as accepted (redacted where the tenant's policy says); "
+        "conversation memory keeps it with the answer",
+    )
     citations: list[Citation] = Field(default_factory=list)
     verdicts: list[Verdict] = Field(default_factory=list)
     cascade: Cascade | None = None

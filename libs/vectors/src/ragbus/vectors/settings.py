@@ -40,6 +40,14 @@ class VectorStoreSettings(BaseSettings):
         """The embedded shard's directory."""
         return (self.path or ragbus_home() / "qdrant-edge" / self.collection).expanduser()
 
+    def derived(self, name: str) -> VectorStoreSettings:
+        """Another store beside this one (e.g. the orchestrator's answer cache): collection
+        `<collection>__<name>`, and an embedded shard of its own."""
+        update: dict[str, object] = {"collection": f"{self.collection}__{name}"}
+        if self.path is not None:
+            update["path"] = self.path.with_name(f"{self.path.name}__{name}")
+        return self.model_copy(update=update)
+
     def for_embedder(self, embedder: EmbedderSettings) -> VectorStoreSettings:
         """The store for `embedder`'s vectors: a model other than the default gets a collection (and an
         embedded shard) of its own, `<collection>__<model>`, so vectors of two models never mix (two

@@ -98,8 +98,8 @@ def screen_answer(deps: GuardDeps, event: Envelope[AnswersDrafted]) -> AnswersCo
         )
     return AnswersCompleted(
         query_id=d.query_id, conversation_id=d.conversation_id, status=result.status, answer=result.answer,
-        reason=result.reason, citations=result.citations, verdicts=result.verdicts, cascade=d.cascade,
-        stages=stages,
+        reason=result.reason, question=d.question, citations=result.citations, verdicts=result.verdicts,
+        cascade=d.cascade, stages=stages,
     )  # fmt: skip
 
 

@@ -1,4 +1,6 @@
-"""The orchestrator service: `queries.accepted.v1` in, `answers.drafted.v1` out.
+"""The orchestrator service: `queries.accepted.v1` in, `answers.drafted.v1` out; `docs.indexed.v1` in, to
+forget the cached answers a changed document made stale; `answers.completed.v1` in, to remember a
+conversation's turns as the user saw them.
 
 `ragbus serve orchestrator` runs it alone (a container); `ragbus up` hosts it beside the other services
 in one process, where it shares the embedded vector store with the embed service.
@@ -11,7 +13,7 @@ from functools import partial
 from ragbus.common import topics
 from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import Envelope
-from ragbus.common.events import AnswersDrafted, QueriesAccepted
+from ragbus.common.events import AnswersCompleted, AnswersDrafted, DocsIndexed, QueriesAccepted
 from ragbus.common.service import Clients, Service
 from ragbus.orchestrator import usecases
 from ragbus.orchestrator.adapters.chat_openai import OpenAIChatModel
@@ -50,7 +52,34 @@ async def open_deps(settings: OrchestratorSettings, clients: Clients) -> Orchest
     tiers = [chat_tier(s) for s in settings.chat_tiers()]
     for n, tier in enumerate(tiers, start=1):
         clients.add(f"chat_tier_{n}", tier.model)
-    return OrchestratorDeps(embedder=embedder, store=store, policy=settings.answer_policy(), chat_tiers=tiers)
+    cache = None
+    if settings.cache:
+        from ragbus.orchestrator.adapters.answer_cache import VectorAnswerCache
+
+        # A collection (an embedded shard) of its own beside the chunks', for the same embedding model.
+        where = settings.vectors.for_embedder(settings.embedder).derived("answer-cache")
+        cache = clients.add(
+            "answer_cache", VectorAnswerCache(open_vector_store(where), settings.cache_policy())
+        )
+    memory = None
+    if settings.memory:
+        from ragbus.orchestrator.adapters.memory_store import VectorConversationMemory
+
+        turns = settings.vectors.for_embedder(settings.embedder).derived("conversations")
+        memory = clients.add(
+            "conversations",
+            VectorConversationMemory(
+                open_vector_store(turns), dim=embedder.dim, max_turns=settings.memory_max_turns
+            ),
+        )
+    return OrchestratorDeps(
+        embedder=embedder,
+        store=store,
+        policy=settings.answer_policy(),
+        chat_tiers=tiers,
+        cache=cache,
+        memory=memory,
+    )
 
 
 def create_app(
@@ -64,5 +93,13 @@ def create_app(
     @service.subscriber(topics.QUERIES_ACCEPTED)
     async def on_accepted(event: Envelope[QueriesAccepted]) -> None:
         await service.bus.reply(event, await usecases.draft_answer(service.deps(), event))
+
+    @service.subscriber(topics.ANSWERS_COMPLETED)
+    async def on_completed(event: Envelope[AnswersCompleted]) -> None:
+        await usecases.remember_turn(service.deps(), event)
+
+    @service.subscriber(topics.DOCS_INDEXED)
+    async def on_indexed(event: Envelope[DocsIndexed]) -> None:
+        await usecases.forget_documents(service.deps(), event)
 
     return service.app

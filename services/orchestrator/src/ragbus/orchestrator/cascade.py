@@ -39,7 +39,7 @@ from ragbus.common.events import Cascade, Citation, QueryOptions, TierAttempt
 from ragbus.common.telemetry import tracer
 from ragbus.orchestrator.citations import parse_citations
 from ragbus.orchestrator.extractive import ExtractiveAnswer, extract_answer
-from ragbus.orchestrator.ports import ChatModel, ChatRejectedError, ChatUnavailable
+from ragbus.orchestrator.ports import ChatModel, ChatRejectedError, ChatUnavailable, Turn
 from ragbus.orchestrator.prompts import PromptTemplate
 from ragbus.orchestrator.text import word_count
 from ragbus.orchestrator.untrusted import FlaggedSources
@@ -199,6 +199,7 @@ class _Run:
     attempts: list[TierAttempt] = field(default_factory=list)
     drafts: list[Draft] = field(default_factory=list)
     outages: int = 0  # chat tiers that could not be reached
+    history: Sequence[Turn] = ()  # earlier turns of the conversation, shown to the chat tiers
 
     def record(self, attempt: TierAttempt) -> None:
         """Keep the attempt for the event, and put it on the current span (the tier's) for traces."""
@@ -346,7 +347,9 @@ async def _chat(
 ) -> tuple[bool, str]:
     start = time.perf_counter()
     flagged = policy.flagged_sources
-    messages = tier.prompt.render(question, hits, max_source_chars=tier.max_source_chars, flagged=flagged)
+    messages = tier.prompt.render(
+        question, hits, max_source_chars=tier.max_source_chars, flagged=flagged, history=run.history
+    )
     failures, health = policy.failures, tier.health
     if not health.closed(time.monotonic()):
         why = (
@@ -418,10 +421,14 @@ async def run_cascade(
     policy: CascadePolicy,
     tiers: Sequence[ChatTier],
     dropped: int = 0,
+    history: Sequence[Turn] = (),
+    standalone: str | None = None,
 ) -> CascadeResult:
     """Answer `question` from `hits` (source `[n]` = `hits[n-1]`), cheapest tier first; `dropped` is
-    how many retrieved chunks were left out because ingest flagged them (policy `drop`)."""
-    run = _Run()
+    how many retrieved chunks were left out because ingest flagged them (policy `drop`). In a
+    conversation, the chat tiers see the earlier turns (`history`), and tier 0 quotes for the
+    `standalone` question (a follow-up with the question it follows: ragbus.orchestrator.conversation)."""
+    run = _Run(history=history)
     if not hits:
         what = (
             f"the {dropped} chunk(s) retrieved were flagged as carrying instructions and dropped "
@@ -455,7 +462,7 @@ async def run_cascade(
             else None
         )
         with _span(0, "extractive"):
-            accepted, why = _extractive(question, hits, policy, skip, run)
+            accepted, why = _extractive(standalone or question, hits, policy, skip, run)
         if accepted:
             return run.result(run.drafts[-1], f"tier 0 (extractive) accepted: {why}")
         if not skip:

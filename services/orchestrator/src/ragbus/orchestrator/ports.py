@@ -1,4 +1,5 @@
-"""Ports of the orchestrator: the chat model a cascade tier calls.
+"""Ports of the orchestrator: the chat model a cascade tier calls, the semantic cache of answers, and
+conversation memory.
 
 The embedder and vector store ports are shared with the embed service (`ragbus.vectors.ports`).
 """
@@ -7,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict
+
 from ragbus.common.errors import DependencyUnavailable, RagbusError
+from ragbus.common.events import Citation, RetrievedChunk
 
 Role = Literal["system", "user", "assistant"]
 
@@ -67,5 +72,85 @@ class ChatModel(Protocol):
     async def ping(self) -> None:
         """Raise if the model server cannot serve (health check)."""
         ...
+
+    async def aclose(self) -> None: ...
+
+
+class CacheEntry(BaseModel):
+    """One cached answer: what the guard and the user need to see it again (the retrieved chunks' text
+    included: the output guard checks the answer against them), and the documents it depends on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    query_id: str
+    question: str
+    answer: str
+    citations: list[Citation]
+    retrieved: list[RetrievedChunk]
+    tier: int
+    reason: str
+    cached_at: datetime
+
+    @property
+    def sources(self) -> list[str]:
+        """Every document retrieved for it: a change to any of them may change the answer."""
+        return sorted({c.doc_id for c in self.retrieved})
+
+    def fresh(self, ttl_s: float, now: datetime) -> bool:
+        return (now - self.cached_at).total_seconds() <= ttl_s
+
+
+@dataclass(frozen=True, slots=True)
+class CacheFound:
+    entry: CacheEntry
+    similarity: float
+
+
+@runtime_checkable
+class AnswerCache(Protocol):
+    """Past answers by the meaning of their question, per tenant and scope (ragbus.orchestrator.semantic_cache
+    says when one may answer again)."""
+
+    async def lookup(
+        self, tenant: str, scope: str, question: str, vector: Sequence[float]
+    ) -> CacheFound | None:
+        """The closest entry of `tenant` in `scope` that may answer `question`, or None."""
+        ...
+
+    async def store(self, tenant: str, scope: str, vector: Sequence[float], entry: CacheEntry) -> None:
+        """Keep `entry` (the same question in the same scope replaces the older answer)."""
+        ...
+
+    async def invalidate(self, tenant: str, doc_ids: Sequence[str]) -> int:
+        """Forget every entry that used one of these documents. Returns how many."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One exchange of a conversation, as the user saw it."""
+
+    query_id: str
+    question: str
+    answer: str
+
+
+@runtime_checkable
+class ConversationMemory(Protocol):
+    """The earlier turns of each conversation, per tenant, bounded."""
+
+    async def turns(self, tenant: str, conversation_id: str) -> list[Turn]:
+        """The conversation's kept turns, oldest first."""
+        ...
+
+    async def record(self, tenant: str, conversation_id: str, turn: Turn) -> None:
+        """Add a turn (the same query id again replaces it), forgetting the oldest past the bound."""
+        ...
+
+    async def ping(self) -> None: ...
 
     async def aclose(self) -> None: ...

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ragbus.orchestrator.ports import ChatMessage
+from ragbus.orchestrator.ports import ChatMessage, Turn
 from ragbus.orchestrator.untrusted import QUOTE_CLOSE, QUOTE_OPEN, FlaggedSources, shown_text
 from ragbus.vectors.ports import Hit
 
 DONT_KNOW = "I don't know."
+# An earlier answer's markers point at that turn's sources, which the prompt no longer shows.
+_CITATION = re.compile(r"\s*\[\d+\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +69,20 @@ class PromptTemplate:
         *,
         max_source_chars: int,
         flagged: FlaggedSources = "quote",
+        history: Sequence[Turn] = (),
     ) -> list[ChatMessage]:
         """The messages for `question` over `hits` (source `[n]` = `hits[n-1]`); under the `quote`
-        policy a flagged hit is shown untrusted, its flagged spans quoted (see `untrusted`)."""
+        policy a flagged hit is shown untrusted, its flagged spans quoted (see `untrusted`). Earlier
+        turns of the conversation (`history`) come before it as the exchange they were: the question,
+        then the answer, without their sources (the current sources are the ones to cite)."""
         messages = [ChatMessage("system", self.system)]
         for ex in self.examples:
             shown = self.format([Source(n, None, text) for n, text in enumerate(ex.sources, start=1)], 10**6)
             messages.append(ChatMessage("user", self.user.format(sources=shown, question=ex.question)))
             messages.append(ChatMessage("assistant", ex.answer))
+        for turn in history:
+            messages.append(ChatMessage("user", turn.question.strip()))
+            messages.append(ChatMessage("assistant", _CITATION.sub("", turn.answer).strip()))
         sources = [
             Source(n, hit.title, shown_text(hit, flagged), untrusted=flagged == "quote" and hit.flagged)
             for n, hit in enumerate(hits, start=1)

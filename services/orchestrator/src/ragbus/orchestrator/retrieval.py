@@ -96,9 +96,11 @@ async def _ranking(
     top_k: int,
     where: SearchFilter,
     policy: RetrievalPolicy,
+    vector: Sequence[float] | None = None,
 ) -> list[Hit]:
-    """One text's ranking: its dense leg alone, or both legs fused by the policy."""
-    vector = await embedder.embed_query(text)
+    """One text's ranking: its dense leg alone, or both legs fused by the policy (`vector`: the text's
+    embedding, when the caller has it already)."""
+    vector = vector if vector is not None else await embedder.embed_query(text)
     if policy.fusion == "dense":
         return sorted(await store.search(tenant, vector, top_k, where), key=lambda h: h.score, reverse=True)
     depth = max(top_k, policy.candidates)
@@ -117,6 +119,7 @@ async def retrieve(
     where: SearchFilter = ANY,
     policy: RetrievalPolicy = RetrievalPolicy(),
     expansions: Sequence[str] = (),
+    query_vector: Sequence[float] | None = None,
 ) -> Retrieval:
     """The `top_k` chunks of `tenant` that best match the question and pass `where`, ranked by the
     policy's fusion; a hit whose cosine is under `min_score` is dropped (noise, whichever leg found it:
@@ -125,7 +128,8 @@ async def retrieve(
     `expansions` (rewrites of the question, or a hypothetical answer: ragbus.orchestrator.expansion) are
     each ranked the same way, `candidates` deep, and all rankings, the question's included, are fused by
     reciprocal rank. A hit keeps the cosine of the question's own ranking when it is in it, else the
-    cosine to the expansion that found it.
+    cosine to the expansion that found it. `query_vector` is the question's embedding (of
+    `normalise_question(question)`) when the caller has it already (the semantic cache's lookup).
 
     Tenant scoping is the store's contract (every search names one tenant); here it is passed through
     from the event's `tenantid`, never from the payload, so a request cannot read another tenant's data.
@@ -134,11 +138,14 @@ async def retrieve(
         return Retrieval(hits=[])  # restricted to no document at all: nothing can match
     question = normalise_question(question)
     if not expansions:
-        ranked = await _ranking(embedder, store, tenant, question, top_k, where, policy)
+        ranked = await _ranking(embedder, store, tenant, question, top_k, where, policy, query_vector)
     else:
         depth = max(top_k, policy.candidates)
         texts = [question, *(normalise_question(t) for t in expansions)]
-        rankings = [await _ranking(embedder, store, tenant, t, depth, where, policy) for t in texts]
+        rankings = [
+            await _ranking(embedder, store, tenant, t, depth, where, policy, query_vector if i == 0 else None)
+            for i, t in enumerate(texts)
+        ]
         found: dict[UUID, Hit] = {}
         for ranking in rankings:  # the question's ranking first: its cosines win
             for hit in ranking:

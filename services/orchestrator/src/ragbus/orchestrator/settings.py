@@ -16,9 +16,11 @@ from pydantic_settings import SettingsConfigDict
 
 from ragbus.common.settings import ServiceSettings
 from ragbus.orchestrator.cascade import CascadePolicy, FailurePolicy
+from ragbus.orchestrator.conversation import MemoryPolicy
 from ragbus.orchestrator.expansion import ExpansionMode, ExpansionPolicy
 from ragbus.orchestrator.prompts import PROMPTS
 from ragbus.orchestrator.retrieval import RetrievalPolicy
+from ragbus.orchestrator.semantic_cache import CachePolicy
 from ragbus.orchestrator.untrusted import FlaggedSources
 from ragbus.vectors.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHT, FusionMethod
 from ragbus.vectors.settings import EmbedderSettings, VectorStoreSettings
@@ -36,6 +38,8 @@ class AnswerPolicy:
     cascade: CascadePolicy
     retrieval: RetrievalPolicy = field(default_factory=RetrievalPolicy)
     expansion: ExpansionPolicy = field(default_factory=ExpansionPolicy)
+    cache: CachePolicy = field(default_factory=CachePolicy)
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
 
     @property
     def flagged_sources(self) -> FlaggedSources:
@@ -107,6 +111,23 @@ class OrchestratorSettings(ServiceSettings):
         "answer; `drop`: left out of prompts and citations; `keep`: used like any other source",
     )
 
+    # The semantic cache (ragbus.orchestrator.semantic_cache): past answers of the tenant, served again to
+    # the same question reworded, never across a negation, a number, a name, a scope or a changed document.
+    cache: bool = Field(default=True, description="answer from and store in the semantic cache")
+    cache_min_similarity: float = Field(default=0.9, ge=0, le=1, description="cosine of the two questions")
+    cache_max_changed_words: int = Field(
+        default=0, ge=0, description="content words that may differ between the two questions (0: none)"
+    )
+    cache_ttl_s: float = Field(default=86_400.0, gt=0, description="an entry older than this is not served")
+
+    # Conversation memory (ragbus.orchestrator.conversation): a question with a `conversation_id` sees
+    # the conversation's earlier turns; a follow-up is searched together with the question before it.
+    memory: bool = Field(default=True, description="keep conversations' turns and use them")
+    memory_max_turns: int = Field(default=6, ge=1, le=100, description="turns kept per conversation")
+    memory_max_chars: int = Field(
+        default=2000, ge=0, description="characters of earlier turns shown to a chat tier"
+    )
+
     # Tier 0: extractive answers, no model.
     extractive: bool = True
     extractive_max_sentences: int = Field(default=3, ge=1, le=10)
@@ -165,6 +186,10 @@ class OrchestratorSettings(ServiceSettings):
                 rrf_k=self.fusion_rrf_k,
                 candidates=self.fusion_candidates,
             ),
+            cache=self.cache_policy(),
+            memory=MemoryPolicy(
+                enabled=self.memory, max_turns=self.memory_max_turns, max_chars=self.memory_max_chars
+            ),
             expansion=ExpansionPolicy(
                 mode=self.expansion,
                 variants=self.expansion_variants,
@@ -185,6 +210,14 @@ class OrchestratorSettings(ServiceSettings):
                     breaker_cooldown_s=self.chat_breaker_cooldown_s,
                 ),
             ),
+        )
+
+    def cache_policy(self) -> CachePolicy:
+        return CachePolicy(
+            enabled=self.cache,
+            min_similarity=self.cache_min_similarity,
+            max_changed_words=self.cache_max_changed_words,
+            ttl_s=self.cache_ttl_s,
         )
 
     def chat_tiers(self) -> list[ChatTierSettings]:

@@ -6,16 +6,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ragbus.common.envelope import Envelope
 from ragbus.common.errors import PoisonMessage
-from ragbus.common.events import AnswersDrafted, Cascade, QueriesAccepted
+from ragbus.common.events import (
+    AnswersCompleted,
+    AnswersDrafted,
+    CacheHit,
+    Cascade,
+    Citation,
+    DocsIndexed,
+    QueriesAccepted,
+    StageTiming,
+)
 from ragbus.common.logging import get_logger
 from ragbus.common.timing import stage
+from ragbus.orchestrator import conversation, semantic_cache
 from ragbus.orchestrator.cascade import ChatTier, run_cascade
 from ragbus.orchestrator.citations import renumber
 from ragbus.orchestrator.expansion import Expansion, expand
-from ragbus.orchestrator.retrieval import retrieve, search_filter, to_retrieved_chunk
+from ragbus.orchestrator.ports import AnswerCache, CacheEntry, CacheFound, ConversationMemory, Turn
+from ragbus.orchestrator.retrieval import normalise_question, retrieve, search_filter, to_retrieved_chunk
 from ragbus.orchestrator.settings import AnswerPolicy
 from ragbus.orchestrator.untrusted import usable
 from ragbus.vectors.errors import InputRejected
@@ -34,6 +46,14 @@ class OrchestratorDeps:
     store: VectorStore
     policy: AnswerPolicy
     chat_tiers: Sequence[ChatTier] = ()
+    cache: AnswerCache | None = None
+    memory: ConversationMemory | None = None
+
+    @property
+    def config(self) -> str:
+        """What produced an answer besides the request: a cached answer is served only under the same."""
+        tiers = ",".join(f"{t.name}:{t.prompt.id}" for t in self.chat_tiers)
+        return f"extractive={self.policy.cascade.extractive};tiers={tiers}"
 
 
 async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted]) -> AnswersDrafted:
@@ -41,11 +61,28 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
     the body)."""
     query, policy, options = event.data, deps.policy, event.data.options
     stages = list(query.stages)
+    history: list[Turn] = []
+    if deps.memory is not None and policy.memory.enabled and query.conversation_id:
+        history = await deps.memory.turns(event.tenantid, query.conversation_id)
+    # What retrieval and the cache search for: a follow-up together with the question it follows.
+    searched = conversation.standalone(query.question, history)
+    cache = deps.cache if policy.cache.enabled and options.cache and not options.retrieve_only else None
+    key, vector = "", None
+    if cache is not None:
+        key = semantic_cache.scope(options, deps.config)
+        with stage("cache lookup", SERVICE, stages, **{"ragbus.query_id": str(query.query_id)}) as span:
+            vector = await _embed(deps, searched)
+            found = await cache.lookup(event.tenantid, key, searched, vector)
+            span.set_attribute("ragbus.cache.hit", found is not None)
+            if found is not None:
+                span.set_attribute("ragbus.cache.similarity", round(found.similarity, 4))
+        if found is not None:
+            return _from_cache(query, found, stages)
     expansion = Expansion()
     # A request capped at tier 0 asked for no model at all: no expansion either.
     if policy.expansion.mode != "off" and deps.chat_tiers and options.max_tier != 0:
         with stage("expansion", SERVICE, stages, **{"ragbus.expansion.mode": policy.expansion.mode}):
-            expansion = await expand(deps.chat_tiers[0], query.question, policy.expansion)
+            expansion = await expand(deps.chat_tiers[0], searched, policy.expansion)
     top_k = options.top_k or policy.top_k
     with stage("retrieval", SERVICE, stages, **{"ragbus.query_id": str(query.query_id)}) as span:
         try:
@@ -53,13 +90,14 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
                 deps.embedder,
                 deps.store,
                 tenant=event.tenantid,
-                question=query.question,
+                question=searched,
                 top_k=top_k,
                 # A ranking asked for as such (evaluations) keeps its tail: recall at depth is the point.
                 min_score=-1.0 if options.retrieve_only else policy.min_score,
                 where=search_filter(options.doc_ids, options.where),
                 policy=policy.retrieval,
                 expansions=expansion.texts,
+                query_vector=vector,
             )
         except InputRejected as exc:  # the embedder will never take this question
             raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
@@ -93,6 +131,8 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
         result = await run_cascade(
             query.question,
             hits,
+            history=conversation.recent(history, policy.memory.max_chars),
+            standalone=searched,
             options=query.options,
             policy=policy.cascade,
             tiers=deps.chat_tiers,
@@ -109,6 +149,18 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
     cascade = result.cascade
     if expanded:
         cascade = cascade.model_copy(update={"attempts": [*expanded, *cascade.attempts]})
+    if cache is not None and vector is not None and _cacheable(cascade, citations):
+        entry = CacheEntry(
+            query_id=query.query_id,
+            question=searched,
+            answer=answer,
+            citations=citations,
+            retrieved=retrieval.chunks,
+            tier=cascade.tier,
+            reason=cascade.reason,
+            cached_at=datetime.now(UTC),
+        )
+        await cache.store(event.tenantid, key, vector, entry)
     log.info(
         "answer drafted",
         tier=cascade.tier,
@@ -129,3 +181,69 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
         cascade=cascade,
         stages=stages,
     )
+
+
+async def forget_documents(deps: OrchestratorDeps, event: Envelope[DocsIndexed]) -> int:
+    """A document changed or went away: the cached answers that used it go too."""
+    if deps.cache is None:
+        return 0
+    forgotten = await deps.cache.invalidate(event.tenantid, [event.data.doc_id])
+    if forgotten:
+        log.info("cached answers forgotten", doc_id=event.data.doc_id, entries=forgotten)
+    return forgotten
+
+
+async def _embed(deps: OrchestratorDeps, question: str) -> list[float]:
+    try:
+        return await deps.embedder.embed_query(normalise_question(question))
+    except InputRejected as exc:  # the embedder will never take this question
+        raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
+
+
+def _cacheable(cascade: Cascade, citations: Sequence[Citation]) -> bool:
+    """Only an answer some tier accepted, with sources: a fallback or "not found" may be bettered by
+    the next try (a model back up, a document indexed)."""
+    return bool(citations) and any(a.accepted and a.tier == cascade.tier for a in cascade.attempts)
+
+
+def _from_cache(query: QueriesAccepted, found: CacheFound, stages: list[StageTiming]) -> AnswersDrafted:
+    entry = found.entry
+    hit = CacheHit(
+        query_id=entry.query_id,
+        question=entry.question,
+        similarity=round(found.similarity, 4),
+        cached_at=entry.cached_at,
+    )
+    reason = (
+        f"semantic cache: the answer to an earlier request ({entry.query_id}, similarity "
+        f"{found.similarity:.2f}); first answered at tier {entry.tier}: {entry.reason}"
+    )
+    log.info("answered from the cache", cached_query_id=entry.query_id, similarity=hit.similarity)
+    return AnswersDrafted(
+        query_id=query.query_id,
+        conversation_id=query.conversation_id,
+        question=query.question,
+        answer=entry.answer,
+        citations=entry.citations,
+        retrieved=entry.retrieved,
+        cascade=Cascade(tier=entry.tier, reason=reason, cache=hit),
+        stages=stages,
+    )
+
+
+async def remember_turn(deps: OrchestratorDeps, event: Envelope[AnswersCompleted]) -> bool:
+    """Keep an answered turn of a conversation, as the user saw it (after the output guard); a blocked
+    or failed one is not part of what the conversation said."""
+    done = event.data
+    if (
+        deps.memory is None
+        or not deps.policy.memory.enabled
+        or not done.conversation_id
+        or done.status != "answered"
+        or not done.question
+        or not done.answer.strip()
+    ):
+        return False
+    turn = Turn(query_id=done.query_id, question=done.question, answer=done.answer)
+    await deps.memory.record(event.tenantid, done.conversation_id, turn)
+    return True
