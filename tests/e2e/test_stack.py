@@ -59,7 +59,8 @@ async def test_repo_docs_question_is_answered_from_the_right_document(
     assert answer.citations[0].doc_id == "errors.md"
     assert ".dlq" in answer.answer
     assert answer.cascade is not None
-    assert [s.stage for s in answer.stages] == ["guard.input", "retrieval", "generation", "guard.output"]
+    stages = ["guard.input", "cache lookup", "retrieval", "generation", "guard.output"]
+    assert [s.stage for s in answer.stages] == stages  # a cache miss: asked for the first time
 
     # The monitor holds every event of the request exactly once.
     query_id = answer.query_id

@@ -350,6 +350,9 @@ async def test_the_cache_answers_a_question_asked_again_until_a_source_changes(
         changed = DocsIndexed(doc_id="eiffel", version="v2", upserted=2)
         await h.send(changed, tenant="acme", source="test")
         after = (await service.ask("Why was the Eiffel Tower built?")).data
+        # Deleted, and asked about before its docs.indexed is consumed: the cache never cites it again.
+        await store.delete_document("acme", "eiffel")
+        gone = (await service.ask("Why was the Eiffel Tower built?")).data
 
     assert (first.cascade.tier, first.cascade.cache) == (1, None)
     assert again.cascade.cache is not None
@@ -364,7 +367,9 @@ async def test_the_cache_answers_a_question_asked_again_until_a_source_changes(
     assert uncached.cascade.cache is None
     assert calls == 3  # first, negated, uncached; the repeat asked no model
     assert after.cascade.cache is None
-    assert len(service.model.calls) == 4
+    assert len(service.model.calls) == 5  # `after` and `gone` asked the model afresh
+    assert gone.cascade.cache is None
+    assert "eiffel" not in {c.doc_id for c in gone.citations}
     await answers.aclose()
 
 

@@ -73,6 +73,8 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
         with stage("cache lookup", SERVICE, stages, **{"ragbus.query_id": str(query.query_id)}) as span:
             vector = await _embed(deps, searched)
             found = await cache.lookup(event.tenantid, key, searched, vector)
+            if found is not None and not await _sources_exist(deps, event.tenantid, found.entry):
+                found = None  # deleted since, and its docs.indexed not consumed yet: never cite it
             span.set_attribute("ragbus.cache.hit", found is not None)
             if found is not None:
                 span.set_attribute("ragbus.cache.similarity", round(found.similarity, 4))
@@ -198,6 +200,18 @@ async def _embed(deps: OrchestratorDeps, question: str) -> list[float]:
         return await deps.embedder.embed_query(normalise_question(question))
     except InputRejected as exc:  # the embedder will never take this question
         raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
+
+
+async def _sources_exist(deps: OrchestratorDeps, tenant: str, entry: CacheEntry) -> bool:
+    """Every cited document is still indexed. `docs.indexed` removes the entries of a changed or
+    deleted document, but on another partition, so a question asked right after a deletion may be
+    looked up first; a deleted document must never be cited again."""
+    for doc_id in sorted({c.doc_id for c in entry.citations}):
+        if not await deps.store.count(tenant, doc_id):
+            if deps.cache is not None:
+                await deps.cache.invalidate(tenant, [doc_id])
+            return False
+    return True
 
 
 def _cacheable(cascade: Cascade, citations: Sequence[Citation]) -> bool:
