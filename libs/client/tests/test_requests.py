@@ -20,6 +20,7 @@ from ragbus.common import topics
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import (
     AnswersCompleted,
+    AnswersDelta,
     Cascade,
     Citation,
     DocsIndexed,
@@ -216,6 +217,36 @@ async def test_a_blocked_answer_says_why_once(fake_stack: FakeStack) -> None:
     assert result.exit_code == 2
     assert result.stdout.count(reason) == 1
     assert result.stdout.splitlines()[0] == f"blocked: {reason}"
+
+
+async def test_ask_stream_prints_the_draft_as_it_comes_then_the_checked_answer(fake_stack: FakeStack) -> None:
+    async def stream_then_answer() -> list[bool]:
+        question = await fake_stack.request(topics.QUERIES_SUBMITTED)
+        q = question.data
+        pieces = [
+            AnswersDelta(query_id=q.query_id, seq=0, tier=1, text="It goes to the"),
+            AnswersDelta(query_id=q.query_id, seq=1, tier=1, text=" moon [1]."),
+            AnswersDelta(query_id=q.query_id, seq=2, tier=1, reset=True),
+            AnswersDelta(query_id=q.query_id, seq=3, tier=0, text="To the dead-letter topic [1]."),
+            AnswersDelta(query_id=q.query_id, seq=4, tier=0, final=True),
+        ]
+        for piece in pieces:
+            await fake_stack.reply(question, piece, seq=piece.seq)
+        await fake_stack.reply(question, completed(q.query_id))
+        return [q.options.stream]
+
+    task = asyncio.create_task(stream_then_answer())
+    result = await fake_stack.cli("ask", "--stream", "Where does poison go?")
+    assert await task == [True]  # the request asked to stream
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:4] == [
+        "It goes to the moon [1].",
+        "[tier 1's draft was not accepted; another tier answers]",
+        "To the dead-letter topic [1].",
+        "— as checked —",
+    ]
+    assert lines[4] == "To the dead-letter topic [1]."  # the answer as the guard passed it
 
 
 # --- item 7: a reader that stops reading --------------------------------------------------------------

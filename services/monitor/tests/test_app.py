@@ -21,6 +21,7 @@ from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.common.events import (
     EVENT_TYPES,
+    AnswersDelta,
     ChunkData,
     DeadLetter,
     DocsChunked,
@@ -75,7 +76,13 @@ def one_of_each(request_of: Callable[..., Any]) -> list[Envelope[Any]]:
     recorded = feedback.follow(
         FeedbackRecorded(query_id="q-1", rating="up", known=True), source="ragbus/monitor"
     )
-    return [doc, chunked, indexed, deleted, *req.all, rejected, feedback, recorded]
+    # A streamed piece of the answer: what the user was shown is on record too, withdrawn or not.
+    delta = req.accepted.follow(
+        AnswersDelta(query_id="q-1", seq=0, tier=1, text="It was built for"),
+        source="ragbus/orchestrator",
+        seq=0,
+    )
+    return [doc, chunked, indexed, deleted, *req.all, delta, rejected, feedback, recorded]
 
 
 async def test_every_event_type_is_stored_once_even_when_delivered_twice(

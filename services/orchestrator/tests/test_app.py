@@ -15,6 +15,7 @@ from faststream.kafka import TestKafkaBroker
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.events import (
     AnswersCompleted,
+    AnswersDelta,
     AnswersDrafted,
     DocsIndexed,
     QueriesAccepted,
@@ -24,7 +25,7 @@ from ragbus.common.events import (
 from ragbus.common.settings import RetrySettings
 from ragbus.common.telemetry import recording
 from ragbus.common.testing import Harness, Received, component_settings
-from ragbus.common.topics import ANSWERS_DRAFTED, QUERIES_ACCEPTED, Topics
+from ragbus.common.topics import ANSWERS_DELTA, ANSWERS_DRAFTED, QUERIES_ACCEPTED, Topics
 from ragbus.orchestrator.adapters.answer_cache import VectorAnswerCache
 from ragbus.orchestrator.adapters.memory_store import VectorConversationMemory
 from ragbus.orchestrator.app import create_app
@@ -406,3 +407,46 @@ async def test_a_follow_up_sees_the_conversation_as_the_user_saw_it(
     assert len(service.model.calls[-1]) == len(prompt) - 2  # another conversation has no history
     assert elsewhere.question == "Why is it so tall?"
     await turns.aclose()
+
+
+def deltas_of(service: Service, query_id: str) -> list[AnswersDelta]:
+    return [e.data for e in service.harness.events(ANSWERS_DELTA) if e.data.query_id == query_id]
+
+
+async def test_a_streaming_request_gets_the_text_as_it_is_generated_in_order(service: Service) -> None:
+    service.model.reply = (
+        "It was built as the entrance to the 1889 World's Fair, by the company of Gustave Eiffel [1]."
+    )
+    async with service.harness:
+        streamed = (await service.ask("Why was the Eiffel Tower built?", stream=True)).data
+        lookup = (await service.ask("When was construction of the Eiffel Tower completed?", stream=True)).data
+        quiet = (await service.ask("Why was the Eiffel Tower built?", cache=False)).data
+
+    pieces = deltas_of(service, streamed.query_id)
+    assert [d.seq for d in pieces] == list(range(len(pieces)))
+    assert len(pieces) >= 3  # the model's words, grouped into pieces of ~48 characters, then the end
+    assert "".join(d.text for d in pieces) == service.model.reply
+    assert all(d.tier == 1 for d in pieces)
+    assert [d.final for d in pieces] == [False] * (len(pieces) - 1) + [True]
+    assert streamed.cascade.attempts[-1].ttft_ms is not None
+    assert streamed.cascade.attempts[-1].ttft_ms <= streamed.cascade.attempts[-1].latency_ms
+
+    # Tier 0 quotes at once: its whole answer is one piece.
+    [text, end] = deltas_of(service, lookup.query_id)
+    assert (text.tier, text.text, end.final) == (0, lookup.answer, True)
+    assert deltas_of(service, quiet.query_id) == []  # not asked to stream
+
+
+async def test_a_streamed_answer_the_cascade_rejects_is_withdrawn_and_replaced(service: Service) -> None:
+    service.model.reply = "It was built as the entrance arch of the fair and weighs 7,300 tonnes [1]."
+    async with service.harness:
+        answer = (await service.ask("Why was the Eiffel Tower built?", stream=True)).data
+
+    pieces = deltas_of(service, answer.query_id)
+    reset = next(i for i, d in enumerate(pieces) if d.reset)
+    shown = "".join(d.text for d in pieces[:reset])  # what had gone out when tier 1 was judged
+    assert shown
+    assert service.model.reply.startswith(shown)
+    assert [(d.tier, d.text) for d in pieces[reset + 1 :]] == [(0, answer.answer), (0, "")]
+    assert pieces[-1].final
+    assert answer.cascade.tier == 0

@@ -156,3 +156,45 @@ async def test_each_call_is_a_client_span_with_the_genai_attributes() -> None:
     assert failed.status.status_code == StatusCode.ERROR
     assert (failed.attributes or {})["error.type"] == "ChatRejectedError"
     assert "gen_ai.usage.input_tokens" not in (failed.attributes or {})
+
+
+async def test_a_streamed_completion_hands_on_each_piece_and_counts_the_tokens() -> None:
+    def chunk(content: str | None, finish: str | None = None, usage: bool = False) -> str:
+        body: dict[str, Any] = {
+            "id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "tiny-served",
+            "choices": [] if usage else [
+                {"index": 0, "delta": {"content": content} if content else {}, "finish_reason": finish}
+            ],
+        }  # fmt: skip
+        if usage:
+            body["usage"] = {"prompt_tokens": 42, "completion_tokens": 3, "total_tokens": 45}
+        return f"data: {json.dumps(body)}\n\n"
+
+    sent: list[dict[str, Any]] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(json.loads(request.content))
+        events = [chunk("Because"), chunk(" of the"), chunk(" fair [1].", "stop"), chunk(None, usage=True)]
+        body = "".join(events) + "data: [DONE]\n\n"
+        return httpx2.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    model = OpenAIChatModel(
+        base_url="http://model.test/v1",
+        model="tiny",
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+    )
+    pieces: list[str] = []
+
+    async def on_text(piece: str) -> None:
+        pieces.append(piece)
+
+    result = await model.stream(MESSAGES, max_tokens=64, temperature=0.0, on_text=on_text)
+    assert pieces == ["Because", " of the", " fair [1]."]
+    assert (result.text, result.finish_reason, result.model) == (
+        "Because of the fair [1].",
+        "stop",
+        "tiny-served",
+    )
+    assert (result.prompt_tokens, result.completion_tokens) == (42, 3)
+    assert sent[0]["stream"] is True
+    assert sent[0]["stream_options"] == {"include_usage": True}

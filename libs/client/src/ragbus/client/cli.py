@@ -38,7 +38,7 @@ from ragbus.client.errors import CliError
 from ragbus.client.plugins import EvalGroup, PluginGroup
 from ragbus.client.trace import TraceNotFound, await_trace, render_tree
 from ragbus.common.admin import TopicAdminError, ensure_topics
-from ragbus.common.events import MetadataValue, QueryFilter, QueryOptions
+from ragbus.common.events import AnswersDelta, MetadataValue, QueryFilter, QueryOptions
 from ragbus.common.settings import KafkaSettings, TelemetrySettings
 from ragbus.common.topics import Topics
 
@@ -285,6 +285,29 @@ def _print_answer(result: Answer) -> None:
     click.secho(f"query {a.query_id}  ·  rate it: ragbus feedback {a.query_id} up|down", dim=True)
 
 
+class _DraftPrinter:
+    """`ragbus ask --stream`: the draft as it comes, dimmed; a withdrawn tier's text is announced, and
+    the answer the guard checked is printed in full after it (`_print_answer`)."""
+
+    def __init__(self) -> None:
+        self.shown = ""
+
+    def on_delta(self, delta: AnswersDelta) -> None:
+        if delta.reset and self.shown:
+            click.secho(f"\n[tier {delta.tier}'s draft was not accepted; another tier answers]", dim=True)
+            self.shown = ""
+        if delta.text:
+            click.secho(delta.text, nl=False, dim=True)
+            self.shown += delta.text
+        if delta.final and self.shown:
+            click.echo()
+
+    def close(self, result: Answer) -> None:
+        if result.answer.status != "answered" and self.shown:
+            click.secho("[the draft above was withdrawn by the guard]", fg="red")
+        click.secho("— as checked —", dim=True)
+
+
 def _aware(moment: datetime | None) -> datetime | None:
     """A date given without a zone means UTC (documents' dates are compared as instants)."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
@@ -320,6 +343,11 @@ def _print_ranking(result: Answer) -> None:
 )
 @click.option("--retrieve-only", is_flag=True, help="Print the ranked chunks; generate no answer.")
 @click.option("--no-cache", is_flag=True, help="Answer afresh: neither read nor write the semantic cache.")
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Print the answer as it is generated (a draft; the answer as the guard checked it follows).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the answers.completed event as JSON.")
 @click.option("--timeout", default=180.0, show_default=True)
 @bootstrap_option
@@ -337,6 +365,7 @@ async def ask(
     date_field: str,
     retrieve_only: bool,
     no_cache: bool,
+    stream: bool,
     as_json: bool,
     timeout: float,
     bootstrap: str | None,
@@ -359,8 +388,17 @@ async def ask(
         retrieve_only=retrieve_only,
         cache=not no_cache,
     )
+    printer = _DraftPrinter() if stream and not as_json and not retrieve_only else None
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
-        result = await client.ask(question, conversation_id=conversation, options=options, timeout=timeout)
+        result = await client.ask(
+            question,
+            conversation_id=conversation,
+            options=options.model_copy(update={"stream": stream}),
+            timeout=timeout,
+            on_delta=printer.on_delta if printer else None,
+        )
+    if printer is not None:
+        printer.close(result)
     if as_json:
         click.echo(
             json.dumps(

@@ -32,6 +32,7 @@ from ragbus.common.admin import ensure_topics
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, EnvelopeAttributes, parse_event
 from ragbus.common.events import (
     AnswersCompleted,
+    AnswersDelta,
     DeadLetter,
     DocsDeleted,
     DocsIndexed,
@@ -110,6 +111,7 @@ class _Waiter:
     expect: str  # the CloudEvents type that completes the request
     caused_by: UUID | None = None  # only a reply to this very event (not to another of the same request)
     parts: dict[int, Envelope[Any]] = field(default_factory=dict)
+    on_delta: Callable[[AnswersDelta], None] | None = None  # a streaming question's pieces, in order
 
 
 def _listed(names: Sequence[str], limit: int = 5) -> str:
@@ -152,7 +154,12 @@ class RagbusClient:
         await self.close()
 
     async def start(self) -> None:
-        replies = (topics.DOCS_INDEXED, topics.ANSWERS_COMPLETED, topics.FEEDBACK_RECORDED)
+        replies = (
+            topics.DOCS_INDEXED,
+            topics.ANSWERS_DELTA,
+            topics.ANSWERS_COMPLETED,
+            topics.FEEDBACK_RECORDED,
+        )
         reply_topics = [self.t(name) for name in replies] + [self.t.dlq(name) for name in _REQUEST_PATH]
         requests = (
             topics.DOCS_SUBMITTED,
@@ -292,21 +299,31 @@ class RagbusClient:
         conversation_id: str | None = None,
         options: QueryOptions | None = None,
         timeout: float = 120.0,
+        on_delta: Callable[[AnswersDelta], None] | None = None,
     ) -> Answer:
-        """Ask a question and wait for `answers.completed` (answered, or blocked with a reason)."""
+        """Ask a question and wait for `answers.completed` (answered, or blocked with a reason).
+
+        `on_delta` streams the answer: each `answers.delta` piece as the stack generates it, in order
+        (`options.stream` is set for it). The pieces are drafts: one with `reset` withdraws the text so
+        far, and the returned answer is the one the guard checked (a blocked one withdraws them all)."""
         started = time.perf_counter()
+        options = options or QueryOptions()
+        if on_delta is not None and not options.stream:
+            options = options.model_copy(update={"stream": True})
         data = QueriesSubmitted(
             query_id=str(uuid7()),
             conversation_id=conversation_id,
             question=question,
-            options=options or QueryOptions(),
+            options=options,
         )
         attributes = {"ragbus.query_id": data.query_id}  # `ragbus trace QUERY_ID` finds the trace by it
         with self.tracer.start_as_current_span(
             "ragbus ask", kind=SpanKind.PRODUCER, attributes=attributes
         ) as span:
             trace_id = format(span.get_span_context().trace_id, "032x")
-            waiter = await self._send(data, expect=AnswersCompleted.event_type(), name=None)
+            waiter = await self._send(
+                data, expect=AnswersCompleted.event_type(), name=None, on_delta=on_delta
+            )
         async with asyncio.timeout(timeout):
             events = await waiter.future
         return Answer(events[0], trace_id, (time.perf_counter() - started) * 1000)
@@ -332,7 +349,13 @@ class RagbusClient:
         return recorded
 
     async def _send(
-        self, data: EventData, *, expect: str, name: str | None, own_reply: bool = False
+        self,
+        data: EventData,
+        *,
+        expect: str,
+        name: str | None,
+        own_reply: bool = False,
+        on_delta: Callable[[AnswersDelta], None] | None = None,
     ) -> _Waiter:
         """Publish a request; return its waiter, whose future its reply resolves (registered before
         publishing).
@@ -342,7 +365,7 @@ class RagbusClient:
         correlation = getattr(data, "query_id", None) or f"{data.subject()}@{uuid7()}"
         event = Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=correlation)
         future: asyncio.Future[list[Envelope[Any]]] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(future, expect, event.id if own_reply else None)
+        waiter = _Waiter(future, expect, event.id if own_reply else None, on_delta=on_delta)
         self._waiters[event.correlationid] = waiter
         future.add_done_callback(lambda _: self._waiters.pop(event.correlationid, None))
         if name:
@@ -377,6 +400,10 @@ class RagbusClient:
             if record.topic.endswith(topics.DLQ_SUFFIX):
                 headers = dict(record.headers)
                 waiter.future.set_exception(RequestFailed(DeadLetter.from_headers(headers)))
+                continue
+            if attrs is not None and attrs.type == AnswersDelta.event_type():
+                if waiter.on_delta is not None:
+                    waiter.on_delta(parse_event(record.value or b"").data)
                 continue
             if attrs is None or attrs.type != waiter.expect:
                 continue

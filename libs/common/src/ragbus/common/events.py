@@ -237,6 +237,11 @@ class QueryOptions(BaseModel):
         default=True,
         description="false: neither answer from the semantic cache nor store the answer in it (evaluations)",
     )
+    stream: bool = Field(
+        default=False,
+        description="publish the answer's text on `answers.delta` as it is generated (drafts: "
+        "`answers.completed` is the answer as checked, and withdraws a blocked one)",
+    )
 
     @model_validator(mode="after")
     def _answer_depth(self) -> QueryOptions:
@@ -326,6 +331,7 @@ class TierAttempt(BaseModel):
     cost_usd: float = 0.0
     error: str | None = None
     prompt: str | None = Field(default=None, description="the prompt template, `name@version`")
+    ttft_ms: float | None = Field(default=None, description="time to the first token, when streamed")
 
 
 class CacheHit(BaseModel):
@@ -371,6 +377,24 @@ class AnswersDrafted(_QueryEvent):
     cascade: Cascade
     stages: list[StageTiming] = Field(default_factory=list)
     retrieve_only: bool = Field(default=False, description="the request asked for retrieval only")
+
+
+class AnswersDelta(_QueryEvent):
+    """A piece of an answer as it is generated, for a request that asked to stream (`options.stream`).
+
+    Pieces of one request are ordered by `seq` (and by the partition: the key is the request's).
+    They are drafts: `reset` says the tier that streamed them was not accepted and what follows
+    replaces them; `final` closes the stream. `answers.completed` is the answer as the guard checked
+    it, citations renumbered and personal data redacted, and a `blocked` status withdraws the draft.
+    """
+
+    topic: ClassVar[str] = topics.ANSWERS_DELTA
+
+    seq: int = Field(ge=0)
+    tier: int = Field(ge=0, description="the cascade tier generating the text")
+    text: str = ""
+    reset: bool = Field(default=False, description="discard the text streamed so far")
+    final: bool = Field(default=False, description="no more pieces follow")
 
 
 AnswerStatus = Literal["answered", "blocked", "failed"]
@@ -428,6 +452,7 @@ EVENT_TYPES: tuple[type[EventData], ...] = (
     QueriesAccepted,
     QueriesRejected,
     AnswersDrafted,
+    AnswersDelta,
     AnswersCompleted,
     FeedbackSubmitted,
     FeedbackRecorded,

@@ -18,6 +18,7 @@ QUERIES_SUBMITTED: Final = "queries.submitted.v1"
 QUERIES_ACCEPTED: Final = "queries.accepted.v1"
 QUERIES_REJECTED: Final = "queries.rejected.v1"
 ANSWERS_DRAFTED: Final = "answers.drafted.v1"
+ANSWERS_DELTA: Final = "answers.delta.v1"
 ANSWERS_COMPLETED: Final = "answers.completed.v1"
 FEEDBACK_SUBMITTED: Final = "feedback.submitted.v1"
 FEEDBACK_RECORDED: Final = "feedback.recorded.v1"
@@ -31,6 +32,7 @@ ALL: Final = (
     QUERIES_ACCEPTED,
     QUERIES_REJECTED,
     ANSWERS_DRAFTED,
+    ANSWERS_DELTA,
     ANSWERS_COMPLETED,
     FEEDBACK_SUBMITTED,
     FEEDBACK_RECORDED,

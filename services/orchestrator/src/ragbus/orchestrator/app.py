@@ -13,7 +13,13 @@ from functools import partial
 from ragbus.common import topics
 from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import Envelope
-from ragbus.common.events import AnswersCompleted, AnswersDrafted, DocsIndexed, QueriesAccepted
+from ragbus.common.events import (
+    AnswersCompleted,
+    AnswersDelta,
+    AnswersDrafted,
+    DocsIndexed,
+    QueriesAccepted,
+)
 from ragbus.common.service import Clients, Service
 from ragbus.orchestrator import usecases
 from ragbus.orchestrator.adapters.chat_openai import OpenAIChatModel
@@ -87,12 +93,19 @@ def create_app(
 ) -> RagbusApp:
     settings = settings or OrchestratorSettings()
     service = Service(
-        SERVICE, settings, deps=deps, open_deps=partial(open_deps, settings), publishes=[AnswersDrafted]
+        SERVICE,
+        settings,
+        deps=deps,
+        open_deps=partial(open_deps, settings),
+        publishes=[AnswersDrafted, AnswersDelta],
     )
 
     @service.subscriber(topics.QUERIES_ACCEPTED)
     async def on_accepted(event: Envelope[QueriesAccepted]) -> None:
-        await service.bus.reply(event, await usecases.draft_answer(service.deps(), event))
+        async def delta(piece: AnswersDelta) -> object:  # for a request that streams; ids by `seq`
+            return await service.bus.reply(event, piece, seq=piece.seq)
+
+        await service.bus.reply(event, await usecases.draft_answer(service.deps(), event, delta))
 
     @service.subscriber(topics.ANSWERS_COMPLETED)
     async def on_completed(event: Envelope[AnswersCompleted]) -> None:

@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from opentelemetry import trace
 
@@ -194,12 +195,22 @@ class CascadeResult:
     cascade: Cascade
 
 
+class AnswerStream(Protocol):
+    """Where a streaming request's text goes as a chat tier generates it (the use case publishes it on
+    `answers.delta`). `reset` withdraws what a tier streamed when the cascade does not accept it."""
+
+    async def text(self, tier: int, piece: str) -> None: ...
+
+    async def reset(self, tier: int) -> None: ...
+
+
 @dataclass
 class _Run:
     attempts: list[TierAttempt] = field(default_factory=list)
     drafts: list[Draft] = field(default_factory=list)
     outages: int = 0  # chat tiers that could not be reached
     history: Sequence[Turn] = ()  # earlier turns of the conversation, shown to the chat tiers
+    stream: AnswerStream | None = None  # a streaming request's text goes here as it is generated
 
     def record(self, attempt: TierAttempt) -> None:
         """Keep the attempt for the event, and put it on the current span (the tier's) for traces."""
@@ -361,13 +372,25 @@ async def _chat(
         run.outages += 1
         return False, why
     outage: ChatUnavailable | None = None
+    first_piece: list[float] = []  # when the first streamed text arrived (ms since the attempt began)
     for attempt in range(failures.retries + 1):
         if attempt:
             await asyncio.sleep(failures.backoff_s * 2 ** (attempt - 1))
         try:
-            result = await tier.model.complete(
-                messages, max_tokens=tier.max_tokens, temperature=tier.temperature
-            )
+            if run.stream is None:
+                result = await tier.model.complete(
+                    messages, max_tokens=tier.max_tokens, temperature=tier.temperature
+                )
+            else:
+
+                async def on_text(piece: str, stream: AnswerStream = run.stream) -> None:
+                    if not first_piece:
+                        first_piece.append(_ms(start))
+                    await stream.text(n, piece)
+
+                result = await tier.model.stream(
+                    messages, max_tokens=tier.max_tokens, temperature=tier.temperature, on_text=on_text
+                )
         except ChatRejectedError as exc:
             status = f"HTTP {exc.status}" if exc.status else "rejected"
             why = f"the model server refused this request for good ({status})"
@@ -403,8 +426,11 @@ async def _chat(
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             cost_usd=tier.cost(result.prompt_tokens, result.completion_tokens),
+            ttft_ms=first_piece[0] if first_piece else None,
         )
     )
+    if run.stream is not None and first_piece and not accepted:
+        await run.stream.reset(n)  # the cascade goes on: what this tier streamed is withdrawn
     if accepted:
         run.drafts.append(Draft(n, parsed.text, parsed.citations))
     elif is_refusal(parsed.text):
@@ -423,12 +449,13 @@ async def run_cascade(
     dropped: int = 0,
     history: Sequence[Turn] = (),
     standalone: str | None = None,
+    stream: AnswerStream | None = None,
 ) -> CascadeResult:
     """Answer `question` from `hits` (source `[n]` = `hits[n-1]`), cheapest tier first; `dropped` is
     how many retrieved chunks were left out because ingest flagged them (policy `drop`). In a
     conversation, the chat tiers see the earlier turns (`history`), and tier 0 quotes for the
     `standalone` question (a follow-up with the question it follows: ragbus.orchestrator.conversation)."""
-    run = _Run(history=history)
+    run = _Run(history=history, stream=stream)
     if not hits:
         what = (
             f"the {dropped} chunk(s) retrieved were flagged as carrying instructions and dropped "

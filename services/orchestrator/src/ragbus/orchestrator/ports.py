@@ -6,7 +6,7 @@ The embedder and vector store ports are shared with the embed service (`ragbus.v
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -67,6 +67,18 @@ class ChatModel(Protocol):
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
     ) -> ChatResult:
         """One completion. Raises ChatRejectedError for a request that can never succeed."""
+        ...
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], Awaitable[None]],
+    ) -> ChatResult:
+        """One completion, each piece of text handed to `on_text` as the server sends it; the whole
+        result (text, token counts) at the end. Errors as `complete`."""
         ...
 
     async def ping(self) -> None:

@@ -4,7 +4,8 @@ cascade, each timed). No Kafka here: `app.py` hands each event in and publishes 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from ragbus.common.envelope import Envelope
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import (
     AnswersCompleted,
+    AnswersDelta,
     AnswersDrafted,
     CacheHit,
     Cascade,
@@ -56,9 +58,73 @@ class OrchestratorDeps:
         return f"extractive={self.policy.cascade.extractive};tiers={tiers}"
 
 
-async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted]) -> AnswersDrafted:
+Publish = Callable[[AnswersDelta], Awaitable[object]]
+
+
+class DeltaStream:
+    """A streaming request's `answers.delta` events: the text as a tier generates it, in pieces of at
+    least `min_chars` or `max_wait_s` apart (one event per token would be a message per 4 characters),
+    numbered in order; a reset when the cascade withdraws a tier's text; the final marker."""
+
+    def __init__(self, query: QueriesAccepted, publish: Publish, *, min_chars: int = 48) -> None:
+        self._query, self._publish, self._min_chars = query, publish, min_chars
+        self._seq, self._buffer, self._tier = 0, "", 0
+        self._last = time.monotonic()
+        self.shown: int | None = None  # the tier whose text the reader now has, if any
+
+    async def _send(self, tier: int, text: str = "", *, reset: bool = False, final: bool = False) -> None:
+        q = self._query
+        delta = AnswersDelta(
+            query_id=q.query_id, conversation_id=q.conversation_id, seq=self._seq, tier=tier, text=text,
+            reset=reset, final=final,
+        )  # fmt: skip
+        self._seq += 1
+        self._last = time.monotonic()
+        await self._publish(delta)
+
+    async def _flush(self) -> None:
+        if self._buffer:
+            text, self._buffer = self._buffer, ""
+            await self._send(self._tier, text)
+
+    async def text(self, tier: int, piece: str) -> None:
+        if tier != self._tier:
+            await self._flush()
+        self._tier, self._buffer, self.shown = tier, self._buffer + piece, tier
+        if len(self._buffer) >= self._min_chars or time.monotonic() - self._last >= 0.25:
+            await self._flush()
+
+    async def reset(self, tier: int) -> None:
+        self._buffer = ""
+        if self.shown is not None:
+            await self._send(tier, reset=True)
+        self.shown = None
+
+    async def finish(self, tier: int, answer: str) -> None:
+        """The answer the cascade kept: streamed already if its tier was the one shown, else sent whole
+        (tier 0's quote, a cached answer, a lower tier's fallback) after withdrawing what was shown."""
+        if self.shown != tier:
+            await self.reset(tier)
+            self._tier, self._buffer = tier, answer
+        await self._flush()
+        await self._send(tier, final=True)
+
+
+async def draft_answer(
+    deps: OrchestratorDeps, event: Envelope[QueriesAccepted], publish: Publish | None = None
+) -> AnswersDrafted:
     """Answer the question from the tenant's documents only (the tenant comes from the envelope, never
-    the body)."""
+    the body). A request that asked to stream has its text published through `publish` as it comes."""
+    stream = DeltaStream(event.data, publish) if publish is not None and event.data.options.stream else None
+    drafted = await _draft(deps, event, stream)
+    if stream is not None and not drafted.retrieve_only:
+        await stream.finish(drafted.cascade.tier, drafted.answer)
+    return drafted
+
+
+async def _draft(
+    deps: OrchestratorDeps, event: Envelope[QueriesAccepted], stream: DeltaStream | None
+) -> AnswersDrafted:
     query, policy, options = event.data, deps.policy, event.data.options
     stages = list(query.stages)
     history: list[Turn] = []
@@ -135,6 +201,7 @@ async def draft_answer(deps: OrchestratorDeps, event: Envelope[QueriesAccepted])
             hits,
             history=conversation.recent(history, policy.memory.max_chars),
             standalone=searched,
+            stream=stream,
             options=query.options,
             policy=policy.cascade,
             tiers=deps.chat_tiers,

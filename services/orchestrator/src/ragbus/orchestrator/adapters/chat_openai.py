@@ -11,7 +11,7 @@ Errors, sorted by what retrying can change:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -82,7 +82,12 @@ class OpenAIChatModel:
         return self._model
 
     async def complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
     ) -> ChatResult:
         # One client span per model call, with OpenTelemetry's GenAI attributes (semantic conventions
         # for generative AI): what was asked of which model, and the tokens it took.
@@ -98,7 +103,9 @@ class OpenAIChatModel:
             f"chat {self._model}", kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
             try:
-                result = await self._complete(messages, max_tokens=max_tokens, temperature=temperature)
+                result = await self._complete(
+                    messages, max_tokens=max_tokens, temperature=temperature, on_text=on_text
+                )
             except Exception as exc:
                 span.set_attribute("error.type", type(exc).__name__)
                 span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
@@ -113,14 +120,31 @@ class OpenAIChatModel:
             )
             return result
 
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], Awaitable[None]],
+    ) -> ChatResult:
+        return await self.complete(messages, max_tokens=max_tokens, temperature=temperature, on_text=on_text)
+
     async def _complete(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
     ) -> ChatResult:
         payload: list[ChatCompletionMessageParam] = [
             {"role": m.role, "content": m.content}  # type: ignore[misc]
             for m in messages
         ]
         try:
+            if on_text is not None:
+                return await self._streamed(payload, max_tokens, temperature, on_text)
             response = await self._client.chat.completions.create(
                 model=self._model, messages=payload, max_tokens=max_tokens, temperature=temperature
             )
@@ -143,6 +167,43 @@ class OpenAIChatModel:
             completion_tokens=usage.completion_tokens if usage else 0,
             model=response.model or self._model,
             finish_reason=choice.finish_reason if choice else None,
+        )
+
+    async def _streamed(
+        self,
+        payload: list[ChatCompletionMessageParam],
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], Awaitable[None]],
+    ) -> ChatResult:
+        """Server-sent chunks; usage from the last one (`include_usage`), else counted as chunks."""
+        chunks = await self._client.chat.completions.create(
+            model=self._model,
+            messages=payload,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        text: list[str] = []
+        finish: str | None = None
+        model, prompt_tokens, completion_tokens, pieces = self._model, 0, 0, 0
+        async for chunk in chunks:
+            model = chunk.model or model
+            if chunk.usage is not None:
+                prompt_tokens, completion_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+            for choice in chunk.choices:
+                finish = choice.finish_reason or finish
+                if piece := choice.delta.content:
+                    text.append(piece)
+                    pieces += 1
+                    await on_text(piece)
+        return ChatResult(
+            text="".join(text),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens or pieces,
+            model=model,
+            finish_reason=finish,
         )
 
     async def ping(self) -> None:

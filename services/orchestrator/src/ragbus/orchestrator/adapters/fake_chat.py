@@ -6,7 +6,7 @@ that can never succeed), so the retry and fallback paths are the real ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from ragbus.orchestrator.ports import ChatMessage, ChatRejectedError, ChatResult, ChatUnavailable
 
@@ -44,6 +44,20 @@ class FakeChatModel:
             model=self._name,
             finish_reason=finish,
         )
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], Awaitable[None]],
+    ) -> ChatResult:
+        """`complete`, its text handed on word by word (with the space before each word after the first)."""
+        result = await self.complete(messages, max_tokens=max_tokens, temperature=temperature)
+        for i, word in enumerate(result.text.split(" ")):
+            await on_text(word if i == 0 else f" {word}")
+        return result
 
     async def ping(self) -> None:
         if self.down:
