@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from ragbus.common.events import QueryOptions
@@ -34,7 +37,7 @@ POLICY = CascadePolicy(accept_min_score=0.5, accept_min_coverage=0.6)
 LOOKUP = "When was the Eiffel Tower completed?"
 
 
-def tier(model: FakeChatModel, **kw: float) -> ChatTier:
+def tier(model: FakeChatModel, **kw: object) -> ChatTier:
     return ChatTier(model=model, prompt=RAG_ANSWER_V1, **kw)  # type: ignore[arg-type]
 
 
@@ -45,7 +48,7 @@ async def ask(
     hits: list = HITS,  # type: ignore[type-arg]
     policy: CascadePolicy = POLICY,
     tiers: list[ChatTier] | None = None,
-    **options: int,
+    **options: float,
 ) -> CascadeResult:
     chat = tiers if tiers is not None else [tier(model or FakeChatModel())]
     return await run_cascade(question, hits, options=QueryOptions(**options), policy=policy, tiers=chat)
@@ -351,3 +354,62 @@ def test_refusals_and_loops_are_recognised() -> None:
     assert not is_refusal("The tower was completed in 1889 [1].")
     assert is_degenerate("a b c d " * 10)
     assert not is_degenerate("The tower was completed in 1889 for the fair.")
+
+
+async def test_a_cost_cap_skips_a_tier_whose_worst_case_would_pass_it() -> None:
+    small, big = (
+        FakeChatModel("I don't know.", name="small"),
+        FakeChatModel("Built for the fair [1].", name="big"),
+    )
+    tiers = [tier(small), tier(big, price_prompt_per_1k=1.0, price_completion_per_1k=2.0)]
+    capped = await ask("Why was the Eiffel Tower built?", tiers=tiers, max_cost_usd=0.01)
+    assert big.calls == []  # 256 completion tokens at $2 / 1k alone is $0.51
+    assert capped.cascade.attempts[2].error == "over the request's budget"
+    assert "options.max_cost_usd=0.01" in capped.cascade.attempts[2].reason
+    assert sum(a.cost_usd for a in capped.cascade.attempts) <= 0.01
+    free = await ask("Why was the Eiffel Tower built?", tiers=tiers, max_cost_usd=1.0)
+    assert free.cascade.tier == 2
+
+
+async def test_a_latency_cap_cuts_a_slow_model_off_and_keeps_the_cheaper_answer() -> None:
+    class Slow(FakeChatModel):
+        async def complete(self, messages, *, max_tokens, temperature):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(5)
+            return await super().complete(messages, max_tokens=max_tokens, temperature=temperature)
+
+    started = time.perf_counter()
+    r = await ask("Why was the Eiffel Tower built?", Slow(), max_latency_ms=200)
+    assert time.perf_counter() - started < 2
+    assert r.cascade.tier == 0
+    assert r.cascade.attempts[1].error == "over the request's latency cap"
+    assert "latency cap (200 ms)" in r.cascade.attempts[1].reason
+
+
+async def test_a_tier_takes_at_most_its_concurrency_in_calls_at_once() -> None:
+    running, peak = 0, 0
+
+    class Counting(FakeChatModel):
+        async def complete(self, messages, *, max_tokens, temperature):  # type: ignore[no-untyped-def]
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.02)
+            running -= 1
+            return await super().complete(messages, max_tokens=max_tokens, temperature=temperature)
+
+    shared = [tier(Counting(), limit=asyncio.Semaphore(2))]
+    await asyncio.gather(*(ask("Why was the Eiffel Tower built?", tiers=shared) for _ in range(6)))
+    assert peak == 2
+
+
+def test_a_small_context_window_keeps_the_best_sources_whole_and_drops_the_rest() -> None:
+    from ragbus.orchestrator.settings import ChatTierSettings
+
+    small = ChatTierSettings(base_url="http://x/v1", model="m", context_window=1024, max_tokens=256)
+    assert small.source_chars() == 588  # (1,024 - 256 answer - 600 instructions) tokens x 3.5
+    assert ChatTierSettings(base_url="http://x/v1", model="m").source_chars() == 6000
+    hits = [make_hit(f"Source number {i}. " + "words " * 200, index=i) for i in range(5)]
+    messages = RAG_ANSWER_V1.render("Why?", hits, max_source_chars=small.source_chars())
+    prompt = messages[-1].content
+    assert "[1] Source number 0." in prompt
+    assert "Source number 1." not in prompt  # 588 characters hold one readable source, not five stubs

@@ -227,6 +227,12 @@ class QueryOptions(BaseModel):
     )
     min_tier: int | None = Field(default=None, ge=0, description="start the cascade at this tier")
     max_tier: int | None = Field(default=None, ge=0, description="never escalate past this tier")
+    max_cost_usd: float | None = Field(
+        default=None, ge=0, description="never call a tier whose worst-case cost would pass this, in all"
+    )
+    max_latency_ms: float | None = Field(
+        default=None, gt=0, description="the cascade stops calling models once this much time is spent"
+    )
     doc_ids: list[str] | None = Field(default=None, description="restrict retrieval to these documents")
     where: QueryFilter | None = Field(default=None, description="restrict retrieval by metadata and date")
     retrieve_only: bool = Field(

@@ -8,6 +8,7 @@ in one process, where it shares the embedded vector store with the embed service
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 
 from ragbus.common import topics
@@ -38,7 +39,8 @@ def chat_tier(tier: ChatTierSettings) -> ChatTier:
         prompt=get_prompt(tier.prompt),
         max_tokens=tier.max_tokens,
         temperature=tier.temperature,
-        max_source_chars=tier.max_source_chars,
+        max_source_chars=tier.source_chars(),
+        limit=asyncio.Semaphore(tier.max_concurrency) if tier.max_concurrency else None,
         price_prompt_per_1k=tier.price_prompt_per_1k,
         price_completion_per_1k=tier.price_completion_per_1k,
         label=tier.name,

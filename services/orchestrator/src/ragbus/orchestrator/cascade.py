@@ -27,6 +27,7 @@ timeout, and a question capped at tier 0 never waits behind one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Sequence
@@ -40,7 +41,14 @@ from ragbus.common.events import Cascade, Citation, QueryOptions, TierAttempt
 from ragbus.common.telemetry import tracer
 from ragbus.orchestrator.citations import parse_citations
 from ragbus.orchestrator.extractive import ExtractiveAnswer, extract_answer
-from ragbus.orchestrator.ports import ChatModel, ChatRejectedError, ChatUnavailable, Turn
+from ragbus.orchestrator.ports import (
+    ChatMessage,
+    ChatModel,
+    ChatRejectedError,
+    ChatResult,
+    ChatUnavailable,
+    Turn,
+)
 from ragbus.orchestrator.prompts import PromptTemplate
 from ragbus.orchestrator.text import word_count
 from ragbus.orchestrator.untrusted import FlaggedSources
@@ -167,6 +175,8 @@ class ChatTier:
     price_completion_per_1k: float = 0.0
     label: str | None = None  # the name recorded in attempts; the model's own name by default
     health: TierHealth = field(default_factory=TierHealth, compare=False)
+    # At most this many calls at once from this process (a rate-limited API, a server with few slots).
+    limit: asyncio.Semaphore | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -211,6 +221,8 @@ class _Run:
     outages: int = 0  # chat tiers that could not be reached
     history: Sequence[Turn] = ()  # earlier turns of the conversation, shown to the chat tiers
     stream: AnswerStream | None = None  # a streaming request's text goes here as it is generated
+    options: QueryOptions = field(default_factory=QueryOptions)
+    started: float = field(default_factory=time.perf_counter)
 
     def record(self, attempt: TierAttempt) -> None:
         """Keep the attempt for the event, and put it on the current span (the tier's) for traces."""
@@ -341,6 +353,36 @@ def _extractive(
     return accepted, why
 
 
+def _tokens(messages: Sequence[ChatMessage]) -> int:
+    """A prompt's tokens, estimated before the call: ~4 characters a token, a few per message."""
+    return sum(len(m.content) for m in messages) // 4 + 4 * len(messages)
+
+
+def _time_left(run: _Run) -> float | None:
+    """Seconds the request's latency cap leaves the cascade (None: no cap)."""
+    if run.options.max_latency_ms is None:
+        return None
+    return run.options.max_latency_ms / 1000 - (time.perf_counter() - run.started)
+
+
+def _over_budget(tier: ChatTier, messages: Sequence[ChatMessage], run: _Run) -> str | None:
+    """Why the request's caps forbid calling this tier (its worst case: the whole answer), or None."""
+    cap = run.options.max_cost_usd
+    if cap is not None:
+        spent = sum(a.cost_usd for a in run.attempts)
+        worst = tier.cost(_tokens(messages), tier.max_tokens)
+        if spent + worst > cap:
+            return (
+                f"skipped: it may cost up to ${worst:.6f}, and the request's cap "
+                f"(options.max_cost_usd={cap:g}) leaves ${max(cap - spent, 0.0):.6f}"
+            )
+    left = _time_left(run)
+    if left is not None and left <= 0:
+        spent_ms = run.options.max_latency_ms
+        return f"skipped: the request's latency cap (options.max_latency_ms={spent_ms:g}) is spent"
+    return None
+
+
 def _failed_attempt(n: int, tier: ChatTier, why: str, start: float, error: str) -> TierAttempt:
     return TierAttempt(
         tier=n,
@@ -362,6 +404,9 @@ async def _chat(
         question, hits, max_source_chars=tier.max_source_chars, flagged=flagged, history=run.history
     )
     failures, health = policy.failures, tier.health
+    if over := _over_budget(tier, messages, run):
+        run.record(_failed_attempt(n, tier, over, start, "over the request's budget"))
+        return False, over
     if not health.closed(time.monotonic()):
         why = (
             f"skipped: the model server failed {health.failures} requests in a row "
@@ -373,24 +418,35 @@ async def _chat(
         return False, why
     outage: ChatUnavailable | None = None
     first_piece: list[float] = []  # when the first streamed text arrived (ms since the attempt began)
+
+    async def call() -> ChatResult:
+        async with tier.limit or contextlib.nullcontext():
+            if run.stream is None:
+                return await tier.model.complete(
+                    messages, max_tokens=tier.max_tokens, temperature=tier.temperature
+                )
+
+            async def on_text(piece: str, stream: AnswerStream = run.stream) -> None:
+                if not first_piece:
+                    first_piece.append(_ms(start))
+                await stream.text(n, piece)
+
+            return await tier.model.stream(
+                messages, max_tokens=tier.max_tokens, temperature=tier.temperature, on_text=on_text
+            )
+
     for attempt in range(failures.retries + 1):
         if attempt:
             await asyncio.sleep(failures.backoff_s * 2 ** (attempt - 1))
         try:
-            if run.stream is None:
-                result = await tier.model.complete(
-                    messages, max_tokens=tier.max_tokens, temperature=tier.temperature
-                )
-            else:
-
-                async def on_text(piece: str, stream: AnswerStream = run.stream) -> None:
-                    if not first_piece:
-                        first_piece.append(_ms(start))
-                    await stream.text(n, piece)
-
-                result = await tier.model.stream(
-                    messages, max_tokens=tier.max_tokens, temperature=tier.temperature, on_text=on_text
-                )
+            async with asyncio.timeout(_time_left(run)):
+                result = await call()
+        except TimeoutError:
+            why = f"cut off at the request's latency cap ({run.options.max_latency_ms:.0f} ms)"
+            run.record(_failed_attempt(n, tier, why, start, "over the request's latency cap"))
+            if run.stream is not None and first_piece:
+                await run.stream.reset(n)
+            return False, why
         except ChatRejectedError as exc:
             status = f"HTTP {exc.status}" if exc.status else "rejected"
             why = f"the model server refused this request for good ({status})"
@@ -455,7 +511,7 @@ async def run_cascade(
     how many retrieved chunks were left out because ingest flagged them (policy `drop`). In a
     conversation, the chat tiers see the earlier turns (`history`), and tier 0 quotes for the
     `standalone` question (a follow-up with the question it follows: ragbus.orchestrator.conversation)."""
-    run = _Run(history=history, stream=stream)
+    run = _Run(history=history, stream=stream, options=options)
     if not hits:
         what = (
             f"the {dropped} chunk(s) retrieved were flagged as carrying instructions and dropped "

@@ -17,6 +17,7 @@ from ragbus.orchestrator.untrusted import QUOTE_CLOSE, QUOTE_OPEN, FlaggedSource
 from ragbus.vectors.ports import Hit
 
 DONT_KNOW = "I don't know."
+_MIN_SOURCE_CHARS = 400
 # An earlier answer's markers point at that turn's sources, which the prompt no longer shows.
 _CITATION = re.compile(r"\s*\[\d+\]")
 
@@ -83,9 +84,12 @@ class PromptTemplate:
         for turn in history:
             messages.append(ChatMessage("user", turn.question.strip()))
             messages.append(ChatMessage("assistant", _CITATION.sub("", turn.answer).strip()))
+        # A budget too small for every source keeps the best-ranked whole enough to read (at least
+        # `_MIN_SOURCE_CHARS` each) rather than a stub of each: the lowest-ranked go first.
+        keep = max(1, min(len(hits), max_source_chars // _MIN_SOURCE_CHARS))
         sources = [
             Source(n, hit.title, shown_text(hit, flagged), untrusted=flagged == "quote" and hit.flagged)
-            for n, hit in enumerate(hits, start=1)
+            for n, hit in enumerate(hits[:keep], start=1)
         ]
         text = self.format(sources, max_source_chars)
         messages.append(ChatMessage("user", self.user.format(sources=text, question=question.strip())))

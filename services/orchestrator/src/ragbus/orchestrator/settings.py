@@ -25,6 +25,8 @@ from ragbus.orchestrator.untrusted import FlaggedSources
 from ragbus.vectors.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHT, FusionMethod
 from ragbus.vectors.settings import EmbedderSettings, VectorStoreSettings
 
+# The instructions, worked examples and question around the sources, in tokens (rag-answer@v3: ~450).
+_PROMPT_OVERHEAD_TOKENS = 600
 # v3 puts every source in a delimited data block (v1 and v2 stay selectable, e.g. to compare).
 DEFAULT_PROMPT = "rag-answer@v3"
 
@@ -74,8 +76,22 @@ class ChatTierSettings(BaseModel):
     # The sources' share of the prompt; ~4 characters a token, so 6,000 fit a 2k-token context with room
     # for the instructions and the answer.
     max_source_chars: int = Field(default=6000, ge=200)
+    context_window: int | None = Field(
+        default=None, ge=512, description="tokens the model reads; the sources are cut to fit it"
+    )
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="calls at once from one orchestrator (the rest wait their turn)"
+    )
 
     _prompt = field_validator("prompt")(_known_prompt)
+
+    def source_chars(self) -> int:
+        """The sources' budget in characters: `max_source_chars`, less if the context window is smaller
+        (what the answer, the instructions and the examples take comes off; ~3.5 characters a token)."""
+        if self.context_window is None:
+            return self.max_source_chars
+        room = self.context_window - self.max_tokens - _PROMPT_OVERHEAD_TOKENS
+        return max(200, min(self.max_source_chars, int(room * 3.5)))
 
 
 class OrchestratorSettings(ServiceSettings):
@@ -154,6 +170,9 @@ class OrchestratorSettings(ServiceSettings):
     chat_price_completion_per_1k: float = Field(default=0.0, ge=0)
     chat_prompt: str = DEFAULT_PROMPT
     chat_max_source_chars: int = Field(default=6000, ge=200)
+    # The local server: 8,192 tokens of context shared by its 2 slots (ragbus.stack.model_server).
+    chat_context_window: int | None = Field(default=4096, ge=512)
+    chat_max_concurrency: int | None = Field(default=2, ge=1)
     # Tiers 2, 3, ...: escalated to in order, after tier 1.
     extra_chat_tiers: list[ChatTierSettings] = Field(default_factory=list)
     # An unavailable chat tier (down, timing out, 5xx, rate limited): called again this many times with
@@ -236,5 +255,7 @@ class OrchestratorSettings(ServiceSettings):
             price_completion_per_1k=self.chat_price_completion_per_1k,
             prompt=self.chat_prompt,
             max_source_chars=self.chat_max_source_chars,
+            context_window=self.chat_context_window,
+            max_concurrency=self.chat_max_concurrency,
         )
         return [first, *self.extra_chat_tiers]
