@@ -326,6 +326,8 @@ def _print_ranking(result: Answer) -> None:
 @click.option("--top-k", type=int, help="How many chunks to retrieve.")
 @click.option("--min-tier", type=int, help="Start the cascade at this tier (1 = always use the model).")
 @click.option("--max-tier", type=int, help="Never escalate past this tier (0 = no model).")
+@click.option("--max-cost", type=click.FloatRange(min=0), help="Spend at most this many USD on models.")
+@click.option("--max-latency-ms", type=click.FloatRange(min=1), help="Stop calling models after this long.")
 @click.option(
     "--conversation",
     help="Conversation id: the question sees the conversation's earlier turns (and stays in order).",
@@ -358,6 +360,8 @@ async def ask(
     top_k: int | None,
     min_tier: int | None,
     max_tier: int | None,
+    max_cost: float | None,
+    max_latency_ms: float | None,
     conversation: str | None,
     where: tuple[str, ...],
     after: datetime | None,
@@ -384,6 +388,8 @@ async def ask(
         top_k=top_k,
         min_tier=min_tier,
         max_tier=max_tier,
+        max_cost_usd=max_cost,
+        max_latency_ms=max_latency_ms,
         where=filters,
         retrieve_only=retrieve_only,
         cache=not no_cache,
