@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from ragbus.orchestrator.testing import index_texts
+from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
 from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
+from ragbus.vectors.ports import VectorStore
 from ragbus.vectors.testing import HashingEmbedder
 
 # The Eiffel Tower in two chunks, and an unrelated document; indexed for tenant `acme` only.
@@ -36,3 +39,18 @@ async def store(embedder: HashingEmbedder, unique: str) -> AsyncIterator[QdrantS
     await index_texts(s, embedder, "acme", CORPUS, titles={"eiffel": "Eiffel Tower", "bread": "Sourdough"})
     yield s
     await s.aclose()
+
+
+@pytest.fixture(params=["edge", "memory"])
+async def side_store(
+    request: pytest.FixtureRequest, tmp_path: Path, unique: str
+) -> AsyncIterator[VectorStore]:
+    """A store of the orchestrator's own (the answer cache's, conversations'), on each adapter that runs
+    here: the embedded Qdrant Edge shard and qdrant-client's local mode."""
+    store: VectorStore = (
+        EdgeVectorStore(tmp_path / "side")
+        if request.param == "edge"
+        else QdrantServerStore(":memory:", collection=unique)
+    )
+    yield store
+    await store.aclose()

@@ -3,9 +3,6 @@ tier is shown, and the memory on each vector store adapter."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from ragbus.orchestrator.adapters.memory_store import VectorConversationMemory
@@ -13,8 +10,6 @@ from ragbus.orchestrator.conversation import is_follow_up, recent, standalone
 from ragbus.orchestrator.ports import Turn
 from ragbus.orchestrator.prompts import RAG_ANSWER_V3
 from ragbus.orchestrator.testing import make_hit
-from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
-from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
 from ragbus.vectors.ports import VectorStore
 
 FIRST = Turn("q1", "When was the Eiffel Tower completed?", "It was completed in 1889 [1].")
@@ -60,19 +55,10 @@ def test_a_chat_tier_sees_the_newest_whole_turns_within_the_budget() -> None:
     assert "How tall is it?" in messages[-1].content
 
 
-@pytest.fixture(params=["edge", "memory"])
-async def vectors(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> AsyncIterator[VectorStore]:
-    store: VectorStore = (
-        EdgeVectorStore(tmp_path / "turns")
-        if request.param == "edge"
-        else QdrantServerStore(":memory:", collection=unique)
-    )
-    yield store
-    await store.aclose()
-
-
-async def test_turns_are_kept_in_order_per_tenant_and_conversation_and_bounded(vectors: VectorStore) -> None:
-    memory = VectorConversationMemory(vectors, dim=8, max_turns=3)
+async def test_turns_are_kept_in_order_per_tenant_and_conversation_and_bounded(
+    side_store: VectorStore,
+) -> None:
+    memory = VectorConversationMemory(side_store, dim=8, max_turns=3)
     assert await memory.turns("acme", "c1") == []
     for i in range(5):
         await memory.record("acme", "c1", Turn(f"q{i}", f"question {i}", f"answer {i}"))
@@ -82,7 +68,7 @@ async def test_turns_are_kept_in_order_per_tenant_and_conversation_and_bounded(v
     kept = await memory.turns("acme", "c1")
     assert [t.query_id for t in kept] == ["q2", "q3", "q4"]  # the oldest forgotten
     assert kept[-1] == Turn("q4", "question 4", "answer 4")
-    assert await vectors.count("acme", "conversation:c1") == 3  # forgotten means deleted
+    assert await side_store.count("acme", "conversation:c1") == 3  # forgotten means deleted
     assert [t.query_id for t in await memory.turns("acme", "c2")] == ["other"]
     assert [t.query_id for t in await memory.turns("globex", "c1")] == ["theirs"]
 

@@ -3,9 +3,7 @@ store adapter (one contract, run against the embedded Qdrant Edge shard and qdra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +12,6 @@ from ragbus.common.ids import record_id
 from ragbus.orchestrator.adapters.answer_cache import VectorAnswerCache
 from ragbus.orchestrator.ports import CacheEntry
 from ragbus.orchestrator.semantic_cache import CachePolicy, mismatch, scope
-from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
-from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
 from ragbus.vectors.ports import VectorStore
 from ragbus.vectors.testing import HashingEmbedder
 
@@ -113,27 +109,16 @@ def entry(question: str, *, docs: tuple[str, ...] = ("eiffel",), answer: str = "
     )
 
 
-@pytest.fixture(params=["edge", "memory"])
-async def vectors(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> AsyncIterator[VectorStore]:
-    store: VectorStore = (
-        EdgeVectorStore(tmp_path / "answers")
-        if request.param == "edge"
-        else QdrantServerStore(":memory:", collection=unique)
-    )
-    yield store
-    await store.aclose()
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def cache(vectors: VectorStore, clock: Clock) -> VectorAnswerCache:
+def cache(side_store: VectorStore, clock: Clock) -> VectorAnswerCache:
     # The hashing embedder scores a one-word change lower than a real model (0.8 where MiniLM gives 0.95):
     # a lower bar, so that the rules past the similarity are what refuses.
-    return VectorAnswerCache(vectors, CachePolicy(ttl_s=3600, min_similarity=0.75), clock=clock)
+    return VectorAnswerCache(side_store, CachePolicy(ttl_s=3600, min_similarity=0.75), clock=clock)
 
 
 EMBED = HashingEmbedder(dim=64)
