@@ -52,6 +52,9 @@ async def open_scanners(settings: GuardSettings, clients: Clients) -> Scanners:
         minilm = clients.add("prompt_classifier", MiniLMPromptClassifier())
         await minilm.ping()  # load it now, not on the first question
         classifiers = [NgramModel.load(MODELS / "prompt-ngram.npz"), minilm]
+    from ragbus.shields.gibberish import gibberish_score
+
+    gibberish_score("warm up")  # loads the character model now (0.3 s), not on the first question
     return Scanners(classifiers=classifiers, pii=detector)
 
 
