@@ -110,6 +110,16 @@ def test_the_settings_become_the_server_command_line(tmp_path: Path) -> None:
     assert server_options(settings.model_copy(update={"threads": 0}), port=1).threads >= 1
 
 
+def test_a_named_model_is_passed_by_name_and_served_under_its_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    found: list[str] = []
+    monkeypatch.setattr("ragbus.stack.model.find_gguf", found.append)
+    options = server_options(ModelServerSettings(name="gemma3"), port=8123)
+    assert found == ["gemma3"]  # installed (or assembled) before the server is spawned
+    assert (options.model, options.alias) == ("gemma3", "gemma3-270m")
+    with pytest.raises(ValueError, match="unknown local model 'nope'"):
+        ModelServerSettings(name="nope")
+
+
 def test_the_spawned_command_is_this_interpreter_running_the_server_module(
     ragbus_home: Path, tmp_path: Path
 ) -> None:

