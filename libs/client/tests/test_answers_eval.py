@@ -46,6 +46,10 @@ def test_a_claim_is_labelled_by_its_evidence() -> None:
         ("The sources do not mention the dose, so I cannot tell.", "NOINFO"),
         ("I don't know.", "NOINFO"),
         ("Ribosomes translate mRNA into proteins [1].", None),
+        # Wordings small models use (bench/cascade.py, 2026-12-05), misread before:
+        ("The sources do not support or contradict this claim.", "NOINFO"),
+        ("The sources do not support this claim.", "CONTRADICT"),
+        ("The sources do not contradict the claim. They support it [1].", "SUPPORT"),
     ],
 )
 def test_the_verdict_is_read_from_the_answers_opening(answer: str, verdict: str | None) -> None:

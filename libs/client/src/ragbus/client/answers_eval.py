@@ -126,12 +126,15 @@ def load_questions(path: Path) -> list[LabelledQuestion]:
 _NOINFO = re.compile(
     r"\b(?:not\s+enough|insufficient|no\s+(?:information|evidence|relevant)|do(?:es)?\s+not\s+(?:say|mention"
     r"|address|contain|provide)|don['’]t\s+know|cannot\s+(?:be\s+)?(?:determine|tell|say|answer|find)|can['’]t"
-    r"\s+(?:determine|tell|say|answer|find)|unclear|neither\s+support)",
+    r"\s+(?:determine|tell|say|answer|find)|unclear|neither\s+support"
+    # "do not support or contradict", "does not support nor refute": neither way
+    r"|do(?:es)?\s+not\s+(?:support|confirm)\w*\s+(?:or|nor)\s+(?:contradict|refute|disprove))",
     re.IGNORECASE,
 )
 _CONTRADICT = re.compile(
-    r"\b(?:contradict\w*|refute\w*|disprove\w*|not\s+(?:supported|true|correct)|(?:is|are)\s+(?:false|incorrect"
-    r"|wrong)|false|incorrect)\b",
+    # Not after a negation: "do not contradict the claim; they support it" supports.
+    r"\b(?:(?<!not\s)(?<!n't\s)(?:contradict\w*|refute\w*|disprove\w*)|not\s+(?:supported|true|correct)"
+    r"|do(?:es)?\s+not\s+support\w*|(?:is|are)\s+(?:false|incorrect|wrong)|false|incorrect)\b",
     re.IGNORECASE,
 )
 _SUPPORT = re.compile(r"\b(?:support\w*|confirm\w*|true|correct|consistent\s+with)\b", re.IGNORECASE)
