@@ -230,9 +230,10 @@ async def test_ask_stream_prints_the_draft_as_it_comes_then_the_checked_answer(f
             AnswersDelta(query_id=q.query_id, seq=3, tier=0, text="To the dead-letter topic [1]."),
             AnswersDelta(query_id=q.query_id, seq=4, tier=0, final=True),
         ]
+        # The answer first: the pieces travel on another topic and may arrive after it.
+        await fake_stack.reply(question, completed(q.query_id))
         for piece in pieces:
             await fake_stack.reply(question, piece, seq=piece.seq)
-        await fake_stack.reply(question, completed(q.query_id))
         return [q.options.stream]
 
     task = asyncio.create_task(stream_then_answer())

@@ -111,7 +111,6 @@ class _Waiter:
     expect: str  # the CloudEvents type that completes the request
     caused_by: UUID | None = None  # only a reply to this very event (not to another of the same request)
     parts: dict[int, Envelope[Any]] = field(default_factory=dict)
-    on_delta: Callable[[AnswersDelta], None] | None = None  # a streaming question's pieces, in order
 
 
 def _listed(names: Sequence[str], limit: int = 5) -> str:
@@ -142,6 +141,8 @@ class RagbusClient:
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
         self._waiters: dict[str, _Waiter] = {}
+        # Streaming questions: their `answers.delta` pieces go to the callback, until the final one.
+        self._streams: dict[str, tuple[Callable[[AnswersDelta], None], asyncio.Event]] = {}
         self._progress_at = time.monotonic()  # when a document was last indexed on the bus (anyone's)
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -321,11 +322,22 @@ class RagbusClient:
             "ragbus ask", kind=SpanKind.PRODUCER, attributes=attributes
         ) as span:
             trace_id = format(span.get_span_context().trace_id, "032x")
-            waiter = await self._send(
-                data, expect=AnswersCompleted.event_type(), name=None, on_delta=on_delta
-            )
-        async with asyncio.timeout(timeout):
-            events = await waiter.future
+            ended = asyncio.Event()
+            if on_delta is not None:
+                self._streams[data.query_id] = (on_delta, ended)
+            waiter = await self._send(data, expect=AnswersCompleted.event_type(), name=None)
+        try:
+            async with asyncio.timeout(timeout):
+                events = await waiter.future
+                # The pieces travel on another topic than the answer, so they may still be on their
+                # way; an answer with a cascade was streamed to its final piece (blocked at the input
+                # guard: nothing was).
+                if on_delta is not None and events[0].data.cascade is not None:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(10):
+                            await ended.wait()
+        finally:
+            self._streams.pop(data.query_id, None)
         return Answer(events[0], trace_id, (time.perf_counter() - started) * 1000)
 
     async def feedback(
@@ -355,7 +367,6 @@ class RagbusClient:
         expect: str,
         name: str | None,
         own_reply: bool = False,
-        on_delta: Callable[[AnswersDelta], None] | None = None,
     ) -> _Waiter:
         """Publish a request; return its waiter, whose future its reply resolves (registered before
         publishing).
@@ -365,7 +376,7 @@ class RagbusClient:
         correlation = getattr(data, "query_id", None) or f"{data.subject()}@{uuid7()}"
         event = Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=correlation)
         future: asyncio.Future[list[Envelope[Any]]] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(future, expect, event.id if own_reply else None, on_delta=on_delta)
+        waiter = _Waiter(future, expect, event.id if own_reply else None)
         self._waiters[event.correlationid] = waiter
         future.add_done_callback(lambda _: self._waiters.pop(event.correlationid, None))
         if name:
@@ -391,19 +402,22 @@ class RagbusClient:
         async for record in self._consumer:
             if record.topic == indexed:
                 self._progress_at = time.monotonic()  # anyone's document counts: the stack is working
-            if not self._waiters:
+            if not self._waiters and not self._streams:
                 continue
             attrs = EnvelopeAttributes.peek(record.value or b"")
+            if attrs is not None and attrs.type == AnswersDelta.event_type():
+                if (stream := self._streams.get(attrs.correlationid)) is not None:
+                    delta: AnswersDelta = parse_event(record.value or b"").data
+                    stream[0](delta)
+                    if delta.final:
+                        stream[1].set()
+                continue
             waiter = self._waiters.get(attrs.correlationid) if attrs else None
             if waiter is None or waiter.future.done():
                 continue
             if record.topic.endswith(topics.DLQ_SUFFIX):
                 headers = dict(record.headers)
                 waiter.future.set_exception(RequestFailed(DeadLetter.from_headers(headers)))
-                continue
-            if attrs is not None and attrs.type == AnswersDelta.event_type():
-                if waiter.on_delta is not None:
-                    waiter.on_delta(parse_event(record.value or b"").data)
                 continue
             if attrs is None or attrs.type != waiter.expect:
                 continue
