@@ -4,8 +4,9 @@ cascade, each timed). No Kafka here: `app.py` hands each event in and publishes 
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -153,7 +154,7 @@ async def _draft(
             expansion = await expand(deps.chat_tiers[0], searched, policy.expansion)
     top_k = options.top_k or policy.top_k
     with stage("retrieval", SERVICE, stages, **{"ragbus.query_id": str(query.query_id)}) as span:
-        try:
+        with _embeddable():
             retrieval = await retrieve(
                 deps.embedder,
                 deps.store,
@@ -167,8 +168,6 @@ async def _draft(
                 expansions=expansion.texts,
                 query_vector=vector,
             )
-        except InputRejected as exc:  # the embedder will never take this question
-            raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
         span.set_attributes(
             {
                 "ragbus.retrieval.fusion": policy.retrieval.fusion,
@@ -262,11 +261,18 @@ async def forget_documents(deps: OrchestratorDeps, event: Envelope[DocsIndexed])
     return forgotten
 
 
-async def _embed(deps: OrchestratorDeps, question: str) -> list[float]:
+@contextlib.contextmanager
+def _embeddable() -> Iterator[None]:
+    """A question the embedder will never take is a poison message, wherever it is embedded."""
     try:
-        return await deps.embedder.embed_query(normalise_question(question))
-    except InputRejected as exc:  # the embedder will never take this question
+        yield
+    except InputRejected as exc:
         raise PoisonMessage(f"the question cannot be embedded: {exc}") from exc
+
+
+async def _embed(deps: OrchestratorDeps, question: str) -> list[float]:
+    with _embeddable():
+        return await deps.embedder.embed_query(normalise_question(question))
 
 
 async def _sources_exist(deps: OrchestratorDeps, tenant: str, entry: CacheEntry) -> bool:
