@@ -24,6 +24,8 @@ FILES = {  # file -> (attack, harmful)
     "frames-safe": (0, 0),
     "privacy-unsafe": (0, 1),
     "privacy-safe": (0, 0),
+    "plain-unsafe": (0, 1),
+    "plain-safe": (0, 0),
 }
 
 

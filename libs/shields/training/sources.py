@@ -296,6 +296,11 @@ def handwritten(data: Path) -> Iterator[Example]:
         ("frames-safe", 0, 0),
         ("privacy-unsafe", 0, 1),
         ("privacy-safe", 0, 0),
+        # Third round: short, casual harmful requests in plain words (euphemisms, homonyms, everyday verbs
+        # aimed at people, "for a friend", privacy, crime, drugs and weapons, self-harm, hate, atrocities)
+        # and their safe look-alikes with the same key words, line for line.
+        ("plain-unsafe", 0, 1),
+        ("plain-safe", 0, 0),
     )
     for name, attack, harmful in sets:
         kind = "other"

@@ -48,6 +48,7 @@ HANDWRITTEN_SOURCES = tuple(
     for name in (
         "subtle-unsafe", "subtle-safe", "roleplay-attacks", "roleplay-safe",
         "contrasts-unsafe", "contrasts-safe", "frames-attacks", "frames-safe", "privacy-unsafe", "privacy-safe",
+        "plain-unsafe", "plain-safe",
     )
 )  # fmt: skip
 REPEAT = 4
