@@ -31,6 +31,7 @@ MUST_DIFFER = [
     ("Who founded Apple?", "Who founded Google?"),
     ("What is the capital of France?", "What is the capital of Germany?"),
     ("Does BRCA1 cause breast cancer?", "Does BRCA2 cause breast cancer?"),
+    ("Is miR-142-5P temperature-sensitive?", "Is miR-142-3P temperature-sensitive?"),
     ("What did the WHO say about COVID-19?", "What did the CDC say about COVID-19?"),
     ("who founded apple", "who founded google"),  # lowercase names: the content words differ
     ("Is smoking linked to lung cancer in women?", "Is smoking linked to lung cancer in men?"),
@@ -47,6 +48,13 @@ MAY_SHARE = [
     ("Can I take two tablets a day?", "Can I take 2 tablets a day?"),
     ("Why was the Eiffel Tower built?", "Why was the Eiffel tower built?"),
     ("Does aspirin reduce the risk of stroke?", "Is it true that aspirin does reduce the risk of stroke?"),
+    # Names led by a digit are names too, and the same in both (bench/cascade.py's replay found these
+    # two missing their own entries).
+    (
+        "Did the children have a lactate of more than 5mmol/L?",
+        "did the children have a lactate of more than 5mmol/l",
+    ),
+    ("Is miR-142-5P a temperature-sensitive microRNA?", "Is miR-142-5P a temperature-sensitive microRNA?"),
 ]
 
 

@@ -122,8 +122,9 @@ def signature(question: str) -> Signature:
         or (len(t) > 1 and t.isupper())
         or (any(c.isdigit() for c in t) and any(c.isalpha() for c in t))
     )
-    words = [t.casefold() for t in tokens if not t[0].isdigit()]
-    content = [w for w in words if w not in _NOT_CONTENT]
+    # Every token, a name led by a digit ("5mmol", "5p") included: a name is looked up among them.
+    words = [t.casefold() for t in tokens]
+    content = [w for w in words if not w[0].isdigit() and w not in _NOT_CONTENT]
     return Signature(negations, numbers, names, frozenset(words), tuple(_STEMMER.stemWords(content)))
 
 
