@@ -24,6 +24,7 @@ from ragbus.common.events import QueriesAccepted, QueryOptions
 from ragbus.orchestrator.adapters.answer_cache import VectorAnswerCache
 from ragbus.orchestrator.cascade import ChatTier
 from ragbus.orchestrator.prompts import get_prompt
+from ragbus.orchestrator.routing import load
 from ragbus.orchestrator.settings import DEFAULT_PROMPT, OrchestratorSettings
 from ragbus.orchestrator.testing import FakeChatModel, index_texts
 from ragbus.orchestrator.usecases import OrchestratorDeps, draft_answer
@@ -80,8 +81,13 @@ async def main() -> None:
     )
     columns = f"{'whole p50/p95':>15} {'retrieval':>9} {'cache':>7} {'model':>7} {'overhead p50/p95':>17}"
     print(f"{'configuration':34} {columns}")
+    # The shipped router, its threshold at 0 so that the model is still called: its own cost only.
+    routed = ChatTier(
+        model=model, prompt=get_prompt(DEFAULT_PROMPT), router=load("smollm2-rag-answer-v3"), min_benefit=0
+    )
     configs = {
         "cascade, cache off": (None, QueryOptions(cache=False)),
+        "cascade + router, cache off": (None, QueryOptions(cache=False)),
         "tier 1 forced, cache off": (None, QueryOptions(min_tier=1, cache=False)),
         "cascade, cache miss (new question)": (cache, QueryOptions()),
         "cascade, cache hit": (cache, QueryOptions()),
@@ -91,7 +97,7 @@ async def main() -> None:
             embedder=embedder,
             store=store,
             policy=settings.answer_policy(),
-            chat_tiers=[tier],
+            chat_tiers=[routed if "router" in name else tier],
             cache=answer_cache,
         )
         whole, retrieval, lookups, models, rest = [], [], [], [], []

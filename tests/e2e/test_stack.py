@@ -12,7 +12,7 @@ import pytest
 from ragbus.client.client import Document, RagbusClient
 from ragbus.common import topics
 from ragbus.common.envelope import Envelope
-from ragbus.common.events import DeadLetter, DocsSubmitted, QueriesSubmitted, QueryOptions
+from ragbus.common.events import AnswersDelta, DeadLetter, DocsSubmitted, QueriesSubmitted, QueryOptions
 from ragbus.common.ids import uuid7
 
 from .conftest import Record, Stack
@@ -188,6 +188,46 @@ async def test_tier_one_runs_on_the_real_local_model(stack: Stack, indexed_docs:
         assert cascade.tier == 0, cascade
         assert f"tier 1: {model_attempt.reason}" in cascade.reason
         assert "kept the answer of tier 0" in cascade.reason
+
+
+async def test_a_streamed_answer_arrives_in_order_and_ends_as_the_checked_answer(
+    stack: Stack, indexed_docs: list[Any]
+) -> None:
+    pieces: list[AnswersDelta] = []
+    async with client(stack) as c:
+        result = await c.ask(
+            "How does the guard decide to block a question?",
+            options=QueryOptions(min_tier=1, cache=False),
+            on_delta=pieces.append,
+            timeout=300,
+        )
+    answer, cascade = result.answer, result.answer.cascade
+    assert cascade is not None
+    assert [p.seq for p in pieces] == list(range(len(pieces)))  # every piece, in order, once
+    assert [p.final for p in pieces] == [False] * (len(pieces) - 1) + [True]
+    model = next(a for a in cascade.attempts if a.tier == 1)
+    assert model.ttft_ms is not None
+    assert 0 < model.ttft_ms < model.latency_ms  # the first text came before the model finished
+    assert any(p.tier == 1 and p.text for p in pieces)  # the model's text was streamed as it came
+    draft = ""
+    for p in pieces:  # what a reader shows: each reset withdraws the text before it
+        draft = "" if p.reset else draft + p.text
+    if cascade.tier == 1:
+        assert not any(p.reset for p in pieces)
+        # answers.completed is the checked answer (citations renumbered, personal data redacted).
+        words = set(draft.lower().split())
+        assert len(words & set(answer.answer.lower().split())) >= 0.8 * len(words)
+    else:  # tier 1 was not accepted: its text is withdrawn and tier 0's quotes follow, whole
+        assert any(p.reset and p.tier == 1 for p in pieces)
+        assert draft.strip() == answer.answer.strip() or answer.status == "blocked"
+    # The monitor keeps every piece, so what a reader was shown stays on record.
+    stored = await stack.wait_rows(
+        "SELECT count(*) FROM events WHERE correlation_id = $1 AND type = $2",
+        answer.query_id,
+        "io.ragbus.answers.delta.v1",
+        expect=len(pieces),
+    )
+    assert stored == len(pieces)
 
 
 # A BIPIA-style document: an ordinary email with an instruction to the model planted on a line of its own.

@@ -18,12 +18,12 @@ from ragbus.orchestrator.cascade import (
     is_degenerate,
     is_refusal,
     judge_extractive,
-    non_lookup_trigger,
     run_cascade,
 )
 from ragbus.orchestrator.extractive import ExtractiveAnswer
 from ragbus.orchestrator.prompts import RAG_ANSWER_V1
 from ragbus.orchestrator.testing import FakeChatModel, make_hit
+from ragbus.orchestrator.text import non_lookup_trigger
 
 EIFFEL = make_hit(
     "The Eiffel Tower is a wrought-iron lattice tower in Paris. It was designed by the engineering company "
@@ -101,6 +101,15 @@ def test_how_many_and_how_tall_are_lookups() -> None:
     assert non_lookup_trigger("How is it maintained?") == "how"
     assert non_lookup_trigger("Could you please explain the design?") == "explain"
     assert non_lookup_trigger("What is the difference between iron and steel?") == "what is the difference"
+
+
+def test_a_request_for_a_verdict_is_not_a_lookup() -> None:
+    # Quoted sentences show the evidence, but not which way it points.
+    claim = "Do the sources support or contradict this claim? Klf4 is important for differentiation."
+    assert non_lookup_trigger(claim) == "support or contradict"
+    assert non_lookup_trigger("True or false: the tower was completed in 1889.") == "true or false"
+    assert non_lookup_trigger("Please fact-check this: the tower is 330 m tall.") == "fact-check"
+    assert non_lookup_trigger("Does the report support the plan?") is None  # a lookup of what it says
 
 
 @pytest.mark.parametrize(

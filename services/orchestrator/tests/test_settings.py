@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -59,3 +60,24 @@ def test_a_cascade_without_any_tier_is_refused() -> None:
     with pytest.raises(ValidationError, match="no cascade tier is enabled"):
         OrchestratorSettings(extractive=False, chat=False)
     assert OrchestratorSettings(chat=False).chat_tiers() == []
+
+
+def test_a_tier_takes_a_router_by_name_or_file_and_an_unknown_one_stops_the_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ragbus.orchestrator.routing import BUILTIN
+
+    shipped = next(BUILTIN.glob("*.json")).stem
+    monkeypatch.setenv("ORCHESTRATOR_CHAT_ROUTER", shipped)
+    monkeypatch.setenv("ORCHESTRATOR_CHAT_MIN_BENEFIT", "0.3")
+    tier = chat_tier(OrchestratorSettings().chat_tiers()[0])
+    assert tier.router is not None
+    assert tier.router.name
+    assert tier.min_benefit == 0.3
+
+    monkeypatch.setenv("ORCHESTRATOR_CHAT_ROUTER", str(tmp_path / "missing.json"))
+    with pytest.raises(ValidationError, match="no router"):
+        OrchestratorSettings()
+    monkeypatch.setenv("ORCHESTRATOR_CHAT_ROUTER", "no-such-router")
+    with pytest.raises(ValidationError, match="no router 'no-such-router'"):
+        OrchestratorSettings()

@@ -338,6 +338,10 @@ class TierAttempt(BaseModel):
     error: str | None = None
     prompt: str | None = Field(default=None, description="the prompt template, `name@version`")
     ttft_ms: float | None = Field(default=None, description="time to the first token, when streamed")
+    benefit: float | None = Field(
+        default=None,
+        description="a chat tier's router: the predicted chance that its answer is accepted",
+    )
 
 
 class CacheHit(BaseModel):

@@ -26,6 +26,7 @@ from ragbus.orchestrator import usecases
 from ragbus.orchestrator.adapters.chat_openai import OpenAIChatModel
 from ragbus.orchestrator.cascade import ChatTier
 from ragbus.orchestrator.prompts import get_prompt
+from ragbus.orchestrator.routing import load as load_router
 from ragbus.orchestrator.settings import ChatTierSettings, OrchestratorSettings
 from ragbus.orchestrator.usecases import OrchestratorDeps
 
@@ -44,6 +45,8 @@ def chat_tier(tier: ChatTierSettings) -> ChatTier:
         price_prompt_per_1k=tier.price_prompt_per_1k,
         price_completion_per_1k=tier.price_completion_per_1k,
         label=tier.name,
+        router=load_router(tier.router) if tier.router else None,
+        min_benefit=tier.min_benefit,
     )
 
 

@@ -50,7 +50,8 @@ from ragbus.orchestrator.ports import (
     Turn,
 )
 from ragbus.orchestrator.prompts import PromptTemplate
-from ragbus.orchestrator.text import word_count
+from ragbus.orchestrator.routing import Router, features
+from ragbus.orchestrator.text import non_lookup_trigger, word_count
 from ragbus.orchestrator.untrusted import FlaggedSources
 from ragbus.shields.grounding import support
 from ragbus.vectors.ports import Hit
@@ -62,24 +63,6 @@ UNAVAILABLE = (
     "Please try again later."
 )
 
-# What makes a question ask for reasoning or synthesis, which quoting the best sentences cannot give:
-# an imperative that opens the request ("Explain ...", "Could you compare ..."), `why` / `how` (but not
-# "how many", "how tall": facts), or a synthesis phrase. Matched narrowly on purpose: the same words
-# inside a statement ("... stem cell differentiation", "... compared to women") are not requests.
-_REQUEST_VERB = re.compile(
-    r"^\W*(?:please\s+|(?:can|could|would)\s+you\s+(?:please\s+)?)?"
-    r"(explain|describe|compare|contrast|summari[sz]e|discuss|analy[sz]e|evaluate|assess|outline|"
-    r"elaborate|justify|recommend|should)\b",
-    re.IGNORECASE,
-)
-_WHY_HOW = re.compile(r"\b(why|how)\b", re.IGNORECASE)
-_HOW_LOOKUP = re.compile(r"how\s+(many|much|long|old|often|far|big|large|high|tall|soon)\b", re.IGNORECASE)
-_SYNTHESIS = re.compile(
-    r"\b(what(?:'s|\s+is|\s+are)\s+the\s+differences?|pros\s+and\s+cons|"
-    r"advantages\s+and\s+disadvantages|in\s+summary)\b",
-    re.IGNORECASE,
-)
-
 _REFUSAL = re.compile(
     r"\b(i\s+(do\s+not|don'?t|cannot|can'?t|am\s+unable\s+to|could\s+not|couldn'?t)\s+"
     r"(know|answer|find|determine|tell|say)|(no|not\s+enough|insufficient)\s+(relevant\s+)?information|"
@@ -89,18 +72,6 @@ _REFUSAL = re.compile(
 )
 # A refusal is short; a long answer that says "no information on X" in passing still answers.
 _REFUSAL_MAX_WORDS = 40
-
-
-def non_lookup_trigger(question: str) -> str | None:
-    """What makes a question ask for more than a lookup (`why`, `explain`...), or None for a lookup."""
-    if match := _REQUEST_VERB.match(question):
-        return match.group(1).lower()
-    for match in _WHY_HOW.finditer(question):
-        if not _HOW_LOOKUP.match(question, match.start()):
-            return match.group(1).lower()
-    if match := _SYNTHESIS.search(question):
-        return " ".join(match.group(1).lower().split())
-    return None
 
 
 def is_refusal(text: str) -> bool:
@@ -177,6 +148,10 @@ class ChatTier:
     health: TierHealth = field(default_factory=TierHealth, compare=False)
     # At most this many calls at once from this process (a rate-limited API, a server with few slots).
     limit: asyncio.Semaphore | None = field(default=None, compare=False)
+    # Called only when its router predicts a benefit of at least `min_benefit` (None: the router's own
+    # operating point) for a question the tiers below did not answer; no router: always called.
+    router: Router | None = None
+    min_benefit: float | None = None
 
     @property
     def name(self) -> str:
@@ -223,6 +198,8 @@ class _Run:
     stream: AnswerStream | None = None  # a streaming request's text goes here as it is generated
     options: QueryOptions = field(default_factory=QueryOptions)
     started: float = field(default_factory=time.perf_counter)
+    extractive: ExtractiveAnswer | None = None  # tier 0's reading of the sources, for the routers
+    routed: float | None = None  # the benefit the router of the tier being called predicted
 
     def record(self, attempt: TierAttempt) -> None:
         """Keep the attempt for the event, and put it on the current span (the tier's) for traces."""
@@ -241,6 +218,8 @@ class _Run:
         )
         if attempt.prompt:
             span.set_attribute("ragbus.prompt", attempt.prompt)
+        if attempt.benefit is not None:
+            span.set_attribute("ragbus.tier.benefit", attempt.benefit)
         if attempt.error:
             span.set_attribute("error.type", attempt.error.split(":", 1)[0])
 
@@ -344,6 +323,7 @@ def _extractive(
 ) -> tuple[bool, str]:
     start = time.perf_counter()
     ex = extract_answer(question, hits, max_sentences=policy.max_sentences, flagged=policy.flagged_sources)
+    run.extractive = ex
     accepted, why = judge_extractive(question, ex, policy)
     if skip:
         accepted, why = False, skip
@@ -483,6 +463,7 @@ async def _chat(
             completion_tokens=result.completion_tokens,
             cost_usd=tier.cost(result.prompt_tokens, result.completion_tokens),
             ttft_ms=first_piece[0] if first_piece else None,
+            benefit=run.routed,
         )
     )
     if run.stream is not None and first_piece and not accepted:
@@ -493,6 +474,34 @@ async def _chat(
         # An honest "I don't know" is a reply worth keeping if no tier does better; a loop is not.
         run.drafts.append(Draft(n, parsed.text, [], usable=False))
     return accepted, why
+
+
+def _route(
+    n: int, tier: ChatTier, question: str, hits: Sequence[Hit], policy: CascadePolicy, run: _Run
+) -> str | None:
+    """Why tier `n` is not worth calling for this question (its router's prediction), or None."""
+    run.routed = None
+    if tier.router is None:
+        return None
+    start = time.perf_counter()
+    ex = run.extractive or extract_answer(
+        question, hits, max_sentences=policy.max_sentences, flagged=policy.flagged_sources
+    )
+    benefit = tier.router.benefit(features(question, hits, ex))
+    least = tier.router.min_benefit if tier.min_benefit is None else tier.min_benefit
+    if benefit >= least:
+        run.routed = benefit
+        return None
+    why = (
+        f"not called: its router ({tier.router.name}) gives its answer a {benefit:.0%} chance of being "
+        f"kept (passing the checks), under the {least:.0%} that pays for a call"
+    )
+    run.record(
+        TierAttempt(
+            tier=n, name=tier.name, accepted=False, reason=why, latency_ms=_ms(start), benefit=benefit
+        )
+    )
+    return why
 
 
 async def run_cascade(
@@ -553,6 +562,12 @@ async def run_cascade(
 
     for n in range(max(first, 1), top + 1):
         with _span(n, names[n]):
+            # A tier the request asks for (options.min_tier) is called whatever its router says; so is
+            # the first tier when there is no tier 0 to fall back on.
+            skipped = _route(n, tiers[n - 1], question, hits, policy, run) if n > first else None
+            if skipped:
+                escalated.append(f"tier {n}: {skipped}")
+                continue
             accepted, why = await _chat(n, tiers[n - 1], question, hits, policy, run)
         if accepted:
             past = f"; escalated past {'; '.join(escalated)}" if escalated else ""

@@ -20,6 +20,7 @@ from ragbus.orchestrator.conversation import MemoryPolicy
 from ragbus.orchestrator.expansion import ExpansionMode, ExpansionPolicy
 from ragbus.orchestrator.prompts import PROMPTS
 from ragbus.orchestrator.retrieval import RetrievalPolicy
+from ragbus.orchestrator.routing import load as load_router
 from ragbus.orchestrator.semantic_cache import CachePolicy
 from ragbus.orchestrator.untrusted import FlaggedSources
 from ragbus.vectors.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHT, FusionMethod
@@ -54,6 +55,12 @@ def _known_prompt(value: str) -> str:
     return value
 
 
+def _known_router(value: str | None) -> str | None:
+    if value:
+        load_router(value)  # an unknown name or a bad file stops the service at start
+    return value or None
+
+
 class ChatTierSettings(BaseModel):
     """One chat tier: a model at an OpenAI-compatible endpoint, and how the cascade uses it."""
 
@@ -82,8 +89,18 @@ class ChatTierSettings(BaseModel):
     max_concurrency: int | None = Field(
         default=None, ge=1, description="calls at once from one orchestrator (the rest wait their turn)"
     )
+    # Learned routing (ragbus.orchestrator.routing): called only when the router predicts its answer is
+    # worth the call. None: called for every question the tiers below leave unanswered.
+    router: str | None = Field(
+        default=None, description="a router shipped with ragbus by name, or a JSON file from bench/cascade.py"
+    )
+    min_benefit: float | None = Field(
+        default=None, ge=0, le=1, description="the predicted benefit a call needs (None: the router's own)"
+    )
 
     _prompt = field_validator("prompt")(_known_prompt)
+
+    _router = field_validator("router")(_known_router)
 
     def source_chars(self) -> int:
         """The sources' budget in characters: `max_source_chars`, less if the context window is smaller
@@ -173,6 +190,8 @@ class OrchestratorSettings(ServiceSettings):
     # The local server: 8,192 tokens of context shared by its 2 slots (ragbus.stack.model_server).
     chat_context_window: int | None = Field(default=4096, ge=512)
     chat_max_concurrency: int | None = Field(default=2, ge=1)
+    chat_router: str | None = None
+    chat_min_benefit: float | None = Field(default=None, ge=0, le=1)
     # Tiers 2, 3, ...: escalated to in order, after tier 1.
     extra_chat_tiers: list[ChatTierSettings] = Field(default_factory=list)
     # An unavailable chat tier (down, timing out, 5xx, rate limited): called again this many times with
@@ -188,6 +207,7 @@ class OrchestratorSettings(ServiceSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
 
     _chat_prompt = field_validator("chat_prompt")(_known_prompt)
+    _chat_router = field_validator("chat_router")(_known_router)
 
     @model_validator(mode="after")
     def _some_tier(self) -> OrchestratorSettings:
@@ -257,5 +277,7 @@ class OrchestratorSettings(ServiceSettings):
             max_source_chars=self.chat_max_source_chars,
             context_window=self.chat_context_window,
             max_concurrency=self.chat_max_concurrency,
+            router=self.chat_router,
+            min_benefit=self.chat_min_benefit,
         )
         return [first, *self.extra_chat_tiers]

@@ -92,3 +92,37 @@ def content_terms(text: str) -> list[str]:
 
 def word_count(text: str) -> int:
     return len(_WORD.findall(text.lower()))
+
+
+# What makes a question ask for reasoning or synthesis, which quoting the best sentences cannot give:
+# an imperative that opens the request ("Explain ...", "Could you compare ..."), `why` / `how` (but not
+# "how many", "how tall": facts), or a synthesis phrase. Matched narrowly on purpose: the same words
+# inside a statement ("... stem cell differentiation", "... compared to women") are not requests.
+_REQUEST_VERB = re.compile(
+    r"^\W*(?:please\s+|(?:can|could|would)\s+you\s+(?:please\s+)?)?"
+    r"(explain|describe|compare|contrast|summari[sz]e|discuss|analy[sz]e|evaluate|assess|outline|"
+    r"elaborate|justify|recommend|should)\b",
+    re.IGNORECASE,
+)
+_WHY_HOW = re.compile(r"\b(why|how)\b", re.IGNORECASE)
+_HOW_LOOKUP = re.compile(r"how\s+(many|much|long|old|often|far|big|large|high|tall|soon)\b", re.IGNORECASE)
+_SYNTHESIS = re.compile(
+    r"\b(what(?:'s|\s+is|\s+are)\s+the\s+differences?|pros\s+and\s+cons|"
+    r"advantages\s+and\s+disadvantages|in\s+summary|"
+    # A request for a verdict: quotes show the evidence but do not say which way it points.
+    r"support(?:s|ed)?\s+or\s+contradict(?:s|ed)?|true\s+or\s+false|agree\s+or\s+disagree|"
+    r"confirm(?:s|ed)?\s+or\s+(?:refute|deny|contradict)(?:s|d|ed)?|prove\s+or\s+disprove|fact[- ]check)\b",
+    re.IGNORECASE,
+)
+
+
+def non_lookup_trigger(question: str) -> str | None:
+    """What makes a question ask for more than a lookup (`why`, `explain`...), or None for a lookup."""
+    if match := _REQUEST_VERB.match(question):
+        return match.group(1).lower()
+    for match in _WHY_HOW.finditer(question):
+        if not _HOW_LOOKUP.match(question, match.start()):
+            return match.group(1).lower()
+    if match := _SYNTHESIS.search(question):
+        return " ".join(match.group(1).lower().split())
+    return None
