@@ -84,6 +84,7 @@ async def test_good_message_is_handled_and_its_output_published(harness: Scripte
         (b"\xff\xfe binary", "UnicodeDecodeError"),
         (b'{"specversion": "1.0"}', "ValidationError"),
         (doc("poison-1"), "PoisonMessage"),
+        (b"[" * 100_000 + b"]" * 100_000, "TooDeep"),  # was a RecursionError
     ],
 )
 async def test_poison_goes_to_the_dlq_unchanged_with_its_reason_and_the_next_message_is_handled(

@@ -383,6 +383,30 @@ async def test_a_batch_is_one_write_and_its_poison_record_alone_is_dead_lettered
     assert counting.batches == 2  # the batch in one write, then the dead letter read back
 
 
+async def test_a_message_nested_100000_deep_is_dead_lettered_and_its_batch_stored(
+    settings: MonitorSettings, store: EventStore, request_of: Callable[..., Any]
+) -> None:
+    # Issue 13: one such message used to fail the whole batch with RecursionError (20 of 20 valid
+    # events beside it lost), its dead letter too.
+    app = create_app(settings, MonitorDeps(store=store))
+    t = Topics(settings.kafka.topic_prefix)
+    topic = t("queries.submitted.v1")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    valid = [request_of(query_id=f"q-{i}").submitted for i in range(20)]
+    records = [consumer_record(topic, e, offset=i) for i, e in enumerate(valid[:10])]
+    records += [consumer_record(topic, deep, offset=10)]
+    records += [consumer_record(topic, e, offset=11 + i) for i, e in enumerate(valid[10:])]
+
+    async with TestKafkaBroker(app.kafka_broker):
+        await consume(app.kafka_broker, *records)
+
+    stored = [r.event_id for i in range(20) for r in await store.events("acme", f"q-{i}")]
+    assert stored == [e.id for e in valid]
+    [letter] = await store.dead_letters(t.dlq("queries.submitted.v1"))
+    assert letter.body == deep
+    assert "nested 100000 levels deep" in letter.reason
+
+
 async def test_a_row_the_database_refuses_is_found_and_dead_lettered_the_rest_stored(
     settings: MonitorSettings, memory_store: InMemoryEventStore, request_of: Callable[..., Any]
 ) -> None:

@@ -85,8 +85,9 @@ def _with(**changes: Any) -> bytes:
         (_with(id="not-a-uuid"), "queries.submitted.v1", "id"),
         (question().to_bytes(), "answers.completed.v1", "does not belong on topic"),
         (question("What is \x00RAG?").to_bytes(), "queries.submitted.v1", r"U\+0000"),
+        (b"[" * 100_000 + b"]" * 100_000, "queries.submitted.v1", "nested 100000 levels deep"),
     ],
-    ids=["bytes", "not-an-object", "unknown-type", "invalid-data", "bad-id", "wrong-topic", "nul"],
+    ids=["bytes", "not-an-object", "unknown-type", "invalid-data", "bad-id", "wrong-topic", "nul", "deep"],
 )
 def test_what_is_not_a_valid_event_of_its_topic_is_poison(body: bytes, topic: str, why: str) -> None:
     with pytest.raises(PoisonMessage, match=why):
@@ -112,6 +113,13 @@ def letter_msg(body: bytes = b"\x89PNG\r\n\x1a\n garbage", **kw: Any) -> RawMess
     return RawMessage(
         topic="docs.submitted.v1.dlq", partition=0, offset=3, value=body, key=b"acme:doc-1", **kw
     )
+
+
+def test_a_dead_letter_nested_too_deep_to_parse_is_kept_whole() -> None:
+    body = b'{"data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    row = dead_letter_record(letter_msg(body))
+    assert row.body == body
+    assert row.event_id is None  # not read as an event, and no RecursionError
 
 
 def test_a_dead_letter_keeps_its_bytes_and_why_it_failed() -> None:

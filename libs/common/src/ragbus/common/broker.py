@@ -9,7 +9,6 @@ and group timeouts / fetch wait taken from `KafkaSettings`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import ssl
 from typing import Any, Literal, TypedDict
@@ -19,6 +18,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
+from ragbus.common import safejson
 from ragbus.common.headers import header_text
 from ragbus.common.middleware import DeadLetterMiddleware
 from ragbus.common.settings import KafkaSettings, ServiceSettings
@@ -28,9 +28,10 @@ from ragbus.common.telemetry import tracer_provider
 async def json_decoder(msg: Any, original_decoder: Any) -> Any:
     """Decode every body as JSON: CloudEvents' `application/cloudevents+json` is JSON too.
 
-    A body that is not JSON raises here, inside the middleware, and is dead-lettered.
+    A body that is not JSON, or nested too deep to parse, raises here (a ValueError), inside the
+    middleware, and is dead-lettered.
     """
-    return json.loads(msg.body)
+    return safejson.loads(msg.body)
 
 
 def _utf8_headers(record: Any) -> Any:

@@ -6,13 +6,13 @@ Any Kafka client can publish a ragbus event by writing this JSON (content type
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from ragbus.common import safejson
 from ragbus.common.events import BY_TYPE, EventData
 from ragbus.common.ids import derived_id, uuid7
 
@@ -52,7 +52,7 @@ class EnvelopeAttributes(BaseModel):
     def peek(cls, body: bytes | str) -> EnvelopeAttributes | None:
         """The attributes of a raw message, or None if it is not a ragbus event (never raises)."""
         try:
-            raw = json.loads(body)
+            raw = safejson.loads(body)
             raw.pop("data", None)
             return cls.model_validate(raw)
         except (ValueError, TypeError, AttributeError):
@@ -132,7 +132,7 @@ def parse_event(body: bytes | str | dict[str, Any]) -> Envelope[Any]:
 
     Raises ValueError (pydantic's ValidationError included) for anything that is not a known event.
     """
-    raw = json.loads(body) if isinstance(body, bytes | str) else body
+    raw = safejson.loads(body) if isinstance(body, bytes | str) else body
     if not isinstance(raw, dict):
         raise ValueError("an event is a JSON object")
     data_cls = BY_TYPE.get(str(raw.get("type")))

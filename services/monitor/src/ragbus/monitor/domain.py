@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import pydantic
 
+from ragbus.common import safejson
 from ragbus.common.envelope import Envelope, EnvelopeAttributes, parse_event
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import (
@@ -109,7 +109,7 @@ def event_record(msg: RawMessage, topics: Topics) -> EventRecord:
     Raises PoisonMessage when the body is not a valid ragbus event of the topic's type.
     """
     try:
-        raw = json.loads(msg.value)
+        raw = safejson.loads(msg.value)  # a body nested too deep is a ValueError, not a RecursionError
         event = parse_event(raw)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and ValidationError are ValueErrors
         raise PoisonMessage(f"not a valid ragbus event: {exc}") from exc

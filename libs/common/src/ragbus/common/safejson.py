@@ -1,0 +1,43 @@
+"""JSON from the bus, parsed only when it is not nested deeper than any ragbus event.
+
+Python's `json` parser recurses once per nesting level: a message nested 5,000 deep raises
+RecursionError, which is not a ValueError, so it slipped past every "not valid JSON" handler and sank
+whole batches (the monitor's, the client's reply reader). A ragbus event nests about ten levels; the
+depth is checked first, in linear time without recursion, and a deeper body is refused as invalid.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from itertools import accumulate
+from typing import Any
+
+# Deeper than any ragbus event (about 10: envelope, data, cascade, attempts...) with room for metadata
+# that users nest themselves.
+MAX_DEPTH = 64
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+class TooDeep(ValueError):
+    """A JSON body nested deeper than `MAX_DEPTH`."""
+
+
+def depth(body: bytes) -> int:
+    """How deep the body's arrays and objects nest (brackets inside strings do not count)."""
+    if body.count(b"[") + body.count(b"{") <= 1:
+        return body.count(b"[") + body.count(b"{")
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b'""', body))
+    return max(accumulate(_STEP[b] for b in brackets), default=0)
+
+
+def loads(body: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """`json.loads`, refusing (TooDeep, a ValueError) a body nested deeper than `max_depth`."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    # Cheap first: a body with fewer brackets than the limit cannot nest deeper than it.
+    if raw.count(b"[") + raw.count(b"{") > max_depth and (found := depth(raw)) > max_depth:
+        raise TooDeep(f"the JSON is nested {found} levels deep, more than the {max_depth} allowed")
+    return json.loads(body)
