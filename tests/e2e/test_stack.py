@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from ragbus.client.client import Document, RagbusClient
 from ragbus.common import topics
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import AnswersDelta, DeadLetter, DocsSubmitted, QueriesSubmitted, QueryOptions
 from ragbus.common.ids import uuid7
+from ragbus.common.kafka import client_options
 
 from .conftest import Record, Stack
 
@@ -318,6 +321,40 @@ async def test_malformed_messages_are_dead_lettered_and_the_services_go_on(
     assert result.answer.status == "answered"
     stored = await stack.wait_rows("SELECT count(*) FROM dead_letters WHERE reason <> ''", expect=len(INPUTS))
     assert stored >= len(INPUTS)
+
+
+async def test_a_message_too_large_or_too_deep_leaves_a_dead_letter_and_a_row(stack: Stack) -> None:
+    # Issue 13: a 5 MB question left no dead letter, no row and no reply (its dead letter did not fit
+    # the 1 MB producer limit); a message nested 100,000 deep sank the monitor's batch.
+    large = b'{"question": "' + b"why? " * 600_000 + b'"}'  # 3 MB
+    deep = b"[" * 100_000 + b"]" * 100_000
+    producer = AIOKafkaProducer(**(client_options(stack.kafka) | {"max_request_size": 8_000_000}))
+    await producer.start()
+    tap = await stack.tap(topics.QUERIES_SUBMITTED, dlq=True)
+    try:
+        for body in (large, deep):
+            await producer.send_and_wait(stack.topics(topics.QUERIES_SUBMITTED), body, key=b"default:big")
+        letters = await tap.wait_for(
+            lambda r: DeadLetter.from_headers(r.headers).service == "guard", count=2, timeout=60
+        )
+    finally:
+        await producer.stop()
+        await tap.stop()
+    by_size = {DeadLetter.from_headers(r.headers).original_size: r for r in letters}
+    cut = by_size[len(large)]
+    assert large.startswith(cut.value)
+    assert DeadLetter.from_headers(cut.headers).original_sha256 == hashlib.sha256(large).hexdigest()
+    assert by_size[None].value == deep  # it fits: kept whole
+    deep_letter = DeadLetter.from_headers(by_size[None].headers)
+    assert "nested 100000 levels deep" in deep_letter.reason
+    assert deep_letter.attempts == 1  # poison at once, not retried as an unknown error
+    # The monitor records the guard's dead letters (and its own: it reads every topic).
+    stored = await stack.wait_rows(
+        "SELECT count(*) FROM dead_letters WHERE kafka_key = 'default:big' AND service = 'guard'",
+        expect=2,
+        timeout=60,
+    )
+    assert stored == 2
 
 
 async def test_a_question_with_binary_kafka_headers_is_answered(

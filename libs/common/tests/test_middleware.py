@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -201,3 +202,29 @@ def test_backoff_grows_to_its_cap_and_stays_there_for_as_long_as_an_outage_lasts
     # end the retrying (and dead-letter the message) at attempt ~1,025.
     for attempt in (50, 1_025, 100_000):
         assert 15.0 <= backoff_delay(attempt, policy) <= 30.0
+
+
+async def test_a_message_too_large_for_the_broker_is_dead_lettered_cut_to_fit_with_its_digest(
+    harness: Scripted,
+) -> None:
+    # Issue 13: a 5 MB question's dead letter could not be published (1 MB producer limit), so it left
+    # no trace at all.
+    body = b'{"question": "' + b"why? " * 1_000_000 + b'"'  # 5 MB, and not an event
+    async with harness.harness:
+        await harness.send(body)
+        await harness.send(doc("ok-after"))
+    assert harness.done == ["ok-after"]
+    [dead] = harness.dead
+    letter = dead.letter()
+    assert letter.original_size == len(body)
+    assert letter.original_sha256 == hashlib.sha256(body).hexdigest()
+    assert 1_040_000 < len(dead.value) <= 1_048_576 - 2048  # as much as fits the default request limit
+    assert body.startswith(dead.value)
+    assert letter.reason
+
+
+async def test_a_message_that_fits_is_dead_lettered_whole_without_a_digest(harness: Scripted) -> None:
+    async with harness.harness:
+        await harness.send(b"not json")
+    letter = harness.dead[0].letter()
+    assert (harness.dead[0].value, letter.original_size, letter.original_sha256) == (b"not json", None, None)

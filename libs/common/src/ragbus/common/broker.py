@@ -98,7 +98,11 @@ def make_broker(service: str, settings: ServiceSettings) -> KafkaBroker:
         log_level=logging.DEBUG,
         description=f"ragbus {service} service",
     )
-    broker.add_middleware(DeadLetterMiddleware.factory(broker, service=service, policy=settings.retry))
+    broker.add_middleware(
+        DeadLetterMiddleware.factory(
+            broker, service=service, policy=settings.retry, max_bytes=k.max_request_size
+        )
+    )
     return broker
 
 

@@ -16,6 +16,8 @@ import json
 
 import pydantic
 
+from ragbus.common.safejson import TooDeep
+
 
 class RagbusError(Exception):
     """Base of ragbus' own errors."""
@@ -48,4 +50,5 @@ POISON: tuple[type[BaseException], ...] = (
     pydantic.ValidationError,
     json.JSONDecodeError,
     UnicodeDecodeError,
+    TooDeep,  # nested deeper than any event (ragbus.common.safejson)
 )

@@ -479,8 +479,10 @@ DLQ_HEADER_PREFIX = "x-ragbus-dlq-"
 class DeadLetter(BaseModel):
     """What a `<topic>.dlq` message says about itself.
 
-    The message value is the original bytes, unchanged (nothing is lost, whatever was wrong with them);
-    these fields travel as Kafka headers `x-ragbus-dlq-<field>`.
+    The message value is the original bytes, unchanged (nothing is lost, whatever was wrong with them),
+    unless they would not fit the broker's request limit: then it holds as many of the first bytes as
+    fit, and `original_size` and `original_sha256` describe the whole. These fields travel as Kafka
+    headers `x-ragbus-dlq-<field>`.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -493,6 +495,8 @@ class DeadLetter(BaseModel):
     reason: str
     attempts: int = 1
     failed_at: datetime
+    original_size: int | None = Field(default=None, description="set when the value was cut to fit")
+    original_sha256: str | None = Field(default=None, description="of the whole original value, when cut")
 
     def to_headers(self) -> dict[str, str]:
         data = self.model_dump(mode="json", exclude_none=True)

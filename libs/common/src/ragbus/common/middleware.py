@@ -17,6 +17,7 @@ Only after it returns does FastStream commit (subscribers use `AckPolicy.ACK`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from faststream.message import StreamMessage
 
 log = structlog.stdlib.get_logger("ragbus.middleware")
+# The producer's request limit by default (KafkaSettings.max_request_size): a dead letter must fit it.
+MAX_DEAD_LETTER_BYTES = 1_048_576
 
 
 def backoff_delay(attempt: int, policy: RetrySettings) -> float:
@@ -67,11 +70,13 @@ class DeadLetterMiddleware(BaseMiddleware):
         broker: KafkaBroker,
         service: str,
         policy: RetrySettings,
+        max_bytes: int = MAX_DEAD_LETTER_BYTES,
     ) -> None:
         super().__init__(msg, context=context)
         self.broker = broker
         self.service = service
         self.policy = policy
+        self.max_bytes = max_bytes
 
     @classmethod
     def factory(
@@ -80,9 +85,12 @@ class DeadLetterMiddleware(BaseMiddleware):
         *,
         service: str,
         policy: RetrySettings,
+        max_bytes: int = MAX_DEAD_LETTER_BYTES,
     ) -> Callable[..., DeadLetterMiddleware]:
         def build(msg: Any, /, *, context: ContextRepo) -> DeadLetterMiddleware:
-            return cls(msg, context=context, broker=broker, service=service, policy=policy)
+            return cls(
+                msg, context=context, broker=broker, service=service, policy=policy, max_bytes=max_bytes
+            )
 
         return build
 
@@ -150,18 +158,43 @@ class DeadLetterMiddleware(BaseMiddleware):
     async def _dead_letter(self, raw: Any, exc: BaseException, attempts: int) -> None:
         # A batch that fails as a whole (after its retries) dead-letters each of its records.
         for record in raw if isinstance(raw, tuple | list) else (raw,):
-            await dead_letter(self.broker, record, exc, service=self.service, attempts=attempts)
+            await dead_letter(
+                self.broker, record, exc, service=self.service, attempts=attempts, max_bytes=self.max_bytes
+            )
+
+
+def fit(value: bytes, room: int) -> tuple[bytes, int | None, str | None]:
+    """The value cut to `room` bytes if it is longer, with its whole size and sha256 (else Nones)."""
+    if len(value) <= room:
+        return value, None, None
+    return value[: max(room, 0)], len(value), hashlib.sha256(value).hexdigest()
 
 
 async def dead_letter(
-    broker: KafkaBroker, record: Any, exc: BaseException, *, service: str, attempts: int = 1
+    broker: KafkaBroker,
+    record: Any,
+    exc: BaseException,
+    *,
+    service: str,
+    attempts: int = 1,
+    max_bytes: int = MAX_DEAD_LETTER_BYTES,
 ) -> None:
     """Publish one Kafka record to `<its topic>.dlq`: its key and bytes unchanged, the reason in headers.
+
+    A record too large for the producer's request limit (`max_bytes`, KAFKA_MAX_REQUEST_SIZE) keeps its
+    first bytes, its size and its sha256: a dead letter that cannot be published would lose the
+    message's every trace (a 5 MB question left no dead letter, no row and no reply).
 
     The middleware calls it for a failed message; a batch handler calls it for each poison item and
     carries on with the rest.
     """
     topic: str = getattr(record, "topic", "") or ""
+    key = getattr(record, "key", None)
+    original = {name: header_text(value) for name, value in getattr(record, "headers", None) or ()}
+    # What besides the value takes room in the request: the headers (the letter's own ~400 bytes, a
+    # digest included), the key, and the record and request framing.
+    overhead = sum(len(k) + len(v.encode()) for k, v in original.items()) + len(key or b"") + 2048
+    value, size, digest = fit(getattr(record, "value", None) or b"", max_bytes - overhead)
     letter = DeadLetter(
         original_topic=topic,
         partition=getattr(record, "partition", None),
@@ -171,24 +204,21 @@ async def dead_letter(
         reason=_reason(exc),
         attempts=attempts,
         failed_at=datetime.now(UTC),
+        original_size=size,
+        original_sha256=digest,
     )
     if topic.endswith(DLQ_SUFFIX):
         # A dead letter that cannot be handled is logged and dropped, never dead-lettered again.
         log.error("unprocessable dead letter dropped", reason=letter.reason, offset=letter.offset)
         return
-    headers = {name: header_text(value) for name, value in getattr(record, "headers", None) or ()}
-    headers.update(letter.to_headers())
+    headers = original | letter.to_headers()
     # The DLQ keeps the original key and bytes, so a fixed consumer can replay it as it was.
-    await broker.publish(
-        getattr(record, "value", None) or b"",
-        topic + DLQ_SUFFIX,
-        key=getattr(record, "key", None),
-        headers=headers,
-    )
+    await broker.publish(value, topic + DLQ_SUFFIX, key=key, headers=headers)
     log.error(
         "dead-lettered",
         reason=letter.reason,
         error_type=letter.error_type,
         dlq=topic + DLQ_SUFFIX,
         offset=letter.offset,
+        cut_from=size,
     )

@@ -228,4 +228,6 @@ class Service(Generic[D]):
 
     async def dead_letter(self, record: Any, exc: BaseException) -> None:
         """Dead-letter one record of a batch (the middleware does it for a single message's handler)."""
-        await dead_letter(self.broker, record, exc, service=self.name)
+        await dead_letter(
+            self.broker, record, exc, service=self.name, max_bytes=self.settings.kafka.max_request_size
+        )
