@@ -26,6 +26,15 @@ def test_derived_id_is_deterministic_per_cause_and_kind() -> None:
     assert derived_id(uuid.uuid4(), "a").version == 7  # foreign cause ids still give a valid v7
 
 
+def test_an_event_with_a_foreign_id_gets_the_same_follow_up_ids_when_redelivered() -> None:
+    # Issue 13: a duplicate sent with a uuid4 id got reply ids from the clock: two different replies.
+    cause = uuid.uuid4()
+    first = derived_id(cause, "io.ragbus.answers.completed.v1#")
+    time.sleep(0.002)
+    assert derived_id(cause, "io.ragbus.answers.completed.v1#") == first
+    assert derived_id(uuid.uuid4(), "io.ragbus.answers.completed.v1#") != first
+
+
 def test_record_id_and_content_hash_are_stable() -> None:
     assert record_id("t", "d", "0", "h") == record_id("t", "d", "0", "h")
     assert record_id("t", "d", "0", "h") != record_id("t", "d0", "", "h")  # parts are separated

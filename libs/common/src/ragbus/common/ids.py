@@ -40,8 +40,11 @@ def uuid7_time_ms(value: uuid.UUID) -> int | None:
 def derived_id(cause: uuid.UUID, kind: str) -> uuid.UUID:
     """Deterministic UUIDv7 for the event of `kind` caused by event `cause` (same inputs, same id)."""
     ms = uuid7_time_ms(cause)
-    if ms is None:  # a producer outside ragbus used another UUID version: fall back to "now"
-        ms = time.time_ns() // 1_000_000
+    if ms is None:
+        # A producer outside ragbus used another UUID version. "Now" would give a redelivery of its
+        # event new ids (two replies, doubled audit rows): the epoch keeps the id a function of the
+        # cause alone, at the price of sorting before the ids ragbus makes.
+        ms = 0
     digest = hashlib.sha256(cause.bytes + b"\x00" + kind.encode()).digest()
     return _uuid7_from(ms, digest)
 
