@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from ragbus.stack.process import (
+    KEEP_LOGS,
     LocalInfraError,
     ManagedProcess,
     NotReady,
     ProcessSpec,
     free_port,
+    rotate,
 )
 
 SERVER = """
@@ -232,7 +234,20 @@ async def test_a_port_taken_by_another_program_is_a_clear_error(
         squatter.wait()
 
 
-async def test_the_previous_log_is_kept_once(ragbus_home: Path, server_script: Path) -> None:
+def test_each_runs_log_is_kept_until_five_newer_runs_have_logged(tmp_path: Path) -> None:
+    # Issue 13: one rotated file was kept, so two restarts erased the first run's log.
+    log = tmp_path / "svc.log"
+    for run in range(1, 8):
+        rotate(log)
+        log.write_text(f"run {run}\n")
+    kept = {p.name: p.read_text().strip() for p in tmp_path.iterdir()}
+    assert kept == {
+        "svc.log": "run 7",
+        **{f"svc.log.{n}": f"run {7 - n}" for n in range(1, KEEP_LOGS + 1)},
+    }
+
+
+async def test_the_previous_log_is_kept(ragbus_home: Path, server_script: Path) -> None:
     proc = ManagedProcess(spec(server_script))
     await proc.start()
     await proc.stop()

@@ -32,6 +32,21 @@ from typing import IO, Literal
 from ragbus.common.settings import ragbus_home
 
 HOST = "127.0.0.1"
+# Earlier runs' logs kept beside the current one (`<name>.log.1` the last run, ... `.log.5`).
+KEEP_LOGS = 5
+
+
+def rotate(log_file: Path, keep: int = KEEP_LOGS) -> None:
+    """Make room for a new run's log: `.log.4` becomes `.log.5` (the oldest is dropped), ..., the last
+    run's `.log` becomes `.log.1`. One log per run: a restart never erases an earlier run's."""
+    if not log_file.exists():
+        return
+    for n in range(keep - 1, 0, -1):
+        older = log_file.with_suffix(f".log.{n}")
+        if older.exists():
+            older.replace(log_file.with_suffix(f".log.{n + 1}"))
+    log_file.replace(log_file.with_suffix(".log.1"))
+
 
 # A probe gets the address the process serves on and returns when it answers; it raises `NotReady`
 # (with the reason) while it does not.
@@ -333,8 +348,7 @@ class ManagedProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         out: IO[bytes] | None = None
         if not log_to_terminal:
-            if self.log_file.exists():  # keep the previous run's log, once
-                self.log_file.replace(self.log_file.with_suffix(".log.1"))
+            rotate(self.log_file)
             out = self.log_file.open("ab")
         try:
             child = subprocess.Popen(
