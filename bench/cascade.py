@@ -584,14 +584,14 @@ def print_table(result: dict[str, Any], prices: tuple[float, float]) -> None:
         f"{result['router_auc_passes']:.2f} for 'accepted'"
     )
     print(
-        f"{'configuration':46} {'acc':>5} {'vs best':>7} {'cit.prec':>8} {'t0':>5} {'t1':>5} "
+        f"{'configuration':50} {'acc':>5} {'vs best':>7} {'cit.prec':>8} {'t0':>5} {'t1':>5} "
         f"{'calls':>5} {'tok/q':>6} {'cost':>9} {'vs best':>7} {'p50 ms':>7} {'p95 ms':>7}"
     )
     for t in table:
         rel_acc = t["accuracy"] / best["accuracy"] if best["accuracy"] else float("nan")
         rel_cost = t["cost_usd"] / best["cost_usd"] if best["cost_usd"] else float("nan")
         print(
-            f"{t['config']:46} {t['accuracy']:5.1%} {rel_acc:7.0%} {t['citation_precision']:8.2f} "
+            f"{t['config']:50} {t['accuracy']:5.1%} {rel_acc:7.0%} {t['citation_precision']:8.2f} "
             f"{t['tier0_share']:5.0%} {t['tier1_share']:5.0%} {t['calls']:5.0%} {t['tokens']:6.0f} "
             f"{t['cost_usd']:9.5f} {rel_cost:7.0%} {t['latency_ms_p50']:7.0f} {t['latency_ms_p95']:7.0f}"
         )
