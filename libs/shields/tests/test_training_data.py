@@ -26,6 +26,8 @@ FILES = {  # file -> (attack, harmful)
     "privacy-safe": (0, 0),
     "plain-unsafe": (0, 1),
     "plain-safe": (0, 0),
+    "targeted-unsafe": (0, 1),
+    "targeted-safe": (0, 0),
 }
 
 

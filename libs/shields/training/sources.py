@@ -301,6 +301,11 @@ def handwritten(data: Path) -> Iterator[Example]:
         # and their safe look-alikes with the same key words, line for line.
         ("plain-unsafe", 0, 1),
         ("plain-safe", 0, 0),
+        # Fourth round: the kinds still missed most on the validation split (self-harm, praise of real
+        # atrocities, discrimination against real groups, euphemisms for hurting people, private people's
+        # data) in many registers, and their safe look-alikes with the same topic and key words.
+        ("targeted-unsafe", 0, 1),
+        ("targeted-safe", 0, 0),
     )
     for name, attack, harmful in sets:
         kind = "other"

@@ -48,7 +48,7 @@ HANDWRITTEN_SOURCES = tuple(
     for name in (
         "subtle-unsafe", "subtle-safe", "roleplay-attacks", "roleplay-safe",
         "contrasts-unsafe", "contrasts-safe", "frames-attacks", "frames-safe", "privacy-unsafe", "privacy-safe",
-        "plain-unsafe", "plain-safe",
+        "plain-unsafe", "plain-safe", "targeted-unsafe", "targeted-safe",
     )
 )  # fmt: skip
 REPEAT = 4
