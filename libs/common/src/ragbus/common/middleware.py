@@ -30,7 +30,7 @@ from ragbus.common.envelope import EnvelopeAttributes
 from ragbus.common.errors import POISON, RETRYABLE
 from ragbus.common.events import DeadLetter
 from ragbus.common.headers import header_text
-from ragbus.common.settings import RetrySettings
+from ragbus.common.settings import KafkaSettings, RetrySettings
 from ragbus.common.topics import DLQ_SUFFIX
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from faststream.message import StreamMessage
 
 log = structlog.stdlib.get_logger("ragbus.middleware")
-# The producer's request limit by default (KafkaSettings.max_request_size): a dead letter must fit it.
-MAX_DEAD_LETTER_BYTES = 1_048_576
+# The producer's request limit by default: a dead letter must fit it.
+MAX_DEAD_LETTER_BYTES: int = KafkaSettings.model_fields["max_request_size"].default
 
 
 def backoff_delay(attempt: int, policy: RetrySettings) -> float:

@@ -155,10 +155,8 @@ def find_gguf(name: str = DEFAULT_MODEL) -> Path:
 def resolve_model(model: Path | str | None) -> tuple[Path, WheelModel | None]:
     """A model name (`MODELS`) or a GGUF path, as the file to load and the wheel model it is, if one."""
     if model is None or isinstance(model, str):
-        wheel = MODELS.get(model or DEFAULT_MODEL)
-        if wheel is None:
-            raise NotInstalledError(f"unknown local model {model!r}; known: {', '.join(MODELS)}")
-        return find_gguf(wheel.name), wheel
+        name = model or DEFAULT_MODEL
+        return find_gguf(name), MODELS[name]  # find_gguf refuses a name MODELS does not know
     if not model.is_file():
         raise NotInstalledError(f"model file not found: {model}")
     return model, None

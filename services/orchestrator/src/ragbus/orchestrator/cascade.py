@@ -199,7 +199,6 @@ class _Run:
     options: QueryOptions = field(default_factory=QueryOptions)
     started: float = field(default_factory=time.perf_counter)
     extractive: ExtractiveAnswer | None = None  # tier 0's reading of the sources, for the routers
-    routed: float | None = None  # the benefit the router of the tier being called predicted
 
     def record(self, attempt: TierAttempt) -> None:
         """Keep the attempt for the event, and put it on the current span (the tier's) for traces."""
@@ -376,7 +375,13 @@ def _failed_attempt(n: int, tier: ChatTier, why: str, start: float, error: str) 
 
 
 async def _chat(
-    n: int, tier: ChatTier, question: str, hits: Sequence[Hit], policy: CascadePolicy, run: _Run
+    n: int,
+    tier: ChatTier,
+    question: str,
+    hits: Sequence[Hit],
+    policy: CascadePolicy,
+    run: _Run,
+    benefit: float | None = None,  # what the tier's router predicted, when it has one
 ) -> tuple[bool, str]:
     start = time.perf_counter()
     flagged = policy.flagged_sources
@@ -463,7 +468,7 @@ async def _chat(
             completion_tokens=result.completion_tokens,
             cost_usd=tier.cost(result.prompt_tokens, result.completion_tokens),
             ttft_ms=first_piece[0] if first_piece else None,
-            benefit=run.routed,
+            benefit=benefit,
         )
     )
     if run.stream is not None and first_piece and not accepted:
@@ -478,11 +483,11 @@ async def _chat(
 
 def _route(
     n: int, tier: ChatTier, question: str, hits: Sequence[Hit], policy: CascadePolicy, run: _Run
-) -> str | None:
-    """Why tier `n` is not worth calling for this question (its router's prediction), or None."""
-    run.routed = None
+) -> tuple[float | None, str | None]:
+    """Tier `n`'s router's prediction for this question (None without a router), and why the tier is
+    not worth calling (None: call it)."""
     if tier.router is None:
-        return None
+        return None, None
     start = time.perf_counter()
     ex = run.extractive or extract_answer(
         question, hits, max_sentences=policy.max_sentences, flagged=policy.flagged_sources
@@ -490,8 +495,7 @@ def _route(
     benefit = tier.router.benefit(features(question, hits, ex))
     least = tier.router.min_benefit if tier.min_benefit is None else tier.min_benefit
     if benefit >= least:
-        run.routed = benefit
-        return None
+        return benefit, None
     why = (
         f"not called: its router ({tier.router.name}) gives its answer a {benefit:.0%} chance of being "
         f"kept (passing the checks), under the {least:.0%} that pays for a call"
@@ -501,7 +505,7 @@ def _route(
             tier=n, name=tier.name, accepted=False, reason=why, latency_ms=_ms(start), benefit=benefit
         )
     )
-    return why
+    return benefit, why
 
 
 async def run_cascade(
@@ -564,11 +568,13 @@ async def run_cascade(
         with _span(n, names[n]):
             # A tier the request asks for (options.min_tier) is called whatever its router says; so is
             # the first tier when there is no tier 0 to fall back on.
-            skipped = _route(n, tiers[n - 1], question, hits, policy, run) if n > first else None
+            benefit, skipped = (
+                _route(n, tiers[n - 1], question, hits, policy, run) if n > first else (None, None)
+            )
             if skipped:
                 escalated.append(f"tier {n}: {skipped}")
                 continue
-            accepted, why = await _chat(n, tiers[n - 1], question, hits, policy, run)
+            accepted, why = await _chat(n, tiers[n - 1], question, hits, policy, run, benefit)
         if accepted:
             past = f"; escalated past {'; '.join(escalated)}" if escalated else ""
             return run.result(run.drafts[-1], f"tier {n} ({names[n]}) accepted: {why}{past}")
