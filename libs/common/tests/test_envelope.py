@@ -58,6 +58,31 @@ def test_follow_is_deterministic_and_keeps_tenant_and_correlation() -> None:
     assert uuid7_time_ms(a.id) == uuid7_time_ms(cause.id)
 
 
+def test_a_redelivery_has_the_same_digest_and_the_same_follow_up_ids() -> None:
+    cause = submitted(tenant="acme")
+    again = parse_event(cause.to_bytes())
+    later = parse_event(cause.model_copy(update={"time": cause.time.replace(year=2030)}).to_bytes())
+    assert cause.digest == again.digest == later.digest  # time and transport do not count
+    chunked = DocsChunked(doc_id="doc-1", version="v1")
+    assert again.follow(chunked, source="x").id == cause.follow(chunked, source="x").id
+
+
+def test_an_id_reused_for_other_content_gets_follow_ups_of_its_own() -> None:
+    """Issue 13, case 3: a producer that reused an event id for a different question got its answer
+    under the first question's reply ids, and the monitor dropped it as a duplicate."""
+    first = submitted(tenant="acme")
+    other = Envelope.new(
+        DocsSubmitted(doc_id="doc-1", text="Other."), source="ragbus/test", tenant="acme", event_id=first.id
+    )
+    elsewhere = Envelope.new(
+        DocsSubmitted(doc_id="doc-1", text="Hello."), source="ragbus/test", tenant="beta", event_id=first.id
+    )
+    assert len({first.digest, other.digest, elsewhere.digest}) == 3
+    chunked = DocsChunked(doc_id="doc-1", version="v1")
+    ids = {e.follow(chunked, source="x").id for e in (first, other, elsewhere)}
+    assert len(ids) == 3
+
+
 def test_type_must_match_data() -> None:
     raw = json.loads(submitted().to_bytes())
     raw["type"] = "io.ragbus.docs.deleted.v1"

@@ -203,14 +203,16 @@ class FlakyStore:
         self.failures = failures
         self.attempts = 0
 
-    async def record_batch(self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]) -> None:
+    async def record_batch(
+        self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]
+    ) -> list[int]:
         self.attempts += 1
         if self.attempts <= self.failures:
             # What the PostgreSQL adapter raises for a dropped connection.
             raise DependencyUnavailable(
                 "PostgreSQL unreachable: connection was closed in the middle of operation"
             )
-        await self.inner.record_batch(events, letters)
+        return await self.inner.record_batch(events, letters)
 
     async def record_dead_letter(self, record: DeadLetterRecord) -> bool:
         return await self.inner.record_dead_letter(record)
@@ -339,11 +341,13 @@ class CountingStore:
     def __init__(self, inner: EventStore, refuse: frozenset[Any] = frozenset()) -> None:
         self.inner, self.refuse, self.batches = inner, refuse, 0
 
-    async def record_batch(self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]) -> None:
+    async def record_batch(
+        self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]
+    ) -> list[int]:
         self.batches += 1
         if any(e.event_id in self.refuse for e in events):
             raise PoisonMessage("PostgreSQL cannot store this record: value out of range")
-        await self.inner.record_batch(events, letters)
+        return await self.inner.record_batch(events, letters)
 
     async def record_event(self, record: EventRecord) -> bool:
         if record.event_id in self.refuse:
@@ -381,6 +385,37 @@ async def test_a_batch_is_one_write_and_its_poison_record_alone_is_dead_lettered
     assert (letter.body, letter.original_offset, letter.service) == (junk, 2, "monitor")
     assert "not a valid ragbus event" in letter.reason
     assert counting.batches == 2  # the batch in one write, then the dead letter read back
+
+
+async def test_a_question_under_a_reused_event_id_is_dead_lettered_and_both_answers_stored(
+    settings: MonitorSettings, store: EventStore, request_of: Callable[..., Any]
+) -> None:
+    """Issue 13, case 3: an event id reused for a different question left 0 audit rows for it (the
+    question dropped as a "redelivery", its answer too, under the first answer's ids)."""
+    app = create_app(settings, MonitorDeps(store=store))
+    t = Topics(settings.kafka.topic_prefix)
+    first = request_of(query_id="q-1")
+    asked = first.submitted.data.model_copy(update={"question": "Who wrote this?", "query_id": "q-2"})
+    again = first.submitted.model_copy(update={"data": asked, "correlationid": "q-2"})  # the same id
+    second_answer = again.follow(first.completed.data.model_copy(update={"query_id": "q-2"}), source="x")
+    topic = t("queries.submitted.v1")
+
+    async with TestKafkaBroker(app.kafka_broker):
+        await consume(
+            app.kafka_broker,
+            consumer_record(topic, first.submitted, offset=1),
+            consumer_record(topic, first.submitted, offset=1),  # a redelivery: no dead letter
+            consumer_record(topic, again, offset=2),
+            consumer_record(t("answers.completed.v1"), first.completed, offset=1),
+            consumer_record(t("answers.completed.v1"), second_answer, offset=2),
+        )
+
+    assert second_answer.id != first.completed.id  # follow-up ids depend on what the cause said
+    assert [r.event_id for r in await store.events("acme", "q-2")] == [second_answer.id]
+    [letter] = await store.dead_letters(t.dlq("queries.submitted.v1"))
+    assert (letter.event_id, letter.correlation_id, letter.original_offset) == (first.submitted.id, "q-2", 2)
+    assert "already on record for different content" in letter.reason
+    assert b"Who wrote this?" in letter.body  # the question is on record, as it was sent
 
 
 async def test_a_message_nested_100000_deep_is_dead_lettered_and_its_batch_stored(

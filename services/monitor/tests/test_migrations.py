@@ -38,6 +38,7 @@ def test_the_package_ships_its_migrations_numbered_without_gaps() -> None:
         (2, "dead_letters"),
         (3, "request_summary"),
         (4, "query_ids"),
+        (5, "event_digest"),
     ]
 
 
@@ -45,7 +46,7 @@ def test_the_package_ships_its_migrations_numbered_without_gaps() -> None:
 async def test_migrations_apply_once_and_again_without_error(
     conn: asyncpg.Connection, pg_schema: str
 ) -> None:
-    assert await migrate(conn, pg_schema) == [1, 2, 3, 4]
+    assert await migrate(conn, pg_schema) == [1, 2, 3, 4, 5]
     assert await migrate(conn, pg_schema) == []
 
     objects = await objects_in(conn, pg_schema)
@@ -68,6 +69,7 @@ async def test_migrations_apply_once_and_again_without_error(
         (2, "dead_letters"),
         (3, "request_summary"),
         (4, "query_ids"),
+        (5, "event_digest"),
     ]
 
 
@@ -81,7 +83,7 @@ async def test_two_monitors_migrating_at_once_apply_each_migration_once(
     finally:
         await a.close()
         await b.close()
-    assert sorted(done_a + done_b) == [1, 2, 3, 4]
+    assert sorted(done_a + done_b) == [1, 2, 3, 4, 5]
     assert not set(done_a) & set(done_b)
 
 

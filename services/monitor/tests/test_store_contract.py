@@ -17,7 +17,7 @@ from ragbus.common.ids import uuid7
 from ragbus.monitor.adapters.memory import InMemoryEventStore
 from ragbus.monitor.adapters.postgres import PostgresEventStore
 from ragbus.monitor.domain import RawMessage, dead_letter_record
-from ragbus.monitor.ports import EventRecord, EventStore
+from ragbus.monitor.ports import EventIdReused, EventRecord, EventStore
 
 RecordOf = Callable[[Envelope[Any]], EventRecord]
 
@@ -79,6 +79,20 @@ class EventStoreContract:
             await store.record_event(bad)
         assert await store.event(record.event_id) is None
 
+    async def test_an_id_reused_for_other_content_is_refused_and_the_first_kept(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        first = request_of(question="What is RAG?").submitted
+        other = first.model_copy(update={"data": first.data.model_copy(update={"question": "Who are you?"})})
+        assert await store.record_event(record_of(first)) is True
+        with pytest.raises(EventIdReused, match="already on record for different content") as caught:
+            await store.record_event(record_of(other))
+        assert isinstance(caught.value, PoisonMessage)  # the middleware dead-letters it
+        assert await store.event(first.id) == record_of(first)
+        # A redelivery is still a no-op, and so is a row stored before digests were (digest None).
+        assert await store.record_event(record_of(first)) is False
+        assert await store.record_event(dataclasses.replace(record_of(other), digest=None)) is False
+
     # --- batches ---------------------------------------------------------------------------------------
 
     async def test_a_batch_is_stored_once_however_often_it_comes(
@@ -90,6 +104,18 @@ class EventStoreContract:
         await store.record_batch(records, [letter])  # the whole batch redelivered
         assert await store.events("acme", "q-1") == records
         assert await store.dead_letters("docs.submitted.v1.dlq") == [letter]
+
+    async def test_a_batch_names_the_events_whose_id_was_reused(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        records = [record_of(e) for e in request_of().all]
+        await store.record_batch(records[:1], [])
+        first = records[0]
+        reused = dataclasses.replace(first, digest=b"\x01" * 32, data={**first.data, "question": "other"})
+        late = dataclasses.replace(first, digest=b"\x02" * 32)  # another content again, in this batch
+        batch = [reused, *records, reused, late]
+        assert await store.record_batch(batch, []) == [0, len(batch) - 2, len(batch) - 1]
+        assert await store.events("acme", "q-1") == records  # nothing of the reused ids stored
 
     async def test_a_batch_with_a_value_postgres_cannot_hold_stores_nothing(
         self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf

@@ -6,11 +6,20 @@ Any Kafka client can publish a ragbus event by writing this JSON (content type
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    model_validator,
+)
 
 from ragbus.common import safejson
 from ragbus.common.events import BY_TYPE, EventData
@@ -63,6 +72,7 @@ class Envelope(EnvelopeAttributes, Generic[P]):
     """One event: CloudEvents attributes plus the typed payload in `data`."""
 
     data: P
+    _digest: bytes | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _type_matches_data(self) -> Envelope[P]:
@@ -101,7 +111,7 @@ class Envelope(EnvelopeAttributes, Generic[P]):
         `seq` tells apart several events of one type caused by one event (the parts of a document).
         """
         return _envelope_of(data)(
-            id=derived_id(self.id, f"{data.event_type()}#{seq}"),
+            id=derived_id(self.id, f"{data.event_type()}#{seq}", self.digest),
             source=source,
             type=data.event_type(),
             time=datetime.now(UTC),
@@ -112,6 +122,26 @@ class Envelope(EnvelopeAttributes, Generic[P]):
             causationid=self.id,
             data=data,
         )
+
+    @property
+    def digest(self) -> bytes:
+        """sha256 of what the event says: its type, tenant, correlation and data. Not of its id, time or
+        source, so a redelivery, or a producer's retry that re-stamps the time, has the same digest, and
+        an id reused for another question or document does not.
+
+        Fields at their default value are left out (`exclude_defaults`): the sender's object and the
+        receiver's parse of it agree, and an upgrade that adds a field with a default does not change the
+        digest of an event already on the bus. Computed once per envelope (a document's parts all follow
+        the same submission).
+        """
+        if self._digest is None:
+            h = hashlib.sha256()
+            for part in (self.type, self.tenantid, self.correlationid):
+                h.update(part.encode())
+                h.update(b"\x00")
+            h.update(self.data.model_dump_json(exclude_defaults=True).encode())
+            self._digest = h.digest()
+        return self._digest
 
     @property
     def key(self) -> bytes:

@@ -2,9 +2,10 @@
 
 Event ids are UUIDv7 (RFC 9562): sortable by creation time, which keeps the monitor's primary key index
 append-mostly. An event derived from another event gets a *deterministic* UUIDv7: the timestamp of its
-cause and bits hashed from (cause id, kind). A redelivered or re-published input therefore produces the
-very same output event ids, and every consumer downstream (the monitor's `ON CONFLICT DO NOTHING`, the
-client waiting for an answer) sees a duplicate, not a new fact.
+cause and bits hashed from (cause id, kind, the cause's content digest). A redelivered or re-published
+input therefore produces the very same output event ids, and every consumer downstream (the monitor's
+`ON CONFLICT DO NOTHING`, the client waiting for an answer) sees a duplicate, not a new fact; an id a
+producer reused for *different* content gets replies of its own instead of the first event's ids.
 """
 
 from __future__ import annotations
@@ -37,15 +38,16 @@ def uuid7_time_ms(value: uuid.UUID) -> int | None:
     return value.int >> 80 if value.version == 7 else None
 
 
-def derived_id(cause: uuid.UUID, kind: str) -> uuid.UUID:
-    """Deterministic UUIDv7 for the event of `kind` caused by event `cause` (same inputs, same id)."""
+def derived_id(cause: uuid.UUID, kind: str, content: bytes = b"") -> uuid.UUID:
+    """Deterministic UUIDv7 for the event of `kind` caused by event `cause` whose content digest is
+    `content` (same inputs, same id)."""
     ms = uuid7_time_ms(cause)
     if ms is None:
         # A producer outside ragbus used another UUID version. "Now" would give a redelivery of its
         # event new ids (two replies, doubled audit rows): the epoch keeps the id a function of the
         # cause alone, at the price of sorting before the ids ragbus makes.
         ms = 0
-    digest = hashlib.sha256(cause.bytes + b"\x00" + kind.encode()).digest()
+    digest = hashlib.sha256(cause.bytes + b"\x00" + kind.encode() + b"\x00" + content).digest()
     return _uuid7_from(ms, digest)
 
 

@@ -138,6 +138,7 @@ def event_record(msg: RawMessage, topics: Topics) -> EventRecord:
         # As published, not as re-serialised by this version's models: fields added by newer
         # producers are kept.
         data=raw["data"],
+        digest=event.digest,
     )
 
 

@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from ragbus.common.errors import PoisonMessage
+
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
@@ -29,6 +31,7 @@ class EventRecord:
     kafka_timestamp: datetime | None
     trace_id: str | None
     data: dict[str, Any]
+    digest: bytes | None = None  # what the event says (Envelope.digest); None on rows stored before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,18 @@ class RequestSummary:
     latency_ms: float | None
 
 
+class EventIdReused(PoisonMessage):
+    """An event whose id is on record for different content: not a redelivery, another event."""
+
+    def __init__(self, record: EventRecord) -> None:
+        super().__init__(
+            f"event id {record.event_id} is already on record for different content (another "
+            f"{record.type.removeprefix('io.ragbus.')} under the same id): an event id names one event, "
+            "so this one is kept as a dead letter, not stored as an event"
+        )
+        self.record = record
+
+
 class EventStore(Protocol):
     """Stores events and dead letters, each exactly once however often it is delivered.
 
@@ -90,16 +105,23 @@ class EventStore(Protocol):
     """
 
     async def record_event(self, record: EventRecord) -> bool:
-        """Store an event; False if one with its id is already there (a redelivery)."""
+        """Store an event; False if one with its id and digest is already there (a redelivery).
+
+        `EventIdReused` if its id is on record with another digest (the stored row is kept).
+        """
         ...
 
     async def record_dead_letter(self, record: DeadLetterRecord) -> bool:
         """Store a dead letter; False if it is already there (a redelivery)."""
         ...
 
-    async def record_batch(self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]) -> None:
+    async def record_batch(
+        self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]
+    ) -> list[int]:
         """Store events and dead letters in one transaction; those already there are skipped.
 
+        Returns the positions in `events` of the events whose id was on record with another digest
+        (earlier in this batch included): not stored, the first row is kept.
         All or nothing: `PoisonMessage` if any record cannot be stored, and then none is.
         """
         ...

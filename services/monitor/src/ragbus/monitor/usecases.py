@@ -16,7 +16,7 @@ from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import FeedbackRecorded, FeedbackSubmitted
 from ragbus.common.topics import Topics
 from ragbus.monitor.domain import FEEDBACK, RawMessage, feedback_key, feedback_recorded, split_batch
-from ragbus.monitor.ports import EventStore
+from ragbus.monitor.ports import EventIdReused, EventRecord, EventStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +40,28 @@ async def record_batch(deps: MonitorDeps, records: Sequence[Any], topics: Topics
     transaction), every row is written on its own to tell the refused ones apart; redeliveries stay
     no-ops, so rows of the failed attempt are not doubled. While the database is down the store
     raises DependencyUnavailable and nothing is stored.
+
+    An event whose id is on record for different content is not a redelivery. A request or document
+    (an event nothing caused) under a reused id is poison: dead-lettered with the reason, so it is on
+    record rather than silently dropped. A follow-up under a reused id is a cause processed twice whose
+    output differed the second time (a model's answer after a restart): the first stays, as the
+    answer the requester was sent first.
     """
     messages = [RawMessage.from_record(r) for r in records]
     batch = split_batch(messages, topics)
     poison = list(batch.poison)
     try:
-        await deps.store.record_batch([r for _, r in batch.events], [r for _, r in batch.letters])
+        reused = await deps.store.record_batch([r for _, r in batch.events], [r for _, r in batch.letters])
+        poison.extend(
+            (i, EventIdReused(event)) for i, event in (batch.events[n] for n in reused) if _is_root(event)
+        )
     except PoisonMessage:
         for i, event in batch.events:
             try:
                 await deps.store.record_event(event)
+            except EventIdReused as exc:
+                if _is_root(event):
+                    poison.append((i, exc))
             except PoisonMessage as exc:
                 poison.append((i, exc))
         for i, letter in batch.letters:
@@ -67,6 +79,10 @@ async def record_batch(deps: MonitorDeps, records: Sequence[Any], topics: Topics
         poison=[(records[i], exc) for i, exc in sorted(poison, key=lambda p: p[0])],
         events=await feedback_replies(deps, feedback),
     )
+
+
+def _is_root(event: EventRecord) -> bool:
+    return event.causation_id is None
 
 
 async def feedback_replies(

@@ -16,7 +16,11 @@ from uuid import UUID
 
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.monitor.domain import SUBMITTED, has_nul, summarize
-from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
+from ragbus.monitor.ports import DeadLetterRecord, EventIdReused, EventRecord, RequestSummary
+
+
+def _reused(stored: EventRecord, new: EventRecord) -> bool:
+    return stored.digest is not None and new.digest is not None and stored.digest != new.digest
 
 
 class InMemoryEventStore:
@@ -38,7 +42,9 @@ class InMemoryEventStore:
     async def record_event(self, record: EventRecord) -> bool:
         self._check_open()
         self._check_storable(record)
-        if record.event_id in self._events:
+        if (stored := self._events.get(record.event_id)) is not None:
+            if _reused(stored, record):
+                raise EventIdReused(record)
             return False
         self._events[record.event_id] = copy.deepcopy(record)  # like a row: later edits don't leak in
         return True
@@ -51,15 +57,22 @@ class InMemoryEventStore:
         self._letters[record.id] = (datetime.now(UTC), copy.deepcopy(record))
         return True
 
-    async def record_batch(self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]) -> None:
+    async def record_batch(
+        self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]
+    ) -> list[int]:
         self._check_open()
         records: list[EventRecord | DeadLetterRecord] = [*events, *letters]
         for record in records:  # all or nothing, like the transaction
             self._check_storable(record)
-        for event in events:
-            await self.record_event(event)
+        reused = []
+        for i, event in enumerate(events):
+            try:
+                await self.record_event(event)
+            except EventIdReused:
+                reused.append(i)
         for letter in letters:
             await self.record_dead_letter(letter)
+        return reused
 
     async def event(self, event_id: UUID) -> EventRecord | None:
         self._check_open()

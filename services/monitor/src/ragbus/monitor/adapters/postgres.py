@@ -16,7 +16,7 @@ import asyncpg.exceptions as pg
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.monitor.adapters.migrator import migrate, quote_ident
 from ragbus.monitor.domain import SUBMITTED
-from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
+from ragbus.monitor.ports import DeadLetterRecord, EventIdReused, EventRecord, RequestSummary
 from ragbus.monitor.settings import MonitorSettings
 
 # Failures that mean "the database cannot be reached right now": raised as DependencyUnavailable, so
@@ -60,6 +60,16 @@ def dead_letter_row(record: DeadLetterRecord) -> tuple[Any, ...]:
     return tuple(getattr(record, c) for c in DEAD_LETTER_COLUMNS)
 
 
+def reused_ids(events: Sequence[EventRecord], stored: Sequence[Any]) -> list[int]:
+    """Positions of the events whose id is on record with another digest (rows: event_id, digest)."""
+    on_record = {r["event_id"]: r["digest"] for r in stored}
+    return [
+        i
+        for i, e in enumerate(events)
+        if e.digest is not None and (d := on_record.get(e.event_id)) is not None and bytes(d) != e.digest
+    ]
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     """jsonb in and out as Python objects (asyncpg passes it as text by default)."""
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -93,6 +103,7 @@ class PostgresEventStore:
         self._select_events = f"SELECT {', '.join(EVENT_COLUMNS)} FROM {q}.events"  # noqa: S608
         self._select_dead_letters = f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM {q}.dead_letters"  # noqa: S608
         self._select_summary = f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM {q}.request_summary"  # noqa: S608
+        self._digests = f"SELECT event_id, digest FROM {q}.events WHERE event_id = ANY($1::uuid[])"  # noqa: S608
         self._ping = f"SELECT max(version) FROM {q}.schema_migrations"  # noqa: S608
         # The type is a literal, not a parameter, so the planner can use the partial index
         # events_query_id_idx (migrations/0004_query_ids.sql): one index probe per pair.
@@ -131,23 +142,36 @@ class PostgresEventStore:
 
     async def record_event(self, record: EventRecord) -> bool:
         with _classified():
-            status: str = await self._pool.execute(self._insert_event, *event_row(record))
-        return status == "INSERT 0 1"
+            async with self._pool.acquire() as conn:
+                status: str = await conn.execute(self._insert_event, *event_row(record))
+                if status == "INSERT 0 1":
+                    return True
+                if reused_ids([record], await conn.fetch(self._digests, [record.event_id])):
+                    raise EventIdReused(record)
+        return False
 
     async def record_dead_letter(self, record: DeadLetterRecord) -> bool:
         with _classified():
             status: str = await self._pool.execute(self._insert_dead_letter, *dead_letter_row(record))
         return status == "INSERT 0 1"
 
-    async def record_batch(self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]) -> None:
+    async def record_batch(
+        self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]
+    ) -> list[int]:
         # One transaction (one WAL flush) for the whole batch: the difference between ~180 events/s
         # with a commit per event and thousands (bench/monitor.py).
+        reused: list[int] = []
         with _classified():
             async with self._pool.acquire() as conn, conn.transaction():
                 if events:
                     await conn.executemany(self._insert_event, [event_row(r) for r in events])
+                    # One primary-key probe per event, in one query: what is on record under each id
+                    # now (this batch's first writer included) tells a redelivery from a reused id.
+                    rows = await conn.fetch(self._digests, list({r.event_id for r in events}))
+                    reused = reused_ids(events, rows)
                 if letters:
                     await conn.executemany(self._insert_dead_letter, [dead_letter_row(r) for r in letters])
+        return reused
 
     async def event(self, event_id: UUID) -> EventRecord | None:
         with _classified():
