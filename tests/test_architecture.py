@@ -172,6 +172,26 @@ def test_app_py_is_a_service_and_handlers(service: str) -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
+def test_the_trust_file_grants_each_service_the_topics_it_publishes(service: str) -> None:
+    """ragbus.common.trust.SERVICE_TOPICS (what `ragbus trust init` grants) and each app's
+    `publishes=[...]` are one list: a service publishing an event its grant lacks would have every
+    such record refused where trust is enforced."""
+    from ragbus.common import events
+    from ragbus.common.trust import SERVICE_TOPICS
+
+    tree = ast.parse((REPO / "services" / service / "src" / "ragbus" / service / "app.py").read_text())
+    declared = {
+        getattr(events, element.id).topic
+        for node in ast.walk(tree)
+        if isinstance(node, ast.keyword) and node.arg == "publishes" and isinstance(node.value, ast.List)
+        for element in node.value.elts
+        if isinstance(element, ast.Name)
+    }
+    assert declared, f"{service}/app.py declares what it publishes (Service(..., publishes=[...]))"
+    assert declared == set(SERVICE_TOPICS[service])
+
+
+@pytest.mark.parametrize("service", SERVICES)
 def test_ports_own_the_types_they_return(service: str) -> None:
     path = REPO / "services" / service / "src" / "ragbus" / service / "ports.py"
     if not path.exists():

@@ -15,12 +15,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ragbus.common import telemetry
+from ragbus.common import telemetry, trust
 from ragbus.common.envelope import CE_CONTENT_TYPE, EnvelopeAttributes
 from ragbus.common.kafka import client_options, tail
 from ragbus.common.settings import KafkaSettings, TelemetrySettings
@@ -91,15 +91,36 @@ class Stack:
     producer: AIOKafkaProducer
     telemetry: TelemetrySettings
 
+    @property
+    def trust_dir(self) -> Path:
+        return self.home / "trust"
+
+    def signer(self, principal: str = trust.OPERATOR) -> trust.Signer:
+        return trust.Signer.load(principal, self.trust_dir / f"{principal}.key")
+
     async def publish_raw(
-        self, topic: str, value: bytes, key: bytes | None = None, headers: Sequence[tuple[str, bytes]] = ()
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        *,
+        signer: trust.Signer | Literal["operator"] | None = "operator",
     ) -> None:
-        """Publish bytes as any Kafka client would (the topic name given without the prefix)."""
+        """Publish bytes as any Kafka client would (the topic name given without the prefix), signed as
+        the stack's operator (the stack enforces trust, as under `ragbus up`), by `signer`, or not."""
+        signer = self.signer() if signer == "operator" else signer
+        name = self.topics(topic)
+        signed = signer.headers(name, key, value) if signer else {}
         await self.producer.send_and_wait(
-            self.topics(topic),
+            name,
             value,
             key=key,
-            headers=[("content-type", CE_CONTENT_TYPE.encode()), *headers],
+            headers=[
+                ("content-type", CE_CONTENT_TYPE.encode()),
+                *headers,
+                *((k, v.encode()) for k, v in signed.items()),
+            ],
         )
 
     async def tap(self, *bases: str, dlq: bool = False) -> BusTap:
@@ -153,7 +174,11 @@ async def stack(
         "MONITOR_DB_SCHEMA": unique,
         "ORCHESTRATOR_CHAT_BASE_URL": chat_base_url,
         "RAGBUS_TELEMETRY_ENABLED": "true",
+        # As under `ragbus up`: every record signed and checked (the tests' client signs as operator).
+        "RAGBUS_TRUST_MODE": "enforce",
+        "RAGBUS_TRUST_DIR": str(home / "trust"),
     }
+    trust.init(home / "trust")
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)

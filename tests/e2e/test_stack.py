@@ -333,7 +333,10 @@ async def test_a_message_too_large_or_too_deep_leaves_a_dead_letter_and_a_row(st
     tap = await stack.tap(topics.QUERIES_SUBMITTED, dlq=True)
     try:
         for body in (large, deep):
-            await producer.send_and_wait(stack.topics(topics.QUERIES_SUBMITTED), body, key=b"default:big")
+            name = stack.topics(topics.QUERIES_SUBMITTED)
+            signed = stack.signer().headers(name, b"default:big", body)
+            headers = [(k, v.encode()) for k, v in signed.items()]
+            await producer.send_and_wait(name, body, key=b"default:big", headers=headers)
         letters = await tap.wait_for(
             lambda r: DeadLetter.from_headers(r.headers).service == "guard", count=2, timeout=60
         )

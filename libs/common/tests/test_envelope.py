@@ -83,6 +83,17 @@ def test_an_id_reused_for_other_content_gets_follow_ups_of_its_own() -> None:
     assert len(ids) == 3
 
 
+def test_a_follow_up_answered_differently_when_run_again_keeps_the_ids_after_it() -> None:
+    """A step that is not deterministic (a model after a restart) must not fork the flow: its second
+    output is a duplicate of the first downstream, not a second answer."""
+    cause = submitted(tenant="acme")
+    first = cause.follow(DocsChunked(doc_id="doc-1", version="v1"), source="x")
+    again = cause.follow(DocsChunked(doc_id="doc-1", version="v2"), source="x")
+    assert first.id == again.id and first.digest != again.digest
+    indexed = DocsChunked(doc_id="doc-1", version="v9")
+    assert first.follow(indexed, source="y").id == again.follow(indexed, source="y").id
+
+
 def test_type_must_match_data() -> None:
     raw = json.loads(submitted().to_bytes())
     raw["type"] = "io.ragbus.docs.deleted.v1"

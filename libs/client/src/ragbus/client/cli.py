@@ -37,10 +37,13 @@ from ragbus.client.dlq import Letter, read_letters, replay
 from ragbus.client.errors import CliError
 from ragbus.client.plugins import EvalGroup, PluginGroup
 from ragbus.client.trace import TraceNotFound, await_trace, render_tree
+from ragbus.common import trust as trust_lib
 from ragbus.common.admin import TopicAdminError, ensure_topics
+from ragbus.common.envelope import parse_event
 from ragbus.common.events import AnswersDelta, MetadataValue, QueryFilter, QueryOptions
-from ragbus.common.settings import KafkaSettings, TelemetrySettings
-from ragbus.common.topics import Topics
+from ragbus.common.settings import KafkaSettings, TelemetrySettings, ragbus_home
+from ragbus.common.topics import ALL_WITH_DLQ, Topics
+from ragbus.common.trust import TrustSettings
 
 T = TypeVar("T")
 TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".text")
@@ -814,3 +817,107 @@ def trace(trace_id: str, span_file: Path | None, wait: float) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- trust ---------------------------------------------------------------------------------------------
+
+
+def _trust_dir(directory: Path | None) -> Path:
+    return directory or TrustSettings().dir or ragbus_home() / "trust"
+
+
+trust_dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The trust directory (default: RAGBUS_TRUST_DIR, else $RAGBUS_HOME/trust, which `ragbus up` uses).",
+)
+
+
+@main.group()
+def trust() -> None:
+    """Who may write what on the bus: principals, their keys and grants (docs/trust.md)."""
+
+
+@trust.command("init")
+@trust_dir_option
+def trust_init(directory: Path | None) -> None:
+    """Make the keys of the five services and the operator that are missing (`ragbus up` does it)."""
+    target = _trust_dir(directory)
+    made = trust_lib.init(target)
+    click.echo(f"{target}: {'made keys for ' + ', '.join(made) if made else 'every key already there'}")
+
+
+@trust.command("add")
+@click.argument("name")
+@click.option(
+    "--tenant", "tenants", multiple=True, required=True, help="A tenant it may speak for (repeat; * for any)."
+)
+@click.option(
+    "--topic",
+    "topic_names",
+    multiple=True,
+    help="A topic it may write (repeat; default: the four submission topics).",
+)
+@click.option(
+    "--replace", is_flag=True, help="Give an existing principal a new key (the old one stops working)."
+)
+@trust_dir_option
+def trust_add(
+    name: str, tenants: tuple[str, ...], topic_names: tuple[str, ...], replace: bool, directory: Path | None
+) -> None:
+    """Add an application as a principal: a private key for it, its public key and grants in trust.json.
+
+    Running services pick it up without a restart. Give the application the key file and set
+    RAGBUS_TRUST_MODE=enforce RAGBUS_TRUST_PRINCIPAL=NAME RAGBUS_TRUST_KEY_FILE=<key> where it runs.
+    """
+    target = _trust_dir(directory)
+    unknown = sorted(set(topic_names) - set(ALL_WITH_DLQ))
+    if unknown:
+        raise CliError(f"unknown topic {', '.join(unknown)}: one of {', '.join(ALL_WITH_DLQ)}")
+    try:
+        key = trust_lib.add_principal(
+            target, name, topics=topic_names or trust_lib.SUBMISSIONS, tenants=tenants, replace=replace
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"principal {name}: tenants {', '.join(tenants)}; key {key} (keep it secret)")
+
+
+@trust.command("list")
+@trust_dir_option
+def trust_list(directory: Path | None) -> None:
+    """The principals of the trust file, with what each may write and for which tenants."""
+    path = _trust_dir(directory) / trust_lib.TRUST_FILE
+    try:
+        grants = trust_lib.read_grants(path)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    for grant in grants.values():
+        click.echo(
+            f"{grant.principal:14} tenants {','.join(grant.tenants):12} topics {', '.join(grant.topics)}"
+        )
+
+
+@main.command()
+@click.argument("source", type=click.File("rb"), default="-")
+@bootstrap_option
+@run_async
+async def publish(source: Any, bootstrap: str | None) -> None:
+    """Publish raw CloudEvents (JSON, one per line; `-` reads stdin) to the topics of their types,
+    keyed `tenant:...` and signed as this machine's principal (the operator beside `ragbus up`).
+
+    For producers of your own: what `kcat` does, with the signature a stack that enforces trust asks for.
+    """
+    events = []
+    for n, line in enumerate(source, 1):
+        if line.strip():
+            try:
+                events.append(parse_event(line))
+            except ValueError as exc:
+                raise CliError(f"line {n} is not a ragbus event: {exc}") from None
+    settings = _kafka(bootstrap)
+    async with RagbusClient(settings) as client:
+        for event in events:
+            await client.publish(event)
+    click.echo(f"published {plural(len(events), 'event')} to {settings.bootstrap}")

@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanKind
 from ragbus.common import topics
 from ragbus.common.admin import ensure_topics
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, EnvelopeAttributes, parse_event
+from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import (
     AnswersCompleted,
     AnswersDelta,
@@ -46,9 +47,13 @@ from ragbus.common.events import (
 )
 from ragbus.common.ids import uuid7
 from ragbus.common.kafka import client_options, tail
-from ragbus.common.settings import KafkaSettings, TelemetrySettings
+from ragbus.common.logging import get_logger
+from ragbus.common.middleware import admit
+from ragbus.common.settings import KafkaSettings, TelemetrySettings, client_trust_settings
 from ragbus.common.telemetry import tracer_provider
+from ragbus.common.trust import OPERATOR, Trust, TrustSettings
 
+log = get_logger("ragbus.client")
 # Topics whose dead letters can belong to a client request.
 _REQUEST_PATH = (
     topics.DOCS_SUBMITTED,
@@ -130,8 +135,11 @@ class RagbusClient:
         tenant: str = "default",
         source: str = "ragbus/client",
         telemetry: TelemetrySettings | None = None,
+        trust: TrustSettings | None = None,
     ) -> None:
         self.kafka = kafka or KafkaSettings()
+        # Signs what it submits, and (enforced) believes only replies signed by the stack's services.
+        self.trust = Trust.open(trust or client_trust_settings(), OPERATOR, self.kafka.topic_prefix)
         self.tenant = tenant
         self.source = source
         self.t = topics.Topics(self.kafka.topic_prefix)
@@ -386,13 +394,21 @@ class RagbusClient:
             await self._publish(event)
         return waiter
 
+    async def publish(self, event: Envelope[Any]) -> None:
+        """Publish an event as it is (its id, tenant and time), signed when trust is on; wait for nothing."""
+        await self._publish(event)
+
     async def _publish(self, event: Envelope[Any]) -> None:
         assert self._producer is not None, "use `async with RagbusClient()` or call start() first"
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # W3C traceparent: the stack's spans join the caller's trace
         headers = [("content-type", CE_CONTENT_TYPE.encode())] + [(k, v.encode()) for k, v in carrier.items()]
         topic = self.t(type(event.data).topic)
-        await self._producer.send_and_wait(topic, event.to_bytes(), key=event.key, headers=headers)
+        value = event.to_bytes()
+        if self.trust.signer is not None:
+            signed = self.trust.signer.headers(topic, event.key, value)
+            headers += [(k, v.encode()) for k, v in signed.items()]
+        await self._producer.send_and_wait(topic, value, key=event.key, headers=headers)
 
     # --- replies -----------------------------------------------------------------------------------
 
@@ -406,14 +422,14 @@ class RagbusClient:
                 continue
             attrs = EnvelopeAttributes.peek(record.value or b"")
             if attrs is not None and attrs.type == AnswersDelta.event_type():
-                if (stream := self._streams.get(attrs.correlationid)) is not None:
+                if (stream := self._streams.get(attrs.correlationid)) is not None and self._admitted(record):
                     delta: AnswersDelta = parse_event(record.value or b"").data
                     stream[0](delta)
                     if delta.final:
                         stream[1].set()
                 continue
             waiter = self._waiters.get(attrs.correlationid) if attrs else None
-            if waiter is None or waiter.future.done():
+            if waiter is None or waiter.future.done() or not self._admitted(record):
                 continue
             if record.topic.endswith(topics.DLQ_SUFFIX):
                 headers = dict(record.headers)
@@ -428,6 +444,16 @@ class RagbusClient:
             waiter.parts[part] = event  # a redelivered part replaces itself: same id
             if len(waiter.parts) >= getattr(event.data, "parts", 1):
                 waiter.future.set_result([waiter.parts[k] for k in sorted(waiter.parts)])
+
+    def _admitted(self, record: Any) -> bool:
+        """Whether a reply is believed: with trust enforced, one not signed by a service allowed to
+        write it (a forged answer to someone's question) is ignored, and logged."""
+        try:
+            admit(record, self.trust)
+        except PoisonMessage as exc:
+            log.warning("reply ignored", topic=record.topic, offset=record.offset, reason=str(exc))
+            return False
+        return True
 
 
 def _parts(waiter: _Waiter) -> int:

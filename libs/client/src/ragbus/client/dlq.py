@@ -27,6 +27,7 @@ from ragbus.common.events import DLQ_HEADER_PREFIX, DeadLetter
 from ragbus.common.kafka import client_options
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import Topics
+from ragbus.common.trust import PRINCIPAL_HEADER, SIGNATURE_HEADER
 
 REPLAY_GROUP = "ragbus-dlq-replay"
 
@@ -105,6 +106,9 @@ async def _read(consumer: AIOKafkaConsumer, names: Sequence[str], *, from_commit
     return sorted(letters, key=lambda x: (order[x.dlq_topic], x.partition, x.offset))
 
 
+_SIGNATURE = (PRINCIPAL_HEADER, SIGNATURE_HEADER)
+
+
 async def read_letters(settings: KafkaSettings, bases: Sequence[str] = ()) -> list[Letter]:
     """All dead letters still on the bus (within the topics' retention): by topic, partition, offset."""
     names = dlq_topics(Topics(settings.topic_prefix), bases)
@@ -114,6 +118,20 @@ async def read_letters(settings: KafkaSettings, bases: Sequence[str] = ()) -> li
         return await _read(consumer, names, from_committed=False)
     finally:
         await consumer.stop()
+
+
+def replay_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """A letter's headers as its original had them: without the `x-ragbus-dlq-*` ones and the dead-
+    lettering service's signature, with the original producer's signature back (if it had one), so the
+    replayed record is checked as the producer's, not trusted as the service's or the operator's."""
+    kept = [(k, v) for k, v in headers if not k.startswith(DLQ_HEADER_PREFIX) and k not in _SIGNATURE]
+    dlq = dict(headers)
+    restored = [
+        (name, dlq[DLQ_HEADER_PREFIX + "original-" + name.removeprefix("x-ragbus-")])
+        for name in _SIGNATURE
+        if DLQ_HEADER_PREFIX + "original-" + name.removeprefix("x-ragbus-") in dlq
+    ]
+    return kept + restored
 
 
 async def replay(settings: KafkaSettings, bases: Sequence[str] = (), *, dry_run: bool = False) -> Replayed:
@@ -136,7 +154,7 @@ async def replay(settings: KafkaSettings, bases: Sequence[str] = (), *, dry_run:
             seen.add(letter.origin)
             result.published.append(letter)
             if not dry_run:
-                headers = [(k, v) for k, v in letter.headers if not k.startswith(DLQ_HEADER_PREFIX)]
+                headers = replay_headers(letter.headers)
                 await producer.send_and_wait(
                     letter.original_topic, letter.value, key=letter.key, headers=headers
                 )

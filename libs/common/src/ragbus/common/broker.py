@@ -20,9 +20,10 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from ragbus.common import safejson
 from ragbus.common.headers import header_text
-from ragbus.common.middleware import DeadLetterMiddleware
+from ragbus.common.middleware import DeadLetterMiddleware, SigningMiddleware
 from ragbus.common.settings import KafkaSettings, ServiceSettings
 from ragbus.common.telemetry import tracer_provider
+from ragbus.common.trust import Trust
 
 
 async def json_decoder(msg: Any, original_decoder: Any) -> Any:
@@ -80,9 +81,13 @@ def _security(settings: KafkaSettings) -> BaseSecurity | None:
     return cls(username=user, password=password, ssl_context=context, use_ssl=tls)
 
 
-def make_broker(service: str, settings: ServiceSettings) -> KafkaBroker:
-    """A broker with tracing (outermost) and the retry / dead-letter middleware around every handler."""
+def make_broker(service: str, settings: ServiceSettings, trust: Trust | None = None) -> KafkaBroker:
+    """A broker with tracing (outermost) and the retry / dead-letter middleware around every handler;
+    with trust enforced, every record it publishes is signed and every record it consumes checked.
+
+    ValueError when trust is enforced without its files (the service stops at startup)."""
     k = settings.kafka
+    trust = trust or Trust.open(settings.trust, service, k.topic_prefix)
     broker = KafkaBroker(
         k.bootstrap,
         client_id=f"ragbus-{service}",
@@ -98,9 +103,11 @@ def make_broker(service: str, settings: ServiceSettings) -> KafkaBroker:
         log_level=logging.DEBUG,
         description=f"ragbus {service} service",
     )
+    if trust.signer is not None:
+        broker.add_middleware(SigningMiddleware.factory(trust.signer))
     broker.add_middleware(
         DeadLetterMiddleware.factory(
-            broker, service=service, policy=settings.retry, max_bytes=k.max_request_size
+            broker, service=service, policy=settings.retry, max_bytes=k.max_request_size, trust=trust
         )
     )
     return broker

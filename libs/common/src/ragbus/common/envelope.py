@@ -111,7 +111,7 @@ class Envelope(EnvelopeAttributes, Generic[P]):
         `seq` tells apart several events of one type caused by one event (the parts of a document).
         """
         return _envelope_of(data)(
-            id=derived_id(self.id, f"{data.event_type()}#{seq}", self.digest),
+            id=derived_id(self.id, f"{data.event_type()}#{seq}", self._cause_content()),
             source=source,
             type=data.event_type(),
             time=datetime.now(UTC),
@@ -142,6 +142,14 @@ class Envelope(EnvelopeAttributes, Generic[P]):
             h.update(self.data.model_dump_json(exclude_defaults=True).encode())
             self._digest = h.digest()
         return self._digest
+
+    def _cause_content(self) -> bytes:
+        """What of this event its follow-ups' ids depend on besides its id: its digest when it starts a
+        flow (its id was chosen by a producer, who may reuse it for another question or document), else
+        nothing. A follow-up's id already is a function of its flow's first event; a step that answers
+        differently when run again (a model after a restart) must keep the ids after it, so that its
+        second answer is a duplicate of the first, not a second answer."""
+        return self.digest if self.causationid is None else b""
 
     @property
     def key(self) -> bytes:

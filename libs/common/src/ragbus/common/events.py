@@ -497,6 +497,12 @@ class DeadLetter(BaseModel):
     failed_at: datetime
     original_size: int | None = Field(default=None, description="set when the value was cut to fit")
     original_sha256: str | None = Field(default=None, description="of the whole original value, when cut")
+    original_principal: str | None = Field(
+        default=None, description="who signed the original (its x-ragbus-principal), if anyone did"
+    )
+    original_signature: str | None = Field(
+        default=None, description="its signature: a replay restores both, so it verifies as the original"
+    )
 
     def to_headers(self) -> dict[str, str]:
         data = self.model_dump(mode="json", exclude_none=True)

@@ -2,10 +2,11 @@
 
 Event ids are UUIDv7 (RFC 9562): sortable by creation time, which keeps the monitor's primary key index
 append-mostly. An event derived from another event gets a *deterministic* UUIDv7: the timestamp of its
-cause and bits hashed from (cause id, kind, the cause's content digest). A redelivered or re-published
-input therefore produces the very same output event ids, and every consumer downstream (the monitor's
-`ON CONFLICT DO NOTHING`, the client waiting for an answer) sees a duplicate, not a new fact; an id a
-producer reused for *different* content gets replies of its own instead of the first event's ids.
+cause and bits hashed from (cause id, kind, and for the first event of a flow its content digest). A
+redelivered or re-published input therefore produces the very same output event ids, and every consumer
+downstream (the monitor's `ON CONFLICT DO NOTHING`, the client waiting for an answer) sees a duplicate,
+not a new fact; an id a producer reused for *different* content gets replies of its own instead of the
+first event's ids.
 """
 
 from __future__ import annotations

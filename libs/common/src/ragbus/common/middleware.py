@@ -8,6 +8,8 @@ Around each handler call it:
 - sends a poison message (it does not decode, breaks the contract, or the handler says so) to
   `<topic>.dlq`: the original bytes unchanged, the reason in `x-ragbus-dlq-*` headers, then returns so
   that `AckPolicy.ACK` commits it and the service goes on;
+- refuses a record whose key names another tenant than its event, and (`RAGBUS_TRUST_MODE=enforce`)
+  one not signed by a principal allowed to write it (ragbus.common.trust): poison, dead-lettered;
 - retries an unclassified error a few times, then dead-letters it with its type and message;
 - dead-letters a record FastStream could not even parse (header bytes that are not UTF-8 fail before
   any handler scope), which would otherwise be committed with only a log line.
@@ -32,6 +34,7 @@ from ragbus.common.events import DeadLetter
 from ragbus.common.headers import header_text
 from ragbus.common.settings import KafkaSettings, RetrySettings
 from ragbus.common.topics import DLQ_SUFFIX
+from ragbus.common.trust import PRINCIPAL_HEADER, SIGNATURE_HEADER, Signer, Trust
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -71,12 +74,14 @@ class DeadLetterMiddleware(BaseMiddleware):
         service: str,
         policy: RetrySettings,
         max_bytes: int = MAX_DEAD_LETTER_BYTES,
+        trust: Trust | None = None,
     ) -> None:
         super().__init__(msg, context=context)
         self.broker = broker
         self.service = service
         self.policy = policy
         self.max_bytes = max_bytes
+        self.trust = trust or Trust()
 
     @classmethod
     def factory(
@@ -86,10 +91,17 @@ class DeadLetterMiddleware(BaseMiddleware):
         service: str,
         policy: RetrySettings,
         max_bytes: int = MAX_DEAD_LETTER_BYTES,
+        trust: Trust | None = None,
     ) -> Callable[..., DeadLetterMiddleware]:
         def build(msg: Any, /, *, context: ContextRepo) -> DeadLetterMiddleware:
             return cls(
-                msg, context=context, broker=broker, service=service, policy=policy, max_bytes=max_bytes
+                msg,
+                context=context,
+                broker=broker,
+                service=service,
+                policy=policy,
+                max_bytes=max_bytes,
+                trust=trust,
             )
 
         return build
@@ -111,6 +123,12 @@ class DeadLetterMiddleware(BaseMiddleware):
                 "correlation_id": attrs.correlationid if attrs else None,
             }
         with structlog.contextvars.bound_contextvars(**bound):
+            if not isinstance(raw, tuple | list):  # a batch handler checks its records one by one
+                try:
+                    admit(raw, self.trust)
+                except POISON as exc:
+                    await self._dead_letter(raw, exc, 1)
+                    return None
             attempt = 0
             while True:
                 attempt += 1
@@ -163,6 +181,41 @@ class DeadLetterMiddleware(BaseMiddleware):
             )
 
 
+def admit(record: Any, trust: Trust) -> str | None:
+    """`Trust.admit` for an aiokafka record (see ragbus.common.trust). Raises PoisonMessage."""
+    headers = {name: header_text(v) for name, v in getattr(record, "headers", None) or ()}
+    value = getattr(record, "value", None) or b""
+    return trust.admit(getattr(record, "topic", "") or "", getattr(record, "key", None), value, headers)
+
+
+class SigningMiddleware(BaseMiddleware):
+    """Signs every record the broker publishes (ragbus.common.trust), dead letters included."""
+
+    def __init__(self, msg: Any, /, *, context: ContextRepo, signer: Signer) -> None:
+        super().__init__(msg, context=context)
+        self.signer = signer
+
+    @classmethod
+    def factory(cls, signer: Signer) -> Callable[..., SigningMiddleware]:
+        def build(msg: Any = None, /, *, context: ContextRepo) -> SigningMiddleware:
+            return cls(msg, context=context, signer=signer)
+
+        return build
+
+    async def publish_scope(self, call_next: Callable[[Any], Awaitable[Any]], cmd: Any) -> Any:
+        value = cmd.body if isinstance(cmd.body, bytes) else None
+        if value is None:  # ragbus publishes bytes; anything else is not signed (and will be refused)
+            return await call_next(cmd)
+        headers = dict(cmd.headers or {})
+        if PRINCIPAL_HEADER in headers:
+            # Already signed by its producer (a record passed on as it is): its signature verifies for
+            # exactly this record or not at all, so it is left to speak for itself.
+            return await call_next(cmd)
+        key = cmd.key.encode() if isinstance(cmd.key, str) else cmd.key
+        cmd.headers = headers | self.signer.headers(cmd.destination, key, value, headers)
+        return await call_next(cmd)
+
+
 def fit(value: bytes, room: int) -> tuple[bytes, int | None, str | None]:
     """The value cut to `room` bytes if it is longer, with its whole size and sha256 (else Nones)."""
     if len(value) <= room:
@@ -191,6 +244,10 @@ async def dead_letter(
     topic: str = getattr(record, "topic", "") or ""
     key = getattr(record, "key", None)
     original = {name: header_text(value) for name, value in getattr(record, "headers", None) or ()}
+    # The letter is signed by this service (SigningMiddleware); the producer's own signature is kept
+    # aside, so that a replay is the original record again, as its producer signed it (or did not),
+    # never one laundered by a signature of the service or of the operator who replays it.
+    principal, signature = original.pop(PRINCIPAL_HEADER, None), original.pop(SIGNATURE_HEADER, None)
     # What besides the value takes room in the request: the headers (the letter's own ~400 bytes, a
     # digest included), the key, and the record and request framing.
     overhead = sum(len(k) + len(v.encode()) for k, v in original.items()) + len(key or b"") + 2048
@@ -206,6 +263,8 @@ async def dead_letter(
         failed_at=datetime.now(UTC),
         original_size=size,
         original_sha256=digest,
+        original_principal=principal,
+        original_signature=signature,
     )
     if topic.endswith(DLQ_SUFFIX):
         # A dead letter that cannot be handled is logged and dropped, never dead-lettered again.

@@ -43,6 +43,7 @@ from ragbus.common.logging import get_logger, setup_logging
 from ragbus.common.middleware import backoff_delay, dead_letter
 from ragbus.common.settings import ServiceSettings
 from ragbus.common.topics import Topics
+from ragbus.common.trust import Trust
 
 log = get_logger("ragbus.service")
 
@@ -203,7 +204,8 @@ class Service(Generic[D]):
         self.name = name
         self.settings = settings
         self.topics = Topics(settings.kafka.topic_prefix)
-        self.broker: KafkaBroker = make_broker(name, settings)
+        self.trust = Trust.open(settings.trust, name, settings.kafka.topic_prefix)
+        self.broker: KafkaBroker = make_broker(name, settings, self.trust)
         self.bus = Bus(self.broker, self.topics, source=f"ragbus/{name}").declare(*publishes)
         self._lifecycle = _Lifecycle(name, settings, deps, open_deps)
         self.app = RagbusApp(self.broker, service=name, topics=self.topics, checks=self._lifecycle.checks)

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ragbus.common.trust import OPERATOR, TRUST_FILE, TrustSettings
+
 # The one default database: the PostgreSQL of a `python-svc`-style machine (trust auth on loopback).
 # The monitor, `ragbus up`, the tests and the benchmarks all fall back to it; DATABASE_URL overrides it.
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -34,6 +36,19 @@ def local_bootstrap() -> str:
 def ragbus_home() -> Path:
     """Where the embedded stack keeps its state (span file, vector store, pid files)."""
     return Path(os.environ.get("RAGBUS_HOME", Path.home() / ".ragbus")).expanduser()
+
+
+def client_trust_settings() -> TrustSettings:
+    """A client's trust settings: RAGBUS_TRUST_* as set; when unset and `ragbus up` made keys in this
+    RAGBUS_HOME, its operator's (so the CLI beside a stack signs what it submits with no setup)."""
+    settings = TrustSettings()
+    if settings.enforced or "RAGBUS_TRUST_MODE" in os.environ:
+        return settings
+    directory = settings.dir or ragbus_home() / "trust"
+    key = settings.key_file or directory / f"{settings.principal or OPERATOR}.key"
+    if key.exists() and (directory / TRUST_FILE).exists():
+        return settings.model_copy(update={"mode": "enforce", "dir": directory})
+    return settings
 
 
 class KafkaSettings(BaseSettings):
@@ -109,6 +124,7 @@ class ServiceSettings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     log: LogSettings = Field(default_factory=LogSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    trust: TrustSettings = Field(default_factory=TrustSettings)
 
     def with_kafka(self, **changes: Any) -> Any:
         """A copy with some Kafka settings changed (tests and the runner use it)."""

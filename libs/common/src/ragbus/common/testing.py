@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from aiokafka.structs import ConsumerRecord
 from faststream import TestApp
@@ -26,7 +26,7 @@ from faststream.kafka.subscriber.usecase import BatchSubscriber, DefaultSubscrib
 
 from ragbus.common.app import RagbusApp
 from ragbus.common.broker import raw_decoder
-from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
+from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, EnvelopeAttributes, parse_event
 from ragbus.common.events import DeadLetter, EventData
 from ragbus.common.imports import ML_IMPORT_LOCK
 from ragbus.common.settings import KafkaSettings, RetrySettings, ServiceSettings, TelemetrySettings
@@ -167,11 +167,18 @@ def consumer_record(
     value: bytes | Envelope[Any],
     *,
     offset: int = 0,
-    key: bytes | None = b"acme:doc",
+    key: bytes | Literal["auto"] | None = "auto",
     headers: Sequence[tuple[str, Any]] = (("content-type", CE_CONTENT_TYPE.encode()),),
 ) -> ConsumerRecord[bytes, bytes]:
-    """A record as aiokafka hands it to a subscriber, with any header bytes (TestKafkaBroker's are text)."""
+    """A record as aiokafka hands it to a subscriber, with any header bytes (TestKafkaBroker's are text).
+
+    The key is by default the one its producer would give it: the event's own, or `<tenant>:doc` for
+    bytes that are an event, else `acme:doc`."""
     body = value if isinstance(value, bytes) else value.to_bytes()
+    if key == "auto":
+        attrs = EnvelopeAttributes.peek(body)
+        tenant = attrs.tenantid if attrs else "acme"
+        key = value.key if isinstance(value, Envelope) else f"{tenant}:doc".encode()
     return ConsumerRecord(
         topic=topic,
         partition=0,

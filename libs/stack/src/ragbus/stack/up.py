@@ -23,6 +23,7 @@ from typing import Any
 import click
 import httpx
 
+from ragbus.common import trust
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import Topics
 from ragbus.stack.broker import backlog, broker_handle, broker_process, local_kafka_overrides, ping_kafka
@@ -161,7 +162,30 @@ def services_env(settings: StackSettings, cwd: Path) -> dict[str, str]:
     }
     if not os.environ.get("INGEST_ALLOWED_ROOTS"):
         env["INGEST_ALLOWED_ROOTS"] = str(cwd)
+    if not os.environ.get("RAGBUS_TRUST_MODE"):
+        # Every record signed, and checked against $RAGBUS_HOME/trust (ragbus.common.trust); the CLI
+        # on this machine signs as the operator. RAGBUS_TRUST_MODE=off opens the bus to any producer.
+        env["RAGBUS_TRUST_MODE"] = "enforce"
+        env["RAGBUS_TRUST_DIR"] = str(trust_dir(settings))
     return env
+
+
+def trust_dir(settings: StackSettings) -> Path:
+    return Path(os.environ.get("RAGBUS_TRUST_DIR") or settings.home / "trust")
+
+
+def _trust(env: dict[str, str]) -> None:
+    mode = env.get("RAGBUS_TRUST_MODE") or os.environ.get("RAGBUS_TRUST_MODE", "")
+    if mode != "enforce":
+        _line("trust", "off", "any producer may write any topic for any tenant (RAGBUS_TRUST_MODE)")
+        return
+    if "RAGBUS_TRUST_DIR" not in env:  # the user's own trust directory: theirs to manage
+        _line("trust", "enforced", f"records signed and checked ({os.environ.get('RAGBUS_TRUST_DIR')})")
+        return
+    directory = Path(env["RAGBUS_TRUST_DIR"])
+    made = trust.init(directory)
+    what = f"keys made for {', '.join(made)}" if made else "keys kept"
+    _line("trust", "enforced", f"records signed and checked, {directory} ({what}); apps: `ragbus trust add`")
 
 
 def _print_files(settings: StackSettings, env: dict[str, str]) -> None:
@@ -188,6 +212,7 @@ async def up(plan: Plan, settings: StackSettings) -> None:
         env = _kafka_env(await _broker(settings, plan.port, started))
         env.update(services_env(settings, Path.cwd()))
         _print_files(settings, env)
+        _trust(env)
         env.update(await _model(settings, plan.model, started))
         services = services_process(settings.up_health_port, env, home=settings.home)
         if plan.detach:

@@ -57,7 +57,7 @@ def create_app(settings: MonitorSettings | None = None, deps: MonitorDeps | None
     )
     async def on_batch(msg: KafkaMessage) -> None:
         records = msg.raw_message if isinstance(msg.raw_message, tuple | list) else (msg.raw_message,)
-        recorded = await usecases.record_batch(service.deps(), records, service.topics)
+        recorded = await usecases.record_batch(service.deps(), records, service.topics, service.trust)
         for record, exc in recorded.poison:
             await service.dead_letter(record, exc)
         for event in recorded.events:

@@ -33,6 +33,7 @@ from ragbus.common.events import (
 from ragbus.common.headers import header_text
 from ragbus.common.ids import record_id
 from ragbus.common.topics import DLQ_SUFFIX, Topics, event_type
+from ragbus.common.trust import Trust
 from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
 
 SUBMITTED = QueriesSubmitted.event_type()
@@ -155,14 +156,27 @@ class Batch:
     poison: list[tuple[int, PoisonMessage]] = field(default_factory=list)
 
 
-def split_batch(messages: Iterable[RawMessage], topics: Topics) -> Batch:
-    """Rows for every message that makes one; a message that is no valid event is poison, not fatal."""
+def split_batch(messages: Iterable[RawMessage], topics: Topics, trust: Trust | None = None) -> Batch:
+    """Rows for every message that makes one; a message that is no valid event is poison, not fatal.
+
+    With `trust`, a message must also be admitted by it (its key, and when enforced its signature):
+    an event that is not is poison (never stored as a fact); a dead letter that is not is stored all
+    the same, as evidence, its reason saying it is not from a trusted service.
+    """
+    trust = trust or Trust()
     batch = Batch()
     for i, msg in enumerate(messages):
+        try:
+            trust.admit(msg.topic, msg.key, msg.value, msg.headers)
+            refused = None
+        except PoisonMessage as exc:
+            refused = exc
         if msg.is_dead_letter:
-            batch.letters.append((i, dead_letter_record(msg)))
+            batch.letters.append((i, dead_letter_record(msg, refused=str(refused) if refused else None)))
             continue
         try:
+            if refused is not None:
+                raise refused
             batch.events.append((i, event_record(msg, topics)))
         except PoisonMessage as exc:
             batch.poison.append((i, exc))
@@ -206,9 +220,14 @@ def _dead_letter_fields(headers: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def dead_letter_record(msg: RawMessage) -> DeadLetterRecord:
-    """The `dead_letters` row of a message from a `.dlq` topic. Never raises: any bytes are kept."""
+def dead_letter_record(msg: RawMessage, *, refused: str | None = None) -> DeadLetterRecord:
+    """The `dead_letters` row of a message from a `.dlq` topic. Never raises: any bytes are kept.
+
+    `refused`: why trust did not admit it (unsigned, another principal's...), put before its reason.
+    """
     f = _dead_letter_fields(msg.headers)
+    if refused:
+        f["reason"] = f"[not from a trusted service: {refused}] {f['reason'] or 'no reason given'}"
     attrs = EnvelopeAttributes.peek(msg.value)
     original_topic = f["original_topic"] or msg.topic.removesuffix(DLQ_SUFFIX)
     digest = hashlib.sha256(msg.value).hexdigest()

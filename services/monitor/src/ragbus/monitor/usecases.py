@@ -15,6 +15,7 @@ from ragbus.common.envelope import Envelope, parse_event
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import FeedbackRecorded, FeedbackSubmitted
 from ragbus.common.topics import Topics
+from ragbus.common.trust import Trust
 from ragbus.monitor.domain import FEEDBACK, RawMessage, feedback_key, feedback_recorded, split_batch
 from ragbus.monitor.ports import EventIdReused, EventRecord, EventStore
 
@@ -32,7 +33,9 @@ class Recorded:
     events: list[Envelope[FeedbackRecorded]]  # to publish: one per feedback event stored
 
 
-async def record_batch(deps: MonitorDeps, records: Sequence[Any], topics: Topics) -> Recorded:
+async def record_batch(
+    deps: MonitorDeps, records: Sequence[Any], topics: Topics, trust: Trust | None = None
+) -> Recorded:
     """Store a batch of Kafka records (aiokafka `ConsumerRecord`s); return the poison ones and why, in
     order, for the caller to dead-letter, and a `feedback.recorded` event for each feedback stored.
 
@@ -48,7 +51,7 @@ async def record_batch(deps: MonitorDeps, records: Sequence[Any], topics: Topics
     answer the requester was sent first.
     """
     messages = [RawMessage.from_record(r) for r in records]
-    batch = split_batch(messages, topics)
+    batch = split_batch(messages, topics, trust)
     poison = list(batch.poison)
     try:
         reused = await deps.store.record_batch([r for _, r in batch.events], [r for _, r in batch.letters])
