@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ragbus.common.envelope import Envelope
+from ragbus.common.envelope import Envelope, EnvelopeAttributes
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import DocsChunked, DocsSubmitted, QueriesSubmitted
 from ragbus.common.settings import client_trust_settings
@@ -134,14 +134,15 @@ def test_init_makes_a_key_per_service_and_the_operator_readable_by_the_owner_onl
 
 
 def test_the_key_must_start_with_the_events_tenant() -> None:
-    event = question(tenant="acme")
-    check_key("queries.submitted.v1", event.key, event.to_bytes())
-    check_key("queries.submitted.v1", None, event.to_bytes())  # no key: nothing to compare
-    check_key("queries.submitted.v1.dlq", b"beta:x", event.to_bytes())  # a dead letter keeps its key
+    attrs = EnvelopeAttributes.peek(question(tenant="acme").to_bytes())
+    check_key("queries.submitted.v1", b"acme:q-1", attrs)
+    check_key("queries.submitted.v1", None, attrs)  # no key: nothing to compare
+    check_key("queries.submitted.v1.dlq", b"beta:x", attrs)  # a dead letter keeps its key
+    check_key("queries.submitted.v1", b"beta:x", None)  # no event: its decoding refuses it
     with pytest.raises(PoisonMessage, match="does not start with the event's tenant 'acme'"):
-        check_key("queries.submitted.v1", b"beta:q-1", event.to_bytes())
+        check_key("queries.submitted.v1", b"beta:q-1", attrs)
     with pytest.raises(PoisonMessage):
-        check_key("queries.submitted.v1", b"acmecorp:q-1", event.to_bytes())  # a prefix is not a tenant
+        check_key("queries.submitted.v1", b"acmecorp:q-1", attrs)  # a prefix is not a tenant
 
 
 def test_trust_off_admits_unsigned_records_but_still_checks_the_key() -> None:

@@ -23,7 +23,7 @@ import hashlib
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from faststream.middlewares import BaseMiddleware
@@ -110,6 +110,7 @@ class DeadLetterMiddleware(BaseMiddleware):
         self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
     ) -> Any:
         raw = msg.raw_message
+        attrs: EnvelopeAttributes | None = None
         if isinstance(raw, tuple | list):  # a batch subscriber: its handler dead-letters items one by one
             bound: dict[str, Any] = {"service": self.service, "batch_size": len(raw)}
         else:
@@ -125,7 +126,7 @@ class DeadLetterMiddleware(BaseMiddleware):
         with structlog.contextvars.bound_contextvars(**bound):
             if not isinstance(raw, tuple | list):  # a batch handler checks its records one by one
                 try:
-                    admit(raw, self.trust)
+                    admit(raw, self.trust, attrs)
                 except POISON as exc:
                     await self._dead_letter(raw, exc, 1)
                     return None
@@ -181,11 +182,14 @@ class DeadLetterMiddleware(BaseMiddleware):
             )
 
 
-def admit(record: Any, trust: Trust) -> str | None:
+def admit(
+    record: Any, trust: Trust, attrs: EnvelopeAttributes | Literal["unread"] | None = "unread"
+) -> str | None:
     """`Trust.admit` for an aiokafka record (see ragbus.common.trust). Raises PoisonMessage."""
     headers = {name: header_text(v) for name, v in getattr(record, "headers", None) or ()}
     value = getattr(record, "value", None) or b""
-    return trust.admit(getattr(record, "topic", "") or "", getattr(record, "key", None), value, headers)
+    topic = getattr(record, "topic", "") or ""
+    return trust.admit(topic, getattr(record, "key", None), value, headers, attrs)
 
 
 class SigningMiddleware(BaseMiddleware):

@@ -222,8 +222,18 @@ class Verifier:
             self._refresh()
         return self._grants.get(principal)
 
-    def check(self, topic: str, key: bytes | None, value: bytes, headers: Mapping[str, str]) -> str:
-        """The principal that signed this record; raises Unauthenticated or Forbidden with the reason."""
+    def check(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Mapping[str, str],
+        attrs: EnvelopeAttributes | Literal["unread"] | None = "unread",
+    ) -> str:
+        """The principal that signed this record; raises Unauthenticated or Forbidden with the reason.
+
+        `attrs`: the record's attributes if the caller has read them already (a large event is parsed
+        once, not once per check)."""
         principal = headers.get(PRINCIPAL_HEADER)
         signature = headers.get(SIGNATURE_HEADER)
         if not principal or not signature:
@@ -245,7 +255,7 @@ class Verifier:
         if not grant.may_write(base):
             raise Forbidden(f"principal {principal!r} may not write to {base}")
         if not base.endswith(DLQ_SUFFIX):  # a dead letter's body may be anything, any tenant's
-            attrs = EnvelopeAttributes.peek(value)
+            attrs = EnvelopeAttributes.peek(value) if attrs == "unread" else attrs
             if attrs is not None and not grant.may_speak_for(attrs.tenantid):
                 raise Forbidden(f"principal {principal!r} may not speak for tenant {attrs.tenantid!r}")
         return principal
@@ -266,22 +276,33 @@ class Trust:
             return cls()
         return cls(signer_for(settings, principal), Verifier(settings.trust_file(), prefix))
 
-    def admit(self, topic: str, key: bytes | None, value: bytes, headers: Mapping[str, str]) -> str | None:
+    def admit(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Mapping[str, str],
+        attrs: EnvelopeAttributes | Literal["unread"] | None = "unread",
+    ) -> str | None:
         """Check a consumed record: its key against its tenant, then (enforced) its signature and its
-        principal's grants. The principal, or None when not enforced; PoisonMessage with the reason."""
-        check_key(topic, key, value)
-        return self.verifier.check(topic, key, value, headers) if self.verifier else None
+        principal's grants. The principal, or None when not enforced; PoisonMessage with the reason.
+
+        `attrs`: the record's attributes (`EnvelopeAttributes.peek`) if the caller has them already."""
+        if topic.endswith(DLQ_SUFFIX):
+            attrs = None  # a dead letter's body is not checked against its key or signer's tenants
+        elif attrs == "unread":
+            attrs = EnvelopeAttributes.peek(value)
+        check_key(topic, key, attrs)
+        return self.verifier.check(topic, key, value, headers, attrs) if self.verifier else None
 
 
-def check_key(topic: str, key: bytes | None, value: bytes) -> None:
+def check_key(topic: str, key: bytes | None, attrs: EnvelopeAttributes | None) -> None:
     """An event's key must start with its tenant (`tenant:`); a key naming another tenant is poison.
 
-    A record without a key, or one that is no event (its decoding fails on its own), passes here.
+    A record without a key, a dead letter, or one that is no event (`attrs` None: its decoding fails on
+    its own) passes here.
     """
-    if not key or topic.endswith(DLQ_SUFFIX):
-        return
-    attrs = EnvelopeAttributes.peek(value)
-    if attrs is None:
+    if not key or attrs is None or topic.endswith(DLQ_SUFFIX):
         return
     if not key.startswith(attrs.tenantid.encode() + b":"):
         shown = key[:80].decode("utf-8", "backslashreplace")
