@@ -180,12 +180,12 @@ def _trust(env: dict[str, str]) -> None:
         _line("trust", "off", "any producer may write any topic for any tenant (RAGBUS_TRUST_MODE)")
         return
     if "RAGBUS_TRUST_DIR" not in env:  # the user's own trust directory: theirs to manage
-        _line("trust", "enforced", f"records signed and checked ({os.environ.get('RAGBUS_TRUST_DIR')})")
+        _line("trust", "on", f"records signed and checked ({os.environ.get('RAGBUS_TRUST_DIR')})")
         return
     directory = Path(env["RAGBUS_TRUST_DIR"])
     made = trust.init(directory)
     what = f"keys made for {', '.join(made)}" if made else "keys kept"
-    _line("trust", "enforced", f"records signed and checked, {directory} ({what}); apps: `ragbus trust add`")
+    _line("trust", "on", f"records signed and checked, {directory} ({what}); apps: `ragbus trust add`")
 
 
 def _print_files(settings: StackSettings, env: dict[str, str]) -> None:
