@@ -142,3 +142,24 @@ async def test_dependencies_handed_in_are_used_and_left_open(topic_prefix: str) 
 def test_a_service_needs_its_deps_or_a_way_to_open_them(topic_prefix: str) -> None:
     with pytest.raises(TypeError, match="open_deps"):
         make_service(topic_prefix)
+
+
+def test_a_concurrent_subscription_runs_the_services_workers_in_one_group() -> None:
+    """Issue 13: a question waiting for a model held up every question behind it on one consumer."""
+    from faststream.kafka.subscriber.usecase import ConcurrentBetweenPartitionsSubscriber, DefaultSubscriber
+
+    settings = component_settings(ServiceSettings, "cs.").model_copy(update={"workers": 3})
+    service: Service[object] = Service("test", settings, deps=object())
+
+    @service.subscriber(DOCS_SUBMITTED, concurrent=True)
+    async def slow(event: Envelope[DocsSubmitted]) -> None: ...
+
+    @service.subscriber(DOCS_DELETED)
+    async def other(event: Envelope[DocsDeleted]) -> None: ...
+
+    concurrent, plain = service.broker.subscribers
+    assert isinstance(concurrent, ConcurrentBetweenPartitionsSubscriber)
+    assert concurrent.max_workers == 3
+    assert type(plain) is DefaultSubscriber  # only what asks for it
+    with pytest.raises(ValueError, match="one topic"):
+        service.subscriber(DOCS_SUBMITTED, DOCS_DELETED, concurrent=True)

@@ -61,9 +61,10 @@ class KafkaSettings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP_SERVERS", "bootstrap"),
     )
     topic_prefix: str = Field(default="", description="namespace for every topic and consumer group")
-    # Partitions of the topics ragbus creates itself (local broker, tests); production topics are
-    # created by the operator (docker-compose's topic-init) with as many as the consumers need.
-    partitions: int = 1
+    # Partitions of the topics ragbus creates itself (local broker, `ragbus topics create`, tests):
+    # as many as the most workers a service runs on one topic (ORCHESTRATOR_WORKERS), so that a
+    # slow message holds up one partition, not every request behind it.
+    partitions: int = Field(default=4, ge=1)
     # Kafka refuses session timeouts under group.min.session.timeout.ms (6 s by default); Tansu joins
     # slowly with 10 s, so `ragbus up` and the tests use 2000 / 500.
     session_timeout_ms: int = 10_000
@@ -125,6 +126,11 @@ class ServiceSettings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     trust: TrustSettings = Field(default_factory=TrustSettings)
+    # Consumers of a concurrent subscription (`Service.subscriber(..., concurrent=True)`: the
+    # orchestrator's questions), in one consumer group: each takes a share of the topic's partitions
+    # and works through it in order, so a slow message (a model call) holds up its own partition only.
+    # Read with the service's prefix (ORCHESTRATOR_WORKERS). Useful up to the topic's partition count.
+    workers: int = Field(default=1, ge=1, le=64)
 
     def with_kafka(self, **changes: Any) -> Any:
         """A copy with some Kafka settings changed (tests and the runner use it)."""

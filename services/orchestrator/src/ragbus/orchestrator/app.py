@@ -105,7 +105,7 @@ def create_app(
         publishes=[AnswersDrafted, AnswersDelta],
     )
 
-    @service.subscriber(topics.QUERIES_ACCEPTED)
+    @service.subscriber(topics.QUERIES_ACCEPTED, concurrent=True)
     async def on_accepted(event: Envelope[QueriesAccepted]) -> None:
         async def delta(piece: AnswersDelta) -> object:  # for a request that streams; ids by `seq`
             return await service.bus.reply(event, piece, seq=piece.seq)

@@ -114,6 +114,11 @@ class ChatTierSettings(BaseModel):
 class OrchestratorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
 
+    # Questions answered at once, each from its own partitions of `queries.accepted`: a question waiting
+    # for a model holds up only the questions keyed to its partition (issue 13: a tier-0 question
+    # waited 165 s behind a tier-1 one). Model calls are capped apart (`chat_max_concurrency`).
+    workers: int = Field(default=4, ge=1, le=64)
+
     # Retrieval
     top_k: int = Field(default=5, ge=1, le=50, description="chunks retrieved per question")
     # Hybrid retrieval (see ragbus.vectors.fusion): dense + BM25, fused. `dense` = embeddings only.
