@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import os
 import socket
 import statistics
@@ -125,14 +126,17 @@ async def run(
             for p in sorted((REPO / "docs").glob("*.md"))
         ]
         for tenant in ("tenant-a", "tenant-b"):
+            print(f"  {workers}/{partitions}: indexing docs/ for {tenant}", flush=True)
             async with RagbusClient(kafka, tenant=tenant) as c:
                 await c.ingest(docs, timeout=600)
+        print(f"  {workers}/{partitions}: slow model", flush=True)
         out["slow model"] = await scenario(kafka, args.slow, args.quick)
         # The same stack with its chat tier pointed where nothing listens.
         await host.stop()
         os.environ["ORCHESTRATOR_CHAT_BASE_URL"] = f"http://127.0.0.1:{closed_port()}/v1"
         host = Host(["ingest", "embed", "guard", "orchestrator"])
         await host.start()
+        print(f"  {workers}/{partitions}: model down", flush=True)
         out["model down"] = await scenario(kafka, args.slow, args.quick)
     finally:
         await host.stop()
@@ -146,7 +150,12 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["1/1", "4/4"], help="workers/partitions")
     parser.add_argument("--slow", type=int, default=3, help="tenant A's model questions")
     parser.add_argument("--quick", type=int, default=6, help="tenant B's tier-0 questions")
+    parser.add_argument(
+        "--watchdog", type=float, default=0, help="dump every thread's stack after this many seconds (0: off)"
+    )
     args = parser.parse_args()
+    if args.watchdog:
+        faulthandler.dump_traceback_later(args.watchdog, repeat=True)
     rows = []
     for config in args.configs:
         workers, partitions = (int(x) for x in config.split("/"))
