@@ -157,7 +157,8 @@ def test_a_concurrent_subscription_runs_the_services_workers_in_one_group() -> N
     @service.subscriber(DOCS_DELETED)
     async def other(event: Envelope[DocsDeleted]) -> None: ...
 
-    concurrent, plain = service.broker.subscribers
+    by_topic = {s.topic_names[0]: s for s in service.broker.subscribers}  # type: ignore[attr-defined]
+    concurrent, plain = by_topic[service.topics(DOCS_SUBMITTED)], by_topic[service.topics(DOCS_DELETED)]
     assert isinstance(concurrent, ConcurrentBetweenPartitionsSubscriber)
     assert concurrent.max_workers == 3
     assert type(plain) is DefaultSubscriber  # only what asks for it

@@ -58,7 +58,9 @@ def loads(body: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     try:
-        value = json.loads(body)
+        # Bytes must be UTF-8 (RFC 8259 for JSON between systems): `json.loads` would also take UTF-16
+        # and UTF-32, which other consumers of the bus would not. UnicodeDecodeError is poison.
+        value = json.loads(body if isinstance(body, str) else body.decode("utf-8"))
     except RecursionError:
         raise TooDeep(
             f"the JSON is nested {depth(raw)} levels deep, more than the {max_depth} allowed"

@@ -268,13 +268,14 @@ class Trust:
 
     signer: Signer | None = None
     verifier: Verifier | None = None
+    prefix: str = ""  # the deployment's topic prefix (KAFKA_TOPIC_PREFIX)
 
     @classmethod
     def open(cls, settings: TrustSettings, principal: str, prefix: str = "") -> Trust:
         """ValueError when enforced without its files: the process stops rather than run unchecked."""
         if not settings.enforced:
-            return cls()
-        return cls(signer_for(settings, principal), Verifier(settings.trust_file(), prefix))
+            return cls(prefix=prefix)
+        return cls(signer_for(settings, principal), Verifier(settings.trust_file(), prefix), prefix)
 
     def admit(
         self,
@@ -284,8 +285,9 @@ class Trust:
         headers: Mapping[str, str],
         attrs: EnvelopeAttributes | Literal["unread"] | None = "unread",
     ) -> str | None:
-        """Check a consumed record: its key against its tenant, then (enforced) its signature and its
-        principal's grants. The principal, or None when not enforced; PoisonMessage with the reason.
+        """Check a consumed record: its key against its tenant, its type against its topic, then
+        (enforced) its signature and its principal's grants. The principal, or None when not
+        enforced; PoisonMessage with the reason.
 
         `attrs`: the record's attributes (`EnvelopeAttributes.peek`) if the caller has them already."""
         if topic.endswith(DLQ_SUFFIX):
@@ -293,6 +295,11 @@ class Trust:
         elif attrs == "unread":
             attrs = EnvelopeAttributes.peek(value)
         check_key(topic, key, attrs)
+        base = topic.removeprefix(self.prefix)
+        if attrs is not None and base in topics.ALL and attrs.type != topics.event_type(base):
+            # A consumer of several topics (ingest) would otherwise act on it: a deletion sent where
+            # submissions go is refused everywhere alike, as the monitor refuses to store it.
+            raise PoisonMessage(f"event type {attrs.type!r} does not belong on topic {topic!r}")
         return self.verifier.check(topic, key, value, headers, attrs) if self.verifier else None
 
 
