@@ -53,14 +53,17 @@ async def read_all(kafka: KafkaSettings, topic: str) -> list[tuple[bytes | None,
     consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False)
     await consumer.start()
     try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        await consumer.seek_to_beginning(tp)
+        # Every partition of the topic (KAFKA_PARTITIONS of them), in partition order.
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
         out = []
-        while await consumer.position(tp) < end:
-            for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
-                out += [(r.key, r.value, dict(r.headers)) for r in records]
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                    out += [(r.key, r.value, dict(r.headers)) for r in records]
         return out
     finally:
         await consumer.stop()
