@@ -164,6 +164,27 @@ async def test_a_tenant_policy_redacts_personal_data_and_blocks_a_secret_before_
     assert "sk-proj" not in blocked.reason
 
 
+async def test_a_tenant_over_its_rate_is_told_when_to_try_again_and_others_are_not_slowed(
+    topic_prefix: str,
+) -> None:
+    """Issue 13: per-tenant quotas on request rate."""
+    policies = {"acme": {"rate": {"per_minute": 1, "burst": 2}}}
+    async for h in start(make_settings(topic_prefix, policies=policies)):
+        for i in range(3):
+            await h.send(question(f"What does the monitor store, take {i}?"), tenant="acme")
+        await h.send(question("What does the monitor store?"), tenant="beta")
+        accepted = [(r.key or b"").split(b":")[0] for r in h.accepted]
+        [rejected] = [r.event() for r in h.rejected]
+        [completed] = [r.event().data for r in h.completed]
+    assert accepted == [b"acme", b"acme", b"beta"]
+    assert rejected.tenantid == "acme"
+    [verdict] = rejected.data.verdicts
+    assert (verdict.check, verdict.passed) == ("input.rate", False)
+    assert 55 < verdict.details["retry_after_s"] <= 60
+    assert completed.status == "blocked"
+    assert completed.answer.startswith("Too many questions: this tenant may ask 1 a minute (2 at once).")
+
+
 async def test_a_question_without_a_conversation_is_keyed_by_its_query_id(bus: GuardHarness) -> None:
     await bus.send(QueriesSubmitted(query_id="q-9", question="asdfghjkl"), tenant="beta")
     assert bus.completed[0].key == bus.rejected[0].key == b"beta:q-9"

@@ -27,6 +27,7 @@ from ragbus.guard import usecases
 from ragbus.guard.input_checks import InputChecks, Scanners
 from ragbus.guard.output_checks import OutputChecks
 from ragbus.guard.ports import PromptScorer
+from ragbus.guard.quotas import Quotas
 from ragbus.guard.settings import GuardSettings
 from ragbus.guard.usecases import GuardDeps
 from ragbus.shields.detection import PiiDetector
@@ -60,9 +61,11 @@ async def open_scanners(settings: GuardSettings, clients: Clients) -> Scanners:
 
 async def open_deps(settings: GuardSettings, clients: Clients) -> GuardDeps:
     scanners = await open_scanners(settings, clients)
+    policies = settings.policy_set()
     return GuardDeps(
-        input=InputChecks(settings.input_policy(), settings.policy_set(), scanners),
+        input=InputChecks(settings.input_policy(), policies, scanners),
         output=OutputChecks(settings.output_policy(), scanners.pii),
+        quotas=Quotas(policies),
     )
 
 

@@ -17,6 +17,9 @@ A tenant's policy is the default policy with the tenant's own entries laid over 
 `allow` skips the category's scanners; `flag` records the verdict and lets the question through;
 `redact` replaces the spans by numbered placeholders (`[PERSON_1]`) before the question goes on;
 `block` rejects the question with a plain reason (never an echo of what fired).
+
+Besides the categories, `rate` caps how many questions a tenant may ask
+(`{"rate": {"per_minute": 60, "burst": 10}}`, ragbus.guard.quotas); none by default.
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ class Rule(BaseModel):
     threshold: float = Field(default=0.5, gt=0, le=1)
 
 
+class RateLimit(BaseModel):
+    """Questions a tenant may ask: `burst` at once, then `per_minute`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    per_minute: float = Field(gt=0)
+    burst: int = Field(default=10, ge=1)
+
+
 class TenantPolicy(BaseModel):
     """One rule per category; see the module's table."""
 
@@ -58,6 +70,7 @@ class TenantPolicy(BaseModel):
     gibberish: Rule = Rule(action="flag", threshold=0.5)
     pii: Rule = Rule(action="flag")
     secrets: Rule = Rule(action="redact")
+    rate: RateLimit | None = None
 
     @model_validator(mode="after")
     def _actions_fit(self) -> TenantPolicy:
@@ -95,8 +108,12 @@ def _overlay(policy: TenantPolicy, entries: Mapping[str, object]) -> TenantPolic
     # A rule given in part ({"threshold": 0.7}) keeps the rest of the rule it replaces.
     merged = policy.model_dump()
     for category, rule in entries.items():
+        if category == "rate":
+            merged["rate"] = rule  # a rate replaces the one it overlays (null: no limit)
+            continue
         if category not in CATEGORIES:
-            raise ValueError(f"unknown guard category {category!r}; known: {', '.join(CATEGORIES)}")
+            known = ", ".join((*CATEGORIES, "rate"))
+            raise ValueError(f"unknown guard category {category!r}; known: {known}")
         if not isinstance(rule, Mapping):
             raise ValueError(f'{category}: a rule is an object like {{"action": "block"}}')
         merged[category] = {**merged[category], **rule}

@@ -20,10 +20,12 @@ from ragbus.common.events import (
     QueriesRejected,
     QueriesSubmitted,
     StageTiming,
+    Verdict,
 )
 from ragbus.common.logging import get_logger
 from ragbus.common.timing import stage
 from ragbus.guard.ports import InputGuard, InputResult, OutputGuard, OutputResult
+from ragbus.guard.quotas import Quotas
 
 SERVICE = "guard"
 INPUT_STAGE = "guard.input"
@@ -36,6 +38,7 @@ log = get_logger("ragbus.guard")
 class GuardDeps:
     input: InputGuard
     output: OutputGuard
+    quotas: Quotas | None = None  # per-tenant request rates (the tenants' policies)
 
 
 async def screen_question(deps: GuardDeps, event: Envelope[QueriesSubmitted]) -> list[EventData]:
@@ -43,11 +46,25 @@ async def screen_question(deps: GuardDeps, event: Envelope[QueriesSubmitted]) ->
     `queries.rejected` and the `answers.completed` that tells the user why."""
     q = event.data
     stages: list[StageTiming] = []
+    ids = {"query_id": q.query_id, "conversation_id": q.conversation_id}
+    if deps.quotas is not None and (over := deps.quotas.over(str(event.id), event.tenantid)):
+        limit, wait = over
+        reason = (
+            f"Too many questions: this tenant may ask {limit.per_minute:g} a minute "
+            f"({limit.burst} at once). Try again in {max(wait, 0.1):.1f} s."
+        )
+        verdict = Verdict(
+            check="input.rate", passed=False, reason=reason, details={"retry_after_s": round(wait, 2)}
+        )
+        log.info("question over its tenant's rate", query_id=q.query_id, retry_after_s=round(wait, 2))
+        return [
+            QueriesRejected(**ids, reason=reason, verdicts=[verdict], stages=stages),
+            AnswersCompleted(**ids, status="blocked", answer=reason, reason=reason, verdicts=[verdict]),
+        ]
     with stage(INPUT_STAGE, SERVICE, stages, **{"ragbus.query_id": q.query_id}) as span:
         # The classifiers are CPU work (milliseconds): off the event loop, so heartbeats keep flowing.
         result = await asyncio.to_thread(deps.input.check, q.question, event.tenantid)
         span.set_attributes({"ragbus.guard.passed": result.passed, "ragbus.guard.failed": _failed(result)})
-    ids = {"query_id": q.query_id, "conversation_id": q.conversation_id}
     if result.passed:
         return [
             QueriesAccepted(
