@@ -69,7 +69,10 @@ def free_port() -> int:
 
 
 def ragbus(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([RAGBUS, *args], env=env, capture_output=True, text=True, check=check, timeout=600)
+    done = subprocess.run([RAGBUS, *args], env=env, capture_output=True, text=True, check=False, timeout=600)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"ragbus {' '.join(args)} failed ({done.returncode}): {done.stdout}{done.stderr}")
+    return done
 
 
 def services_pid(home: Path) -> int:
@@ -92,6 +95,20 @@ class Record:
 
     async def count(self, query: str, *args: Any) -> int:
         return int((await self.rows(query, *args))[0][0])
+
+
+async def settled(record: Record, query: str, tenant: str, expect: int, timeout: float = 60) -> int:
+    """The count once the monitor has caught up: `expect`, or what it holds when it stops growing for
+    10 s (it writes in batches, after the client has its replies)."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while True:
+        value = await record.count(query, tenant)
+        if value >= expect or time.monotonic() > deadline or time.monotonic() - since > 10:
+            return value
+        if value != last:
+            last, since = value, time.monotonic()
+        await asyncio.sleep(0.5)
 
 
 async def kill_and_restart(env: dict[str, str], home: Path) -> float:
@@ -130,7 +147,7 @@ async def scenario_ingest(
     restart_s = await kill_and_restart(env, home)
     out, err = await proc.communicate()
     elapsed = time.monotonic() - start
-    done = await record.count(INDEXED, tenant)
+    done = await settled(record, INDEXED, tenant, docs)
     dup = await record.count(INDEXED_TWICE, tenant)
     return {
         "scenario": "ingest, services SIGKILLed",
@@ -148,7 +165,7 @@ async def scenario_query(
     env: dict[str, str], home: Path, record: Record, n: int, kill_at: float
 ) -> dict[str, Any]:
     tenant = "chaos-query"
-    kafka = KafkaSettings(bootstrap=env["KAFKA_BOOTSTRAP"])
+    kafka = KafkaSettings(bootstrap=f"127.0.0.1:{env['RAGBUS_BROKER_PORT']}")
     questions = [f"Which headers carry the reason of a dead letter? ({i})" for i in range(n)]
     start = time.monotonic()
     async with RagbusClient(kafka, tenant=tenant) as client:
@@ -163,8 +180,7 @@ async def scenario_query(
     elapsed = time.monotonic() - start
     answered = [r for r in results if not isinstance(r, BaseException)]
     ids = [str(r.answer.query_id) for r in answered]
-    await asyncio.sleep(3)  # the monitor's batches
-    completed = await record.count(ANSWERED, tenant)
+    completed = await settled(record, ANSWERED, tenant, n)
     dup = await record.count(ANSWERED_TWICE, tenant)
     return {
         "scenario": "query, services SIGKILLed",
@@ -188,9 +204,9 @@ async def main_async(args: argparse.Namespace) -> int:
         "RAGBUS_HEALTH_PORT": str(free_port()),
         "INGEST_ALLOWED_ROOTS": str(home),
     }
-    env.pop("KAFKA_BOOTSTRAP", None)
-    env["KAFKA_BOOTSTRAP"] = f"127.0.0.1:{env['RAGBUS_BROKER_PORT']}"
-    os.environ.update({k: env[k] for k in ("RAGBUS_HOME", "RAGBUS_BROKER_PORT", "KAFKA_BOOTSTRAP")})
+    env.pop("KAFKA_BOOTSTRAP", None)  # `ragbus up` starts its broker; clients find it by its port
+    os.environ.pop("KAFKA_BOOTSTRAP", None)
+    os.environ.update({k: env[k] for k in ("RAGBUS_HOME", "RAGBUS_BROKER_PORT")})
     record = Record(monitor_schema_for(home))
     ragbus("up", "--detach", "--no-model", env=env)
     rows = []
