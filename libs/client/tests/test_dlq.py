@@ -148,3 +148,33 @@ async def _invoke(runner: CliRunner, args: list[str], env: dict[str, str]) -> An
     import asyncio
 
     return await asyncio.to_thread(runner.invoke, main, args, env=env)
+
+
+def test_a_replay_carries_its_producers_signature_not_the_dead_lettering_services() -> None:
+    """A refused record must not come back trusted: the letter's own signature (the service's) stays
+    behind, the producer's (kept in x-ragbus-dlq-original-*) is restored, and an unsigned original
+    stays unsigned."""
+    from ragbus.client.dlq import Letter, replay_headers
+    from ragbus.common.trust import PRINCIPAL_HEADER, SIGNATURE_HEADER
+
+    def letter_with(**original: str) -> Letter:
+        dead = DeadLetter(
+            original_topic="docs.submitted.v1",
+            service="ingest",
+            error_type="FileNotFoundError",
+            reason="no such file",
+            failed_at=datetime.now(UTC),
+            **original,
+        )
+        headers = {"content-type": "application/cloudevents+json", **dead.to_headers()}
+        headers |= {PRINCIPAL_HEADER: "ingest", SIGNATURE_HEADER: "service-signature"}
+        raw = tuple((k, v.encode()) for k, v in headers.items())
+        return Letter("docs.submitted.v1.dlq", 0, 3, b"acme:doc-1", b"{}", raw, dead)
+
+    signed = replay_headers(letter_with(original_principal="acme-app", original_signature="app-signature"))
+    assert signed == [
+        ("content-type", b"application/cloudevents+json"),
+        (PRINCIPAL_HEADER, b"acme-app"),
+        (SIGNATURE_HEADER, b"app-signature"),
+    ]
+    assert replay_headers(letter_with()) == [("content-type", b"application/cloudevents+json")]

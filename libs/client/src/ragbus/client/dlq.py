@@ -120,18 +120,18 @@ async def read_letters(settings: KafkaSettings, bases: Sequence[str] = ()) -> li
         await consumer.stop()
 
 
-def replay_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+def replay_headers(letter: Letter) -> list[tuple[str, bytes]]:
     """A letter's headers as its original had them: without the `x-ragbus-dlq-*` ones and the dead-
     lettering service's signature, with the original producer's signature back (if it had one), so the
     replayed record is checked as the producer's, not trusted as the service's or the operator's."""
-    kept = [(k, v) for k, v in headers if not k.startswith(DLQ_HEADER_PREFIX) and k not in _SIGNATURE]
-    dlq = dict(headers)
-    restored = [
-        (name, dlq[DLQ_HEADER_PREFIX + "original-" + name.removeprefix("x-ragbus-")])
-        for name in _SIGNATURE
-        if DLQ_HEADER_PREFIX + "original-" + name.removeprefix("x-ragbus-") in dlq
-    ]
-    return kept + restored
+    kept = [(k, v) for k, v in letter.headers if not k.startswith(DLQ_HEADER_PREFIX) and k not in _SIGNATURE]
+    dead = letter.letter
+    if dead is not None and dead.original_principal and dead.original_signature:
+        kept += [
+            (PRINCIPAL_HEADER, dead.original_principal.encode()),
+            (SIGNATURE_HEADER, dead.original_signature.encode()),
+        ]
+    return kept
 
 
 async def replay(settings: KafkaSettings, bases: Sequence[str] = (), *, dry_run: bool = False) -> Replayed:
@@ -154,7 +154,7 @@ async def replay(settings: KafkaSettings, bases: Sequence[str] = (), *, dry_run:
             seen.add(letter.origin)
             result.published.append(letter)
             if not dry_run:
-                headers = replay_headers(letter.headers)
+                headers = replay_headers(letter)
                 await producer.send_and_wait(
                     letter.original_topic, letter.value, key=letter.key, headers=headers
                 )

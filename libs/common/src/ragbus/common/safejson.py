@@ -66,7 +66,7 @@ def loads(body: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
             f"the JSON is nested {depth(raw)} levels deep, more than the {max_depth} allowed"
         ) from None
     # Cheap first: a body with fewer brackets than the limit cannot nest deeper than it.
-    if raw.count(b"[") + raw.count(b"{") > max_depth and (found := _nesting(value, max_depth)) > max_depth:
-        shown = depth(raw) if found > max_depth else found  # the whole depth, for the reason
-        raise TooDeep(f"the JSON is nested {shown} levels deep, more than the {max_depth} allowed")
+    if raw.count(b"[") + raw.count(b"{") > max_depth and _nesting(value, max_depth) > max_depth:
+        # `_nesting` stops counting past the limit; the reason gives the whole depth.
+        raise TooDeep(f"the JSON is nested {depth(raw)} levels deep, more than the {max_depth} allowed")
     return value

@@ -32,7 +32,7 @@ from ragbus.common.events import (
 )
 from ragbus.common.headers import header_text
 from ragbus.common.ids import record_id
-from ragbus.common.topics import DLQ_SUFFIX, Topics, event_type
+from ragbus.common.topics import DLQ_SUFFIX, Topics
 from ragbus.common.trust import Trust
 from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
 
@@ -104,19 +104,19 @@ def has_nul(value: Any) -> bool:
     return False
 
 
-def event_record(msg: RawMessage, topics: Topics) -> EventRecord:
+def event_record(msg: RawMessage, topics: Topics, trust: Trust | None = None) -> EventRecord:
     """The `events` row of a message from a normal topic.
 
-    Raises PoisonMessage when the body is not a valid ragbus event of the topic's type.
+    Raises PoisonMessage when the body is not a valid ragbus event of the topic's type, or `trust`
+    does not admit it (its key, and when enforced its signature; ragbus.common.trust).
     """
     try:
         raw = safejson.loads(msg.value)  # a body nested too deep is a ValueError, not a RecursionError
         event = parse_event(raw)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and ValidationError are ValueErrors
         raise PoisonMessage(f"not a valid ragbus event: {exc}") from exc
-    expected = event_type(topics.strip(msg.topic))
-    if event.type != expected:
-        raise PoisonMessage(f"event type {event.type!r} does not belong on topic {msg.topic!r}")
+    # The type against the topic, the key against the tenant, the signature: on the event parsed once.
+    (trust or Trust(prefix=topics.prefix)).admit(msg.topic, msg.key, msg.value, msg.headers, event)
     # PostgreSQL's text and jsonb cannot hold U+0000. Refusing the event keeps its bytes intact in
     # `dead_letters`, rather than storing an altered copy in `events`.
     if has_nul(raw):
@@ -163,21 +163,19 @@ def split_batch(messages: Iterable[RawMessage], topics: Topics, trust: Trust | N
     an event that is not is poison (never stored as a fact); a dead letter that is not is stored all
     the same, as evidence, its reason saying it is not from a trusted service.
     """
-    trust = trust or Trust()
+    trust = trust or Trust(prefix=topics.prefix)
     batch = Batch()
     for i, msg in enumerate(messages):
-        try:
-            trust.admit(msg.topic, msg.key, msg.value, msg.headers)
-            refused = None
-        except PoisonMessage as exc:
-            refused = exc
         if msg.is_dead_letter:
-            batch.letters.append((i, dead_letter_record(msg, refused=str(refused) if refused else None)))
+            try:
+                trust.admit(msg.topic, msg.key, msg.value, msg.headers)
+                refused = None
+            except PoisonMessage as exc:
+                refused = str(exc)
+            batch.letters.append((i, dead_letter_record(msg, refused=refused)))
             continue
         try:
-            if refused is not None:
-                raise refused
-            batch.events.append((i, event_record(msg, topics)))
+            batch.events.append((i, event_record(msg, topics, trust)))
         except PoisonMessage as exc:
             batch.poison.append((i, exc))
     return batch
