@@ -1,7 +1,7 @@
-"""Chaos: kill the services with SIGKILL mid-ingest and mid-query, restart them, and count what was lost
-or duplicated, from the monitor's record against what the client submitted.
+"""Chaos: kill the services or the broker with SIGKILL mid-ingest and mid-query, restart them, and count
+what was lost or duplicated, from the monitor's record against what the client submitted.
 
-    python bench/chaos.py [--docs 300] [--questions 60] [--kill-after 0.33]
+    python bench/chaos.py [--docs 300] [--questions 60] [--kill-after 0.33] [--scenarios ingest query ...]
 
 It runs a stack of its own, as a user would: `ragbus up --detach --no-model` in a temporary RAGBUS_HOME
 on free ports. Then, for each scenario:
@@ -11,6 +11,9 @@ on free ports. Then, for each scenario:
   stay). The client waits on.
 - `query`: `--questions` tier-0 questions asked at once through the client (tenant `chaos-query`), with the
   same kill and restart after a third of them are answered.
+- `ingest-broker`, `query-broker`: the same, but the broker gets SIGKILL. The local broker keeps its log
+  in memory, so everything on it is gone; `ragbus up` starts a new one, and re-drives from the monitor's
+  record what was submitted and has no outcome (`ragbus journal`). The services are not restarted.
 
 Each prints: submitted, completed, lost (submitted, never completed), duplicated (an outcome on record
 more than once, by id or by content), and the time. The run fails (exit 1) on any loss or duplicate.
@@ -39,6 +42,7 @@ from ragbus.common.events import QueryOptions
 from ragbus.common.settings import DEFAULT_DATABASE_URL, KafkaSettings
 from ragbus.stack.settings import monitor_schema_for
 
+SCENARIOS = ("ingest", "query", "ingest-broker", "query-broker")
 REPO = Path(__file__).resolve().parents[1]
 SCIFACT = REPO.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
 RAGBUS = str(Path(sys.executable).parent / "ragbus")
@@ -75,8 +79,8 @@ def ragbus(*args: str, env: dict[str, str], check: bool = True) -> subprocess.Co
     return done
 
 
-def services_pid(home: Path) -> int:
-    return int((home / "run" / "services.pid").read_text().split()[0])
+def pid_of(home: Path, name: str) -> int:
+    return int((home / "run" / f"{name}.pid").read_text().split()[0])
 
 
 class Record:
@@ -111,8 +115,8 @@ async def settled(record: Record, query: str, tenant: str, expect: int, timeout:
         await asyncio.sleep(0.5)
 
 
-async def kill_and_restart(env: dict[str, str], home: Path) -> float:
-    pid = services_pid(home)
+async def kill_and_restart(env: dict[str, str], home: Path, target: str) -> float:
+    pid = pid_of(home, target)
     os.kill(pid, signal.SIGKILL)
     start = time.monotonic()
     while True:  # wait until it is gone, as a crash leaves it
@@ -121,15 +125,17 @@ async def kill_and_restart(env: dict[str, str], home: Path) -> float:
         except ProcessLookupError:
             break
         await asyncio.sleep(0.05)
-    await asyncio.to_thread(ragbus, "up", "--detach", "--no-model", env=env)
+    up = await asyncio.to_thread(ragbus, "up", "--detach", "--no-model", env=env)
+    said = [line.strip() for line in up.stdout.splitlines() if line.strip().startswith("journal")]
+    print(f"  {target} killed, `ragbus up` again: {said[0] if said else 'no journal line'}", flush=True)
     return time.monotonic() - start
 
 
 async def scenario_ingest(
-    env: dict[str, str], home: Path, record: Record, docs: int, kill_at: float
+    env: dict[str, str], home: Path, record: Record, docs: int, kill_at: float, target: str
 ) -> dict[str, Any]:
-    tenant = "chaos-ingest"
-    folder = home / "corpus"
+    tenant = f"chaos-ingest-{target}"
+    folder = home / f"corpus-{target}"
     folder.mkdir()
     with SCIFACT.open() as f:
         for i, line in enumerate(f):
@@ -144,13 +150,13 @@ async def scenario_ingest(
     )  # fmt: skip
     while await record.count(INDEXED, tenant) < docs * kill_at:  # noqa: ASYNC110 - polls the database
         await asyncio.sleep(0.2)
-    restart_s = await kill_and_restart(env, home)
+    restart_s = await kill_and_restart(env, home, target)
     out, err = await proc.communicate()
     elapsed = time.monotonic() - start
     done = await settled(record, INDEXED, tenant, docs)
     dup = await record.count(INDEXED_TWICE, tenant)
     return {
-        "scenario": "ingest, services SIGKILLed",
+        "scenario": f"ingest, {target} SIGKILLed",
         "submitted": docs,
         "completed": done,
         "lost": docs - done,
@@ -162,9 +168,9 @@ async def scenario_ingest(
 
 
 async def scenario_query(
-    env: dict[str, str], home: Path, record: Record, n: int, kill_at: float
+    env: dict[str, str], home: Path, record: Record, n: int, kill_at: float, target: str
 ) -> dict[str, Any]:
-    tenant = "chaos-query"
+    tenant = f"chaos-query-{target}"
     kafka = KafkaSettings(bootstrap=f"127.0.0.1:{env['RAGBUS_BROKER_PORT']}")
     questions = [f"Which headers carry the reason of a dead letter? ({i})" for i in range(n)]
     start = time.monotonic()
@@ -175,7 +181,7 @@ async def scenario_query(
         ]
         while sum(t.done() for t in tasks) < n * kill_at:  # noqa: ASYNC110 - counts finished tasks
             await asyncio.sleep(0.05)
-        restart_s = await kill_and_restart(env, home)
+        restart_s = await kill_and_restart(env, home, target)
         results = await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = time.monotonic() - start
     answered = [r for r in results if not isinstance(r, BaseException)]
@@ -183,7 +189,7 @@ async def scenario_query(
     completed = await settled(record, ANSWERED, tenant, n)
     dup = await record.count(ANSWERED_TWICE, tenant)
     return {
-        "scenario": "query, services SIGKILLed",
+        "scenario": f"query, {target} SIGKILLed",
         "submitted": n,
         "completed": min(len(set(ids)), completed),
         "lost": n - min(len(set(ids)), completed),
@@ -211,10 +217,12 @@ async def main_async(args: argparse.Namespace) -> int:
     ragbus("up", "--detach", "--no-model", env=env)
     rows = []
     try:
-        if "ingest" in args.scenarios:
-            rows.append(await scenario_ingest(env, home, record, args.docs, args.kill_after))
-        if "query" in args.scenarios:
-            rows.append(await scenario_query(env, home, record, args.questions, args.kill_after))
+        for name in args.scenarios:
+            kind, _, target = name.partition("-")
+            run = scenario_ingest if kind == "ingest" else scenario_query
+            size = args.docs if kind == "ingest" else args.questions
+            print(f"{name}: ...", flush=True)
+            rows.append(await run(env, home, record, size, args.kill_after, target or "services"))
     finally:
         ragbus("down", env=env, check=False)
     head = f"{'submitted':>9} {'completed':>9} {'lost':>5} {'dup':>4} {'seconds':>8} {'restart':>8}"
@@ -232,7 +240,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=300)
     parser.add_argument("--questions", type=int, default=60)
     parser.add_argument("--kill-after", type=float, default=0.33, help="share completed before the kill")
-    parser.add_argument("--scenarios", nargs="+", default=["ingest", "query"])
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 
 

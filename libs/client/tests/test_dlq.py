@@ -154,7 +154,7 @@ def test_a_replay_carries_its_producers_signature_not_the_dead_lettering_service
     """A refused record must not come back trusted: the letter's own signature (the service's) stays
     behind, the producer's (kept in x-ragbus-dlq-original-*) is restored, and an unsigned original
     stays unsigned."""
-    from ragbus.client.dlq import Letter, replay_headers
+    from ragbus.common.letters import Letter, replay_headers
     from ragbus.common.trust import PRINCIPAL_HEADER, SIGNATURE_HEADER
 
     def letter_with(**original: str) -> Letter:

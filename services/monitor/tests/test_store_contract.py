@@ -12,7 +12,15 @@ import pytest
 
 from ragbus.common.envelope import Envelope
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
-from ragbus.common.events import AnswersCompleted, DocsSubmitted, QueriesRejected, Verdict
+from ragbus.common.events import (
+    AnswersCompleted,
+    DocsIndexed,
+    DocsSubmitted,
+    FeedbackRecorded,
+    FeedbackSubmitted,
+    QueriesRejected,
+    Verdict,
+)
 from ragbus.common.ids import uuid7
 from ragbus.monitor.adapters.memory import InMemoryEventStore
 from ragbus.monitor.adapters.postgres import PostgresEventStore
@@ -308,6 +316,84 @@ class EventStoreContract:
         assert await store.known_queries(asked_about) == {("acme", "q-1"), ("globex", "q-2")}
         assert await store.known_queries([("acme", "q-1"), ("acme", "q-1")]) == {("acme", "q-1")}
         assert await store.known_queries([]) == set()
+
+    # --- the journal: submissions with no outcome --------------------------------------------------
+
+    async def test_a_question_is_unfinished_until_answered_or_refused(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        answered, pending, refused = (request_of(query_id=q) for q in ("q-1", "q-2", "q-3"))
+        await store.record_batch([record_of(e) for e in answered.all], [])
+        await store.record_batch([record_of(pending.submitted), record_of(pending.accepted)], [])
+        no = QueriesRejected(query_id="q-3", reason="blocked")
+        await store.record_batch(
+            [record_of(refused.submitted), record_of(refused.submitted.follow(no, source="g"))], []
+        )
+        # Another tenant's answer under the same correlation id finishes nothing of acme's.
+        theirs = request_of(tenant="globex", query_id="q-2")
+        await store.record_event(record_of(theirs.completed))
+        since = answered.submitted.time - timedelta(hours=1)
+        assert await store.unfinished(since, 100) == [record_of(pending.submitted)]
+        await store.record_event(record_of(pending.completed))
+        assert await store.unfinished(since, 100) == []
+
+    async def test_a_document_is_unfinished_until_every_part_is_indexed(
+        self, store: EventStore, record_of: RecordOf
+    ) -> None:
+        doc = Envelope.new(
+            DocsSubmitted(doc_id="d-1", text="x"), source="cli", tenant="acme", correlation_id="d-1@1"
+        )
+        parts = [
+            doc.follow(DocsIndexed(doc_id="d-1", version="v1", part=p, parts=2), source="embed", seq=p)
+            for p in (0, 1)
+        ]
+        await store.record_batch([record_of(doc), record_of(parts[0])], [])
+        since = doc.time - timedelta(seconds=1)
+        assert await store.unfinished(since, 100) == [record_of(doc)]
+        await store.record_event(record_of(parts[0]))  # a redelivered part is still one part
+        assert await store.unfinished(since, 100) == [record_of(doc)]
+        await store.record_event(record_of(parts[1]))
+        assert await store.unfinished(since, 100) == []
+
+    async def test_a_flow_with_a_dead_letter_is_finished(
+        self, store: EventStore, record_of: RecordOf
+    ) -> None:
+        doc = Envelope.new(
+            DocsSubmitted(doc_id="d-1", text="x"), source="cli", tenant="acme", correlation_id="d-1@1"
+        )
+        await store.record_event(record_of(doc))
+        letter = dataclasses.replace(dead_letter_record(dlq_msg(doc.to_bytes())), tenant="acme")
+        assert letter.correlation_id == "d-1@1"
+        await store.record_dead_letter(letter)
+        assert await store.unfinished(doc.time - timedelta(seconds=1), 100) == []
+
+    async def test_feedback_is_finished_by_its_own_reply_not_by_its_questions(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        asked = request_of()
+        await store.record_batch([record_of(e) for e in asked.all], [])
+        first, second = (
+            Envelope.new(
+                FeedbackSubmitted(query_id="q-1", rating=r), source="cli", tenant="acme", correlation_id="q-1"
+            )
+            for r in ("up", "down")
+        )
+        recorded = first.follow(
+            FeedbackRecorded(query_id="q-1", rating="up", known=True), source="ragbus/monitor"
+        )
+        await store.record_batch([record_of(first), record_of(second), record_of(recorded)], [])
+        since = asked.submitted.time - timedelta(hours=1)
+        assert await store.unfinished(since, 100) == [record_of(second)]
+
+    async def test_unfinished_is_oldest_first_since_a_time_and_limited(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        asked = [request_of(query_id=f"q-{i}").submitted for i in range(4)]
+        base = asked[0].time
+        asked = [e.model_copy(update={"time": base + timedelta(minutes=i)}) for i, e in enumerate(asked)]
+        await store.record_batch([record_of(e) for e in reversed(asked)], [])
+        assert await store.unfinished(base + timedelta(minutes=1), 100) == [record_of(e) for e in asked[1:]]
+        assert await store.unfinished(base, 2) == [record_of(e) for e in asked[:2]]
 
     # --- health --------------------------------------------------------------------------------------
 

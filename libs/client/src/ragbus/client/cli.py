@@ -33,7 +33,7 @@ import click
 from pydantic import ValidationError
 
 from ragbus.client.client import Answer, Document, Indexed, RagbusClient, RequestFailed, WaitTimeout
-from ragbus.client.dlq import Letter, read_letters, replay
+from ragbus.client.dlq import read_letters, record_letters, replay, replay_letters
 from ragbus.client.errors import CliError
 from ragbus.client.plugins import EvalGroup, PluginGroup
 from ragbus.client.trace import TraceNotFound, await_trace, render_tree
@@ -41,6 +41,7 @@ from ragbus.common import trust as trust_lib
 from ragbus.common.admin import TopicAdminError, ensure_topics
 from ragbus.common.envelope import parse_event
 from ragbus.common.events import AnswersDelta, MetadataValue, QueryFilter, QueryOptions
+from ragbus.common.letters import Letter
 from ragbus.common.settings import KafkaSettings, TelemetrySettings, ragbus_home
 from ragbus.common.topics import ALL_WITH_DLQ, Topics
 from ragbus.common.trust import TrustSettings
@@ -461,20 +462,41 @@ def _letter_line(letter: Letter) -> str:
     return f"  {where}  {d.service}  {d.failed_at:%Y-%m-%d %H:%M:%S}  {d.error_type}: {reason}"
 
 
+from_record_option = click.option(
+    "--from-record",
+    is_flag=True,
+    help="Read them from the monitor's record (PostgreSQL), which outlives a broker that lost its log.",
+)
+
+
+async def _letters(kafka: KafkaSettings, bases: tuple[str, ...], from_record: bool) -> list[Letter]:
+    if not from_record:
+        return await read_letters(kafka, bases)
+    try:
+        return await record_letters(kafka, bases)
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+
+
 @main.group(invoke_without_command=True)
 @click.option("--topic", "bases", multiple=True, help="Only this topic's letters (e.g. docs.submitted.v1).")
 @click.option("--limit", default=20, show_default=True, help="Show the newest N letters of each topic.")
+@from_record_option
 @bootstrap_option
 @click.pass_context
-def dlq(ctx: click.Context, bases: tuple[str, ...], limit: int, bootstrap: str | None) -> None:
+def dlq(
+    ctx: click.Context, bases: tuple[str, ...], limit: int, from_record: bool, bootstrap: str | None
+) -> None:
     """List dead letters (what a service could not process, and why); `dlq replay` re-sends them."""
     if ctx.invoked_subcommand is None:
-        _list_letters(bases, limit, bootstrap=bootstrap)
+        _list_letters(bases, limit, from_record, bootstrap=bootstrap)
 
 
 @run_async
-async def _list_letters(bases: tuple[str, ...], limit: int, *, bootstrap: str | None) -> None:
-    letters = await read_letters(_kafka(bootstrap), bases)
+async def _list_letters(
+    bases: tuple[str, ...], limit: int, from_record: bool, *, bootstrap: str | None
+) -> None:
+    letters = await _letters(_kafka(bootstrap), bases, from_record)
     if not letters:
         click.echo("no dead letters")
         return
@@ -490,11 +512,17 @@ async def _list_letters(bases: tuple[str, ...], limit: int, *, bootstrap: str | 
 @dlq.command("replay")
 @click.option("--topic", "bases", multiple=True, help="Only this topic's letters (default: every topic).")
 @click.option("--dry-run", is_flag=True, help="Show what would be replayed; publish and record nothing.")
+@from_record_option
 @bootstrap_option
 @run_async
-async def dlq_replay(bases: tuple[str, ...], dry_run: bool, bootstrap: str | None) -> None:
-    """Publish dead letters to their topic again, once the cause is fixed. Each is replayed once."""
-    result = await replay(_kafka(bootstrap), bases, dry_run=dry_run)
+async def dlq_replay(bases: tuple[str, ...], dry_run: bool, from_record: bool, bootstrap: str | None) -> None:
+    """Publish dead letters to their topic again, once the cause is fixed. Each is replayed once from the
+    bus; from the record (`--from-record`), each time it is asked, which consumers take as redeliveries."""
+    kafka = _kafka(bootstrap)
+    if from_record:
+        result = await replay_letters(kafka, await _letters(kafka, bases, True), dry_run=dry_run)
+    else:
+        result = await replay(kafka, bases, dry_run=dry_run)
     verb = "would replay" if dry_run else "replayed"
     for letter in result.published:
         click.echo(f"  {verb} {letter.original_topic}  ({letter.dlq_topic}@{letter.offset})")

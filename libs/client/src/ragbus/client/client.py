@@ -24,6 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 
@@ -46,7 +47,7 @@ from ragbus.common.events import (
     QueryOptions,
 )
 from ragbus.common.ids import uuid7
-from ragbus.common.kafka import client_options, tail
+from ragbus.common.kafka import client_options, rewind_truncated, tail
 from ragbus.common.logging import get_logger
 from ragbus.common.middleware import admit
 from ragbus.common.settings import KafkaSettings, TelemetrySettings, client_trust_settings
@@ -148,6 +149,7 @@ class RagbusClient:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._waiters: dict[str, _Waiter] = {}
         # Streaming questions: their `answers.delta` pieces go to the callback, until the final one.
         self._streams: dict[str, tuple[Callable[[AnswersDelta], None], asyncio.Event]] = {}
@@ -185,12 +187,14 @@ class RagbusClient:
         # clients can wait at once without a rebalance, and nothing is committed.
         self._consumer = await tail(self.kafka, reply_topics)
         self._reader = asyncio.create_task(self._read_replies(), name="ragbus-client-replies")
+        self._watch = asyncio.create_task(self._watch_log(), name="ragbus-client-log-watch")
 
     async def close(self) -> None:
-        if self._reader:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for task in (self._watch, self._reader):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._consumer:
             await self._consumer.stop()
         if self._producer:
@@ -444,6 +448,22 @@ class RagbusClient:
             waiter.parts[part] = event  # a redelivered part replaces itself: same id
             if len(waiter.parts) >= getattr(event.data, "parts", 1):
                 waiter.future.set_result([waiter.parts[k] for k in sorted(waiter.parts)])
+
+    async def _watch_log(self, every_s: float = 2.0) -> None:
+        """While someone waits: if the broker lost its log (a restarted local broker), read the replies
+        from the new log's beginning, where the stack's re-driven work answers (`rewind_truncated`)."""
+        assert self._consumer is not None
+        while True:
+            await asyncio.sleep(every_s)
+            if not self._waiters and not self._streams:
+                continue
+            try:
+                rewound = await rewind_truncated(self._consumer)
+            except KafkaError as exc:  # the broker is away: the consumer reconnects, look again later
+                log.debug("reply log check failed", error=str(exc))
+                continue
+            if rewound:
+                log.warning("broker log lost; reading replies from its start", partitions=len(rewound))
 
     def _admitted(self, record: Any) -> bool:
         """Whether a reply is believed: with trust enforced, one not signed by a service allowed to

@@ -15,45 +15,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
-import pydantic
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from ragbus.common import topics
 from ragbus.common.admin import ensure_topics
-from ragbus.common.events import DLQ_HEADER_PREFIX, DeadLetter
 from ragbus.common.kafka import client_options
+from ragbus.common.letters import Letter, replay_headers
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import Topics
-from ragbus.common.trust import PRINCIPAL_HEADER, SIGNATURE_HEADER
 
 REPLAY_GROUP = "ragbus-dlq-replay"
-
-
-@dataclass(frozen=True, slots=True)
-class Letter:
-    """One message of a `.dlq` topic."""
-
-    dlq_topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...]
-    letter: DeadLetter | None  # None: the x-ragbus-dlq-* headers are missing or incomplete
-
-    @property
-    def original_topic(self) -> str:
-        return self.letter.original_topic if self.letter else self.dlq_topic.removesuffix(topics.DLQ_SUFFIX)
-
-    @property
-    def origin(self) -> tuple[str, int | None, int | None]:
-        """Where the message was first published: the same for every consumer that dead-lettered it."""
-        if self.letter is None:
-            return (self.dlq_topic, self.partition, self.offset)
-        return (self.letter.original_topic, self.letter.partition, self.letter.offset)
+# Where `--from-record` reads letters: a package (ragbus-monitor) names a function
+# `async (dlq_topics) -> list[Letter]` under this entry point group; the client does not import it.
+RECORD_GROUP = "ragbus.letters"
 
 
 @dataclass(slots=True)
@@ -71,13 +49,8 @@ def dlq_topics(t: Topics, bases: Sequence[str] = ()) -> list[str]:
 
 
 def _letter(record: Any) -> Letter:
-    headers = tuple((k, v or b"") for k, v in record.headers or ())
-    try:
-        letter: DeadLetter | None = DeadLetter.from_headers(dict(headers))
-    except (pydantic.ValidationError, UnicodeDecodeError):
-        letter = None
-    return Letter(
-        record.topic, record.partition, record.offset, record.key, record.value or b"", headers, letter
+    return Letter.of(
+        record.topic, record.partition, record.offset, record.key, record.value or b"", record.headers or ()
     )
 
 
@@ -106,9 +79,6 @@ async def _read(consumer: AIOKafkaConsumer, names: Sequence[str], *, from_commit
     return sorted(letters, key=lambda x: (order[x.dlq_topic], x.partition, x.offset))
 
 
-_SIGNATURE = (PRINCIPAL_HEADER, SIGNATURE_HEADER)
-
-
 async def read_letters(settings: KafkaSettings, bases: Sequence[str] = ()) -> list[Letter]:
     """All dead letters still on the bus (within the topics' retention): by topic, partition, offset."""
     names = dlq_topics(Topics(settings.topic_prefix), bases)
@@ -120,18 +90,45 @@ async def read_letters(settings: KafkaSettings, bases: Sequence[str] = ()) -> li
         await consumer.stop()
 
 
-def replay_headers(letter: Letter) -> list[tuple[str, bytes]]:
-    """A letter's headers as its original had them: without the `x-ragbus-dlq-*` ones and the dead-
-    lettering service's signature, with the original producer's signature back (if it had one), so the
-    replayed record is checked as the producer's, not trusted as the service's or the operator's."""
-    kept = [(k, v) for k, v in letter.headers if not k.startswith(DLQ_HEADER_PREFIX) and k not in _SIGNATURE]
-    dead = letter.letter
-    if dead is not None and dead.original_principal and dead.original_signature:
-        kept += [
-            (PRINCIPAL_HEADER, dead.original_principal.encode()),
-            (SIGNATURE_HEADER, dead.original_signature.encode()),
-        ]
-    return kept
+async def record_letters(settings: KafkaSettings, bases: Sequence[str] = ()) -> list[Letter]:
+    """The dead letters on the monitor's record (they outlive a broker that lost its log), oldest first.
+    LookupError when no installed package provides the record."""
+    names = dlq_topics(Topics(settings.topic_prefix), bases)
+    hook = next((ep for ep in entry_points(group=RECORD_GROUP) if ep.name == "record"), None)
+    if hook is None:
+        raise LookupError("the monitor's record is read by ragbus-monitor, which is not installed")
+    letters: list[Letter] = await hook.load()(names)
+    return letters
+
+
+async def _publish(producer: AIOKafkaProducer, letters: Sequence[Letter], *, dry_run: bool) -> Replayed:
+    """Each message once, to its original topic, however many consumers dead-lettered it."""
+    result = Replayed()
+    seen: set[tuple[str, int | None, int | None]] = set()
+    for letter in letters:
+        if letter.origin in seen:
+            result.duplicates += 1
+            continue
+        seen.add(letter.origin)
+        result.published.append(letter)
+        if not dry_run:
+            headers = replay_headers(letter)
+            await producer.send_and_wait(letter.original_topic, letter.value, key=letter.key, headers=headers)
+    return result
+
+
+async def replay_letters(
+    settings: KafkaSettings, letters: Sequence[Letter], *, dry_run: bool = False
+) -> Replayed:
+    """Publish letters read elsewhere (the monitor's record) to their original topics. Nothing marks
+    them replayed: a second replay sends them again, which idempotent consumers take as redeliveries."""
+    await ensure_topics(settings, sorted({letter.original_topic for letter in letters}))
+    producer = AIOKafkaProducer(**client_options(settings), max_request_size=settings.max_request_size)
+    await producer.start()
+    try:
+        return await _publish(producer, letters, dry_run=dry_run)
+    finally:
+        await producer.stop()
 
 
 async def replay(settings: KafkaSettings, bases: Sequence[str] = (), *, dry_run: bool = False) -> Replayed:
@@ -145,19 +142,7 @@ async def replay(settings: KafkaSettings, bases: Sequence[str] = (), *, dry_run:
     await producer.start()
     try:
         letters = await _read(consumer, names, from_committed=True)
-        result = Replayed()
-        seen: set[tuple[str, int | None, int | None]] = set()
-        for letter in letters:
-            if letter.origin in seen:
-                result.duplicates += 1
-                continue
-            seen.add(letter.origin)
-            result.published.append(letter)
-            if not dry_run:
-                headers = replay_headers(letter)
-                await producer.send_and_wait(
-                    letter.original_topic, letter.value, key=letter.key, headers=headers
-                )
+        result = await _publish(producer, letters, dry_run=dry_run)
         if not dry_run and letters:
             last: dict[TopicPartition, int] = {}
             for letter in letters:

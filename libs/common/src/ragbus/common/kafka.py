@@ -59,3 +59,19 @@ async def tail(settings: KafkaSettings, names: Sequence[str]) -> AIOKafkaConsume
         await consumer.stop()
         raise
     return consumer
+
+
+async def rewind_truncated(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+    """Move each assigned partition whose log now ends before the consumer's position back to its
+    beginning, and return them. That happens when the broker lost its log (the local Tansu keeps it in
+    memory): Kafka answers a fetch past the end with OFFSET_OUT_OF_RANGE and the consumer resets itself,
+    Tansu answers with no records, so without this a reader would wait there, missing every new record
+    until the new log grew past its old position."""
+    assigned = sorted(consumer.assignment())
+    if not assigned:
+        return []
+    ends = await consumer.end_offsets(assigned)
+    behind = [tp for tp in assigned if await consumer.position(tp) > ends[tp]]
+    if behind:
+        await consumer.seek_to_beginning(*behind)
+    return behind

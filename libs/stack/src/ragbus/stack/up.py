@@ -5,6 +5,10 @@ running ones), then hosts every installed service in one process (`python -m rag
 and waits until every service says its dependencies answer. With `detach` that process runs in the
 background (pid and log under RAGBUS_HOME) and `down` stops everything `up` started.
 
+The local broker keeps its log in memory. When `up` starts it afresh (not one already running), whatever
+was on its last log is gone: once the services are up, `up` asks the monitor's record for what users
+submitted in the last 24 h that has no outcome, publishes it again and says so (`ragbus journal`).
+
 With KAFKA_BOOTSTRAP set, `up` starts no broker and checks first that one answers there. A failed `up`
 stops what it started itself (services, model server, broker), never what was running before it.
 Everything a stack owns is named by its RAGBUS_HOME and ports (RAGBUS_BROKER_PORT, RAGBUS_MODEL_PORT,
@@ -17,6 +21,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,14 @@ import httpx
 from ragbus.common import trust
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import Topics
-from ragbus.stack.broker import backlog, broker_handle, broker_process, local_kafka_overrides, ping_kafka
+from ragbus.stack.broker import (
+    backlog,
+    broker_handle,
+    broker_process,
+    local_kafka_overrides,
+    local_kafka_settings,
+    ping_kafka,
+)
 from ragbus.stack.model import model_handle, model_process
 from ragbus.stack.postgres import ensure_postgres, postgres_status, redact, stop_postgres
 from ragbus.stack.process import (
@@ -114,17 +126,51 @@ async def _external_broker(settings: StackSettings, bootstrap: str) -> None:
         ) from None
 
 
-async def _broker(settings: StackSettings, port: int | None, started: list[ManagedProcess]) -> str:
-    """The bootstrap address the services use: an external broker's, or the local one's."""
+async def _broker(
+    settings: StackSettings, port: int | None, started: list[ManagedProcess]
+) -> tuple[str, bool]:
+    """The bootstrap address the services use (an external broker's, or the local one's), and whether
+    it is a local broker started just now, with an empty log."""
     if settings.kafka_bootstrap:
         _line("broker", "external", settings.kafka_bootstrap)
-        return settings.kafka_bootstrap
+        return settings.kafka_bootstrap, False
     proc = broker_process(settings.broker, port=port, home=settings.home)
+    if (await proc.status()).state == "stopped":
+        await _stop_services_of_lost_log(settings)
     broker = await proc.start(detach=True)
     if not broker.reused:
         started.append(proc)
     _line("broker", "ready", _started(broker))
-    return broker.address
+    return broker.address, not broker.reused
+
+
+async def _stop_services_of_lost_log(settings: StackSettings) -> None:
+    """Services still running from before the broker died are stopped before a new broker starts (and
+    started again after it). Their consumers hold positions in the lost log: left running they would
+    commit them to the new broker's groups, so their successors would skip the new log's first records,
+    and Tansu answers a fetch past a partition's end with no records (not Kafka's OFFSET_OUT_OF_RANGE),
+    so they would wait there, missing every new record until the new log grew past them."""
+    services = services_process(settings.up_health_port, home=settings.home)
+    if (await services.status()).state == "stopped":
+        return
+    stopped = await services.stop()
+    _line("services", "stopped", f"pid {stopped.pid} was consuming the lost log; they start again below")
+
+
+async def _redrive(settings: StackSettings, bootstrap: str) -> None:
+    """After a fresh local broker: publish again what users submitted that has no outcome on record."""
+    hook = next((ep for ep in entry_points(group="ragbus.journal") if ep.name == "redrive"), None)
+    if hook is None:
+        _line("journal", "off", "ragbus-monitor is not installed: unfinished work is not re-driven")
+        return
+    try:
+        said = await hook.load()(
+            settings.database_url, settings.monitor_schema, local_kafka_settings(bootstrap)
+        )
+    except Exception as exc:  # noqa: BLE001 - the stack is up; say what failed and how to retry
+        _line("journal", "failed", f"{type(exc).__name__}: {exc}; retry: `ragbus journal redrive`", ok=False)
+        return
+    _line("journal", "ok", said)
 
 
 async def _model(settings: StackSettings, wanted: bool, started: list[ManagedProcess]) -> dict[str, str]:
@@ -209,7 +255,8 @@ async def up(plan: Plan, settings: StackSettings) -> None:
     started: list[ManagedProcess] = []
     try:
         await _postgres(settings)
-        env = _kafka_env(await _broker(settings, plan.port, started))
+        bootstrap, fresh = await _broker(settings, plan.port, started)
+        env = _kafka_env(bootstrap)
         env.update(services_env(settings, Path.cwd()))
         _print_files(settings, env)
         _trust(env)
@@ -226,18 +273,24 @@ async def up(plan: Plan, settings: StackSettings) -> None:
         await _stop_started(started)
         raise
     if not plan.detach:
-        await _foreground(services, settings.up_health_port)
+        await _foreground(services, settings.up_health_port, settings if fresh else None, bootstrap)
         return
     await _print_services(settings.up_health_port)
+    if fresh:
+        await _redrive(settings, bootstrap)
     click.echo(
         f"stack is up in {time.monotonic() - t0:.1f} s (services pid {running.pid}, log {running.log_file}); "
         f"`ragbus down` stops it"
     )
 
 
-async def _foreground(services: ManagedProcess, health_port: int) -> None:
+async def _foreground(
+    services: ManagedProcess, health_port: int, redrive: StackSettings | None, bootstrap: str
+) -> None:
     try:
         await _print_services(health_port)
+        if redrive is not None:
+            await _redrive(redrive, bootstrap)
         await services.wait()
     finally:
         await services.stop()

@@ -5,13 +5,15 @@
 - `dead_letter_record`: a message from a `<topic>.dlq` topic, whose body may be anything; never raises.
 - `summarize`: the `request_summary` row of one query, the same rule the SQL view applies.
 - `feedback_recorded`: what the monitor answers a stored `feedback.submitted` event with.
+- `finished` and `resubmission`: the journal's rules, which submissions have no outcome on record and
+  the event to publish again for one (`usecases.redrive`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +28,12 @@ from ragbus.common.events import (
     AnswersCompleted,
     AnswersDrafted,
     DeadLetter,
+    DocsDeleted,
+    DocsIndexed,
+    DocsSubmitted,
     FeedbackRecorded,
     FeedbackSubmitted,
+    QueriesRejected,
     QueriesSubmitted,
 )
 from ragbus.common.headers import header_text
@@ -41,6 +47,17 @@ DRAFTED = AnswersDrafted.event_type()
 COMPLETED = AnswersCompleted.event_type()
 FEEDBACK = FeedbackSubmitted.event_type()
 SOURCE = "ragbus/monitor"
+
+# The flows a user or an app starts, and the events that end each. A flow is finished once an outcome
+# with its tenant and correlation id is on record for every part (a document indexed in several parts
+# says `part`/`parts`), or once any of its events is a dead letter (it failed for good; `ragbus dlq`).
+# Feedback shares its question's correlation id, so its outcome must also name it as the cause.
+OUTCOMES: Mapping[str, frozenset[str]] = {
+    SUBMITTED: frozenset({COMPLETED, QueriesRejected.event_type()}),
+    DocsSubmitted.event_type(): frozenset({DocsIndexed.event_type()}),
+    DocsDeleted.event_type(): frozenset({DocsIndexed.event_type()}),
+    FEEDBACK: frozenset({FeedbackRecorded.event_type()}),
+}
 
 # W3C trace context: version-traceid-parentid-flags, lowercase hex.
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -328,3 +345,50 @@ def feedback_recorded(event: Envelope[FeedbackSubmitted], *, known: bool) -> Env
         known=known,
     )
     return event.follow(data, source=SOURCE)
+
+
+# --- the journal ---------------------------------------------------------------------------------------
+
+
+def _part(data: Mapping[str, Any], name: str, default: int) -> int:
+    value = data.get(name, default)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def finished(submission: EventRecord, flow: Sequence[EventRecord], *, dead_lettered: bool) -> bool:
+    """Whether a submission's flow (the events of its tenant and correlation id) has its outcome on
+    record: the rule `EventStore.unfinished` applies, in Python (the in-memory store, and tests)."""
+    if dead_lettered:
+        return True
+    wanted = OUTCOMES.get(submission.type, frozenset())
+    ends = [
+        e
+        for e in flow
+        if e.type in wanted and (submission.type != FEEDBACK or e.causation_id == submission.event_id)
+    ]
+    if not ends:
+        return False
+    parts = max(_part(e.data, "parts", 1) for e in ends)
+    return len({_part(e.data, "part", 0) for e in ends}) >= parts
+
+
+def resubmission(record: EventRecord) -> Envelope[Any]:
+    """The event a submission's record was made from, to publish again: its id, source, time, tenant,
+    correlation id and data as recorded, so every consumer takes it for a redelivery of the same event
+    (deterministic follow-up ids, upserts) and the monitor stores no second row.
+
+    Raises ValueError if the record no longer parses as an event of its type (a newer schema).
+    """
+    return parse_event(
+        {
+            "specversion": "1.0",
+            "id": str(record.event_id),
+            "source": record.source,
+            "type": record.type,
+            "time": record.event_time.isoformat(),
+            "subject": record.subject,
+            "tenantid": record.tenant,
+            "correlationid": record.correlation_id,
+            "data": record.data,
+        }
+    )

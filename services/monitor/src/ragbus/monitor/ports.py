@@ -142,6 +142,12 @@ class EventStore(Protocol):
         """The `request_summary` row of one query, or None if it was never submitted."""
         ...
 
+    async def unfinished(self, since: datetime, limit: int) -> list[EventRecord]:
+        """The journal: submissions (the first event of a flow of a type in `domain.OUTCOMES`) with an
+        event time at or after `since` whose flow is not `domain.finished`, oldest first, at most
+        `limit`. What a broker that lost its log still owes its users (`usecases.redrive`)."""
+        ...
+
     async def known_queries(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of these (tenant, query id) pairs name a question on record (a `queries.submitted`
         event with that `query_id` for that tenant): one look-up for the lot, however many."""

@@ -1,5 +1,6 @@
-"""The monitor use case: a batch of records in, stored once each; the poison ones handed back, and the
-events to publish (a `feedback.recorded` for each stored `feedback.submitted`).
+"""The monitor use cases: a batch of records in, stored once each; the poison ones handed back, and the
+events to publish (a `feedback.recorded` for each stored `feedback.submitted`). And the journal: the
+submissions on record whose flow has no outcome, published again (`redrive`).
 
 No Kafka here: `app.py` hands each fetched batch in, dead-letters the poison records and publishes the
 events that come back.
@@ -7,8 +8,10 @@ events that come back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ragbus.common.envelope import Envelope, parse_event
@@ -16,7 +19,14 @@ from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import FeedbackRecorded, FeedbackSubmitted
 from ragbus.common.topics import Topics
 from ragbus.common.trust import Trust
-from ragbus.monitor.domain import FEEDBACK, RawMessage, feedback_key, feedback_recorded, split_batch
+from ragbus.monitor.domain import (
+    FEEDBACK,
+    RawMessage,
+    feedback_key,
+    feedback_recorded,
+    resubmission,
+    split_batch,
+)
 from ragbus.monitor.ports import EventIdReused, EventRecord, EventStore
 
 
@@ -100,3 +110,45 @@ async def feedback_replies(
         return []
     known = await deps.store.known_queries({feedback_key(e) for e in feedback})
     return [feedback_recorded(e, known=feedback_key(e) in known) for e in feedback]
+
+
+# --- the journal ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Redriven:
+    """What `redrive` found and did."""
+
+    published: list[EventRecord] = field(default_factory=list)  # or, in a dry run, would have been
+    unreadable: list[tuple[EventRecord, str]] = field(default_factory=list)  # no longer parse; left alone
+
+    def counts(self) -> dict[str, int]:
+        """Submissions re-driven by topic name (`queries.submitted.v1`: 3), in the order first met."""
+        return dict(Counter(r.type.removeprefix("io.ragbus.") for r in self.published))
+
+
+async def redrive(
+    store: EventStore,
+    publish: Callable[[Envelope[Any]], Awaitable[None]],
+    *,
+    since: datetime,
+    limit: int,
+    dry_run: bool = False,
+) -> Redriven:
+    """Publish again, oldest first, every submission since `since` whose flow has no outcome on record.
+
+    Safe to run at any time: the event goes out as it was (same id, tenant and data), so where its
+    first copy is still on the bus every consumer takes the second for a redelivery. It is the way back
+    after a broker lost its log: the record outlives it.
+    """
+    result = Redriven()
+    for record in await store.unfinished(since, limit):
+        try:
+            event = resubmission(record)
+        except ValueError as exc:
+            result.unreadable.append((record, str(exc).splitlines()[0]))
+            continue
+        if not dry_run:
+            await publish(event)
+        result.published.append(record)
+    return result

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
-from ragbus.monitor.domain import SUBMITTED, has_nul, summarize
+from ragbus.monitor.domain import OUTCOMES, SUBMITTED, finished, has_nul, summarize
 from ragbus.monitor.ports import DeadLetterRecord, EventIdReused, EventRecord, RequestSummary
 
 
@@ -91,6 +91,22 @@ class InMemoryEventStore:
 
     async def request_summary(self, tenant: str, correlation_id: str) -> RequestSummary | None:
         return summarize(await self.events(tenant, correlation_id))
+
+    async def unfinished(self, since: datetime, limit: int) -> list[EventRecord]:
+        self._check_open()
+        failed = {(r.tenant, r.correlation_id) for _, r in self._letters.values()}
+        found = []
+        for e in sorted(self._events.values(), key=lambda e: (e.event_time, e.event_id)):
+            if e.type not in OUTCOMES or e.causation_id is not None or e.event_time < since:
+                continue
+            flow = [
+                o
+                for o in self._events.values()
+                if (o.tenant, o.correlation_id) == (e.tenant, e.correlation_id)
+            ]
+            if not finished(e, flow, dead_lettered=(e.tenant, e.correlation_id) in failed):
+                found.append(e)
+        return copy.deepcopy(found[:limit])
 
     async def known_queries(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         self._check_open()
