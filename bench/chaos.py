@@ -12,8 +12,16 @@ on free ports. Then, for each scenario:
 - `query`: `--questions` tier-0 questions asked at once through the client (tenant `chaos-query`), with the
   same kill and restart after a third of them are answered.
 - `ingest-broker`, `query-broker`: the same, but the broker gets SIGKILL. The local broker keeps its log
-  in memory, so everything on it is gone; `ragbus up` starts a new one, and re-drives from the monitor's
-  record what was submitted and has no outcome (`ragbus journal`). The services are not restarted.
+  in memory, so everything on it is gone; `ragbus up` starts a new one (and the services again), and
+  re-drives from the monitor's record what was submitted and has no outcome (`ragbus journal`).
+- `query-model`: model-tier questions (`min_tier=1`); the model server gets SIGKILL, `ragbus up` starts
+  it again. Each question must still get exactly one answer: the model's, or one saying it is down.
+- `ingest-database`: the monitor's PostgreSQL connection is cut for `--cut-s` seconds (the stack reaches
+  PostgreSQL through a TCP proxy this script runs): the monitor must pause, then record everything once.
+- `ingest-instance`, `query-instance`: two more instances of ingest, guard and monitor join their
+  consumer groups (`ragbus serve`, the stack's environment), one of them gets SIGKILL under load, and
+  the groups rebalance. Embed and the orchestrator stay at one instance: the embedded Qdrant is one
+  process's (with a Qdrant server they scale out the same way).
 
 Each prints: submitted, completed, lost (submitted, never completed), duplicated (an outcome on record
 more than once, by id or by content), and the time. The run fails (exit 1) on any loss or duplicate.
@@ -34,17 +42,29 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
-from ragbus.client.client import RagbusClient
+from ragbus.client.client import Document, RagbusClient
 from ragbus.common.events import QueryOptions
 from ragbus.common.settings import DEFAULT_DATABASE_URL, KafkaSettings
 from ragbus.stack.settings import monitor_schema_for
 
-SCENARIOS = ("ingest", "query", "ingest-broker", "query-broker")
+SCENARIOS = (
+    "ingest",
+    "query",
+    "ingest-broker",
+    "query-broker",
+    "query-model",
+    "ingest-database",
+    "ingest-instance",
+    "query-instance",
+)
 REPO = Path(__file__).resolve().parents[1]
-SCIFACT = REPO.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+SCIFACT = (
+    Path(os.environ.get("RAGBUS_DATA_DIR") or REPO.parent / "shared" / "data") / "scifact" / "corpus.jsonl"
+)
 RAGBUS = str(Path(sys.executable).parent / "ragbus")
 INDEXED = (
     "SELECT count(DISTINCT data->>'doc_id') FROM events "
@@ -115,27 +135,130 @@ async def settled(record: Record, query: str, tenant: str, expect: int, timeout:
         await asyncio.sleep(0.5)
 
 
-async def kill_and_restart(env: dict[str, str], home: Path, target: str) -> float:
-    pid = pid_of(home, target)
-    os.kill(pid, signal.SIGKILL)
-    start = time.monotonic()
-    while True:  # wait until it is gone, as a crash leaves it
+class TcpProxy:
+    """The stack's way to PostgreSQL: `cut()` refuses new connections and drops the open ones, as a
+    database restart or a network partition would; `mend()` lets them through again on the same port."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def mend(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in list(self._writers):
+            w.close()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        await asyncio.sleep(0.05)
-    up = await asyncio.to_thread(ragbus, "up", "--detach", "--no-model", env=env)
-    said = [line.strip() for line in up.stdout.splitlines() if line.strip().startswith("journal")]
-    print(f"  {target} killed, `ragbus up` again: {said[0] if said else 'no journal line'}", flush=True)
-    return time.monotonic() - start
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+class Stack:
+    """The stack under test: `ragbus up` in its own home, on free ports, PostgreSQL through a proxy."""
+
+    def __init__(self, home: Path, *, model: bool, cut_s: float) -> None:
+        self.home = home
+        self.up_args = ("up", "--detach") if model else ("up", "--detach", "--no-model")
+        self.cut_s = cut_s
+        url = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+        self.proxy = TcpProxy((url.hostname or "127.0.0.1", url.port or 5432))
+        netloc = url.netloc.rsplit("@", 1)[0] + "@" if "@" in url.netloc else ""
+        self.env = {
+            **os.environ,
+            "RAGBUS_HOME": str(home),
+            "RAGBUS_BROKER_PORT": str(free_port()),
+            "RAGBUS_MODEL_PORT": str(free_port()),
+            "RAGBUS_HEALTH_PORT": str(free_port()),
+            "INGEST_ALLOWED_ROOTS": str(home),
+            "DATABASE_URL": url._replace(netloc=f"{netloc}127.0.0.1:{self.proxy.port}").geturl(),
+        }
+        self.env.pop("KAFKA_BOOTSTRAP", None)  # `ragbus up` starts its broker; clients find it by its port
+        self.extras: list[asyncio.subprocess.Process] = []
+
+    async def up(self) -> str:
+        done = await asyncio.to_thread(ragbus, *self.up_args, env=self.env)
+        said = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("journal")]
+        return said[0] if said else "no journal line"
+
+    async def start_extras(self, n: int = 2) -> None:
+        """`n` more instances of ingest, guard and monitor, with the environment `up` gave the services."""
+        proc_env = Path(f"/proc/{pid_of(self.home, 'services')}/environ")
+        environ = (await asyncio.to_thread(proc_env.read_bytes)).split(b"\0")
+        env = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
+        for _ in range(n):
+            argv = [sys.executable, "-m", "ragbus.stack.serve", "ingest", "guard", "monitor", "--health-port"]
+            log = (self.home / "logs" / f"extra-{len(self.extras)}.log").open("ab")
+            proc = await asyncio.create_subprocess_exec(
+                *argv, str(free_port()), env=env, stdout=log, stderr=log
+            )
+            self.extras.append(proc)
+        await asyncio.sleep(20)  # they load their models and join; the groups rebalance
+
+    async def stop_extras(self) -> None:
+        for proc in self.extras:
+            proc.terminate()
+        for proc in self.extras:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:
+                proc.kill()
+        self.extras.clear()
+
+    async def disrupt(self, target: str) -> float:
+        """SIGKILL the target (or cut the database) and bring it back; the seconds until it is back."""
+        start = time.monotonic()
+        if target == "database":
+            await self.proxy.cut()
+            await asyncio.sleep(self.cut_s)
+            await self.proxy.mend()
+            print(f"  database cut for {self.cut_s:.0f} s, then mended", flush=True)
+            return time.monotonic() - start
+        pid = self.extras[0].pid if target == "instance" else pid_of(self.home, target)
+        os.kill(pid, signal.SIGKILL)
+        while True:  # wait until it is gone, as a crash leaves it
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            await asyncio.sleep(0.05)
+        if target == "instance":  # nothing restarts it: the other two take its partitions
+            await self.extras.pop(0).wait()
+            print("  one of three instances killed; its group rebalances", flush=True)
+            return time.monotonic() - start
+        said = await self.up()
+        print(f"  {target} killed, `ragbus up` again: {said}", flush=True)
+        return time.monotonic() - start
 
 
 async def scenario_ingest(
-    env: dict[str, str], home: Path, record: Record, docs: int, kill_at: float, target: str
+    stack: Stack, record: Record, docs: int, kill_at: float, target: str
 ) -> dict[str, Any]:
     tenant = f"chaos-ingest-{target}"
-    folder = home / f"corpus-{target}"
+    folder = stack.home / f"corpus-{target}"
     folder.mkdir()
     with SCIFACT.open() as f:
         for i, line in enumerate(f):
@@ -146,17 +269,17 @@ async def scenario_ingest(
     start = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         RAGBUS, "ingest", str(folder), "--tenant", tenant, "--stall-timeout", "300",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=stack.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     while await record.count(INDEXED, tenant) < docs * kill_at:  # noqa: ASYNC110 - polls the database
         await asyncio.sleep(0.2)
-    restart_s = await kill_and_restart(env, home, target)
+    restart_s = await stack.disrupt(target)
     out, err = await proc.communicate()
     elapsed = time.monotonic() - start
     done = await settled(record, INDEXED, tenant, docs)
     dup = await record.count(INDEXED_TWICE, tenant)
     return {
-        "scenario": f"ingest, {target} SIGKILLed",
+        "scenario": f"ingest, {_what(target)}",
         "submitted": docs,
         "completed": done,
         "lost": docs - done,
@@ -167,21 +290,28 @@ async def scenario_ingest(
     }
 
 
-async def scenario_query(
-    env: dict[str, str], home: Path, record: Record, n: int, kill_at: float, target: str
-) -> dict[str, Any]:
+async def scenario_query(stack: Stack, record: Record, n: int, kill_at: float, target: str) -> dict[str, Any]:
     tenant = f"chaos-query-{target}"
-    kafka = KafkaSettings(bootstrap=f"127.0.0.1:{env['RAGBUS_BROKER_PORT']}")
+    kafka = KafkaSettings(bootstrap=f"127.0.0.1:{stack.env['RAGBUS_BROKER_PORT']}")
     questions = [f"Which headers carry the reason of a dead letter? ({i})" for i in range(n)]
+    # Model questions start at tier 1 (the model); the rest stay extractive, so hundreds run in minutes.
+    options = (
+        QueryOptions(min_tier=1, cache=False) if target == "model" else QueryOptions(max_tier=0, cache=False)
+    )
+    async with RagbusClient(kafka, tenant=tenant) as client:
+        if target == "model":  # the model runs only on what retrieval finds: index what it asks about
+            with SCIFACT.open() as f:
+                docs = [json.loads(line) for line, _ in zip(f, range(n), strict=False)]
+            await client.ingest(
+                [Document(doc["_id"], text=doc["text"], title=doc["title"]) for doc in docs], timeout=300
+            )
+            questions = [f"What did the study titled '{doc['title']}' find?" for doc in docs]
     start = time.monotonic()
     async with RagbusClient(kafka, tenant=tenant) as client:
-        tasks = [
-            asyncio.create_task(client.ask(q, options=QueryOptions(max_tier=0, cache=False), timeout=600))
-            for q in questions
-        ]
+        tasks = [asyncio.create_task(client.ask(q, options=options, timeout=600)) for q in questions]
         while sum(t.done() for t in tasks) < n * kill_at:  # noqa: ASYNC110 - counts finished tasks
             await asyncio.sleep(0.05)
-        restart_s = await kill_and_restart(env, home, target)
+        restart_s = await stack.disrupt(target)
         results = await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = time.monotonic() - start
     answered = [r for r in results if not isinstance(r, BaseException)]
@@ -189,47 +319,69 @@ async def scenario_query(
     completed = await settled(record, ANSWERED, tenant, n)
     dup = await record.count(ANSWERED_TWICE, tenant)
     return {
-        "scenario": f"query, {target} SIGKILLed",
+        "scenario": f"query, {_what(target)}",
         "submitted": n,
         "completed": min(len(set(ids)), completed),
         "lost": n - min(len(set(ids)), completed),
         "duplicated": dup + (len(ids) - len(set(ids))),
         "seconds": round(elapsed, 1),
         "restart_s": round(restart_s, 1),
-        "client": f"{len(answered)} answers, {n - len(answered)} errors",
+        "client": f"{len(answered)} answers ({_statuses(answered)}), {n - len(answered)} errors",
     }
+
+
+def _what(target: str) -> str:
+    return {"database": "database cut", "instance": "1 of 3 instances SIGKILLed"}.get(
+        target, f"{target} SIGKILLed"
+    )
+
+
+def _statuses(answered: list[Any]) -> str:
+    counts: dict[str, int] = {}
+    for r in answered:
+        tier = r.answer.cascade.tier if r.answer.cascade else None
+        key = f"{r.answer.status} tier {tier}"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
 
 
 async def main_async(args: argparse.Namespace) -> int:
     home = Path(tempfile.mkdtemp(prefix="ragbus-chaos-"))
-    env = {
-        **os.environ,
-        "RAGBUS_HOME": str(home),
-        "RAGBUS_BROKER_PORT": str(free_port()),
-        "RAGBUS_MODEL_PORT": str(free_port()),
-        "RAGBUS_HEALTH_PORT": str(free_port()),
-        "INGEST_ALLOWED_ROOTS": str(home),
-    }
-    env.pop("KAFKA_BOOTSTRAP", None)  # `ragbus up` starts its broker; clients find it by its port
+    stack = Stack(home, model="query-model" in args.scenarios, cut_s=args.cut_s)
     os.environ.pop("KAFKA_BOOTSTRAP", None)
-    os.environ.update({k: env[k] for k in ("RAGBUS_HOME", "RAGBUS_BROKER_PORT")})
+    os.environ.update({k: stack.env[k] for k in ("RAGBUS_HOME", "RAGBUS_BROKER_PORT")})
     record = Record(monitor_schema_for(home))
-    ragbus("up", "--detach", "--no-model", env=env)
+    await stack.proxy.mend()
+    await stack.up()
     rows = []
     try:
         for name in args.scenarios:
             kind, _, target = name.partition("-")
-            run = scenario_ingest if kind == "ingest" else scenario_query
-            size = args.docs if kind == "ingest" else args.questions
             print(f"{name}: ...", flush=True)
-            rows.append(await run(env, home, record, size, args.kill_after, target or "services"))
+            if target == "instance":
+                await stack.start_extras()
+            try:
+                if kind == "ingest":
+                    rows.append(
+                        await scenario_ingest(stack, record, args.docs, args.kill_after, target or "services")
+                    )
+                else:
+                    rows.append(
+                        await scenario_query(
+                            stack, record, args.questions, args.kill_after, target or "services"
+                        )
+                    )
+            finally:
+                await stack.stop_extras()
     finally:
-        ragbus("down", env=env, check=False)
+        await stack.stop_extras()
+        await asyncio.to_thread(ragbus, "down", env=stack.env, check=False)
+        await stack.proxy.cut()
     head = f"{'submitted':>9} {'completed':>9} {'lost':>5} {'dup':>4} {'seconds':>8} {'restart':>8}"
-    print(f"\n{'scenario':28} {head}")
+    print(f"\n{'scenario':36} {head}")
     for r in rows:
         print(
-            f"{r['scenario']:28} {r['submitted']:>9} {r['completed']:>9} {r['lost']:>5} {r['duplicated']:>4} "
+            f"{r['scenario']:36} {r['submitted']:>9} {r['completed']:>9} {r['lost']:>5} {r['duplicated']:>4} "
             f"{r['seconds']:>8} {r['restart_s']:>8}   {r['client']}"
         )
     return 1 if any(r["lost"] or r["duplicated"] for r in rows) else 0
@@ -241,6 +393,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=60)
     parser.add_argument("--kill-after", type=float, default=0.33, help="share completed before the kill")
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--cut-s", type=float, default=20.0, help="how long the database stays cut")
     sys.exit(asyncio.run(main_async(parser.parse_args())))
 
 
