@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ragbus.common.quotas import TokenBuckets
 from ragbus.guard.policy import Policies, RateLimit
 from ragbus.guard.quotas import Quotas, RateLimiter
 
@@ -31,7 +32,7 @@ def test_tenants_have_buckets_of_their_own() -> None:
 
 
 def test_a_redelivered_request_gets_the_same_decision_and_takes_no_token() -> None:
-    limiter = RateLimiter(remember=3)
+    limiter = RateLimiter(TokenBuckets(remember=3))
     assert limiter.take("e1", "acme", LIMIT, now=0.0) is None
     assert limiter.take("e1", "acme", LIMIT, now=0.0) is None  # the same event again
     assert limiter.take("e2", "acme", LIMIT, now=0.0) is None  # the second token is still there
@@ -39,7 +40,7 @@ def test_a_redelivered_request_gets_the_same_decision_and_takes_no_token() -> No
     assert limiter.take("e3", "acme", LIMIT, now=50.0) == refused  # refused it stays
     for i in range(5):  # only the last `remember` decisions are kept
         limiter.take(f"x{i}", "other", LIMIT, now=0.0)
-    assert "e1" not in limiter._decided
+    assert "e1" not in limiter.buckets._decided
 
 
 def test_rates_come_from_the_tenants_policies() -> None:

@@ -16,6 +16,7 @@ from ragbus.common.testing import Harness, Received, component_settings
 from ragbus.ingest.adapters.files import FileReader
 from ragbus.ingest.adapters.wordpiece import MINILM_NAME
 from ragbus.ingest.app import create_app
+from ragbus.ingest.domain import ByteQuota, ByteQuotas
 from ragbus.ingest.ports import Tokenizer
 from ragbus.ingest.settings import IngestSettings
 from ragbus.ingest.usecases import IngestDeps
@@ -219,3 +220,25 @@ async def test_without_injected_dependencies_the_app_loads_its_own_at_startup(
     async with IngestHarness(create_app(make_settings(topic_prefix, root)), root) as bus:
         await bus.send(DocsSubmitted(doc_id="d", text="Hello there."))
     assert [c.tokenizer for c in bus.parts()] == [MINILM_NAME]
+
+
+async def test_a_tenant_over_its_ingest_quota_is_dead_lettered_with_when_it_fits_and_others_go_on(
+    topic_prefix: str, root: Path, minilm: Tokenizer
+) -> None:
+    settings = make_settings(topic_prefix, root, quotas={"*": ByteQuota(mb_per_hour=0.0036, burst_mb=0.0003)})
+    files = FileReader(settings.allowed_roots, settings.max_document_bytes)
+    quotas = ByteQuotas(settings.quotas, clock=lambda: 0.0)  # no refill during the test: 1 byte a second
+    deps = IngestDeps(tokenizer=minilm, files=files, policy=settings.policy(), quotas=quotas)
+    async with IngestHarness(create_app(settings, deps), root) as bus:
+        text = "Vitamin D and fractures. " * 8  # 200 bytes of a 300-byte burst
+        await bus.send(DocsSubmitted(doc_id="first", text=text), tenant="bulk")
+        await bus.send(DocsSubmitted(doc_id="second", text=text), tenant="bulk")
+        await bus.send(DocsSubmitted(doc_id="small", text=text), tenant="other")  # its own allowance
+        (dead,) = bus.dead
+        letter = DeadLetter.from_headers(dead.headers)
+        assert letter.reason == (
+            "tenant bulk is over its ingest quota of 0.0036 MB an hour (INGEST_QUOTAS): this document "
+            "(200 bytes) fits in 100 s; replay it then (`ragbus dlq replay`)"
+        )
+        assert dead.key == b"bulk:second"
+        assert sorted(p.doc_id for p in bus.parts()) == ["first", "small"]

@@ -9,8 +9,11 @@ from ragbus.common.events import ChunkData, DocsDeleted, DocsSubmitted
 from ragbus.common.ids import content_hash, record_id
 from ragbus.ingest.chunking import ChunkingConfig
 from ragbus.ingest.domain import (
+    ByteQuota,
+    ByteQuotas,
     DocumentTooLarge,
     EmptyDocument,
+    QuotaExceeded,
     chunked_template,
     deletion,
     plan_parts,
@@ -122,3 +125,41 @@ def test_deletion_is_a_chunked_marker_without_chunks() -> None:
     assert marker.doc_id == "doc-1"
     assert marker.chunks == []
     assert marker.total_chunks == 0
+
+
+# --- quotas ----------------------------------------------------------------------------------------------
+
+
+def test_a_byte_quota_lets_a_burst_through_then_says_when_the_next_document_fits() -> None:
+    now = [0.0]
+    quotas = ByteQuotas({"acme": ByteQuota(mb_per_hour=3.6, burst_mb=2)}, clock=lambda: now[0])  # 1 kB/s
+    quotas.check("e1", "acme", 1_500_000)
+    quotas.check("e1", "acme", 1_500_000)  # a redelivery takes nothing more
+    with pytest.raises(QuotaExceeded, match=r"fits in 1000 s"):
+        quotas.check("e2", "acme", 1_500_000)  # 0.5 MB left: 1 MB short at 1 kB/s
+    with pytest.raises(QuotaExceeded, match=r"fits in 1000 s"):
+        quotas.check("e2", "acme", 1_500_000)  # refused, it stays refused when redelivered
+    now[0] = 1000.0
+    quotas.check("e3", "acme", 1_500_000)
+    quotas.check("e4", "globex", 50_000_000)  # a tenant with no quota, and no `*`: unlimited
+
+
+def test_a_document_bigger_than_the_burst_can_never_fit_and_says_so() -> None:
+    quotas = ByteQuotas({"*": ByteQuota(mb_per_hour=100, burst_mb=1)}, clock=lambda: 0.0)
+    with pytest.raises(
+        QuotaExceeded,
+        match=r"the document is 2.0 MB, more than tenant acme's ingest burst of 1.0 MB .* never fit",
+    ):
+        quotas.check("e1", "acme", 2_000_000)
+
+
+def test_the_star_quota_applies_to_every_tenant_not_named_each_its_own() -> None:
+    quotas = ByteQuotas(
+        {"*": ByteQuota(mb_per_hour=1, burst_mb=1), "big": ByteQuota(mb_per_hour=100, burst_mb=10)},
+        clock=lambda: 0.0,
+    )
+    for tenant in ("a", "b"):  # each tenant has a bucket of its own
+        quotas.check(f"{tenant}-1", tenant, 900_000)
+    with pytest.raises(QuotaExceeded):
+        quotas.check("a-2", "a", 900_000)
+    quotas.check("big-1", "big", 9_000_000)

@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from ragbus.common.settings import KafkaSettings
+from ragbus.ingest.domain import ByteQuota
 from ragbus.ingest.settings import IngestSettings
 
 
@@ -32,6 +33,14 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert IngestSettings().allowed_roots == [Path("/a"), Path("/b")]
     monkeypatch.setenv("INGEST_DENIED_ROOTS", os.pathsep.join(["/a/private", "/b/.git"]))
     assert IngestSettings().denied_roots == [Path("/a/private"), Path("/b/.git")]
+
+
+def test_quotas_come_from_a_json_object_and_a_typo_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGEST_QUOTAS", '{"*": {"mb_per_hour": 200, "burst_mb": 50}}')
+    assert IngestSettings().quotas == {"*": ByteQuota(mb_per_hour=200, burst_mb=50)}
+    monkeypatch.setenv("INGEST_QUOTAS", '{"acme": {"mb_per_hr": 200, "burst_mb": 50}}')
+    with pytest.raises(ValidationError, match="mb_per_hr"):
+        IngestSettings()
 
 
 def test_inconsistent_settings_are_refused() -> None:

@@ -5,44 +5,33 @@
 A tenant may ask `burst` questions at once and `per_minute` a minute after that; a question over its rate
 is rejected with when to try again, before any classifier runs. Pure: the clock is handed in.
 
-The buckets live in each guard instance. With N instances in the consumer group, a tenant whose
-questions spread over their partitions gets up to N times its rate. A decision is remembered by event
-id, so a question delivered again gets the same decision and does not take a second token.
+The buckets live in each guard instance (ragbus.common.quotas): with N instances in the consumer group,
+a tenant whose questions spread over their partitions gets up to N times its rate. A decision is
+remembered by event id, so a question delivered again gets the same decision and takes no second token.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ragbus.common.quotas import TokenBuckets
 from ragbus.guard.policy import Policies, RateLimit
 
 
 @dataclass
 class RateLimiter:
-    remember: int = 10_000  # decisions kept for redeliveries
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # tenant -> (tokens, at)
-    _decided: OrderedDict[str, float | None] = field(default_factory=OrderedDict)
+    """Questions per tenant: a bucket of `burst` questions refilled at `per_minute` (ragbus.common.quotas)."""
+
+    buckets: TokenBuckets = field(default_factory=TokenBuckets)
 
     def take(self, key: str, tenant: str, limit: RateLimit, now: float) -> float | None:
         """None if the request identified by `key` may go on (a token taken), else the seconds until
         the tenant's next token."""
-        if key in self._decided:
-            return self._decided[key]
-        tokens, at = self._buckets.get(tenant, (float(limit.burst), now))
-        tokens = min(float(limit.burst), tokens + max(now - at, 0.0) * limit.per_minute / 60.0)
-        wait: float | None = None
-        if tokens >= 1.0:
-            tokens -= 1.0
-        else:
-            wait = (1.0 - tokens) * 60.0 / limit.per_minute
-        self._buckets[tenant] = (tokens, now)
-        self._decided[key] = wait
-        while len(self._decided) > self.remember:
-            self._decided.popitem(last=False)
-        return wait
+        return self.buckets.take(
+            key, tenant, per_s=limit.per_minute / 60.0, burst=float(limit.burst), now=now
+        )
 
 
 @dataclass

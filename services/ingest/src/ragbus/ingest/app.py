@@ -16,6 +16,7 @@ from ragbus.common.service import Clients, Service
 from ragbus.ingest import usecases
 from ragbus.ingest.adapters.files import FileReader
 from ragbus.ingest.adapters.wordpiece import load_tokenizer
+from ragbus.ingest.domain import ByteQuotas
 from ragbus.ingest.settings import IngestSettings
 from ragbus.ingest.usecases import IngestDeps
 
@@ -46,7 +47,10 @@ async def open_deps(settings: IngestSettings, clients: Clients) -> IngestDeps:
         from ragbus.ingest.adapters.injection_scan import ShieldsInjectionScanner
 
         scanner = await asyncio.to_thread(ShieldsInjectionScanner.load, settings.injection_threshold)
-    return IngestDeps(tokenizer=tokenizer, files=files, policy=settings.policy(), scanner=scanner)
+    quotas = ByteQuotas(settings.quotas) if settings.quotas else None
+    return IngestDeps(
+        tokenizer=tokenizer, files=files, policy=settings.policy(), scanner=scanner, quotas=quotas
+    )
 
 
 def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None = None) -> RagbusApp:

@@ -7,8 +7,12 @@ long as it does not move later chunk boundaries).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import (
@@ -21,6 +25,7 @@ from ragbus.common.events import (
     TextSpan,
 )
 from ragbus.common.ids import content_hash, record_id
+from ragbus.common.quotas import TokenBuckets
 from ragbus.ingest.chunking import ChunkingConfig, plan_chunks
 from ragbus.ingest.normalize import normalize_text
 from ragbus.ingest.ports import ChunkScan, Tokenizer
@@ -32,6 +37,62 @@ DELETED_VERSION = ""
 
 class EmptyDocument(PoisonMessage):
     """Nothing is left of the document once normalised: there is nothing to index."""
+
+
+class QuotaExceeded(PoisonMessage):
+    """The tenant has used up its ingest allowance for now: the document is dead-lettered with when it
+    would fit, and `ragbus dlq replay` sends it again (nothing is lost)."""
+
+
+_MB = 1_000_000
+
+
+class ByteQuota(BaseModel):
+    """A tenant's ingest allowance: `mb_per_hour` of document bytes, up to `burst_mb` at once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mb_per_hour: float = Field(gt=0)
+    burst_mb: float = Field(gt=0)
+
+
+def _size(n: int) -> str:
+    return f"{n} bytes" if n < 1000 else f"{n / 1000:.1f} kB" if n < _MB else f"{n / _MB:.1f} MB"
+
+
+@dataclass
+class ByteQuotas:
+    """Document bytes per tenant (INGEST_QUOTAS; `*` for every tenant not named), as token buckets
+    (ragbus.common.quotas): one tenant's bulk load cannot take the indexer from every other tenant."""
+
+    limits: Mapping[str, ByteQuota]
+    buckets: TokenBuckets = field(default_factory=TokenBuckets)
+    clock: Callable[[], float] = time.monotonic
+
+    def check(self, key: str, tenant: str, size: int) -> None:
+        """Take `size` bytes from the tenant's allowance for the request `key`, or raise QuotaExceeded."""
+        limit = self.limits.get(tenant) or self.limits.get("*")
+        if limit is None:
+            return
+        wait = self.buckets.take(
+            key,
+            tenant,
+            per_s=limit.mb_per_hour * _MB / 3600.0,
+            burst=limit.burst_mb * _MB,
+            now=self.clock(),
+            amount=float(size),
+        )
+        if wait is None:
+            return
+        if math.isinf(wait):
+            raise QuotaExceeded(
+                f"the document is {_size(size)}, more than tenant {tenant}'s ingest burst of "
+                f"{limit.burst_mb} MB (INGEST_QUOTAS): it can never fit; split it or raise the burst"
+            )
+        raise QuotaExceeded(
+            f"tenant {tenant} is over its ingest quota of {limit.mb_per_hour} MB an hour (INGEST_QUOTAS): "
+            f"this document ({_size(size)}) fits in {math.ceil(wait)} s; replay it then (`ragbus dlq replay`)"
+        )
 
 
 class DocumentTooLarge(PoisonMessage):

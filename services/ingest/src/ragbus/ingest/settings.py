@@ -13,6 +13,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from ragbus.common.settings import ServiceSettings, ragbus_home
 from ragbus.ingest.chunking import ChunkingConfig
+from ragbus.ingest.domain import ByteQuota
 
 # Room in a Kafka request for what is not the message value: key, headers (traceparent, content type),
 # record and batch framing.
@@ -79,6 +80,11 @@ class IngestSettings(ServiceSettings):
         description="the detector's score at which a chunk is flagged (0.5: the shipped model's own "
         "threshold, about 1% of clean documents flagged; higher flags fewer)",
     )
+
+    # Per tenant, how many document bytes it may index (a JSON object in the env, `*` for every tenant not
+    # named): `{"*": {"mb_per_hour": 200, "burst_mb": 50}}`. A document over the allowance is dead-lettered
+    # with when it would fit. None by default.
+    quotas: dict[str, ByteQuota] = Field(default_factory=dict, description="document bytes per tenant")
 
     @field_validator("allowed_roots", "denied_roots", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from ragbus.common.events import DocsChunked, DocsDeleted, DocsSubmitted, Metada
 from ragbus.common.logging import get_logger
 from ragbus.ingest.adapters.files import FileContent, FileReader
 from ragbus.ingest.domain import (
+    ByteQuotas,
     DocumentTooLarge,
     chunked_template,
     deletion,
@@ -48,6 +49,8 @@ class IngestDeps:
     loaders: LoaderRegistry = field(default_factory=default_registry)
     # Scans every chunk for instructions aimed at the model (INGEST_INJECTION_SCAN); None: no scan.
     scanner: InjectionScanner | None = None
+    # Document bytes per tenant (INGEST_QUOTAS); None: no quota.
+    quotas: ByteQuotas | None = None
 
 
 async def chunk_document(deps: IngestDeps, event: Envelope[DocsSubmitted]) -> list[DocsChunked]:
@@ -65,6 +68,9 @@ async def chunk_document(deps: IngestDeps, event: Envelope[DocsSubmitted]) -> li
     else:
         assert doc.uri is not None  # DocsSubmitted holds exactly one of text and uri
         content = await deps.files.aread(doc.uri)
+        size = len(content.data)
+    if deps.quotas is not None:
+        deps.quotas.check(str(event.id), event.tenantid, size)
     return await asyncio.to_thread(_chunk, deps, event, content)
 
 
