@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,25 @@ def test_init_makes_a_key_per_service_and_the_operator_readable_by_the_owner_onl
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     with pytest.raises(ValueError, match="not a principal name"):
         add_principal(directory, "../evil", topics=SUBMISSIONS, tenants=["x"])
+
+
+def test_init_brings_an_older_trust_file_up_to_the_services_grants_and_keeps_the_keys(tmp_path: Path) -> None:
+    """A trust file written before a service was given a topic (the orchestrator's queries.escalated)
+    must not leave that service refused after an upgrade; its key, and other principals, stay."""
+    directory = tmp_path / "trust"
+    init(directory)
+    path = directory / "trust.json"
+    before = json.loads(path.read_text())["principals"]
+    older = json.loads(path.read_text())
+    older["principals"]["orchestrator"]["topics"] = ["answers.drafted.v1", "answers.delta.v1", "*.dlq"]
+    path.write_text(json.dumps(older))
+    add_principal(directory, "acme-app", topics=SUBMISSIONS, tenants=["acme"])
+
+    assert init(directory) == []
+    after = json.loads(path.read_text())["principals"]
+    assert after["orchestrator"] == before["orchestrator"]  # the grants of this version, the same key
+    assert "queries.escalated.v1" in after["orchestrator"]["topics"]
+    assert after["acme-app"]["tenants"] == ["acme"]  # an application's grants are the operator's to set
 
 
 def test_the_key_must_start_with_the_events_tenant() -> None:

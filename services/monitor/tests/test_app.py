@@ -30,6 +30,7 @@ from ragbus.common.events import (
     DocsSubmitted,
     FeedbackRecorded,
     FeedbackSubmitted,
+    QueriesEscalated,
     QueriesRejected,
 )
 from ragbus.common.ids import record_id
@@ -82,7 +83,8 @@ def one_of_each(request_of: Callable[..., Any]) -> list[Envelope[Any]]:
         source="ragbus/orchestrator",
         seq=0,
     )
-    return [doc, chunked, indexed, deleted, *req.all, delta, rejected, feedback, recorded]
+    escalated = req.accepted.follow(QueriesEscalated(**dict(req.accepted.data)), source="ragbus/orchestrator")
+    return [doc, chunked, indexed, deleted, *req.all, escalated, delta, rejected, feedback, recorded]
 
 
 async def test_every_event_type_is_stored_once_even_when_delivered_twice(

@@ -19,13 +19,14 @@ from ragbus.common.events import (
     AnswersDrafted,
     DocsIndexed,
     QueriesAccepted,
+    QueriesEscalated,
     QueryOptions,
     StageTiming,
 )
 from ragbus.common.settings import RetrySettings
 from ragbus.common.telemetry import recording
 from ragbus.common.testing import Harness, Received, component_settings
-from ragbus.common.topics import ANSWERS_DELTA, ANSWERS_DRAFTED, QUERIES_ACCEPTED, Topics
+from ragbus.common.topics import ANSWERS_DELTA, ANSWERS_DRAFTED, QUERIES_ACCEPTED, QUERIES_ESCALATED, Topics
 from ragbus.orchestrator.adapters.answer_cache import VectorAnswerCache
 from ragbus.orchestrator.adapters.memory_store import VectorConversationMemory
 from ragbus.orchestrator.app import create_app
@@ -74,7 +75,7 @@ class Service:
             cache=cache,
             memory=memory,
         )
-        self.harness = Harness(create_app(settings, deps))
+        self.harness = Harness(create_app(settings, deps), watch=[QUERIES_ESCALATED])
 
     @property
     def drafted(self) -> list[Envelope[AnswersDrafted]]:
@@ -101,8 +102,14 @@ class Service:
             stages=[earlier],
         )
         event = await self.harness.send(query, tenant=tenant, source="test")
-        [answer] = [d for d in self.drafted if d.causationid == event.id]
+        # Answered by the fast lane, or by the model lane after an escalation (docs/cascade.md).
+        causes = {event.id, *(e.id for e in self.escalated if e.causationid == event.id)}
+        [answer] = [d for d in self.drafted if d.causationid in causes]
         return answer
+
+    @property
+    def escalated(self) -> list[Envelope[QueriesEscalated]]:
+        return self.harness.events(QUERIES_ESCALATED)
 
 
 @pytest.fixture
@@ -127,6 +134,7 @@ async def test_a_lookup_is_answered_at_tier_0_with_citations_and_no_model_call(s
     assert event.source == "ragbus/orchestrator"
     assert [s.stage for s in answer.stages] == ["input_guard", "retrieval", "generation"]
     assert all(s.service == "orchestrator" for s in answer.stages[1:])
+    assert service.escalated == []  # answered in the fast lane: no model lane involved
 
 
 async def test_a_why_question_escalates_to_the_model_and_the_event_says_why(service: Service) -> None:
@@ -143,6 +151,25 @@ async def test_a_why_question_escalates_to_the_model_and_the_event_says_why(serv
     assert answer.answer.endswith("Gustave Eiffel [1].")
     assert answer.citations[0].doc_id == "eiffel"
     assert answer.cascade.attempts[1].prompt_tokens > 0
+
+
+async def test_a_question_that_needs_the_model_is_handed_to_the_model_lane_once(service: Service) -> None:
+    """The fast lane (queries.accepted) stops before the model and escalates; the model lane
+    (queries.escalated) answers. The escalation is the accepted question as it was, and the answer
+    follows it, so a redelivery of either repeats the same ids (docs/cascade.md, "Two lanes")."""
+    async with service.harness:
+        drafted = await service.ask("Why was the Eiffel Tower built?")
+        [escalated] = service.escalated
+        asked = escalated.data
+        await service.harness.send_event(escalated)  # the model lane's input delivered again
+
+    assert escalated.source == "ragbus/orchestrator"
+    assert asked.question == "Why was the Eiffel Tower built?"
+    assert [s.stage for s in asked.stages] == ["input_guard"]  # the fast lane's work is not carried over
+    assert drafted.causationid == escalated.id
+    assert len(service.drafted) == 2
+    assert service.drafted[1].id == drafted.id  # the redelivery answers under the same id
+    assert len(service.model.calls) == 2  # a model called again on redelivery, as before the lanes
 
 
 async def test_max_tier_0_never_calls_the_model(service: Service) -> None:

@@ -422,3 +422,27 @@ def test_a_small_context_window_keeps_the_best_sources_whole_and_drops_the_rest(
     prompt = messages[-1].content
     assert "[1] Source number 0." in prompt
     assert "Source number 1." not in prompt  # 588 characters hold one readable source, not five stubs
+
+
+async def test_deferring_models_stops_where_a_model_would_be_called_and_answers_what_needs_none() -> None:
+    model = FakeChatModel()
+    chat = [tier(model)]
+    why = "Why was the Eiffel Tower built?"
+    deferred = await run_cascade(
+        why, HITS, options=QueryOptions(), policy=POLICY, tiers=chat, defer_models=True
+    )
+    assert deferred.deferred
+    assert deferred.cascade.tier == 1
+    assert model.calls == []  # the model lane calls it
+    # What needs no model is answered as before: a lookup, a request capped at tier 0, nothing found.
+    for question, options, hits in (
+        (LOOKUP, QueryOptions(), HITS),
+        (why, QueryOptions(max_tier=0), HITS),
+        (why, QueryOptions(), []),
+    ):
+        r = await run_cascade(question, hits, options=options, policy=POLICY, tiers=chat, defer_models=True)
+        assert not r.deferred, question
+        assert r.cascade.tier == 0
+    assert model.calls == []
+    assert not (await run_cascade(why, HITS, options=QueryOptions(), policy=POLICY, tiers=chat)).deferred
+    assert len(model.calls) == 1

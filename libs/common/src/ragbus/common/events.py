@@ -280,6 +280,13 @@ class QueriesAccepted(_QueryEvent):
     stages: list[StageTiming] = Field(default_factory=list)
 
 
+class QueriesEscalated(QueriesAccepted):
+    """An accepted question whose answer needs a model tier: the orchestrator's model lane takes it, so
+    that questions answered without a model never queue behind a model call (docs/cascade.md)."""
+
+    topic: ClassVar[str] = topics.QUERIES_ESCALATED
+
+
 class QueriesRejected(_QueryEvent):
     """A question the input guard refused; an `answers.completed` with status `blocked` follows."""
 
@@ -461,6 +468,7 @@ EVENT_TYPES: tuple[type[EventData], ...] = (
     QueriesSubmitted,
     QueriesAccepted,
     QueriesRejected,
+    QueriesEscalated,
     AnswersDrafted,
     AnswersDelta,
     AnswersCompleted,

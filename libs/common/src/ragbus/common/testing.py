@@ -112,7 +112,14 @@ class Harness:
         published = [self.topics.strip(t) for p in self.broker.publishers if (t := getattr(p, "topic", ""))]
         read = [self.topics.strip(t) for s in self.broker.subscribers for t in getattr(s, "topic_names", ())]
         letters = [t + DLQ_SUFFIX for t in dict.fromkeys(read) if not t.endswith(DLQ_SUFFIX)]
-        names = [n for n in dict.fromkeys([*published, *watch]) if n not in read and n not in letters]
+        # A topic the app reads is recorded only when asked (`watch=`): one it hands to itself (the
+        # orchestrator's escalations) is then seen by the test as well.
+        watched = set(watch)
+        names = [
+            n
+            for n in dict.fromkeys([*published, *watch])
+            if (n not in read or n in watched) and n not in letters
+        ]
         self._received = {name: record(self.broker, self.topics(name)) for name in names}
         # One collector for every dead-letter topic: `dead` keeps the order the letters were written in.
         self.dead = record(self.broker, *(self.topics(n) for n in letters)) if letters else []

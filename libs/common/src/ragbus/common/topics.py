@@ -17,6 +17,7 @@ DOCS_INDEXED: Final = "docs.indexed.v1"
 QUERIES_SUBMITTED: Final = "queries.submitted.v1"
 QUERIES_ACCEPTED: Final = "queries.accepted.v1"
 QUERIES_REJECTED: Final = "queries.rejected.v1"
+QUERIES_ESCALATED: Final = "queries.escalated.v1"
 ANSWERS_DRAFTED: Final = "answers.drafted.v1"
 ANSWERS_DELTA: Final = "answers.delta.v1"
 ANSWERS_COMPLETED: Final = "answers.completed.v1"
@@ -31,6 +32,7 @@ ALL: Final = (
     QUERIES_SUBMITTED,
     QUERIES_ACCEPTED,
     QUERIES_REJECTED,
+    QUERIES_ESCALATED,
     ANSWERS_DRAFTED,
     ANSWERS_DELTA,
     ANSWERS_COMPLETED,

@@ -64,7 +64,7 @@ SERVICE_TOPICS: Mapping[str, tuple[str, ...]] = {
     "ingest": (topics.DOCS_CHUNKED,),
     "embed": (topics.DOCS_INDEXED,),
     "guard": (topics.QUERIES_ACCEPTED, topics.QUERIES_REJECTED, topics.ANSWERS_COMPLETED),
-    "orchestrator": (topics.ANSWERS_DRAFTED, topics.ANSWERS_DELTA),
+    "orchestrator": (topics.QUERIES_ESCALATED, topics.ANSWERS_DRAFTED, topics.ANSWERS_DELTA),
     "monitor": (topics.FEEDBACK_RECORDED,),
 }
 DEAD_LETTERS = "*" + DLQ_SUFFIX
@@ -380,4 +380,12 @@ def init(directory: Path) -> list[str]:
         if name not in known or not (directory / f"{name}.key").exists():
             add_principal(directory, name, topics=grants, tenants=[ANY], replace=True)
             made.append(name)
+    # The stack's own grants are the code's: a version that adds a topic to a service (the orchestrator's
+    # `queries.escalated`) must not find it refused by a trust file an older version wrote. Keys are kept.
+    principals = json.loads(path.read_text())["principals"]
+    stale = {n for n, g in wanted.items() if principals[n]["topics"] != sorted(set(g))}
+    if stale:
+        for name in stale:
+            principals[name]["topics"] = sorted(set(wanted[name]))
+        _save(path, principals)
     return made

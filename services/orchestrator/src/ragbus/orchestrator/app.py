@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
+from typing import Any
 
 from ragbus.common import topics
 from ragbus.common.app import RagbusApp
@@ -20,6 +21,7 @@ from ragbus.common.events import (
     AnswersDrafted,
     DocsIndexed,
     QueriesAccepted,
+    QueriesEscalated,
 )
 from ragbus.common.service import Clients, Service
 from ragbus.orchestrator import usecases
@@ -102,15 +104,28 @@ def create_app(
         settings,
         deps=deps,
         open_deps=partial(open_deps, settings),
-        publishes=[AnswersDrafted, AnswersDelta],
+        publishes=[QueriesEscalated, AnswersDrafted, AnswersDelta],
     )
 
-    @service.subscriber(topics.QUERIES_ACCEPTED, concurrent=True)
-    async def on_accepted(event: Envelope[QueriesAccepted]) -> None:
+    # Two lanes, each on a topic of its own, so a question answered without a model never waits on a
+    # partition behind a model call (docs/cascade.md): the fast lane answers what it can and escalates
+    # the rest to the model lane.
+    def deltas(event: Envelope[Any]) -> usecases.Publish:
         async def delta(piece: AnswersDelta) -> object:  # for a request that streams; ids by `seq`
             return await service.bus.reply(event, piece, seq=piece.seq)
 
-        await service.bus.reply(event, await usecases.draft_answer(service.deps(), event, delta))
+        return delta
+
+    @service.subscriber(topics.QUERIES_ACCEPTED, concurrent=True)
+    async def on_accepted(event: Envelope[QueriesAccepted]) -> None:
+        drafted = await usecases.draft_answer(service.deps(), event, deltas(event), defer_models=True)
+        await service.bus.reply(event, drafted or QueriesEscalated(**dict(event.data)))
+
+    @service.subscriber(topics.QUERIES_ESCALATED, concurrent=True)
+    async def on_escalated(event: Envelope[QueriesEscalated]) -> None:
+        drafted = await usecases.draft_answer(service.deps(), event, deltas(event))
+        assert drafted is not None  # only the fast lane defers
+        await service.bus.reply(event, drafted)
 
     @service.subscriber(topics.ANSWERS_COMPLETED)
     async def on_completed(event: Envelope[AnswersCompleted]) -> None:

@@ -178,6 +178,7 @@ class CascadeResult:
     answer: str
     citations: list[Citation]
     cascade: Cascade
+    deferred: bool = False  # `defer_models`: a model tier would be called next; nothing was answered
 
 
 class AnswerStream(Protocol):
@@ -519,11 +520,15 @@ async def run_cascade(
     history: Sequence[Turn] = (),
     standalone: str | None = None,
     stream: AnswerStream | None = None,
+    defer_models: bool = False,
 ) -> CascadeResult:
     """Answer `question` from `hits` (source `[n]` = `hits[n-1]`), cheapest tier first; `dropped` is
     how many retrieved chunks were left out because ingest flagged them (policy `drop`). In a
     conversation, the chat tiers see the earlier turns (`history`), and tier 0 quotes for the
-    `standalone` question (a follow-up with the question it follows: ragbus.orchestrator.conversation)."""
+    `standalone` question (a follow-up with the question it follows: ragbus.orchestrator.conversation).
+
+    With `defer_models`, the cascade stops where it would call a model tier and returns a result with
+    `deferred` set: the caller hands the question to its model lane, which runs the cascade again."""
     run = _Run(history=history, stream=stream, options=options)
     if not hits:
         what = (
@@ -574,6 +579,10 @@ async def run_cascade(
             if skipped:
                 escalated.append(f"tier {n}: {skipped}")
                 continue
+            if defer_models:
+                return CascadeResult(
+                    "", [], Cascade(tier=n, reason="deferred to the model lane"), deferred=True
+                )
             accepted, why = await _chat(n, tiers[n - 1], question, hits, policy, run, benefit)
         if accepted:
             past = f"; escalated past {'; '.join(escalated)}" if escalated else ""

@@ -21,6 +21,7 @@ from ragbus.common.events import (
     Citation,
     DocsIndexed,
     QueriesAccepted,
+    QueriesEscalated,
     StageTiming,
 )
 from ragbus.common.logging import get_logger
@@ -60,6 +61,8 @@ class OrchestratorDeps:
 
 
 Publish = Callable[[AnswersDelta], Awaitable[object]]
+# A question to answer: as the guard accepted it (the fast lane), or escalated to the model lane.
+Accepted = Envelope[QueriesAccepted] | Envelope[QueriesEscalated]
 
 
 class DeltaStream:
@@ -112,20 +115,35 @@ class DeltaStream:
 
 
 async def draft_answer(
-    deps: OrchestratorDeps, event: Envelope[QueriesAccepted], publish: Publish | None = None
-) -> AnswersDrafted:
+    deps: OrchestratorDeps,
+    event: Accepted,
+    publish: Publish | None = None,
+    *,
+    defer_models: bool = False,
+) -> AnswersDrafted | None:
     """Answer the question from the tenant's documents only (the tenant comes from the envelope, never
-    the body). A request that asked to stream has its text published through `publish` as it comes."""
+    the body). A request that asked to stream has its text published through `publish` as it comes.
+
+    With `defer_models` (the fast lane) it answers only what needs no model call, and returns None for
+    a question that does: the caller escalates it to the model lane, which calls this again without.
+    Nothing is published or stored before that decision, so the model lane starts afresh (retrieval
+    again, tens of milliseconds against the seconds of a model call)."""
     stream = DeltaStream(event.data, publish) if publish is not None and event.data.options.stream else None
-    drafted = await _draft(deps, event, stream)
+    drafted = await _draft(deps, event, stream, defer_models=defer_models)
+    if drafted is None:
+        return None
     if stream is not None and not drafted.retrieve_only:
         await stream.finish(drafted.cascade.tier, drafted.answer)
     return drafted
 
 
 async def _draft(
-    deps: OrchestratorDeps, event: Envelope[QueriesAccepted], stream: DeltaStream | None
-) -> AnswersDrafted:
+    deps: OrchestratorDeps,
+    event: Accepted,
+    stream: DeltaStream | None,
+    *,
+    defer_models: bool,
+) -> AnswersDrafted | None:
     query, policy, options = event.data, deps.policy, event.data.options
     stages = list(query.stages)
     history: list[Turn] = []
@@ -150,6 +168,8 @@ async def _draft(
     expansion = Expansion()
     # A request capped at tier 0 asked for no model at all: no expansion either.
     if policy.expansion.mode != "off" and deps.chat_tiers and options.max_tier != 0:
+        if defer_models:  # expansion asks tier 1: that is the model lane's work
+            return None
         with stage("expansion", SERVICE, stages, **{"ragbus.expansion.mode": policy.expansion.mode}):
             expansion = await expand(deps.chat_tiers[0], searched, policy.expansion)
     top_k = options.top_k or policy.top_k
@@ -205,7 +225,12 @@ async def _draft(
             policy=policy.cascade,
             tiers=deps.chat_tiers,
             dropped=len(retrieval.hits) - len(hits),
+            defer_models=defer_models,
         )
+        if result.deferred:
+            span.set_attribute("ragbus.cascade.deferred", True)
+            log.info("escalated to the model lane", retrieved=len(retrieval.hits))
+            return None
         span.set_attributes(
             {
                 "ragbus.cascade.tier": result.cascade.tier,
