@@ -153,7 +153,9 @@ async def _stop_services_of_lost_log(settings: StackSettings) -> None:
     services = services_process(settings.up_health_port, home=settings.home)
     if (await services.status()).state == "stopped":
         return
-    stopped = await services.stop()
+    # A short grace: with the broker gone there is nothing to commit or leave, and a graceful stop would
+    # spend its whole grace retrying the dead broker.
+    stopped = await services.stop(grace_s=3.0)
     _line("services", "stopped", f"pid {stopped.pid} was consuming the lost log; they start again below")
 
 
