@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,11 @@ from ragbus.common.events import (
     AnswersDelta,
     Cascade,
     Citation,
+    DeadLetter,
     DocsIndexed,
     FeedbackRecorded,
+    QueriesAccepted,
+    QueriesEscalated,
 )
 
 from .conftest import FakeStack
@@ -277,3 +281,35 @@ async def test_a_closed_stdout_ends_ask_quietly_not_as_a_broker_error(fake_stack
     await task
     assert done.stderr.decode() == ""  # neither "cannot reach the Kafka broker" nor a traceback
     assert done.returncode == 141
+
+
+async def test_a_question_dead_lettered_in_the_model_lane_is_an_error_not_a_wait(
+    fake_stack: FakeStack,
+) -> None:
+    """The orchestrator's model lane reads `queries.escalated`: its dead letters are the asker's too."""
+
+    async def fail_in_the_model_lane() -> None:
+        asked = await fake_stack.request(topics.QUERIES_SUBMITTED)
+        accepted = asked.follow(QueriesAccepted(**dict(asked.data)), source="ragbus/guard")
+        escalated = accepted.follow(QueriesEscalated(**dict(accepted.data)), source="ragbus/orchestrator")
+        letter = DeadLetter(
+            original_topic=fake_stack.t(topics.QUERIES_ESCALATED),
+            service="orchestrator",
+            error_type="ValueError",
+            reason="the model lane could not read it",
+            attempts=3,
+            failed_at=datetime.now(UTC),
+        )
+        assert fake_stack._producer is not None
+        await fake_stack._producer.send_and_wait(
+            fake_stack.t.dlq(topics.QUERIES_ESCALATED),
+            escalated.to_bytes(),
+            key=escalated.key,
+            headers=[(k, v.encode()) for k, v in letter.to_headers().items()],
+        )
+
+    task = asyncio.create_task(fail_in_the_model_lane())
+    result = await fake_stack.cli("ask", "Why does poison go to the dead-letter topic?", "--timeout", "60")
+    await task
+    assert result.exit_code == 1, result.output
+    assert "orchestrator could not process it (ValueError): the model lane could not read it" in result.output

@@ -62,6 +62,7 @@ _REQUEST_PATH = (
     topics.DOCS_CHUNKED,
     topics.QUERIES_SUBMITTED,
     topics.QUERIES_ACCEPTED,
+    topics.QUERIES_ESCALATED,
     topics.ANSWERS_DRAFTED,
     topics.FEEDBACK_SUBMITTED,
 )
