@@ -48,8 +48,7 @@ import asyncpg
 
 from ragbus.client.client import Document, RagbusClient
 from ragbus.common.events import QueryOptions
-from ragbus.common.settings import DEFAULT_DATABASE_URL, KafkaSettings
-from ragbus.stack.settings import monitor_schema_for
+from ragbus.common.settings import DEFAULT_DATABASE_URL, KafkaSettings, monitor_schema_for
 
 SCENARIOS = (
     "ingest",

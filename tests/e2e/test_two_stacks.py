@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from ragbus.common.settings import monitor_schema_for
 from ragbus.stack.process import free_port
-from ragbus.stack.settings import monitor_schema_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.model, pytest.mark.timeout(900)]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ragbus.common.settings import DEFAULT_DATABASE_URL
+from ragbus.common.settings import DEFAULT_DATABASE_URL, monitor_schema_for
 from ragbus.monitor.settings import MonitorSettings
-from ragbus.stack.settings import UP_HEALTH_PORT, StackSettings, monitor_schema_for
+from ragbus.stack.settings import UP_HEALTH_PORT, StackSettings
 
 VARIABLES = (
     "RAGBUS_HOME",

@@ -15,13 +15,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from click.testing import CliRunner
 
 from ragbus.common.admin import ensure_topics
-from ragbus.common.settings import KafkaSettings
+from ragbus.common.settings import KafkaSettings, monitor_schema_for
 from ragbus.common.topics import Topics
 from ragbus.stack import cli
 from ragbus.stack.broker import broker_handle, broker_process
 from ragbus.stack.postgres import postgres_status
 from ragbus.stack.process import free_port
-from ragbus.stack.settings import StackSettings, monitor_schema_for
+from ragbus.stack.settings import StackSettings
 from ragbus.stack.up import _kafka_env, services_env, services_process
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,7 +13,8 @@ import pytest
 
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import DocsSubmitted
-from ragbus.monitor.cli import parse_window, summary
+from ragbus.common.settings import monitor_schema_for
+from ragbus.monitor.cli import cli_settings, parse_window, summary
 from ragbus.monitor.domain import resubmission
 from ragbus.monitor.ports import EventRecord, EventStore
 from ragbus.monitor.usecases import redrive
@@ -93,3 +95,16 @@ def test_a_window_reads_as_a_time_span(text: str, span: timedelta) -> None:
 def test_a_window_that_is_no_span_is_a_clear_error(text: str) -> None:
     with pytest.raises(click.BadParameter, match="time span"):
         parse_window(text)
+
+
+def test_the_cli_reads_the_record_of_this_ragbus_home_unless_told_another_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAGBUS_HOME", str(tmp_path / "second-stack"))
+    monkeypatch.delenv("MONITOR_DB_SCHEMA", raising=False)
+    assert cli_settings().db_schema == monitor_schema_for(
+        tmp_path / "second-stack"
+    )  # as `ragbus up` names it
+    assert cli_settings().db_schema.startswith("ragbus_second_stack_")
+    monkeypatch.setenv("MONITOR_DB_SCHEMA", "audit")
+    assert cli_settings().db_schema == "audit"

@@ -8,7 +8,9 @@ Shared infrastructure settings read their own environment, the same for every se
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +38,22 @@ def local_bootstrap() -> str:
 def ragbus_home() -> Path:
     """Where the embedded stack keeps its state (span file, vector store, pid files)."""
     return Path(os.environ.get("RAGBUS_HOME", Path.home() / ".ragbus")).expanduser()
+
+
+DEFAULT_MONITOR_SCHEMA = "ragbus"  # the monitor's own default (MonitorSettings.db_schema)
+
+
+def monitor_schema_for(home: Path) -> str:
+    """The monitor's schema for the stack of `home`: `ragbus` for the default ~/.ragbus, so the usual
+    single stack keeps its record where it always was; for any other home a name of its own, stable
+    across restarts (derived from the home's path), so two stacks sharing one PostgreSQL never write
+    into one audit log: `ragbus_<home's name>_<8 hex digits of its path's hash>`."""
+    home = home.expanduser().resolve()
+    if home == (Path.home() / ".ragbus").resolve():
+        return DEFAULT_MONITOR_SCHEMA
+    name = re.sub(r"[^a-z0-9]+", "_", home.name.lower()).strip("_")[:24]
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:8]
+    return "_".join(part for part in ("ragbus", name, digest) if part)
 
 
 def client_trust_settings() -> TrustSettings:

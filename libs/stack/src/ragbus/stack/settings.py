@@ -15,31 +15,19 @@ commands that start and stop the local stack need.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ragbus.common.settings import DEFAULT_DATABASE_URL, ragbus_home
+from ragbus.common.settings import (
+    DEFAULT_DATABASE_URL,
+    monitor_schema_for,
+    ragbus_home,
+)
 from ragbus.stack.model_server import DEFAULT_ALIAS, DEFAULT_MODEL, MODELS
 
 UP_HEALTH_PORT = 8079  # the runner's /healthz under `ragbus up` when RAGBUS_HEALTH_PORT is unset
-DEFAULT_MONITOR_SCHEMA = "ragbus"  # the monitor's own default (MonitorSettings.db_schema)
-
-
-def monitor_schema_for(home: Path) -> str:
-    """The monitor's schema for the stack of `home`: `ragbus` for the default ~/.ragbus, so the usual
-    single stack keeps its record where it always was; for any other home a name of its own, stable
-    across restarts (derived from the home's path), so two stacks sharing one PostgreSQL never write
-    into one audit log: `ragbus_<home's name>_<8 hex digits of its path's hash>`."""
-    home = home.expanduser().resolve()
-    if home == (Path.home() / ".ragbus").resolve():
-        return DEFAULT_MONITOR_SCHEMA
-    name = re.sub(r"[^a-z0-9]+", "_", home.name.lower()).strip("_")[:24]
-    digest = hashlib.sha256(str(home).encode()).hexdigest()[:8]
-    return "_".join(part for part in ("ragbus", name, digest) if part)
 
 
 class BrokerSettings(BaseModel):

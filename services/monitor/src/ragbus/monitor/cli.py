@@ -13,6 +13,7 @@ every consumer takes it for a redelivery (docs/errors.md, "Local durability").
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.errors import DependencyUnavailable
 from ragbus.common.kafka import client_options
 from ragbus.common.letters import Letter
-from ragbus.common.settings import KafkaSettings, client_trust_settings
+from ragbus.common.settings import KafkaSettings, client_trust_settings, monitor_schema_for, ragbus_home
 from ragbus.common.topics import Topics
 from ragbus.common.trust import OPERATOR, signer_for
 from ragbus.monitor.adapters.postgres import PostgresEventStore
@@ -38,6 +39,15 @@ DEFAULT_WINDOW = timedelta(hours=24)
 DEFAULT_LIMIT = 100_000
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def cli_settings() -> MonitorSettings:
+    """The monitor's settings for a command on this machine: MONITOR_* as set, and when the schema is
+    not, that of the stack of this RAGBUS_HOME (`ragbus up` names it so; `ragbus` for ~/.ragbus)."""
+    settings = MonitorSettings()
+    if "MONITOR_DB_SCHEMA" in os.environ:
+        return settings
+    return settings.model_copy(update={"db_schema": monitor_schema_for(ragbus_home())})
 
 
 def parse_window(text: str) -> timedelta:
@@ -120,7 +130,7 @@ def letter_of(record: DeadLetterRecord) -> Letter:
 async def letters_on_record(dlq_topics: Sequence[str]) -> list[Letter]:
     """`ragbus dlq --from-record` (the `ragbus.letters` entry point): the dead letters of these `.dlq`
     topics on the monitor's record (MONITOR_DATABASE_URL, MONITOR_DB_SCHEMA), by topic, oldest first."""
-    store = await PostgresEventStore.open(MonitorSettings())
+    store = await PostgresEventStore.open(cli_settings())
     try:
         return [letter_of(r) for topic in dlq_topics for r in await store.dead_letters(topic)]
     finally:
@@ -136,7 +146,7 @@ async def redrive_after_broker_loss(database_url: str, schema: str, kafka: Kafka
 
 
 def _run(window: timedelta, limit: int, publish: bool) -> Redriven:
-    settings = MonitorSettings()
+    settings = cli_settings()
     try:
         return asyncio.run(
             run_journal(settings, KafkaSettings(), window=window, limit=limit, publish=publish)
