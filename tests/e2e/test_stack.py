@@ -191,6 +191,14 @@ async def test_tier_one_runs_on_the_real_local_model(stack: Stack, indexed_docs:
         assert cascade.tier == 0, cascade
         assert f"tier 1: {model_attempt.reason}" in cascade.reason
         assert "kept the answer of tier 0" in cascade.reason
+    # The fast lane handed it to the model lane once, and the draft follows that hand-over.
+    flow = await stack.wait_rows(
+        "SELECT count(*) FROM events WHERE correlation_id = $1 AND type = ANY($2::text[])",
+        result.answer.query_id,
+        ["io.ragbus.queries.escalated.v1", "io.ragbus.answers.drafted.v1"],
+        expect=2,
+    )
+    assert flow == 2
 
 
 async def test_a_streamed_answer_arrives_in_order_and_ends_as_the_checked_answer(
