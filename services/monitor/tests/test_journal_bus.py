@@ -142,3 +142,8 @@ async def test_dead_letters_are_listed_and_replayed_from_the_record(
     assert sent[trust.PRINCIPAL_HEADER] == b"acme-app"  # the producer's signature, not the guard's
     assert sent[trust.SIGNATURE_HEADER] == b"app-signature"
     assert not any(k.startswith("x-ragbus-dlq-") for k in sent)
+    # After a fresh broker, `ragbus up` says they are still on record, and where to read them.
+    said = await redrive_after_broker_loss(
+        settings.database_url.get_secret_value(), settings.db_schema, kafka_settings
+    )
+    assert said == "nothing unfinished on record; 1 dead letter on record: `ragbus dlq --from-record`"

@@ -142,7 +142,18 @@ async def redrive_after_broker_loss(database_url: str, schema: str, kafka: Kafka
     that has no outcome on record was on the lost log; publish it again and say what."""
     settings = MonitorSettings(database_url=database_url, db_schema=schema, migrate_on_startup=True)
     found = await run_journal(settings, kafka, window=DEFAULT_WINDOW, limit=DEFAULT_LIMIT, publish=True)
-    return summary(found, "re-drove")
+    said = summary(found, "re-drove")
+    store = await PostgresEventStore.open(settings)
+    try:  # the dead letters went with the log: they stay readable from the record
+        t = Topics(kafka.topic_prefix)
+        letters = sum(
+            [len(await store.dead_letters(name)) for name in t.all_with_dlq if name.endswith(".dlq")]
+        )
+    finally:
+        await store.aclose()
+    if letters:
+        said += f"; {letters} dead letter{'s' if letters != 1 else ''} on record: `ragbus dlq --from-record`"
+    return said
 
 
 def _run(window: timedelta, limit: int, publish: bool) -> Redriven:
