@@ -209,8 +209,9 @@ async def test_down_says_how_many_queued_events_are_lost_with_the_broker(
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[3] == (
-        "  broker: 5 queued events no service has processed will be lost (the local broker keeps them in "
-        "memory only): docs.submitted.v1 3 (ingest), answers.completed.v1 2 (unread)"
+        "  broker: 5 queued events no service has processed go with the broker (it keeps them in memory "
+        "only): docs.submitted.v1 3 (ingest), answers.completed.v1 2 (unread); the next `ragbus up` "
+        "re-drives the submissions among them from the monitor's record (`ragbus journal`)"
     )
     assert lines[4] == f"  broker: stopped (pid {running.pid})"
 

@@ -324,7 +324,8 @@ async def down(settings: StackSettings) -> None:
 
 
 async def _warn_of_backlog(broker: ManagedProcess) -> None:
-    """Say what the in-memory broker still holds that no service has processed: it is lost with it."""
+    """Say what the in-memory broker still holds that no service has processed: it goes with the broker,
+    and the next `up` re-drives the submissions among it from the monitor's record."""
     found = await broker.status()
     if found.state != "running" or found.address is None:
         return
@@ -340,8 +341,9 @@ async def _warn_of_backlog(broker: ManagedProcess) -> None:
         f" and {len(queued) - 4} more" if len(queued) > 4 else ""
     )
     click.echo(
-        f"  broker: {total} queued event{'' if total == 1 else 's'} no service has processed will be lost "
-        f"(the local broker keeps them in memory only): {shown}"
+        f"  broker: {total} queued event{'' if total == 1 else 's'} no service has processed go with the "
+        f"broker (it keeps them in memory only): {shown}; the next `ragbus up` re-drives the submissions "
+        "among them from the monitor's record (`ragbus journal`)"
     )
 
 
