@@ -49,6 +49,7 @@ import asyncpg
 from ragbus.client.client import Document, RagbusClient
 from ragbus.common.events import QueryOptions
 from ragbus.common.settings import DEFAULT_DATABASE_URL, KafkaSettings, monitor_schema_for
+from ragbus.common.testing import TcpProxy
 
 SCENARIOS = (
     "ingest",
@@ -134,48 +135,6 @@ async def settled(record: Record, query: str, tenant: str, expect: int, timeout:
         await asyncio.sleep(0.5)
 
 
-class TcpProxy:
-    """The stack's way to PostgreSQL: `cut()` refuses new connections and drops the open ones, as a
-    database restart or a network partition would; `mend()` lets them through again on the same port."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def mend(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for w in list(self._writers):
-            w.close()
-        self._writers.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-
 class Stack:
     """The stack under test: `ragbus up` in its own home, on free ports, PostgreSQL through a proxy."""
 
@@ -183,9 +142,9 @@ class Stack:
         self.home = home
         self.up_args = ("up", "--detach") if model else ("up", "--detach", "--no-model")
         self.cut_s = cut_s
-        url = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
-        self.proxy = TcpProxy((url.hostname or "127.0.0.1", url.port or 5432))
-        netloc = url.netloc.rsplit("@", 1)[0] + "@" if "@" in url.netloc else ""
+        database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+        url = urlsplit(database_url)
+        self.proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432, port=free_port())
         self.env = {
             **os.environ,
             "RAGBUS_HOME": str(home),
@@ -193,7 +152,7 @@ class Stack:
             "RAGBUS_MODEL_PORT": str(free_port()),
             "RAGBUS_HEALTH_PORT": str(free_port()),
             "INGEST_ALLOWED_ROOTS": str(home),
-            "DATABASE_URL": url._replace(netloc=f"{netloc}127.0.0.1:{self.proxy.port}").geturl(),
+            "DATABASE_URL": self.proxy.url(database_url),
         }
         self.env.pop("KAFKA_BOOTSTRAP", None)  # `ragbus up` starts its broker; clients find it by its port
         self.extras: list[asyncio.subprocess.Process] = []
@@ -231,9 +190,9 @@ class Stack:
         """SIGKILL the target (or cut the database) and bring it back; the seconds until it is back."""
         start = time.monotonic()
         if target == "database":
-            await self.proxy.cut()
+            await self.proxy.stop()
             await asyncio.sleep(self.cut_s)
-            await self.proxy.mend()
+            await self.proxy.start()
             print(f"  database cut for {self.cut_s:.0f} s, then mended", flush=True)
             return time.monotonic() - start
         pid = self.extras[0].pid if target == "instance" else pid_of(self.home, target)
@@ -350,7 +309,7 @@ async def main_async(args: argparse.Namespace) -> int:
     os.environ.pop("KAFKA_BOOTSTRAP", None)
     os.environ.update({k: stack.env[k] for k in ("RAGBUS_HOME", "RAGBUS_BROKER_PORT")})
     record = Record(monitor_schema_for(home))
-    await stack.proxy.mend()
+    await stack.proxy.start()
     await stack.up()
     rows = []
     try:
@@ -375,7 +334,7 @@ async def main_async(args: argparse.Namespace) -> int:
     finally:
         await stack.stop_extras()
         await asyncio.to_thread(ragbus, "down", env=stack.env, check=False)
-        await stack.proxy.cut()
+        await stack.proxy.stop()
     head = f"{'submitted':>9} {'completed':>9} {'lost':>5} {'dup':>4} {'seconds':>8} {'restart':>8}"
     print(f"\n{'scenario':36} {head}")
     for r in rows:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 
 from ragbus.client.cli import main
@@ -16,6 +16,7 @@ from ragbus.common.admin import ensure_topics
 from ragbus.common.events import DeadLetter
 from ragbus.common.kafka import client_options
 from ragbus.common.settings import KafkaSettings
+from ragbus.common.testing import read_topic, read_topic_until
 from ragbus.common.topics import DOCS_SUBMITTED, QUERIES_SUBMITTED, Topics
 
 pytestmark = pytest.mark.integration
@@ -50,37 +51,19 @@ async def dead_letter(kafka: KafkaSettings, base: str, value: bytes, offset: int
         await producer.stop()
 
 
-async def read_all(kafka: KafkaSettings, topic: str) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
-    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        # Every partition of the topic (KAFKA_PARTITIONS of them), in partition order.
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        out = []
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
-                    out += [(r.key, r.value, dict(r.headers)) for r in records]
-        return out
-    finally:
-        await consumer.stop()
+Row = tuple[bytes | None, bytes, dict[str, bytes]]
 
 
-async def read_until(
-    kafka: KafkaSettings, topic: str, count: int, timeout: float = 15
-) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
-    """`read_all`, again until it holds `count` records or the time is up (a broker under load may
-    report a partition's end a moment after the write)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    found = await read_all(kafka, topic)
-    while len(found) < count and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.2)
-        found = await read_all(kafka, topic)
-    return found
+def rows(records: list[Any]) -> list[Row]:
+    return [(r.key, r.value, dict(r.headers)) for r in records]
+
+
+async def read_all(kafka: KafkaSettings, topic: str) -> list[Row]:
+    return rows(await read_topic(kafka, topic))
+
+
+async def read_until(kafka: KafkaSettings, topic: str, count: int) -> list[Row]:
+    return rows(await read_topic_until(kafka, topic, count))
 
 
 async def test_letters_are_listed_and_each_message_replayed_once(kafka_settings: KafkaSettings) -> None:
@@ -145,7 +128,6 @@ async def test_the_cli_lists_letters_with_their_reason_and_replays_them(
 
 async def _invoke(runner: CliRunner, args: list[str], env: dict[str, str]) -> Any:
     # The CLI runs its own event loop (asyncio.run), so it runs in a thread beside the test's loop.
-    import asyncio
 
     return await asyncio.to_thread(runner.invoke, main, args, env=env)
 

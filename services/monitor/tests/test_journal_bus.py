@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from click.testing import CliRunner
 
 from ragbus.client.cli import main
 from ragbus.common import trust
 from ragbus.common.envelope import Envelope, parse_event
 from ragbus.common.events import DeadLetter
-from ragbus.common.kafka import client_options
 from ragbus.common.settings import KafkaSettings
+from ragbus.common.testing import read_topic_until
 from ragbus.common.topics import QUERIES_SUBMITTED, Topics
 from ragbus.monitor.adapters.postgres import PostgresEventStore
 from ragbus.monitor.cli import redrive_after_broker_loss
@@ -26,28 +25,6 @@ from ragbus.monitor.ports import EventRecord
 from ragbus.monitor.settings import MonitorSettings
 
 pytestmark = pytest.mark.integration
-
-
-async def read_all(kafka: KafkaSettings, topic: str, *, at_least: int = 1) -> list[Any]:
-    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        records: list[Any] = []
-        for _ in range(20):
-            for batch in (await consumer.getmany(timeout_ms=250)).values():
-                records += batch
-            if len(records) >= at_least:
-                await asyncio.sleep(0.5)  # and nothing more comes
-                for batch in (await consumer.getmany(timeout_ms=250)).values():
-                    records += batch
-                break
-        return records
-    finally:
-        await consumer.stop()
 
 
 @pytest.fixture
@@ -77,7 +54,7 @@ async def test_after_a_fresh_broker_the_unfinished_submissions_are_published_aga
 
     assert said == "re-drove 1 submission with no outcome (queries.submitted.v1 1)"
     topic = Topics(kafka_settings.topic_prefix)(QUERIES_SUBMITTED)
-    [record] = await read_all(kafka_settings, topic)
+    [record] = await read_topic_until(kafka_settings, topic, 1)
     again = parse_event(record.value)
     assert (again.id, again.digest, record.key) == (
         lost.submitted.id,
@@ -136,7 +113,7 @@ async def test_dead_letters_are_listed_and_replayed_from_the_record(
     replayed = await asyncio.to_thread(CliRunner().invoke, main, ["dlq", "replay", "--from-record"], env=env)
     assert replayed.exit_code == 0, replayed.output
     assert "replayed 1 message" in replayed.output
-    [record] = await read_all(kafka_settings, t(QUERIES_SUBMITTED))
+    [record] = await read_topic_until(kafka_settings, t(QUERIES_SUBMITTED), 1)
     assert (record.value, record.key) == (question.to_bytes(), question.key)
     sent = dict(record.headers)
     assert sent[trust.PRINCIPAL_HEADER] == b"acme-app"  # the producer's signature, not the guard's

@@ -30,7 +30,7 @@ from opentelemetry.trace import SpanKind
 
 from ragbus.common import topics
 from ragbus.common.admin import ensure_topics
-from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, EnvelopeAttributes, parse_event
+from ragbus.common.envelope import Envelope, EnvelopeAttributes, parse_event
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import (
     AnswersCompleted,
@@ -52,7 +52,7 @@ from ragbus.common.logging import get_logger
 from ragbus.common.middleware import admit
 from ragbus.common.settings import KafkaSettings, TelemetrySettings, client_trust_settings
 from ragbus.common.telemetry import tracer_provider
-from ragbus.common.trust import OPERATOR, Trust, TrustSettings
+from ragbus.common.trust import OPERATOR, Trust, TrustSettings, publish_headers
 
 log = get_logger("ragbus.client")
 # Topics whose dead letters can belong to a client request.
@@ -407,12 +407,9 @@ class RagbusClient:
         assert self._producer is not None, "use `async with RagbusClient()` or call start() first"
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # W3C traceparent: the stack's spans join the caller's trace
-        headers = [("content-type", CE_CONTENT_TYPE.encode())] + [(k, v.encode()) for k, v in carrier.items()]
         topic = self.t(type(event.data).topic)
         value = event.to_bytes()
-        if self.trust.signer is not None:
-            signed = self.trust.signer.headers(topic, event.key, value)
-            headers += [(k, v.encode()) for k, v in signed.items()]
+        headers = publish_headers(self.trust.signer, topic, event.key, value, carrier)
         await self._producer.send_and_wait(topic, value, key=event.key, headers=headers)
 
     # --- replies -----------------------------------------------------------------------------------

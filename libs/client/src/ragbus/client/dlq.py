@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from ragbus.client.plugins import plugged_in
 from ragbus.common import topics
 from ragbus.common.admin import ensure_topics
 from ragbus.common.kafka import client_options
@@ -94,7 +94,7 @@ async def record_letters(settings: KafkaSettings, bases: Sequence[str] = ()) -> 
     """The dead letters on the monitor's record (they outlive a broker that lost its log), oldest first.
     LookupError when no installed package provides the record."""
     names = dlq_topics(Topics(settings.topic_prefix), bases)
-    hook = next((ep for ep in entry_points(group=RECORD_GROUP) if ep.name == "record"), None)
+    hook = plugged_in(RECORD_GROUP).get("record")
     if hook is None:
         raise LookupError("the monitor's record is read by ragbus-monitor, which is not installed")
     letters: list[Letter] = await hook.load()(names)

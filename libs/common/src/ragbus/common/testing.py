@@ -8,17 +8,24 @@
 
 The harness records, from before the broker starts, every topic the app declares it publishes and the
 dead-letter topic of every topic it reads (`dead`: all of them, in order); `watch=` adds others.
+
+For tests and benchmarks against real services: `read_topic` reads a topic of a real broker from its
+start, and `TcpProxy` stands between a client and a server, to cut the connection and mend it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from faststream import TestApp
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
@@ -29,6 +36,7 @@ from ragbus.common.broker import raw_decoder
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, EnvelopeAttributes, parse_event
 from ragbus.common.events import DeadLetter, EventData
 from ragbus.common.imports import ML_IMPORT_LOCK
+from ragbus.common.kafka import client_options
 from ragbus.common.settings import KafkaSettings, RetrySettings, ServiceSettings, TelemetrySettings
 from ragbus.common.topics import DLQ_SUFFIX, Topics
 
@@ -230,3 +238,91 @@ def assert_waits_for_ml_import_lock(load: Callable[[], object], *, held_s: float
         assert not loaded.wait(held_s)  # held here: the load cannot start importing or building
     assert loaded.wait(60)
     worker.join()
+
+
+# --- against real services ----------------------------------------------------------------------------
+
+
+async def read_topic(kafka: KafkaSettings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of a topic on a real broker, from its start to its end as of now, in partition order."""
+    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        # Every partition of the topic (KAFKA_PARTITIONS of them), in partition order.
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                    out += records
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def read_topic_until(
+    kafka: KafkaSettings, topic: str, count: int, timeout: float = 15
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """`read_topic`, again until it holds `count` records or the time is up (a broker under load may
+    report a partition's end a moment after the write)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    found = await read_topic(kafka, topic)
+    while len(found) < count and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        found = await read_topic(kafka, topic)
+    return found
+
+
+class TcpProxy:
+    """Forwards a loopback port to a server (PostgreSQL); `stop()` refuses new connections and cuts the
+    open ones, as a server restart or a network partition would; `start()` brings it back on the same
+    port (`port`: 0 picks a free one at the first start)."""
+
+    def __init__(self, target_host: str, target_port: int, *, port: int = 0) -> None:
+        self.target = (target_host, target_port)
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for w in list(self._writers):
+            w.close()
+        self._writers.clear()
+        if server is not None:
+            await server.wait_closed()  # after the cut: from Python 3.12 it waits for open connections
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    def url(self, database_url: str) -> str:
+        """`database_url` with its host and port replaced by the proxy's."""
+        parts = urlsplit(database_url)
+        netloc = parts.netloc.rsplit("@", 1)
+        host = f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))

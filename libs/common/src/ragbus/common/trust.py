@@ -40,7 +40,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragbus.common import topics
-from ragbus.common.envelope import EnvelopeAttributes
+from ragbus.common.envelope import CE_CONTENT_TYPE, EnvelopeAttributes
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import DLQ_HEADER_PREFIX
 from ragbus.common.topics import DLQ_SUFFIX
@@ -148,6 +148,18 @@ class Signer:
             PRINCIPAL_HEADER: self.principal,
             SIGNATURE_HEADER: base64.urlsafe_b64encode(signature).decode().rstrip("="),
         }
+
+
+def publish_headers(
+    signer: Signer | None, topic: str, key: bytes | None, value: bytes, extra: Mapping[str, str] | None = None
+) -> list[tuple[str, bytes]]:
+    """The headers of a ragbus record published from outside a service's broker (the client, the
+    journal's re-drive): its content type, `extra` (the trace context), and its signature when there is
+    a `signer` (trust on). Services sign in their middleware (ragbus.common.middleware)."""
+    headers = {"content-type": CE_CONTENT_TYPE, **(extra or {})}
+    if signer is not None:
+        headers |= signer.headers(topic, key, value)
+    return [(k, v.encode()) for k, v in headers.items()]
 
 
 def signer_for(settings: TrustSettings, default_principal: str) -> Signer | None:

@@ -21,13 +21,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
 
+from ragbus.client.plugins import plugged_in
 from ragbus.common import trust
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import Topics
@@ -161,7 +161,7 @@ async def _stop_services_of_lost_log(settings: StackSettings) -> None:
 
 async def _redrive(settings: StackSettings, bootstrap: str) -> None:
     """After a fresh local broker: publish again what users submitted that has no outcome on record."""
-    hook = next((ep for ep in entry_points(group="ragbus.journal") if ep.name == "redrive"), None)
+    hook = plugged_in("ragbus.journal").get("redrive")
     if hook is None:
         _line("journal", "off", "ragbus-monitor is not installed: unfinished work is not re-driven")
         return

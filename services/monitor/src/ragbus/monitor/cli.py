@@ -15,23 +15,25 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 from aiokafka import AIOKafkaProducer
 
+from ragbus.common import topics
 from ragbus.common.admin import ensure_topics
-from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
+from ragbus.common.envelope import Envelope
 from ragbus.common.errors import DependencyUnavailable
 from ragbus.common.kafka import client_options
 from ragbus.common.letters import Letter
 from ragbus.common.settings import KafkaSettings, client_trust_settings, monitor_schema_for, ragbus_home
 from ragbus.common.topics import Topics
-from ragbus.common.trust import OPERATOR, signer_for
+from ragbus.common.trust import OPERATOR, publish_headers, signer_for
 from ragbus.monitor.adapters.postgres import PostgresEventStore
-from ragbus.monitor.ports import DeadLetterRecord, EventRecord
+from ragbus.monitor.ports import DeadLetterRecord, EventRecord, EventStore
 from ragbus.monitor.settings import MonitorSettings
 from ragbus.monitor.usecases import Redriven, redrive
 
@@ -69,30 +71,33 @@ class _Publisher:
     async def __call__(self, event: Envelope[Any]) -> None:
         topic = self.topics(type(event.data).topic)
         value = event.to_bytes()
-        headers = [("content-type", CE_CONTENT_TYPE.encode())]
-        if self.signer is not None:
-            headers += [(k, v.encode()) for k, v in self.signer.headers(topic, event.key, value).items()]
+        headers = publish_headers(self.signer, topic, event.key, value)
         await self.producer.send_and_wait(topic, value, key=event.key, headers=headers)
 
 
-async def run_journal(
-    settings: MonitorSettings, kafka: KafkaSettings, *, window: timedelta, limit: int, publish: bool
-) -> Redriven:
-    """What the journal owes since `window` ago; with `publish`, published again (topics made first)."""
+@asynccontextmanager
+async def _record(settings: MonitorSettings) -> AsyncIterator[PostgresEventStore]:
     store = await PostgresEventStore.open(settings)
     try:
-        since = datetime.now(UTC) - window
-        if not publish:
-            return await redrive(store, _noop, since=since, limit=limit, dry_run=True)
-        publisher = _Publisher(kafka)
-        await ensure_topics(kafka, publisher.topics.all_with_dlq)  # a fresh broker: partitions as configured
-        await publisher.producer.start()
-        try:
-            return await redrive(store, publisher, since=since, limit=limit)
-        finally:
-            await publisher.producer.stop()
+        yield store
     finally:
         await store.aclose()
+
+
+async def run_journal(
+    store: EventStore, kafka: KafkaSettings, *, window: timedelta, limit: int, publish: bool
+) -> Redriven:
+    """What the journal owes since `window` ago; with `publish`, published again (topics made first)."""
+    since = datetime.now(UTC) - window
+    if not publish:
+        return await redrive(store, _noop, since=since, limit=limit, dry_run=True)
+    publisher = _Publisher(kafka)
+    await ensure_topics(kafka, publisher.topics.all_with_dlq)  # a fresh broker: partitions as configured
+    await publisher.producer.start()
+    try:
+        return await redrive(store, publisher, since=since, limit=limit)
+    finally:
+        await publisher.producer.stop()
 
 
 async def _noop(_: Envelope[Any]) -> None:
@@ -130,38 +135,32 @@ def letter_of(record: DeadLetterRecord) -> Letter:
 async def letters_on_record(dlq_topics: Sequence[str]) -> list[Letter]:
     """`ragbus dlq --from-record` (the `ragbus.letters` entry point): the dead letters of these `.dlq`
     topics on the monitor's record (MONITOR_DATABASE_URL, MONITOR_DB_SCHEMA), by topic, oldest first."""
-    store = await PostgresEventStore.open(cli_settings())
-    try:
+    async with _record(cli_settings()) as store:
         return [letter_of(r) for topic in dlq_topics for r in await store.dead_letters(topic)]
-    finally:
-        await store.aclose()
 
 
 async def redrive_after_broker_loss(database_url: str, schema: str, kafka: KafkaSettings) -> str:
     """For `ragbus up` when it started the local broker afresh: everything submitted in the last 24 h
     that has no outcome on record was on the lost log; publish it again and say what."""
     settings = MonitorSettings(database_url=database_url, db_schema=schema, migrate_on_startup=True)
-    found = await run_journal(settings, kafka, window=DEFAULT_WINDOW, limit=DEFAULT_LIMIT, publish=True)
+    t = Topics(kafka.topic_prefix)
+    async with _record(settings) as store:
+        found = await run_journal(store, kafka, window=DEFAULT_WINDOW, limit=DEFAULT_LIMIT, publish=True)
+        # The dead letters went with the log: they stay readable from the record.
+        letters = sum([len(await store.dead_letters(t.dlq(base))) for base in topics.ALL])
     said = summary(found, "re-drove")
-    store = await PostgresEventStore.open(settings)
-    try:  # the dead letters went with the log: they stay readable from the record
-        t = Topics(kafka.topic_prefix)
-        letters = sum(
-            [len(await store.dead_letters(name)) for name in t.all_with_dlq if name.endswith(".dlq")]
-        )
-    finally:
-        await store.aclose()
     if letters:
         said += f"; {letters} dead letter{'s' if letters != 1 else ''} on record: `ragbus dlq --from-record`"
     return said
 
 
 def _run(window: timedelta, limit: int, publish: bool) -> Redriven:
-    settings = cli_settings()
+    async def run() -> Redriven:
+        async with _record(cli_settings()) as store:
+            return await run_journal(store, KafkaSettings(), window=window, limit=limit, publish=publish)
+
     try:
-        return asyncio.run(
-            run_journal(settings, KafkaSettings(), window=window, limit=limit, publish=publish)
-        )
+        return asyncio.run(run())
     except DependencyUnavailable as exc:
         raise click.ClickException(f"the monitor's record cannot be read ({exc})") from None
 

@@ -119,7 +119,9 @@ def create_app(
     @service.subscriber(topics.QUERIES_ACCEPTED, concurrent=True)
     async def on_accepted(event: Envelope[QueriesAccepted]) -> None:
         drafted = await usecases.draft_answer(service.deps(), event, deltas(event), defer_models=True)
-        await service.bus.reply(event, drafted or QueriesEscalated(**dict(event.data)))
+        await service.bus.reply(
+            event, drafted if drafted is not None else QueriesEscalated(**dict(event.data))
+        )
 
     @service.subscriber(topics.QUERIES_ESCALATED, concurrent=True)
     async def on_escalated(event: Envelope[QueriesEscalated]) -> None:
