@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,14 +37,17 @@ from .conftest import FakeStack
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-def indexed(doc_id: str, *, chunks: int = 1, part: int = 0, parts: int = 1, removed: int = 0) -> DocsIndexed:
+def indexed(
+    doc_id: str, *, chunks: int = 1, part: int = 0, parts: int = 1, removed: int = 0, unchanged: int = 0
+) -> DocsIndexed:
     return DocsIndexed(
         doc_id=doc_id,
         version="v1",
         part=part,
         parts=parts,
         chunk_ids=[uuid.uuid4() for _ in range(chunks)],
-        upserted=chunks,
+        upserted=chunks - unchanged,
+        unchanged=unchanged,
         removed=removed,
     )
 
@@ -313,3 +317,30 @@ async def test_a_question_dead_lettered_in_the_model_lane_is_an_error_not_a_wait
     await task
     assert result.exit_code == 1, result.output
     assert "orchestrator could not process it (ValueError): the model lane could not read it" in result.output
+
+
+async def test_ingest_says_which_documents_were_found_unchanged(
+    fake_stack: FakeStack, tmp_path: Path
+) -> None:
+    for name in ("same", "edited"):
+        (tmp_path / f"{name}.md").write_text(f"# {name}\n\ntext of {name}")
+
+    async def stack() -> None:
+        got = {r.data.doc_id: r for r in [await fake_stack.request(topics.DOCS_SUBMITTED) for _ in range(2)]}
+        await fake_stack.reply(got["same.md"], indexed("same.md", chunks=2, unchanged=2))
+        # Partly unchanged is still a change: one chunk was embedded again.
+        await fake_stack.reply(got["edited.md"], indexed("edited.md", chunks=2, unchanged=1))
+
+    task = asyncio.create_task(stack())
+    result = await fake_stack.cli("ingest", str(tmp_path))
+    await task
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert sorted(lines[1:3]) == sorted(
+        ["  indexed same.md  2 chunks  unchanged  (1/2)", "  indexed edited.md  2 chunks  (2/2)"]
+    ) or sorted(lines[1:3]) == sorted(
+        ["  indexed edited.md  2 chunks  (1/2)", "  indexed same.md  2 chunks  unchanged  (2/2)"]
+    )
+    assert re.fullmatch(
+        r"2 documents, 4 chunks indexed in [\d.]+ s \(1 unchanged, not embedded again\)", lines[3]
+    )

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
 
 import pytest
 from pydantic import ValidationError
 
 from ragbus.common.envelope import Envelope, EnvelopeAttributes, parse_event
 from ragbus.common.events import (
+    DOC_KEY_SHARDS,
     AnswersCompleted,
     DocsChunked,
     DocsDeleted,
     DocsSubmitted,
     QueriesAccepted,
     QueriesSubmitted,
+    doc_shard,
 )
 from ragbus.common.ids import uuid7_time_ms
 
@@ -37,7 +40,19 @@ def test_new_event_carries_cloudevents_attributes() -> None:
     assert body["time"].endswith("Z")
     assert uuid.UUID(body["id"]).version == 7
     assert "causationid" not in body  # absent attributes are omitted, as CloudEvents asks
-    assert event.key == b"acme:doc-1"
+    assert event.key == f"acme:{doc_shard('doc-1')}".encode()
+
+
+def test_a_tenants_documents_go_under_a_few_keys_and_each_document_under_one() -> None:
+    """Order holds per document (one key each); a bulk load fills DOC_KEY_SHARDS partitions, not all."""
+    keys = {DocsSubmitted(doc_id=f"d{n}", text="x").partition_key("acme") for n in range(200)}
+    assert keys == {f"acme:{s}" for s in range(DOC_KEY_SHARDS)}
+    doc = "paper-7"
+    assert {
+        DocsSubmitted(doc_id=doc, text="x").partition_key("acme"),
+        DocsDeleted(doc_id=doc).partition_key("acme"),
+    } == {f"acme:{doc_shard(doc)}"}
+    assert doc_shard("paper-7") == zlib.crc32(b"paper-7") % DOC_KEY_SHARDS  # stable across processes
 
 
 def test_round_trip_through_json() -> None:

@@ -140,6 +140,23 @@ class TestVectorStoreContract:
         hits = await store.search("acme", unit(1), 10)
         assert [h.text for h in hits if h.chunk_id == changed.id] == ["edited"]
 
+    async def test_stored_digests_say_what_a_tenants_points_were_made_from(self, store: VectorStore) -> None:
+        assert await store.stored_digests("acme", [uuid.uuid4()]) == {}  # no store yet: nothing stored
+        await store.ensure(DIM)
+        with_digest = replace(point("acme", "d1", 0, unit(1)), digest="sha-0")
+        without = point("acme", "d1", 1, unit(1, 1))
+        theirs = replace(point("globex", "d1", 2, unit(1)), digest="sha-2")
+        await store.upsert([with_digest, without, theirs])
+        missing = uuid.uuid4()
+
+        found = await store.stored_digests("acme", [with_digest.id, without.id, theirs.id, missing])
+
+        # Another tenant's point is as good as absent, whatever its id.
+        assert found == {with_digest.id: "sha-0", without.id: None}
+        assert await store.stored_digests("acme", []) == {}
+        await store.upsert([replace(with_digest, digest="sha-0b")])
+        assert await store.stored_digests("acme", [with_digest.id]) == {with_digest.id: "sha-0b"}
+
     async def test_more_points_than_one_write_batch_are_all_written(self, store: VectorStore) -> None:
         await store.ensure(DIM)  # the fixtures write in batches of 3
         assert await store.upsert(doc("acme", "d1", 10)) == 10

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ragbus.common.envelope import Envelope
-from ragbus.common.events import ChunkData, DocsChunked, DocsIndexed
+from ragbus.common.events import ChunkData, DocsChunked, DocsIndexed, doc_shard
 from ragbus.common.ids import content_hash, record_id
 from ragbus.common.settings import RetrySettings
 from ragbus.common.testing import Harness, Received, component_settings
@@ -110,7 +110,7 @@ async def test_chunks_become_searchable_and_the_result_is_published(service: Ser
         event.correlationid,
         "ragbus/embed",
     )
-    assert result.key == b"acme:eiffel"
+    assert result.key == f"acme:{doc_shard('eiffel')}".encode()
     assert await service.store.count("acme", "eiffel") == 3
     query = await service.embedder.embed_query("How tall is the tower?")
     hits = await service.store.search("acme", query, 1)
@@ -142,8 +142,46 @@ async def test_a_redelivered_event_leaves_one_point_per_chunk_and_the_same_resul
     assert await service.store.count("acme", "eiffel") == 3
     first, second = service.results_of(event)
     assert first.id == second.id  # downstream sees a duplicate, not a new fact
-    assert second.data.upserted == 3
-    assert second.data.removed == 0
+    assert (first.data.upserted, first.data.unchanged) == (3, 0)
+    # The redelivery finds its points stored as they are: nothing embedded or written twice.
+    assert (second.data.upserted, second.data.unchanged, second.data.removed) == (0, 3, 0)
+    assert len(service.embedder.calls) == 1
+
+
+async def test_an_unchanged_document_sent_again_is_not_embedded_again(service: Service) -> None:
+    async with service.harness as h:
+        await h.send(chunked("eiffel", EIFFEL))
+        calls = len(service.embedder.calls)
+        again = await h.send(chunked("eiffel", EIFFEL))  # a new event: the user re-ingested the file
+
+    [result] = service.results_of(again)
+    assert (result.data.upserted, result.data.unchanged, result.data.removed) == (0, 3, 0)
+    assert result.data.chunk_ids == [c.chunk_id for c in again.data.chunks]
+    assert len(service.embedder.calls) == calls
+    assert await service.store.count("acme", "eiffel") == 3
+
+
+async def test_what_changed_besides_the_text_is_written_and_only_the_changed_chunks_embedded(
+    service: Service,
+) -> None:
+    async with service.harness as h:
+        await h.send(chunked("eiffel", EIFFEL, metadata={"groups": ["staff"]}))
+        calls = len(service.embedder.calls)
+        # New groups on the same text: every point must carry them (retrieval filters on them).
+        regrouped = await h.send(chunked("eiffel", EIFFEL, metadata={"groups": ["public"]}))
+        # One flagged chunk, the rest as just written: only that chunk is embedded again.
+        part = chunked("eiffel", EIFFEL, metadata={"groups": ["public"]})
+        flagged = part.chunks[1].model_copy(update={"flags": ["injection"], "injection_score": 0.9})
+        one = await h.send(part.model_copy(update={"chunks": [part.chunks[0], flagged, part.chunks[2]]}))
+
+    [first] = service.results_of(regrouped)
+    assert (first.data.upserted, first.data.unchanged) == (3, 0)
+    [second] = service.results_of(one)
+    assert (second.data.upserted, second.data.unchanged) == (1, 2)
+    assert service.embedder.calls[calls + 1] == ["Eiffel Tower\n" + EIFFEL[1]]
+    hits = await service.store.search("acme", await service.embedder.embed_query(EIFFEL[1]), 3)
+    assert {h.metadata["groups"][0] for h in hits} == {"public"}
+    assert {h.text: h.flags for h in hits}[EIFFEL[1]] == ("injection",)
 
 
 async def test_a_new_version_replaces_the_old_chunks(service: Service) -> None:

@@ -129,3 +129,47 @@ def test_points_carry_the_bm25_terms_of_their_chunk_in_order() -> None:
     assert Bm25Encoder.query("Eiffel 1889").indices[0] in points[1].sparse.indices  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="sparse vectors for 2 chunks"):
         domain.chunk_points(part, "acme", [[1.0, 0.0], [0.0, 1.0]], sparse[:1])
+
+
+def test_a_chunks_digest_changes_with_anything_its_point_is_made_from() -> None:
+    part = chunked("It is 330 metres tall.", "It opened in 1889.", title="Eiffel Tower", metadata={"k": "v"})
+
+    def digests(p: DocsChunked = part, tenant: str = "acme", **kw: object) -> list[str]:
+        options: dict[str, object] = {"model": "m", "with_title": True, "sparse": True} | kw
+        return domain.point_digests(p, tenant, **options)  # type: ignore[arg-type]
+
+    base = digests()
+    assert base == digests()  # deterministic
+    assert len(set(base)) == 2  # one per chunk
+    for other in (
+        digests(model="other-model"),
+        digests(with_title=False),
+        digests(sparse=False),
+        digests(tenant="globex"),
+        digests(part.model_copy(update={"title": "La tour"})),
+        digests(part.model_copy(update={"metadata": {"k": "w"}})),
+        digests(part.model_copy(update={"version": "v2"})),
+    ):
+        assert set(other).isdisjoint(base)
+    flagged = part.chunks[0].model_copy(update={"flags": ["injection"]})
+    assert (
+        digests(part.model_copy(update={"chunks": [flagged, part.chunks[1]]}))
+        == [
+            digests(part.model_copy(update={"chunks": [flagged, part.chunks[1]]}))[0],
+            base[1],
+        ]
+        != base
+    )
+
+
+def test_changed_keeps_the_chunks_whose_point_is_missing_or_made_from_something_else() -> None:
+    part = chunked("a", "b", "c")
+    digests = ["d0", "d1", "d2"]
+    ids = [c.chunk_id for c in part.chunks]
+
+    todo, todo_digests = domain.changed(part, digests, {ids[0]: "d0", ids[1]: "old", ids[2]: None})
+    assert [c.text for c in todo.chunks] == ["b", "c"]  # b was made from other input; c had no digest
+    assert todo_digests == ["d1", "d2"]
+    assert (todo.doc_id, todo.version, todo.part) == (part.doc_id, part.version, part.part)
+    assert domain.changed(part, digests, {}) == (part, digests)
+    assert domain.changed(part, digests, dict(zip(ids, digests, strict=True)))[0].chunks == []

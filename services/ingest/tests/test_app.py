@@ -11,7 +11,7 @@ import pytest
 from ragbus.common import topics
 from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
-from ragbus.common.events import DeadLetter, DocsChunked, DocsDeleted, DocsSubmitted
+from ragbus.common.events import DeadLetter, DocsChunked, DocsDeleted, DocsSubmitted, doc_shard
 from ragbus.common.testing import Harness, Received, component_settings
 from ragbus.ingest.adapters.files import FileReader
 from ragbus.ingest.adapters.wordpiece import MINILM_NAME
@@ -69,7 +69,7 @@ async def test_a_submitted_document_is_published_chunked(bus: IngestHarness, mak
 
     assert len(bus.chunked) == 1
     out = bus.chunked[0]
-    assert out.key == b"acme:paper-1"
+    assert out.key == f"acme:{doc_shard('paper-1')}".encode()
     assert out.headers["content-type"] == CE_CONTENT_TYPE
     event = out.event()
     assert event.causationid == cause.id
@@ -126,7 +126,7 @@ async def test_a_big_document_is_split_into_parts_under_the_byte_limit(
         }
         assert [c.index for p in parts for c in p.chunks] == list(range(parts[0].total_chunks))
         assert len({r.event().id for r in bus.chunked}) == len(parts)
-        assert {r.key for r in bus.chunked} == {b"acme:book"}
+        assert {r.key for r in bus.chunked} == {f"acme:{doc_shard('book')}".encode()}
 
 
 async def test_parts_also_respect_the_chunk_count_limit(
@@ -140,7 +140,7 @@ async def test_parts_also_respect_the_chunk_count_limit(
 async def test_a_deletion_is_passed_on_as_a_chunked_marker(bus: IngestHarness) -> None:
     cause = await bus.send(DocsDeleted(doc_id="paper-1", reason="retracted"))
     (out,) = bus.chunked
-    assert out.key == b"acme:paper-1"
+    assert out.key == f"acme:{doc_shard('paper-1')}".encode()
     event = out.event()
     assert event.causationid == cause.id
     assert event.data.deleted
@@ -240,5 +240,5 @@ async def test_a_tenant_over_its_ingest_quota_is_dead_lettered_with_when_it_fits
             "tenant bulk is over its ingest quota of 0.0036 MB an hour (INGEST_QUOTAS): this document "
             "(200 bytes) fits in 100 s; replay it then (`ragbus dlq replay`)"
         )
-        assert dead.key == b"bulk:second"
+        assert dead.key == f"bulk:{doc_shard('second')}".encode()
         assert sorted(p.doc_id for p in bus.parts()) == ["first", "small"]

@@ -243,14 +243,18 @@ async def ingest(
     def progress(result: Indexed) -> None:
         nonlocal done
         done += 1
-        click.echo(f"  indexed {result.doc_id}  {plural(result.chunks, 'chunk')}  ({done}/{len(docs)})")
+        same = "  unchanged" if result.is_unchanged else ""
+        click.echo(f"  indexed {result.doc_id}  {plural(result.chunks, 'chunk')}{same}  ({done}/{len(docs)})")
 
     click.echo(f"ingesting {plural(len(docs), 'document')} …")
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
         results = await client.ingest(docs, stall_timeout=stall_timeout, timeout=timeout, on_indexed=progress)
     took = max(r.elapsed_ms for r in results) / 1000
     chunks = sum(r.chunks for r in results)
-    click.echo(f"{plural(len(results), 'document')}, {plural(chunks, 'chunk')} indexed in {took:.1f} s")
+    same = sum(r.is_unchanged for r in results)
+    # An unchanged document costs a lookup, not an embedding: say so, or a re-ingest looks like work.
+    note = f" ({same} unchanged, not embedded again)" if same else ""
+    click.echo(f"{plural(len(results), 'document')}, {plural(chunks, 'chunk')} indexed in {took:.1f} s{note}")
 
 
 @main.command()

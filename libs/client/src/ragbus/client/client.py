@@ -99,6 +99,13 @@ class Indexed:
     chunks: int
     removed: int
     elapsed_ms: float
+    # Chunks the store already held as they are (same text, metadata and model): not embedded again.
+    unchanged: int = 0
+
+    @property
+    def is_unchanged(self) -> bool:
+        """Nothing of the document had to be embedded or removed: it was indexed as it is."""
+        return self.chunks > 0 and self.unchanged == self.chunks and self.removed == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +254,7 @@ class RagbusClient:
                 chunks=sum(len(e.data.chunk_ids) for e in events),
                 removed=sum(e.data.removed for e in events),
                 elapsed_ms=(time.perf_counter() - started) * 1000,
+                unchanged=sum(e.data.unchanged for e in events),
             )
             if on_indexed:
                 on_indexed(results[i])

@@ -8,6 +8,7 @@ a test fails when a change is not additive.
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
@@ -73,11 +74,24 @@ class Verdict(BaseModel):
 # --- documents -------------------------------------------------------------------------------------
 
 
+# A tenant's document events go out under this many keys (`<tenant>:<shard>`, the shard a stable hash of
+# the document id). Every event of one document has the same key, so its order holds. One tenant's bulk
+# load fills at most this many partitions (that many instances can share it) and leaves the others to
+# other tenants, whose documents the ingest's and embed's other workers take at once; with a key per
+# document the load filled every partition and everyone waited behind it (issue 13).
+DOC_KEY_SHARDS = 2
+
+
+def doc_shard(doc_id: str) -> int:
+    """The shard of a document's key (stable across processes and releases: crc32, not hash())."""
+    return zlib.crc32(doc_id.encode()) % DOC_KEY_SHARDS
+
+
 class _DocEvent(EventData):
     doc_id: Id
 
     def partition_key(self, tenant: str) -> str:
-        return f"{tenant}:{self.doc_id}"
+        return f"{tenant}:{doc_shard(self.doc_id)}"
 
     def subject(self) -> str | None:
         return self.doc_id
@@ -176,6 +190,10 @@ class DocsIndexed(_DocEvent):
     chunk_ids: list[UUID] = Field(default_factory=list)
     upserted: int = 0
     removed: int = 0
+    unchanged: int = Field(
+        default=0,
+        description="chunks already stored as they are, by the same embedding model: not embedded again",
+    )
     deleted: bool = False
     embedding_model: str | None = None
     elapsed_ms: float | None = None

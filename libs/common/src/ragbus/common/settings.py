@@ -80,9 +80,11 @@ class KafkaSettings(BaseSettings):
     )
     topic_prefix: str = Field(default="", description="namespace for every topic and consumer group")
     # Partitions of the topics ragbus creates itself (local broker, `ragbus topics create`, tests):
-    # as many as the most workers a service runs on one topic (ORCHESTRATOR_WORKERS), so that a
-    # slow message holds up one partition, not every request behind it.
-    partitions: int = Field(default=4, ge=1)
+    # as many as the most workers a service runs on one topic (INGEST_WORKERS, EMBED_WORKERS), so that a
+    # slow message holds up one partition, not every request behind it, and a tenant's bulk load (keyed
+    # to DOC_KEY_SHARDS partitions) leaves the others free: another tenant shares one of its partitions
+    # with odds of about DOC_KEY_SHARDS / partitions (a quota bounds what it then waits behind).
+    partitions: int = Field(default=8, ge=1)
     # Kafka refuses session timeouts under group.min.session.timeout.ms (6 s by default); Tansu joins
     # slowly with 10 s, so `ragbus up` and the tests use 2000 / 500.
     session_timeout_ms: int = 10_000

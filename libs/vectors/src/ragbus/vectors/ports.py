@@ -38,6 +38,9 @@ class ChunkPoint:
     injection_spans: tuple[tuple[int, int], ...] = ()
     # The chunk's BM25 term weights (ragbus.vectors.sparse), for the lexical leg of hybrid search.
     sparse: SparseVector | None = None
+    # What the point was made from (text, payload, embedding model), as its writer hashes it: a writer
+    # that finds the same digest stored (`stored_digests`) need not embed the chunk again.
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,11 @@ class VectorStore(Protocol):
 
     async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
         """How many points (of a tenant, of a document)."""
+        ...
+
+    async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, str | None]:
+        """The `digest` of each of these points the tenant has (None where it was written without
+        one); an id the store does not hold for this tenant is left out."""
         ...
 
     async def ping(self) -> None:

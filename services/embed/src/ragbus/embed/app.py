@@ -42,7 +42,7 @@ def create_app(settings: EmbedSettings | None = None, deps: EmbedDeps | None = N
         SERVICE, settings, deps=deps, open_deps=partial(open_deps, settings), publishes=[DocsIndexed]
     )
 
-    @service.subscriber(topics.DOCS_CHUNKED)
+    @service.subscriber(topics.DOCS_CHUNKED, concurrent=True)
     async def on_chunked(event: Envelope[DocsChunked]) -> None:
         # One result per part: `seq` keeps the parts' event ids apart; a redelivery republishes the same.
         result = await usecases.index_part(service.deps(), event)

@@ -5,7 +5,10 @@ No Kafka, no I/O: `indexing.py` runs these against the Embedder and VectorStore 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from uuid import UUID
 
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import DocsChunked, DocsIndexed, MetadataValue
@@ -43,11 +46,48 @@ def point_metadata(chunked: DocsChunked) -> dict[str, MetadataValue]:
     return metadata
 
 
+def point_digests(
+    chunked: DocsChunked, tenant: str, *, model: str, with_title: bool, sparse: bool
+) -> list[str]:
+    """Per chunk, a digest of everything its point is made from: the text embedded and the model that
+    embeds it, the chunk as ingest sent it (text, span, flags), the document's title, version and
+    metadata, and whether BM25 terms go with it. A point stored with the same digest is the point this
+    part would write, so the chunk need not be embedded again (an unchanged re-ingest costs a lookup);
+    a change to any of these (new groups in the metadata, another model) writes the point anew."""
+    shared = {
+        "tenant": tenant,
+        "doc_id": chunked.doc_id,
+        "version": chunked.version,
+        "title": chunked.title,
+        "metadata": point_metadata(chunked),
+        "model": model,
+        "sparse": sparse,
+    }
+    digests = []
+    for chunk, text in zip(chunked.chunks, embedding_inputs(chunked, with_title=with_title), strict=True):
+        made_of = shared | {"input": text, "chunk": chunk.model_dump(mode="json")}
+        encoded = json.dumps(made_of, sort_keys=True, separators=(",", ":"), default=str).encode()
+        digests.append(hashlib.sha256(encoded).hexdigest())
+    return digests
+
+
+def changed(
+    chunked: DocsChunked, digests: Sequence[str], stored: Mapping[UUID, str | None]
+) -> tuple[DocsChunked, list[str]]:
+    """The part cut to the chunks whose point is missing or was made from something else, and their
+    digests. (A point stored without a digest counts as changed: it is written once more, with one.)"""
+    keep = [(c, d) for c, d in zip(chunked.chunks, digests, strict=True) if stored.get(c.chunk_id) != d]
+    if len(keep) == len(chunked.chunks):
+        return chunked, list(digests)
+    return chunked.model_copy(update={"chunks": [c for c, _ in keep]}), [d for _, d in keep]
+
+
 def chunk_points(
     chunked: DocsChunked,
     tenant: str,
     vectors: Sequence[Sequence[float]],
     sparse: Sequence[SparseVector] | None = None,
+    digests: Sequence[str] | None = None,
 ) -> list[ChunkPoint]:
     """One point per chunk; the point id is the chunk id, so the same chunk always lands on one point.
     The point keeps what ingest's scan found (flags, score, spans), for retrieval to hand on, and its
@@ -72,13 +112,20 @@ def chunk_points(
             injection_score=chunk.injection_score,
             injection_spans=tuple((s.start, s.end) for s in chunk.injection_spans),
             sparse=sparse[i] if sparse is not None else None,
+            digest=digests[i] if digests is not None else None,
         )
         for i, (chunk, vector) in enumerate(zip(chunked.chunks, vectors, strict=True))
     ]
 
 
 def indexed(
-    chunked: DocsChunked, *, upserted: int, removed: int, model: str | None, elapsed_ms: float
+    chunked: DocsChunked,
+    *,
+    upserted: int,
+    removed: int,
+    model: str | None,
+    elapsed_ms: float,
+    unchanged: int = 0,
 ) -> DocsIndexed:
     """The result of one part: its chunks are searchable, older versions' chunks are gone."""
     return DocsIndexed(
@@ -89,6 +136,7 @@ def indexed(
         chunk_ids=[c.chunk_id for c in chunked.chunks],
         upserted=upserted,
         removed=removed,
+        unchanged=unchanged,
         embedding_model=model,
         elapsed_ms=round(elapsed_ms, 3),
     )

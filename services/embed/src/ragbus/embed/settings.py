@@ -16,6 +16,11 @@ from ragbus.vectors.sparse import DEFAULT_AVG_LENGTH
 class EmbedSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EMBED_", extra="ignore")
 
+    # Parts worked on at once, each worker on its own partitions of `docs.chunked` (see the ingest's
+    # `workers`): the model runs one batch at a time in its own thread, so workers take turns on it
+    # batch by batch, and another tenant's part waits behind a few batches, not behind a bulk load.
+    workers: int = Field(default=8, ge=1, le=64)
+
     vectors: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     # A chunk from the middle of a document often never names its subject; the title says what it is

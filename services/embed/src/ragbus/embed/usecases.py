@@ -51,12 +51,13 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
         removed = await deps.store.delete_document(tenant, chunked.doc_id)
         result = domain.deleted(chunked, removed=removed, elapsed_ms=_ms_since(started))
     else:
-        upserted = await _write(deps, chunked, tenant) if chunked.chunks else 0
+        upserted, unchanged = await _write(deps, chunked, tenant) if chunked.chunks else (0, 0)
         removed = await deps.store.delete_stale(tenant, chunked.doc_id, chunked.version)
         result = domain.indexed(
             chunked,
             upserted=upserted,
             removed=removed,
+            unchanged=unchanged,
             model=deps.embedder.name,
             elapsed_ms=_ms_since(started),
         )
@@ -68,15 +69,24 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
         parts=chunked.parts,
         deleted=chunked.deleted,
         upserted=result.upserted,
+        unchanged=result.unchanged,
         removed=result.removed,
         elapsed_ms=result.elapsed_ms,
     )
     return result
 
 
-async def _write(deps: EmbedDeps, chunked: DocsChunked, tenant: str) -> int:
+async def _write(deps: EmbedDeps, part: DocsChunked, tenant: str) -> tuple[int, int]:
+    """Embed and store the part's chunks that are not stored as they are: (written, unchanged)."""
+    digests = domain.point_digests(
+        part, tenant, model=deps.embedder.name, with_title=deps.with_title, sparse=deps.bm25 is not None
+    )
+    stored = await deps.store.stored_digests(tenant, [c.chunk_id for c in part.chunks])
+    todo, todo_digests = domain.changed(part, digests, stored)
+    if not todo.chunks:
+        return 0, len(part.chunks)
     try:
-        inputs = domain.embedding_inputs(chunked, with_title=deps.with_title)
+        inputs = domain.embedding_inputs(todo, with_title=deps.with_title)
         attributes: dict[str, AttributeValue] = {
             "ragbus.embed.model": deps.embedder.name,
             "ragbus.embed.chunks": len(inputs),
@@ -84,10 +94,11 @@ async def _write(deps: EmbedDeps, chunked: DocsChunked, tenant: str) -> int:
         with _tracer().start_as_current_span("embed batch", attributes=attributes):
             vectors = await deps.embedder.embed_documents(inputs)
             sparse = [deps.bm25.document(text) for text in inputs] if deps.bm25 is not None else None
-        points = domain.chunk_points(chunked, tenant, vectors, sparse)
+        points = domain.chunk_points(todo, tenant, vectors, sparse, todo_digests)
         with _tracer().start_as_current_span("upsert", attributes={"ragbus.embed.points": len(points)}):
             await deps.store.ensure(len(points[0].vector))
-            return await deps.store.upsert(points)
+            written = await deps.store.upsert(points)
+        return written, len(part.chunks) - len(todo.chunks)
     except InputRejected as exc:
         raise PoisonMessage(f"the embedding model refuses a chunk of this part: {exc}") from exc
     except DimensionMismatch as exc:

@@ -27,9 +27,8 @@ def _event_type(value: Any) -> Any:
     return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
 
 
-# One subscriber reads both topics, choosing the payload model by the CloudEvents `type`: a document's
-# submissions and deletions go through one consumer, one message at a time, and an unknown type is
-# dead-lettered with a one-line reason rather than a validation error per union member.
+# The handler chooses the payload model by the CloudEvents `type`: an event of the other type on a topic
+# is dead-lettered with a one-line reason rather than a validation error per union member.
 DocsEvent = Annotated[
     Annotated[Envelope[DocsSubmitted], Tag(DocsSubmitted.event_type())]
     | Annotated[Envelope[DocsDeleted], Tag(DocsDeleted.event_type())],
@@ -59,7 +58,6 @@ def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None =
         SERVICE, settings, deps=deps, open_deps=partial(open_deps, settings), publishes=[DocsChunked]
     )
 
-    @service.subscriber(topics.DOCS_SUBMITTED, topics.DOCS_DELETED)
     async def on_docs(event: DocsEvent) -> None:
         if isinstance(event.data, DocsDeleted):
             await service.bus.reply(event, usecases.delete_document(event))
@@ -67,5 +65,9 @@ def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None =
         # Each part gets its own deterministic id: a redelivered submission republishes the same events.
         for part in await usecases.chunk_document(service.deps(), event):
             await service.bus.reply(event, part, seq=part.part)
+
+    # Submissions by `workers` consumers, each on its own partitions; deletions (no reading, no CPU) by one.
+    service.subscriber(topics.DOCS_SUBMITTED, concurrent=True)(on_docs)
+    service.subscriber(topics.DOCS_DELETED)(on_docs)
 
     return service.app

@@ -36,6 +36,12 @@ class IngestPolicy:
 class IngestSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
 
+    # Submissions worked on at once, each worker on its own partitions of `docs.submitted`: a tenant's
+    # documents are keyed to a few partitions (events.DOC_KEY_SHARDS), so another tenant's document is
+    # read by another worker instead of waiting behind the whole bulk load (issue 13). Up to the topic's
+    # partitions (KAFKA_PARTITIONS); the CPU work runs in threads, so it also overlaps reading and writing.
+    workers: int = Field(default=8, ge=1, le=64)
+
     # all-MiniLM-L6-v2 reads at most 256 word pieces, [CLS] and [SEP] included, and silently drops the
     # rest: 254 for the text. 200 keeps every chunk whole with room for the embedder to prepend a short
     # title, and keeps the regex estimate (which can undercount a little) under the limit too; smaller

@@ -18,6 +18,7 @@ TENANT = "tenant"
 DOC_ID = "doc_id"
 VERSION = "version"
 FLAGS = "flags"
+DIGEST = "digest"
 
 
 def to_payload(point: ChunkPoint) -> dict[str, Any]:
@@ -38,7 +39,16 @@ def to_payload(point: ChunkPoint) -> dict[str, Any]:
         payload["injection_score"] = point.injection_score
     if point.injection_spans:
         payload["injection_spans"] = [[start, end] for start, end in point.injection_spans]
+    if point.digest is not None:
+        payload[DIGEST] = point.digest
     return payload
+
+
+def stored_digest(tenant: str, payload: Mapping[str, Any] | None) -> tuple[bool, str | None]:
+    """(whether the point is the tenant's, its digest) from a retrieved point's payload."""
+    p = payload or {}
+    digest = p.get(DIGEST)
+    return p.get(TENANT) == tenant, str(digest) if digest is not None else None
 
 
 def metadata_key(key: str) -> str:

@@ -36,11 +36,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 import qdrant_edge as qe
 
 from ragbus.common.logging import get_logger
 from ragbus.vectors.adapters.payload import (
+    DIGEST,
     DOC_ID,
     TENANT,
     VERSION,
@@ -48,6 +50,7 @@ from ragbus.vectors.adapters.payload import (
     lexical_terms,
     match_values,
     metadata_key,
+    stored_digest,
     to_legs,
     to_payload,
 )
@@ -364,6 +367,23 @@ class EdgeVectorStore:
             return shard.count(qe.CountRequest(exact=True, filter=_filter(tenant, doc_id)))
 
         return await self._run(on_count)
+
+    async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, str | None]:
+        if not ids:
+            return {}
+
+        def on_retrieve(entry: _Shard) -> dict[UUID, str | None]:
+            shard = self._open(entry, None)
+            if shard is None:
+                return {}
+            found: dict[UUID, str | None] = {}
+            for record in shard.retrieve(list(ids), [TENANT, DIGEST], False):
+                theirs, digest = stored_digest(tenant, record.payload)
+                if theirs:
+                    found[record.id if isinstance(record.id, UUID) else UUID(str(record.id))] = digest
+            return found
+
+        return await self._run(on_retrieve)
 
     async def ping(self) -> None:
         def on_ping(entry: _Shard) -> None:

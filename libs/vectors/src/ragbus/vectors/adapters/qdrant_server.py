@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, NoReturn
+from uuid import UUID
 
 import httpx
 from qdrant_client import AsyncQdrantClient, models
@@ -24,6 +25,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from ragbus.common.logging import get_logger
 from ragbus.vectors.adapters.payload import (
+    DIGEST,
     DOC_ID,
     TENANT,
     VERSION,
@@ -31,6 +33,7 @@ from ragbus.vectors.adapters.payload import (
     lexical_terms,
     match_values,
     metadata_key,
+    stored_digest,
     to_legs,
     to_payload,
 )
@@ -325,6 +328,26 @@ class QdrantServerStore:
         except _CollectionMissingError:
             return 0
         return result.count
+
+    async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, str | None]:
+        if not ids:
+            return {}
+        try:
+            async with self._errors():
+                records = await self._client.retrieve(
+                    self.collection,
+                    ids=[str(i) for i in ids],
+                    with_payload=models.PayloadSelectorInclude(include=[TENANT, DIGEST]),
+                    with_vectors=False,
+                )
+        except _CollectionMissingError:
+            return {}
+        found: dict[UUID, str | None] = {}
+        for record in records:
+            theirs, digest = stored_digest(tenant, record.payload)
+            if theirs:
+                found[UUID(str(record.id))] = digest
+        return found
 
     async def ping(self) -> None:
         async with self._errors():
