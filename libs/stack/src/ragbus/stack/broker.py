@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import importlib.metadata
 import os
+import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 from ragbus.common.kafka import client_options
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import Topics
-from ragbus.stack.process import HOST, ManagedProcess, NotInstalledError, NotReady, ProcessSpec
+from ragbus.stack.process import HOST, ManagedProcess, NotInstalledError, NotReady, ProcessSpec, free_port
 from ragbus.stack.settings import BrokerSettings, StackSettings
 
 NAME = "broker"
@@ -135,6 +137,23 @@ def broker_process(
         port_hint="--port or RAGBUS_BROKER_PORT",
     )
     return ManagedProcess(spec, home=home)
+
+
+@contextlib.asynccontextmanager
+async def scratch_broker(bootstrap: str | None = None) -> AsyncIterator[str]:
+    """`bootstrap` when given, else a Tansu of its own on a free port, stopped afterwards: its address.
+
+    For benchmarks that compare configurations: Tansu's memory store slows down as topics pile up, so
+    each configuration gets a broker as fresh as the first one had."""
+    if bootstrap:
+        yield bootstrap
+        return
+    broker = broker_process(port=free_port(), home=Path(tempfile.mkdtemp(prefix="ragbus-broker-")))
+    running = await broker.start(detach=False)
+    try:
+        yield running.address
+    finally:
+        await broker.stop(grace_s=5.0)
 
 
 def broker_handle(port: int, *, home: Path | None = None) -> ManagedProcess:

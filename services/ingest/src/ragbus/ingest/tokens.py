@@ -16,7 +16,7 @@ from ragbus.ingest.ports import Tokens, offsets
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 # One "piece" approximates one word piece: letters in runs of at most 5, digits in runs of at most 2,
 # each CJK character and each punctuation mark alone. On SciFact this counts ~0.85 of the MiniLM word
-# pieces (p99 ≈ 1.0, see bench/ingest.py), so a chunk cut to N regex pieces rarely holds more than N
+# pieces (p99 ≈ 1.0, see bench/chunking.py), so a chunk cut to N regex pieces rarely holds more than N
 # real word pieces. One token per whole word would undercount by ~25% and overflow the model's window.
 _PIECE = re.compile(rf"[{_CJK}]|[^\W\d_{_CJK}]{{1,5}}|\d{{1,2}}|_|[^\w\s]")
 _WORDLIKE = re.compile(rf"[^\W{_CJK}]")
