@@ -26,6 +26,38 @@ def test_a_directory_gives_one_document_per_text_file_with_a_stable_id(tmp_path:
     assert [(d.doc_id, d.text, d.uri) for d in by_ref] == [("my-notes", None, str(tmp_path / "notes.txt"))]
 
 
+def test_a_directory_sends_each_format_the_ingest_reads_text_inline_and_binary_by_reference(
+    tmp_path: Path,
+) -> None:
+    for name, body in {
+        "page.html": "<title>Page</title><p>Hi</p>",
+        "rows.csv": "a,b\n1,2\n",
+        "items.json": '{"a": 1}',
+        "lines.jsonl": '{"a": 1}\n',
+    }.items():
+        (tmp_path / name).write_text(body)
+    (tmp_path / "paper.pdf").write_bytes(b"%PDF-1.7")
+    (tmp_path / "guide.docx").write_bytes(b"PK\x03\x04")
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8")
+
+    docs = {d.doc_id: d for d in _documents(str(tmp_path), None, by_reference=False)}
+
+    assert sorted(docs) == ["guide.docx", "items.json", "lines.jsonl", "page.html", "paper.pdf", "rows.csv"]
+    assert {k: d.content_type for k, d in docs.items() if d.text is not None} == {
+        "page.html": "text/html",
+        "rows.csv": "text/csv",
+        "items.json": "application/json",
+        "lines.jsonl": "application/x-ndjson",
+    }
+    assert docs["page.html"].title is None  # the ingest service reads its <title>
+    for binary in ("paper.pdf", "guide.docx"):
+        assert (docs[binary].text, docs[binary].uri, docs[binary].title) == (
+            None,
+            str((tmp_path / binary).resolve()),
+            None,
+        )
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

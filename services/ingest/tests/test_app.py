@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import docx
 import pytest
+from fpdf import FPDF
 
 from ragbus.common import topics
 from ragbus.common.app import RagbusApp
@@ -181,8 +183,10 @@ async def test_malformed_messages_are_dead_lettered_and_the_next_one_processed(
         (DocsSubmitted(doc_id="s", uri="../outside.txt"), "outside the allowed roots"),
         (DocsSubmitted(doc_id="s", uri="missing.txt"), "file not found"),
         (DocsSubmitted(doc_id="s", uri="https://example.com/a.txt"), "unsupported URI scheme 'https'"),
-        (DocsSubmitted(doc_id="s", uri="paper.pdf"), "unsupported content type 'application/pdf'"),
-        (DocsSubmitted(doc_id="s", text="<p>hi</p>", content_type="text/html"), "unsupported content type"),
+        (DocsSubmitted(doc_id="s", uri="paper.pdf"), "not a readable PDF"),
+        (DocsSubmitted(doc_id="s", uri="scan.pdf"), "hold no text layer (scanned images?): OCR it first"),
+        (DocsSubmitted(doc_id="s", text="%PDF-1.7", content_type="application/pdf"), "arrives as a file"),
+        (DocsSubmitted(doc_id="s", text="<p>hi</p>", content_type="image/png"), "unsupported content type"),
         (DocsSubmitted(doc_id="s", text=" \n\u200b\t "), "no text once normalised"),
     ],
 )
@@ -190,14 +194,17 @@ async def test_documents_that_cannot_be_ingested_are_dead_lettered_with_the_reas
     bus: IngestHarness, submitted: DocsSubmitted, reason: str
 ) -> None:
     (bus.root.parent / "outside.txt").write_text("secret", encoding="utf-8")
-    (bus.root / "paper.pdf").write_bytes(b"%PDF-1.7")
+    (bus.root / "paper.pdf").write_bytes(b"%PDF-1.7")  # truncated
+    scan = FPDF()
+    scan.add_page()  # a page with no text on it, as a scanned image would be
+    (bus.root / "scan.pdf").write_bytes(bytes(scan.output()))
     await bus.send(submitted)
     await bus.send(DocsSubmitted(doc_id="good", text="A good document."))
 
     (dead,) = bus.dead
     letter = DeadLetter.from_headers(dead.headers)
     assert reason in letter.reason
-    assert letter.error_type in {"FileRejected", "UnsupportedContentType", "EmptyDocument"}
+    assert letter.error_type in {"FileRejected", "UnsupportedContentType", "EmptyDocument", "Unreadable"}
     assert letter.attempts == 1  # poison: not retried
     assert [p.doc_id for p in bus.parts()] == ["good"]
 
@@ -242,3 +249,37 @@ async def test_a_tenant_over_its_ingest_quota_is_dead_lettered_with_when_it_fits
         )
         assert dead.key == f"bulk:{doc_shard('second')}".encode()
         assert sorted(p.doc_id for p in bus.parts()) == ["first", "small"]
+
+
+async def test_pdf_docx_and_html_files_are_chunked_with_their_own_titles(bus: IngestHarness) -> None:
+    paper = FPDF()
+    paper.set_title("Calcium trial")
+    paper.set_font("Helvetica", size=12)
+    for page in ("Calcium intake and fracture risk in adults.", "Results: fewer fractures with supplements."):
+        paper.add_page()
+        paper.multi_cell(0, 8, page)
+    (bus.root / "trial.pdf").write_bytes(bytes(paper.output()))
+    guide = docx.Document()
+    guide.add_heading("Dosing", level=1)
+    guide.add_paragraph("Adults need 600 to 800 units a day.")
+    guide.save(str(bus.root / "guide.docx"))
+    page = (
+        "<html><head><title>Bones</title><script>track()</script></head>"
+        "<body><p>Bones need calcium.</p></body></html>"
+    )
+
+    await bus.send(DocsSubmitted(doc_id="trial", uri="trial.pdf"))
+    await bus.send(DocsSubmitted(doc_id="guide", uri="guide.docx"))
+    await bus.send(DocsSubmitted(doc_id="page", text=page, content_type="text/html", title="Given title"))
+
+    assert bus.dead == []
+    by_doc = {p.doc_id: p for p in bus.parts()}
+    trial, guide_part, html = by_doc["trial"], by_doc["guide"], by_doc["page"]
+    assert trial.title == "Calcium trial"  # the PDF's own title: the producer gave none
+    assert trial.content_type == "application/pdf"
+    assert trial.metadata["ingest.pages"] == 2
+    assert "fewer fractures" in " ".join(c.text for c in trial.chunks)
+    assert guide_part.title == "guide"  # no title in its properties: the file's name
+    assert [c.text for c in guide_part.chunks] == ["# Dosing\n\nAdults need 600 to 800 units a day."]
+    assert html.title == "Given title"  # the producer's title wins over the page's <title>
+    assert [c.text for c in html.chunks] == ["Bones need calcium."]

@@ -47,7 +47,24 @@ from ragbus.common.topics import ALL_WITH_DLQ, Topics
 from ragbus.common.trust import TrustSettings
 
 T = TypeVar("T")
-TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".text")
+# What `ragbus ingest DIR` picks up: text formats travel inline with their content type (the ingest
+# service strips HTML's boilerplate, reads JSON, JSON lines and CSV as records); binary formats go as a
+# reference to the file, which the ingest service reads itself (under its allowed roots).
+TEXT_TYPES = {
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".txt": None,
+    ".text": None,
+    ".rst": "text/x-rst",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".ndjson": "application/x-ndjson",
+    ".csv": "text/csv",
+}
+BINARY_SUFFIXES = (".pdf", ".docx")
+DOCUMENT_SUFFIXES = (*TEXT_TYPES, *BINARY_SUFFIXES)
 INLINE_LIMIT = 900_000  # bytes: inline text travels in one Kafka message (1 MB by default)
 # The status of a command whose reader went away (128 + SIGPIPE): what a shell reports for `cat | head`.
 BROKEN_PIPE_EXIT = 141
@@ -153,15 +170,18 @@ def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Do
     files = (
         [root]
         if root.is_file()
-        else sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        else sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES)
     )
     if not files:
-        raise CliError(f"{path}: no text documents ({', '.join(TEXT_SUFFIXES)}) found")
+        raise CliError(f"{path}: no documents ({', '.join(DOCUMENT_SUFFIXES)}) found")
     base = root if root.is_dir() else root.parent
     for file in files:
         ident = doc_id if doc_id and root.is_file() else _doc_id(file, base)
-        if by_reference:
-            yield Document(doc_id=ident, uri=str(file.resolve()), title=file.stem)
+        suffix = file.suffix.lower()
+        if by_reference or suffix in BINARY_SUFFIXES:
+            # A PDF's or DOCX's own title (its properties) wins over the file name, when it has one.
+            title = None if suffix in BINARY_SUFFIXES else file.stem
+            yield Document(doc_id=ident, uri=str(file.resolve()), title=title, metadata={"path": str(file)})
             continue
         data = file.read_bytes()
         if len(data) > INLINE_LIMIT:
@@ -174,11 +194,13 @@ def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Do
             raise CliError(
                 f"{file} is not UTF-8 text; use --by-reference to let the ingest service detect its encoding"
             ) from None
+        content_type = TEXT_TYPES.get(suffix)
         yield Document(
             doc_id=ident,
             text=text,
-            title=_title(text, file.stem),
-            content_type="text/markdown" if file.suffix.lower() in (".md", ".markdown") else None,
+            # An HTML page's <title> is read by the ingest service; other formats have none of their own.
+            title=None if content_type == "text/html" else _title(text, file.stem),
+            content_type=content_type,
             metadata={"path": str(file)},
         )
 

@@ -17,6 +17,7 @@ from ragbus.ingest import usecases
 from ragbus.ingest.adapters.files import FileReader
 from ragbus.ingest.adapters.wordpiece import load_tokenizer
 from ragbus.ingest.domain import ByteQuotas
+from ragbus.ingest.loaders import default_registry
 from ragbus.ingest.settings import IngestSettings
 from ragbus.ingest.usecases import IngestDeps
 
@@ -48,7 +49,12 @@ async def open_deps(settings: IngestSettings, clients: Clients) -> IngestDeps:
         scanner = await asyncio.to_thread(ShieldsInjectionScanner.load, settings.injection_threshold)
     quotas = ByteQuotas(settings.quotas) if settings.quotas else None
     return IngestDeps(
-        tokenizer=tokenizer, files=files, policy=settings.policy(), scanner=scanner, quotas=quotas
+        tokenizer=tokenizer,
+        files=files,
+        policy=settings.policy(),
+        loaders=default_registry(settings.record_template),
+        scanner=scanner,
+        quotas=quotas,
     )
 
 

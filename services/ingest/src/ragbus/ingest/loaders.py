@@ -1,19 +1,28 @@
 """Loaders turn a document's bytes (a file) or inline text into plain text, chosen by content type.
 
-The registry maps content types (and file extensions) to loaders, so a PDF, DOCX or HTML loader is one
-`register(...)` call away and nothing else changes. Everything here is pure: reading files is the job of
-`adapters/files.py`.
+The registry maps content types (and file extensions) to loaders: plain text and Markdown as they are,
+HTML without its boilerplate (trafilatura), PDF's text layer page by page (pypdf), DOCX's paragraphs,
+headings and tables (python-docx), and records (JSON, JSON lines, CSV) as readable `field: value` lines
+or through a template. Extraction is the libraries' work, not parsers of our own. Everything here is
+pure: reading files is the job of `adapters/files.py`.
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
+import io
+import json
 import mimetypes
-from collections.abc import Callable, Iterable
+import string
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 
 from ragbus.common.errors import PoisonMessage
+from ragbus.common.events import MetadataValue
 
 DEFAULT_CONTENT_TYPE = "text/plain"
 # How far into a file to look for NUL bytes, which no text encoding we accept produces.
@@ -28,11 +37,19 @@ class NotText(PoisonMessage):
     """The bytes are not text in any encoding we read (a binary file under a text name)."""
 
 
+class Unreadable(PoisonMessage):
+    """The file is of a type we read but this one cannot be read (encrypted, damaged, no text in it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedText:
     text: str
     encoding: str | None = None  # None for inline text, which arrives decoded
     notes: tuple[str, ...] = field(default=())
+    # What the file says of itself: its title (used when the producer gave none), and metadata the
+    # chunks carry under `ingest.*` (a PDF's page count).
+    title: str | None = None
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
 
 
 Loader = Callable[[bytes | str, str | None], LoadedText]
@@ -163,15 +180,197 @@ class LoaderRegistry:
         return content_type, self.loader(content_type)(content, charset)
 
 
-def default_registry() -> LoaderRegistry:
+# --- HTML, PDF, DOCX ---------------------------------------------------------------------------------
+
+
+def _binary(content: bytes | str, kind: str) -> bytes:
+    if isinstance(content, str):
+        # Inline text cannot carry a binary file's bytes faithfully: the producer must send a reference.
+        raise Unreadable(
+            f"a {kind} arrives as a file (`uri`, `ragbus ingest --by-reference`), not as inline text"
+        )
+    return content
+
+
+def load_html(content: bytes | str, charset: str | None) -> LoadedText:
+    """The page's main text (menus, footers, scripts and styles left out), headings kept as Markdown;
+    a page too short for that judgement (a fragment) keeps all of its visible text."""
+    import trafilatura
+
+    decoded = LoadedText(content) if isinstance(content, str) else decode_text(content, charset)
+    html = decoded.text
+    main = trafilatura.extract(
+        html, output_format="markdown", include_tables=True, include_comments=False, favor_recall=True
+    )
+    notes: tuple[str, ...] = ()
+    if not main or not main.strip():
+        # A fragment without <body> gives html2txt nothing to walk: wrap it.
+        page = html if "<body" in html.lower() else f"<html><body>{html}</body></html>"
+        main = trafilatura.html2txt(page) or ""
+        notes = ("no main text found: all visible text kept",)
+    meta = trafilatura.extract_metadata(html)
+    title = meta.title if meta is not None and meta.title else None
+    return LoadedText(main, decoded.encoding, (*decoded.notes, *notes), title=title)
+
+
+def load_pdf(content: bytes | str, charset: str | None) -> LoadedText:
+    """The text layer, page after page (a blank line between pages); `ingest.pages` counts them."""
+    import pypdf
+    from pypdf.errors import PdfReadError
+
+    data = _binary(content, "PDF")
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise Unreadable("the PDF is encrypted: decrypt it first (qpdf --decrypt)")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = reader.metadata.title if reader.metadata is not None else None
+    except Unreadable:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise Unreadable(f"not a readable PDF: {exc}") from exc
+    if not any(p.strip() for p in pages):
+        raise Unreadable(f"the PDF's {len(pages)} pages hold no text layer (scanned images?): OCR it first")
+    metadata: dict[str, MetadataValue] = {"ingest.pages": len(pages)}
+    return LoadedText("\n\n".join(pages), None, title=str(title) if title else None, metadata=metadata)
+
+
+def load_docx(content: bytes | str, charset: str | None) -> LoadedText:
+    """Paragraphs in order, headings as Markdown headings (so heading-aware chunking sees them), and
+    each table row as `cell | cell`."""
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    data = _binary(content, "DOCX")
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise Unreadable(f"not a readable DOCX: {exc}") from exc
+    lines: list[str] = []
+    for block in document.iter_inner_content():
+        if isinstance(block, docx.table.Table):
+            lines.extend(" | ".join(cell.text.strip() for cell in row.cells) for row in block.rows)
+            lines.append("")
+            continue
+        text = block.text.strip()
+        if not text:
+            continue
+        style = (block.style.name if block.style is not None else "") or ""
+        if style.startswith("Heading") and style[len("Heading") :].strip().isdigit():
+            level = min(int(style[len("Heading") :]), 6)
+            lines.append(f"{'#' * level} {text}")
+        elif style == "Title":
+            lines.append(f"# {text}")
+        else:
+            lines.append(text)
+        lines.append("")
+    title = document.core_properties.title or None
+    return LoadedText("\n".join(lines).strip(), None, title=title)
+
+
+# --- records: JSON, JSON lines, CSV -------------------------------------------------------------------
+
+
+def _flatten(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _flatten(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        if all(not isinstance(v, (Mapping, list)) for v in value):
+            if value:
+                yield path, ", ".join(str(v) for v in value)
+        else:
+            for n, item in enumerate(value):
+                yield from _flatten(item, f"{path}[{n}]")
+    elif value is not None and str(value).strip():
+        yield path, str(value)
+
+
+class RecordText:
+    """One record (a JSON object, a JSON line, a CSV row) as text: `field: value` lines (nested keys
+    dotted), or `template` filled with the record's fields (`{title}\n\n{abstract}`; a field the record
+    lacks is left empty)."""
+
+    def __init__(self, template: str | None = None) -> None:
+        self.template = template
+        if template is not None:
+            # Checked once: a template with a bad placeholder is a configuration error, not bad input.
+            list(string.Formatter().parse(template))
+
+    def __call__(self, record: Any) -> str:
+        if not isinstance(record, Mapping):
+            return "\n".join(f"{k}: {v}" if k else v for k, v in _flatten(record))
+        if self.template is not None:
+            return self.template.format_map(_Fields(record)).strip()
+        return "\n".join(f"{k}: {v}" for k, v in _flatten(record))
+
+
+class _Fields(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def record_loaders(template: str | None = None) -> tuple[Loader, Loader, Loader]:
+    """The JSON, JSON lines and CSV loaders: records separated by blank lines."""
+    as_text = RecordText(template)
+
+    def load_json(content: bytes | str, charset: str | None) -> LoadedText:
+        loaded = load_text(content, charset)
+        try:
+            value = json.loads(loaded.text)
+        except json.JSONDecodeError as exc:
+            raise Unreadable(f"not valid JSON: {exc}") from exc
+        records = value if isinstance(value, list) else [value]
+        return LoadedText("\n\n".join(filter(None, map(as_text, records))), loaded.encoding, loaded.notes)
+
+    def load_jsonl(content: bytes | str, charset: str | None) -> LoadedText:
+        loaded = load_text(content, charset)
+        records = []
+        for n, line in enumerate(loaded.text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise Unreadable(f"line {n} is not valid JSON: {exc}") from exc
+        return LoadedText("\n\n".join(filter(None, map(as_text, records))), loaded.encoding, loaded.notes)
+
+    def load_csv(content: bytes | str, charset: str | None) -> LoadedText:
+        loaded = load_text(content, charset)
+        try:
+            dialect = csv.Sniffer().sniff(loaded.text[:4096], delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel
+        try:
+            rows = list(csv.DictReader(io.StringIO(loaded.text), dialect=dialect))
+        except csv.Error as exc:
+            raise Unreadable(f"not valid CSV: {exc}") from exc
+        cleaned = [{k: v for k, v in row.items() if k is not None} for row in rows]
+        return LoadedText("\n\n".join(filter(None, map(as_text, cleaned))), loaded.encoding, loaded.notes)
+
+    return load_json, load_jsonl, load_csv
+
+
+def default_registry(record_template: str | None = None) -> LoaderRegistry:
     registry = LoaderRegistry()
     registry.register(["text/plain"], load_text, extensions=[".txt", ".text"])
     registry.register(["text/markdown", "text/x-markdown"], load_text, extensions=[".md", ".markdown"])
     registry.register(["text/x-rst", "text/prs.fallenstein.rst"], load_text, extensions=[".rst"])
-    registry.register(["application/json"], load_text, extensions=[".json"])
+    registry.register(
+        ["text/html", "application/xhtml+xml"], load_html, extensions=[".html", ".htm", ".xhtml"]
+    )
+    registry.register(["application/pdf"], load_pdf, extensions=[".pdf"])
+    registry.register(
+        ["application/vnd.openxmlformats-officedocument.wordprocessingml.document"],
+        load_docx,
+        extensions=[".docx"],
+    )
+    load_json, load_jsonl, load_csv = record_loaders(record_template)
+    registry.register(["application/json"], load_json, extensions=[".json"])
     registry.register(
         ["application/x-ndjson", "application/jsonl", "application/jsonlines", "application/x-jsonlines"],
-        load_text,
+        load_jsonl,
         extensions=[".jsonl", ".ndjson"],
     )
+    registry.register(["text/csv"], load_csv, extensions=[".csv"])
     return registry

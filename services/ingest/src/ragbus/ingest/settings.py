@@ -46,6 +46,9 @@ class IngestSettings(ServiceSettings):
     # rest: 254 for the text. 200 keeps every chunk whole with room for the embedder to prepend a short
     # title, and keeps the regex estimate (which can undercount a little) under the limit too; smaller
     # chunks retrieve more precisely but lose context (the model was trained on 128-token pairs).
+    # How a record (a JSON object, a JSON line, a CSV row) reads as text: None for `field: value` lines,
+    # or a template of its fields, e.g. "{title}\n\n{abstract}" (a field a record lacks is left empty).
+    record_template: str | None = Field(default=None, description="text of a JSON/JSONL/CSV record")
     chunk_tokens: int = Field(default=200, ge=16, le=8192, description="token budget of a chunk")
     # 20%: enough to carry a sentence across a cut, so a fact that straddles two chunks is whole in one.
     chunk_overlap: int = Field(default=40, ge=0, description="tokens repeated at the start of the next chunk")

@@ -89,7 +89,9 @@ def _chunk(deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | File
         content_type, loaded = deps.loaders.load(
             content.data, declared=doc.content_type, path=str(content.path)
         )
-        extra["ingest.encoding"] = loaded.encoding
+        if loaded.encoding is not None:
+            extra["ingest.encoding"] = loaded.encoding
+    extra.update(loaded.metadata)
     prepared = prepare_document(
         event.tenantid,
         doc.doc_id,
@@ -102,6 +104,10 @@ def _chunk(deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | File
     if deps.scanner is not None:
         chunks = flag_chunks(chunks, deps.scanner.scan([c.text for c in chunks]))
     # The producer's own metadata wins over what ingest adds.
+    if doc.title is None:
+        # The file's own title (HTML <title>, PDF or DOCX properties), else a file's name.
+        title = loaded.title or (None if isinstance(content, str) else content.path.stem)
+        doc = doc.model_copy(update={"title": title})
     template = chunked_template(doc, prepared, content_type=content_type, metadata={**extra, **doc.metadata})
     overhead = len(event.follow(template, source=SOURCE).to_bytes()) + _ENVELOPE_SLACK
     parts = split_parts(
