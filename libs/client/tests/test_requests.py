@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ragbus.client.client import Document, RagbusClient, WaitTimeout
+from ragbus.client.progress import IngestProgress, duration
 from ragbus.common import topics
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import (
@@ -342,5 +343,24 @@ async def test_ingest_says_which_documents_were_found_unchanged(
         ["  indexed edited.md  2 chunks  (1/2)", "  indexed same.md  2 chunks  unchanged  (2/2)"]
     )
     assert re.fullmatch(
-        r"2 documents, 4 chunks indexed in [\d.]+ s \(1 unchanged, not embedded again\)", lines[3]
+        r"2 documents, 4 chunks indexed in [\d.]+ s "
+        r"\([\d.]+ docs/s, [\d.]+ chunks/s; 1 unchanged, not embedded again\)",
+        lines[3],
     )
+
+
+def test_the_progress_line_gives_counts_rates_and_the_time_left() -> None:
+    tally = IngestProgress(total=5183, started=100.0)
+    assert (
+        tally.line(100.5)
+        == "0/5,183 documents · 0 chunks · 0.0 docs/s · 0.0 chunks/s · waiting for the first"
+    )
+    for _ in range(1234):
+        tally.add(2)
+    assert tally.line(250.0) == (
+        "1,234/5,183 documents · 2,468 chunks · 8.2 docs/s · 16.5 chunks/s · 8 min 00 s left"
+    )
+    for _ in range(5183 - 1234):
+        tally.add(1)
+    assert tally.line(4000.0).endswith("· done in 1 h 05 min")
+    assert duration(42.4) == "42 s"

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from ragbus.client.client import Answer, Document, Indexed, RagbusClient, Reques
 from ragbus.client.dlq import read_letters, record_letters, replay, replay_letters
 from ragbus.client.errors import CliError
 from ragbus.client.plugins import EvalGroup, PluginGroup
+from ragbus.client.progress import IngestProgress
 from ragbus.client.trace import TraceNotFound, await_trace, render_tree
 from ragbus.common import trust as trust_lib
 from ragbus.common.admin import TopicAdminError, ensure_topics
@@ -65,6 +67,10 @@ TEXT_TYPES = {
 }
 BINARY_SUFFIXES = (".pdf", ".docx")
 DOCUMENT_SUFFIXES = (*TEXT_TYPES, *BINARY_SUFFIXES)
+# `ragbus ingest`: a line per document on a terminal up to this many documents (beyond, the status line
+# alone), and the status line in a log every this many seconds.
+LIVE_DOCUMENT_LINES = 50
+PROGRESS_EVERY_S = 10.0
 INLINE_LIMIT = 900_000  # bytes: inline text travels in one Kafka message (1 MB by default)
 # The status of a command whose reader went away (128 + SIGPIPE): what a shell reports for `cat | head`.
 BROKEN_PIPE_EXIT = 141
@@ -260,23 +266,43 @@ async def ingest(
         k: v[0] if len(v) == 1 else v for k, v in _pairs(meta, "--meta").items()
     }
     docs = [replace(d, metadata={**d.metadata, **extra}) for d in _documents(path, doc_id, by_reference)]
-    done = 0
+    tally = IngestProgress(len(docs), time.monotonic())
+    # On a terminal one status line updates in place (a line per document for a few documents); in a
+    # log, a line per document and the status line every PROGRESS_EVERY_S seconds.
+    live = sys.stdout.isatty()
+    last = tally.started
 
     def progress(result: Indexed) -> None:
-        nonlocal done
-        done += 1
+        nonlocal last
+        tally.add(result.chunks)
+        now = time.monotonic()
         same = "  unchanged" if result.is_unchanged else ""
-        click.echo(f"  indexed {result.doc_id}  {plural(result.chunks, 'chunk')}{same}  ({done}/{len(docs)})")
+        line = (
+            f"  indexed {result.doc_id}  {plural(result.chunks, 'chunk')}{same}  ({tally.docs}/{len(docs)})"
+        )
+        if live:
+            if len(docs) <= LIVE_DOCUMENT_LINES:
+                click.echo(f"\r\x1b[K{line}")
+            click.echo(f"\r\x1b[K  {tally.line(now)}", nl=False)
+            return
+        click.echo(line)
+        if now - last >= PROGRESS_EVERY_S and tally.docs < len(docs):
+            last = now
+            click.echo(f"  … {tally.line(now)}")
 
     click.echo(f"ingesting {plural(len(docs), 'document')} …")
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
         results = await client.ingest(docs, stall_timeout=stall_timeout, timeout=timeout, on_indexed=progress)
+    if live:
+        click.echo()
     took = max(r.elapsed_ms for r in results) / 1000
     chunks = sum(r.chunks for r in results)
     same = sum(r.is_unchanged for r in results)
     # An unchanged document costs a lookup, not an embedding: say so, or a re-ingest looks like work.
-    note = f" ({same} unchanged, not embedded again)" if same else ""
-    click.echo(f"{plural(len(results), 'document')}, {plural(chunks, 'chunk')} indexed in {took:.1f} s{note}")
+    note = f"; {same} unchanged, not embedded again" if same else ""
+    rates = f"{len(results) / took:.1f} docs/s, {chunks / took:.1f} chunks/s" if took > 0 else "at once"
+    counts = f"{plural(len(results), 'document')}, {plural(chunks, 'chunk')}"
+    click.echo(f"{counts} indexed in {took:.1f} s ({rates}{note})")
 
 
 @main.command()
