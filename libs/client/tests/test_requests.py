@@ -363,4 +363,7 @@ def test_the_progress_line_gives_counts_rates_and_the_time_left() -> None:
     for _ in range(5183 - 1234):
         tally.add(1)
     assert tally.line(4000.0).endswith("· done in 1 h 05 min")
+    one = IngestProgress(total=2, started=0.0)
+    one.add(1)
+    assert one.line(1.0) == "1/2 documents · 1 chunk · 1.0 docs/s · 1.0 chunks/s · 1 s left"
     assert duration(42.4) == "42 s"

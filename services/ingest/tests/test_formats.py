@@ -67,6 +67,16 @@ def test_html_keeps_the_article_and_drops_menus_footers_scripts_and_styles() -> 
     assert loaded.encoding == "utf-8"
 
 
+def test_a_short_page_still_loses_its_menu_and_footer() -> None:
+    page = (
+        "<html><head><title>Canteen</title></head><body><nav>Home | Menu</nav><article><h1>Canteen hours</h1>"
+        "<p>The canteen opens at 11:30 and closes at 14:00 on weekdays.</p></article>"
+        "<footer>Cookie settings</footer></body></html>"
+    )
+    _, text = load(page, "/x/canteen.html")
+    assert text == "# Canteen hours\n\nThe canteen opens at 11:30 and closes at 14:00 on weekdays."
+
+
 def test_an_html_fragment_too_short_to_judge_keeps_its_visible_text() -> None:
     _, text = load("<div><b>Opening hours:</b> 9 to 5</div><script>x()</script>", "/x/snippet.htm")
     assert "Opening hours:" in text

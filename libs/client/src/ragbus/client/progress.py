@@ -40,7 +40,8 @@ class IngestProgress:
             eta = f"{duration(left / rate)} left"
         else:
             eta = "waiting for the first"
+        chunks = f"{self.chunks:,} chunk{'' if self.chunks == 1 else 's'}"
         return (
-            f"{self.docs:,}/{self.total:,} documents · {self.chunks:,} chunks · "
+            f"{self.docs:,}/{self.total:,} documents · {chunks} · "
             f"{rate:.1f} docs/s · {chunk_rate:.1f} chunks/s · {eta}"
         )

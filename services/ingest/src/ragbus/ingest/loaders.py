@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import json
 import mimetypes
@@ -192,6 +193,18 @@ def _binary(content: bytes | str, kind: str) -> bytes:
     return content
 
 
+@functools.cache
+def _trafilatura_config() -> Any:
+    """trafilatura's defaults, but no minimum size: below 250 characters it gives up on the main text
+    and returns the whole page, menus and footers included (a short intranet page kept "Home | Menu")."""
+    from trafilatura.settings import use_config
+
+    config = use_config()
+    for key in ("MIN_EXTRACTED_SIZE", "MIN_OUTPUT_SIZE", "MIN_EXTRACTED_COMM_SIZE", "MIN_OUTPUT_COMM_SIZE"):
+        config.set("DEFAULT", key, "1")
+    return config
+
+
 def load_html(content: bytes | str, charset: str | None) -> LoadedText:
     """The page's main text (menus, footers, scripts and styles left out), headings kept as Markdown;
     a page too short for that judgement (a fragment) keeps all of its visible text."""
@@ -200,7 +213,12 @@ def load_html(content: bytes | str, charset: str | None) -> LoadedText:
     decoded = LoadedText(content) if isinstance(content, str) else decode_text(content, charset)
     html = decoded.text
     main = trafilatura.extract(
-        html, output_format="markdown", include_tables=True, include_comments=False, favor_recall=True
+        html,
+        output_format="markdown",
+        include_tables=True,
+        include_comments=False,
+        favor_recall=True,
+        config=_trafilatura_config(),
     )
     notes: tuple[str, ...] = ()
     if not main or not main.strip():
