@@ -106,7 +106,7 @@ def decode_text(data: bytes, charset: str | None = None) -> LoadedText:
 
 
 def load_text(content: bytes | str, charset: str | None) -> LoadedText:
-    """Plain text, Markdown, reStructuredText, JSON and JSON lines: the text as it is."""
+    """Plain text, Markdown and reStructuredText: the text as it is (and the record loaders' first step)."""
     return LoadedText(content) if isinstance(content, str) else decode_text(content, charset)
 
 
@@ -243,8 +243,6 @@ def load_pdf(content: bytes | str, charset: str | None) -> LoadedText:
             raise Unreadable("the PDF is encrypted: decrypt it first (qpdf --decrypt)")
         pages = [page.extract_text() or "" for page in reader.pages]
         title = reader.metadata.title if reader.metadata is not None else None
-    except Unreadable:
-        raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise Unreadable(f"not a readable PDF: {exc}") from exc
     if not any(p.strip() for p in pages):
@@ -316,11 +314,10 @@ class RecordText:
             list(string.Formatter().parse(template))
 
     def __call__(self, record: Any) -> str:
-        if not isinstance(record, Mapping):
-            return "\n".join(f"{k}: {v}" if k else v for k, v in _flatten(record))
-        if self.template is not None:
+        if self.template is not None and isinstance(record, Mapping):
             return self.template.format_map(_Fields(record)).strip()
-        return "\n".join(f"{k}: {v}" for k, v in _flatten(record))
+        # A bare value (a JSON line that is a string, say) has no field name to put before it.
+        return "\n".join(f"{k}: {v}" if k else v for k, v in _flatten(record))
 
 
 class _Fields(dict[str, Any]):
@@ -332,14 +329,16 @@ def record_loaders(template: str | None = None) -> tuple[Loader, Loader, Loader]
     """The JSON, JSON lines and CSV loaders: records separated by blank lines."""
     as_text = RecordText(template)
 
+    def joined(loaded: LoadedText, records: Iterable[Any]) -> LoadedText:
+        return LoadedText("\n\n".join(filter(None, map(as_text, records))), loaded.encoding, loaded.notes)
+
     def load_json(content: bytes | str, charset: str | None) -> LoadedText:
         loaded = load_text(content, charset)
         try:
             value = json.loads(loaded.text)
         except json.JSONDecodeError as exc:
             raise Unreadable(f"not valid JSON: {exc}") from exc
-        records = value if isinstance(value, list) else [value]
-        return LoadedText("\n\n".join(filter(None, map(as_text, records))), loaded.encoding, loaded.notes)
+        return joined(loaded, value if isinstance(value, list) else [value])
 
     def load_jsonl(content: bytes | str, charset: str | None) -> LoadedText:
         loaded = load_text(content, charset)
@@ -351,7 +350,7 @@ def record_loaders(template: str | None = None) -> tuple[Loader, Loader, Loader]
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise Unreadable(f"line {n} is not valid JSON: {exc}") from exc
-        return LoadedText("\n\n".join(filter(None, map(as_text, records))), loaded.encoding, loaded.notes)
+        return joined(loaded, records)
 
     def load_csv(content: bytes | str, charset: str | None) -> LoadedText:
         loaded = load_text(content, charset)
@@ -363,8 +362,7 @@ def record_loaders(template: str | None = None) -> tuple[Loader, Loader, Loader]
             rows = list(csv.DictReader(io.StringIO(loaded.text), dialect=dialect))
         except csv.Error as exc:
             raise Unreadable(f"not valid CSV: {exc}") from exc
-        cleaned = [{k: v for k, v in row.items() if k is not None} for row in rows]
-        return LoadedText("\n\n".join(filter(None, map(as_text, cleaned))), loaded.encoding, loaded.notes)
+        return joined(loaded, ({k: v for k, v in row.items() if k is not None} for row in rows))
 
     return load_json, load_jsonl, load_csv
 

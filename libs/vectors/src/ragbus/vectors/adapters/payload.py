@@ -44,6 +44,11 @@ def to_payload(point: ChunkPoint) -> dict[str, Any]:
     return payload
 
 
+def point_uuid(point_id: Any) -> UUID:
+    """A point id as the stores hand it back (a UUID, or its string) as a UUID."""
+    return point_id if isinstance(point_id, UUID) else UUID(str(point_id))
+
+
 def stored_digest(tenant: str, payload: Mapping[str, Any] | None) -> tuple[bool, str | None]:
     """(whether the point is the tenant's, its digest) from a retrieved point's payload."""
     p = payload or {}
@@ -62,7 +67,7 @@ def to_hit(
     p = payload or {}
     injection_score = p.get("injection_score")
     return Hit(
-        chunk_id=point_id if isinstance(point_id, UUID) else UUID(str(point_id)),
+        chunk_id=point_uuid(point_id),
         doc_id=str(p.get(DOC_ID, "")),
         version=str(p.get(VERSION, "")),
         index=int(p.get("index", 0)),

@@ -50,6 +50,7 @@ from ragbus.vectors.adapters.payload import (
     lexical_terms,
     match_values,
     metadata_key,
+    point_uuid,
     stored_digest,
     to_legs,
     to_payload,
@@ -380,7 +381,7 @@ class EdgeVectorStore:
             for record in shard.retrieve(list(ids), [TENANT, DIGEST], False):
                 theirs, digest = stored_digest(tenant, record.payload)
                 if theirs:
-                    found[record.id if isinstance(record.id, UUID) else UUID(str(record.id))] = digest
+                    found[point_uuid(record.id)] = digest
             return found
 
         return await self._run(on_retrieve)

@@ -33,6 +33,7 @@ from ragbus.vectors.adapters.payload import (
     lexical_terms,
     match_values,
     metadata_key,
+    point_uuid,
     stored_digest,
     to_legs,
     to_payload,
@@ -346,7 +347,7 @@ class QdrantServerStore:
         for record in records:
             theirs, digest = stored_digest(tenant, record.payload)
             if theirs:
-                found[UUID(str(record.id))] = digest
+                found[point_uuid(record.id)] = digest
         return found
 
     async def ping(self) -> None:
