@@ -575,3 +575,30 @@ async def test_metadata_filters_apply_to_retrieval_end_to_end(stack: Stack) -> N
             question, options=QueryOptions(max_tier=0, where=QueryFilter(metadata={"groups": ["eng"]}))
         )
     assert {x.doc_id for x in answer.answer.citations} <= {"eng-leave"}
+
+
+async def test_a_document_for_some_groups_is_retrieved_only_for_askers_in_them(stack: Stack) -> None:
+    docs = [
+        Document("salaries", "The salary bands for 2027 run from 41,000 to 96,000 euros.",
+                 title="Salary bands", groups=("hr", "finance")),
+        Document("handbook", "Salary reviews happen every March; ask your manager about the salary bands.",
+                 title="Handbook"),
+    ]  # fmt: skip
+    question = "What are the salary bands for 2027?"
+
+    async def seen(c: RagbusClient, groups: tuple[str, ...]) -> set[str]:
+        result = await c.ask(question, options=QueryOptions(retrieve_only=True, top_k=10), groups=groups)
+        assert result.answer.status == "answered"
+        return {r.doc_id for r in result.answer.retrieved}
+
+    async with client(stack, tenant="acl") as c:
+        await c.ingest(docs)
+        assert await seen(c, ()) == {"handbook"}
+        assert await seen(c, ("engineering",)) == {"handbook"}
+        assert await seen(c, ("finance",)) == {"salaries", "handbook"}
+        outsider = await c.ask(question, options=QueryOptions(max_tier=0))
+        # Shared with everyone now: the same document, re-sent with no groups, is visible to all.
+        await c.ingest([Document("salaries", docs[0].text, title="Salary bands")])
+        assert await seen(c, ()) == {"salaries", "handbook"}
+    assert "41,000" not in outsider.answer.answer
+    assert "salaries" not in {x.doc_id for x in outsider.answer.citations}

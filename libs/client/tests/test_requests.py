@@ -343,10 +343,9 @@ async def test_ingest_says_which_documents_were_found_unchanged(
         ["  indexed edited.md  2 chunks  (1/2)", "  indexed same.md  2 chunks  unchanged  (2/2)"]
     )
     assert re.fullmatch(
-        r"2 documents, 4 chunks indexed in [\d.]+ s "
-        r"\([\d.]+ docs/s, [\d.]+ chunks/s; 1 unchanged, not embedded again\)",
-        lines[3],
+        r"2 documents, 4 chunks indexed in [\d.]+ s \([\d.]+ docs/s, [\d.]+ chunks/s\)", lines[3]
     )
+    assert lines[4] == "0 added, 1 updated, 1 unchanged"
 
 
 def test_the_progress_line_gives_counts_rates_and_the_time_left() -> None:

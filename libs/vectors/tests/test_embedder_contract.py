@@ -1,5 +1,6 @@
 """One contract for every Embedder: MiniLM (real model, marked `model`), the OpenAI-compatible adapter
-against a local stub server, and the hashing test double the services' component tests use.
+against a local stub server, the hashing test double the services' component tests use, and the
+micro-batcher the embed service puts in front of its model.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 
 from ragbus.vectors.adapters.minilm import MiniLMEmbedder
 from ragbus.vectors.adapters.openai_embeddings import OpenAIEmbedder
+from ragbus.vectors.batching import BatchingEmbedder
 from ragbus.vectors.ports import Embedder
 from ragbus.vectors.testing import HashingEmbedder
 
@@ -31,11 +33,13 @@ def stub() -> Iterator[Stub]:
         yield s
 
 
-@pytest.fixture(params=["hashing", "openai", pytest.param("minilm", marks=pytest.mark.model)])
+@pytest.fixture(params=["hashing", "batching", "openai", pytest.param("minilm", marks=pytest.mark.model)])
 async def embedder(request: pytest.FixtureRequest, stub: Stub) -> AsyncIterator[Embedder]:
     e: Embedder
     if request.param == "hashing":
         e = HashingEmbedder(dim=48)
+    elif request.param == "batching":
+        e = BatchingEmbedder(HashingEmbedder(dim=48), max_batch=2, linger=0.001)
     elif request.param == "openai":
         e = OpenAIEmbedder(model="stub-embed", base_url=stub.base_url, batch_size=2, max_retries=0)
     else:

@@ -97,6 +97,27 @@ class TestVectorStoreContract:
         assert dict(hit.metadata) == {"lang": "en", "page": 2, "draft": False}
         assert hit.score == pytest.approx(1.0, abs=1e-5)
 
+    async def test_where_a_chunk_is_in_its_document_round_trips(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        placed = replace(
+            point("acme", "paper.pdf", 0, unit(1)),
+            char_span=(120, 980),
+            section=("Results", "Fractures"),
+            page=3,
+            last_page=4,
+        )
+        await store.upsert([placed, point("acme", "notes.txt", 0, unit(0, 1))])
+        hits = {h.doc_id: h for h in await store.search("acme", unit(1), 5)}
+        got = hits["paper.pdf"]
+        assert (got.char_span, got.section, got.page, got.last_page) == (
+            (120, 980),
+            ("Results", "Fractures"),
+            3,
+            4,
+        )
+        bare = hits["notes.txt"]
+        assert (bare.char_span, bare.section, bare.page, bare.last_page) == (None, (), None, None)
+
     async def test_the_ingest_flags_of_a_chunk_round_trip_and_an_unflagged_chunk_has_none(
         self, store: VectorStore
     ) -> None:
@@ -375,6 +396,64 @@ class TestHybridSearchContract:
         assert {h.doc_id for h in legs.dense} == expected
         assert {h.doc_id for h in legs.sparse} == expected
         assert {h.doc_id for h in await store.search("acme", unit(1, 1), 10, where)} == expected
+
+
+# Who may read each document of the library: `diet` and `tp53` are open to the whole tenant.
+READERS: dict[str, tuple[str, ...]] = {
+    "brca": ("oncology",),
+    "sleep": ("hr", "legal"),
+    "diet": (),
+    "tp53": (),
+}
+
+
+class TestAccessContract:
+    @pytest.mark.parametrize(
+        ("asker", "expected"),
+        [
+            (None, {"brca", "diet", "sleep", "tp53"}),  # no access check (the store's own tools)
+            ((), {"diet", "tp53"}),  # in no group: what is open to all
+            (("oncology",), {"brca", "diet", "tp53"}),
+            (("legal",), {"diet", "sleep", "tp53"}),
+            (("hr", "oncology"), {"brca", "diet", "sleep", "tp53"}),
+            (("marketing",), {"diet", "tp53"}),
+        ],
+    )
+    async def test_a_search_sees_open_documents_and_those_shared_with_the_askers_groups(
+        self, store: VectorStore, asker: tuple[str, ...] | None, expected: set[str]
+    ) -> None:
+        await store.ensure(DIM)
+        await store.upsert(
+            [
+                replace(point("acme", d, 0, v, text=t, sparse=True), groups=READERS[d])
+                for d, (t, v) in LIBRARY.items()
+            ]
+        )
+        where = SearchFilter(groups=asker)
+        words = query_terms("cancer weight tumours sleep")
+        legs = await store.search_hybrid("acme", unit(1, 1), words, 10, where)
+        assert {h.doc_id for h in legs.dense} == expected
+        assert {h.doc_id for h in legs.sparse} == expected
+        assert {h.doc_id for h in await store.search("acme", unit(1, 1), 10, where)} == expected
+
+    async def test_the_access_check_holds_beside_other_conditions(self, store: VectorStore) -> None:
+        await library(store)
+        await store.upsert([replace(point("acme", "brca", 0, unit(1), metadata=META["brca"]), groups=("x",))])
+        where = SearchFilter(metadata={"source": ["pubmed"]}, groups=())
+        assert {h.doc_id for h in await store.search("acme", unit(1), 10, where)} == {"diet", "tp53"}
+
+    async def test_changing_who_may_read_a_document_rewrites_its_points(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        p = point("acme", "memo", 0, unit(1))
+        await store.upsert([replace(p, groups=("hr",))])
+        assert await store.search("acme", unit(1), 5, SearchFilter(groups=("legal",))) == []
+        await store.upsert([replace(p, groups=("legal",))])
+        assert [
+            h.doc_id for h in await store.search("acme", unit(1), 5, SearchFilter(groups=("legal",)))
+        ] == ["memo"]
+        assert await store.search("acme", unit(1), 5, SearchFilter(groups=("hr",))) == []
+        await store.upsert([p])  # open to all again
+        assert len(await store.search("acme", unit(1), 5, SearchFilter(groups=()))) == 1
 
 
 def test_a_filter_of_mixed_value_kinds_is_refused() -> None:

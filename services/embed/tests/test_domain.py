@@ -149,6 +149,7 @@ def test_a_chunks_digest_changes_with_anything_its_point_is_made_from() -> None:
         digests(part.model_copy(update={"title": "La tour"})),
         digests(part.model_copy(update={"metadata": {"k": "w"}})),
         digests(part.model_copy(update={"version": "v2"})),
+        digests(part.model_copy(update={"groups": ["hr"]})),  # who may read it
     ):
         assert set(other).isdisjoint(base)
     flagged = part.chunks[0].model_copy(update={"flags": ["injection"]})
@@ -160,6 +161,47 @@ def test_a_chunks_digest_changes_with_anything_its_point_is_made_from() -> None:
         ]
         != base
     )
+
+
+def test_a_chunk_under_headings_is_embedded_with_them_and_its_point_knows_its_place() -> None:
+    part = chunked("Use apt.", "Plain.", title="Guide")
+    under = part.chunks[0].model_copy(
+        update={"section": ["Guide", "Install", "Linux"], "page": 2, "last_page": 3}
+    )
+    part = part.model_copy(update={"chunks": [under, part.chunks[1]]})
+    # The title is not repeated when it is the outermost heading too.
+    assert domain.embedding_inputs(part, with_title=True) == [
+        "Guide > Install > Linux\nUse apt.",
+        "Guide\nPlain.",
+    ]
+    assert domain.embedding_inputs(part, with_title=False) == ["Use apt.", "Plain."]
+    first, second = domain.chunk_points(part, "acme", [[1.0, 0.0], [0.0, 1.0]])
+    assert (first.section, first.page, first.last_page) == (("Guide", "Install", "Linux"), 2, 3)
+    assert first.char_span == (under.char_start, under.char_end)
+    assert (second.section, second.page) == ((), None)
+
+
+def test_a_chunk_without_a_place_keeps_the_digest_it_had_before_places_existed() -> None:
+    part = chunked("It is 330 metres tall.")
+    [digest] = domain.point_digests(part, "acme", model="m", with_title=True, sparse=True)
+    old_style = {
+        k: v
+        for k, v in part.chunks[0].model_dump(mode="json").items()
+        if k not in ("section", "page", "last_page")
+    }
+    assert "section" not in domain._chunk_fields(part.chunks[0])
+    assert domain._chunk_fields(part.chunks[0]) == old_style
+    placed = part.model_copy(update={"chunks": [part.chunks[0].model_copy(update={"page": 1})]})
+    assert domain.point_digests(placed, "acme", model="m", with_title=True, sparse=True) != [digest]
+
+
+def test_points_carry_who_may_read_their_document() -> None:
+    part = chunked("It is 330 metres tall.", "It opened in 1889.").model_copy(
+        update={"groups": ["hr", "legal"]}
+    )
+    points = domain.chunk_points(part, "acme", [[1.0, 0.0], [0.0, 1.0]])
+    assert {p.groups for p in points} == {("hr", "legal")}
+    assert {p.groups for p in domain.chunk_points(chunked("Open to all."), "acme", [[1.0, 0.0]])} == {()}
 
 
 def test_changed_keeps_the_chunks_whose_point_is_missing_or_made_from_something_else() -> None:

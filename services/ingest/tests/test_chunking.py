@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from ragbus.ingest.chunking import ChunkingConfig, Span, plan_chunks
 from ragbus.ingest.normalize import normalize_text
 from ragbus.ingest.ports import Tokenizer
-from ragbus.ingest.tokens import RegexTokenizer
+from ragbus.ingest.tokens import RegexTokenizer, tokenize_in_blocks
 
 
 def chunk(text: str, tokenizer: Tokenizer, config: ChunkingConfig) -> list[Span]:
@@ -140,3 +140,33 @@ def test_any_text_chunks_within_budget_with_exact_offsets(
             assert spans == []
             continue
         assert_well_formed(text, spans, tokenizer, config)
+
+
+def test_sections_follow_the_heading_levels() -> None:
+    from ragbus.ingest.chunking import sections
+
+    text = (
+        "Intro line.\n# Guide\nText.\n## Install\nSteps.\n### Linux ##\napt.\n## Use\nRun it.\n# C#\nSharp."
+    )
+    found = [(text[s.start : s.end].split("\n")[0], s.path) for s in sections(text)]
+    assert found == [
+        ("Intro line.", ()),
+        ("# Guide", ("Guide",)),
+        ("## Install", ("Guide", "Install")),
+        ("### Linux ##", ("Guide", "Install", "Linux")),
+        ("## Use", ("Guide", "Use")),
+        ("# C#", ("C#",)),  # a `#` inside the heading is its text, not a closing sequence
+    ]
+    assert sections("No headings at all.") == [sections("No headings at all.")[0]]
+    assert sections("No headings at all.")[0].path == ()
+
+
+def test_no_chunk_or_overlap_crosses_a_break(tokenizer: Tokenizer, make_prose: Any) -> None:
+    text = make_prose.paragraphs(6, 6)
+    tokens = tokenize_in_blocks(tokenizer.tokenize, text)
+    cut = len(tokens) // 2
+    spans = plan_chunks(text, tokens, ChunkingConfig(max_tokens=60, overlap_tokens=20), breaks=[cut])
+    assert all(s.end <= cut or s.start >= cut for s in spans)
+    assert any(s.end == cut for s in spans)
+    assert any(s.start == cut for s in spans)
+    assert all(s.end - s.start <= 60 for s in spans)

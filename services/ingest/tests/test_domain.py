@@ -20,6 +20,7 @@ from ragbus.ingest.domain import (
     prepare_document,
     split_parts,
 )
+from ragbus.ingest.normalize import normalize_text
 from ragbus.ingest.ports import Tokenizer
 
 CONFIG = ChunkingConfig(max_tokens=100, overlap_tokens=20)
@@ -105,15 +106,17 @@ def test_parts_respect_both_the_count_and_the_byte_limit() -> None:
 def test_split_parts_numbers_the_parts_and_keeps_version_and_total(
     tokenizer: Tokenizer, make_prose: Any
 ) -> None:
-    submitted = DocsSubmitted(doc_id="doc-1", text="x", title="A title", metadata={"lang": "en"})
+    submitted = DocsSubmitted(
+        doc_id="doc-1", text="x", title="A title", metadata={"lang": "en"}, groups=["legal", "hr", "legal"]
+    )
     doc = prepare_document("acme", "doc-1", make_prose.paragraphs(10, 8), tokenizer, CONFIG)
     template = chunked_template(submitted, doc, content_type="text/plain", metadata={"lang": "en"})
     parts = split_parts(template, doc.chunks, max_chunks=4, chunk_bytes=100_000)
     assert len(parts) == -(-len(doc.chunks) // 4)
     assert [p.part for p in parts] == list(range(len(parts)))
     assert {p.parts for p in parts} == {len(parts)}
-    assert {(p.version, p.total_chunks, p.title, p.tokenizer) for p in parts} == {
-        (doc.version, len(doc.chunks), "A title", tokenizer.name)
+    assert {(p.version, p.total_chunks, p.title, p.tokenizer, tuple(p.groups)) for p in parts} == {
+        (doc.version, len(doc.chunks), "A title", tokenizer.name, ("hr", "legal"))
     }
     chunks: list[ChunkData] = [c for p in parts for c in p.chunks]
     assert chunks == list(doc.chunks)
@@ -163,3 +166,64 @@ def test_the_star_quota_applies_to_every_tenant_not_named_each_its_own() -> None
     with pytest.raises(QuotaExceeded):
         quotas.check("a-2", "a", 900_000)
     quotas.check("big-1", "big", 9_000_000)
+
+
+def test_heading_aware_chunks_stay_in_their_section_and_carry_its_path(
+    tokenizer: Tokenizer, make_prose: Any
+) -> None:
+    text = (
+        f"# Guide\n\n{make_prose.paragraphs(2, 5)}\n\n## Install\n\n{make_prose.paragraphs(3, 5)}\n\n"
+        f"## Use\n\nRun it once."
+    )
+    config = ChunkingConfig(max_tokens=60, overlap_tokens=10, headings=True)
+    doc = prepare_document("acme", "guide.md", text, tokenizer, config)
+    starts = {h: doc.text.index(h) for h in ("## Install", "## Use")}
+    for chunk in doc.chunks:
+        # No chunk runs from one section into the next.
+        for at in starts.values():
+            assert not chunk.char_start < at < chunk.char_end
+    assert next(c.section for c in doc.chunks) == ["Guide"]
+    assert {tuple(c.section) for c in doc.chunks} == {("Guide",), ("Guide", "Install"), ("Guide", "Use")}
+    last = doc.chunks[-1]
+    assert (last.section, doc.text[last.char_start : last.char_end]) == (
+        ["Guide", "Use"],
+        "## Use\n\nRun it once.",
+    )
+    # The same text cut by the budget alone: another version, no sections.
+    plain = prepare_document(
+        "acme", "guide.md", text, tokenizer, ChunkingConfig(max_tokens=60, overlap_tokens=10)
+    )
+    assert plain.version != doc.version
+    assert {tuple(c.section) for c in plain.chunks} == {()}
+
+
+def test_the_strategy_is_the_documents_else_the_services_else_the_format() -> None:
+    from ragbus.ingest.domain import chunking_for
+
+    base = ChunkingConfig(max_tokens=100, overlap_tokens=20)
+    assert chunking_for(base, "auto", None, "text/markdown").headings
+    assert chunking_for(base, "auto", None, "text/html").headings
+    assert not chunking_for(base, "auto", None, "text/plain").headings
+    assert not chunking_for(base, "auto", "tokens", "text/markdown").headings
+    assert chunking_for(base, "tokens", "headings", "text/plain").headings
+    assert not chunking_for(base, "tokens", None, "text/markdown").headings
+    assert chunking_for(base, "auto", None, None).max_tokens == 100
+
+
+def test_chunks_of_a_paged_document_know_their_pages(tokenizer: Tokenizer, make_prose: Any) -> None:
+    pages = [make_prose.paragraphs(2, 4), "", make_prose.paragraphs(3, 4), "The last page."]
+    doc = prepare_document(
+        "acme", "paper.pdf", "\n\n".join(pages), tokenizer, ChunkingConfig(max_tokens=50, overlap_tokens=10),
+        pages=pages,
+    )  # fmt: skip
+    assert doc.chunks[0].page == 1
+    assert doc.chunks[-1].last_page == 4
+    for chunk in doc.chunks:
+        assert chunk.page is not None
+        assert chunk.last_page is not None
+        assert chunk.page <= chunk.last_page
+        assert 2 not in (chunk.page, chunk.last_page)  # the empty page holds no chunk's start or end
+        # The chunk's text is on the pages it names.
+        for piece in doc.text[chunk.char_start : chunk.char_end].split("\n\n"):
+            assert any(piece in normalize_text(pages[n - 1]) for n in range(chunk.page, chunk.last_page + 1))
+    assert prepare_document("acme", "a", "Plain text.", tokenizer, CONFIG).chunks[0].page is None

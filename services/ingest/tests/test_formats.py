@@ -197,3 +197,41 @@ def test_csv_rows_become_records_whatever_the_delimiter() -> None:
 def test_invalid_records_are_refused_naming_where(data: bytes, path: str) -> None:
     with pytest.raises(Unreadable, match="not valid JSON"):
         load(data, path)
+
+
+def test_running_headers_and_footers_are_left_out_of_a_pdf_and_pages_are_kept() -> None:
+    body = [
+        "Calcium intake and fracture risk in older adults was followed for ten years.",
+        "The trial enrolled 36,282 women aged 50 to 79 at forty clinical centres.",
+        "Hip fractures were fewer among those who took the supplements as assigned.",
+    ]
+    pages = [
+        f"Journal of Bone Research, Vol. 12\n{text}\nConfidential draft - page {n} of 3"
+        for n, text in enumerate(body, start=1)
+    ]
+    _, loaded = default_registry().load(pdf(*pages), declared=None, path="/x/paper.pdf")
+    assert "Journal of Bone Research" not in loaded.text
+    assert "Confidential draft" not in loaded.text
+    assert loaded.pages is not None
+    assert [p.strip() for p in loaded.pages] == body
+    assert loaded.notes == ("6 running header/footer lines left out",)
+
+
+def test_lines_repeated_on_few_pages_or_in_the_body_stay() -> None:
+    from ragbus.ingest.loaders import strip_running_lines
+
+    # Two pages: too few to tell a running line from a repeated one.
+    assert strip_running_lines(["Header\nA", "Header\nB"]) == (["Header\nA", "Header\nB"], 0)
+    # "Note" tops 2 of 5 pages: under half, so kept. "Figure 2" is mid-page on every page: never touched.
+    pages = [
+        "\n".join(
+            [top, f"first line of page {n} says {word}", "Figure 2", f"{word} again", f"{word} ends here"]
+        )
+        for n, (top, word) in enumerate(
+            zip(["Note", "Note", "Start", "Begin", "Open"], ["alpha", "beta", "gamma", "delta", "omega"]),
+            start=1,
+        )
+    ]
+    kept, removed = strip_running_lines(pages)
+    assert removed == 0
+    assert kept == pages

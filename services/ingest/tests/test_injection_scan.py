@@ -130,3 +130,29 @@ async def test_scanning_can_be_turned_off_and_the_threshold_set(
         await bus.send(DocsSubmitted(doc_id="clean", text=EMAIL.format(planted="")))
     [chunk] = bus.parts()[0].chunks
     assert chunk.flags == ["injection"]  # at threshold 0 every chunk is flagged
+
+
+def test_the_shields_scanner_remembers_chunks_it_has_scanned() -> None:
+    from ragbus.ingest.adapters.injection_scan import ShieldsInjectionScanner
+
+    scanner = ShieldsInjectionScanner.load(0.5, cache_size=2)
+    asked: list[list[str]] = []
+    scan_many = scanner.detector.scan_many
+
+    def counting(texts: Sequence[str]) -> list:  # type: ignore[type-arg]
+        asked.append(list(texts))
+        return scan_many(texts)
+
+    object.__setattr__(scanner.detector, "scan_many", counting)
+    clean, planted = EMAIL.format(planted=""), EMAIL.format(planted=PLANTED)
+    first = scanner.scan([clean, planted])
+    assert [s.flagged for s in first] == [False, True]
+    # Sent again: the same verdicts, spans included, and the detector is not asked.
+    assert scanner.scan([planted, clean]) == [first[1], first[0]]
+    assert asked == [[clean, planted]]
+    # A new chunk is scanned; the cache keeps the 2 most recently used and forgets the other
+    # (planted: `clean` was asked for after it).
+    other = "A table of contents.\n"
+    scanner.scan([other])
+    scanner.scan([planted, clean])
+    assert asked == [[clean, planted], [other], [planted]]

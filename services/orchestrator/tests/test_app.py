@@ -86,7 +86,13 @@ class Service:
         return self.harness.letters(QUERIES_ACCEPTED)
 
     async def ask(
-        self, question: str, *, tenant: str = "acme", conversation: str | None = None, **options: Any
+        self,
+        question: str,
+        *,
+        tenant: str = "acme",
+        conversation: str | None = None,
+        groups: tuple[str, ...] = (),
+        **options: Any,
     ) -> Envelope[AnswersDrafted]:
         earlier = StageTiming(
             stage="input_guard",
@@ -98,6 +104,7 @@ class Service:
             query_id=f"q{len(self.drafted)}",
             conversation_id=conversation,
             question=question,
+            groups=list(groups),
             options=QueryOptions(**options),
             stages=[earlier],
         )
@@ -213,6 +220,36 @@ async def test_another_tenant_finds_nothing_of_acme(service: Service) -> None:
     assert answer.citations == []
     assert answer.retrieved == []
     assert service.model.calls == []
+
+
+async def test_a_document_shared_with_a_group_reaches_only_askers_in_it_and_never_through_the_cache(
+    topic_prefix: str, embedder: HashingEmbedder, store: QdrantServerStore
+) -> None:
+    from ragbus.orchestrator.testing import index_texts
+
+    memo = "The Eiffel Tower repaint budget for 2027 is 60 million euros."
+    await index_texts(store, embedder, "acme", {"budget": [memo]}, groups={"budget": ("finance",)})
+    answers = QdrantServerStore(":memory:", collection=f"{topic_prefix}-answers")
+    service = Service(
+        topic_prefix, embedder, store, cache=VectorAnswerCache(answers, CachePolicy(min_similarity=0.75))
+    )
+    question = "What is the Eiffel Tower repaint budget for 2027?"
+    async with service.harness:
+        finance = (await service.ask(question, groups=("finance",), max_tier=0)).data
+        again = (await service.ask(question, groups=("finance",), max_tier=0)).data
+        outsider = (await service.ask(question, max_tier=0)).data
+        other_group = (await service.ask(question, groups=("marketing",), max_tier=0)).data
+
+    assert "budget" in {r.doc_id for r in finance.retrieved}
+    assert again.cascade.cache is not None  # the same asker's groups: the cache may answer
+    for answer in (outsider, other_group):
+        assert answer.cascade.cache is None  # a cached answer never crosses groups
+        assert "budget" not in {r.doc_id for r in answer.retrieved}
+        assert "budget" not in {c.doc_id for c in answer.citations}
+        assert "60 million" not in answer.answer
+    # The documents open to the whole tenant stay visible to everyone.
+    assert "eiffel" in {r.doc_id for r in outsider.retrieved}
+    await answers.aclose()
 
 
 async def test_a_model_outage_falls_back_without_holding_the_queue_and_recovers(

@@ -95,3 +95,23 @@ def test_inflections_meet_and_stopwords_are_dropped() -> None:
     assert stem("virus") == "virus"
     assert stem("analysis") == "analysis"
     assert content_terms("What are the effects of the virus?") == ["effect", "virus"]
+
+
+def test_a_citation_points_at_the_chunks_place_in_its_document() -> None:
+    from dataclasses import replace
+
+    from ragbus.orchestrator.retrieval import to_retrieved_chunk
+
+    hit = replace(
+        make_hit("The trial enrolled 36,282 women aged 50 to 79.", doc_id="trial.pdf"),
+        char_span=(4100, 4890),
+        section=("Methods", "Participants"),
+        page=3,
+        last_page=4,
+    )
+    answer = extract_answer("How many women did the trial enrol?", [hit])
+    [citation] = answer.citations
+    assert (citation.page, citation.last_page, citation.section) == (3, 4, ["Methods", "Participants"])
+    assert (citation.char_start, citation.char_end) == (4100, 4890)
+    retrieved = to_retrieved_chunk(hit)
+    assert (retrieved.page, retrieved.section, retrieved.char_start) == (3, ["Methods", "Participants"], 4100)

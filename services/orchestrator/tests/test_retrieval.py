@@ -99,6 +99,9 @@ def test_a_request_filter_becomes_the_store_filter() -> None:
     assert search_filter(None, where) == SearchFilter(
         metadata={"groups": ["hr", "legal"]}, after=datetime(2024, 1, 1, tzinfo=UTC)
     )
+    # The asker's groups: always an access check once given, even in no group.
+    assert search_filter(None, None, ["legal", "hr", "legal"]) == SearchFilter(groups=["hr", "legal"])
+    assert search_filter(None, None, []) == SearchFilter(groups=[])
 
 
 @pytest.mark.parametrize(

@@ -21,14 +21,14 @@ import functools
 import json
 import logging
 import os
-import re
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -38,40 +38,22 @@ from ragbus.client.dlq import read_letters, record_letters, replay, replay_lette
 from ragbus.client.errors import CliError
 from ragbus.client.plugins import EvalGroup, PluginGroup
 from ragbus.client.progress import IngestProgress
+from ragbus.client.sources import DOCUMENT_SUFFIXES, find_files, read_document, title_of
 from ragbus.client.trace import TraceNotFound, await_trace, render_tree
 from ragbus.common import trust as trust_lib
 from ragbus.common.admin import TopicAdminError, ensure_topics
 from ragbus.common.envelope import parse_event
-from ragbus.common.events import AnswersDelta, MetadataValue, QueryFilter, QueryOptions
+from ragbus.common.events import AnswersDelta, Citation, MetadataValue, QueryFilter, QueryOptions
 from ragbus.common.letters import Letter
 from ragbus.common.settings import KafkaSettings, TelemetrySettings, ragbus_home
 from ragbus.common.topics import ALL_WITH_DLQ, Topics
 from ragbus.common.trust import TrustSettings
 
 T = TypeVar("T")
-# What `ragbus ingest DIR` picks up: text formats travel inline with their content type (the ingest
-# service strips HTML's boilerplate, reads JSON, JSON lines and CSV as records); binary formats go as a
-# reference to the file, which the ingest service reads itself (under its allowed roots).
-TEXT_TYPES = {
-    ".md": "text/markdown",
-    ".markdown": "text/markdown",
-    ".txt": None,
-    ".text": None,
-    ".rst": "text/x-rst",
-    ".html": "text/html",
-    ".htm": "text/html",
-    ".json": "application/json",
-    ".jsonl": "application/x-ndjson",
-    ".ndjson": "application/x-ndjson",
-    ".csv": "text/csv",
-}
-BINARY_SUFFIXES = (".pdf", ".docx")
-DOCUMENT_SUFFIXES = (*TEXT_TYPES, *BINARY_SUFFIXES)
 # `ragbus ingest`: a line per document on a terminal up to this many documents (beyond, the status line
 # alone), and the status line in a log every this many seconds.
 LIVE_DOCUMENT_LINES = 50
 PROGRESS_EVERY_S = 10.0
-INLINE_LIMIT = 900_000  # bytes: inline text travels in one Kafka message (1 MB by default)
 # The status of a command whose reader went away (128 + SIGPIPE): what a shell reports for `cat | head`.
 BROKEN_PIPE_EXIT = 141
 
@@ -108,6 +90,8 @@ def run_async(func: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
             raise  # a closed stdout is not a broker error: RagbusGroup ends the command quietly
         except RequestFailed as exc:
             raise CliError(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None  # Ctrl-C: the shell's status for SIGINT, no trace
         except Exception as exc:  # noqa: BLE001 - the CLI turns every failure into one clear line
             raise CliError(_explain(exc, kwargs.get("bootstrap") or KafkaSettings().bootstrap)) from None
 
@@ -153,62 +137,24 @@ def main() -> None:
 # --- documents --------------------------------------------------------------------------------------
 
 
-def _doc_id(path: Path, base: Path) -> str:
-    rel = path.relative_to(base) if path != base else Path(path.name)
-    return re.sub(r"[\s:]+", "_", rel.as_posix())
-
-
-def _title(text: str, fallback: str) -> str:
-    for line in text.splitlines()[:20]:
-        if line.startswith("#"):
-            return line.lstrip("#").strip() or fallback
-    return fallback
-
-
-def _documents(path: str, doc_id: str | None, by_reference: bool) -> Iterator[Document]:
+def _documents(
+    path: str,
+    doc_id: str | None,
+    by_reference: bool,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> Iterator[Document]:
     if path == "-":
         text = sys.stdin.read()
-        yield Document(doc_id=doc_id or "stdin", text=text, title=_title(text, doc_id or "stdin"))
+        yield Document(doc_id=doc_id or "stdin", text=text, title=title_of(text, doc_id or "stdin"))
         return
     root = Path(path).expanduser()
-    if not root.exists():
-        raise CliError(f"{path}: no such file or directory")
-    files = (
-        [root]
-        if root.is_file()
-        else sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES)
-    )
+    files = find_files(root, include, exclude)
     if not files:
-        raise CliError(f"{path}: no documents ({', '.join(DOCUMENT_SUFFIXES)}) found")
-    base = root if root.is_dir() else root.parent
+        what = ", ".join(include) if include else ", ".join(DOCUMENT_SUFFIXES)
+        raise CliError(f"{path}: no documents ({what}) found")
     for file in files:
-        ident = doc_id if doc_id and root.is_file() else _doc_id(file, base)
-        suffix = file.suffix.lower()
-        if by_reference or suffix in BINARY_SUFFIXES:
-            # A PDF's or DOCX's own title (its properties) wins over the file name, when it has one.
-            title = None if suffix in BINARY_SUFFIXES else file.stem
-            yield Document(doc_id=ident, uri=str(file.resolve()), title=title, metadata={"path": str(file)})
-            continue
-        data = file.read_bytes()
-        if len(data) > INLINE_LIMIT:
-            raise CliError(f"{file} is {len(data)} bytes: too big to send inline; use --by-reference")
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            # Replacing the bad bytes would index a damaged text without a word; the ingest service
-            # detects other encodings when it reads the file itself.
-            raise CliError(
-                f"{file} is not UTF-8 text; use --by-reference to let the ingest service detect its encoding"
-            ) from None
-        content_type = TEXT_TYPES.get(suffix)
-        yield Document(
-            doc_id=ident,
-            text=text,
-            # An HTML page's <title> is read by the ingest service; other formats have none of their own.
-            title=None if content_type == "text/html" else _title(text, file.stem),
-            content_type=content_type,
-            metadata={"path": str(file)},
-        )
+        yield read_document(file, by_reference=by_reference, doc_id=doc_id if root.is_file() else None)
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, list[str]]:
@@ -222,6 +168,37 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, list[str]]:
     return found
 
 
+def _groups(values: tuple[str, ...]) -> tuple[str, ...]:
+    """--groups a,b --groups c: every group named, once, in order."""
+    found = [g.strip() for v in values for g in v.split(",") if g.strip()]
+    return tuple(dict.fromkeys(found))
+
+
+def groups_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--groups", "groups", multiple=True, metavar="G[,G...]", help=help_text)
+
+
+READ_GROUPS = "Only askers in one of these groups may read the documents (default: the whole tenant)."
+chunking_option = click.option(
+    "--chunking",
+    type=click.Choice(["headings", "tokens"]),
+    help="Cut at headings (chunks stay in their section) or by token budget alone (default: by format).",
+)
+
+
+def include_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--include / --exclude: glob patterns on the path below the directory (`*` crosses folders)."""
+    func = click.option(
+        "--exclude", multiple=True, metavar="GLOB", help="Leave out files matching GLOB (repeatable)."
+    )(func)
+    return click.option(
+        "--include",
+        multiple=True,
+        metavar="GLOB",
+        help="Only files matching GLOB, any suffix (repeatable; default: the formats ragbus reads).",
+    )(func)
+
+
 @main.command()
 @click.argument("path")
 @click.option("--doc-id", help="Document id (default: the path relative to PATH).")
@@ -232,6 +209,9 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, list[str]]:
     help="Metadata of every document (repeat a key for a list, e.g. --meta groups=hr --meta groups=legal).",
 )
 @click.option("--by-reference", is_flag=True, help="Send the file path for the ingest service to read.")
+@groups_option(READ_GROUPS)
+@chunking_option
+@include_options
 @click.option(
     "--stall-timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -252,12 +232,16 @@ async def ingest(
     doc_id: str | None,
     meta: tuple[str, ...],
     by_reference: bool,
+    groups: tuple[str, ...],
+    chunking: Literal["tokens", "headings"] | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
     stall_timeout: float,
     timeout: float | None,
     bootstrap: str | None,
     tenant: str,
 ) -> None:
-    """Index documents: a file, a directory of text files, or - for stdin.
+    """Index documents: a file, a directory (recursive), or - for stdin.
 
     It waits as long as the stack indexes documents (its own may wait behind a backlog) and gives up
     after --stall-timeout seconds without progress, saying which documents are not indexed yet.
@@ -265,7 +249,10 @@ async def ingest(
     extra: dict[str, MetadataValue] = {
         k: v[0] if len(v) == 1 else v for k, v in _pairs(meta, "--meta").items()
     }
-    docs = [replace(d, metadata={**d.metadata, **extra}) for d in _documents(path, doc_id, by_reference)]
+    docs = [
+        replace(d, metadata={**d.metadata, **extra}, groups=_groups(groups), chunking=chunking)
+        for d in _documents(path, doc_id, by_reference, include, exclude)
+    ]
     tally = IngestProgress(len(docs), time.monotonic())
     # On a terminal one status line updates in place (a line per document for a few documents); in a
     # log, a line per document and the status line every PROGRESS_EVERY_S seconds.
@@ -297,12 +284,12 @@ async def ingest(
         click.echo()
     took = max(r.elapsed_ms for r in results) / 1000
     chunks = sum(r.chunks for r in results)
-    same = sum(r.is_unchanged for r in results)
-    # An unchanged document costs a lookup, not an embedding: say so, or a re-ingest looks like work.
-    note = f"; {same} unchanged, not embedded again" if same else ""
     rates = f"{len(results) / took:.1f} docs/s, {chunks / took:.1f} chunks/s" if took > 0 else "at once"
     counts = f"{plural(len(results), 'document')}, {plural(chunks, 'chunk')}"
-    click.echo(f"{counts} indexed in {took:.1f} s ({rates}{note})")
+    click.echo(f"{counts} indexed in {took:.1f} s ({rates})")
+    # An unchanged document costs a lookup, not an embedding: say so, or a re-ingest looks like work.
+    kinds = Counter(r.change for r in results)
+    click.echo(f"{kinds['added']} added, {kinds['updated']} updated, {kinds['unchanged']} unchanged")
 
 
 @main.command()
@@ -319,6 +306,116 @@ async def delete(doc_id: str, bootstrap: str | None, tenant: str) -> None:
     click.echo(f"deleted {doc_id}: {plural(result.removed, 'chunk')} removed")
 
 
+def _sync_state(directory: Path, state: Path | None, tenant: str, topic_prefix: str) -> tuple[Path, Any]:
+    """The directory to sync and its manifest (`--state`, else the one of this tenant and directory)."""
+    from ragbus.client.sync import Manifest, manifest_path
+
+    root = directory.expanduser()
+    path = state or manifest_path(ragbus_home(), root, tenant, topic_prefix)
+    return root, Manifest.load(path, root=str(root.resolve()), tenant=tenant)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--meta",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Metadata of every document (repeat a key for a list).",
+)
+@click.option("--by-reference", is_flag=True, help="Send file paths for the ingest service to read.")
+@groups_option(READ_GROUPS)
+@chunking_option
+@include_options
+@click.option("--watch", is_flag=True, help="Keep running: sync again whenever a file changes.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="With --watch, also sync every this many seconds without a change seen.",
+)
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The manifest file (default: one per tenant and directory under RAGBUS_HOME/sync).",
+)
+@click.option(
+    "--stall-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Give up a pass after this many seconds in which no document is indexed on the bus.",
+)
+@bootstrap_option
+@tenant_option
+@run_async
+async def sync(
+    directory: Path,
+    meta: tuple[str, ...],
+    by_reference: bool,
+    groups: tuple[str, ...],
+    chunking: Literal["tokens", "headings"] | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    watch: bool,
+    interval: float,
+    state: Path | None,
+    stall_timeout: float,
+    bootstrap: str | None,
+    tenant: str,
+) -> None:
+    """Keep the index in step with a directory: send added and changed files, delete removed ones.
+
+    A manifest of the last pass (content digests) tells what changed, so unchanged files cost nothing;
+    it only produces events, so it runs wherever the broker is reachable. With --watch it syncs again
+    on every change until interrupted.
+    """
+    from ragbus.client.sync import sync_pass
+
+    extra: dict[str, MetadataValue] = {
+        k: v[0] if len(v) == 1 else v for k, v in _pairs(meta, "--meta").items()
+    }
+    kafka = _kafka(bootstrap)
+    root, manifest = _sync_state(directory, state, tenant, kafka.topic_prefix)
+    async with RagbusClient(kafka, tenant=tenant, source="ragbus/sync") as client:
+
+        async def once() -> None:
+            report = await sync_pass(
+                client,
+                root,
+                manifest,
+                include=include,
+                exclude=exclude,
+                by_reference=by_reference,
+                metadata=extra,
+                groups=_groups(groups),
+                chunking=chunking,
+                stall_timeout=stall_timeout,
+                on_indexed=lambda r: click.echo(f"  {r.change} {r.doc_id}  {plural(r.chunks, 'chunk')}"),
+            )
+            stamp = datetime.now(UTC).strftime("%H:%M:%S")
+            click.echo(f"{stamp} {root}: {report.line()}")
+
+        await once()
+        if not watch:
+            return
+        from watchfiles import awatch
+
+        click.echo(f"watching {root} (Ctrl-C to stop)")
+        try:
+            # Each batch of changes (debounced) starts a pass, and so does every --interval without
+            # one: the pass itself finds what changed, so a change the watcher misses (one made while
+            # it started, a network share without inotify) waits at most an interval.
+            async for _ in awatch(
+                root, debounce=1000, step=200, rust_timeout=int(interval * 1000), yield_on_timeout=True
+            ):
+                await once()
+        except asyncio.CancelledError:
+            click.echo("stopped watching")
+            raise
+
+
 # --- questions ----------------------------------------------------------------------------------------
 
 
@@ -333,12 +430,22 @@ def _print_answer(result: Answer) -> None:
         for c in a.citations:
             quote = (c.quote or "").replace("\n", " ")
             quote = f' — "{quote[:110]}{"…" if len(quote) > 110 else ""}"' if quote else ""
-            click.echo(
-                f"  [{c.n}] {c.doc_id}{f' ({c.title})' if c.title and c.title != c.doc_id else ''}{quote}"
-            )
+            title = f" ({c.title})" if c.title and c.title != c.doc_id else ""
+            click.echo(f"  [{c.n}] {c.doc_id}{_place(c)}{title}{quote}")
     tier = f"{a.cascade.reason}  ·  " if a.cascade else ""
     click.secho(f"\n{tier}{result.elapsed_ms:.0f} ms  ·  trace {result.trace_id}", dim=True)
     click.secho(f"query {a.query_id}  ·  rate it: ragbus feedback {a.query_id} up|down", dim=True)
+
+
+def _place(c: Citation) -> str:
+    """Where the cited passage is: ` p. 3`, ` pp. 3-4`, ` § Methods > Participants`."""
+    out = ""
+    if c.page is not None:
+        last = c.last_page or c.page
+        out += f" p. {c.page}" if last == c.page else f" pp. {c.page}-{last}"
+    if c.section:
+        out += f" § {' > '.join(c.section)}"
+    return out
 
 
 class _DraftPrinter:
@@ -399,6 +506,7 @@ def _print_ranking(result: Answer) -> None:
 @click.option(
     "--date-field", default="date", show_default=True, help="The metadata key --after/--before read."
 )
+@groups_option("The asker's groups: retrieval sees documents open to all and those shared with these.")
 @click.option("--retrieve-only", is_flag=True, help="Print the ranked chunks; generate no answer.")
 @click.option("--no-cache", is_flag=True, help="Answer afresh: neither read nor write the semantic cache.")
 @click.option(
@@ -423,6 +531,7 @@ async def ask(
     after: datetime | None,
     before: datetime | None,
     date_field: str,
+    groups: tuple[str, ...],
     retrieve_only: bool,
     no_cache: bool,
     stream: bool,
@@ -458,6 +567,7 @@ async def ask(
             options=options.model_copy(update={"stream": stream}),
             timeout=timeout,
             on_delta=printer.on_delta if printer else None,
+            groups=_groups(groups),
         )
     if printer is not None:
         printer.close(result)

@@ -20,7 +20,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -90,6 +90,10 @@ class Document:
     title: str | None = None
     content_type: str | None = None
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
+    # Who may read it (empty: everyone of the tenant); a question sees it when its asker is in one.
+    groups: tuple[str, ...] = ()
+    # How to cut it: "headings" or "tokens"; None: the ingest service's choice (by format).
+    chunking: Literal["tokens", "headings"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,14 @@ class Indexed:
     def is_unchanged(self) -> bool:
         """Nothing of the document had to be embedded or removed: it was indexed as it is."""
         return self.chunks > 0 and self.unchanged == self.chunks and self.removed == 0
+
+    @property
+    def change(self) -> Literal["added", "updated", "unchanged"]:
+        """What indexing did to the store: `added` a document it did not hold, `updated` one it held
+        (old chunks removed or rewritten), or left it `unchanged`."""
+        if self.is_unchanged:
+            return "unchanged"
+        return "updated" if self.removed or self.unchanged else "added"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +251,8 @@ class RagbusClient:
                 title=doc.title,
                 content_type=doc.content_type,
                 metadata=doc.metadata,
+                groups=list(doc.groups),
+                chunking=doc.chunking,
             )
             sent.append(
                 (doc.doc_id, await self._send(data, expect=DocsIndexed.event_type(), name="ragbus ingest"))
@@ -322,8 +336,12 @@ class RagbusClient:
         options: QueryOptions | None = None,
         timeout: float = 120.0,
         on_delta: Callable[[AnswersDelta], None] | None = None,
+        groups: Sequence[str] = (),
     ) -> Answer:
         """Ask a question and wait for `answers.completed` (answered, or blocked with a reason).
+
+        `groups`: the asker's groups; retrieval sees the documents open to the whole tenant and those
+        shared with one of these.
 
         `on_delta` streams the answer: each `answers.delta` piece as the stack generates it, in order
         (`options.stream` is set for it). The pieces are drafts: one with `reset` withdraws the text so
@@ -336,6 +354,7 @@ class RagbusClient:
             query_id=str(uuid7()),
             conversation_id=conversation_id,
             question=question,
+            groups=list(groups),
             options=options,
         )
         attributes = {"ragbus.query_id": data.query_id}  # `ragbus trace QUERY_ID` finds the trace by it

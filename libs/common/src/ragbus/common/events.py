@@ -21,6 +21,16 @@ from ragbus.common import topics
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s:\x00-\x1f]+$")]
 # A list of strings is for sets a filter matches any item of, e.g. the groups that may read a document.
 MetadataValue = str | int | float | bool | None | list[str]
+# Access control: a document names the groups that may read it, a question the groups of its asker.
+Group = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f]+$")]
+GROUPS_DOC = (
+    "the groups that may read the document; empty: everyone of the tenant. Retrieval returns its chunks "
+    "only to a question whose asker is in one of them (`groups` of the question)"
+)
+ASKER_GROUPS_DOC = (
+    "the asker's groups: retrieval sees the tenant's documents open to everyone and those shared with "
+    "any of these groups, nothing else. As trusted as the event's producer (docs/trust.md)"
+)
 
 
 class EventData(BaseModel):
@@ -107,6 +117,12 @@ class DocsSubmitted(_DocEvent):
     uri: str | None = Field(default=None, max_length=4096)
     content_type: str | None = Field(default=None, description="MIME type; guessed from the uri if absent")
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    groups: list[Group] = Field(default_factory=list, max_length=100, description=GROUPS_DOC)
+    chunking: Literal["tokens", "headings"] | None = Field(
+        default=None,
+        description="how to cut it: `headings` keeps chunks within their section, `tokens` by budget "
+        "alone; None: the ingest service's choice (headings for Markdown, HTML and DOCX)",
+    )
 
     @model_validator(mode="after")
     def _text_or_uri(self) -> DocsSubmitted:
@@ -159,6 +175,12 @@ class ChunkData(BaseModel):
     injection_spans: list[TextSpan] = Field(
         default_factory=list, description="where in `text` the instructions are (when flagged)"
     )
+    section: list[str] = Field(
+        default_factory=list,
+        description="the headings the chunk is under, outermost first (heading-aware chunking)",
+    )
+    page: int | None = Field(default=None, ge=1, description="the page the chunk starts on (paged formats)")
+    last_page: int | None = Field(default=None, ge=1, description="the page it ends on")
 
 
 class DocsChunked(_DocEvent):
@@ -171,6 +193,7 @@ class DocsChunked(_DocEvent):
     uri: str | None = None
     content_type: str | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    groups: list[Group] = Field(default_factory=list, max_length=100, description=GROUPS_DOC)
     chunks: list[ChunkData] = Field(default_factory=list)
     part: int = Field(default=0, ge=0)
     parts: int = Field(default=1, ge=1)
@@ -283,6 +306,7 @@ class QueriesSubmitted(_QueryEvent):
 
     question: str = Field(max_length=100_000)
     user_id: str | None = None
+    groups: list[Group] = Field(default_factory=list, max_length=100, description=ASKER_GROUPS_DOC)
     options: QueryOptions = Field(default_factory=QueryOptions)
 
 
@@ -293,6 +317,7 @@ class QueriesAccepted(_QueryEvent):
 
     question: str
     user_id: str | None = None
+    groups: list[Group] = Field(default_factory=list, max_length=100, description=ASKER_GROUPS_DOC)
     options: QueryOptions = Field(default_factory=QueryOptions)
     verdicts: list[Verdict] = Field(default_factory=list)
     stages: list[StageTiming] = Field(default_factory=list)
@@ -315,7 +340,17 @@ class QueriesRejected(_QueryEvent):
     stages: list[StageTiming] = Field(default_factory=list)
 
 
-class Citation(BaseModel):
+class ChunkPlace(BaseModel):
+    """Where a chunk is in its document, for a citation to point at (all optional: older chunks lack it)."""
+
+    char_start: int | None = Field(default=None, ge=0, description="the chunk's first character in the text")
+    char_end: int | None = Field(default=None, ge=0, description="one past its last character")
+    section: list[str] = Field(default_factory=list, description="the headings it is under, outermost first")
+    page: int | None = Field(default=None, ge=1, description="the page it starts on (paged formats)")
+    last_page: int | None = Field(default=None, ge=1, description="the page it ends on")
+
+
+class Citation(ChunkPlace):
     """A source the answer relies on: `n` is the marker `[n]` in the answer text."""
 
     model_config = ConfigDict(frozen=True)
@@ -328,7 +363,7 @@ class Citation(BaseModel):
     quote: str | None = Field(default=None, description="the passage the answer is drawn from")
 
 
-class RetrievedChunk(BaseModel):
+class RetrievedChunk(ChunkPlace):
     """A chunk retrieval returned for a question, with its score."""
 
     model_config = ConfigDict(frozen=True)

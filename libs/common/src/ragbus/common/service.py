@@ -216,14 +216,20 @@ class Service(Generic[D]):
         """The open dependencies; DependencyUnavailable (retried by the middleware) until they are."""
         return self._lifecycle.get()
 
-    def subscriber(self, *topics: str, concurrent: bool = False, **options: Any) -> Callable[[H], H]:
+    def subscriber(
+        self, *topics: str, concurrent: bool = False, bulk: bool = False, **options: Any
+    ) -> Callable[[H], H]:
         """Subscribe a handler to these topics (names without the prefix) with the ragbus consumer
         defaults; `options` add to or override them (`batch=True`, a `decoder`, a longer fetch wait).
 
         `concurrent`: the handler waits on I/O for long (a model call), so the subscription runs the
         service's `workers` consumers (one topic only), each on its own partitions.
+        `bulk`: throughput matters more than each message's latency (documents): fetches wait
+        `bulk_fetch_max_wait_ms`, so idle consumers poll less.
         """
         defaults: dict[str, Any] = dict(consumer_options(self.name, self.settings.kafka))
+        if bulk:
+            defaults["fetch_max_wait_ms"] = self.settings.kafka.bulk_fetch_max_wait_ms
         if concurrent and self.settings.workers > 1:
             if len(topics) != 1 or options.get("batch"):
                 raise ValueError("a concurrent subscription reads one topic, one message at a time")

@@ -92,6 +92,10 @@ class KafkaSettings(BaseSettings):
     # Tansu does not answer a waiting fetch early: this bounds the latency of every hop there.
     # On Kafka it only changes how often an idle consumer polls.
     fetch_max_wait_ms: int = 25
+    # The document topics' consumers (`bulk` subscriptions: docs.submitted, docs.chunked, 8 workers each):
+    # documents are throughput, not latency, and 16 consumers fetching every 25 ms cost Tansu and the
+    # services about a third of a core (bench/ingest.py, 600 abstracts: 64.8 s at 25 ms, 41.6 s at 100).
+    bulk_fetch_max_wait_ms: int = 100
     metadata_max_age_ms: int = 300_000
     max_poll_interval_ms: int = 300_000
     request_timeout_ms: int = 40_000

@@ -49,5 +49,6 @@ def open_embedder(settings: EmbedderSettings | None = None) -> Embedder:
         model_path=settings.model_path,
         name=settings.model or MINILM,
         batch_size=settings.batch_size,
+        forward_batch=settings.forward_batch,
         query_onnx=settings.query_onnx,
     )

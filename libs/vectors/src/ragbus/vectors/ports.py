@@ -41,6 +41,14 @@ class ChunkPoint:
     # What the point was made from (text, payload, embedding model), as its writer hashes it: a writer
     # that finds the same digest stored (`stored_digests`) need not embed the chunk again.
     digest: str | None = None
+    # The groups that may read the document (empty: everyone of the tenant); see SearchFilter.groups.
+    groups: tuple[str, ...] = ()
+    # Where the chunk is in its document: characters [start, end) of the normalised text, the headings
+    # it is under, and the pages it starts and ends on (paged formats): what a citation points at.
+    char_span: tuple[int, int] | None = None
+    section: tuple[str, ...] = ()
+    page: int | None = None
+    last_page: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,10 @@ class Hit:
     injection_spans: tuple[tuple[int, int], ...] = ()
     lexical: float | None = None
     fused: float | None = None
+    char_span: tuple[int, int] | None = None
+    section: tuple[str, ...] = ()
+    page: int | None = None
+    last_page: int | None = None
 
     @property
     def flagged(self) -> bool:
@@ -82,6 +94,9 @@ class SearchFilter:
       values are all strings or all integers (Qdrant's keyword and integer matches; Qdrant Edge 0.9
       matches no boolean, so a yes/no field is filtered as the strings it is written as).
     - `after` / `before`: the ISO date or datetime in metadata `date_field` is on/after, before.
+    - `groups`: the asker's groups, the access check: only points open to the whole tenant (no groups)
+      or to one of these. None skips the check (the store's own tools, evaluations); a question always
+      sets it, `()` for an asker in no group.
     """
 
     doc_ids: Sequence[str] | None = None
@@ -89,6 +104,7 @@ class SearchFilter:
     date_field: str = "date"
     after: datetime | None = None
     before: datetime | None = None
+    groups: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         for key, values in self.metadata.items():

@@ -23,9 +23,17 @@ SERVICE = usecases.SERVICE
 
 async def open_deps(settings: EmbedSettings, clients: Clients) -> EmbedDeps:
     # Imported here: the adapters load heavy libraries (torch, qdrant) only when configured.
+    from ragbus.vectors.batching import BatchingEmbedder
     from ragbus.vectors.factory import open_embedder, open_vector_store
 
-    embedder = clients.add("embedder", open_embedder(settings.embedder))
+    embedder = clients.add(
+        "embedder",
+        BatchingEmbedder(
+            open_embedder(settings.embedder),
+            max_batch=settings.batch_size,
+            linger=settings.batch_linger_ms / 1000,
+        ),
+    )
     store = clients.add("vector_store", open_vector_store(settings.vectors.for_embedder(settings.embedder)))
     # Load the model now (seconds for MiniLM) rather than on the first document, and make sure the
     # store takes this model's vectors: a store built with another model stops the service here,
@@ -42,7 +50,7 @@ def create_app(settings: EmbedSettings | None = None, deps: EmbedDeps | None = N
         SERVICE, settings, deps=deps, open_deps=partial(open_deps, settings), publishes=[DocsIndexed]
     )
 
-    @service.subscriber(topics.DOCS_CHUNKED, concurrent=True)
+    @service.subscriber(topics.DOCS_CHUNKED, concurrent=True, bulk=True)
     async def on_chunked(event: Envelope[DocsChunked]) -> None:
         # One result per part: `seq` keeps the parts' event ids apart; a redelivery republishes the same.
         result = await usecases.index_part(service.deps(), event)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
 from ragbus.common.errors import PoisonMessage
-from ragbus.common.events import DocsChunked, DocsIndexed, MetadataValue
+from ragbus.common.events import ChunkData, DocsChunked, DocsIndexed, MetadataValue
 from ragbus.vectors.ports import ChunkPoint
 from ragbus.vectors.sparse import SparseVector
 
@@ -28,11 +29,19 @@ def check_part(chunked: DocsChunked) -> None:
 
 
 def embedding_inputs(chunked: DocsChunked, *, with_title: bool) -> list[str]:
-    """The text to embed for each chunk, in order: the chunk, after the document title if asked."""
+    """The text to embed for each chunk, in order: the chunk, after the document title and the headings
+    it is under (heading-aware chunking) if asked. A chunk from the middle of a section seldom names
+    its subject; its headings do."""
     title = (chunked.title or "").strip()
-    if with_title and title:
-        return [f"{title}\n{c.text}" for c in chunked.chunks]
-    return [c.text for c in chunked.chunks]
+    if not with_title:
+        return [c.text for c in chunked.chunks]
+    out = []
+    for c in chunked.chunks:
+        # The innermost heading starts the chunk's own text when the chunk opens its section.
+        headings = [h for h in c.section if h != title]
+        context = " > ".join([title, *headings] if title else headings)
+        out.append(f"{context}\n{c.text}" if context else c.text)
+    return out
 
 
 def point_metadata(chunked: DocsChunked) -> dict[str, MetadataValue]:
@@ -50,11 +59,11 @@ def point_digests(
     chunked: DocsChunked, tenant: str, *, model: str, with_title: bool, sparse: bool
 ) -> list[str]:
     """Per chunk, a digest of everything its point is made from: the text embedded and the model that
-    embeds it, the chunk as ingest sent it (text, span, flags), the document's title, version and
-    metadata, and whether BM25 terms go with it. A point stored with the same digest is the point this
-    part would write, so the chunk need not be embedded again (an unchanged re-ingest costs a lookup);
-    a change to any of these (new groups in the metadata, another model) writes the point anew."""
-    shared = {
+    embeds it, the chunk as ingest sent it (text, span, flags), the document's title, version,
+    metadata and groups, and whether BM25 terms go with it. A point stored with the same digest is the
+    point this part would write, so the chunk need not be embedded again (an unchanged re-ingest costs
+    a lookup); a change to any of these (new groups, another model) writes the point anew."""
+    shared: dict[str, Any] = {
         "tenant": tenant,
         "doc_id": chunked.doc_id,
         "version": chunked.version,
@@ -63,12 +72,27 @@ def point_digests(
         "model": model,
         "sparse": sparse,
     }
+    if chunked.groups:  # only when set: points of documents open to all keep the digests they had
+        shared["groups"] = sorted(chunked.groups)
     digests = []
     for chunk, text in zip(chunked.chunks, embedding_inputs(chunked, with_title=with_title), strict=True):
-        made_of = shared | {"input": text, "chunk": chunk.model_dump(mode="json")}
+        made_of = shared | {"input": text, "chunk": _chunk_fields(chunk)}
         encoded = json.dumps(made_of, sort_keys=True, separators=(",", ":"), default=str).encode()
         digests.append(hashlib.sha256(encoded).hexdigest())
     return digests
+
+
+# ChunkData fields added after digests were first stored: left out of the digest while they are empty,
+# so the points of chunks without them keep their digests (and are not embedded again on an upgrade).
+_LATER_FIELDS = ("section", "page", "last_page")
+
+
+def _chunk_fields(chunk: ChunkData) -> dict[str, Any]:
+    fields = chunk.model_dump(mode="json")
+    for name in _LATER_FIELDS:
+        if not fields.get(name):
+            fields.pop(name, None)
+    return fields
 
 
 def changed(
@@ -113,6 +137,11 @@ def chunk_points(
             injection_spans=tuple((s.start, s.end) for s in chunk.injection_spans),
             sparse=sparse[i] if sparse is not None else None,
             digest=digests[i] if digests is not None else None,
+            groups=tuple(chunked.groups),
+            char_span=(chunk.char_start, chunk.char_end),
+            section=tuple(chunk.section),
+            page=chunk.page,
+            last_page=chunk.last_page,
         )
         for i, (chunk, vector) in enumerate(zip(chunked.chunks, vectors, strict=True))
     ]

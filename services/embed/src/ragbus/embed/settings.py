@@ -20,6 +20,14 @@ class EmbedSettings(ServiceSettings):
     # `workers`): the model runs one batch at a time in its own thread, so workers take turns on it
     # batch by batch, and another tenant's part waits behind a few batches, not behind a bulk load.
     workers: int = Field(default=8, ge=1, le=64)
+    # Micro-batching across messages: the workers' chunks share model calls of up to `batch_size`
+    # chunks; one goes out when it is full, or when the model is free and its first chunk has waited
+    # `batch_linger_ms` (ragbus.vectors.batching). A message is a few chunks; a model call pays a thread
+    # hand-off (or, for a remote model, an HTTP round trip), so fewer, fuller calls go faster.
+    batch_size: int = Field(default=32, ge=1, le=2048, description="chunks per model call, across messages")
+    batch_linger_ms: float = Field(
+        default=5.0, ge=0, le=1000, description="how long a chunk may wait for others while the model is free"
+    )
 
     vectors: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)

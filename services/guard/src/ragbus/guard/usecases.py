@@ -71,6 +71,7 @@ async def screen_question(deps: GuardDeps, event: Envelope[QueriesSubmitted]) ->
                 **ids,
                 question=result.question if result.question is not None else q.question,
                 user_id=q.user_id,
+                groups=q.groups,
                 options=q.options,
                 verdicts=result.verdicts,
                 stages=stages,

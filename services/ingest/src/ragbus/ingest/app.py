@@ -46,7 +46,14 @@ async def open_deps(settings: IngestSettings, clients: Clients) -> IngestDeps:
         # Imported here: numpy and scikit-learn load only when scanning is on.
         from ragbus.ingest.adapters.injection_scan import ShieldsInjectionScanner
 
-        scanner = await asyncio.to_thread(ShieldsInjectionScanner.load, settings.injection_threshold)
+        scanner = await asyncio.to_thread(
+            ShieldsInjectionScanner.load, settings.injection_threshold, settings.injection_cache
+        )
+    language = None
+    if settings.language_tag:
+        from ragbus.ingest.adapters.language import FastTextLanguage
+
+        language = await asyncio.to_thread(FastTextLanguage.load)
     quotas = ByteQuotas(settings.quotas) if settings.quotas else None
     return IngestDeps(
         tokenizer=tokenizer,
@@ -55,6 +62,7 @@ async def open_deps(settings: IngestSettings, clients: Clients) -> IngestDeps:
         loaders=default_registry(settings.record_template),
         scanner=scanner,
         quotas=quotas,
+        language=language,
     )
 
 
@@ -73,7 +81,7 @@ def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None =
             await service.bus.reply(event, part, seq=part.part)
 
     # Submissions by `workers` consumers, each on its own partitions; deletions (no reading, no CPU) by one.
-    service.subscriber(topics.DOCS_SUBMITTED, concurrent=True)(on_docs)
+    service.subscriber(topics.DOCS_SUBMITTED, concurrent=True, bulk=True)(on_docs)
     service.subscriber(topics.DOCS_DELETED)(on_docs)
 
     return service.app

@@ -9,12 +9,17 @@ on a sentence where there is one.
 
 Cutting only between words means a chunk tokenized on its own gives exactly the tokens counted here,
 so the budget holds for what the embedder sees (plus its own [CLS]/[SEP]).
+
+Heading-aware chunking (`ChunkingConfig.headings`) cuts the text at its Markdown headings first
+(`sections`): no chunk, and no overlap, runs from one section into the next, and each chunk knows the
+headings it is under.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ragbus.ingest.ports import Tokens
@@ -42,6 +47,8 @@ class ChunkingConfig:
     overlap_tokens: int = 40
     # A chunk may end early at a good boundary, but not before this many tokens (default: half the budget).
     min_tokens: int | None = None
+    # Cut at Markdown headings first: chunks stay within a section and carry its heading path.
+    headings: bool = False
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -121,20 +128,42 @@ def _best(strengths: list[int], lo: int, hi: int, *, latest: bool) -> int | None
 
 
 def plan_chunks(
-    text: str, tokens: Tokens, config: ChunkingConfig, count: Callable[[str], int] | None = None
+    text: str,
+    tokens: Tokens,
+    config: ChunkingConfig,
+    count: Callable[[str], int] | None = None,
+    breaks: Sequence[int] = (),
 ) -> list[Span]:
     """Cut the tokens of `text` into overlapping spans of at most `config.max_tokens` tokens.
 
     `count` (the tokenizer's) re-counts the rare chunk that starts or ends inside a word longer than
     the budget: a word piece cut loose from its word may tokenize into more pieces on its own, and the
-    chunk is shortened until it fits.
+    chunk is shortened until it fits. `breaks`: token indexes no chunk (nor its overlap) crosses, such
+    as the start of a section.
     """
     n = len(tokens)
     if n == 0:
         return []
     strengths = boundary_strengths(text, tokens)
+    edges = sorted({0, n, *(b for b in breaks if 0 < b < n)})
     spans: list[Span] = []
-    start = 0
+    for lo, hi in itertools.pairwise(edges):
+        spans += _plan_range(text, tokens, strengths, config, count, lo, hi)
+    return spans
+
+
+def _plan_range(
+    text: str,
+    tokens: Tokens,
+    strengths: list[int],
+    config: ChunkingConfig,
+    count: Callable[[str], int] | None,
+    first: int,
+    n: int,
+) -> list[Span]:
+    """plan_chunks on the tokens [first, n)."""
+    spans: list[Span] = []
+    start = first
     while True:
         if n - start <= config.max_tokens:
             end = n
@@ -164,3 +193,35 @@ def plan_chunks(
             if lo <= end - 1:
                 next_start = _best(strengths, lo, end - 1, latest=False) or end
         start = next_start
+
+
+# An ATX heading line of Markdown (what the HTML and DOCX loaders write headings as, too).
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A run of text under one heading: [start, end) chars, and the headings above it, outermost first."""
+
+    start: int
+    end: int
+    path: tuple[str, ...]
+
+
+def sections(text: str) -> list[Section]:
+    """The text cut at its Markdown headings; text before the first heading has an empty path."""
+    out: list[Section] = []
+    stack: list[tuple[int, str]] = []  # (level, heading) of the headings open at this point
+    start = 0
+    path: tuple[str, ...] = ()
+    for match in _HEADING.finditer(text):
+        if match.start() > start:
+            out.append(Section(start, match.start(), path))
+        level = len(match.group(1))
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, match.group(2).strip()))
+        start, path = match.start(), tuple(h for _, h in stack)
+    if start < len(text):
+        out.append(Section(start, len(text), path))
+    return out

@@ -7,6 +7,8 @@ long as it does not move later chunk boundaries).
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +28,7 @@ from ragbus.common.events import (
 )
 from ragbus.common.ids import content_hash, record_id
 from ragbus.common.quotas import TokenBuckets
-from ragbus.ingest.chunking import ChunkingConfig, plan_chunks
+from ragbus.ingest.chunking import ChunkingConfig, plan_chunks, sections
 from ragbus.ingest.normalize import normalize_text
 from ragbus.ingest.ports import ChunkScan, Tokenizer
 from ragbus.ingest.tokens import tokenize_in_blocks
@@ -120,6 +122,47 @@ def document_version(text: str, tokenizer: str, config: ChunkingConfig) -> str:
     return content_hash(f"{tokenizer}|{config!r}\x00{text}")
 
 
+# The formats whose loaders write headings as Markdown: `auto` chunking cuts them at their headings.
+HEADED_TYPES = frozenset(
+    {
+        "text/markdown",
+        "text/html",
+        "application/xhtml+xml",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    }
+)
+
+
+def chunking_for(
+    base: ChunkingConfig, strategy: str, asked: str | None, content_type: str | None
+) -> ChunkingConfig:
+    """The chunking of one document: the strategy it asked for, else the service's (`auto`: by its
+    format), on the service's token budget."""
+    chosen = asked or strategy
+    if chosen == "auto":
+        chosen = "headings" if content_type in HEADED_TYPES else "tokens"
+    return dataclasses.replace(base, headings=chosen == "headings")
+
+
+def _paged_text(pages: Sequence[str], dehyphenate: bool) -> tuple[str, list[tuple[int, int]]] | None:
+    """The pages normalised one by one and joined by blank lines, with (where it starts, page number)
+    of each page that has text; None when that is not the text normalised as a whole (then chunks go
+    without page numbers)."""
+    starts: list[tuple[int, int]] = []
+    parts: list[str] = []
+    at = 0
+    for n, page in enumerate(pages, start=1):
+        clean = normalize_text(page, dehyphenate=dehyphenate)
+        if clean:
+            starts.append((at, n))
+            parts.append(clean)
+            at += len(clean) + 2
+    text = "\n\n".join(parts)
+    if not text or normalize_text(text, dehyphenate=dehyphenate) != text:
+        return None
+    return text, starts
+
+
 def prepare_document(
     tenant: str,
     doc_id: str,
@@ -128,16 +171,28 @@ def prepare_document(
     config: ChunkingConfig,
     *,
     dehyphenate: bool = True,
+    pages: Sequence[str] | None = None,
 ) -> PreparedDocument:
-    """Normalise, version and chunk a document's text. Raises EmptyDocument if nothing is left."""
-    text = normalize_text(raw_text, dehyphenate=dehyphenate)
+    """Normalise, version and chunk a document's text. Raises EmptyDocument if nothing is left.
+
+    `pages`: a paged format's text page by page (`raw_text` is them joined): each chunk then gets the
+    pages it starts and ends on. With `config.headings`, chunks stay within their section and carry
+    its heading path."""
+    paged = _paged_text(pages, dehyphenate) if pages else None
+    text = paged[0] if paged else normalize_text(raw_text, dehyphenate=dehyphenate)
     if not text:
         raise EmptyDocument(
             f"document {doc_id!r} has no text once normalised (empty, blank or control characters)"
         )
-    spans = plan_chunks(text, tokenize_in_blocks(tokenizer.tokenize, text), config, tokenizer.count)
+    tokens = tokenize_in_blocks(tokenizer.tokenize, text)
+    parts = sections(text) if config.headings else []
+    breaks = [bisect.bisect_left(tokens.starts, p.start) for p in parts]
+    spans = plan_chunks(text, tokens, config, tokenizer.count, breaks)
     if not spans:
         raise EmptyDocument(f"document {doc_id!r} has no tokens once normalised")
+    section_starts = [p.start for p in parts]
+    page_starts = [start for start, _ in paged[1]] if paged else []
+    page_numbers = [n for _, n in paged[1]] if paged else []
     chunks: list[ChunkData] = []
     seen: set[str] = set()
     for span in spans:
@@ -158,6 +213,13 @@ def prepare_document(
                 token_count=span.token_count,
                 char_start=span.char_start,
                 char_end=span.char_end,
+                section=list(parts[bisect.bisect_right(section_starts, span.char_start) - 1].path)
+                if parts
+                else [],
+                page=page_numbers[bisect.bisect_right(page_starts, span.char_start) - 1] if paged else None,
+                last_page=page_numbers[bisect.bisect_right(page_starts, span.char_end - 1) - 1]
+                if paged
+                else None,
             )
         )
     return PreparedDocument(
@@ -202,6 +264,7 @@ def chunked_template(
         uri=submitted.uri,
         content_type=content_type,
         metadata=metadata,
+        groups=sorted(set(submitted.groups)),
         total_chunks=len(doc.chunks),
         tokenizer=doc.tokenizer,
     )

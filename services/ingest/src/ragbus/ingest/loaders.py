@@ -14,10 +14,12 @@ import csv
 import functools
 import io
 import json
+import math
 import mimetypes
+import re
 import string
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -51,6 +53,8 @@ class LoadedText:
     # chunks carry under `ingest.*` (a PDF's page count).
     title: str | None = None
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    # A paged format's text, page by page (`text` is them joined by blank lines): chunks get page numbers.
+    pages: tuple[str, ...] | None = None
 
 
 Loader = Callable[[bytes | str, str | None], LoadedText]
@@ -231,8 +235,51 @@ def load_html(content: bytes | str, charset: str | None) -> LoadedText:
     return LoadedText(main, decoded.encoding, (*decoded.notes, *notes), title=title)
 
 
+_DIGITS = re.compile(r"\d+")
+_RUNNING_LINES = 2  # lines at the top and at the bottom of a page that may be a running header/footer
+
+
+def _line_key(line: str) -> str:
+    """A line as a running header or footer repeats: page numbers and dates vary, the rest does not."""
+    return " ".join(_DIGITS.sub("#", line).lower().split())
+
+
+def strip_running_lines(pages: Sequence[str], *, min_share: float = 0.5) -> tuple[list[str], int]:
+    """The pages without their running headers and footers, and how many lines went.
+
+    A line among the first or last two of a page is a running line when the same line (digits aside:
+    "Page 3 of 12", a date) is there on at least half the pages, and on three or more. Body text rarely
+    repeats at the same place of most pages; a journal's name, a confidentiality notice and page numbers
+    do, and each copy would otherwise cut a sentence in two at every page break and be indexed again
+    and again. Fewer than three pages: nothing is taken out.
+    """
+    if len(pages) < 3:
+        return list(pages), 0
+    lines = [p.splitlines() for p in pages]
+    edges: list[set[int]] = []  # per page, the indexes of its top and bottom non-empty lines
+    counts: dict[str, int] = {}
+    for page_lines in lines:
+        filled = [i for i, line in enumerate(page_lines) if line.strip()]
+        near = set(filled[:_RUNNING_LINES] + filled[-_RUNNING_LINES:])
+        edges.append(near)
+        for key in {_line_key(page_lines[i]) for i in near}:
+            counts[key] = counts.get(key, 0) + 1
+    threshold = max(3, math.ceil(min_share * len(pages)))
+    running = {key for key, n in counts.items() if n >= threshold and key}
+    if not running:
+        return list(pages), 0
+    out, removed = [], 0
+    for page_lines, near in zip(lines, edges, strict=True):
+        kept = [line for i, line in enumerate(page_lines) if not (i in near and _line_key(line) in running)]
+        removed += len(page_lines) - len(kept)
+        out.append("\n".join(kept))
+    return out, removed
+
+
 def load_pdf(content: bytes | str, charset: str | None) -> LoadedText:
-    """The text layer, page after page (a blank line between pages); `ingest.pages` counts them."""
+    """The text layer, page after page (a blank line between pages), without running headers and
+    footers (`strip_running_lines`); `ingest.pages` counts the pages, and `pages` keeps each page's
+    text so that a chunk can tell the page it comes from."""
     import pypdf
     from pypdf.errors import PdfReadError
 
@@ -247,8 +294,17 @@ def load_pdf(content: bytes | str, charset: str | None) -> LoadedText:
         raise Unreadable(f"not a readable PDF: {exc}") from exc
     if not any(p.strip() for p in pages):
         raise Unreadable(f"the PDF's {len(pages)} pages hold no text layer (scanned images?): OCR it first")
+    pages, removed = strip_running_lines(pages)
     metadata: dict[str, MetadataValue] = {"ingest.pages": len(pages)}
-    return LoadedText("\n\n".join(pages), None, title=str(title) if title else None, metadata=metadata)
+    notes = (f"{removed} running header/footer lines left out",) if removed else ()
+    return LoadedText(
+        "\n\n".join(pages),
+        None,
+        notes=notes,
+        title=str(title) if title else None,
+        metadata=metadata,
+        pages=tuple(pages),
+    )
 
 
 def load_docx(content: bytes | str, charset: str | None) -> LoadedText:

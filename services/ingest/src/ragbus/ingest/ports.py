@@ -71,3 +71,22 @@ class InjectionScanner(Protocol):
     def scan(self, texts: Sequence[str]) -> list[ChunkScan]:
         """One scan per text, in order. CPU work: called off the event loop."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Language:
+    """A document's language: an ISO 639 code (`en`, `fr`) and the detector's confidence in [0, 1]."""
+
+    code: str
+    score: float
+
+
+class LanguageDetector(Protocol):
+    """Tells the language a document is written in."""
+
+    @property
+    def name(self) -> str: ...
+
+    def detect(self, text: str) -> Language | None:
+        """The language of `text`, or None when the detector cannot tell. CPU work: off the event loop."""
+        ...

@@ -21,13 +21,14 @@ from ragbus.ingest.domain import (
     ByteQuotas,
     DocumentTooLarge,
     chunked_template,
+    chunking_for,
     deletion,
     flag_chunks,
     prepare_document,
     split_parts,
 )
 from ragbus.ingest.loaders import LoaderRegistry, default_registry
-from ragbus.ingest.ports import InjectionScanner, Tokenizer
+from ragbus.ingest.ports import InjectionScanner, LanguageDetector, Tokenizer
 from ragbus.ingest.settings import IngestPolicy
 
 SERVICE = "ingest"
@@ -51,6 +52,8 @@ class IngestDeps:
     scanner: InjectionScanner | None = None
     # Document bytes per tenant (INGEST_QUOTAS); None: no quota.
     quotas: ByteQuotas | None = None
+    # Tags each document with its language (`lang` in its metadata) unless the producer did; None: no tag.
+    language: LanguageDetector | None = None
 
 
 async def chunk_document(deps: IngestDeps, event: Envelope[DocsSubmitted]) -> list[DocsChunked]:
@@ -92,13 +95,18 @@ def _chunk(deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | File
         if loaded.encoding is not None:
             extra["ingest.encoding"] = loaded.encoding
     extra.update(loaded.metadata)
+    if deps.language is not None and "lang" not in doc.metadata:
+        found = deps.language.detect(loaded.text)
+        if found is not None:
+            extra["lang"] = found.code
     prepared = prepare_document(
         event.tenantid,
         doc.doc_id,
         loaded.text,
         deps.tokenizer,
-        policy.chunking,
+        chunking_for(policy.chunking, policy.strategy, doc.chunking, content_type),
         dehyphenate=policy.dehyphenate,
+        pages=loaded.pages,
     )
     chunks = prepared.chunks
     if deps.scanner is not None:

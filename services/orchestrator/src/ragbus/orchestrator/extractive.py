@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ragbus.common.events import Citation
+from ragbus.orchestrator.retrieval import place_of
 from ragbus.orchestrator.text import content_terms, content_words, split_sentences, word_count
 from ragbus.orchestrator.untrusted import FlaggedSources, quotable_text
 from ragbus.vectors.ports import Hit
@@ -116,7 +117,13 @@ def citation_for(n: int, hit: Hit, quote: str | None) -> Citation:
     if quote and len(quote) > MAX_QUOTE_CHARS:
         quote = quote[: MAX_QUOTE_CHARS - 1].rstrip() + "…"
     return Citation(
-        n=n, doc_id=hit.doc_id, chunk_id=hit.chunk_id, title=hit.title, score=hit.score, quote=quote
+        n=n,
+        doc_id=hit.doc_id,
+        chunk_id=hit.chunk_id,
+        title=hit.title,
+        score=hit.score,
+        quote=quote,
+        **place_of(hit),
     )
 
 

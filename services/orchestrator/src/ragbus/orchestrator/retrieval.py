@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from ragbus.common.events import QueryFilter, RetrievedChunk
@@ -60,7 +61,20 @@ def to_retrieved_chunk(hit: Hit, *, with_text: bool = True) -> RetrievedChunk:
         injection_score=hit.injection_score,
         text=hit.text if with_text else None,
         lexical=hit.lexical,
+        **place_of(hit),
     )
+
+
+def place_of(hit: Hit) -> dict[str, Any]:
+    """A hit's place in its document, as the ChunkPlace fields of a retrieved chunk or a citation."""
+    start, end = hit.char_span if hit.char_span is not None else (None, None)
+    return {
+        "char_start": start,
+        "char_end": end,
+        "section": list(hit.section),
+        "page": hit.page,
+        "last_page": hit.last_page,
+    }
 
 
 _SPACE = re.compile(r"\s+")
@@ -74,9 +88,12 @@ def normalise_question(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def search_filter(doc_ids: Sequence[str] | None, where: QueryFilter | None) -> SearchFilter:
-    """The store's filter for a request's `doc_ids` and `where` options."""
-    if doc_ids is None and where is None:
+def search_filter(
+    doc_ids: Sequence[str] | None, where: QueryFilter | None, groups: Sequence[str] | None = None
+) -> SearchFilter:
+    """The store's filter for a request's `doc_ids` and `where` options and its asker's `groups`
+    (None: no access check, for the store's own tools; a question always passes its asker's)."""
+    if doc_ids is None and where is None and groups is None:
         return ANY
     where = where or QueryFilter()
     return SearchFilter(
@@ -85,6 +102,7 @@ def search_filter(doc_ids: Sequence[str] | None, where: QueryFilter | None) -> S
         date_field=where.date_field,
         after=where.after,
         before=where.before,
+        groups=sorted(set(groups)) if groups is not None else None,
     )
 
 

@@ -39,9 +39,10 @@ async def index_texts(
     docs: dict[str, list[str]],
     titles: dict[str, str] | None = None,
     metadata: dict[str, dict[str, Any]] | None = None,
+    groups: dict[str, tuple[str, ...]] | None = None,
 ) -> int:
     """Index `{doc_id: [chunk text, ...]}` for `tenant` (dense and BM25 vectors, as the embed service
-    does); returns how many points were written."""
+    does), `groups` naming who may read a document; returns how many points were written."""
     await store.ensure(embedder.dim)
     points = []
     for doc_id, chunks in docs.items():
@@ -59,6 +60,7 @@ async def index_texts(
                     title=(titles or {}).get(doc_id),
                     metadata=(metadata or {}).get(doc_id, {}),
                     sparse=Bm25Encoder().document(text),
+                    groups=(groups or {}).get(doc_id, ()),
                 )
             )
     return await store.upsert(points)

@@ -154,7 +154,7 @@ async def _draft(
     cache = deps.cache if policy.cache.enabled and options.cache and not options.retrieve_only else None
     key, vector = "", None
     if cache is not None:
-        key = semantic_cache.scope(options, deps.config)
+        key = semantic_cache.scope(options, deps.config, query.groups)
         with stage("cache lookup", SERVICE, stages, **{"ragbus.query_id": str(query.query_id)}) as span:
             vector = await _embed(deps, searched)
             found = await cache.lookup(event.tenantid, key, searched, vector)
@@ -183,7 +183,7 @@ async def _draft(
                 top_k=top_k,
                 # A ranking asked for as such (evaluations) keeps its tail: recall at depth is the point.
                 min_score=-1.0 if options.retrieve_only else policy.min_score,
-                where=search_filter(options.doc_ids, options.where),
+                where=search_filter(options.doc_ids, options.where, query.groups),
                 policy=policy.retrieval,
                 expansions=expansion.texts,
                 query_vector=vector,

@@ -13,12 +13,13 @@ from ragbus.vectors.errors import DimensionMismatch, InputRejected
 from ragbus.vectors.ports import DENSE, ChunkPoint, Hit, Legs
 from ragbus.vectors.sparse import SparseVector
 
-# Payload keys. `tenant` and `doc_id` are indexed (keyword; `tenant` as the tenant key).
+# Payload keys. `tenant`, `doc_id` and `groups` are indexed (keyword; `tenant` as the tenant key).
 TENANT = "tenant"
 DOC_ID = "doc_id"
 VERSION = "version"
 FLAGS = "flags"
 DIGEST = "digest"
+GROUPS = "groups"
 
 
 def to_payload(point: ChunkPoint) -> dict[str, Any]:
@@ -41,6 +42,17 @@ def to_payload(point: ChunkPoint) -> dict[str, Any]:
         payload["injection_spans"] = [[start, end] for start, end in point.injection_spans]
     if point.digest is not None:
         payload[DIGEST] = point.digest
+    # Absent, not empty, for a document open to the whole tenant: the access filter reads "no groups"
+    # as open, so points written before groups existed stay visible.
+    if point.groups:
+        payload[GROUPS] = sorted(point.groups)
+    if point.char_span is not None:
+        payload["char_span"] = list(point.char_span)
+    if point.section:
+        payload["section"] = list(point.section)
+    if point.page is not None:
+        payload["page"] = point.page
+        payload["last_page"] = point.last_page if point.last_page is not None else point.page
     return payload
 
 
@@ -79,6 +91,10 @@ def to_hit(
         injection_score=float(injection_score) if injection_score is not None else None,
         injection_spans=tuple((int(a), int(b)) for a, b in p.get("injection_spans") or ()),
         lexical=lexical,
+        char_span=(int(span[0]), int(span[1])) if (span := p.get("char_span")) else None,
+        section=tuple(str(h) for h in p.get("section") or ()),
+        page=int(p["page"]) if p.get("page") is not None else None,
+        last_page=int(p["last_page"]) if p.get("last_page") is not None else None,
     )
 
 

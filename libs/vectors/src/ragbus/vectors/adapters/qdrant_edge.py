@@ -44,6 +44,7 @@ from ragbus.common.logging import get_logger
 from ragbus.vectors.adapters.payload import (
     DIGEST,
     DOC_ID,
+    GROUPS,
     TENANT,
     VERSION,
     checked_vectors,
@@ -162,6 +163,12 @@ def _filter(
         must.append(
             qe.FieldCondition(metadata_key(where.date_field), range=qe.RangeDateTime(gte=since, lt=until))
         )
+    if where.groups is not None:
+        # Open to the whole tenant (no `groups`), or shared with one of the asker's groups.
+        open_or_shared: list[Any] = [qe.IsEmptyCondition(GROUPS)]
+        if where.groups:
+            open_or_shared.append(qe.FieldCondition(GROUPS, match=qe.MatchAny(list(where.groups))))
+        must.append(qe.Filter(should=open_or_shared))
     must_not: list[Any] | None = None
     if not_version is not None:
         must_not = [qe.FieldCondition(VERSION, match=qe.MatchValue(not_version))]
@@ -220,6 +227,8 @@ class EdgeVectorStore:
             entry.shard.update(qe.UpdateOperation.create_field_index(TENANT, tenant_index))
         if DOC_ID not in schema:
             entry.shard.update(qe.UpdateOperation.create_field_index(DOC_ID, qe.PayloadSchemaType.Keyword))
+        if GROUPS not in schema:  # the access filter's key (a shard made before it gets it here)
+            entry.shard.update(qe.UpdateOperation.create_field_index(GROUPS, qe.PayloadSchemaType.Keyword))
         return entry.shard
 
     @staticmethod

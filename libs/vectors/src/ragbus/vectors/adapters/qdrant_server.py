@@ -27,6 +27,7 @@ from ragbus.common.logging import get_logger
 from ragbus.vectors.adapters.payload import (
     DIGEST,
     DOC_ID,
+    GROUPS,
     TENANT,
     VERSION,
     checked_vectors,
@@ -80,6 +81,15 @@ def _filter(
     if where.after is not None or where.before is not None:
         span = models.DatetimeRange(gte=where.after, lt=where.before)
         must.append(models.FieldCondition(key=metadata_key(where.date_field), range=span))
+    if where.groups is not None:
+        # Open to the whole tenant (no `groups`), or shared with one of the asker's groups.
+        open_or_shared: list[models.Condition] = [
+            models.IsEmptyCondition(is_empty=models.PayloadField(key=GROUPS))
+        ]
+        if where.groups:
+            shared = models.MatchAny(any=list(where.groups))
+            open_or_shared.append(models.FieldCondition(key=GROUPS, match=shared))
+        must.append(models.Filter(should=open_or_shared))
     must_not: list[models.Condition] | None = None
     if not_version is not None:
         must_not = [models.FieldCondition(key=VERSION, match=models.MatchValue(value=not_version))]
@@ -197,6 +207,9 @@ class QdrantServerStore:
             )
             await self._client.create_payload_index(
                 self.collection, DOC_ID, models.PayloadSchemaType.KEYWORD, wait=True
+            )
+            await self._client.create_payload_index(
+                self.collection, GROUPS, models.PayloadSchemaType.KEYWORD, wait=True
             )
 
     async def upsert(self, points: Sequence[ChunkPoint]) -> int:

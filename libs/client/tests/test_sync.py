@@ -1,0 +1,133 @@
+"""`ragbus sync`'s planning, without a broker: which files a directory yields (globs, hidden files),
+what changed since the manifest (added, updated, unchanged, deleted, touched), and the manifest itself."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ragbus.client.errors import CliError
+from ragbus.client.sources import content_digest, find_files, read_document
+from ragbus.client.sync import Entry, Manifest, manifest_path, plan
+
+
+def tree(root: Path, files: dict[str, str]) -> None:
+    for name, body in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(body)
+
+
+def test_globs_choose_files_below_the_directory_and_exclude_wins(tmp_path: Path) -> None:
+    tree(
+        tmp_path,
+        {
+            "a.md": "a",
+            "docs/b.md": "b",
+            "docs/drafts/c.md": "c",
+            "notes.txt": "n",
+            "build.log": "l",
+            ".git/config.md": "hidden",
+            "docs/.cache/d.md": "hidden",
+        },
+    )
+
+    def ids(inc: tuple[str, ...] = (), exc: tuple[str, ...] = ()) -> list[str]:
+        return [f.doc_id for f in find_files(tmp_path, inc, exc)]
+
+    # Default: every format ragbus reads, hidden folders left out.
+    assert ids() == ["a.md", "docs/b.md", "docs/drafts/c.md", "notes.txt"]
+    # `*` crosses folders; a bare name pattern matches at any depth.
+    assert ids(("*.md",), ("docs/drafts/*",)) == ["a.md", "docs/b.md"]
+    # An include takes any suffix (read as text).
+    assert ids(("*.log",)) == ["build.log"]
+    assert ids((), ("*.txt", "drafts")) == ["a.md", "docs/b.md", "docs/drafts/c.md"]
+
+
+def test_the_digest_follows_content_and_metadata_not_the_file_time(tmp_path: Path) -> None:
+    tree(tmp_path, {"a.md": "# A\n\ntext"})
+    [file] = find_files(tmp_path)
+    first = content_digest(read_document(file))
+    os.utime(tmp_path / "a.md", ns=(1, 1))
+    [touched] = find_files(tmp_path)
+    assert touched.mtime_ns != file.mtime_ns
+    assert content_digest(read_document(touched)) == first
+    (tmp_path / "a.md").write_text("# A\n\ntext, edited")
+    [edited] = find_files(tmp_path)
+    assert content_digest(read_document(edited)) != first
+    # The same bytes sent by reference are another request: another digest.
+    assert content_digest(read_document(file, by_reference=True)) != first
+
+
+def entry_of(root: Path, doc_id: str) -> Entry:
+    [file] = [f for f in find_files(root) if f.doc_id == doc_id]
+    return Entry(content_digest(read_document(file)), file.size, file.mtime_ns)
+
+
+def test_a_plan_sorts_files_into_added_updated_unchanged_and_deleted(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    tree(root, {"same.md": "same", "touched.md": "touched", "edited.md": "old", "gone.md": "gone"})
+    manifest = Manifest(tmp_path / "m.json", str(root), "t")
+    manifest.entries = {d: entry_of(root, d) for d in ("same.md", "touched.md", "edited.md", "gone.md")}
+    (root / "gone.md").unlink()
+    (root / "edited.md").write_text("new text")
+    os.utime(root / "touched.md", ns=(10**18, 10**18))
+    tree(root, {"new.md": "new"})
+
+    read: list[str] = []
+
+    def reading(file, **kw):  # type: ignore[no-untyped-def]
+        read.append(file.doc_id)
+        return read_document(file, **kw)
+
+    work = plan(find_files(root), manifest, read=reading)
+    assert [c.document.doc_id for c in work.added] == ["new.md"]
+    assert [c.document.doc_id for c in work.updated] == ["edited.md"]
+    assert sorted(f.doc_id for f in work.unchanged) == ["same.md", "touched.md"]
+    assert work.deleted == ["gone.md"]
+    # Same size and mtime: not even read. Touched: read, found unchanged, its new mtime to be recorded.
+    assert sorted(read) == ["edited.md", "new.md", "touched.md"]
+    assert work.touched["touched.md"].mtime_ns == 10**18
+
+
+def test_metadata_given_to_the_pass_is_part_of_what_changed(tmp_path: Path) -> None:
+    tree(tmp_path, {"a.md": "a"})
+    manifest = Manifest(tmp_path / "m.json", str(tmp_path), "t")
+    manifest.entries["a.md"] = entry_of(tmp_path, "a.md")
+    manifest.entries["a.md"] = Entry(manifest.entries["a.md"].digest, -1, -1)  # size/mtime moved
+    work = plan(find_files(tmp_path), manifest, metadata={"groups": ["hr"]})
+    assert [c.document.metadata["groups"] for c in work.updated] == [["hr"]]
+
+
+def test_the_manifest_survives_a_round_trip_and_refuses_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "sync" / "m.json"
+    manifest = Manifest(path, "/docs", "acme", {"a.md": Entry("d1", 3, 7)})
+    manifest.save()
+    again = Manifest.load(path, root="/docs", tenant="acme")
+    assert again.entries == {"a.md": Entry("d1", 3, 7)}
+    assert [p.name for p in path.parent.iterdir()] == ["m.json"]  # no temporary file left behind
+    path.write_text("{not json")
+    with pytest.raises(CliError, match=r"cannot read the sync manifest .*\(remove it"):
+        Manifest.load(path, root="/docs", tenant="acme")
+    path.write_text(json.dumps({"version": 99, "documents": {}}))
+    with pytest.raises(CliError, match="version 99"):
+        Manifest.load(path, root="/docs", tenant="acme")
+    assert Manifest.load(tmp_path / "none.json", root="/docs", tenant="acme").entries == {}
+
+
+def test_each_directory_tenant_and_deployment_has_its_own_manifest(tmp_path: Path) -> None:
+    a = manifest_path(tmp_path, Path("/docs"), "acme", "")
+    assert a == manifest_path(tmp_path, Path("/docs/../docs"), "acme", "")
+    assert (
+        len(
+            {
+                a,
+                manifest_path(tmp_path, Path("/docs"), "other", ""),
+                manifest_path(tmp_path, Path("/docs"), "acme", "staging."),
+                manifest_path(tmp_path, Path("/wiki"), "acme", ""),
+            }
+        )
+        == 4
+    )

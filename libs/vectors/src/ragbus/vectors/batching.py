@@ -1,0 +1,162 @@
+"""Micro-batching across callers: an Embedder that gathers the passages of concurrent
+`embed_documents` calls into one model call.
+
+The embed service works on many small messages at once (a SciFact abstract is two or three chunks), one
+worker per partition. Alone, each worker would make its own model call of two or three passages: many
+small calls, each paying a thread hand-off, and for a remote model a whole HTTP round trip. Through
+this batcher the workers' passages share calls of up to `max_batch` passages.
+
+When a call goes out: as soon as `max_batch` passages wait, or when the model is free and the first
+waiting passage has waited `linger` seconds. While a call runs, the next one fills up, so under load
+batches are full without lingering, and a lone message waits at most `linger` for company.
+
+A call that fails fails only its own callers: a batch that mixes callers and raises is retried one
+caller at a time, so one unreadable passage (`InputRejected`) never sinks another document's chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ragbus.common.logging import get_logger
+from ragbus.vectors.ports import Embedder
+
+log = get_logger("ragbus.vectors.batching")
+
+
+@dataclass(slots=True)
+class _Request:
+    texts: Sequence[str]
+    done: asyncio.Future[list[list[float]]]
+    at: float = field(default=0.0)
+
+
+class BatchingEmbedder:
+    """An Embedder over `inner` whose document calls from concurrent callers share model calls.
+
+    `max_batch`: passages per model call (a larger request goes alone, and `inner` splits it);
+    `linger`: seconds the first waiting passage may wait for others while the model is free.
+    Questions (`embed_query`) go straight to `inner`: they are latency-bound, one at a time.
+    """
+
+    def __init__(self, inner: Embedder, *, max_batch: int = 32, linger: float = 0.005) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.inner = inner
+        self.max_batch = max_batch
+        self.linger = max(0.0, linger)
+        self._queue: list[_Request] = []
+        self._waiting = 0  # passages in the queue
+        self._wake: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+        # What the batcher has done, for benchmarks and the log: model calls and passages sent.
+        self.calls = 0
+        self.passages = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        loop = asyncio.get_running_loop()
+        request = _Request(texts, loop.create_future(), loop.time())
+        self._queue.append(request)
+        self._waiting += len(texts)
+        self._ensure_runner().set()
+        return await request.done
+
+    async def embed_query(self, text: str) -> list[float]:
+        return await self.inner.embed_query(text)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def aclose(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        queue, self._queue, self._waiting = self._queue, [], 0
+        for request in queue:
+            _settle(request, RuntimeError("the embedder was closed"))
+        await self.inner.aclose()
+
+    def _ensure_runner(self) -> asyncio.Event:
+        if self._wake is None or self._runner is None or self._runner.done():
+            self._wake = asyncio.Event()
+            self._runner = asyncio.create_task(self._run(self._wake), name="embed-batcher")
+        return self._wake
+
+    async def _run(self, wake: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await wake.wait()
+            wake.clear()
+            while self._queue:
+                if self._waiting < self.max_batch and self.linger:
+                    # The model is free and the batch is not full: give others `linger` to join.
+                    left = self._queue[0].at + self.linger - loop.time()
+                    if left > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), left)
+                        wake.clear()
+                        if self._waiting < self.max_batch and self._queue[0].at + self.linger > loop.time():
+                            continue
+                await self._call(self._take(self.max_batch))
+
+    def _take(self, limit: int) -> list[_Request]:
+        """Requests from the head of the queue up to `limit` passages (at least one request)."""
+        taken: list[_Request] = []
+        count = 0
+        while self._queue and (not taken or count + len(self._queue[0].texts) <= limit):
+            request = self._queue.pop(0)
+            taken.append(request)
+            count += len(request.texts)
+        self._waiting -= count
+        return taken
+
+    async def _call(self, batch: list[_Request]) -> None:
+        live = [r for r in batch if not r.done.done()]  # a caller cancelled while it waited: skip it
+        if not live:
+            return
+        texts = [t for r in live for t in r.texts]
+        try:
+            vectors = await self.inner.embed_documents(texts)
+        except asyncio.CancelledError:
+            for request in live:
+                if not request.done.done():
+                    request.done.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the callers, who own the error
+            if len(live) == 1:
+                _settle(live[0], exc)
+                return
+            log.info("batch failed, retrying its callers one by one", callers=len(live), error=repr(exc))
+            for request in live:
+                await self._call([request])
+            return
+        self.calls += 1
+        self.passages += len(texts)
+        at = 0
+        for request in live:
+            _settle(request, vectors[at : at + len(request.texts)])
+            at += len(request.texts)
+
+
+def _settle(request: _Request, outcome: list[list[float]] | BaseException) -> None:
+    if request.done.done():
+        return
+    if isinstance(outcome, BaseException):
+        request.done.set_exception(outcome)
+    else:
+        request.done.set_result(outcome)

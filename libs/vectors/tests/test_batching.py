@@ -1,0 +1,135 @@
+"""The micro-batcher: concurrent callers share model calls, each gets its own vectors, in order, and a
+failure stays with the caller whose passages caused it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from ragbus.vectors.batching import BatchingEmbedder
+from ragbus.vectors.errors import InputRejected
+from ragbus.vectors.testing import HashingEmbedder
+
+
+class SlowModel(HashingEmbedder):
+    """A model that takes `seconds` a call and refuses any passage containing "poison"."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        super().__init__(dim=16)
+        self.seconds = seconds
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        await asyncio.sleep(self.seconds)
+        if any("poison" in t for t in texts):
+            self.calls.append(list(texts))
+            raise InputRejected("a passage the model refuses")
+        return await super().embed_documents(texts)
+
+
+def docs(n: int, words: int = 2) -> list[list[str]]:
+    return [[f"document {d} chunk {c}" for c in range(words)] for d in range(n)]
+
+
+async def test_concurrent_callers_share_model_calls_and_get_their_own_vectors() -> None:
+    model = SlowModel()
+    batcher = BatchingEmbedder(model, max_batch=8, linger=0.05)
+    parts = docs(8)  # 16 passages from 8 callers: two calls of 8
+    results = await asyncio.gather(*(batcher.embed_documents(p) for p in parts))
+    assert [len(call) for call in model.calls] == [8, 8]
+    for part, vectors in zip(parts, results, strict=True):
+        assert vectors == [model.vector(t) for t in part]
+    assert (batcher.calls, batcher.passages) == (2, 16)
+    await batcher.aclose()
+
+
+async def test_a_lone_caller_waits_only_the_linger() -> None:
+    model = SlowModel()
+    batcher = BatchingEmbedder(model, max_batch=64, linger=0.02)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await batcher.embed_documents(["one chunk"])
+    waited = loop.time() - started
+    assert 0.015 <= waited < 1.0  # it lingered (for company that never came), then went alone
+    assert model.calls == [["one chunk"]]
+    await batcher.aclose()
+
+
+async def test_while_the_model_runs_the_next_batch_fills_up() -> None:
+    model = SlowModel(seconds=0.05)
+    batcher = BatchingEmbedder(model, max_batch=100, linger=0.0)
+    first = asyncio.create_task(batcher.embed_documents(["first"]))
+    await asyncio.sleep(0.01)  # the first call is running now
+    rest = [asyncio.create_task(batcher.embed_documents([f"later {n}"])) for n in range(5)]
+    await asyncio.gather(first, *rest)
+    assert model.calls == [["first"], [f"later {n}" for n in range(5)]]
+    await batcher.aclose()
+
+
+async def test_a_request_larger_than_a_batch_goes_whole_and_alone() -> None:
+    model = SlowModel()
+    batcher = BatchingEmbedder(model, max_batch=3, linger=0.01)
+    big, small = [f"big {n}" for n in range(5)], ["small"]
+    vectors = await asyncio.gather(batcher.embed_documents(big), batcher.embed_documents(small))
+    assert model.calls == [big, small]
+    assert [len(v) for v in vectors] == [5, 1]
+    await batcher.aclose()
+
+
+async def test_one_callers_refused_passage_fails_that_caller_only() -> None:
+    model = SlowModel()
+    batcher = BatchingEmbedder(model, max_batch=16, linger=0.05)
+    good, bad, other = ["fine text", "more text"], ["poison pill"], ["also fine"]
+    outcomes = await asyncio.gather(
+        batcher.embed_documents(good),
+        batcher.embed_documents(bad),
+        batcher.embed_documents(other),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == [model.vector(t) for t in good]
+    assert isinstance(outcomes[1], InputRejected)
+    assert outcomes[2] == [model.vector(t) for t in other]
+    # The mixed batch failed, then each caller went alone: only the poisoned one failed again.
+    assert model.calls[0] == good + bad + other
+    assert model.calls[1:] == [good, bad, other]
+    await batcher.aclose()
+
+
+async def test_a_cancelled_caller_is_left_out_of_the_call() -> None:
+    model = SlowModel(seconds=0.05)
+    batcher = BatchingEmbedder(model, max_batch=100, linger=0.0)
+    busy = asyncio.create_task(batcher.embed_documents(["keeps the model busy"]))
+    await asyncio.sleep(0.01)
+    gone = asyncio.create_task(batcher.embed_documents(["cancelled"]))
+    kept = asyncio.create_task(batcher.embed_documents(["kept"]))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.gather(busy, kept)
+    assert model.calls == [["keeps the model busy"], ["kept"]]
+    await batcher.aclose()
+
+
+async def test_closing_fails_the_waiting_callers_and_closes_the_model() -> None:
+    closed: list[bool] = []
+
+    class Model(SlowModel):
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    batcher = BatchingEmbedder(Model(seconds=0.05), max_batch=100, linger=0.0)
+    busy = asyncio.create_task(batcher.embed_documents(["running"]))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(batcher.embed_documents(["waiting"]))
+    await asyncio.sleep(0)
+    await batcher.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await waiting
+    with pytest.raises(asyncio.CancelledError):
+        await busy  # the call in flight is cancelled with it
+    assert closed == [True]
+
+
+def test_a_batch_holds_at_least_one_passage() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        BatchingEmbedder(HashingEmbedder(), max_batch=0)
