@@ -228,7 +228,11 @@ def test_lines_repeated_on_few_pages_or_in_the_body_stay() -> None:
             [top, f"first line of page {n} says {word}", "Figure 2", f"{word} again", f"{word} ends here"]
         )
         for n, (top, word) in enumerate(
-            zip(["Note", "Note", "Start", "Begin", "Open"], ["alpha", "beta", "gamma", "delta", "omega"]),
+            zip(
+                ["Note", "Note", "Start", "Begin", "Open"],
+                ["alpha", "beta", "gamma", "delta", "omega"],
+                strict=True,
+            ),
             start=1,
         )
     ]
