@@ -366,3 +366,30 @@ def test_the_progress_line_gives_counts_rates_and_the_time_left() -> None:
     one.add(1)
     assert one.line(1.0) == "1/2 documents · 1 chunk · 1.0 docs/s · 1.0 chunks/s · 1 s left"
     assert duration(42.4) == "42 s"
+
+
+async def test_ingest_names_the_documents_a_near_duplicate_repeats(
+    fake_stack: FakeStack, tmp_path: Path
+) -> None:
+    for name in ("paper", "mirror", "copy"):
+        (tmp_path / f"{name}.md").write_text(f"# {name}\n\ntext")
+
+    async def stack() -> None:
+        got = {r.data.doc_id: r for r in [await fake_stack.request(topics.DOCS_SUBMITTED) for _ in range(3)]}
+        await fake_stack.reply(got["paper.md"], indexed("paper.md"))
+        kept = indexed("mirror.md").model_copy(update={"duplicate_of": "paper.md", "similarity": 0.93})
+        await fake_stack.reply(got["mirror.md"], kept)
+        gone = DocsIndexed(
+            doc_id="copy.md", version="v1", duplicate_of="paper.md", similarity=1.0, skipped=True
+        )
+        await fake_stack.reply(got["copy.md"], gone)
+
+    task = asyncio.create_task(stack())
+    result = await fake_stack.cli("ingest", str(tmp_path))
+    await task
+    assert result.exit_code == 0, result.output
+    assert "  indexed mirror.md  1 chunk  near duplicate of paper.md (0.93)" in result.stdout
+    assert "  indexed copy.md  0 chunks  skipped: near duplicate of paper.md (1.00)" in result.stdout
+    assert result.stdout.splitlines()[-1] == (
+        "2 added, 0 updated, 0 unchanged; 2 near duplicates of other documents (1 skipped)"
+    )

@@ -407,6 +407,29 @@ READERS: dict[str, tuple[str, ...]] = {
 }
 
 
+class TestNearDuplicateContract:
+    async def test_documents_sharing_a_band_are_found_with_their_signatures(self, store: VectorStore) -> None:
+        from ragbus.common.near_duplicates import bands, signature
+
+        text = " ".join(f"word{i}" for i in range(300))
+        near = text.replace("word150", "changed")
+        other = " ".join(f"other{i}" for i in range(300))
+        await store.ensure(DIM)
+        await store.upsert(
+            [
+                replace(point("acme", "original", 0, unit(1)), minhash=tuple(signature(text))),
+                point("acme", "original", 1, unit(1)),  # only the first chunk carries the signature
+                replace(point("acme", "unrelated", 0, unit(0, 1)), minhash=tuple(signature(other))),
+                replace(point("globex", "theirs", 0, unit(1)), minhash=tuple(signature(text))),
+            ]
+        )
+        found = await store.similar_documents("acme", bands(signature(near)), exclude_doc_id="copy")
+        assert found == {"original": signature(text)}
+        # A document is never its own near duplicate, and another tenant's are never seen.
+        assert await store.similar_documents("acme", bands(signature(text)), exclude_doc_id="original") == {}
+        assert await store.similar_documents("acme", [], exclude_doc_id="x") == {}
+
+
 class TestAccessContract:
     @pytest.mark.parametrize(
         ("asker", "expected"),

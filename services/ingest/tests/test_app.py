@@ -10,7 +10,7 @@ import docx
 import pytest
 from fpdf import FPDF
 
-from ragbus.common import topics
+from ragbus.common import near_duplicates, topics
 from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
 from ragbus.common.events import DeadLetter, DocsChunked, DocsDeleted, DocsSubmitted, doc_shard
@@ -86,6 +86,9 @@ async def test_a_submitted_document_is_published_chunked(bus: IngestHarness, mak
     assert part.tokenizer == "minilm"
     assert all(c.token_count <= 200 for c in part.chunks)
     assert "experiment 39" in part.chunks[-1].text
+    # The document's MinHash, for the embed service's near-duplicate check.
+    assert part.minhash == near_duplicates.signature(text)
+    assert len(part.minhash) == near_duplicates.NUM_PERM
 
 
 async def test_a_redelivered_submission_republishes_the_same_events(bus: IngestHarness) -> None:
@@ -129,6 +132,7 @@ async def test_a_big_document_is_split_into_parts_under_the_byte_limit(
         assert [c.index for p in parts for c in p.chunks] == list(range(parts[0].total_chunks))
         assert len({r.event().id for r in bus.chunked}) == len(parts)
         assert {r.key for r in bus.chunked} == {f"acme:{doc_shard('book')}".encode()}
+        assert len({tuple(p.minhash) for p in parts}) == 1  # every part carries the document's signature
 
 
 async def test_parts_also_respect_the_chunk_count_limit(

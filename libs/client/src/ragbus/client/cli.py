@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -265,7 +266,8 @@ async def ingest(
         now = time.monotonic()
         same = "  unchanged" if result.is_unchanged else ""
         line = (
-            f"  indexed {result.doc_id}  {plural(result.chunks, 'chunk')}{same}  ({tally.docs}/{len(docs)})"
+            f"  indexed {result.doc_id}  {plural(result.chunks, 'chunk')}{same}{_duplicate(result)}"
+            f"  ({tally.docs}/{len(docs)})"
         )
         if live:
             if len(docs) <= LIVE_DOCUMENT_LINES:
@@ -289,7 +291,11 @@ async def ingest(
     click.echo(f"{counts} indexed in {took:.1f} s ({rates})")
     # An unchanged document costs a lookup, not an embedding: say so, or a re-ingest looks like work.
     kinds = Counter(r.change for r in results)
-    click.echo(f"{kinds['added']} added, {kinds['updated']} updated, {kinds['unchanged']} unchanged")
+    line = f"{kinds['added']} added, {kinds['updated']} updated, {kinds['unchanged']} unchanged"
+    near = sum(r.duplicate_of is not None for r in results)
+    if near:
+        line += f"; {plural(near, 'near duplicate')} of other documents ({kinds['skipped']} skipped)"
+    click.echo(line)
 
 
 @main.command()
@@ -304,6 +310,13 @@ async def delete(doc_id: str, bootstrap: str | None, tenant: str) -> None:
     if result.removed == 0:
         raise CliError(f"document {doc_id} not found for tenant {tenant}: nothing to delete")
     click.echo(f"deleted {doc_id}: {plural(result.removed, 'chunk')} removed")
+
+
+def _duplicate(result: Indexed) -> str:
+    if result.duplicate_of is None:
+        return ""
+    what = "skipped: near duplicate" if result.skipped else "near duplicate"
+    return f"  {what} of {result.duplicate_of} ({result.similarity or 0:.2f})"
 
 
 def _sync_state(directory: Path, state: Path | None, tenant: str, topic_prefix: str) -> tuple[Path, Any]:
@@ -392,7 +405,9 @@ async def sync(
                 groups=_groups(groups),
                 chunking=chunking,
                 stall_timeout=stall_timeout,
-                on_indexed=lambda r: click.echo(f"  {r.change} {r.doc_id}  {plural(r.chunks, 'chunk')}"),
+                on_indexed=lambda r: click.echo(
+                    f"  {r.change} {r.doc_id}  {plural(r.chunks, 'chunk')}{_duplicate(r)}"
+                ),
             )
             stamp = datetime.now(UTC).strftime("%H:%M:%S")
             click.echo(f"{stamp} {root}: {report.line()}")
@@ -400,20 +415,44 @@ async def sync(
         await once()
         if not watch:
             return
-        from watchfiles import awatch
 
         click.echo(f"watching {root} (Ctrl-C to stop)")
-        try:
-            # Each batch of changes (debounced) starts a pass, and so does every --interval without
-            # one: the pass itself finds what changed, so a change the watcher misses (one made while
-            # it started, a network share without inotify) waits at most an interval.
-            async for _ in awatch(
-                root, debounce=1000, step=200, rust_timeout=int(interval * 1000), yield_on_timeout=True
-            ):
-                await once()
-        except asyncio.CancelledError:
-            click.echo("stopped watching")
-            raise
+        await _watch(root, interval, once)
+        click.echo("stopped watching")
+
+
+async def _watch(root: Path, interval: float, once: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run `once` on every batch of changes under `root` (debounced) and every `interval` seconds
+    without one, until SIGINT or SIGTERM. The pass itself finds what changed, so a change the watcher
+    misses (one made while it started, a network share without inotify) waits at most an interval.
+
+    The first signal lets a pass in progress finish and ends the watch; a second one interrupts."""
+    from watchfiles import awatch
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        stop.set()
+        loop.remove_signal_handler(sig)  # a second Ctrl-C gets Python's own: KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        async for _ in awatch(
+            root,
+            debounce=1000,
+            step=200,
+            rust_timeout=int(interval * 1000),
+            yield_on_timeout=True,
+            stop_event=stop,
+        ):
+            if stop.is_set():
+                break
+            await once()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 # --- questions ----------------------------------------------------------------------------------------

@@ -105,6 +105,10 @@ class Indexed:
     elapsed_ms: float
     # Chunks the store already held as they are (same text, metadata and model): not embedded again.
     unchanged: int = 0
+    # The tenant's document this one nearly repeats (MinHash), how closely, and whether it was left out.
+    duplicate_of: str | None = None
+    similarity: float | None = None
+    skipped: bool = False
 
     @property
     def is_unchanged(self) -> bool:
@@ -112,9 +116,11 @@ class Indexed:
         return self.chunks > 0 and self.unchanged == self.chunks and self.removed == 0
 
     @property
-    def change(self) -> Literal["added", "updated", "unchanged"]:
+    def change(self) -> Literal["added", "updated", "unchanged", "skipped"]:
         """What indexing did to the store: `added` a document it did not hold, `updated` one it held
-        (old chunks removed or rewritten), or left it `unchanged`."""
+        (old chunks removed or rewritten), left it `unchanged`, or `skipped` it (a near duplicate)."""
+        if self.skipped:
+            return "skipped"
         if self.is_unchanged:
             return "unchanged"
         return "updated" if self.removed or self.unchanged else "added"
@@ -269,6 +275,9 @@ class RagbusClient:
                 removed=sum(e.data.removed for e in events),
                 elapsed_ms=(time.perf_counter() - started) * 1000,
                 unchanged=sum(e.data.unchanged for e in events),
+                duplicate_of=events[0].data.duplicate_of,
+                similarity=events[0].data.similarity,
+                skipped=any(e.data.skipped for e in events),
             )
             if on_indexed:
                 on_indexed(results[i])

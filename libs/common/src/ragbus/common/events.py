@@ -194,6 +194,11 @@ class DocsChunked(_DocEvent):
     content_type: str | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
     groups: list[Group] = Field(default_factory=list, max_length=100, description=GROUPS_DOC)
+    minhash: list[int] = Field(
+        default_factory=list,
+        max_length=512,
+        description="the document's MinHash signature (near-duplicate detection; in every part)",
+    )
     chunks: list[ChunkData] = Field(default_factory=list)
     part: int = Field(default=0, ge=0)
     parts: int = Field(default=1, ge=1)
@@ -218,6 +223,15 @@ class DocsIndexed(_DocEvent):
         description="chunks already stored as they are, by the same embedding model: not embedded again",
     )
     deleted: bool = False
+    duplicate_of: str | None = Field(
+        default=None, description="an earlier document of the tenant this one nearly repeats"
+    )
+    similarity: float | None = Field(
+        default=None, ge=0, le=1, description="their Jaccard similarity, as MinHash estimates it"
+    )
+    skipped: bool = Field(
+        default=False, description="not indexed: a near duplicate, and the policy is to skip them"
+    )
     embedding_model: str | None = None
     elapsed_ms: float | None = None
 

@@ -43,6 +43,9 @@ class ChunkPoint:
     digest: str | None = None
     # The groups that may read the document (empty: everyone of the tenant); see SearchFilter.groups.
     groups: tuple[str, ...] = ()
+    # The document's MinHash signature (ragbus.common.near_duplicates), kept on its first chunk's point
+    # only, with its band keys indexed: how a later document finds out that it nearly repeats this one.
+    minhash: tuple[int, ...] = ()
     # Where the chunk is in its document: characters [start, end) of the normalised text, the headings
     # it is under, and the pages it starts and ends on (paged formats): what a citation points at.
     char_span: tuple[int, int] | None = None
@@ -212,6 +215,13 @@ class VectorStore(Protocol):
     async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, str | None]:
         """The `digest` of each of these points the tenant has (None where it was written without
         one); an id the store does not hold for this tenant is left out."""
+        ...
+
+    async def similar_documents(
+        self, tenant: str, bands: Sequence[str], exclude_doc_id: str, limit: int = 50
+    ) -> dict[str, list[int]]:
+        """Other documents of the tenant that share a MinHash band with these (`near_duplicates.bands`),
+        each with its stored signature: the candidates for a near-duplicate check."""
         ...
 
     async def ping(self) -> None:

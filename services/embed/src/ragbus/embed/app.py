@@ -41,7 +41,14 @@ async def open_deps(settings: EmbedSettings, clients: Clients) -> EmbedDeps:
     await embedder.ping()
     await store.ensure(embedder.dim)
     bm25 = Bm25Encoder(settings.bm25_avg_length) if settings.bm25 else None
-    return EmbedDeps(embedder=embedder, store=store, with_title=settings.with_title, bm25=bm25)
+    return EmbedDeps(
+        embedder=embedder,
+        store=store,
+        with_title=settings.with_title,
+        bm25=bm25,
+        near_duplicates=settings.near_duplicates,
+        near_duplicate_threshold=settings.near_duplicate_threshold,
+    )
 
 
 def create_app(settings: EmbedSettings | None = None, deps: EmbedDeps | None = None) -> RagbusApp:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from ragbus.common import near_duplicates
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import ChunkData, DocsChunked, DocsIndexed, MetadataValue
 from ragbus.vectors.ports import ChunkPoint
@@ -77,6 +79,8 @@ def point_digests(
     digests = []
     for chunk, text in zip(chunked.chunks, embedding_inputs(chunked, with_title=with_title), strict=True):
         made_of = shared | {"input": text, "chunk": _chunk_fields(chunk)}
+        if chunk.index == 0 and chunked.minhash:  # its point carries the signature (chunk_points)
+            made_of["minhash"] = chunked.minhash
         encoded = json.dumps(made_of, sort_keys=True, separators=(",", ":"), default=str).encode()
         digests.append(hashlib.sha256(encoded).hexdigest())
     return digests
@@ -138,6 +142,8 @@ def chunk_points(
             sparse=sparse[i] if sparse is not None else None,
             digest=digests[i] if digests is not None else None,
             groups=tuple(chunked.groups),
+            # The document's signature rides on its first chunk's point: one copy per document.
+            minhash=tuple(chunked.minhash) if chunk.index == 0 else (),
             char_span=(chunk.char_start, chunk.char_end),
             section=tuple(chunk.section),
             page=chunk.page,
@@ -155,8 +161,10 @@ def indexed(
     model: str | None,
     elapsed_ms: float,
     unchanged: int = 0,
+    duplicate: Duplicate | None = None,
 ) -> DocsIndexed:
-    """The result of one part: its chunks are searchable, older versions' chunks are gone."""
+    """The result of one part: its chunks are searchable, older versions' chunks are gone (and, when
+    it nearly repeats another document, which)."""
     return DocsIndexed(
         doc_id=chunked.doc_id,
         version=chunked.version,
@@ -166,9 +174,47 @@ def indexed(
         upserted=upserted,
         removed=removed,
         unchanged=unchanged,
+        duplicate_of=duplicate.doc_id if duplicate else None,
+        similarity=duplicate.similarity if duplicate else None,
         embedding_model=model,
         elapsed_ms=round(elapsed_ms, 3),
     )
+
+
+def skipped(chunked: DocsChunked, duplicate: Duplicate, *, removed: int, elapsed_ms: float) -> DocsIndexed:
+    """The result of a near duplicate left out of the index: nothing of it is searchable."""
+    return DocsIndexed(
+        doc_id=chunked.doc_id,
+        version=chunked.version,
+        part=chunked.part,
+        parts=chunked.parts,
+        removed=removed,
+        duplicate_of=duplicate.doc_id,
+        similarity=duplicate.similarity,
+        skipped=True,
+        elapsed_ms=round(elapsed_ms, 3),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The document a part's document nearly repeats, and how closely (Jaccard, by MinHash)."""
+
+    doc_id: str
+    similarity: float
+
+
+def nearest_duplicate(
+    signature: Sequence[int], candidates: Mapping[str, Sequence[int]], threshold: float
+) -> Duplicate | None:
+    """The candidate most similar to `signature`, if at or over `threshold` (ties: the smallest id)."""
+    scored = sorted(
+        ((near_duplicates.similarity(signature, sig), doc_id) for doc_id, sig in candidates.items()),
+        key=lambda pair: (-pair[0], pair[1]),
+    )
+    if scored and scored[0][0] >= threshold:
+        return Duplicate(scored[0][1], round(scored[0][0], 4))
+    return None
 
 
 def deleted(chunked: DocsChunked, *, removed: int, elapsed_ms: float) -> DocsIndexed:

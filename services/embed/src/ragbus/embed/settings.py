@@ -5,6 +5,8 @@ the same store and model; bus, traces and logs: see ServiceSettings.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -27,6 +29,16 @@ class EmbedSettings(ServiceSettings):
     batch_size: int = Field(default=32, ge=1, le=2048, description="chunks per model call, across messages")
     batch_linger_ms: float = Field(
         default=5.0, ge=0, le=1000, description="how long a chunk may wait for others while the model is free"
+    )
+
+    # A document whose text nearly repeats another of its tenant's (MinHash Jaccard at or over the
+    # threshold): `keep` indexes it and says so in docs.indexed (`duplicate_of`), `skip` leaves it out of
+    # the index (a mirror, a re-export under another name), `off` does not look.
+    near_duplicates: Literal["keep", "skip", "off"] = Field(
+        default="keep", description="what to do with a near-duplicate document: keep, skip or off"
+    )
+    near_duplicate_threshold: float = Field(
+        default=0.8, gt=0, le=1, description="the Jaccard similarity (3-word shingles) that makes one"
     )
 
     vectors: VectorStoreSettings = Field(default_factory=VectorStoreSettings)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
+from ragbus.common import near_duplicates
 from ragbus.common.envelope import Envelope
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import DocsChunked, DocsIndexed
@@ -35,6 +37,9 @@ class EmbedDeps:
     with_title: bool = True
     # BM25 terms of the same text, for hybrid search's lexical leg (None: dense vectors only).
     bm25: Bm25Encoder | None = field(default_factory=Bm25Encoder)
+    # Near-duplicate documents (EmbedSettings.near_duplicates): keep and say so, skip, or do not look.
+    near_duplicates: Literal["keep", "skip", "off"] = "keep"
+    near_duplicate_threshold: float = 0.8
 
 
 async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndexed:
@@ -50,6 +55,10 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
     if chunked.deleted:
         removed = await deps.store.delete_document(tenant, chunked.doc_id)
         result = domain.deleted(chunked, removed=removed, elapsed_ms=_ms_since(started))
+    elif (duplicate := await _near_duplicate(deps, chunked, tenant)) and deps.near_duplicates == "skip":
+        # Left out of the index, and whatever an earlier version of it left there goes too.
+        removed = await deps.store.delete_document(tenant, chunked.doc_id)
+        result = domain.skipped(chunked, duplicate, removed=removed, elapsed_ms=_ms_since(started))
     else:
         upserted, unchanged = await _write(deps, chunked, tenant) if chunked.chunks else (0, 0)
         removed = await deps.store.delete_stale(tenant, chunked.doc_id, chunked.version)
@@ -60,6 +69,7 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
             unchanged=unchanged,
             model=deps.embedder.name,
             elapsed_ms=_ms_since(started),
+            duplicate=duplicate,
         )
     log.info(
         "indexed",
@@ -71,9 +81,19 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
         upserted=result.upserted,
         unchanged=result.unchanged,
         removed=result.removed,
+        duplicate_of=result.duplicate_of,
+        skipped=result.skipped,
         elapsed_ms=result.elapsed_ms,
     )
     return result
+
+
+async def _near_duplicate(deps: EmbedDeps, part: DocsChunked, tenant: str) -> domain.Duplicate | None:
+    """The tenant's document this part's document nearly repeats, if any (and if looking is on)."""
+    if deps.near_duplicates == "off" or not part.minhash:
+        return None
+    candidates = await deps.store.similar_documents(tenant, near_duplicates.bands(part.minhash), part.doc_id)
+    return domain.nearest_duplicate(part.minhash, candidates, deps.near_duplicate_threshold)
 
 
 async def _write(deps: EmbedDeps, part: DocsChunked, tenant: str) -> tuple[int, int]:

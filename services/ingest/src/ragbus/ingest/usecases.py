@@ -13,6 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from ragbus.common import near_duplicates
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import DocsChunked, DocsDeleted, DocsSubmitted, MetadataValue
 from ragbus.common.logging import get_logger
@@ -117,6 +118,9 @@ def _chunk(deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | File
         title = loaded.title or (None if isinstance(content, str) else content.path.stem)
         doc = doc.model_copy(update={"title": title})
     template = chunked_template(doc, prepared, content_type=content_type, metadata={**extra, **doc.metadata})
+    # Every part carries the document's MinHash, so each can tell whether the document nearly repeats
+    # another (the embed service decides, against the store).
+    template = template.model_copy(update={"minhash": near_duplicates.signature(prepared.text)})
     overhead = len(event.follow(template, source=SOURCE).to_bytes()) + _ENVELOPE_SLACK
     parts = split_parts(
         template,

@@ -9,17 +9,21 @@ from uuid import UUID
 
 import numpy as np
 
+from ragbus.common.near_duplicates import bands
 from ragbus.vectors.errors import DimensionMismatch, InputRejected
 from ragbus.vectors.ports import DENSE, ChunkPoint, Hit, Legs
 from ragbus.vectors.sparse import SparseVector
 
-# Payload keys. `tenant`, `doc_id` and `groups` are indexed (keyword; `tenant` as the tenant key).
+# Payload keys. `tenant`, `doc_id`, `groups` and `minhash_bands` are indexed (keyword; `tenant` as the
+# tenant key).
 TENANT = "tenant"
 DOC_ID = "doc_id"
 VERSION = "version"
 FLAGS = "flags"
 DIGEST = "digest"
 GROUPS = "groups"
+MINHASH = "minhash"
+MINHASH_BANDS = "minhash_bands"
 
 
 def to_payload(point: ChunkPoint) -> dict[str, Any]:
@@ -46,6 +50,9 @@ def to_payload(point: ChunkPoint) -> dict[str, Any]:
     # as open, so points written before groups existed stay visible.
     if point.groups:
         payload[GROUPS] = sorted(point.groups)
+    if point.minhash:
+        payload[MINHASH] = list(point.minhash)
+        payload[MINHASH_BANDS] = bands(point.minhash)
     if point.char_span is not None:
         payload["char_span"] = list(point.char_span)
     if point.section:
@@ -156,3 +163,13 @@ def match_values(values: Sequence[str | int]) -> list[str] | list[int]:
     if all(isinstance(v, str) for v in values):
         return [str(v) for v in values]
     return [int(v) for v in values]
+
+
+def similar_from(tenant: str, records: Sequence[tuple[Mapping[str, Any] | None]]) -> dict[str, list[int]]:
+    """doc id -> signature from scrolled records' payloads (the tenant's only)."""
+    found: dict[str, list[int]] = {}
+    for (payload,) in records:
+        p = payload or {}
+        if p.get(TENANT) == tenant and p.get(MINHASH):
+            found[str(p.get(DOC_ID, ""))] = [int(v) for v in p[MINHASH]]
+    return found

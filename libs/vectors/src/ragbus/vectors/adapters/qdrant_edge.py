@@ -45,6 +45,7 @@ from ragbus.vectors.adapters.payload import (
     DIGEST,
     DOC_ID,
     GROUPS,
+    MINHASH_BANDS,
     TENANT,
     VERSION,
     checked_vectors,
@@ -52,6 +53,7 @@ from ragbus.vectors.adapters.payload import (
     match_values,
     metadata_key,
     point_uuid,
+    similar_from,
     stored_digest,
     to_legs,
     to_payload,
@@ -227,8 +229,10 @@ class EdgeVectorStore:
             entry.shard.update(qe.UpdateOperation.create_field_index(TENANT, tenant_index))
         if DOC_ID not in schema:
             entry.shard.update(qe.UpdateOperation.create_field_index(DOC_ID, qe.PayloadSchemaType.Keyword))
-        if GROUPS not in schema:  # the access filter's key (a shard made before it gets it here)
-            entry.shard.update(qe.UpdateOperation.create_field_index(GROUPS, qe.PayloadSchemaType.Keyword))
+        # The access filter's and the near-duplicate lookup's keys (a shard made before gets them here).
+        for key in (GROUPS, MINHASH_BANDS):
+            if key not in schema:
+                entry.shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
         return entry.shard
 
     @staticmethod
@@ -394,6 +398,29 @@ class EdgeVectorStore:
             return found
 
         return await self._run(on_retrieve)
+
+    async def similar_documents(
+        self, tenant: str, bands: Sequence[str], exclude_doc_id: str, limit: int = 50
+    ) -> dict[str, list[int]]:
+        if not bands:
+            return {}
+        where = qe.Filter(
+            must=[
+                qe.FieldCondition(TENANT, match=qe.MatchValue(tenant)),
+                qe.FieldCondition(MINHASH_BANDS, match=qe.MatchAny(list(bands))),
+            ],
+            must_not=[qe.FieldCondition(DOC_ID, match=qe.MatchValue(exclude_doc_id))],
+        )
+
+        def on_scroll(entry: _Shard) -> dict[str, list[int]]:
+            shard = self._open(entry, None)
+            if shard is None:
+                return {}
+            request = qe.ScrollRequest(limit=limit, filter=where, with_payload=True, with_vector=False)
+            records, _ = shard.scroll(request)
+            return similar_from(tenant, [(r.payload,) for r in records])
+
+        return await self._run(on_scroll)
 
     async def ping(self) -> None:
         def on_ping(entry: _Shard) -> None:

@@ -28,6 +28,7 @@ from ragbus.vectors.adapters.payload import (
     DIGEST,
     DOC_ID,
     GROUPS,
+    MINHASH_BANDS,
     TENANT,
     VERSION,
     checked_vectors,
@@ -35,6 +36,7 @@ from ragbus.vectors.adapters.payload import (
     match_values,
     metadata_key,
     point_uuid,
+    similar_from,
     stored_digest,
     to_legs,
     to_payload,
@@ -208,9 +210,10 @@ class QdrantServerStore:
             await self._client.create_payload_index(
                 self.collection, DOC_ID, models.PayloadSchemaType.KEYWORD, wait=True
             )
-            await self._client.create_payload_index(
-                self.collection, GROUPS, models.PayloadSchemaType.KEYWORD, wait=True
-            )
+            for key in (GROUPS, MINHASH_BANDS):
+                await self._client.create_payload_index(
+                    self.collection, key, models.PayloadSchemaType.KEYWORD, wait=True
+                )
 
     async def upsert(self, points: Sequence[ChunkPoint]) -> int:
         if not points:
@@ -362,6 +365,27 @@ class QdrantServerStore:
             if theirs:
                 found[point_uuid(record.id)] = digest
         return found
+
+    async def similar_documents(
+        self, tenant: str, bands: Sequence[str], exclude_doc_id: str, limit: int = 50
+    ) -> dict[str, list[int]]:
+        if not bands:
+            return {}
+        where = models.Filter(
+            must=[
+                models.FieldCondition(key=TENANT, match=models.MatchValue(value=tenant)),
+                models.FieldCondition(key=MINHASH_BANDS, match=models.MatchAny(any=list(bands))),
+            ],
+            must_not=[models.FieldCondition(key=DOC_ID, match=models.MatchValue(value=exclude_doc_id))],
+        )
+        try:
+            async with self._errors():
+                records, _ = await self._client.scroll(
+                    self.collection, scroll_filter=where, limit=limit, with_payload=True, with_vectors=False
+                )
+        except _CollectionMissingError:
+            return {}
+        return similar_from(tenant, [(r.payload,) for r in records])
 
     async def ping(self) -> None:
         async with self._errors():
