@@ -131,3 +131,48 @@ def test_each_directory_tenant_and_deployment_has_its_own_manifest(tmp_path: Pat
         )
         == 4
     )
+
+
+def test_a_dataset_gives_one_document_per_record(tmp_path: Path) -> None:
+    from ragbus.client.sources import RecordFields, read_records
+
+    jsonl = tmp_path / "corpus.jsonl"
+    jsonl.write_text(
+        '{"_id": "4983", "title": "Microstructural development", "text": "Alterations of the architecture.",'
+        ' "year": 2001, "metadata": {}}\n\n'
+        '{"_id": "5836", "title": "", "text": "Induction of myelodysplasia."}\n'
+    )
+    docs = read_records(jsonl, RecordFields(id="_id"))
+    assert [(d.doc_id, d.title, d.text) for d in docs] == [
+        ("4983", "Microstructural development", "Alterations of the architecture."),
+        ("5836", None, "Induction of myelodysplasia."),
+    ]
+    assert docs[0].metadata == {"year": 2001, "source": str(jsonl)}  # plain fields only
+    rows = tmp_path / "faq.csv"
+    rows.write_text("key,question,answer\nq1,How do I reset it?,Hold the button.\nq 2,Why?,Because.\n")
+    faq = read_records(rows, RecordFields(id="key", text=("question", "answer"), title="question"))
+    assert [(d.doc_id, d.text, d.title) for d in faq] == [
+        ("q1", "How do I reset it?\n\nHold the button.", "How do I reset it?"),
+        ("q_2", "Why?\n\nBecause.", "Why?"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"text": "no id"}\n', r"corpus.jsonl:1: the record has no 'id' \(set --id-field\)"),
+        ('{"id": "a", "text": ""}\n', r"corpus.jsonl:1: the record has no text in text"),
+        (
+            '{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n',
+            r"corpus.jsonl:2: the id 'a' is there twice",
+        ),
+        ("[1, 2]\n", r"corpus.jsonl:1: a record must be a JSON object"),
+        ('{"id": \n', r"corpus.jsonl: Expecting value"),
+    ],
+)
+def test_a_bad_record_is_named_not_skipped(tmp_path: Path, body: str, message: str) -> None:
+    from ragbus.client.sources import RecordFields, read_records
+
+    (tmp_path / "corpus.jsonl").write_text(body)
+    with pytest.raises(CliError, match=message):
+        read_records(tmp_path / "corpus.jsonl", RecordFields())

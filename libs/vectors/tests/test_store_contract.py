@@ -407,6 +407,54 @@ READERS: dict[str, tuple[str, ...]] = {
 }
 
 
+class TestVersionSwapContract:
+    """A reader sees one version of a document, whole: never half of a new one, never both."""
+
+    async def test_a_pending_version_is_invisible_until_published_and_then_replaces_the_old(
+        self, store: VectorStore
+    ) -> None:
+        await store.ensure(DIM)
+        words = query_terms("report findings")
+
+        async def seen() -> set[tuple[str, str]]:
+            legs = await store.search_hybrid("acme", unit(1), words, 10)
+            found = {(h.doc_id, h.version) for h in legs.dense} | {(h.doc_id, h.version) for h in legs.sparse}
+            assert found == {(h.doc_id, h.version) for h in await store.search("acme", unit(1), 10)}
+            return found
+
+        def version(v: str, n: int) -> list[ChunkPoint]:
+            text = "report findings {} {}".format
+            return [
+                replace(point("acme", "report", i, unit(1, 0.1 * i), version=v, text=text(v, i), sparse=True),
+                        pending=True)
+                for i in range(n)
+            ]  # fmt: skip
+
+        await store.upsert(version("v1", 2))
+        assert await seen() == set()  # written, not published: nobody sees half a version
+        assert await store.count("acme", "report", "v1") == 2
+        await store.publish("acme", "report", "v1")
+        assert await seen() == {("report", "v1")}
+        # v2 arrives part by part: v1 stays what readers see.
+        new = version("v2", 3)
+        await store.upsert(new[:2])
+        assert await seen() == {("report", "v1")}
+        await store.upsert(new[2:])
+        assert await store.count("acme", "report", "v2") == 3
+        await store.publish("acme", "report", "v2")
+        # Both versions are live until v1 is removed; a search returns the one published last.
+        assert await store.count("acme", "report") == 5
+        assert await seen() == {("report", "v2")}
+        assert await store.delete_stale("acme", "report", "v2") == 2
+        assert await seen() == {("report", "v2")}
+        assert len(await store.search("acme", unit(1), 10)) == 3
+
+    async def test_points_written_without_pending_are_searchable_at_once(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        await store.upsert(doc("acme", "memo", 2))
+        assert {h.doc_id for h in await store.search("acme", unit(1), 5)} == {"memo"}
+
+
 class TestNearDuplicateContract:
     async def test_documents_sharing_a_band_are_found_with_their_signatures(self, store: VectorStore) -> None:
         from ragbus.common.near_duplicates import bands, signature

@@ -215,7 +215,9 @@ async def test_indexed_chunks_are_found_by_their_words_too(service: Service) -> 
     assert legs.sparse[0].lexical > 0
 
 
-async def test_a_document_in_parts_is_indexed_part_by_part(service: Service) -> None:
+async def test_a_document_in_parts_replaces_the_old_version_when_its_last_part_is_in(
+    service: Service,
+) -> None:
     texts = [f"Paragraph {i} about the tower." for i in range(5)]
     whole = chunked("eiffel", texts, version="v2")
     async with service.harness as h:
@@ -229,10 +231,12 @@ async def test_a_document_in_parts_is_indexed_part_by_part(service: Service) -> 
             e = event.model_copy(update={"data": p, "id": event.id})
             await h.send_event(e)
             if p.part == 0:
-                assert await service.store.count("acme", "eiffel") == 3  # v1 gone, first part in
+                # v2's first part is in but not searchable; v1 is what readers see until v2 is whole.
+                assert await service.store.count("acme", "eiffel") == 6
+                assert await service.store.count("acme", "eiffel", "v2") == 3
 
     results = service.results_of(event)
-    assert [(r.data.part, r.data.upserted, r.data.removed) for r in results] == [(0, 3, 3), (1, 2, 0)]
+    assert [(r.data.part, r.data.upserted, r.data.removed) for r in results] == [(0, 3, 0), (1, 2, 3)]
     assert len({r.id for r in results}) == 2
     assert await service.store.count("acme", "eiffel") == 5
 

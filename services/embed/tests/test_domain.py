@@ -187,7 +187,7 @@ def test_a_chunk_without_a_place_keeps_the_digest_it_had_before_places_existed()
     old_style = {
         k: v
         for k, v in part.chunks[0].model_dump(mode="json").items()
-        if k not in ("section", "page", "last_page")
+        if k not in ("section", "page", "last_page", "focus")
     }
     assert "section" not in domain._chunk_fields(part.chunks[0])
     assert domain._chunk_fields(part.chunks[0]) == old_style
@@ -215,3 +215,15 @@ def test_changed_keeps_the_chunks_whose_point_is_missing_or_made_from_something_
     assert (todo.doc_id, todo.version, todo.part) == (part.doc_id, part.version, part.part)
     assert domain.changed(part, digests, {}) == (part, digests)
     assert domain.changed(part, digests, dict(zip(ids, digests, strict=True)))[0].chunks == []
+
+
+def test_a_sentence_window_embeds_its_sentence_and_stores_its_window() -> None:
+    from ragbus.common.events import TextSpan
+
+    window = "It opened in 1889. It is 330 metres tall. It was repainted in 2022."
+    part = chunked(window, title="Eiffel Tower")
+    focused = part.chunks[0].model_copy(update={"focus": TextSpan(start=19, end=41)})
+    part = part.model_copy(update={"chunks": [focused]})
+    assert domain.embedding_inputs(part, with_title=True) == ["Eiffel Tower\nIt is 330 metres tall."]
+    [point] = domain.chunk_points(part, "acme", [[1.0, 0.0]])
+    assert point.text == window  # what the model reads: the whole window

@@ -227,3 +227,41 @@ def test_chunks_of_a_paged_document_know_their_pages(tokenizer: Tokenizer, make_
         for piece in doc.text[chunk.char_start : chunk.char_end].split("\n\n"):
             assert any(piece in normalize_text(pages[n - 1]) for n in range(chunk.page, chunk.last_page + 1))
     assert prepare_document("acme", "a", "Plain text.", tokenizer, CONFIG).chunks[0].page is None
+
+
+def test_sentence_windows_embed_one_sentence_and_carry_its_neighbours(tokenizer: Tokenizer) -> None:
+    sentences = [f"Sentence {n} says the pump moves {n} litres of water." for n in range(6)]
+    text = " ".join(sentences)
+    config = ChunkingConfig(max_tokens=80, overlap_tokens=10, sentence_window=1)
+    doc = prepare_document("acme", "pump.md", text, tokenizer, config)
+    assert len(doc.chunks) == 6  # one per sentence
+    for n, chunk in enumerate(doc.chunks):
+        assert chunk.focus is not None
+        assert chunk.text[chunk.focus.start : chunk.focus.end] == sentences[n]
+        # The neighbours on either side, where there are any, and nothing more.
+        expected = " ".join(sentences[max(0, n - 1) : n + 2])
+        assert chunk.text == expected
+        assert doc.text[chunk.char_start : chunk.char_end] == chunk.text
+    # Windows that share their text but not their focus are different chunks.
+    assert len({c.chunk_id for c in doc.chunks}) == 6
+    # The budget wins over the window: with room for about one sentence, a window is its sentence.
+    small = ChunkingConfig(max_tokens=16, overlap_tokens=2, sentence_window=2)
+    tight = prepare_document("acme", "pump.md", text, tokenizer, small)
+    assert all(c.token_count <= 16 for c in tight.chunks)
+    assert (
+        prepare_document("acme", "pump.md", text, tokenizer, config).version
+        != prepare_document(
+            "acme", "pump.md", text, tokenizer, ChunkingConfig(max_tokens=80, overlap_tokens=10)
+        ).version
+    )
+
+
+def test_the_sentences_strategy_keeps_sections_of_headed_formats() -> None:
+    from ragbus.ingest.domain import chunking_for
+
+    base = ChunkingConfig(max_tokens=100, overlap_tokens=20)
+    md = chunking_for(base, "sentences", None, "text/markdown", 3)
+    assert (md.sentence_window, md.headings) == (3, True)
+    plain = chunking_for(base, "auto", "sentences", None)
+    assert (plain.sentence_window, plain.headings) == (2, False)
+    assert chunking_for(base, "auto", None, "text/markdown").sentence_window == 0

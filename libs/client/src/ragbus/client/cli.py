@@ -39,7 +39,14 @@ from ragbus.client.dlq import read_letters, record_letters, replay, replay_lette
 from ragbus.client.errors import CliError
 from ragbus.client.plugins import EvalGroup, PluginGroup
 from ragbus.client.progress import IngestProgress
-from ragbus.client.sources import DOCUMENT_SUFFIXES, find_files, read_document, title_of
+from ragbus.client.sources import (
+    DOCUMENT_SUFFIXES,
+    RecordFields,
+    find_files,
+    read_document,
+    read_records,
+    title_of,
+)
 from ragbus.client.trace import TraceNotFound, await_trace, render_tree
 from ragbus.common import trust as trust_lib
 from ragbus.common.admin import TopicAdminError, ensure_topics
@@ -182,8 +189,9 @@ def groups_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[...
 READ_GROUPS = "Only askers in one of these groups may read the documents (default: the whole tenant)."
 chunking_option = click.option(
     "--chunking",
-    type=click.Choice(["headings", "tokens"]),
-    help="Cut at headings (chunks stay in their section) or by token budget alone (default: by format).",
+    type=click.Choice(["headings", "tokens", "sentences"]),
+    help="Cut at headings (chunks stay in their section), by token budget alone, or one chunk per "
+    "sentence with its neighbours as context (default: headings for Markdown/HTML/DOCX, else tokens).",
 )
 
 
@@ -213,6 +221,19 @@ def include_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @groups_option(READ_GROUPS)
 @chunking_option
 @include_options
+@click.option("--records", is_flag=True, help="PATH is a JSON lines or CSV dataset: one document per record.")
+@click.option("--id-field", default="id", show_default=True, help="With --records: the field of the id.")
+@click.option(
+    "--text-field",
+    "text_fields",
+    multiple=True,
+    default=["text"],
+    show_default=True,
+    help="With --records: the field of the text (repeat to join several, a blank line apart).",
+)
+@click.option(
+    "--title-field", default="title", show_default=True, help="With --records: the field of the title."
+)
 @click.option(
     "--stall-timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -234,15 +255,19 @@ async def ingest(
     meta: tuple[str, ...],
     by_reference: bool,
     groups: tuple[str, ...],
-    chunking: Literal["tokens", "headings"] | None,
+    chunking: Literal["tokens", "headings", "sentences"] | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
+    records: bool,
+    id_field: str,
+    text_fields: tuple[str, ...],
+    title_field: str,
     stall_timeout: float,
     timeout: float | None,
     bootstrap: str | None,
     tenant: str,
 ) -> None:
-    """Index documents: a file, a directory (recursive), or - for stdin.
+    """Index documents: a file, a directory (recursive), - for stdin, or a dataset (--records).
 
     It waits as long as the stack indexes documents (its own may wait behind a backlog) and gives up
     after --stall-timeout seconds without progress, saying which documents are not indexed yet.
@@ -250,9 +275,13 @@ async def ingest(
     extra: dict[str, MetadataValue] = {
         k: v[0] if len(v) == 1 else v for k, v in _pairs(meta, "--meta").items()
     }
+    found = (
+        read_records(path, RecordFields(id_field, text_fields, title_field or None))
+        if records
+        else _documents(path, doc_id, by_reference, include, exclude)
+    )
     docs = [
-        replace(d, metadata={**d.metadata, **extra}, groups=_groups(groups), chunking=chunking)
-        for d in _documents(path, doc_id, by_reference, include, exclude)
+        replace(d, metadata={**d.metadata, **extra}, groups=_groups(groups), chunking=chunking) for d in found
     ]
     tally = IngestProgress(len(docs), time.monotonic())
     # On a terminal one status line updates in place (a line per document for a few documents); in a
@@ -368,7 +397,7 @@ async def sync(
     meta: tuple[str, ...],
     by_reference: bool,
     groups: tuple[str, ...],
-    chunking: Literal["tokens", "headings"] | None,
+    chunking: Literal["tokens", "headings", "sentences"] | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     watch: bool,

@@ -93,7 +93,7 @@ class Document:
     # Who may read it (empty: everyone of the tenant); a question sees it when its asker is in one.
     groups: tuple[str, ...] = ()
     # How to cut it: "headings" or "tokens"; None: the ingest service's choice (by format).
-    chunking: Literal["tokens", "headings"] | None = None
+    chunking: Literal["tokens", "headings", "sentences"] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,7 @@ def plan(
     by_reference: bool = False,
     metadata: dict[str, MetadataValue] | None = None,
     groups: Sequence[str] = (),
-    chunking: Literal["tokens", "headings"] | None = None,
+    chunking: Literal["tokens", "headings", "sentences"] | None = None,
     read: Callable[..., Document] = read_document,
 ) -> Plan:
     """Compare the files with the manifest. A file with the size and mtime on record is unchanged without
@@ -177,7 +177,7 @@ async def sync_pass(
     by_reference: bool = False,
     metadata: dict[str, MetadataValue] | None = None,
     groups: Sequence[str] = (),
-    chunking: Literal["tokens", "headings"] | None = None,
+    chunking: Literal["tokens", "headings", "sentences"] | None = None,
     stall_timeout: float = 120.0,
     on_indexed: Callable[[Indexed], None] | None = None,
 ) -> SyncReport:

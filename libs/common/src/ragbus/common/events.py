@@ -118,10 +118,11 @@ class DocsSubmitted(_DocEvent):
     content_type: str | None = Field(default=None, description="MIME type; guessed from the uri if absent")
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
     groups: list[Group] = Field(default_factory=list, max_length=100, description=GROUPS_DOC)
-    chunking: Literal["tokens", "headings"] | None = Field(
+    chunking: Literal["tokens", "headings", "sentences"] | None = Field(
         default=None,
         description="how to cut it: `headings` keeps chunks within their section, `tokens` by budget "
-        "alone; None: the ingest service's choice (headings for Markdown, HTML and DOCX)",
+        "alone, `sentences` one chunk per sentence with its neighbours as context; None: the ingest "
+        "service's choice (headings for Markdown, HTML and DOCX)",
     )
 
     @model_validator(mode="after")
@@ -178,6 +179,11 @@ class ChunkData(BaseModel):
     section: list[str] = Field(
         default_factory=list,
         description="the headings the chunk is under, outermost first (heading-aware chunking)",
+    )
+    focus: TextSpan | None = Field(
+        default=None,
+        description="the part of `text` that is embedded (sentence windows: the sentence; its "
+        "neighbours are context for the model); None: all of it",
     )
     page: int | None = Field(default=None, ge=1, description="the page the chunk starts on (paged formats)")
     last_page: int | None = Field(default=None, ge=1, description="the page it ends on")

@@ -50,5 +50,6 @@ def open_embedder(settings: EmbedderSettings | None = None) -> Embedder:
         name=settings.model or MINILM,
         batch_size=settings.batch_size,
         forward_batch=settings.forward_batch,
+        threads=settings.threads,
         query_onnx=settings.query_onnx,
     )

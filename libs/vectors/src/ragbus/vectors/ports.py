@@ -43,6 +43,9 @@ class ChunkPoint:
     digest: str | None = None
     # The groups that may read the document (empty: everyone of the tenant); see SearchFilter.groups.
     groups: tuple[str, ...] = ()
+    # Written hidden from searches until its version is published (VectorStore.publish): the embed
+    # service writes a document version's parts this way, so a search never sees half a new version.
+    pending: bool = False
     # The document's MinHash signature (ragbus.common.near_duplicates), kept on its first chunk's point
     # only, with its band keys indexed: how a later document finds out that it nearly repeats this one.
     minhash: tuple[int, ...] = ()
@@ -208,8 +211,17 @@ class VectorStore(Protocol):
         (a collection made before hybrid search) returns an empty lexical leg."""
         ...
 
-    async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
-        """How many points (of a tenant, of a document)."""
+    async def count(
+        self, tenant: str | None = None, doc_id: str | None = None, version: str | None = None
+    ) -> int:
+        """How many points (of a tenant, of a document, of one of its versions; pending ones too)."""
+        ...
+
+    async def publish(self, tenant: str, doc_id: str, version: str) -> None:
+        """Make a document version's pending points searchable, all in one store operation, stamped
+        `published_at`; until its older versions are removed (`delete_stale`), a search returns the
+        hits of the version published last, so a reader sees one version of a document, never both
+        and never neither."""
         ...
 
     async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, str | None]:

@@ -90,6 +90,10 @@ class EmbedderSettings(BaseSettings):
     # many at a time, so a short chunk is not padded to the longest of 32 (SciFact, 2 cores: ~58 texts/s
     # at 8 against ~43 at 32; bench/embed_batch.py).
     forward_batch: int = Field(default=8, ge=1, le=2048, description="minilm: texts per forward pass")
+    # minilm: torch's threads (process-wide); 0: torch's default, one per core. Fewer leave cores to the
+    # rest of a shared machine, at the model's expense: on 2 cores, one thread embedded 30 texts/s
+    # against 54 with two, and bench/ingest.py (600 abstracts) took 70.2 s against 60.5 s.
+    threads: int = Field(default=0, ge=0, le=256, description="minilm: torch threads (0: torch's default)")
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, description="openai: client-side retries before giving up")
 

@@ -36,14 +36,20 @@ def embedding_inputs(chunked: DocsChunked, *, with_title: bool) -> list[str]:
     its subject; its headings do."""
     title = (chunked.title or "").strip()
     if not with_title:
-        return [c.text for c in chunked.chunks]
+        return [_embedded(c) for c in chunked.chunks]
     out = []
     for c in chunked.chunks:
         # The innermost heading starts the chunk's own text when the chunk opens its section.
         headings = [h for h in c.section if h != title]
         context = " > ".join([title, *headings] if title else headings)
-        out.append(f"{context}\n{c.text}" if context else c.text)
+        text = _embedded(c)
+        out.append(f"{context}\n{text}" if context else text)
     return out
+
+
+def _embedded(chunk: ChunkData) -> str:
+    """What of a chunk is embedded: its focus (a sentence window's sentence), else all of it."""
+    return chunk.text[chunk.focus.start : chunk.focus.end] if chunk.focus else chunk.text
 
 
 def point_metadata(chunked: DocsChunked) -> dict[str, MetadataValue]:
@@ -88,7 +94,7 @@ def point_digests(
 
 # ChunkData fields added after digests were first stored: left out of the digest while they are empty,
 # so the points of chunks without them keep their digests (and are not embedded again on an upgrade).
-_LATER_FIELDS = ("section", "page", "last_page")
+_LATER_FIELDS = ("section", "page", "last_page", "focus")
 
 
 def _chunk_fields(chunk: ChunkData) -> dict[str, Any]:
@@ -116,6 +122,8 @@ def chunk_points(
     vectors: Sequence[Sequence[float]],
     sparse: Sequence[SparseVector] | None = None,
     digests: Sequence[str] | None = None,
+    *,
+    pending: bool = False,
 ) -> list[ChunkPoint]:
     """One point per chunk; the point id is the chunk id, so the same chunk always lands on one point.
     The point keeps what ingest's scan found (flags, score, spans), for retrieval to hand on, and its
@@ -142,6 +150,7 @@ def chunk_points(
             sparse=sparse[i] if sparse is not None else None,
             digest=digests[i] if digests is not None else None,
             groups=tuple(chunked.groups),
+            pending=pending,
             # The document's signature rides on its first chunk's point: one copy per document.
             minhash=tuple(chunked.minhash) if chunk.index == 0 else (),
             char_span=(chunk.char_start, chunk.char_end),

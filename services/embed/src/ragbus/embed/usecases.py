@@ -43,11 +43,13 @@ class EmbedDeps:
 
 
 async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndexed:
-    """Make one part searchable, idempotently: a redelivered part rewrites the same points.
+    """Index one part, idempotently: a redelivered part rewrites the same points.
 
-    Order matters: the new chunks are written before the old version's go, so a document never
-    disappears from search while it is being replaced. Chunks of the current version from other parts
-    are kept (`delete_stale` removes other versions only), so parts may arrive one by one.
+    A reader sees one version of a document, whole: a part's points are written pending (not
+    searchable); the part that completes the version (the store then holds `total_chunks` points of
+    it) publishes them all in one operation, and only then are older versions removed. Between the two,
+    searches return the version published last (VectorStore.publish). Parts may arrive one by one, and
+    a redelivered part finds the version complete and publishes it again.
     """
     chunked, tenant = event.data, event.tenantid
     started = time.perf_counter()
@@ -61,7 +63,10 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
         result = domain.skipped(chunked, duplicate, removed=removed, elapsed_ms=_ms_since(started))
     else:
         upserted, unchanged = await _write(deps, chunked, tenant) if chunked.chunks else (0, 0)
-        removed = await deps.store.delete_stale(tenant, chunked.doc_id, chunked.version)
+        removed = 0
+        if await _complete(deps, chunked, tenant):
+            await deps.store.publish(tenant, chunked.doc_id, chunked.version)
+            removed = await deps.store.delete_stale(tenant, chunked.doc_id, chunked.version)
         result = domain.indexed(
             chunked,
             upserted=upserted,
@@ -86,6 +91,14 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
         elapsed_ms=result.elapsed_ms,
     )
     return result
+
+
+async def _complete(deps: EmbedDeps, part: DocsChunked, tenant: str) -> bool:
+    """The store holds every chunk of the part's version (an event without `total_chunks`, from
+    before parts were counted, is complete by itself)."""
+    if not part.total_chunks:
+        return True
+    return await deps.store.count(tenant, part.doc_id, part.version) >= part.total_chunks
 
 
 async def _near_duplicate(deps: EmbedDeps, part: DocsChunked, tenant: str) -> domain.Duplicate | None:
@@ -114,7 +127,8 @@ async def _write(deps: EmbedDeps, part: DocsChunked, tenant: str) -> tuple[int, 
         with _tracer().start_as_current_span("embed batch", attributes=attributes):
             vectors = await deps.embedder.embed_documents(inputs)
             sparse = [deps.bm25.document(text) for text in inputs] if deps.bm25 is not None else None
-        points = domain.chunk_points(todo, tenant, vectors, sparse, todo_digests)
+        # Pending: searchable once the whole version is in and published (index_part).
+        points = domain.chunk_points(todo, tenant, vectors, sparse, todo_digests, pending=True)
         with _tracer().start_as_current_span("upsert", attributes={"ragbus.embed.points": len(points)}):
             await deps.store.ensure(len(points[0].vector))
             written = await deps.store.upsert(points)

@@ -12,7 +12,8 @@ so the budget holds for what the embedder sees (plus its own [CLS]/[SEP]).
 
 Heading-aware chunking (`ChunkingConfig.headings`) cuts the text at its Markdown headings first
 (`sections`): no chunk, and no overlap, runs from one section into the next, and each chunk knows the
-headings it is under.
+headings it is under. Sentence-window chunking (`ChunkingConfig.sentence_window`) makes one chunk per
+sentence: the sentence is what is embedded (a precise match), its neighbours are what the model reads.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class ChunkingConfig:
     min_tokens: int | None = None
     # Cut at Markdown headings first: chunks stay within a section and carry its heading path.
     headings: bool = False
+    # Sentence windows: > 0 makes each sentence a chunk's focus (what is embedded), with up to this many
+    # sentences on either side as its text (what the model reads), within the token budget.
+    sentence_window: int = 0
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -224,4 +228,56 @@ def sections(text: str) -> list[Section]:
         start, path = match.start(), tuple(h for _, h in stack)
     if start < len(text):
         out.append(Section(start, len(text), path))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpan:
+    """A sentence window: the window as a Span, and the focus sentence's chars [focus_start, focus_end)."""
+
+    span: Span
+    focus_start: int
+    focus_end: int
+
+
+def plan_sentence_windows(
+    text: str, tokens: Tokens, config: ChunkingConfig, breaks: Sequence[int] = ()
+) -> list[WindowSpan]:
+    """One chunk per sentence: the sentence is its focus, and its text is the sentence with up to
+    `config.sentence_window` sentences on either side (nearest first), within `config.max_tokens` and
+    never across a break. A sentence longer than the budget is cut as `plan_chunks` would, each piece
+    a sentence of its own."""
+    n = len(tokens)
+    if n == 0:
+        return []
+    strengths = boundary_strengths(text, tokens)
+    edges = sorted({0, n, *(b for b in breaks if 0 < b < n)})
+    out: list[WindowSpan] = []
+    whole = ChunkingConfig(max_tokens=config.max_tokens, overlap_tokens=0, min_tokens=1)
+    for lo, hi in itertools.pairwise(edges):
+        starts = [lo, *(t for t in range(lo + 1, hi) if strengths[t] >= SENTENCE)]
+        sentences: list[tuple[int, int]] = []
+        for a, b in itertools.pairwise([*starts, hi]):
+            if b - a <= config.max_tokens:
+                sentences.append((a, b))
+            else:
+                sentences += [
+                    (p.start, p.end) for p in _plan_range(text, tokens, strengths, whole, None, a, b)
+                ]
+        for i, (a, b) in enumerate(sentences):
+            first, last = i, i
+            for _ in range(config.sentence_window):
+                grew = False
+                if first > 0 and sentences[last][1] - sentences[first - 1][0] <= config.max_tokens:
+                    first, grew = first - 1, True
+                if (
+                    last + 1 < len(sentences)
+                    and sentences[last + 1][1] - sentences[first][0] <= config.max_tokens
+                ):
+                    last, grew = last + 1, True
+                if not grew:
+                    break
+            start, end = sentences[first][0], sentences[last][1]
+            span = Span(start, end, tokens.starts[start], tokens.ends[end - 1], end - start)
+            out.append(WindowSpan(span, tokens.starts[a], tokens.ends[b - 1]))
     return out

@@ -28,7 +28,7 @@ from ragbus.common.events import (
 )
 from ragbus.common.ids import content_hash, record_id
 from ragbus.common.quotas import TokenBuckets
-from ragbus.ingest.chunking import ChunkingConfig, plan_chunks, sections
+from ragbus.ingest.chunking import ChunkingConfig, Span, plan_chunks, plan_sentence_windows, sections
 from ragbus.ingest.normalize import normalize_text
 from ragbus.ingest.ports import ChunkScan, Tokenizer
 from ragbus.ingest.tokens import tokenize_in_blocks
@@ -134,14 +134,19 @@ HEADED_TYPES = frozenset(
 
 
 def chunking_for(
-    base: ChunkingConfig, strategy: str, asked: str | None, content_type: str | None
+    base: ChunkingConfig, strategy: str, asked: str | None, content_type: str | None, window: int = 2
 ) -> ChunkingConfig:
     """The chunking of one document: the strategy it asked for, else the service's (`auto`: by its
-    format), on the service's token budget."""
+    format), on the service's token budget. `sentences` keeps a headed format's sections too."""
     chosen = asked or strategy
+    headed = content_type in HEADED_TYPES
     if chosen == "auto":
-        chosen = "headings" if content_type in HEADED_TYPES else "tokens"
-    return dataclasses.replace(base, headings=chosen == "headings")
+        chosen = "headings" if headed else "tokens"
+    return dataclasses.replace(
+        base,
+        headings=chosen == "headings" or (chosen == "sentences" and headed),
+        sentence_window=window if chosen == "sentences" else 0,
+    )
 
 
 def _paged_text(pages: Sequence[str], dehyphenate: bool) -> tuple[str, list[tuple[int, int]]] | None:
@@ -187,17 +192,26 @@ def prepare_document(
     tokens = tokenize_in_blocks(tokenizer.tokenize, text)
     parts = sections(text) if config.headings else []
     breaks = [bisect.bisect_left(tokens.starts, p.start) for p in parts]
-    spans = plan_chunks(text, tokens, config, tokenizer.count, breaks)
-    if not spans:
+    # (span, focus in the text or None): sentence windows embed their focus, other chunks all of it.
+    planned: list[tuple[Span, tuple[int, int] | None]]
+    if config.sentence_window > 0:
+        planned = [
+            (w.span, (w.focus_start, w.focus_end))
+            for w in plan_sentence_windows(text, tokens, config, breaks)
+        ]
+    else:
+        planned = [(span, None) for span in plan_chunks(text, tokens, config, tokenizer.count, breaks)]
+    if not planned:
         raise EmptyDocument(f"document {doc_id!r} has no tokens once normalised")
     section_starts = [p.start for p in parts]
     page_starts = [start for start, _ in paged[1]] if paged else []
     page_numbers = [n for _, n in paged[1]] if paged else []
     chunks: list[ChunkData] = []
     seen: set[str] = set()
-    for span in spans:
+    for span, focus in planned:
         chunk_text = text[span.char_start : span.char_end]
-        digest = content_hash(chunk_text)
+        # A window's focus is part of what the chunk is: two windows of the same text differ by it.
+        digest = content_hash(chunk_text if focus is None else f"{focus[0] - span.char_start}|{chunk_text}")
         # Repeated boilerplate (a disclaimer on every page) would be stored, embedded and retrieved
         # once per copy; the first copy is enough. Indexes stay dense: 0..n-1.
         if digest in seen:
@@ -213,6 +227,9 @@ def prepare_document(
                 token_count=span.token_count,
                 char_start=span.char_start,
                 char_end=span.char_end,
+                focus=TextSpan(start=focus[0] - span.char_start, end=focus[1] - span.char_start)
+                if focus
+                else None,
                 section=list(parts[bisect.bisect_right(section_starts, span.char_start) - 1].path)
                 if parts
                 else [],
@@ -227,7 +244,7 @@ def prepare_document(
         text=text,
         chunks=tuple(chunks),
         tokenizer=tokenizer.name,
-        duplicates=len(spans) - len(chunks),
+        duplicates=len(planned) - len(chunks),
     )
 
 

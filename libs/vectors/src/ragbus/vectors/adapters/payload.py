@@ -23,6 +23,12 @@ FLAGS = "flags"
 DIGEST = "digest"
 GROUPS = "groups"
 MINHASH = "minhash"
+# A document version's points are written `state: pending` (searches skip them) and published all at
+# once (`state: live`, `published_at`) when the version is complete: see VectorStore.publish.
+STATE = "state"
+PENDING = "pending"
+LIVE = "live"
+PUBLISHED_AT = "published_at"
 MINHASH_BANDS = "minhash_bands"
 
 
@@ -50,6 +56,8 @@ def to_payload(point: ChunkPoint) -> dict[str, Any]:
     # as open, so points written before groups existed stay visible.
     if point.groups:
         payload[GROUPS] = sorted(point.groups)
+    if point.pending:
+        payload[STATE] = PENDING
     if point.minhash:
         payload[MINHASH] = list(point.minhash)
         payload[MINHASH_BANDS] = bands(point.minhash)
@@ -150,12 +158,34 @@ def lexical_terms(hybrid: bool, sparse: SparseVector | None) -> SparseVector | N
 
 def to_legs(query: Sequence[float], dense: Sequence[Any], lexical: Sequence[Any]) -> Legs:
     """Both legs' scored points (each with `id`, `score`, `payload`; lexical ones with their dense
-    `vector` too) as hits: every hit with its cosine, lexical ones with their BM25 score as well."""
+    `vector` too) as hits: every hit with its cosine, lexical ones with their BM25 score as well.
+
+    One version per document: between a new version's publication and the removal of the old one,
+    both are live, and a search returns the hits of the one published last."""
+    dense, lexical = _latest_versions(dense, lexical)
     scores = cosines(query, [_dense_of(p.vector) for p in lexical])
     return Legs(
         [to_hit(p.id, p.score, p.payload) for p in dense],
         [to_hit(p.id, c, p.payload, lexical=p.score) for p, c in zip(lexical, scores, strict=True)],
     )
+
+
+def _latest_versions(dense: Sequence[Any], lexical: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """Both legs without the hits of a document's older live version (by `published_at`; points
+    written before publication existed count as published at 0)."""
+    newest: dict[str, tuple[float, str]] = {}
+    for p in (*dense, *lexical):
+        payload = p.payload or {}
+        doc, version = str(payload.get(DOC_ID, "")), str(payload.get(VERSION, ""))
+        stamp = (float(payload.get(PUBLISHED_AT) or 0), version)
+        if doc not in newest or stamp > newest[doc]:
+            newest[doc] = stamp
+
+    def keep(p: Any) -> bool:
+        payload = p.payload or {}
+        return str(payload.get(VERSION, "")) == newest[str(payload.get(DOC_ID, ""))][1]
+
+    return [p for p in dense if keep(p)], [p for p in lexical if keep(p)]
 
 
 def match_values(values: Sequence[str | int]) -> list[str] | list[int]:

@@ -31,6 +31,7 @@ import contextlib
 import functools
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,7 +46,11 @@ from ragbus.vectors.adapters.payload import (
     DIGEST,
     DOC_ID,
     GROUPS,
+    LIVE,
     MINHASH_BANDS,
+    PENDING,
+    PUBLISHED_AT,
+    STATE,
     TENANT,
     VERSION,
     checked_vectors,
@@ -149,6 +154,9 @@ def _filter(
     doc_id: str | None = None,
     where: SearchFilter = ANY,
     not_version: str | None = None,
+    *,
+    version: str | None = None,
+    live_only: bool = False,
 ) -> qe.Filter | None:
     must: list[Any] = []
     if tenant is not None:
@@ -172,8 +180,12 @@ def _filter(
             open_or_shared.append(qe.FieldCondition(GROUPS, match=qe.MatchAny(list(where.groups))))
         must.append(qe.Filter(should=open_or_shared))
     must_not: list[Any] | None = None
+    if version is not None:
+        must.append(qe.FieldCondition(VERSION, match=qe.MatchValue(version)))
     if not_version is not None:
         must_not = [qe.FieldCondition(VERSION, match=qe.MatchValue(not_version))]
+    if live_only:  # a version being written is not searchable until it is published
+        must_not = [*(must_not or []), qe.FieldCondition(STATE, match=qe.MatchValue(PENDING))]
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not)
@@ -346,7 +358,7 @@ class EdgeVectorStore:
         if shard is None:
             return Legs([], [])
         [query] = checked_vectors([vector], entry.dim)
-        where_ = _filter(tenant, where=where)
+        where_ = _filter(tenant, where=where, live_only=True)
         using = DENSE if entry.hybrid else None
         requests = [
             qe.QueryRequest(
@@ -373,14 +385,28 @@ class EdgeVectorStore:
         results = shard.query_batch(qe.QueryBatchRequest(requests))
         return to_legs(query, results[0], results[1] if terms is not None else [])
 
-    async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
+    async def count(
+        self, tenant: str | None = None, doc_id: str | None = None, version: str | None = None
+    ) -> int:
         def on_count(entry: _Shard) -> int:
             shard = self._open(entry, None)
             if shard is None:
                 return 0
-            return shard.count(qe.CountRequest(exact=True, filter=_filter(tenant, doc_id)))
+            return shard.count(qe.CountRequest(exact=True, filter=_filter(tenant, doc_id, version=version)))
 
         return await self._run(on_count)
+
+    async def publish(self, tenant: str, doc_id: str, version: str) -> None:
+        stamp = {STATE: LIVE, PUBLISHED_AT: time.time()}
+
+        def on_publish(entry: _Shard) -> None:
+            shard = self._open(entry, None)
+            if shard is not None:
+                where = _filter(tenant, doc_id, version=version)
+                assert where is not None  # it names the tenant, document and version
+                shard.update(qe.UpdateOperation.set_payload_by_filter(where, stamp))
+
+        await self._run(on_publish)
 
     async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, str | None]:
         if not ids:

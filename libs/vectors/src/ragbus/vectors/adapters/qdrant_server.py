@@ -15,6 +15,7 @@ large sets, its payload indexes are no-ops (so we skip them there), it is not th
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, NoReturn
 from uuid import UUID
@@ -28,7 +29,11 @@ from ragbus.vectors.adapters.payload import (
     DIGEST,
     DOC_ID,
     GROUPS,
+    LIVE,
     MINHASH_BANDS,
+    PENDING,
+    PUBLISHED_AT,
+    STATE,
     TENANT,
     VERSION,
     checked_vectors,
@@ -69,6 +74,9 @@ def _filter(
     doc_id: str | None = None,
     where: SearchFilter = ANY,
     not_version: str | None = None,
+    *,
+    version: str | None = None,
+    live_only: bool = False,
 ) -> models.Filter | None:
     must: list[models.Condition] = []
     if tenant is not None:
@@ -93,8 +101,13 @@ def _filter(
             open_or_shared.append(models.FieldCondition(key=GROUPS, match=shared))
         must.append(models.Filter(should=open_or_shared))
     must_not: list[models.Condition] | None = None
+    if version is not None:
+        must.append(models.FieldCondition(key=VERSION, match=models.MatchValue(value=version)))
     if not_version is not None:
         must_not = [models.FieldCondition(key=VERSION, match=models.MatchValue(value=not_version))]
+    if live_only:  # a version being written is not searchable until it is published
+        pending = models.FieldCondition(key=STATE, match=models.MatchValue(value=PENDING))
+        must_not = [*(must_not or []), pending]
     if not must and not must_not:
         return None
     return models.Filter(must=must or None, must_not=must_not)
@@ -303,7 +316,7 @@ class QdrantServerStore:
         params: dict[str, Any] = {}
         if self.hnsw_ef is not None and not self.local:  # local mode is exact and warns about params
             params["params"] = models.SearchParams(hnsw_ef=self.hnsw_ef)
-        where_ = _filter(tenant, where=where)
+        where_ = _filter(tenant, where=where, live_only=True)
         requests = [
             models.QueryRequest(
                 query=query,
@@ -336,15 +349,28 @@ class QdrantServerStore:
             return Legs([], [])
         return to_legs(query, results[0].points, results[1].points if terms is not None else [])
 
-    async def count(self, tenant: str | None = None, doc_id: str | None = None) -> int:
+    async def count(
+        self, tenant: str | None = None, doc_id: str | None = None, version: str | None = None
+    ) -> int:
         try:
             async with self._errors():
                 result = await self._client.count(
-                    self.collection, count_filter=_filter(tenant, doc_id), exact=True
+                    self.collection, count_filter=_filter(tenant, doc_id, version=version), exact=True
                 )
         except _CollectionMissingError:
             return 0
         return result.count
+
+    async def publish(self, tenant: str, doc_id: str, version: str) -> None:
+        where = _filter(tenant, doc_id, version=version)
+        assert where is not None
+        try:
+            async with self._errors():
+                await self._client.set_payload(
+                    self.collection, {STATE: LIVE, PUBLISHED_AT: time.time()}, points=where, wait=True
+                )
+        except _CollectionMissingError:
+            return
 
     async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, str | None]:
         if not ids:

@@ -1,0 +1,95 @@
+"""Replacing a document as readers see it: a new version split over parts becomes searchable only when
+its last part is in, at once, and the old version goes then; never both, never neither. Run against
+both vector stores (qdrant-client's :memory: and the embedded Qdrant Edge shard)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ragbus.common.envelope import Envelope
+from ragbus.common.events import ChunkData, DocsChunked
+from ragbus.common.ids import content_hash, record_id
+from ragbus.embed import usecases
+from ragbus.embed.usecases import EmbedDeps
+from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
+from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
+from ragbus.vectors.ports import VectorStore
+from ragbus.vectors.testing import HashingEmbedder
+
+EMBEDDER = HashingEmbedder(dim=32)
+
+
+@pytest.fixture(params=["edge", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
+    s: VectorStore
+    if request.param == "edge":
+        s = EdgeVectorStore(tmp_path / "shard")
+    else:
+        s = QdrantServerStore(":memory:", collection=f"versions{uuid.uuid4().hex[:8]}")
+    yield s
+    await s.aclose()
+
+
+def parts(version: str, texts: list[str], per_part: int) -> list[Envelope[DocsChunked]]:
+    chunks = [
+        ChunkData(
+            chunk_id=record_id("acme", "manual", str(i), content_hash(t)),
+            index=i,
+            text=t,
+            content_hash=content_hash(t),
+            token_count=len(t.split()),
+            char_start=0,
+            char_end=len(t),
+        )
+        for i, t in enumerate(texts)
+    ]
+    groups = [chunks[i : i + per_part] for i in range(0, len(chunks), per_part)]
+    return [
+        Envelope.new(
+            DocsChunked(
+                doc_id="manual",
+                version=version,
+                chunks=group,
+                part=n,
+                parts=len(groups),
+                total_chunks=len(chunks),
+            ),
+            source="test",
+            tenant="acme",
+        )
+        for n, group in enumerate(groups)
+    ]
+
+
+async def versions_seen(store: VectorStore) -> set[str]:
+    vector = EMBEDDER.vector("manual pump valve")
+    return {h.version for h in await store.search("acme", vector, 20)}
+
+
+async def test_a_new_version_replaces_the_old_at_once_when_its_last_part_is_in(store: VectorStore) -> None:
+    deps = EmbedDeps(embedder=EMBEDDER, store=store, bm25=None)
+    old = [f"manual pump valve old section {i}" for i in range(4)]
+    new = [f"manual pump valve new section {i}" for i in range(6)]
+    for event in parts("v1", old, per_part=2):
+        await usecases.index_part(deps, event)
+    assert await versions_seen(store) == {"v1"}
+
+    first, second, third = parts("v2", new, per_part=2)
+    results = [await usecases.index_part(deps, first)]
+    assert await versions_seen(store) == {"v1"}  # a third of v2 is in: readers still see v1, whole
+    results.append(await usecases.index_part(deps, second))
+    assert await versions_seen(store) == {"v1"}
+    results.append(await usecases.index_part(deps, third))
+    assert await versions_seen(store) == {"v2"}  # v2 complete: published, and v1 removed
+    assert [r.removed for r in results] == [0, 0, 4]
+    assert await store.count("acme", "manual") == 6
+
+    # A redelivered part changes nothing a reader sees.
+    again = await usecases.index_part(deps, second)
+    assert (again.upserted, again.unchanged, again.removed) == (0, 2, 0)
+    assert await versions_seen(store) == {"v2"}
+    assert len(await store.search("acme", EMBEDDER.vector("manual pump valve"), 20)) == 6
