@@ -11,12 +11,14 @@ import pytest
 
 from ragbus.common import near_duplicates
 from ragbus.common.envelope import Envelope
-from ragbus.common.events import ChunkData, DocsChunked
-from ragbus.common.ids import content_hash, record_id
+from ragbus.common.events import DocsChunked
+from ragbus.common.ids import content_hash
 from ragbus.embed import domain, usecases
 from ragbus.embed.usecases import EmbedDeps
 from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
 from ragbus.vectors.testing import HashingEmbedder
+
+from .test_domain import chunk
 
 PAPER = " ".join(
     f"Sentence {n} of the trial report says that calcium and vitamin D were given to group {n % 7}."
@@ -28,18 +30,7 @@ OTHER = " ".join(f"Line {n} of a recipe: knead the dough and let it rise for {n}
 
 def part(doc_id: str, text: str, tenant: str = "acme") -> Envelope[DocsChunked]:
     halves = [text[: len(text) // 2], text[len(text) // 2 :]]
-    chunks = [
-        ChunkData(
-            chunk_id=record_id(tenant, doc_id, str(i), content_hash(t)),
-            index=i,
-            text=t,
-            content_hash=content_hash(t),
-            token_count=len(t.split()),
-            char_start=0,
-            char_end=len(t),
-        )
-        for i, t in enumerate(halves)
-    ]
+    chunks = [chunk(tenant, doc_id, i, t) for i, t in enumerate(halves)]
     data = DocsChunked(
         doc_id=doc_id, version=content_hash(text), chunks=chunks, minhash=near_duplicates.signature(text)
     )

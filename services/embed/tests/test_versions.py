@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from ragbus.common.envelope import Envelope
-from ragbus.common.events import ChunkData, DocsChunked
-from ragbus.common.ids import content_hash, record_id
+from ragbus.common.events import DocsChunked
 from ragbus.embed import usecases
 from ragbus.embed.usecases import EmbedDeps
 from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
 from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
 from ragbus.vectors.ports import VectorStore
 from ragbus.vectors.testing import HashingEmbedder
+
+from .test_domain import chunk
 
 EMBEDDER = HashingEmbedder(dim=32)
 
@@ -35,18 +36,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def parts(version: str, texts: list[str], per_part: int) -> list[Envelope[DocsChunked]]:
-    chunks = [
-        ChunkData(
-            chunk_id=record_id("acme", "manual", str(i), content_hash(t)),
-            index=i,
-            text=t,
-            content_hash=content_hash(t),
-            token_count=len(t.split()),
-            char_start=0,
-            char_end=len(t),
-        )
-        for i, t in enumerate(texts)
-    ]
+    chunks = [chunk("acme", "manual", i, t) for i, t in enumerate(texts)]
     groups = [chunks[i : i + per_part] for i in range(0, len(chunks), per_part)]
     return [
         Envelope.new(

@@ -176,6 +176,29 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, list[str]]:
     return found
 
 
+meta_option = click.option(
+    "--meta",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Metadata of every document (repeat a key for a list, e.g. --meta tags=a --meta tags=b).",
+)
+
+
+def wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--stall-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=120.0,
+        show_default=True,
+        help=help_text,
+    )
+
+
+def _metadata(meta: tuple[str, ...]) -> dict[str, MetadataValue]:
+    """--meta KEY=VALUE options as document metadata: a repeated key becomes a list."""
+    return {k: v[0] if len(v) == 1 else v for k, v in _pairs(meta, "--meta").items()}
+
+
 def _groups(values: tuple[str, ...]) -> tuple[str, ...]:
     """--groups a,b --groups c: every group named, once, in order."""
     found = [g.strip() for v in values for g in v.split(",") if g.strip()]
@@ -211,12 +234,7 @@ def include_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @main.command()
 @click.argument("path")
 @click.option("--doc-id", help="Document id (default: the path relative to PATH).")
-@click.option(
-    "--meta",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Metadata of every document (repeat a key for a list, e.g. --meta groups=hr --meta groups=legal).",
-)
+@meta_option
 @click.option("--by-reference", is_flag=True, help="Send the file path for the ingest service to read.")
 @groups_option(READ_GROUPS)
 @chunking_option
@@ -234,13 +252,7 @@ def include_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--title-field", default="title", show_default=True, help="With --records: the field of the title."
 )
-@click.option(
-    "--stall-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=120.0,
-    show_default=True,
-    help="Give up after this many seconds in which no document is indexed on the bus (anyone's).",
-)
+@wait_option("Give up after this many seconds in which no document is indexed on the bus (anyone's).")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -272,9 +284,7 @@ async def ingest(
     It waits as long as the stack indexes documents (its own may wait behind a backlog) and gives up
     after --stall-timeout seconds without progress, saying which documents are not indexed yet.
     """
-    extra: dict[str, MetadataValue] = {
-        k: v[0] if len(v) == 1 else v for k, v in _pairs(meta, "--meta").items()
-    }
+    extra = _metadata(meta)
     found = (
         read_records(path, RecordFields(id_field, text_fields, title_field or None))
         if records
@@ -359,12 +369,7 @@ def _sync_state(directory: Path, state: Path | None, tenant: str, topic_prefix: 
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--meta",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Metadata of every document (repeat a key for a list).",
-)
+@meta_option
 @click.option("--by-reference", is_flag=True, help="Send file paths for the ingest service to read.")
 @groups_option(READ_GROUPS)
 @chunking_option
@@ -382,13 +387,7 @@ def _sync_state(directory: Path, state: Path | None, tenant: str, topic_prefix: 
     type=click.Path(dir_okay=False, path_type=Path),
     help="The manifest file (default: one per tenant and directory under RAGBUS_HOME/sync).",
 )
-@click.option(
-    "--stall-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=120.0,
-    show_default=True,
-    help="Give up a pass after this many seconds in which no document is indexed on the bus.",
-)
+@wait_option("Give up a pass after this many seconds in which no document is indexed on the bus.")
 @bootstrap_option
 @tenant_option
 @run_async
@@ -415,9 +414,7 @@ async def sync(
     """
     from ragbus.client.sync import sync_pass
 
-    extra: dict[str, MetadataValue] = {
-        k: v[0] if len(v) == 1 else v for k, v in _pairs(meta, "--meta").items()
-    }
+    extra = _metadata(meta)
     kafka = _kafka(bootstrap)
     root, manifest = _sync_state(directory, state, tenant, kafka.topic_prefix)
     async with RagbusClient(kafka, tenant=tenant, source="ragbus/sync") as client:
