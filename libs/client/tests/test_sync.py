@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ragbus.client.errors import CliError
-from ragbus.client.sources import content_digest, find_files, read_document
+from ragbus.client.sources import DocumentOptions, content_digest, find_files, read_document
 from ragbus.client.sync import Entry, Manifest, manifest_path, plan
 
 
@@ -97,7 +97,7 @@ def test_metadata_given_to_the_pass_is_part_of_what_changed(tmp_path: Path) -> N
     manifest = Manifest(tmp_path / "m.json", str(tmp_path), "t")
     manifest.entries["a.md"] = entry_of(tmp_path, "a.md")
     manifest.entries["a.md"] = Entry(manifest.entries["a.md"].digest, -1, -1)  # size/mtime moved
-    work = plan(find_files(tmp_path), manifest, metadata={"groups": ["hr"]})
+    work = plan(find_files(tmp_path), manifest, options=DocumentOptions(metadata={"groups": ["hr"]}))
     assert [c.document.metadata["groups"] for c in work.updated] == [["hr"]]
 
 

@@ -41,6 +41,7 @@ from ragbus.client.plugins import EvalGroup, PluginGroup
 from ragbus.client.progress import IngestProgress
 from ragbus.client.sources import (
     DOCUMENT_SUFFIXES,
+    DocumentOptions,
     RecordFields,
     find_files,
     read_document,
@@ -194,9 +195,16 @@ def wait_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., 
     )
 
 
-def _metadata(meta: tuple[str, ...]) -> dict[str, MetadataValue]:
-    """--meta KEY=VALUE options as document metadata: a repeated key becomes a list."""
-    return {k: v[0] if len(v) == 1 else v for k, v in _pairs(meta, "--meta").items()}
+def _document_options(
+    meta: tuple[str, ...],
+    groups: tuple[str, ...],
+    chunking: Literal["tokens", "headings", "sentences"] | None,
+) -> DocumentOptions:
+    """--meta KEY=VALUE (a repeated key becomes a list), --groups and --chunking, for every document."""
+    metadata: dict[str, MetadataValue] = {
+        k: v[0] if len(v) == 1 else v for k, v in _pairs(meta, "--meta").items()
+    }
+    return DocumentOptions(metadata, _groups(groups), chunking)
 
 
 def _groups(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -284,15 +292,13 @@ async def ingest(
     It waits as long as the stack indexes documents (its own may wait behind a backlog) and gives up
     after --stall-timeout seconds without progress, saying which documents are not indexed yet.
     """
-    extra = _metadata(meta)
+    options = _document_options(meta, groups, chunking)
     found = (
         read_records(path, RecordFields(id_field, text_fields, title_field or None))
         if records
         else _documents(path, doc_id, by_reference, include, exclude)
     )
-    docs = [
-        replace(d, metadata={**d.metadata, **extra}, groups=_groups(groups), chunking=chunking) for d in found
-    ]
+    docs = [options.apply(d) for d in found]
     tally = IngestProgress(len(docs), time.monotonic())
     # On a terminal one status line updates in place (a line per document for a few documents); in a
     # log, a line per document and the status line every PROGRESS_EVERY_S seconds.
@@ -414,7 +420,7 @@ async def sync(
     """
     from ragbus.client.sync import sync_pass
 
-    extra = _metadata(meta)
+    options = _document_options(meta, groups, chunking)
     kafka = _kafka(bootstrap)
     root, manifest = _sync_state(directory, state, tenant, kafka.topic_prefix)
     async with RagbusClient(kafka, tenant=tenant, source="ragbus/sync") as client:
@@ -427,9 +433,7 @@ async def sync(
                 include=include,
                 exclude=exclude,
                 by_reference=by_reference,
-                metadata=extra,
-                groups=_groups(groups),
-                chunking=chunking,
+                options=options,
                 stall_timeout=stall_timeout,
                 on_indexed=lambda r: click.echo(
                     f"  {r.change} {r.doc_id}  {plural(r.chunks, 'chunk')}{_duplicate(r)}"

@@ -15,13 +15,14 @@ import fnmatch
 import hashlib
 import json
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ragbus.client.client import Document
 from ragbus.client.errors import CliError
+from ragbus.common.events import MetadataValue
 
 # What a directory yields by default: text formats inline with their content type (the ingest service
 # strips HTML's boilerplate, reads JSON, JSON lines and CSV as records); binary formats by reference.
@@ -51,6 +52,24 @@ class SourceFile:
     doc_id: str
     size: int
     mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentOptions:
+    """What a command sets on every document it sends: metadata (over the document's own), who may
+    read it, and how to cut it."""
+
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
+    chunking: Literal["tokens", "headings", "sentences"] | None = None
+
+    def apply(self, doc: Document) -> Document:
+        return replace(
+            doc, metadata={**doc.metadata, **self.metadata}, groups=self.groups, chunking=self.chunking
+        )
+
+
+AS_THEY_ARE = DocumentOptions()  # nothing set: documents go as their source gives them
 
 
 def doc_id_of(path: Path, base: Path) -> str:

@@ -22,14 +22,19 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from ragbus.client.client import Document, Indexed, RagbusClient
 from ragbus.client.errors import CliError
-from ragbus.client.sources import SourceFile, content_digest, find_files, read_document
-from ragbus.common.events import MetadataValue
+from ragbus.client.sources import (
+    AS_THEY_ARE,
+    DocumentOptions,
+    SourceFile,
+    content_digest,
+    find_files,
+    read_document,
+)
 
 MANIFEST_VERSION = 1
 
@@ -120,9 +125,7 @@ def plan(
     manifest: Manifest,
     *,
     by_reference: bool = False,
-    metadata: dict[str, MetadataValue] | None = None,
-    groups: Sequence[str] = (),
-    chunking: Literal["tokens", "headings", "sentences"] | None = None,
+    options: DocumentOptions = AS_THEY_ARE,
     read: Callable[..., Document] = read_document,
 ) -> Plan:
     """Compare the files with the manifest. A file with the size and mtime on record is unchanged without
@@ -135,10 +138,7 @@ def plan(
         if known is not None and (known.size, known.mtime_ns) == (file.size, file.mtime_ns):
             out.unchanged.append(file)
             continue
-        doc = read(file, by_reference=by_reference)
-        doc = replace(
-            doc, metadata={**doc.metadata, **(metadata or {})}, groups=tuple(groups), chunking=chunking
-        )
+        doc = options.apply(read(file, by_reference=by_reference))
         digest = content_digest(doc)
         if known is None:
             out.added.append(Change(file, doc, digest))
@@ -175,9 +175,7 @@ async def sync_pass(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     by_reference: bool = False,
-    metadata: dict[str, MetadataValue] | None = None,
-    groups: Sequence[str] = (),
-    chunking: Literal["tokens", "headings", "sentences"] | None = None,
+    options: DocumentOptions = AS_THEY_ARE,
     stall_timeout: float = 120.0,
     on_indexed: Callable[[Indexed], None] | None = None,
 ) -> SyncReport:
@@ -189,9 +187,7 @@ async def sync_pass(
             # A missing or unmounted directory must not read as "every file was deleted".
             raise CliError(f"{root}: not a directory (nothing synced, nothing deleted)")
         files = find_files(root, include, exclude)
-        return plan(
-            files, manifest, by_reference=by_reference, metadata=metadata, groups=groups, chunking=chunking
-        )
+        return plan(files, manifest, by_reference=by_reference, options=options)
 
     work = await asyncio.to_thread(scan)
     manifest.entries.update(work.touched)
