@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -23,13 +23,13 @@ FLAGS = "flags"
 DIGEST = "digest"
 GROUPS = "groups"
 MINHASH = "minhash"
+MINHASH_BANDS = "minhash_bands"
 # A document version's points are written `state: pending` (searches skip them) and published all at
 # once (`state: live`, `published_at`) when the version is complete: see VectorStore.publish.
 STATE = "state"
 PENDING = "pending"
 LIVE = "live"
 PUBLISHED_AT = "published_at"
-MINHASH_BANDS = "minhash_bands"
 
 
 def to_payload(point: ChunkPoint) -> dict[str, Any]:
@@ -195,10 +195,10 @@ def match_values(values: Sequence[str | int]) -> list[str] | list[int]:
     return [int(v) for v in values]
 
 
-def similar_from(tenant: str, records: Sequence[tuple[Mapping[str, Any] | None]]) -> dict[str, list[int]]:
+def similar_from(tenant: str, payloads: Iterable[Mapping[str, Any] | None]) -> dict[str, list[int]]:
     """doc id -> signature from scrolled records' payloads (the tenant's only)."""
     found: dict[str, list[int]] = {}
-    for (payload,) in records:
+    for payload in payloads:
         p = payload or {}
         if p.get(TENANT) == tenant and p.get(MINHASH):
             found[str(p.get(DOC_ID, ""))] = [int(v) for v in p[MINHASH]]

@@ -444,7 +444,7 @@ class EdgeVectorStore:
                 return {}
             request = qe.ScrollRequest(limit=limit, filter=where, with_payload=True, with_vector=False)
             records, _ = shard.scroll(request)
-            return similar_from(tenant, [(r.payload,) for r in records])
+            return similar_from(tenant, (r.payload for r in records))
 
         return await self._run(on_scroll)
 

@@ -411,7 +411,7 @@ class QdrantServerStore:
                 )
         except _CollectionMissingError:
             return {}
-        return similar_from(tenant, [(r.payload,) for r in records])
+        return similar_from(tenant, (r.payload for r in records))
 
     async def ping(self) -> None:
         async with self._errors():
