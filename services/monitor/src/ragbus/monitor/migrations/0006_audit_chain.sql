@@ -1,0 +1,97 @@
+-- Tamper evidence (docs/audit.md). Every stored event and dead letter gets one row in `audit_log`: the
+-- digest of its content, linked to the row before it in its chain by a hash. A chain is one (tenant,
+-- topic, partition): one consumer writes it at a time (Kafka's assignment), so batches and parallel
+-- monitors never wait on each other, and a row's place in its chain follows the partition's order.
+-- Signed checkpoints pin the chains' heads; `erasures` records every redaction or purge, so a row that
+-- was lawfully changed is told apart from a tampered one. `ragbus audit verify` checks all of it.
+
+-- What a row says, hashed: the columns an event has when it arrives (not received_at, which the
+-- database sets, and not erased_at). Times as epoch microseconds, so the session's time zone does not
+-- matter; jsonb's text form is canonical (sorted keys, one spelling per number), so a dump and restore
+-- keeps every digest.
+CREATE FUNCTION event_content_digest(e events) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT sha256(convert_to(jsonb_build_array(
+        e.event_id::text, e.topic, e.type, e.source, e.subject, e.tenant, e.correlation_id,
+        e.causation_id::text, (extract(epoch FROM e.event_time) * 1000000)::bigint,
+        e.kafka_partition, e.kafka_offset, e.kafka_key,
+        (extract(epoch FROM e.kafka_timestamp) * 1000000)::bigint, e.trace_id, e.data,
+        encode(e.digest, 'hex'))::text, 'UTF8'))
+$$;
+
+CREATE FUNCTION dead_letter_content_digest(d dead_letters) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT sha256(convert_to(jsonb_build_array(
+        d.id::text, d.dlq_topic, d.original_topic, d.original_partition, d.original_offset, d.service,
+        d.error_type, d.reason, d.attempts, (extract(epoch FROM d.failed_at) * 1000000)::bigint,
+        d.event_id::text, d.tenant, d.correlation_id, d.kafka_partition, d.kafka_offset, d.kafka_key,
+        (extract(epoch FROM d.kafka_timestamp) * 1000000)::bigint, d.trace_id, d.headers,
+        encode(sha256(d.body), 'hex'))::text, 'UTF8'))
+$$;
+
+CREATE TABLE audit_log (
+    chain          text        NOT NULL,  -- tenant|topic|partition, or erasures|tenant
+    seq            bigint      NOT NULL CHECK (seq >= 1),
+    kind           text        NOT NULL CHECK (kind IN ('event', 'dead_letter', 'erasure')),
+    ref            uuid        NOT NULL,  -- events.event_id, dead_letters.id or erasures.id
+    tenant         text        NOT NULL,
+    content_digest bytea       NOT NULL,  -- the row's digest when it was stored
+    prev_hash      bytea       NOT NULL,  -- the previous row's hash; 32 zero bytes for seq 1
+    hash           bytea       NOT NULL,  -- ragbus.monitor.audit.link_hash of the fields above
+    recorded_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (chain, seq)              -- two writers of one chain: the second fails and retries
+);
+CREATE UNIQUE INDEX audit_log_ref_idx ON audit_log (ref, kind);  -- a row is chained once
+CREATE INDEX audit_log_tenant_idx ON audit_log (tenant, chain, seq);
+
+-- The heads of the chains one monitor wrote, at one moment, signed (HMAC-SHA256 with MONITOR_AUDIT_KEY).
+-- Rewriting a chain from some row on needs no key, but cannot match a checkpoint signed before it.
+CREATE TABLE audit_checkpoints (
+    id        uuid        PRIMARY KEY,
+    signed_at timestamptz NOT NULL,
+    key_id    text        NOT NULL,   -- which key signed (a digest of it), for rotation
+    heads     jsonb       NOT NULL,   -- {chain: [seq, hash hex]}
+    mac       bytea       NOT NULL
+);
+CREATE INDEX audit_checkpoints_time_idx ON audit_checkpoints (signed_at);
+
+-- A lawful change to the record: a row redacted (personal data erased on request) or purged (retention).
+-- The digests before and after are kept, never the content; a requester is kept as a digest too.
+CREATE TABLE erasures (
+    id              uuid        PRIMARY KEY,
+    kind            text        NOT NULL CHECK (kind IN ('event', 'dead_letter')),
+    ref             uuid        NOT NULL,
+    tenant          text        NOT NULL,
+    action          text        NOT NULL CHECK (action IN ('redact', 'purge')),
+    reason          text        NOT NULL,
+    subject_digest  bytea,                 -- sha256 of the user id erased for, when it was one user
+    original_digest bytea       NOT NULL,  -- the content digest before
+    erased_digest   bytea,                 -- after a redaction; NULL once purged
+    erased_at       timestamptz NOT NULL,
+    key_id          text,
+    mac             bytea                  -- HMAC of the above, when a key is configured
+);
+CREATE INDEX erasures_ref_idx ON erasures (ref, kind);
+
+ALTER TABLE events ADD COLUMN erased_at timestamptz;
+ALTER TABLE dead_letters ADD COLUMN erased_at timestamptz;
+-- Erasure by user finds the user's requests through this.
+CREATE INDEX events_user_idx ON events (tenant, (data ->> 'user_id')) WHERE data ? 'user_id';
+
+-- Append-only, whoever asks. The monitor's writer role has no UPDATE or DELETE grant either
+-- (`ragbus audit grant`); this also stops the owner by accident. Disabling it takes a superuser
+-- (session_replication_role), and `verify` still sees what was done.
+CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit record is append-only: % on % refused', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER erasures_append_only BEFORE UPDATE OR DELETE ON erasures
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
