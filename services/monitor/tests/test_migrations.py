@@ -39,6 +39,7 @@ def test_the_package_ships_its_migrations_numbered_without_gaps() -> None:
         (3, "request_summary"),
         (4, "query_ids"),
         (5, "event_digest"),
+        (6, "audit_chain"),
     ]
 
 
@@ -46,14 +47,21 @@ def test_the_package_ships_its_migrations_numbered_without_gaps() -> None:
 async def test_migrations_apply_once_and_again_without_error(
     conn: asyncpg.Connection, pg_schema: str
 ) -> None:
-    assert await migrate(conn, pg_schema) == [1, 2, 3, 4, 5]
+    assert await migrate(conn, pg_schema) == [1, 2, 3, 4, 5, 6]
     assert await migrate(conn, pg_schema) == []
 
     objects = await objects_in(conn, pg_schema)
     tables = {name for name, kind in objects.items() if kind == "r"}
     views = {name for name, kind in objects.items() if kind == "v"}
     indexes = {name for name, kind in objects.items() if kind == "i"}
-    assert tables == {"events", "dead_letters", "schema_migrations"}
+    assert tables == {
+        "events",
+        "dead_letters",
+        "schema_migrations",
+        "audit_log",
+        "audit_checkpoints",
+        "erasures",
+    }
     assert views == {"request_summary"}
     assert {
         "events_correlation_idx",
@@ -70,6 +78,7 @@ async def test_migrations_apply_once_and_again_without_error(
         (3, "request_summary"),
         (4, "query_ids"),
         (5, "event_digest"),
+        (6, "audit_chain"),
     ]
 
 
@@ -83,7 +92,7 @@ async def test_two_monitors_migrating_at_once_apply_each_migration_once(
     finally:
         await a.close()
         await b.close()
-    assert sorted(done_a + done_b) == [1, 2, 3, 4, 5]
+    assert sorted(done_a + done_b) == [1, 2, 3, 4, 5, 6]
     assert not set(done_a) & set(done_b)
 
 

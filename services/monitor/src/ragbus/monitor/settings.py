@@ -37,6 +37,18 @@ class MonitorSettings(ServiceSettings):
     # waits on (`KAFKA_FETCH_MAX_WAIT_MS`): it reads every topic, and on Tansu, which answers an idle
     # fetch only when the wait is over, each poll costs both sides CPU. Rows land at most this late.
     fetch_max_wait_ms: int = Field(default=250, ge=1)
+    # Tamper evidence (docs/audit.md): every stored row is linked into a hash chain, and the chains'
+    # heads are signed with this key every `audit_checkpoint_s`. Without a key the chains are still
+    # written and checked, but nothing is signed, so a chain recomputed from some row on goes unseen.
+    # `audit_chain` off is for the benchmark's baseline only: `ragbus audit verify` then finds rows on
+    # no chain.
+    audit_chain: bool = True
+    audit_key: SecretStr | None = None
+    audit_checkpoint_s: float = Field(default=10.0, gt=0)
+    # Retention (`ragbus audit purge`): how long events are kept, by tenant and by event type, e.g.
+    # {"*": "365d", "acme": "90d", "acme/answers.completed": "30d", "*/answers.delta": "7d"}; the most
+    # specific rule wins. Empty: kept forever.
+    retention: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _pool_sizes(self) -> MonitorSettings:

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
+import time
+import uuid
 from collections.abc import Collection, Iterator, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
 import asyncpg.exceptions as pg
 
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
+from ragbus.monitor import audit
 from ragbus.monitor.adapters.migrator import migrate, quote_ident
 from ragbus.monitor.domain import FEEDBACK, OUTCOMES, SUBMITTED
 from ragbus.monitor.ports import DeadLetterRecord, EventIdReused, EventRecord, RequestSummary
@@ -33,6 +37,8 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     TimeoutError,  # connect or command timeout
 )
 
+AUDIT_COLUMNS = ("chain", "seq", "kind", "ref", "tenant", "content_digest", "prev_hash", "hash")
+ERASURE_COLUMNS = tuple(f.name for f in dataclasses.fields(audit.Erasure))
 EVENT_COLUMNS = tuple(f.name for f in dataclasses.fields(EventRecord))
 DEAD_LETTER_COLUMNS = tuple(f.name for f in dataclasses.fields(DeadLetterRecord))
 SUMMARY_COLUMNS = tuple(f.name for f in dataclasses.fields(RequestSummary))
@@ -71,6 +77,24 @@ def reused_ids(events: Sequence[EventRecord], stored: Sequence[Any]) -> list[int
     ]
 
 
+def _erasure(row: Any) -> audit.Erasure:
+    values = dict(row)
+    for name in ("subject_digest", "original_digest", "erased_digest", "mac"):
+        if values[name] is not None:
+            values[name] = bytes(values[name])
+    return audit.Erasure(**values)
+
+
+def _checkpoint(row: Any) -> audit.Checkpoint:
+    heads = {c: (int(seq), str(h)) for c, (seq, h) in row["heads"].items()}
+    return audit.Checkpoint(row["id"], row["signed_at"], row["key_id"], heads, bytes(row["mac"]))
+
+
+def _chain_lock(schema: str, chain: str) -> int:
+    digest = hashlib.sha256(f"ragbus.monitor.chain:{schema}:{chain}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     """jsonb in and out as Python objects (asyncpg passes it as text by default)."""
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -83,6 +107,10 @@ def _classified() -> Iterator[None]:
         yield
     except _UNREACHABLE as exc:
         raise DependencyUnavailable(f"PostgreSQL unreachable: {type(exc).__name__}: {exc}") from exc
+    except pg.UniqueViolationError as exc:
+        # Inserts skip duplicates (ON CONFLICT DO NOTHING), so this is two writers extending one audit
+        # chain: a consumer still writing a partition it lost. Retried, it links after the other's rows.
+        raise DependencyUnavailable(f"another writer extended the same audit chain: {exc}") from exc
     except pg.DataError as exc:  # a value PostgreSQL cannot store (bad encoding, out of range)
         raise PoisonMessage(f"PostgreSQL cannot store this record: {exc}") from exc
     except (pg.UndefinedTableError, pg.InvalidSchemaNameError) as exc:
@@ -94,10 +122,43 @@ def _classified() -> Iterator[None]:
 class PostgresEventStore:
     """EventStore over an asyncpg pool; every object lives in one schema."""
 
-    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        *,
+        chain: bool = True,
+        key: bytes | None = None,
+        checkpoint_s: float = 10.0,
+    ) -> None:
         self._pool = pool
         self.schema = schema
+        self._chain = chain
+        self._key = key
+        self._checkpoint_s = checkpoint_s
+        # Heads this store wrote since its last checkpoint, and when that was (monotonic seconds).
+        self._unsigned: dict[str, tuple[int, bytes]] = {}
+        self._signed_at = time.monotonic()
         q = quote_ident(schema)
+        self._q = q
+        # The rows of this batch not yet on a chain (a redelivery's row already is), with what the
+        # chain records of each: its content digest, computed by the database (migration 0006).
+        self._unchained = (
+            f"SELECT 'event' AS kind, e.event_id AS ref, e.tenant, e.topic, e.kafka_partition AS part, "  # noqa: S608
+            f"e.kafka_offset AS pos, {q}.event_content_digest(e) AS content FROM {q}.events AS e "
+            f"WHERE e.event_id = ANY($1::uuid[]) AND NOT EXISTS (SELECT 1 FROM {q}.audit_log AS a "
+            "  WHERE a.ref = e.event_id AND a.kind = 'event') "
+            f"UNION ALL SELECT 'dead_letter', d.id, coalesce(d.tenant, ''), d.dlq_topic, d.kafka_partition, "
+            f"d.kafka_offset, {q}.dead_letter_content_digest(d) FROM {q}.dead_letters AS d "
+            f"WHERE d.id = ANY($2::uuid[]) AND NOT EXISTS (SELECT 1 FROM {q}.audit_log AS a "
+            "  WHERE a.ref = d.id AND a.kind = 'dead_letter')"
+        )
+        # One index probe per chain (its primary key, backwards) for the current head.
+        self._heads = (
+            "SELECT c.chain, h.seq, h.hash FROM unnest($1::text[]) AS c(chain) "  # noqa: S608
+            f"JOIN LATERAL (SELECT a.seq, a.hash FROM {q}.audit_log AS a WHERE a.chain = c.chain "
+            "ORDER BY a.seq DESC LIMIT 1) AS h ON true"
+        )
         self._insert_event = insert_event_sql(schema)
         self._insert_dead_letter = _insert(schema, "dead_letters", DEAD_LETTER_COLUMNS, "id")
         # Identifiers only (see quote_ident); values always go as parameters.
@@ -159,22 +220,105 @@ class PostgresEventStore:
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, settings.db_schema)
+        key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
+        return cls(
+            pool,
+            settings.db_schema,
+            chain=settings.audit_chain,
+            key=key,
+            checkpoint_s=settings.audit_checkpoint_s,
+        )
 
     async def record_event(self, record: EventRecord) -> bool:
         with _classified():
             async with self._pool.acquire() as conn:
-                status: str = await conn.execute(self._insert_event, *event_row(record))
-                if status == "INSERT 0 1":
-                    return True
-                if reused_ids([record], await conn.fetch(self._digests, [record.event_id])):
-                    raise EventIdReused(record)
-        return False
+                async with conn.transaction():
+                    status: str = await conn.execute(self._insert_event, *event_row(record))
+                    if status == "INSERT 0 1":
+                        links = await self._link(conn, [record.event_id], [])
+                    elif reused_ids([record], await conn.fetch(self._digests, [record.event_id])):
+                        raise EventIdReused(record)
+                    else:
+                        return False
+                await self._committed(conn, links)
+        return True
 
     async def record_dead_letter(self, record: DeadLetterRecord) -> bool:
         with _classified():
-            status: str = await self._pool.execute(self._insert_dead_letter, *dead_letter_row(record))
-        return status == "INSERT 0 1"
+            async with self._pool.acquire() as conn:
+                async with conn.transaction():
+                    status: str = await conn.execute(self._insert_dead_letter, *dead_letter_row(record))
+                    if status != "INSERT 0 1":
+                        return False
+                    links = await self._link(conn, [], [record.id])
+                await self._committed(conn, links)
+        return True
+
+    async def _link(
+        self, conn: asyncpg.Connection, event_ids: list[UUID], letter_ids: list[UUID]
+    ) -> list[audit.Link]:
+        """Chain the rows of this transaction that are on no chain yet (docs/audit.md)."""
+        if not self._chain or not (event_ids or letter_ids):
+            return []
+        rows = await conn.fetch(self._unchained, event_ids, letter_ids)
+        if not rows:
+            return []
+        entries = [
+            audit.Entry(
+                r["kind"],
+                r["ref"],
+                r["tenant"],
+                audit.event_chain(r["tenant"], r["topic"], r["part"]),
+                r["pos"],
+                bytes(r["content"]),
+            )
+            for r in rows
+        ]
+        chains = sorted({e.chain for e in entries})
+        heads = {r["chain"]: (r["seq"], bytes(r["hash"])) for r in await conn.fetch(self._heads, chains)}
+        links = audit.extend(heads, entries)
+        # COPY: the cheapest way in for a batch's links. Two writers of one chain (a consumer that lost
+        # its partition and does not know yet) collide on (chain, seq); the loser's batch is retried.
+        await conn.copy_records_to_table(
+            "audit_log",
+            schema_name=self.schema,
+            columns=AUDIT_COLUMNS,
+            records=[
+                (x.chain, x.seq, x.kind, x.ref, x.tenant, x.content_digest, x.prev_hash, x.hash)
+                for x in links
+            ],
+        )
+        return links
+
+    async def _committed(self, conn: asyncpg.Connection, links: list[audit.Link]) -> None:
+        """After a commit: remember the new heads, and sign them when a checkpoint is due."""
+        self._unsigned.update(audit.heads_of(links))
+        if self._key is None or not self._unsigned:
+            return
+        if time.monotonic() - self._signed_at < self._checkpoint_s:
+            return
+        cp = audit.sign_checkpoint(self._key, uuid.uuid4(), datetime.now(UTC), self._unsigned)
+        await conn.execute(
+            f"INSERT INTO {self._q}.audit_checkpoints (id, signed_at, key_id, heads, mac) "  # noqa: S608
+            "VALUES ($1, $2, $3, $4, $5)",
+            cp.id,
+            cp.signed_at,
+            cp.key_id,
+            {c: list(h) for c, h in cp.heads.items()},
+            cp.mac,
+        )
+        self._unsigned = {}
+        self._signed_at = time.monotonic()
+
+    async def checkpoint(self) -> bool:
+        """Sign the heads written since the last checkpoint now (at shutdown); False if nothing to sign."""
+        if self._key is None or not self._unsigned:
+            return False
+        self._signed_at = float("-inf")
+        with _classified():
+            async with self._pool.acquire() as conn:
+                await self._committed(conn, [])
+        return True
 
     async def record_batch(
         self, events: Sequence[EventRecord], letters: Sequence[DeadLetterRecord]
@@ -183,15 +327,21 @@ class PostgresEventStore:
         # with a commit per event and thousands (bench/monitor.py).
         reused: list[int] = []
         with _classified():
-            async with self._pool.acquire() as conn, conn.transaction():
-                if events:
-                    await conn.executemany(self._insert_event, [event_row(r) for r in events])
-                    # One primary-key probe per event, in one query: what is on record under each id
-                    # now (this batch's first writer included) tells a redelivery from a reused id.
-                    rows = await conn.fetch(self._digests, list({r.event_id for r in events}))
-                    reused = reused_ids(events, rows)
-                if letters:
-                    await conn.executemany(self._insert_dead_letter, [dead_letter_row(r) for r in letters])
+            async with self._pool.acquire() as conn:
+                async with conn.transaction():
+                    event_ids = list({r.event_id for r in events})
+                    if events:
+                        await conn.executemany(self._insert_event, [event_row(r) for r in events])
+                        # One primary-key probe per event, in one query: what is on record under each
+                        # id now (this batch's first writer included) tells a redelivery from a reused id.
+                        rows = await conn.fetch(self._digests, event_ids)
+                        reused = reused_ids(events, rows)
+                    if letters:
+                        await conn.executemany(
+                            self._insert_dead_letter, [dead_letter_row(r) for r in letters]
+                        )
+                    links = await self._link(conn, event_ids, list({r.id for r in letters}))
+                await self._committed(conn, links)
         return reused
 
     async def event(self, event_id: UUID) -> EventRecord | None:
@@ -235,6 +385,244 @@ class PostgresEventStore:
         with _classified():
             rows = await self._pool.fetch(self._known_queries, list(tenants), list(ids))
         return {(r["tenant"], r["query_id"]) for r in rows}
+
+    # --- the audit record (docs/audit.md) -----------------------------------------------------------
+
+    async def verify(self, tenant: str | None = None, key: bytes | None = None) -> audit.Report:
+        """Check the audit record (`audit.Verifier`) from one snapshot, so that what the monitor writes
+        meanwhile is either wholly in it or not at all. Links stream through a cursor; each row's
+        current content digest is computed by the database, next to the row."""
+        q = self._q
+        links = (
+            f"SELECT a.chain, a.seq, a.kind, a.ref, a.tenant, a.content_digest, a.prev_hash, a.hash, "  # noqa: S608
+            f"CASE a.kind WHEN 'event' THEN (SELECT {q}.event_content_digest(e) FROM {q}.events AS e "
+            "  WHERE e.event_id = a.ref) "
+            f"WHEN 'dead_letter' THEN (SELECT {q}.dead_letter_content_digest(d) FROM {q}.dead_letters AS d "
+            "  WHERE d.id = a.ref) END AS current "
+            f"FROM {q}.audit_log AS a WHERE ($1::text IS NULL OR a.tenant = $1) ORDER BY a.chain, a.seq"
+        )
+        unchained = (
+            f"SELECT 'event' AS kind, e.event_id AS ref FROM {q}.events AS e "  # noqa: S608
+            "WHERE ($1::text IS NULL OR e.tenant = $1) AND NOT EXISTS "
+            f"(SELECT 1 FROM {q}.audit_log AS a WHERE a.ref = e.event_id AND a.kind = 'event') "
+            f"UNION ALL SELECT 'dead_letter', d.id FROM {q}.dead_letters AS d "
+            "WHERE ($1::text IS NULL OR coalesce(d.tenant, '') = $1) AND NOT EXISTS "
+            f"(SELECT 1 FROM {q}.audit_log AS a WHERE a.ref = d.id AND a.kind = 'dead_letter')"
+        )
+        checkpoints = (
+            f"SELECT id, signed_at, key_id, heads, mac FROM {q}.audit_checkpoints ORDER BY signed_at, id"  # noqa: S608
+        )
+        erasures = (
+            f"SELECT {', '.join(ERASURE_COLUMNS)} FROM {q}.erasures "  # noqa: S608
+            "WHERE ($1::text IS NULL OR tenant = $1) ORDER BY erased_at, id"
+        )
+        with _classified():
+            async with (
+                self._pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                verifier = audit.Verifier(
+                    checkpoints=[_checkpoint(r) for r in await conn.fetch(checkpoints)],
+                    erasures=[_erasure(r) for r in await conn.fetch(erasures, tenant)],
+                    key=key,
+                    tenant=tenant,
+                )
+                async for r in conn.cursor(links, tenant, prefetch=10_000):
+                    link = audit.Link(
+                        r["chain"],
+                        r["seq"],
+                        r["kind"],
+                        r["ref"],
+                        r["tenant"],
+                        bytes(r["content_digest"]),
+                        bytes(r["prev_hash"]),
+                        bytes(r["hash"]),
+                    )
+                    verifier.feed(
+                        audit.ChainRow(link, bytes(r["current"]) if r["current"] is not None else None)
+                    )
+                missing = [(r["kind"], r["ref"]) for r in await conn.fetch(unchained, tenant)]
+        return verifier.finish(missing)
+
+    async def erase(
+        self,
+        tenant: str,
+        *,
+        user_id: str | None = None,
+        key: bytes | None = None,
+        reason: str = "erasure request",
+    ) -> list[audit.Erasure]:
+        """Redact the personal data of one user (every request they asked, all its events) or, with no
+        user, of the whole tenant: each row's data loses `audit.PERSONAL_KEYS`, a dead letter its body,
+        and an erasure record (digests before and after, signed with `key`) is chained per tenant.
+        One transaction; rows already erased are skipped, so running it again changes nothing."""
+        q = self._q
+        if user_id is not None:
+            scope = (
+                f"(e.tenant, e.correlation_id) IN (SELECT u.tenant, u.correlation_id FROM {q}.events AS u "  # noqa: S608
+                "WHERE u.tenant = $1 AND u.data ->> 'user_id' = $2)"
+            )
+            letters_scope = (
+                f"(d.tenant, d.correlation_id) IN (SELECT u.tenant, u.correlation_id FROM {q}.events AS u "  # noqa: S608
+                "WHERE u.tenant = $1 AND u.data ->> 'user_id' = $2)"
+            )
+        else:
+            scope, letters_scope = "e.tenant = $1 AND $2::text IS NULL", "d.tenant = $1 AND $2::text IS NULL"
+        subject = audit.subject_digest(tenant, user_id) if user_id is not None else None
+        erased: list[audit.Erasure] = []
+        with _classified():
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    f"SELECT e.event_id, e.data, {q}.event_content_digest(e) AS digest FROM {q}.events AS e "  # noqa: S608
+                    f"WHERE {scope} AND e.erased_at IS NULL FOR UPDATE",
+                    tenant,
+                    user_id,
+                )
+                now = datetime.now(UTC)
+                for r in rows:
+                    after = await conn.fetchval(
+                        f"UPDATE {q}.events AS e SET data = $2, erased_at = $3 WHERE event_id = $1 "  # noqa: S608
+                        f"RETURNING {q}.event_content_digest(e)",
+                        r["event_id"],
+                        audit.redact(r["data"]),
+                        now,
+                    )
+                    erased.append(
+                        audit.Erasure(
+                            uuid.uuid4(),
+                            "event",
+                            r["event_id"],
+                            tenant,
+                            "redact",
+                            reason,
+                            subject,
+                            bytes(r["digest"]),
+                            bytes(after),
+                            now,
+                        ).signed(key)
+                    )
+                letters = await conn.fetch(
+                    f"SELECT d.id, {q}.dead_letter_content_digest(d) AS digest FROM {q}.dead_letters AS d "  # noqa: S608
+                    f"WHERE {letters_scope} AND d.erased_at IS NULL FOR UPDATE",
+                    tenant,
+                    user_id,
+                )
+                for r in letters:
+                    after = await conn.fetchval(
+                        f"UPDATE {q}.dead_letters AS d SET body = ''::bytea, erased_at = $2 WHERE id = $1 "  # noqa: S608
+                        f"RETURNING {q}.dead_letter_content_digest(d)",
+                        r["id"],
+                        now,
+                    )
+                    erased.append(
+                        audit.Erasure(
+                            uuid.uuid4(),
+                            "dead_letter",
+                            r["id"],
+                            tenant,
+                            "redact",
+                            reason,
+                            subject,
+                            bytes(r["digest"]),
+                            bytes(after),
+                            now,
+                        ).signed(key)
+                    )
+                await self._record_erasures(conn, tenant, erased)
+        return erased
+
+    async def purge(
+        self, tenant: str, event_type: str | None, before: datetime, *, key: bytes | None = None
+    ) -> list[audit.Erasure]:
+        """Delete the tenant's events of `event_type` (with None: its dead letters) recorded before
+        `before`; each deletion is an erasure record (action `purge`), so the chains still verify."""
+        q = self._q
+        if event_type is not None:
+            kind: Literal["event", "dead_letter"] = "event"
+            sql = (
+                f"DELETE FROM {q}.events AS e WHERE e.tenant = $1 AND e.type = $2 AND e.event_time < $3 "  # noqa: S608
+                f"RETURNING e.event_id AS ref, {q}.event_content_digest(e) AS digest"
+            )
+        else:
+            kind = "dead_letter"
+            sql = (
+                f"DELETE FROM {q}.dead_letters AS d WHERE d.tenant = $1 AND $2::text IS NULL "  # noqa: S608
+                f"AND d.received_at < $3 RETURNING d.id AS ref, {q}.dead_letter_content_digest(d) AS digest"
+            )
+        now = datetime.now(UTC)
+        with _classified():
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(sql, tenant, event_type, before)
+                # The digest each row held when it went: after a redaction, the redacted one.
+                purged = [
+                    audit.Erasure(
+                        uuid.uuid4(),
+                        kind,
+                        r["ref"],
+                        tenant,
+                        "purge",
+                        "retention",
+                        None,
+                        bytes(r["digest"]),
+                        None,
+                        now,
+                    ).signed(key)
+                    for r in rows
+                ]
+                await self._record_erasures(conn, tenant, purged)
+        return purged
+
+    async def count_before(self, tenant: str, event_type: str | None, before: datetime) -> int:
+        """How many rows `purge` would delete."""
+        q = self._q
+        if event_type is not None:
+            sql = f"SELECT count(*) FROM {q}.events WHERE tenant = $1 AND type = $2 AND event_time < $3"  # noqa: S608
+        else:
+            sql = (
+                f"SELECT count(*) FROM {q}.dead_letters "  # noqa: S608
+                "WHERE tenant = $1 AND $2::text IS NULL AND received_at < $3"
+            )
+        with _classified():
+            return int(await self._pool.fetchval(sql, tenant, event_type, before))
+
+    async def tenants_and_types(self) -> list[tuple[str, str | None]]:
+        """The (tenant, event type) pairs on record, and (tenant, None) for each tenant's dead letters."""
+        q = self._q
+        sql = (
+            f"SELECT DISTINCT tenant, type FROM {q}.events "  # noqa: S608
+            f"UNION SELECT DISTINCT tenant, NULL FROM {q}.dead_letters WHERE tenant IS NOT NULL"
+        )
+        with _classified():
+            return [(r["tenant"], r["type"]) for r in await self._pool.fetch(sql)]
+
+    async def _record_erasures(
+        self, conn: asyncpg.Connection, tenant: str, erasures: list[audit.Erasure]
+    ) -> None:
+        if not erasures:
+            return
+        await conn.copy_records_to_table(
+            "erasures",
+            schema_name=self.schema,
+            columns=ERASURE_COLUMNS,
+            records=[tuple(getattr(e, c) for c in ERASURE_COLUMNS) for e in erasures],
+        )
+        chain = audit.erasure_chain(tenant)
+        # The erasure chain is written by operators, not by a partition's consumer: lock it for the
+        # transaction, so two erasures at once queue rather than fork it.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _chain_lock(self.schema, chain))
+        heads = {r["chain"]: (r["seq"], bytes(r["hash"])) for r in await conn.fetch(self._heads, [chain])}
+        entries = [audit.Entry("erasure", e.id, tenant, chain, i, e.digest()) for i, e in enumerate(erasures)]
+        links = audit.extend(heads, entries)
+        await conn.copy_records_to_table(
+            "audit_log",
+            schema_name=self.schema,
+            columns=AUDIT_COLUMNS,
+            records=[
+                (x.chain, x.seq, x.kind, x.ref, x.tenant, x.content_digest, x.prev_hash, x.hash)
+                for x in links
+            ],
+        )
+        self._unsigned.update(audit.heads_of(links))
 
     async def ping(self) -> None:
         with _classified():

@@ -95,3 +95,51 @@ CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_ch
     FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 CREATE TRIGGER erasures_append_only BEFORE UPDATE OR DELETE ON erasures
     FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+
+-- ragbus.monitor.audit.link_hash in SQL (a test holds the two together), for the backfill below.
+CREATE FUNCTION audit_link_hash(prev bytea, content bytea, seq bigint, chain text, kind text, ref uuid,
+                                tenant text) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT sha256(
+        convert_to('ragbus.audit.v1', 'UTF8') || prev || content || int8send(seq)
+        || int4send(octet_length(convert_to(chain, 'UTF8'))) || convert_to(chain, 'UTF8')
+        || int4send(octet_length(convert_to(kind, 'UTF8'))) || convert_to(kind, 'UTF8')
+        || int4send(octet_length(convert_to(ref::text, 'UTF8'))) || convert_to(ref::text, 'UTF8')
+        || int4send(octet_length(convert_to(tenant, 'UTF8'))) || convert_to(tenant, 'UTF8'))
+$$;
+
+-- What was recorded before this migration is chained now, in partition order, so `verify` covers the
+-- whole record and a row on no chain can only be one added behind the monitor's back.
+DO $$
+DECLARE
+    r record;
+    chain_now text := NULL;
+    n bigint := 0;
+    prev bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    h bytea;
+BEGIN
+    FOR r IN
+        SELECT 'event'::text AS kind, e.event_id AS ref, e.tenant AS tenant,
+               e.tenant || '|' || e.topic || '|' || e.kafka_partition AS chain, e.kafka_offset AS pos,
+               event_content_digest(e) AS content
+        FROM events AS e
+        UNION ALL
+        SELECT 'dead_letter', d.id, coalesce(d.tenant, ''),
+               coalesce(d.tenant, '') || '|' || d.dlq_topic || '|' || d.kafka_partition, d.kafka_offset,
+               dead_letter_content_digest(d)
+        FROM dead_letters AS d
+        ORDER BY chain, pos, ref
+    LOOP
+        IF chain_now IS DISTINCT FROM r.chain THEN
+            chain_now := r.chain;
+            n := 0;
+            prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+        END IF;
+        n := n + 1;
+        h := audit_link_hash(prev, r.content, n, r.chain, r.kind, r.ref, r.tenant);
+        INSERT INTO audit_log (chain, seq, kind, ref, tenant, content_digest, prev_hash, hash)
+            VALUES (r.chain, n, r.kind, r.ref, r.tenant, r.content, prev, h);
+        prev := h;
+    END LOOP;
+END
+$$;
