@@ -51,6 +51,8 @@ from ragbus.common.events import (
     AnswersDrafted,
     Cascade,
     Citation,
+    DocsIndexed,
+    DocsSubmitted,
     QueriesAccepted,
     QueriesSubmitted,
     TierAttempt,
@@ -59,7 +61,7 @@ from ragbus.common.events import (
 from ragbus.common.ids import record_id
 from ragbus.common.kafka import client_options
 from ragbus.common.refdata import find_data_dir
-from ragbus.common.settings import LogSettings, TelemetrySettings
+from ragbus.common.settings import KafkaSettings, LogSettings, TelemetrySettings
 from ragbus.common.topics import Topics
 from ragbus.monitor.adapters.migrator import migrate, quote_ident
 from ragbus.monitor.adapters.postgres import (
@@ -223,7 +225,10 @@ async def copy(db: Db, records: list[EventRecord], batch: int) -> None:
 async def timed(db: Db, runs: int, work: Callable[[], Awaitable[None]], n: int) -> float:
     rates = []
     for _ in range(runs):
-        await db.pool.execute(f"TRUNCATE {quote_ident(db.schema)}.events")
+        # A fresh schema each run: the audit log is append-only and remembers every id it chained.
+        async with db.pool.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(db.schema)} CASCADE")
+            await migrate(conn, db.schema)
         t0 = time.perf_counter()
         await work()
         rates.append(n / (time.perf_counter() - t0))
@@ -289,6 +294,135 @@ async def service_rate(
         return len(events) / elapsed
 
 
+class _OwnGroup(KafkaSettings):
+    """Kafka settings whose consumer group carries a suffix: each run reads the same backlog afresh."""
+
+    group_suffix: str = ""
+
+    def group_id(self, service: str) -> str:
+        return super().group_id(service) + self.group_suffix
+
+
+def mixed_events(n: int) -> list[Envelope[Any]]:
+    """`n` events like a day of traffic: requests (4 events each), and for every 10 requests a document
+    submitted and indexed."""
+    out: list[Envelope[Any]] = []
+    pairs = texts(n // 4 + 1)
+    for i, (q, a) in enumerate(pairs):
+        out += request_events(q, a, i)
+        if i % 10 == 0:
+            doc = Envelope.new(
+                DocsSubmitted(doc_id=f"doc-{i}", title=q[:80], text=a), source="ragbus/client", tenant="acme"
+            )
+            out += [
+                doc,
+                doc.follow(DocsIndexed(doc_id=f"doc-{i}", version="v1", upserted=3), source="ragbus/embed"),
+            ]
+    return out[:n]
+
+
+async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> None:
+    """The monitor draining one pre-filled backlog of `--chain-events` mixed events (and a dead letter
+    per 1,000) three ways, side by side: batches with the hash chain (as shipped), batches without it,
+    and one insert per event (timed over `--baseline-seconds`, the rate of what it stored by then).
+    Then `ragbus audit verify` over the chained rows, `--runs` times."""
+    from ragbus.stack.broker import local_kafka_settings, scratch_broker
+
+    events = mixed_events(args.chain_events)
+    letters = max(1, len(events) // 1000)
+    async with scratch_broker(os.environ.get("KAFKA_BOOTSTRAP")) as bootstrap:
+        prefix = f"chain{uuid.uuid4().hex[:6]}."
+        kafka = local_kafka_settings(bootstrap, prefix)
+        t = Topics(prefix)
+        await ensure_topics(kafka, t.all_with_dlq)
+        producer = AIOKafkaProducer(**client_options(kafka), linger_ms=20, max_batch_size=1 << 20)
+        await producer.start()
+        t0 = time.perf_counter()
+        try:
+            pending = []
+            for e in events:
+                pending.append(
+                    await producer.send(t(type(e.data).topic), e.to_bytes(), key=e.key, headers=CE_HEADERS)
+                )
+            for i in range(letters):
+                pending.append(await producer.send(t.dlq(QueriesSubmitted.topic), b"not an event %d" % i))
+            await asyncio.gather(*pending)
+        finally:
+            await producer.stop()
+        total = len(events) + letters
+        print(
+            f"\nbacklog: {len(events):,} events + {letters} dead letters, "
+            f"published in {time.perf_counter() - t0:.0f} s"
+        )
+
+        async def drain(name: str, batch: int, chain: bool, limit_s: float | None) -> tuple[float, str]:
+            schema = f"{settings.db_schema}_{name}"
+            run_kafka = _OwnGroup(**kafka.model_dump(), group_suffix=f"-{name}")
+            app = create_app(
+                settings.model_copy(
+                    update={
+                        "kafka": run_kafka,
+                        "db_schema": schema,
+                        "batch_max_records": batch,
+                        "audit_chain": chain,
+                    }
+                )
+            )
+            conn = await asyncpg.connect(args.database_url)
+            q = quote_ident(schema)
+            try:
+                t0 = time.perf_counter()
+                await app.start()
+                stored = 0
+                while stored < total:
+                    await asyncio.sleep(0.25)
+                    stored = await conn.fetchval(
+                        f"SELECT (SELECT count(*) FROM {q}.events) + (SELECT count(*) FROM {q}.dead_letters)"
+                    )
+                    if limit_s is not None and time.perf_counter() - t0 >= limit_s:
+                        break
+                elapsed = time.perf_counter() - t0
+            finally:
+                await app.stop()
+                await conn.close()
+            return stored / elapsed, schema
+
+        chained, chained_schema = await drain("chain", 500, True, None)
+        plain, plain_schema = await drain("nochain", 500, False, None)
+        one, one_schema = await drain("one", 1, True, args.baseline_seconds)
+        print(f"{'batches of <= 500, hash chain on (as shipped)':<48} {chained:>9,.0f} events/s")
+        print(f"{'batches of <= 500, no chain':<48} {plain:>9,.0f} events/s")
+        print(
+            f"{'one insert per event (chain on)':<48} {one:>9,.0f} events/s"
+            f"   (first {args.baseline_seconds:.0f} s)"
+        )
+        print(
+            f"the chain costs {1 - chained / plain:.1%} of batched throughput; "
+            f"batched with it: {chained / one:.1f}x one per event"
+        )
+
+        store = await PostgresEventStore.open(settings.model_copy(update={"db_schema": chained_schema}))
+        try:
+            rates = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                report = await store.verify()
+                took = time.perf_counter() - t0
+                assert report.ok, report.problems[:5]
+                rates.append(report.rows / took)
+            print(
+                f"verify: {report.rows:,} rows in {report.chains} chains, "
+                f"median {statistics.median(rates):,.0f} rows/s "
+                f"({report.rows / statistics.median(rates):.2f} s), all OK"
+            )
+        finally:
+            await store.aclose()
+            conn = await asyncpg.connect(args.database_url)
+            for schema in (chained_schema, plain_schema, one_schema):
+                await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+            await conn.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000, help="requests (4 events each)")
@@ -298,6 +432,9 @@ async def main() -> None:
         "--database-url", default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )
     parser.add_argument("--no-service", action="store_true", help="skip the runs over a real broker")
+    parser.add_argument("--chain-events", type=int, default=100_000, help="backlog of the audit chain runs")
+    parser.add_argument("--baseline-seconds", type=float, default=60.0, help="how long one-per-event runs")
+    parser.add_argument("--only-chain", action="store_true", help="only the audit chain runs and verify")
     args = parser.parse_args()
 
     events = make_events(args.requests)
@@ -316,6 +453,9 @@ async def main() -> None:
         log=LogSettings(level="ERROR"),
         telemetry=TelemetrySettings(enabled=False),
     )
+    if args.only_chain:
+        await chain_cost(args, settings)
+        return
     pool = await asyncpg.create_pool(args.database_url, min_size=1, max_size=2, init=init_connection)
     db = Db(args.database_url, schema, pool, PostgresEventStore(pool, schema))
     try:
@@ -362,6 +502,9 @@ async def main() -> None:
             for b in [1, *args.batch]:
                 rate = await service_rate(args, settings, events, b)
                 results.append((f"service over the broker, batches of <= {b}", rate))
+
+        if not args.no_service:
+            await chain_cost(args, settings)
 
         base = results[0][1]
         for name, rate in results:

@@ -95,6 +95,22 @@ def test_the_services_may_read_the_directory_up_was_started_from_never_its_home(
     assert services_env(StackSettings(), tmp_path)["MONITOR_DB_SCHEMA"] == "audit"
 
 
+def test_the_monitor_signs_with_a_key_of_the_stacks_own_kept_across_restarts(
+    ragbus_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MONITOR_AUDIT_KEY", "MONITOR_AUDIT_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    key_file = Path(services_env(StackSettings(), tmp_path)["MONITOR_AUDIT_KEY_FILE"])
+    assert key_file == ragbus_home / "audit.key"
+    key = key_file.read_text()
+    assert len(key.strip()) == 64
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    services_env(StackSettings(), tmp_path)
+    assert key_file.read_text() == key  # made once
+    monkeypatch.setenv("MONITOR_AUDIT_KEY", "the operator's own")
+    assert "MONITOR_AUDIT_KEY_FILE" not in services_env(StackSettings(), tmp_path)
+
+
 # --- a failed `up` ----------------------------------------------------------------------------------
 
 

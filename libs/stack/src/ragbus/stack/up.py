@@ -19,6 +19,7 @@ a second stack runs beside the first and `status` / `down` of one never touch th
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,9 @@ def services_env(settings: StackSettings, cwd: Path) -> dict[str, str]:
         "MONITOR_DATABASE_URL": settings.database_url,
         "MONITOR_DB_SCHEMA": settings.monitor_schema,
     }
+    if not os.environ.get("MONITOR_AUDIT_KEY") and not os.environ.get("MONITOR_AUDIT_KEY_FILE"):
+        # The monitor signs its audit checkpoints and erasures with a key of this stack's own.
+        env["MONITOR_AUDIT_KEY_FILE"] = str(audit_key_file(settings))
     if not os.environ.get("INGEST_ALLOWED_ROOTS"):
         env["INGEST_ALLOWED_ROOTS"] = str(cwd)
     if not os.environ.get("RAGBUS_TRUST_MODE"):
@@ -216,6 +220,18 @@ def services_env(settings: StackSettings, cwd: Path) -> dict[str, str]:
         env["RAGBUS_TRUST_MODE"] = "enforce"
         env["RAGBUS_TRUST_DIR"] = str(trust_dir(settings))
     return env
+
+
+def audit_key_file(settings: StackSettings) -> Path:
+    """$RAGBUS_HOME/audit.key: made once (32 random bytes, hex, owner-only), kept across restarts; the
+    record's signatures are only as good as this file's secrecy."""
+    path = settings.home / "audit.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return path
 
 
 def trust_dir(settings: StackSettings) -> Path:

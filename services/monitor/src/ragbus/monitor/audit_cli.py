@@ -31,7 +31,10 @@ T = TypeVar("T")
 
 
 def audit_key(settings: MonitorSettings) -> bytes | None:
-    return settings.audit_key.get_secret_value().encode() if settings.audit_key else None
+    try:
+        return settings.audit_signing_key
+    except OSError as exc:
+        raise click.ClickException(f"the audit key cannot be read: {exc}") from None
 
 
 def _with_store(settings: MonitorSettings, work: Callable[[PostgresEventStore], Awaitable[T]]) -> T:

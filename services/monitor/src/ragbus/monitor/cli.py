@@ -37,6 +37,7 @@ from ragbus.monitor.ports import DeadLetterRecord, EventRecord, EventStore
 from ragbus.monitor.settings import MonitorSettings
 from ragbus.monitor.usecases import Redriven, redrive
 
+AUDIT_KEY_FILE = "audit.key"  # in RAGBUS_HOME: the stack's audit signing key (`ragbus up` makes it)
 DEFAULT_WINDOW = timedelta(hours=24)
 DEFAULT_LIMIT = 100_000
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -47,9 +48,16 @@ def cli_settings() -> MonitorSettings:
     """The monitor's settings for a command on this machine: MONITOR_* as set, and when the schema is
     not, that of the stack of this RAGBUS_HOME (`ragbus up` names it so; `ragbus` for ~/.ragbus)."""
     settings = MonitorSettings()
-    if "MONITOR_DB_SCHEMA" in os.environ:
-        return settings
-    return settings.model_copy(update={"db_schema": monitor_schema_for(ragbus_home())})
+    update: dict[str, object] = {}
+    if "MONITOR_DB_SCHEMA" not in os.environ:
+        update["db_schema"] = monitor_schema_for(ragbus_home())
+    if settings.audit_key is None and settings.audit_key_file is None:
+        # The key `ragbus up` made for the stack of this RAGBUS_HOME, so `ragbus audit verify` checks
+        # its signatures with no setup.
+        home_key = ragbus_home() / AUDIT_KEY_FILE
+        if home_key.exists():
+            update["audit_key_file"] = home_key
+    return settings.model_copy(update=update) if update else settings
 
 
 def parse_window(text: str) -> timedelta:

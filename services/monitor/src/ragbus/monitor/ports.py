@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from ragbus.common.errors import PoisonMessage
+from ragbus.monitor import audit
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,3 +159,34 @@ class EventStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class AuditRecord(Protocol):
+    """The tamper-evident side of the record (docs/audit.md): the hash chains the store writes with every
+    event and dead letter, checked, erased from and purged. One adapter, PostgreSQL: the chain's worth is
+    that it lives beside the rows it covers and is checked against them; the in-memory store, which
+    nothing can tamper with behind its back, has none."""
+
+    async def verify(self, tenant: str | None = None, key: bytes | None = None) -> audit.Report:
+        """Check every link, checkpoint and erasure (of one tenant, or all) from one snapshot."""
+        ...
+
+    async def erase(
+        self, tenant: str, *, user_id: str | None = None, key: bytes | None = None, reason: str = ...
+    ) -> list[audit.Erasure]:
+        """Redact one user's requests, or a whole tenant's rows; each as a signed, chained erasure."""
+        ...
+
+    async def purge(
+        self, tenant: str, event_type: str | None, before: datetime, *, key: bytes | None = None
+    ) -> list[audit.Erasure]:
+        """Delete the tenant's events of one type (None: its dead letters) from before `before`."""
+        ...
+
+    async def count_before(self, tenant: str, event_type: str | None, before: datetime) -> int: ...
+
+    async def tenants_and_types(self) -> list[tuple[str, str | None]]: ...
+
+    async def checkpoint(self) -> bool:
+        """Sign the heads written since the last checkpoint now."""
+        ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -44,11 +46,22 @@ class MonitorSettings(ServiceSettings):
     # no chain.
     audit_chain: bool = True
     audit_key: SecretStr | None = None
+    # Or a file holding it (`ragbus up` keeps one in $RAGBUS_HOME/audit.key); MONITOR_AUDIT_KEY wins.
+    audit_key_file: Path | None = None
     audit_checkpoint_s: float = Field(default=10.0, gt=0)
     # Retention (`ragbus audit purge`): how long events are kept, by tenant and by event type, e.g.
     # {"*": "365d", "acme": "90d", "acme/answers.completed": "30d", "*/answers.delta": "7d"}; the most
     # specific rule wins. Empty: kept forever.
     retention: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def audit_signing_key(self) -> bytes | None:
+        """The key checkpoints and erasures are signed with, if any."""
+        if self.audit_key is not None:
+            return self.audit_key.get_secret_value().encode()
+        if self.audit_key_file is not None:
+            return self.audit_key_file.read_bytes().strip() or None
+        return None
 
     @model_validator(mode="after")
     def _pool_sizes(self) -> MonitorSettings:

@@ -6,27 +6,53 @@
 -- was lawfully changed is told apart from a tampered one. `ragbus audit verify` checks all of it.
 
 -- What a row says, hashed: the columns an event has when it arrives (not received_at, which the
--- database sets, and not erased_at). Times as epoch microseconds, so the session's time zone does not
--- matter; jsonb's text form is canonical (sorted keys, one spelling per number), so a dump and restore
--- keeps every digest.
+-- database sets, and not erased_at). Binary forms (each field length-prefixed or flagged when it may
+-- be NULL), so neither the session's time zone nor a text format matters; jsonb's binary form is its
+-- canonical text (sorted keys, one spelling per number), so a dump and restore keeps every digest.
+-- STABLE, not IMMUTABLE (textsend is stable): only so can the planner inline the body into a query,
+-- three times faster than calling the function with a whole row (100k rows in about 0.6 s).
 CREATE FUNCTION event_content_digest(e events) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT sha256(convert_to(jsonb_build_array(
-        e.event_id::text, e.topic, e.type, e.source, e.subject, e.tenant, e.correlation_id,
-        e.causation_id::text, (extract(epoch FROM e.event_time) * 1000000)::bigint,
-        e.kafka_partition, e.kafka_offset, e.kafka_key,
-        (extract(epoch FROM e.kafka_timestamp) * 1000000)::bigint, e.trace_id, e.data,
-        encode(e.digest, 'hex'))::text, 'UTF8'))
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT sha256(
+        uuid_send(e.event_id)
+        || int4send(octet_length(e.topic)) || textsend(e.topic)
+        || int4send(octet_length(e.type)) || textsend(e.type)
+        || int4send(octet_length(e.source)) || textsend(e.source)
+        || coalesce('\x01'::bytea || int4send(octet_length(e.subject)) || textsend(e.subject), '\x00'::bytea)
+        || int4send(octet_length(e.tenant)) || textsend(e.tenant)
+        || int4send(octet_length(e.correlation_id)) || textsend(e.correlation_id)
+        || coalesce('\x01'::bytea || uuid_send(e.causation_id), '\x00'::bytea)
+        || timestamptz_send(e.event_time)
+        || int4send(e.kafka_partition) || int8send(e.kafka_offset)
+        || coalesce('\x01'::bytea || int4send(octet_length(e.kafka_key)) || textsend(e.kafka_key), '\x00'::bytea)
+        || coalesce('\x01'::bytea || timestamptz_send(e.kafka_timestamp), '\x00'::bytea)
+        || coalesce('\x01'::bytea || int4send(octet_length(e.trace_id)) || textsend(e.trace_id), '\x00'::bytea)
+        || coalesce('\x01'::bytea || int4send(length(e.digest)) || e.digest, '\x00'::bytea)
+        || jsonb_send(e.data))
 $$;
 
 CREATE FUNCTION dead_letter_content_digest(d dead_letters) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT sha256(convert_to(jsonb_build_array(
-        d.id::text, d.dlq_topic, d.original_topic, d.original_partition, d.original_offset, d.service,
-        d.error_type, d.reason, d.attempts, (extract(epoch FROM d.failed_at) * 1000000)::bigint,
-        d.event_id::text, d.tenant, d.correlation_id, d.kafka_partition, d.kafka_offset, d.kafka_key,
-        (extract(epoch FROM d.kafka_timestamp) * 1000000)::bigint, d.trace_id, d.headers,
-        encode(sha256(d.body), 'hex'))::text, 'UTF8'))
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT sha256(
+        uuid_send(d.id)
+        || int4send(octet_length(d.dlq_topic)) || textsend(d.dlq_topic)
+        || int4send(octet_length(d.original_topic)) || textsend(d.original_topic)
+        || coalesce('\x01'::bytea || int4send(d.original_partition), '\x00'::bytea)
+        || coalesce('\x01'::bytea || int8send(d.original_offset), '\x00'::bytea)
+        || coalesce('\x01'::bytea || int4send(octet_length(d.service)) || textsend(d.service), '\x00'::bytea)
+        || coalesce('\x01'::bytea || int4send(octet_length(d.error_type)) || textsend(d.error_type), '\x00'::bytea)
+        || int4send(octet_length(d.reason)) || textsend(d.reason)
+        || coalesce('\x01'::bytea || int4send(d.attempts), '\x00'::bytea)
+        || coalesce('\x01'::bytea || timestamptz_send(d.failed_at), '\x00'::bytea)
+        || coalesce('\x01'::bytea || uuid_send(d.event_id), '\x00'::bytea)
+        || coalesce('\x01'::bytea || int4send(octet_length(d.tenant)) || textsend(d.tenant), '\x00'::bytea)
+        || coalesce('\x01'::bytea || int4send(octet_length(d.correlation_id)) || textsend(d.correlation_id), '\x00'::bytea)
+        || int4send(d.kafka_partition) || int8send(d.kafka_offset)
+        || coalesce('\x01'::bytea || int4send(octet_length(d.kafka_key)) || textsend(d.kafka_key), '\x00'::bytea)
+        || coalesce('\x01'::bytea || timestamptz_send(d.kafka_timestamp), '\x00'::bytea)
+        || coalesce('\x01'::bytea || int4send(octet_length(d.trace_id)) || textsend(d.trace_id), '\x00'::bytea)
+        || jsonb_send(d.headers)
+        || sha256(d.body))
 $$;
 
 CREATE TABLE audit_log (
@@ -99,12 +125,12 @@ CREATE TRIGGER erasures_append_only BEFORE UPDATE OR DELETE ON erasures
 -- ragbus.monitor.audit.link_hash in SQL (a test holds the two together), for the backfill below.
 CREATE FUNCTION audit_link_hash(prev bytea, content bytea, seq bigint, chain text, kind text, ref uuid,
                                 tenant text) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT sha256(
         convert_to('ragbus.audit.v1', 'UTF8') || prev || content || int8send(seq)
         || int4send(octet_length(convert_to(chain, 'UTF8'))) || convert_to(chain, 'UTF8')
         || int4send(octet_length(convert_to(kind, 'UTF8'))) || convert_to(kind, 'UTF8')
-        || int4send(octet_length(convert_to(ref::text, 'UTF8'))) || convert_to(ref::text, 'UTF8')
+        || uuid_send(ref)
         || int4send(octet_length(convert_to(tenant, 'UTF8'))) || convert_to(tenant, 'UTF8'))
 $$;
 
