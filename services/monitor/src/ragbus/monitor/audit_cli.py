@@ -1,9 +1,9 @@
 """`ragbus audit`: the compliance record. Plugged into the `ragbus` CLI (`ragbus.cli` entry points).
 
-    ragbus audit verify [--tenant T]     check the hash chains, checkpoints and erasures; name what is wrong
-    ragbus audit erase --user U | --tenant T
-    ragbus audit purge                   apply the retention policy (MONITOR_RETENTION)
-    ragbus audit grant --writer ROLE     a database role that may insert, never update or delete
+ragbus audit verify [--tenant T]     check the hash chains, checkpoints and erasures; name what is wrong
+ragbus audit erase --user U | --tenant T
+ragbus audit purge                   apply the retention policy (MONITOR_RETENTION)
+ragbus audit grant --writer ROLE     a database role that may insert, never update or delete
 """
 
 from __future__ import annotations
@@ -14,3 +14,10 @@ import click
 @click.group("audit")
 def audit() -> None:
     """The monitor's compliance record: verify it, show it, erase from it."""
+
+
+# The record read back (audit_views.py): `ragbus audit list`, `ragbus audit show REQUEST_ID`.
+from ragbus.monitor.audit_views import list_requests, show  # noqa: E402 - the group exists first
+
+audit.add_command(list_requests)
+audit.add_command(show)
