@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from ragbus.common.events import AnswersCompleted, CacheHit, Cascade, QueriesRejected, Verdict
+from ragbus.common.ids import uuid7
 from ragbus.monitor.adapters.memory import InMemoryEventStore
 from ragbus.monitor.adapters.postgres import PostgresEventStore
 from ragbus.monitor.ports import EventStore, RequestQuery
@@ -149,6 +150,30 @@ class StoryContract:
 
         assert s is not None
         assert s.trace_id == other
+
+    async def test_stages_come_from_the_last_event_that_has_any_and_feedback_is_the_latest(
+        self, store: EventStore
+    ) -> None:
+        story = make_story()
+        # A completion without stages (a guard of an older version): the draft's are the latest there are.
+        bare = story.completed.model_copy(
+            update={"data": story.completed.data.model_copy(update={"stages": []})}
+        )
+        up = story.feedback.model_copy(
+            update={
+                "id": uuid7(),
+                "time": at(9000),
+                "data": story.feedback.data.model_copy(update={"rating": "up", "comment": None}),
+            }
+        )
+        events = (story.submitted, story.accepted, story.drafted, bare, story.feedback, up)
+        await store.record_batch([traced(e) for e in events], [])
+
+        s = await store.request_summary("acme", "q-1")
+
+        assert s is not None
+        assert [x["stage"] for x in s.stages] == ["input guard", "retrieval", "generation"]
+        assert (s.rating, s.feedback_comment) == ("up", None)
 
     # --- find_requests --------------------------------------------------------------------------------
 

@@ -7,61 +7,20 @@ Added to the `audit` group at the end of `audit_cli.py`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from ragbus.common.errors import DependencyUnavailable
-from ragbus.monitor.adapters.postgres import PostgresEventStore
-from ragbus.monitor.cli import cli_settings, parse_window
+from ragbus.monitor.commands import moment, read_record, table, usd
 from ragbus.monitor.ports import EventStore, RequestQuery, RequestSummary
 from ragbus.monitor.reports import story, trace_link, verdict_text
 
-T = TypeVar("T")
 DEFAULT_LIMIT = 50
-
-
-def parse_moment(text: str) -> datetime:
-    """A span back from now (`7d`, `90m`) or a date and time (`2026-05-04`, `2026-05-04T09:00`, UTC
-    unless it says otherwise)."""
-    try:
-        return datetime.now(UTC) - parse_window(text)
-    except click.BadParameter:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is neither a time span like 7d nor a date like 2026-05-04"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def moment(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
-    return parse_moment(value) if value is not None else None
-
-
-def read_record(work: Callable[[EventStore], Awaitable[T]]) -> T:
-    """Run `work` against the monitor's record on this machine (cli_settings); a record that cannot be
-    read is the CLI's one-line error."""
-
-    async def run() -> T:
-        store = await PostgresEventStore.open(cli_settings())
-        try:
-            return await work(store)
-        finally:
-            await store.aclose()
-
-    try:
-        return asyncio.run(run())
-    except DependencyUnavailable as exc:
-        raise click.ClickException(f"the monitor's record cannot be read ({exc})") from None
 
 
 def _json(value: Any) -> str:
@@ -71,24 +30,6 @@ def _json(value: Any) -> str:
 def _cut(text: str | None, width: int) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def usd(amount: float) -> str:
-    return f"${amount:.6f}".rstrip("0").rstrip(".") if amount else "$0"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> str:
-    """Columns as wide as their widest cell; those in `right` aligned right (numbers)."""
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        out = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(out).rstrip()
-
-    return "\n".join([line(headers), *(line(r) for r in rows)])
 
 
 def list_table(rows: Sequence[RequestSummary]) -> str:

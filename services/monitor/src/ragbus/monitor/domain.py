@@ -3,7 +3,8 @@
 - `event_record`: a message from a normal topic, which must be a valid ragbus event of that topic's
   type (else it is poison and the shared middleware dead-letters it).
 - `dead_letter_record`: a message from a `<topic>.dlq` topic, whose body may be anything; never raises.
-- `summarize`: the `request_summary` row of one query, the same rule the SQL view applies.
+- `summarize`: the `request_summary` row of one query (its story too), the same rule the SQL view
+  applies; `matches`: whether a row is one `EventStore.find_requests` returns.
 - `feedback_recorded`: what the monitor answers a stored `feedback.submitted` event with.
 - `finished` and `resubmission`: the journal's rules, which submissions have no outcome on record and
   the event to publish again for one (`usecases.redrive`).
@@ -47,6 +48,9 @@ SUBMITTED = QueriesSubmitted.event_type()
 DRAFTED = AnswersDrafted.event_type()
 COMPLETED = AnswersCompleted.event_type()
 FEEDBACK = FeedbackSubmitted.event_type()
+ACCEPTED = QueriesAccepted.event_type()
+REJECTED = QueriesRejected.event_type()
+INDEXED = DocsIndexed.event_type()
 SOURCE = "ragbus/monitor"
 
 # The flows a user or an app starts, and the events that end each. A flow is finished once an outcome
@@ -289,11 +293,6 @@ def _first(records: Iterable[EventRecord]) -> EventRecord | None:
 
 def _last(records: Iterable[EventRecord]) -> EventRecord | None:
     return max(records, key=lambda r: (r.event_time, r.event_id), default=None)
-
-
-ACCEPTED = QueriesAccepted.event_type()
-REJECTED = QueriesRejected.event_type()
-INDEXED = DocsIndexed.event_type()
 
 
 def _sources(

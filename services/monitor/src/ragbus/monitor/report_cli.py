@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from matplotlib.figure import Figure
 
-from ragbus.monitor.audit_views import moment, read_record, table, usd
+from ragbus.monitor.commands import moment, read_record, table, usd
 from ragbus.monitor.ports import RequestQuery
 from ragbus.monitor.reports import TOTAL, Figures, Report, report
 
@@ -49,7 +49,7 @@ def figures_table(title: str, counted: str, rows: Sequence[Figures]) -> str:
 
 
 def render_report(r: Report, since: datetime, until: datetime | None) -> str:
-    end = f"{until:%Y-%m-%d %H:%M}" if until else "now"
+    end = f"{until.astimezone(UTC):%Y-%m-%d %H:%M}" if until else "now"
     head = f"requests submitted from {since.astimezone(UTC):%Y-%m-%d %H:%M} to {end} (UTC)"
     if not r.tenants:
         return f"{head}: none on record"
