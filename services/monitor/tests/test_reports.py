@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from ragbus.common.events import QueriesRejected, Verdict
+from ragbus.monitor.audit_views import render_story
 from ragbus.monitor.domain import summarize
 from ragbus.monitor.ports import RequestSummary
 from ragbus.monitor.reports import Figures, percentile, report, story, trace_link
@@ -197,3 +199,24 @@ def test_a_story_is_told_in_order_with_offsets_from_the_question() -> None:
         ("extractive", False),
         ("smollm2-135m", True),
     ]
+
+
+def test_a_question_still_in_flight_and_one_the_input_guard_refused_are_told_too() -> None:
+    s = make_story()
+    pending = [traced(s.submitted)]
+    refused = s.submitted.follow(
+        QueriesRejected(
+            query_id="q-1", reason="prompt injection", verdicts=[Verdict(check="injection", passed=False)]
+        ),
+        source="ragbus/guard",
+    )
+    for events in (pending, [*pending, traced(refused)]):
+        summary = summarize(events)
+        assert summary is not None
+        text = render_story(story(summary, events))
+        assert f"trace {TRACE}  (`ragbus trace {TRACE}`)" in text
+        assert "answer\n  (none yet)" in text
+        assert "tiers tried" not in text
+        assert "sources" not in text
+    assert "queries.rejected     ragbus/guard           rejected: prompt injection; injection FAIL" in text
+    assert "  input  injection FAIL" in text
