@@ -14,7 +14,8 @@ import pytest
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import DocsSubmitted
 from ragbus.common.settings import monitor_schema_for
-from ragbus.monitor.cli import cli_settings, parse_window, summary
+from ragbus.monitor.cli import summary
+from ragbus.monitor.commands import cli_settings, parse_window
 from ragbus.monitor.domain import resubmission
 from ragbus.monitor.ports import EventRecord, EventStore
 from ragbus.monitor.usecases import redrive

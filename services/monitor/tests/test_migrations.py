@@ -40,6 +40,7 @@ def test_the_package_ships_its_migrations_numbered_without_gaps() -> None:
         (4, "query_ids"),
         (5, "event_digest"),
         (6, "audit_chain"),
+        (7, "request_story"),
     ]
 
 
@@ -47,7 +48,7 @@ def test_the_package_ships_its_migrations_numbered_without_gaps() -> None:
 async def test_migrations_apply_once_and_again_without_error(
     conn: asyncpg.Connection, pg_schema: str
 ) -> None:
-    assert await migrate(conn, pg_schema) == [1, 2, 3, 4, 5, 6]
+    assert await migrate(conn, pg_schema) == [1, 2, 3, 4, 5, 6, 7]
     assert await migrate(conn, pg_schema) == []
 
     objects = await objects_in(conn, pg_schema)
@@ -79,6 +80,7 @@ async def test_migrations_apply_once_and_again_without_error(
         (4, "query_ids"),
         (5, "event_digest"),
         (6, "audit_chain"),
+        (7, "request_story"),
     ]
 
 
@@ -92,7 +94,7 @@ async def test_two_monitors_migrating_at_once_apply_each_migration_once(
     finally:
         await a.close()
         await b.close()
-    assert sorted(done_a + done_b) == [1, 2, 3, 4, 5, 6]
+    assert sorted(done_a + done_b) == [1, 2, 3, 4, 5, 6, 7]
     assert not set(done_a) & set(done_b)
 
 

@@ -1,4 +1,6 @@
-"""Tamper evidence for the monitor's record: pure functions, no database (docs/audit.md).
+"""Tamper evidence for the monitor's record: pure functions, no database (docs/audit.md). The chain
+lives in PostgreSQL beside the rows it covers (`PostgresEventStore.verify`, `erase`, `purge`); the
+in-memory store, which nothing can change behind its back, keeps none.
 
 Every stored event and dead letter gets a link in a hash chain: the digest of its content when it was
 stored, and a hash over that digest, its place and the previous link's hash. A chain is one (tenant,

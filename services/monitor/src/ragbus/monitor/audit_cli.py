@@ -24,7 +24,7 @@ from ragbus.common.errors import DependencyUnavailable
 from ragbus.monitor import retention
 from ragbus.monitor.adapters.migrator import quote_ident
 from ragbus.monitor.adapters.postgres import PostgresEventStore
-from ragbus.monitor.cli import cli_settings
+from ragbus.monitor.commands import cli_settings
 from ragbus.monitor.settings import MonitorSettings
 
 T = TypeVar("T")
@@ -174,3 +174,10 @@ async def grant_writer(conn: asyncpg.Connection, schema: str, role: str, passwor
         await conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {q} FROM {r}")
         await conn.execute(f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {q} TO {r}")
         await conn.execute(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {q} TO {r}")
+
+
+# The record read back (audit_views.py): `ragbus audit list`, `ragbus audit show REQUEST_ID`.
+from ragbus.monitor.audit_views import list_requests, show  # noqa: E402 - the group exists first
+
+audit.add_command(list_requests)
+audit.add_command(show)

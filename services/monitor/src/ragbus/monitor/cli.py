@@ -13,8 +13,6 @@ every consumer takes it for a redelivery (docs/errors.md, "Local durability").
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -29,43 +27,17 @@ from ragbus.common.envelope import Envelope
 from ragbus.common.errors import DependencyUnavailable
 from ragbus.common.kafka import client_options
 from ragbus.common.letters import Letter
-from ragbus.common.settings import KafkaSettings, client_trust_settings, monitor_schema_for, ragbus_home
+from ragbus.common.settings import KafkaSettings, client_trust_settings
 from ragbus.common.topics import Topics
 from ragbus.common.trust import OPERATOR, publish_headers, signer_for
 from ragbus.monitor.adapters.postgres import PostgresEventStore
+from ragbus.monitor.commands import cli_settings, parse_window
 from ragbus.monitor.ports import DeadLetterRecord, EventRecord, EventStore
 from ragbus.monitor.settings import MonitorSettings
 from ragbus.monitor.usecases import Redriven, redrive
 
-AUDIT_KEY_FILE = "audit.key"  # in RAGBUS_HOME: the stack's audit signing key (`ragbus up` makes it)
 DEFAULT_WINDOW = timedelta(hours=24)
 DEFAULT_LIMIT = 100_000
-_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def cli_settings() -> MonitorSettings:
-    """The monitor's settings for a command on this machine: MONITOR_* as set, and when the schema is
-    not, that of the stack of this RAGBUS_HOME (`ragbus up` names it so; `ragbus` for ~/.ragbus)."""
-    settings = MonitorSettings()
-    update: dict[str, object] = {}
-    if "MONITOR_DB_SCHEMA" not in os.environ:
-        update["db_schema"] = monitor_schema_for(ragbus_home())
-    if settings.audit_key is None and settings.audit_key_file is None:
-        # The key `ragbus up` made for the stack of this RAGBUS_HOME, so `ragbus audit verify` checks
-        # its signatures with no setup.
-        home_key = ragbus_home() / AUDIT_KEY_FILE
-        if home_key.exists():
-            update["audit_key_file"] = home_key
-    return settings.model_copy(update=update) if update else settings
-
-
-def parse_window(text: str) -> timedelta:
-    """`90m`, `24h`, `7d`, `30s`: how far back the journal looks."""
-    match = _SPAN.match(text)
-    if match is None:
-        raise click.BadParameter(f"{text!r} is not a time span like 30m, 24h or 7d")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 class _Publisher:

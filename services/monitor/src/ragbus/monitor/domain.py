@@ -3,7 +3,8 @@
 - `event_record`: a message from a normal topic, which must be a valid ragbus event of that topic's
   type (else it is poison and the shared middleware dead-letters it).
 - `dead_letter_record`: a message from a `<topic>.dlq` topic, whose body may be anything; never raises.
-- `summarize`: the `request_summary` row of one query, the same rule the SQL view applies.
+- `summarize`: the `request_summary` row of one query (its story too), the same rule the SQL view
+  applies; `matches`: whether a row is one `EventStore.find_requests` returns.
 - `feedback_recorded`: what the monitor answers a stored `feedback.submitted` event with.
 - `finished` and `resubmission`: the journal's rules, which submissions have no outcome on record and
   the event to publish again for one (`usecases.redrive`).
@@ -33,6 +34,7 @@ from ragbus.common.events import (
     DocsSubmitted,
     FeedbackRecorded,
     FeedbackSubmitted,
+    QueriesAccepted,
     QueriesRejected,
     QueriesSubmitted,
 )
@@ -40,12 +42,15 @@ from ragbus.common.headers import header_text
 from ragbus.common.ids import record_id
 from ragbus.common.topics import DLQ_SUFFIX, Topics
 from ragbus.common.trust import Trust
-from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestSummary
+from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestQuery, RequestSummary
 
 SUBMITTED = QueriesSubmitted.event_type()
 DRAFTED = AnswersDrafted.event_type()
 COMPLETED = AnswersCompleted.event_type()
 FEEDBACK = FeedbackSubmitted.event_type()
+ACCEPTED = QueriesAccepted.event_type()
+REJECTED = QueriesRejected.event_type()
+INDEXED = DocsIndexed.event_type()
 SOURCE = "ragbus/monitor"
 
 # The flows a user or an app starts, and the events that end each. A flow is finished once an outcome
@@ -290,21 +295,77 @@ def _last(records: Iterable[EventRecord]) -> EventRecord | None:
     return max(records, key=lambda r: (r.event_time, r.event_id), default=None)
 
 
-def summarize(events: Iterable[EventRecord]) -> RequestSummary | None:
+def _sources(
+    drafted: Mapping[str, Any],
+    completed: Mapping[str, Any],
+    read_at: datetime | None,
+    tenant: str,
+    indexed: Sequence[EventRecord],
+) -> list[dict[str, Any]]:
+    """What the request read, ranked, each with the citation number that cites it and its document's
+    version (the latest `docs.indexed` part listing the chunk, indexed before the answer was drafted)."""
+    cited = completed.get("citations") or drafted.get("citations") or []
+    listed = drafted.get("retrieved") or completed.get("retrieved") or cited
+    out = []
+    for rank, x in enumerate(listed, start=1):
+        chunk = x.get("chunk_id")
+        numbers = [int(c["n"]) for c in cited if c.get("chunk_id") == chunk and c.get("n") is not None]
+        versions = [
+            v
+            for v in indexed
+            if v.tenant == tenant
+            and read_at is not None
+            and v.event_time <= read_at
+            and v.data.get("doc_id") == x.get("doc_id")
+            and chunk in (v.data.get("chunk_ids") or [])
+        ]
+        version = _last(versions)
+        out.append(
+            {
+                "rank": rank,
+                "doc_id": x.get("doc_id"),
+                "chunk_id": chunk,
+                "title": x.get("title"),
+                "score": x.get("score"),
+                "cited": min(numbers, default=None),
+                "version": version.data.get("version") if version else None,
+            }
+        )
+    return out
+
+
+def _answering(attempts: Sequence[Mapping[str, Any]], tier: int | None) -> Mapping[str, Any] | None:
+    """The attempt at the tier that answered: the accepted one, else the last one at that tier."""
+    at_tier = [(bool(a.get("accepted")), i, a) for i, a in enumerate(attempts) if a.get("tier") == tier]
+    return max(at_tier, key=lambda t: (t[0], t[1]))[2] if tier is not None and at_tier else None
+
+
+def summarize(events: Iterable[EventRecord], indexed: Iterable[EventRecord] = ()) -> RequestSummary | None:
     """The `request_summary` row of one query's events (one tenant, one correlation id).
 
-    Mirrors the view in migrations/0003_request_summary.sql: the first submission starts the clock, the
-    latest draft and completion are the outcome; None when the query was never submitted.
+    Mirrors the view in migrations/0003_request_summary.sql and 0007_request_story.sql: the first
+    submission starts the clock, the latest draft and completion are the outcome; None when the query
+    was never submitted. `indexed`: the tenant's `docs.indexed` events, for the versions of the documents
+    read (none given: no versions).
     """
     events = list(events)
     s = _first(e for e in events if e.type == SUBMITTED)
     if s is None:
         return None
+    g = _last(e for e in events if e.type in (ACCEPTED, REJECTED))
     d = _last(e for e in events if e.type == DRAFTED)
     c = _last(e for e in events if e.type == COMPLETED)
+    f = _last(e for e in events if e.type == FEEDBACK)
     done = c.data if c else {}
-    cascade = done.get("cascade") or (d.data.get("cascade") if d else None)
-    attempts = [a for a in (cascade.get("attempts") or []) if isinstance(a, Mapping)] if cascade else []
+    draft = d.data if d else {}
+    guard = g.data if g else {}
+    cascade = done.get("cascade") or draft.get("cascade")
+    tried = list(cascade.get("attempts") or []) if cascade else []
+    attempts = [a for a in tried if isinstance(a, Mapping)]
+    tier = int(cascade["tier"]) if cascade and cascade.get("tier") is not None else None
+    answering = _answering(attempts, tier)
+    traced = _first(e for e in events if e.trace_id is not None)
+    read_at = d.event_time if d else c.event_time if c else None
     return RequestSummary(
         tenant=s.tenant,
         correlation_id=s.correlation_id,
@@ -315,7 +376,7 @@ def summarize(events: Iterable[EventRecord]) -> RequestSummary | None:
         status=done.get("status") or "pending",
         answer=done.get("answer"),
         status_reason=done.get("reason"),
-        tier=int(cascade["tier"]) if cascade and cascade.get("tier") is not None else None,
+        tier=tier,
         escalation_reason=cascade.get("reason") if cascade else None,
         verdicts=list(done.get("verdicts") or []),
         citations=len(done.get("citations") or []),
@@ -325,6 +386,31 @@ def summarize(events: Iterable[EventRecord]) -> RequestSummary | None:
         submitted_at=s.event_time,
         completed_at=c.event_time if c else None,
         latency_ms=(c.event_time - s.event_time).total_seconds() * 1000 if c else None,
+        question_redacted=guard["question"] if guard.get("question") is not None else done.get("question"),
+        input_verdicts=list(guard.get("verdicts") or []),
+        model=answering.get("name") if answering else None,
+        prompt_version=answering.get("prompt") if answering else None,
+        attempts=tried,
+        cached_from=(cascade.get("cache") or {}).get("query_id") if cascade else None,
+        stages=list(done.get("stages") or draft.get("stages") or guard.get("stages") or []),
+        trace_id=s.trace_id or (traced.trace_id if traced else None),
+        rating=f.data.get("rating") if f else None,
+        feedback_comment=f.data.get("comment") if f else None,
+        sources=_sources(draft, done, read_at, s.tenant, [e for e in indexed if e.type == INDEXED]),
+    )
+
+
+def matches(summary: RequestSummary, query: RequestQuery) -> bool:
+    """Whether a request is one `query` asks for (the rule `EventStore.find_requests` applies)."""
+    q = query
+    return (
+        (q.tenant is None or summary.tenant == q.tenant)
+        and (q.user_id is None or summary.user_id == q.user_id)
+        and (q.since is None or summary.submitted_at >= q.since)
+        and (q.until is None or summary.submitted_at < q.until)
+        and (q.status is None or summary.status == q.status)
+        and (q.model is None or summary.model == q.model)
+        and (q.request_id is None or q.request_id in (summary.query_id, summary.correlation_id))
     )
 
 

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 from ragbus.common.errors import PoisonMessage
-from ragbus.monitor import audit
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +83,37 @@ class RequestSummary:
     submitted_at: datetime
     completed_at: datetime | None
     latency_ms: float | None
+    # The request's story (migrations/0007_request_story.sql).
+    question_redacted: str | None = None  # as the input guard passed it on (redacted per tenant policy)
+    input_verdicts: list[dict[str, Any]] = field(default_factory=list)  # the input guard's
+    model: str | None = None  # the name of the attempt at `tier` (`extractive` or the chat model)
+    prompt_version: str | None = None  # its prompt template, `name@version`
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # the tiers tried (TierAttempt), in order
+    cached_from: str | None = None  # the earlier request whose answer the semantic cache gave
+    stages: list[dict[str, Any]] = field(default_factory=list)  # StageTiming of every service, in order
+    trace_id: str | None = None
+    rating: str | None = None  # the latest feedback: up | down
+    feedback_comment: str | None = None
+    # The documents retrieved (else cited), best first: rank, doc_id, chunk_id, title, score, cited (the
+    # citation number, if the answer cites it) and version (of the document, as indexed when it was read).
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestQuery:
+    """Which requests `EventStore.find_requests` returns: every filter given must hold."""
+
+    tenant: str | None = None
+    user_id: str | None = None
+    since: datetime | None = None  # submitted at or after
+    until: datetime | None = None  # submitted before
+    status: str | None = None
+    model: str | None = None
+    request_id: str | None = None  # the query id or the correlation id
+    limit: int | None = None  # the newest this many; None: all
+    # With `sources` filled in: a version look-up per document read, the bulk of the cost of reading
+    # many requests (`audit show` asks for them; lists and reports do without: `sources` left empty).
+    sources: bool = False
 
 
 class EventIdReused(PoisonMessage):
@@ -160,33 +190,7 @@ class EventStore(Protocol):
 
     async def aclose(self) -> None: ...
 
-
-class AuditRecord(Protocol):
-    """The tamper-evident side of the record (docs/audit.md): the hash chains the store writes with every
-    event and dead letter, checked, erased from and purged. One adapter, PostgreSQL: the chain's worth is
-    that it lives beside the rows it covers and is checked against them; the in-memory store, which
-    nothing can tamper with behind its back, has none."""
-
-    async def verify(self, tenant: str | None = None, key: bytes | None = None) -> audit.Report:
-        """Check every link, checkpoint and erasure (of one tenant, or all) from one snapshot."""
-        ...
-
-    async def erase(
-        self, tenant: str, *, user_id: str | None = None, key: bytes | None = None, reason: str = ...
-    ) -> list[audit.Erasure]:
-        """Redact one user's requests, or a whole tenant's rows; each as a signed, chained erasure."""
-        ...
-
-    async def purge(
-        self, tenant: str, event_type: str | None, before: datetime, *, key: bytes | None = None
-    ) -> list[audit.Erasure]:
-        """Delete the tenant's events of one type (None: its dead letters) from before `before`."""
-        ...
-
-    async def count_before(self, tenant: str, event_type: str | None, before: datetime) -> int: ...
-
-    async def tenants_and_types(self) -> list[tuple[str, str | None]]: ...
-
-    async def checkpoint(self) -> bool:
-        """Sign the heads written since the last checkpoint now."""
+    async def find_requests(self, query: RequestQuery) -> list[RequestSummary]:
+        """The `request_summary` rows that match, newest submission first (then tenant, correlation id).
+        What `ragbus audit list/show` and `ragbus report` read."""
         ...

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
-from ragbus.monitor.domain import OUTCOMES, SUBMITTED, finished, has_nul, summarize
-from ragbus.monitor.ports import DeadLetterRecord, EventIdReused, EventRecord, RequestSummary
+from ragbus.monitor.domain import INDEXED, OUTCOMES, SUBMITTED, finished, has_nul, matches, summarize
+from ragbus.monitor.ports import DeadLetterRecord, EventIdReused, EventRecord, RequestQuery, RequestSummary
 
 
 def _reused(stored: EventRecord, new: EventRecord) -> bool:
@@ -90,7 +90,10 @@ class InMemoryEventStore:
         return copy.deepcopy([r for _, _, r in found])
 
     async def request_summary(self, tenant: str, correlation_id: str) -> RequestSummary | None:
-        return summarize(await self.events(tenant, correlation_id))
+        return summarize(await self.events(tenant, correlation_id), self._indexed(tenant))
+
+    def _indexed(self, tenant: str) -> list[EventRecord]:
+        return [e for e in self._events.values() if e.type == INDEXED and e.tenant == tenant]
 
     async def unfinished(self, since: datetime, limit: int) -> list[EventRecord]:
         self._check_open()
@@ -119,3 +122,19 @@ class InMemoryEventStore:
 
     async def aclose(self) -> None:
         self._closed = True
+
+    async def find_requests(self, query: RequestQuery) -> list[RequestSummary]:
+        self._check_open()
+        flows: dict[tuple[str, str], list[EventRecord]] = {}
+        for e in self._events.values():
+            flows.setdefault((e.tenant, e.correlation_id), []).append(e)
+        found = []
+        for (tenant, _), flow in flows.items():
+            if query.tenant is not None and tenant != query.tenant:
+                continue
+            summary = summarize(copy.deepcopy(flow), self._indexed(tenant))
+            if summary is not None and matches(summary, query):
+                found.append(summary if query.sources else dataclasses.replace(summary, sources=[]))
+        found.sort(key=lambda s: (s.tenant, s.correlation_id))
+        found.sort(key=lambda s: s.submitted_at, reverse=True)  # stable: ties keep the order above
+        return found[: query.limit] if query.limit is not None else found

@@ -21,7 +21,7 @@ from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.monitor import audit
 from ragbus.monitor.adapters.migrator import migrate, quote_ident
 from ragbus.monitor.domain import FEEDBACK, OUTCOMES, SUBMITTED
-from ragbus.monitor.ports import DeadLetterRecord, EventIdReused, EventRecord, RequestSummary
+from ragbus.monitor.ports import DeadLetterRecord, EventIdReused, EventRecord, RequestQuery, RequestSummary
 from ragbus.monitor.settings import MonitorSettings
 
 # Failures that mean "the database cannot be reached right now": raised as DependencyUnavailable, so
@@ -640,3 +640,37 @@ class PostgresEventStore:
             await asyncio.wait_for(self._pool.close(), timeout=10)
         except TimeoutError:  # a query that will not finish: drop the connections
             self._pool.terminate()
+
+    async def find_requests(self, query: RequestQuery) -> list[RequestSummary]:
+        # Only the filters given, each a parameter: a condition like `$1 IS NULL OR tenant = $1` would
+        # keep a generic plan off the indexes. Tenant and time reach the scan of `events`.
+        filters = {
+            "tenant = ${}": query.tenant,
+            "user_id = ${}": query.user_id,
+            "submitted_at >= ${}": query.since,
+            "submitted_at < ${}": query.until,
+            "status = ${}": query.status,
+            "model = ${}": query.model,
+            "(query_id = ${0} OR correlation_id = ${0})": query.request_id,
+        }
+        where: list[str] = []
+        args: list[Any] = []
+        for condition, value in filters.items():
+            if value is not None:
+                args.append(value)
+                where.append(condition.format(len(args)))
+        columns = SUMMARY_COLUMNS if query.sources else [c for c in SUMMARY_COLUMNS if c != "sources"]
+        sql = f"SELECT {', '.join(columns)} FROM {quote_ident(self.schema)}.request_summary"  # noqa: S608
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        # Byte order for the tie-breakers, as Python compares strings (the in-memory store).
+        sql += ' ORDER BY submitted_at DESC, tenant COLLATE "C", correlation_id COLLATE "C"'
+        if query.limit is not None:
+            args.append(query.limit)
+            sql += f" LIMIT ${len(args)}"
+        with _classified():
+            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+                # Index probes per row, which JIT compilation (~1 s on a small machine) never repays.
+                await conn.execute("SET LOCAL jit = off")
+                rows = await conn.fetch(sql, *args)
+        return [RequestSummary(**dict(r)) for r in rows]
