@@ -4,7 +4,9 @@ to a PostgreSQL server the test owns (`own_postgres`), which it stops and starts
 - A restart of the monitor, and a redelivery of every record (the group's offsets moved back to the
   start, as after a crash between the write and the commit; a producer's retry), store nothing twice.
 - PostgreSQL stopped mid-stream: the monitor keeps retrying the batch it holds and commits nothing past
-  what is stored; once the server is back, every event is stored exactly once, nothing lost.
+  what is stored; once the server is back, every event is stored exactly once, nothing lost. Also when
+  the outage outlasts the consumer's max.poll.interval, and when the monitor is stopped during it and
+  another one started after.
 
 Counts are exact, and checked against the broker's own positions: the consumer group's committed
 offsets and the partitions' end offsets.
@@ -264,3 +266,45 @@ async def test_postgres_stopped_mid_stream_pauses_the_monitor_and_nothing_is_los
         on_the_log += [json.loads(r.value)["id"] for r in await read_topic_until(kafka_settings, name, count)]
     assert len(on_the_log) == sum(final.values())
     assert {UUID(i) for i in on_the_log} == record["ids"]
+
+
+async def test_a_monitor_stopped_during_an_outage_commits_nothing_and_the_next_one_stores_it_all(
+    kafka_settings: KafkaSettings, own_postgres: TempPostgres, request_of: Callable[..., Any]
+) -> None:
+    t = Topics(kafka_settings.topic_prefix)
+    await ensure_topics(kafka_settings, t.all_with_dlq)
+    settings = monitor_settings(kafka_settings, own_postgres)
+    first, during = requests(request_of, 0, 2), requests(request_of, 2, 4)
+    retries = Retries()
+    middleware_log = logging.getLogger("ragbus.middleware")
+    middleware_log.addHandler(retries)
+    try:
+        async with producing(kafka_settings) as producer:
+            app = create_app(settings)
+            await app.start()
+            try:
+                await send(producer, t, first)
+                stored = await caught_up(kafka_settings, t)
+                await asyncio.to_thread(own_postgres.stop, "immediate")
+                await send(producer, t, during)
+                for _ in range(300):
+                    if retries.count >= 3:
+                        break
+                    await asyncio.sleep(0.1)
+                assert retries.count >= 3
+            finally:
+                # Stopped while its handler waits for the database: FastStream lets the handler run for
+                # its graceful timeout (15 s), then cancels it, and a cancelled handler is not committed.
+                await asyncio.wait_for(app.stop(), 60)
+            committed_after_stop, _ = await positions(kafka_settings, t)
+
+            await asyncio.to_thread(own_postgres.start)
+            async with running(settings):
+                await caught_up(kafka_settings, t)
+    finally:
+        middleware_log.removeHandler(retries)
+    record = await on_record(own_postgres)
+
+    assert {tp: n for tp, n in committed_after_stop.items() if n} == stored
+    assert record["events"] == 36
+    assert record["ids"] == expected_ids(first + during)
