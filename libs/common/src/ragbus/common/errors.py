@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 
-import aiokafka.errors as kafka_errors
 import pydantic
 
 from ragbus.common.safejson import TooDeep
@@ -38,21 +37,11 @@ class PoisonMessage(RagbusError):
 
 # Errors that mean "try again later". Adapters translate their libraries' outage errors (asyncpg's
 # connection errors, openai's APIConnectionError, ...) into DependencyUnavailable, so this list is all
-# the middleware needs; the builtins cover the standard library's own sockets and timeouts. The broker
-# itself has no adapter (handlers publish through FastStream), so aiokafka's "broker unreachable"
-# errors are named here: they are RuntimeErrors, and as unclassified errors a handler's publish during
-# a broker restart dead-lettered its input after three attempts (the monitor's whole batch, already
-# stored, then came back from the `.dlq` topics as dead letters too).
+# the middleware needs; the builtins cover the standard library's own sockets and timeouts.
 RETRYABLE: tuple[type[BaseException], ...] = (
     Retryable,
     ConnectionError,
     TimeoutError,  # asyncio.TimeoutError is the same class since Python 3.11
-    kafka_errors.KafkaConnectionError,
-    kafka_errors.KafkaTimeoutError,  # a publish not acknowledged in time (the broker is away)
-    kafka_errors.NodeNotReadyError,
-    kafka_errors.RequestTimedOutError,
-    kafka_errors.LeaderNotAvailableError,
-    kafka_errors.NotLeaderForPartitionError,
 )
 
 # Errors that mean the message itself is bad.
