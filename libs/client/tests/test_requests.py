@@ -169,13 +169,17 @@ async def test_feedback_waits_for_the_monitor_and_refuses_an_unknown_id(
     async def monitor() -> None:
         feedback = await fake_stack.request(topics.FEEDBACK_SUBMITTED)
         assert (feedback.tenantid, feedback.data.query_id, feedback.data.rating) == ("acme", "q-404", "down")
+        assert (feedback.data.comment, feedback.data.correction) == ("wrong year", "It was 1998 [1].")
         # Another client's rating of the same answer is not ours: only the reply to ours counts.
         other = Envelope.new(feedback.data, source="elsewhere", tenant="acme", correlation_id="q-404")
         await fake_stack.reply(other, FeedbackRecorded(query_id="q-404", rating="down", known=not known))
         await fake_stack.reply(feedback, FeedbackRecorded(query_id="q-404", rating="down", known=known))
 
     task = asyncio.create_task(monitor())
-    result = await fake_stack.cli("feedback", "q-404", "down", "--tenant", "acme")
+    result = await fake_stack.cli(
+        "feedback", "q-404", "down", "--comment", "wrong year", "--correction", "It was 1998 [1].",
+        "--tenant", "acme",
+    )  # fmt: skip
     await task
     assert (result.exit_code, result.stdout, result.stderr) == (code, stdout, stderr)
 

@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 
 from ragbus.common.broker import consumer_options, make_broker, raw_decoder
@@ -42,6 +43,9 @@ class Scripted:
                 raise DependencyUnavailable("vector store is down")
             if doc.startswith("bug"):
                 raise KeyError("a bug")
+            if doc.startswith("broker-down") and self.calls[doc] < 6:
+                # What publishing raises while the broker is away (aiokafka's errors are RuntimeErrors).
+                raise (KafkaConnectionError if self.calls[doc] % 2 else KafkaTimeoutError)()
             self.done.append(doc)
             await service.bus.reply(event, DocsDeleted(doc_id=doc))
 
@@ -109,6 +113,14 @@ async def test_retryable_failure_is_retried_in_place_until_it_succeeds(harness: 
         await harness.send(doc("flaky-1"))
     assert harness.calls["flaky-1"] == 4
     assert harness.done == ["flaky-1"]
+    assert harness.dead == []
+
+
+async def test_a_broker_that_cannot_be_reached_is_waited_for_not_dead_lettered(harness: Scripted) -> None:
+    async with harness.harness:
+        await harness.send(doc("broker-down-1"))
+    assert harness.calls["broker-down-1"] == 6  # past max_attempts_unknown (3)
+    assert harness.done == ["broker-down-1"]
     assert harness.dead == []
 
 

@@ -1,9 +1,10 @@
-"""Fixtures of the monitor's tests: stores, settings, real request envelopes, and a PostgreSQL that can
-be taken away and given back (a TCP proxy in front of the real server)."""
+"""Fixtures of the monitor's tests: stores, settings, real request envelopes, a PostgreSQL that can
+be taken away and given back (a TCP proxy in front of the real server), and a PostgreSQL server of the
+test's own, to stop and restart (`own_postgres`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from ragbus.common.events import (
 )
 from ragbus.common.ids import record_id
 from ragbus.common.settings import RetrySettings
-from ragbus.common.testing import TcpProxy, component_settings
+from ragbus.common.testing import PostgresUnavailable, TcpProxy, TempPostgres, component_settings
 from ragbus.common.topics import Topics
 from ragbus.monitor.adapters.memory import InMemoryEventStore
 from ragbus.monitor.adapters.postgres import PostgresEventStore
@@ -209,3 +210,19 @@ async def pg_proxy(database_url: str, pg_schema: str) -> AsyncIterator[TcpProxy]
     await proxy.start()
     yield proxy
     await proxy.stop()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[TempPostgres]:
+    """A PostgreSQL server of this test's own (initdb in a temporary directory, a free port), running;
+    the test may stop and start it. Skips where the server's binaries cannot run here."""
+    try:
+        pg = TempPostgres()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server of the test's own: {exc}")
+    try:
+        pg.init()
+        pg.start()
+        yield pg
+    finally:
+        pg.cleanup()

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -19,13 +20,14 @@ from ragbus.common.events import (
     FeedbackRecorded,
     FeedbackSubmitted,
     QueriesRejected,
+    RetrievedChunk,
     Verdict,
 )
 from ragbus.common.ids import uuid7
 from ragbus.monitor.adapters.memory import InMemoryEventStore
 from ragbus.monitor.adapters.postgres import PostgresEventStore
 from ragbus.monitor.domain import RawMessage, dead_letter_record
-from ragbus.monitor.ports import EventIdReused, EventRecord, EventStore
+from ragbus.monitor.ports import EventIdReused, EventRecord, EventStore, RatedRequest
 
 RecordOf = Callable[[Envelope[Any]], EventRecord]
 
@@ -402,6 +404,122 @@ class EventStoreContract:
         await store.aclose()
         with pytest.raises(DependencyUnavailable):
             await store.ping()
+
+    # --- rated requests (the dataset export) ---------------------------------------------------------
+
+    async def test_a_rated_request_is_its_question_answer_contexts_and_latest_rating(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        req = with_retrieved(request_of())
+        unrated = request_of(query_id="q-2")
+        changed_mind = [
+            rating(req, "down", minutes=1, comment="too short"),
+            rating(req, "up", minutes=2, comment="better now", correction="Not on its own [1]."),
+        ]
+        await store.record_batch([record_of(e) for e in [*req.all, *unrated.all, *changed_mind]], [])
+
+        found = await store.rated_requests(req.submitted.time - timedelta(days=1))
+
+        assert found == [
+            RatedRequest(
+                tenant="acme",
+                correlation_id=req.submitted.correlationid,
+                query_id="q-1",
+                question=req.submitted.data.question,
+                status="answered",
+                answer=req.completed.data.answer,
+                citations=record_of(req.completed).data["citations"],
+                retrieved=record_of(req.drafted).data["retrieved"],
+                rating="up",
+                comment="better now",
+                correction="Not on its own [1].",
+                submitted_at=req.submitted.time,
+                rated_at=changed_mind[1].time,
+                erased=False,
+            )
+        ]
+
+    async def test_rated_requests_since_a_time_of_one_tenant_or_all_with_their_status(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        old = request_of(query_id="q-old")
+        long_ago = old.submitted.model_copy(update={"time": old.submitted.time - timedelta(days=40)})
+        old = dataclasses.replace(old, submitted=long_ago)
+        acme, other = request_of(query_id="q-1"), request_of(tenant="beta", query_id="q-1")
+        blocked = request_of(query_id="q-3", status="blocked")
+        pending = request_of(query_id="q-4")
+        events = [*old.all, *acme.all, *other.all, *blocked.all, pending.submitted]
+        events += [rating(r, "up") for r in (old, acme, other, blocked, pending)]
+        # A rating of a question not on record joins nothing.
+        events.append(
+            Envelope.new(FeedbackSubmitted(query_id="q-404", rating="up"), source="t", tenant="acme")
+        )
+        await store.record_batch([record_of(e) for e in events], [])
+        since = acme.submitted.time - timedelta(days=30)
+
+        everyone = await store.rated_requests(since)  # oldest submission first
+        assert [(r.tenant, r.query_id, r.status) for r in everyone] == [
+            ("acme", "q-1", "answered"),
+            ("beta", "q-1", "answered"),
+            ("acme", "q-3", "blocked"),
+            ("acme", "q-4", "pending"),
+        ]
+        assert [r.answer for r in everyone if r.status == "pending"] == [None]
+        assert {r.query_id for r in await store.rated_requests(since, "beta")} == {"q-1"}
+        all_of_acme = await store.rated_requests(old.submitted.time, "acme")
+        assert [r.query_id for r in all_of_acme] == ["q-old", "q-1", "q-3", "q-4"]
+
+    async def test_a_rated_request_with_erased_personal_data_says_so(
+        self, store: EventStore, request_of: Callable[..., Any], record_of: RecordOf
+    ) -> None:
+        in_flow, in_rating, clean = (request_of(query_id=f"q-{i}") for i in range(3))
+        ratings = [rating(r, "up") for r in (in_flow, in_rating, clean)]
+        await store.record_batch([record_of(e) for r in (in_flow, in_rating, clean) for e in r.all], [])
+        await store.record_batch([record_of(e) for e in ratings], [])
+        await mark_erased(store, in_flow.drafted.id)
+        await mark_erased(store, ratings[1].id)
+
+        found = await store.rated_requests(in_flow.submitted.time - timedelta(days=1))
+        assert {r.query_id: r.erased for r in found} == {"q-0": True, "q-1": True, "q-2": False}
+
+
+def with_retrieved(req: Any) -> Any:
+    """The request with the chunks retrieval found for it (with their text) in its draft."""
+    cited = req.drafted.data.citations[0]
+    retrieved = [
+        RetrievedChunk(
+            chunk_id=cited.chunk_id,
+            doc_id=cited.doc_id,
+            index=0,
+            score=0.82,
+            title=cited.title,
+            text="Vitamin D alone did not reduce fractures.",
+        ),
+        RetrievedChunk(chunk_id=uuid7(), doc_id="doc-3", index=4, score=0.4, text="Calcium intake varies."),
+    ]
+    drafted = req.drafted.model_copy(
+        update={"data": req.drafted.data.model_copy(update={"retrieved": retrieved})}
+    )
+    return dataclasses.replace(req, drafted=drafted)
+
+
+def rating(req: Any, value: str, *, minutes: int = 1, **fields: Any) -> Envelope[FeedbackSubmitted]:
+    """A user's rating of a request, `minutes` after it was answered (as the client publishes it)."""
+    data = FeedbackSubmitted(query_id=req.submitted.data.query_id, rating=value, **fields)
+    event = Envelope.new(
+        data, source="ragbus/cli", tenant=req.submitted.tenantid, correlation_id=data.query_id
+    )
+    return event.model_copy(update={"time": req.completed.time + timedelta(minutes=minutes)})
+
+
+async def mark_erased(store: EventStore, event_id: UUID) -> None:
+    """What an erasure leaves on a row: `erased_at` set (the lead's `ragbus audit erase` sets it)."""
+    if isinstance(store, InMemoryEventStore):
+        store.mark_erased(event_id)
+    else:
+        assert isinstance(store, PostgresEventStore)
+        sql = f'UPDATE "{store.schema}".events SET erased_at = now() WHERE event_id = $1'
+        await store._pool.execute(sql, event_id)
 
 
 class TestInMemoryEventStore(EventStoreContract):

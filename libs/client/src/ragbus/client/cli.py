@@ -663,11 +663,19 @@ async def ask(
 @click.argument("query_id")
 @click.argument("rating", type=click.Choice(["up", "down"]))
 @click.option("--comment")
+@click.option(
+    "--correction", help="The answer as it should have been (`ragbus export` uses it in place of the answer)."
+)
 @bootstrap_option
 @tenant_option
 @run_async
 async def feedback(
-    query_id: str, rating: str, comment: str | None, bootstrap: str | None, tenant: str
+    query_id: str,
+    rating: str,
+    comment: str | None,
+    correction: str | None,
+    bootstrap: str | None,
+    tenant: str,
 ) -> None:
     """Rate an answer (its query id is on the last line `ragbus ask` prints).
 
@@ -675,7 +683,7 @@ async def feedback(
     record for the tenant.
     """
     async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
-        recorded = await client.feedback(query_id, rating, comment)
+        recorded = await client.feedback(query_id, rating, comment, correction=correction)
     if not recorded.known:
         raise CliError(f"no question with id {query_id} on record for tenant {tenant}")
     click.echo("feedback recorded")

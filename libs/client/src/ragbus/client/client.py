@@ -390,11 +390,20 @@ class RagbusClient:
         return Answer(events[0], trace_id, (time.perf_counter() - started) * 1000)
 
     async def feedback(
-        self, query_id: str, rating: str, comment: str | None = None, *, timeout: float = 60.0
+        self,
+        query_id: str,
+        rating: str,
+        comment: str | None = None,
+        *,
+        correction: str | None = None,
+        timeout: float = 60.0,
     ) -> FeedbackRecorded:
         """Rate an answer and wait until the monitor has recorded it: `known` in the reply says whether
-        a question with this id is on record for the tenant."""
-        data = FeedbackSubmitted.model_validate({"query_id": query_id, "rating": rating, "comment": comment})
+        a question with this id is on record for the tenant. `correction`: the answer as it should have
+        been (a dataset export puts it in place of the answer)."""
+        data = FeedbackSubmitted.model_validate(
+            {"query_id": query_id, "rating": rating, "comment": comment, "correction": correction}
+        )
         waiter = await self._send(
             data, expect=FeedbackRecorded.event_type(), name="ragbus feedback", own_reply=True
         )

@@ -521,6 +521,11 @@ class FeedbackSubmitted(_QueryEvent):
     rating: Literal["up", "down"]
     comment: str | None = Field(default=None, max_length=10_000)
     user_id: str | None = None
+    correction: str | None = Field(
+        default=None,
+        max_length=100_000,
+        description="the answer as it should have been: `ragbus export` puts it in place of the answer",
+    )
 
 
 class FeedbackRecorded(_QueryEvent):

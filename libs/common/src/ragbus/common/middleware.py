@@ -3,8 +3,8 @@
 Around each handler call it:
 - binds `event_id`, `tenant_id`, `topic`, `service` (and the trace id) to the structured log context;
 - retries a retryable failure in place, with capped exponential backoff and jitter, for as long as it
-  takes (a dependency that is down is waited for, never dead-lettered; nothing later on the partition is
-  committed meanwhile);
+  takes (a dependency that is down, the broker included, is waited for, never dead-lettered; nothing
+  later on the partition is committed meanwhile);
 - sends a poison message (it does not decode, breaks the contract, or the handler says so) to
   `<topic>.dlq`: the original bytes unchanged, the reason in `x-ragbus-dlq-*` headers, then returns so
   that `AckPolicy.ACK` commits it and the service goes on;
@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+import aiokafka.errors as kafka_errors
 import structlog
 from faststream.middlewares import BaseMiddleware
 
@@ -44,6 +45,18 @@ if TYPE_CHECKING:
     from faststream.message import StreamMessage
 
 log = structlog.stdlib.get_logger("ragbus.middleware")
+# What a handler's publish raises while the broker is away: aiokafka's connection, timeout and leader
+# errors. They are RuntimeErrors, so as unclassified errors a publish during a broker restart
+# dead-lettered its input after three attempts (for the monitor, its whole batch, already stored, came
+# back from the `.dlq` topics as dead letters too). The broker is a dependency like any other: wait.
+BROKER_AWAY: tuple[type[BaseException], ...] = (
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.KafkaTimeoutError,  # a publish not acknowledged in time
+    kafka_errors.NodeNotReadyError,
+    kafka_errors.RequestTimedOutError,
+    kafka_errors.LeaderNotAvailableError,
+    kafka_errors.NotLeaderForPartitionError,
+)
 # The producer's request limit by default: a dead letter must fit it.
 MAX_DEAD_LETTER_BYTES: int = KafkaSettings.model_fields["max_request_size"].default
 
@@ -140,7 +153,7 @@ class DeadLetterMiddleware(BaseMiddleware):
                 except POISON as exc:
                     await self._dead_letter(raw, exc, attempt)
                     return None
-                except RETRYABLE as exc:
+                except (*RETRYABLE, *BROKER_AWAY) as exc:
                     await self._back_off("retrying", attempt, exc)
                 except Exception as exc:
                     if attempt >= self.policy.max_attempts_unknown:

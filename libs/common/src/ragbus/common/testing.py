@@ -10,17 +10,25 @@ The harness records, from before the broker starts, every topic the app declares
 dead-letter topic of every topic it reads (`dead`: all of them, in order); `watch=` adds others.
 
 For tests and benchmarks against real services: `read_topic` reads a topic of a real broker from its
-start, and `TcpProxy` stands between a client and a server, to cut the connection and mend it.
+start, `TcpProxy` stands between a client and a server, to cut the connection and mend it, and
+`TempPostgres` is a PostgreSQL server of a test's own, to stop and start again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -326,3 +334,99 @@ class TcpProxy:
         netloc = parts.netloc.rsplit("@", 1)
         host = f"127.0.0.1:{self.port}"
         return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+# A PostgreSQL of a test's own: initdb and pg_ctl of the machine's server, in a temporary directory.
+PG_BIN_DIR = os.environ.get("RAGBUS_PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL server binaries to run, or no user to run them as."""
+
+
+class TempPostgres:
+    """A PostgreSQL server that a test owns, stops and starts again: `initdb` in a temporary directory,
+    `pg_ctl` on a free port of 127.0.0.1, trust authentication for the user `root`, database `postgres`.
+
+    initdb and postgres refuse to run as root, so as root (CI containers) they run as the `postgres`
+    user if there is one, else as `nobody`, through `runuser` or `setpriv`, in a directory that user
+    owns (created directly under the system's temporary directory: pytest's own is private to root).
+    Blocking calls (~0.5 s each): from async code, run them in a thread.
+    """
+
+    def __init__(self, bin_dir: str = PG_BIN_DIR, *, user: str = "root") -> None:
+        self.bin_dir = Path(bin_dir)
+        self.user = user
+        self.port = 0
+        self.dir: Path | None = None
+        self._as, self._owner = self._runner()
+
+    def _runner(self) -> tuple[list[str], tuple[int, int] | None]:
+        """The command prefix that runs a server binary, and the (uid, gid) to own its directory."""
+        for tool in ("initdb", "pg_ctl", "postgres"):
+            if not os.access(self.bin_dir / tool, os.X_OK):
+                raise PostgresUnavailable(f"no {tool} in {self.bin_dir} (set RAGBUS_PG_BIN)")
+        if os.geteuid() != 0:
+            return [], None
+        for name in ("postgres", "nobody"):
+            try:
+                account = pwd.getpwnam(name)
+            except KeyError:
+                continue
+            owner = (account.pw_uid, account.pw_gid)
+            if runuser := shutil.which("runuser"):
+                return [runuser, "-u", name, "--"], owner
+            if setpriv := shutil.which("setpriv"):
+                return [setpriv, f"--reuid={owner[0]}", f"--regid={owner[1]}", "--clear-groups"], owner
+        raise PostgresUnavailable("as root: no `postgres` or `nobody` user, or no runuser or setpriv")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run(
+            [*self._as, str(self.bin_dir / tool), *args], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            log = (self.dir / "server.log").read_text(errors="replace")[-2000:] if self.dir else ""
+            raise PostgresUnavailable(f"{tool} {' '.join(args)} failed: {done.stderr.strip()}\n{log}")
+
+    def init(self) -> None:
+        """Create the cluster (once) and pick its port."""
+        self.dir = Path(tempfile.mkdtemp(prefix="ragbus-pg-"))
+        if self._owner is not None:  # the server's own user must own its directory
+            os.chown(self.dir, *self._owner)
+        self._run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", self.user, "-E", "UTF8",
+                  "--no-sync", "--no-instructions")  # fmt: skip
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+
+    def start(self) -> None:
+        """Start the server (again) on its port and wait until it accepts connections."""
+        assert self.dir is not None, "init() first"
+        # fsync off: a test's data need not survive the machine, only the server (whose stop, even
+        # `immediate`, leaves every committed write in the OS's cache).
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off"
+        self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.dir / "data"),
+                  "-l", str(self.dir / "server.log"), "-o", options)  # fmt: skip
+
+    def stop(self, mode: Literal["smart", "fast", "immediate"] = "fast") -> None:
+        """Stop the server: `fast` rolls back open transactions and closes connections; `immediate`
+        kills it as a crash would (recovery at the next start)."""
+        assert self.dir is not None, "init() first"
+        self._run("pg_ctl", "stop", "-w", "-t", "60", "-D", str(self.dir / "data"), "-m", mode)
+
+    def running(self) -> bool:
+        return self.dir is not None and (self.dir / "data" / "postmaster.pid").exists()
+
+    def cleanup(self) -> None:
+        """Stop the server if it runs and delete its directory."""
+        if self.dir is None:
+            return
+        if self.running():
+            with contextlib.suppress(PostgresUnavailable):
+                self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None

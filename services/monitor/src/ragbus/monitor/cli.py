@@ -1,6 +1,7 @@
 """`ragbus journal`: the monitor's record as the journal of what users submitted; plugged into the
 `ragbus` CLI (`ragbus.cli` entry points), and called by `ragbus up` after it starts a broker that has
-lost its log (`ragbus.journal` entry points).
+lost its log (`ragbus.journal` entry points). And `ragbus export`, the record's well-rated answers as a
+dataset (ragbus.monitor.export).
 
     ragbus journal                  submissions since 24 h ago with no outcome on record
     ragbus journal redrive          publish them again (`--dry-run`: only say which)
@@ -13,9 +14,11 @@ every consumer takes it for a redelivery (docs/errors.md, "Local durability").
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -32,6 +35,7 @@ from ragbus.common.topics import Topics
 from ragbus.common.trust import OPERATOR, publish_headers, signer_for
 from ragbus.monitor.adapters.postgres import PostgresEventStore
 from ragbus.monitor.commands import cli_settings, parse_window
+from ragbus.monitor.export import FORMATS, Format, MinRating, Selection, export_dataset, export_summary
 from ragbus.monitor.ports import DeadLetterRecord, EventRecord, EventStore
 from ragbus.monitor.settings import MonitorSettings
 from ragbus.monitor.usecases import Redriven, redrive
@@ -180,3 +184,49 @@ def journal_redrive(window: timedelta, limit: int, dry_run: bool) -> None:
     for record in found.published:
         click.echo(_line(record))
     click.echo(summary(found, "would re-drive" if dry_run else "re-drove"))
+
+
+# --- export ---------------------------------------------------------------------------------------------
+
+
+@click.command("export")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="The dataset's shape.")
+@click.option(
+    "--since",
+    "window",
+    default="30d",
+    show_default=True,
+    callback=lambda _ctx, _param, value: parse_window(value),
+    help="Requests submitted since (30m, 24h, 7d).",
+)
+@click.option("--tenant", help="Only this tenant's requests (default: every tenant's).")
+@click.option(
+    "--min-rating",
+    type=click.Choice(["up", "corrected"]),
+    default="up",
+    show_default=True,
+    help="up: thumbs up or a correction; corrected: only answers a user corrected.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="JSONL file (default: stdout).")
+def export(
+    fmt: Format, window: timedelta, tenant: str | None, min_rating: MinRating, out: Path | None
+) -> None:
+    """Well-rated answers on the monitor's record as a JSONL dataset: `openai-chat` to fine-tune a model,
+    `eval` to feed `ragbus eval answers`. Only answered requests rated up or corrected (a correction
+    replaces the answer); erased data and downvoted answers without a correction are left out."""
+    since = datetime.now(UTC) - window
+
+    async def run() -> tuple[Selection, list[str]]:
+        async with _record(cli_settings()) as store:
+            return await export_dataset(store, since, tenant, min_rating, fmt)
+
+    try:
+        selection, lines = asyncio.run(run())
+    except DependencyUnavailable as exc:
+        raise click.ClickException(f"the monitor's record cannot be read ({exc})") from None
+    body = "".join(line + "\n" for line in lines)
+    if out is None:
+        sys.stdout.write(body)
+    else:
+        out.write_text(body, encoding="utf-8")
+    click.echo(export_summary(selection, str(out) if out else "stdout"), err=True)

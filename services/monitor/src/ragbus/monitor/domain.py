@@ -42,7 +42,7 @@ from ragbus.common.headers import header_text
 from ragbus.common.ids import record_id
 from ragbus.common.topics import DLQ_SUFFIX, Topics
 from ragbus.common.trust import Trust
-from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RequestQuery, RequestSummary
+from ragbus.monitor.ports import DeadLetterRecord, EventRecord, RatedRequest, RequestQuery, RequestSummary
 
 SUBMITTED = QueriesSubmitted.event_type()
 DRAFTED = AnswersDrafted.event_type()
@@ -477,4 +477,47 @@ def resubmission(record: EventRecord) -> Envelope[Any]:
             "correlationid": record.correlation_id,
             "data": record.data,
         }
+    )
+
+
+# --- rated requests (the dataset export's material) ------------------------------------------------------
+
+
+def rated_request(
+    submission: EventRecord,
+    flow: Iterable[EventRecord],
+    ratings: Iterable[EventRecord],
+    erased: Mapping[Any, datetime],
+) -> RatedRequest:
+    """One row of `EventStore.rated_requests`: the first submission of a query, the events of its flow,
+    its ratings (`feedback.submitted`), and the ids of erased events. The SQL twin is
+    `adapters.postgres.rated_requests_sql`; the contract tests hold the two together."""
+    flow, ratings = list(flow), list(ratings)
+    d = _last(e for e in flow if e.type == DRAFTED)
+    c = _last(e for e in flow if e.type == COMPLETED)
+    f = _last(ratings)
+    assert f is not None, "a rated request has a rating"
+    done, draft = (c.data if c else {}), (d.data if d else {})
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    def first(*values: Any) -> str | None:  # SQL's COALESCE over `->>`: the first that is there
+        return next((v for v in map(text, values) if v is not None), None)
+
+    return RatedRequest(
+        tenant=submission.tenant,
+        correlation_id=submission.correlation_id,
+        query_id=str(submission.data.get("query_id")),
+        question=first(done.get("question"), draft.get("question"), submission.data.get("question")),
+        status=first(done.get("status"), "pending") or "pending",
+        answer=text(done.get("answer")),
+        citations=list(done.get("citations") or []),
+        retrieved=list(draft.get("retrieved") or []),
+        rating=str(f.data.get("rating")),
+        comment=text(f.data.get("comment")),
+        correction=text(f.data.get("correction")),
+        submitted_at=submission.event_time,
+        rated_at=f.event_time,
+        erased=any(e.event_id in erased for e in [*flow, *ratings]),
     )

@@ -194,3 +194,33 @@ class EventStore(Protocol):
         """The `request_summary` rows that match, newest submission first (then tenant, correlation id).
         What `ragbus audit list/show` and `ragbus report` read."""
         ...
+
+    async def rated_requests(self, since: datetime, tenant: str | None = None) -> list[RatedRequest]:
+        """Every query submitted at or after `since` (of `tenant`, or of all) that has feedback on
+        record, joined to its outcome and its latest rating; oldest submission first (then correlation
+        id). The material of a dataset export (`ragbus.monitor.export` selects from it)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RatedRequest:
+    """A query with feedback, joined to its request: the question and the final answer, the chunks
+    retrieved for it, and the latest rating (a user may change their mind: the last word counts)."""
+
+    tenant: str
+    correlation_id: str
+    query_id: str
+    # As the model was asked it (`answers.completed`, else `answers.drafted`: redacted where the
+    # tenant's policy says), else as submitted.
+    question: str | None
+    status: str  # answered | blocked | failed | pending, as in request_summary
+    answer: str | None  # the final answer (`answers.completed`), None while pending
+    citations: list[dict[str, Any]]  # `answers.completed.citations`: [n] in the answer -> chunk
+    retrieved: list[dict[str, Any]]  # `answers.drafted.retrieved`: the chunks, with their text
+    rating: str  # up | down
+    comment: str | None
+    correction: str | None
+    submitted_at: datetime
+    rated_at: datetime
+    # Some event of the request, or a rating of it, had personal data erased (`erased_at` set).
+    erased: bool

@@ -10,13 +10,30 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
-from ragbus.monitor.domain import INDEXED, OUTCOMES, SUBMITTED, finished, has_nul, matches, summarize
-from ragbus.monitor.ports import DeadLetterRecord, EventIdReused, EventRecord, RequestQuery, RequestSummary
+from ragbus.monitor.domain import (
+    FEEDBACK,
+    INDEXED,
+    OUTCOMES,
+    SUBMITTED,
+    finished,
+    has_nul,
+    matches,
+    rated_request,
+    summarize,
+)
+from ragbus.monitor.ports import (
+    DeadLetterRecord,
+    EventIdReused,
+    EventRecord,
+    RatedRequest,
+    RequestQuery,
+    RequestSummary,
+)
 
 
 def _reused(stored: EventRecord, new: EventRecord) -> bool:
@@ -28,6 +45,7 @@ class InMemoryEventStore:
         self._events: dict[UUID, EventRecord] = {}
         self._letters: dict[UUID, tuple[datetime, DeadLetterRecord]] = {}
         self._closed = False
+        self.erased: dict[UUID, datetime] = {}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -138,3 +156,35 @@ class InMemoryEventStore:
         found.sort(key=lambda s: (s.tenant, s.correlation_id))
         found.sort(key=lambda s: s.submitted_at, reverse=True)  # stable: ties keep the order above
         return found[: query.limit] if query.limit is not None else found
+
+    async def rated_requests(self, since: datetime, tenant: str | None = None) -> list[RatedRequest]:
+        self._check_open()
+        events = [e for e in self._events.values() if tenant is None or e.tenant == tenant]
+        found = [r for r in rated_request_rows(events, self.erased) if r.submitted_at >= since]
+        return copy.deepcopy(sorted(found, key=lambda r: (r.submitted_at, r.correlation_id)))
+
+    # What a redaction leaves on a row (`events.erased_at`): the in-memory twin of the column, for the
+    # contract tests of what reads must leave out.
+    def mark_erased(self, event_id: UUID, at: datetime | None = None) -> None:
+        self.erased[event_id] = at or datetime.now(UTC)
+
+
+def rated_request_rows(events: Sequence[EventRecord], erased: Mapping[UUID, datetime]) -> list[RatedRequest]:
+    """`EventStore.rated_requests` over a list of events (no `since` filter, unsorted)."""
+    ratings: dict[tuple[str, str], list[EventRecord]] = {}
+    flows: dict[tuple[str, str], list[EventRecord]] = {}
+    for e in events:
+        flows.setdefault((e.tenant, e.correlation_id), []).append(e)
+        if e.type == FEEDBACK and isinstance(e.data.get("query_id"), str):
+            ratings.setdefault((e.tenant, e.data["query_id"]), []).append(e)
+    submissions: dict[tuple[str, str], list[EventRecord]] = {}
+    for e in events:
+        if e.type == SUBMITTED and isinstance(e.data.get("query_id"), str):
+            submissions.setdefault((e.tenant, e.data["query_id"]), []).append(e)
+    out = []
+    for key, rated in ratings.items():
+        if key not in submissions:
+            continue
+        s = min(submissions[key], key=lambda r: (r.event_time, r.event_id))
+        out.append(rated_request(s, flows[(s.tenant, s.correlation_id)], rated, erased))
+    return out

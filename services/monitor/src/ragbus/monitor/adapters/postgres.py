@@ -20,8 +20,15 @@ import asyncpg.exceptions as pg
 from ragbus.common.errors import DependencyUnavailable, PoisonMessage
 from ragbus.monitor import audit
 from ragbus.monitor.adapters.migrator import migrate, quote_ident
-from ragbus.monitor.domain import FEEDBACK, OUTCOMES, SUBMITTED
-from ragbus.monitor.ports import DeadLetterRecord, EventIdReused, EventRecord, RequestQuery, RequestSummary
+from ragbus.monitor.domain import COMPLETED, DRAFTED, FEEDBACK, OUTCOMES, SUBMITTED
+from ragbus.monitor.ports import (
+    DeadLetterRecord,
+    EventIdReused,
+    EventRecord,
+    RatedRequest,
+    RequestQuery,
+    RequestSummary,
+)
 from ragbus.monitor.settings import MonitorSettings
 
 # Failures that mean "the database cannot be reached right now": raised as DependencyUnavailable, so
@@ -42,6 +49,7 @@ ERASURE_COLUMNS = tuple(f.name for f in dataclasses.fields(audit.Erasure))
 EVENT_COLUMNS = tuple(f.name for f in dataclasses.fields(EventRecord))
 DEAD_LETTER_COLUMNS = tuple(f.name for f in dataclasses.fields(DeadLetterRecord))
 SUMMARY_COLUMNS = tuple(f.name for f in dataclasses.fields(RequestSummary))
+RATED_COLUMNS = tuple(f.name for f in dataclasses.fields(RatedRequest))
 
 
 def _insert(schema: str, table: str, columns: tuple[str, ...], key: str) -> str:
@@ -195,6 +203,7 @@ class PostgresEventStore:
             "ORDER BY e.event_time, e.event_id LIMIT $4"
         )
         self._outcome_pairs = [f"{root} {end}" for root, ends in OUTCOMES.items() for end in ends]
+        self._rated_requests = rated_requests_sql(schema)
 
     @classmethod
     async def open(cls, settings: MonitorSettings) -> PostgresEventStore:
@@ -674,3 +683,46 @@ class PostgresEventStore:
                 await conn.execute("SET LOCAL jit = off")
                 rows = await conn.fetch(sql, *args)
         return [RequestSummary(**dict(r)) for r in rows]
+
+    async def rated_requests(self, since: datetime, tenant: str | None = None) -> list[RatedRequest]:
+        with _classified():
+            rows = await self._pool.fetch(self._rated_requests, since, tenant)
+        return [RatedRequest(**dict(r)) for r in rows]
+
+
+def _latest(schema: str, event_type: str, alias: str) -> str:
+    """A lateral subquery: the latest event of a type in the flow of the submission `s`."""
+    return (
+        f"LEFT JOIN LATERAL (SELECT e.data FROM {quote_ident(schema)}.events AS e "  # noqa: S608
+        f"WHERE e.tenant = s.tenant AND e.correlation_id = s.correlation_id AND e.type = '{event_type}' "
+        f"ORDER BY e.event_time DESC, e.event_id DESC LIMIT 1) AS {alias} ON true "
+    )
+
+
+def rated_requests_sql(schema: str) -> str:
+    """`EventStore.rated_requests`: the latest rating of each (tenant, query id), its first submission
+    (the partial index events_query_id_idx), the latest draft and completion of that flow, and whether
+    any of them was erased. $1: since (on the submission), $2: the tenant or NULL."""
+    q = quote_ident(schema)
+    return (
+        f"SELECT f.tenant, s.correlation_id, f.query_id, "  # noqa: S608 - identifiers via quote_ident
+        "COALESCE(c.data ->> 'question', d.data ->> 'question', s.data ->> 'question') AS question, "
+        "COALESCE(c.data ->> 'status', 'pending') AS status, c.data ->> 'answer' AS answer, "
+        "COALESCE(c.data -> 'citations', '[]'::jsonb) AS citations, "
+        "COALESCE(d.data -> 'retrieved', '[]'::jsonb) AS retrieved, "
+        "f.rating, f.comment, f.correction, s.event_time AS submitted_at, f.rated_at, "
+        f"(f.erased OR EXISTS (SELECT 1 FROM {q}.events AS x WHERE x.tenant = s.tenant "
+        "  AND x.correlation_id = s.correlation_id AND x.erased_at IS NOT NULL)) AS erased "
+        "FROM (SELECT DISTINCT ON (e.tenant, e.data ->> 'query_id') e.tenant, "
+        "  e.data ->> 'query_id' AS query_id, e.data ->> 'rating' AS rating, "
+        "  e.data ->> 'comment' AS comment, e.data ->> 'correction' AS correction, e.event_time AS rated_at, "
+        "  bool_or(e.erased_at IS NOT NULL) OVER (PARTITION BY e.tenant, e.data ->> 'query_id') AS erased "
+        f"  FROM {q}.events AS e WHERE e.type = '{FEEDBACK}' AND ($2::text IS NULL OR e.tenant = $2) "
+        "  ORDER BY e.tenant, e.data ->> 'query_id', e.event_time DESC, e.event_id DESC) AS f "
+        "CROSS JOIN LATERAL (SELECT p.tenant, p.correlation_id, p.event_time, p.data "
+        f"  FROM {q}.events AS p WHERE p.type = '{SUBMITTED}' AND p.tenant = f.tenant "
+        "  AND p.data ->> 'query_id' = f.query_id ORDER BY p.event_time, p.event_id LIMIT 1) AS s "
+        f"{_latest(schema, DRAFTED, 'd')}{_latest(schema, COMPLETED, 'c')}"
+        "WHERE s.event_time >= $1 "
+        "ORDER BY s.event_time, s.correlation_id"
+    )
