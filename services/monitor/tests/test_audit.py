@@ -338,7 +338,7 @@ async def test_two_writers_of_one_chain_do_not_fork_it(
             tx = conn.transaction()
             await tx.start()
             await conn.execute(keyed._insert_event, *event_row(a[0]))
-            await keyed._link(conn, [a[0].event_id], [])
+            await keyed._link(conn, await conn.fetch(keyed._probe_events, [a[0].event_id]), [])
             second = asyncio.create_task(other.record_batch(b, []))
             await asyncio.sleep(0.5)  # it reads the same head and waits on our link's key
             await tx.commit()

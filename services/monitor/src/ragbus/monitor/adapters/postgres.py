@@ -76,8 +76,8 @@ def dead_letter_row(record: DeadLetterRecord) -> tuple[Any, ...]:
 
 
 def reused_ids(events: Sequence[EventRecord], stored: Sequence[Any]) -> list[int]:
-    """Positions of the events whose id is on record with another digest (rows: event_id, digest)."""
-    on_record = {r["event_id"]: r["digest"] for r in stored}
+    """Positions of the events whose id is on record with another digest (rows: ref, digest)."""
+    on_record = {r["ref"]: r["digest"] for r in stored}
     return [
         i
         for i, e in enumerate(events)
@@ -149,17 +149,21 @@ class PostgresEventStore:
         self._signed_at = time.monotonic()
         q = quote_ident(schema)
         self._q = q
-        # The rows of this batch not yet on a chain (a redelivery's row already is), with what the
-        # chain records of each: its content digest, computed by the database (migration 0006).
-        self._unchained = (
-            f"SELECT 'event' AS kind, e.event_id AS ref, e.tenant, e.topic, e.kafka_partition AS part, "  # noqa: S608
-            f"e.kafka_offset AS pos, {q}.event_content_digest(e) AS content FROM {q}.events AS e "
-            f"WHERE e.event_id = ANY($1::uuid[]) AND NOT EXISTS (SELECT 1 FROM {q}.audit_log AS a "
-            "  WHERE a.ref = e.event_id AND a.kind = 'event') "
-            f"UNION ALL SELECT 'dead_letter', d.id, coalesce(d.tenant, ''), d.dlq_topic, d.kafka_partition, "
-            f"d.kafka_offset, {q}.dead_letter_content_digest(d) FROM {q}.dead_letters AS d "
-            f"WHERE d.id = ANY($2::uuid[]) AND NOT EXISTS (SELECT 1 FROM {q}.audit_log AS a "
-            "  WHERE a.ref = d.id AND a.kind = 'dead_letter')"
+        # The rows of this batch, one primary-key probe each, in one query: what is on record under each
+        # id (a redelivery and a reused id tell apart by `digest`), and for the rows this transaction
+        # inserted (xmin is ours: the rest were there before, and chained then) what the chain records,
+        # their content digest, computed by the database (migration 0006).
+        new_row = "e.xmin = pg_current_xact_id()::xid"
+        content = f"CASE WHEN {new_row} THEN {q}.event_content_digest(e) END" if chain else "NULL::bytea"
+        self._probe_events = (
+            f"SELECT e.event_id AS ref, e.digest, e.tenant, e.topic, e.kafka_partition AS part, "  # noqa: S608
+            f"e.kafka_offset AS pos, {content} AS content "
+            f"FROM {q}.events AS e WHERE e.event_id = ANY($1::uuid[])"
+        )
+        self._probe_letters = (
+            f"SELECT d.id AS ref, coalesce(d.tenant, '') AS tenant, d.dlq_topic AS topic, "  # noqa: S608
+            f"d.kafka_partition AS part, d.kafka_offset AS pos, {q}.dead_letter_content_digest(d) AS content "
+            f"FROM {q}.dead_letters AS d WHERE d.id = ANY($1::uuid[]) AND d.xmin = pg_current_xact_id()::xid"
         )
         # One index probe per chain (its primary key, backwards) for the current head.
         self._heads = (
@@ -173,7 +177,6 @@ class PostgresEventStore:
         self._select_events = f"SELECT {', '.join(EVENT_COLUMNS)} FROM {q}.events"  # noqa: S608
         self._select_dead_letters = f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM {q}.dead_letters"  # noqa: S608
         self._select_summary = f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM {q}.request_summary"  # noqa: S608
-        self._digests = f"SELECT event_id, digest FROM {q}.events WHERE event_id = ANY($1::uuid[])"  # noqa: S608
         self._ping = f"SELECT max(version) FROM {q}.schema_migrations"  # noqa: S608
         # The type is a literal, not a parameter, so the planner can use the partial index
         # events_query_id_idx (migrations/0004_query_ids.sql): one index probe per pair.
@@ -242,9 +245,10 @@ class PostgresEventStore:
             async with self._pool.acquire() as conn:
                 async with conn.transaction():
                     status: str = await conn.execute(self._insert_event, *event_row(record))
+                    rows = await conn.fetch(self._probe_events, [record.event_id])
                     if status == "INSERT 0 1":
-                        links = await self._link(conn, [record.event_id], [])
-                    elif reused_ids([record], await conn.fetch(self._digests, [record.event_id])):
+                        links = await self._link(conn, rows, [])
+                    elif reused_ids([record], rows):
                         raise EventIdReused(record)
                     else:
                         return False
@@ -263,24 +267,28 @@ class PostgresEventStore:
         return True
 
     async def _link(
-        self, conn: asyncpg.Connection, event_ids: list[UUID], letter_ids: list[UUID]
+        self, conn: asyncpg.Connection, probed: Sequence[Any], letter_ids: list[UUID]
     ) -> list[audit.Link]:
-        """Chain the rows of this transaction that are on no chain yet (docs/audit.md)."""
-        if not self._chain or not (event_ids or letter_ids):
+        """Chain the rows this transaction inserted (docs/audit.md): the events among `probed` (rows of
+        `_probe_events`) with a content digest, and the dead letters of `letter_ids` it inserted."""
+        if not self._chain:
             return []
-        rows = await conn.fetch(self._unchained, event_ids, letter_ids)
+        rows: list[tuple[Literal["event", "dead_letter"], Any]]
+        rows = [("event", r) for r in probed if r["content"] is not None]
+        if letter_ids:
+            rows += [("dead_letter", r) for r in await conn.fetch(self._probe_letters, letter_ids)]
         if not rows:
             return []
         entries = [
             audit.Entry(
-                r["kind"],
+                kind,
                 r["ref"],
                 r["tenant"],
                 audit.event_chain(r["tenant"], r["topic"], r["part"]),
                 r["pos"],
                 bytes(r["content"]),
             )
-            for r in rows
+            for kind, r in rows
         ]
         chains = sorted({e.chain for e in entries})
         heads = {r["chain"]: (r["seq"], bytes(r["hash"])) for r in await conn.fetch(self._heads, chains)}
@@ -337,18 +345,18 @@ class PostgresEventStore:
         with _classified():
             async with self._pool.acquire() as conn:
                 async with conn.transaction():
-                    event_ids = list({r.event_id for r in events})
+                    rows: list[Any] = []
                     if events:
                         await conn.executemany(self._insert_event, [event_row(r) for r in events])
-                        # One primary-key probe per event, in one query: what is on record under each
-                        # id now (this batch's first writer included) tells a redelivery from a reused id.
-                        rows = await conn.fetch(self._digests, event_ids)
+                        # What is on record under each id now (this batch's first writer included)
+                        # tells a redelivery from a reused id; the rows inserted now get their links.
+                        rows = await conn.fetch(self._probe_events, list({r.event_id for r in events}))
                         reused = reused_ids(events, rows)
                     if letters:
                         await conn.executemany(
                             self._insert_dead_letter, [dead_letter_row(r) for r in letters]
                         )
-                    links = await self._link(conn, event_ids, list({r.id for r in letters}))
+                    links = await self._link(conn, rows, list({r.id for r in letters}))
                 await self._committed(conn, links)
         return reused
 

@@ -68,7 +68,6 @@ CREATE TABLE audit_log (
     PRIMARY KEY (chain, seq)              -- two writers of one chain: the second fails and retries
 );
 CREATE UNIQUE INDEX audit_log_ref_idx ON audit_log (ref, kind);  -- a row is chained once
-CREATE INDEX audit_log_tenant_idx ON audit_log (tenant, chain, seq);
 
 -- The heads of the chains one monitor wrote, at one moment, signed (HMAC-SHA256 with MONITOR_AUDIT_KEY).
 -- Rewriting a chain from some row on needs no key, but cannot match a checkpoint signed before it.
