@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ragbus.client.errors import CliError
-from ragbus.client.sources import DocumentOptions, content_digest, find_files, read_document
+from ragbus.client.sources import DocumentOptions, content_digest, find_files, modified_at, read_document
 from ragbus.client.sync import Entry, Manifest, manifest_path, plan
 
 
@@ -53,12 +53,19 @@ def test_the_digest_follows_content_and_metadata_not_the_file_time(tmp_path: Pat
     os.utime(tmp_path / "a.md", ns=(1, 1))
     [touched] = find_files(tmp_path)
     assert touched.mtime_ns != file.mtime_ns
+    # The file's time goes with its document as metadata, but a new time alone is no change.
+    assert read_document(touched).metadata == {
+        "path": str(tmp_path / "a.md"),
+        "modified": "1970-01-01T00:00:00Z",
+    }
+    assert read_document(file).metadata["modified"] == modified_at(file.mtime_ns)
     assert content_digest(read_document(touched)) == first
     (tmp_path / "a.md").write_text("# A\n\ntext, edited")
     [edited] = find_files(tmp_path)
     assert content_digest(read_document(edited)) != first
     # The same bytes sent by reference are another request: another digest.
     assert content_digest(read_document(file, by_reference=True)) != first
+    assert "modified" in read_document(file, by_reference=True).metadata
 
 
 def entry_of(root: Path, doc_id: str) -> Entry:
@@ -99,6 +106,10 @@ def test_metadata_given_to_the_pass_is_part_of_what_changed(tmp_path: Path) -> N
     manifest.entries["a.md"] = Entry(manifest.entries["a.md"].digest, -1, -1)  # size/mtime moved
     work = plan(find_files(tmp_path), manifest, options=DocumentOptions(metadata={"groups": ["hr"]}))
     assert [c.document.metadata["groups"] for c in work.updated] == [["hr"]]
+
+
+def test_a_file_time_is_iso_utc_to_the_second() -> None:
+    assert modified_at(1_765_000_000_123_456_789) == "2025-12-06T05:46:40Z"
 
 
 def test_the_manifest_survives_a_round_trip_and_refuses_a_damaged_file(tmp_path: Path) -> None:

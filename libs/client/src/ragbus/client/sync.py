@@ -159,10 +159,14 @@ class SyncReport:
     deleted: int
     chunks: int
     seconds: float
+    # Of the updated files, those whose text the index held as it is: only their metadata changed (a
+    # payload update, nothing embedded).
+    metadata: int = 0
 
     def line(self) -> str:
+        updated = f"{self.updated} updated" + (f" ({self.metadata} metadata only)" if self.metadata else "")
         return (
-            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {self.deleted} deleted"
+            f"{self.added} added, {updated}, {self.unchanged} unchanged, {self.deleted} deleted"
             f" ({self.chunks} chunks indexed in {self.seconds:.1f} s)"
         )
 
@@ -192,11 +196,14 @@ async def sync_pass(
     work = await asyncio.to_thread(scan)
     manifest.entries.update(work.touched)
     changes = {c.document.doc_id: c for c in (*work.added, *work.updated)}
-    chunks = 0
+    updated = {c.document.doc_id for c in work.updated}
+    chunks = metadata = 0
 
     def indexed(result: Indexed) -> None:
-        nonlocal chunks
+        nonlocal chunks, metadata
         chunks += result.chunks
+        if result.change == "metadata" and result.doc_id in updated:
+            metadata += 1
         change = changes[result.doc_id]
         manifest.entries[result.doc_id] = Entry(change.digest, change.file.size, change.file.mtime_ns)
         if on_indexed:
@@ -222,4 +229,5 @@ async def sync_pass(
         deleted=len(work.deleted),
         chunks=chunks,
         seconds=time.monotonic() - started,
+        metadata=metadata,
     )
