@@ -201,7 +201,7 @@ async def test_a_new_title_is_embedded_only_when_titles_are(
 
     [result] = service.results_of(renamed)
     if with_title:  # the model reads "title\ntext": a new title is new input, so new vectors
-        assert (result.data.upserted, result.data.updated) == (3, 0)
+        assert (result.data.upserted, result.data.replaced, result.data.updated) == (3, 3, 0)
         assert service.embedder.calls[calls][0] == "La tour Eiffel\n" + EIFFEL[0]
     else:  # the title is payload only
         assert (result.data.upserted, result.data.updated) == (0, 3)

@@ -256,7 +256,7 @@ def test_a_part_is_sorted_into_chunks_to_embed_to_rewrite_and_to_leave() -> None
     assert plan.embed_digests == [("p2", "c2"), ("p3", "c3"), ("p4", "c4")]
     assert [c.text for c in plan.rewrite.chunks] == ["b"]
     assert plan.rewrite_digests == [("p1", "c1")]
-    assert (plan.unchanged, plan.outdated) == (1, 3)
+    assert (plan.unchanged, plan.outdated, plan.replaced) == (1, 3, 2)
     assert (plan.rewrite.doc_id, plan.rewrite.version, plan.rewrite.part) == (part.doc_id, "v1", 0)
     fresh = domain.plan_writes(part, digests, contents, {})
     assert (fresh.embed, fresh.rewrite.chunks, fresh.unchanged, fresh.outdated) == (part, [], 0, 0)

@@ -111,6 +111,8 @@ class Indexed:
     # Chunks whose stored vectors still held and whose payload alone was rewritten (new metadata,
     # groups or title, the same text): not embedded again either.
     updated: int = 0
+    # Chunks embedded again in place of a stored point of the same id (a new title, another model).
+    replaced: int = 0
     # The tenant's document this one nearly repeats (MinHash), how closely, and whether it was left out.
     duplicate_of: str | None = None
     similarity: float | None = None
@@ -133,7 +135,7 @@ class Indexed:
             return "unchanged"
         if self.updated and self.updated + self.unchanged == self.chunks and not self.removed:
             return "metadata"
-        return "updated" if self.removed or self.unchanged or self.updated else "added"
+        return "updated" if self.removed or self.unchanged or self.updated or self.replaced else "added"
 
     @property
     def label(self) -> str:
@@ -294,6 +296,7 @@ class RagbusClient:
                 elapsed_ms=(time.perf_counter() - started) * 1000,
                 unchanged=sum(e.data.unchanged for e in events),
                 updated=sum(e.data.updated for e in events),
+                replaced=sum(e.data.replaced for e in events),
                 duplicate_of=events[0].data.duplicate_of,
                 similarity=events[0].data.similarity,
                 skipped=any(e.data.skipped for e in events),

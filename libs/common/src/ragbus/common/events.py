@@ -234,6 +234,11 @@ class DocsIndexed(_DocEvent):
         "payload alone was rewritten: the document's metadata, groups or version changed, not what is "
         "embedded; not embedded again",
     )
+    replaced: int = Field(
+        default=0,
+        description="of the `upserted` chunks, those that replaced a stored point of the same chunk id "
+        "(embedded again: a new title while titles are embedded, another model)",
+    )
     deleted: bool = False
     duplicate_of: str | None = Field(
         default=None, description="an earlier document of the tenant this one nearly repeats"

@@ -134,6 +134,11 @@ class Writes:
     # are out of date on the points of this version the store holds.
     outdated: int = 0
 
+    @property
+    def replaced(self) -> int:
+        """Chunks to embed whose id the store holds already (their vectors no longer hold)."""
+        return self.outdated - len(self.rewrite.chunks)
+
 
 def plan_writes(
     chunked: DocsChunked,
@@ -238,6 +243,7 @@ def indexed(
     elapsed_ms: float,
     unchanged: int = 0,
     updated: int = 0,
+    replaced: int = 0,
     duplicate: Duplicate | None = None,
 ) -> DocsIndexed:
     """The result of one part: its chunks are searchable, older versions' chunks are gone (and, when
@@ -252,6 +258,7 @@ def indexed(
         removed=removed,
         unchanged=unchanged,
         updated=updated,
+        replaced=replaced,
         duplicate_of=duplicate.doc_id if duplicate else None,
         similarity=duplicate.similarity if duplicate else None,
         embedding_model=model,

@@ -83,6 +83,7 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
             removed=removed,
             unchanged=written.unchanged,
             updated=written.updated,
+            replaced=written.replaced,
             model=deps.embedder.name,
             elapsed_ms=_ms_since(started),
             duplicate=duplicate,
@@ -126,6 +127,7 @@ class _Written:
     embedded: int = 0  # chunks embedded and written
     updated: int = 0  # chunks whose payload alone was rewritten
     unchanged: int = 0  # chunks stored as they are
+    replaced: int = 0  # of the embedded, those whose id was stored already
 
 
 async def _write(deps: EmbedDeps, part: DocsChunked, tenant: str) -> _Written:
@@ -149,7 +151,7 @@ async def _write(deps: EmbedDeps, part: DocsChunked, tenant: str) -> _Written:
         ):
             updated = await deps.store.rewrite_payloads(points)
     embedded = await _embed(deps, plan.embed, tenant, plan.embed_digests) if plan.embed.chunks else 0
-    return _Written(embedded, updated, plan.unchanged)
+    return _Written(embedded, updated, plan.unchanged, plan.replaced)
 
 
 async def _embed(deps: EmbedDeps, todo: DocsChunked, tenant: str, digests: list[tuple[str, str]]) -> int:
