@@ -290,7 +290,8 @@ async def ingest(
     """Index documents: a file, a directory (recursive), - for stdin, or a dataset (--records).
 
     It waits as long as the stack indexes documents (its own may wait behind a backlog) and gives up
-    after --stall-timeout seconds without progress, saying which documents are not indexed yet.
+    after --stall-timeout seconds without progress, saying where each document not indexed yet is
+    (submitted but not chunked yet, or chunked but not indexed).
     """
     options = _document_options(meta, groups, chunking)
     found = (
