@@ -14,7 +14,14 @@ from aiokafka import AIOKafkaProducer
 from ragbus.client.client import Document, RagbusClient
 from ragbus.common import topics
 from ragbus.common.envelope import Envelope
-from ragbus.common.events import AnswersDelta, DeadLetter, DocsSubmitted, QueriesSubmitted, QueryOptions
+from ragbus.common.events import (
+    AnswersDelta,
+    DeadLetter,
+    DocsSubmitted,
+    QueriesSubmitted,
+    QueryFilter,
+    QueryOptions,
+)
 from ragbus.common.ids import uuid7
 from ragbus.common.kafka import client_options
 
@@ -550,8 +557,6 @@ async def test_eval_answers_scores_each_tier_on_the_same_questions(
 
 
 async def test_metadata_filters_apply_to_retrieval_end_to_end(stack: Stack) -> None:
-    from ragbus.common.events import QueryFilter
-
     docs = [
         Document("hr-leave", "Parental leave is sixteen weeks, paid in full.", title="Leave",
                  metadata={"groups": ["hr"], "date": "2024-03-01"}),
@@ -602,3 +607,32 @@ async def test_a_document_for_some_groups_is_retrieved_only_for_askers_in_them(s
         assert await seen(c, ()) == {"salaries", "handbook"}
     assert "41,000" not in outsider.answer.answer
     assert "salaries" not in {x.doc_id for x in outsider.answer.citations}
+
+
+async def test_a_change_of_metadata_only_embeds_nothing_and_retrieval_sees_it_at_once(stack: Stack) -> None:
+    text = "The 2027 travel policy refunds rail tickets in second class and hotel nights up to 140 euros."
+    question = "How much does the travel policy refund for a hotel night?"
+
+    def travel(title: str, team: str, groups: tuple[str, ...]) -> Document:
+        return Document("travel", text, title=title, metadata={"team": team}, groups=groups)
+
+    async def found(c: RagbusClient, groups: tuple[str, ...], team: str | None = None) -> list[str | None]:
+        where = QueryFilter(metadata={"team": [team]}) if team else None
+        options = QueryOptions(retrieve_only=True, top_k=5, where=where)
+        result = await c.ask(question, options=options, groups=groups)
+        return [r.title for r in result.answer.retrieved if r.doc_id == "travel"]
+
+    async with client(stack, tenant="metadata") as c:
+        [first] = await c.ingest([travel("Travel policy", "finance", ("finance",))])
+        assert await found(c, ("finance",)) == ["Travel policy"] * first.chunks
+        # New team and new readers, the same text: payloads rewritten, nothing embedded.
+        [moved] = await c.ingest([travel("Travel policy", "hr", ("hr",))])
+        assert (moved.change, moved.updated, moved.unchanged) == ("metadata", first.chunks, 0)
+        assert await found(c, ("finance",)) == []
+        assert await found(c, ("hr",), team="finance") == []
+        assert await found(c, ("hr",), team="hr") == ["Travel policy"] * first.chunks
+        # A new title is embedded with the text (EMBED_WITH_TITLE, the default): new vectors, and
+        # the new title is what a search returns.
+        [renamed] = await c.ingest([travel("Travel and expenses", "hr", ("hr",))])
+        assert (renamed.change, renamed.updated) == ("updated", 0)
+        assert await found(c, ("hr",)) == ["Travel and expenses"] * first.chunks

@@ -27,6 +27,7 @@ from ragbus.common.events import (
     Cascade,
     Citation,
     DeadLetter,
+    DocsChunked,
     DocsIndexed,
     FeedbackRecorded,
     QueriesAccepted,
@@ -39,7 +40,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def indexed(
-    doc_id: str, *, chunks: int = 1, part: int = 0, parts: int = 1, removed: int = 0, unchanged: int = 0
+    doc_id: str,
+    *,
+    chunks: int = 1,
+    part: int = 0,
+    parts: int = 1,
+    removed: int = 0,
+    unchanged: int = 0,
+    updated: int = 0,
 ) -> DocsIndexed:
     return DocsIndexed(
         doc_id=doc_id,
@@ -47,10 +55,15 @@ def indexed(
         part=part,
         parts=parts,
         chunk_ids=[uuid.uuid4() for _ in range(chunks)],
-        upserted=chunks - unchanged,
+        upserted=chunks - unchanged - updated,
         unchanged=unchanged,
+        updated=updated,
         removed=removed,
     )
+
+
+def chunked(doc_id: str, part: int, parts: int) -> DocsChunked:
+    return DocsChunked(doc_id=doc_id, version="v1", part=part, parts=parts)
 
 
 # --- item 4: waiting while the stack makes progress ---------------------------------------------------
@@ -95,8 +108,36 @@ async def test_a_stall_says_how_many_are_indexed_and_which_are_not(
     assert result.exit_code == 1
     assert result.stdout.splitlines() == ["ingesting 3 documents …", "  indexed a.md  1 chunk  (1/3)"]
     assert result.stderr == (
-        "ragbus: error: no document was indexed on the bus for 1 s: 1 of 3 documents indexed; not yet: "
-        "b.md (1 of 2 parts), c.md (is `ragbus up` running? `ragbus status` shows the services)\n"
+        "ragbus: error: no document was indexed on the bus for 1 s: 1 of 3 documents indexed; waiting: "
+        "1 submitted, not chunked yet (ingest): c.md; 1 chunked, not indexed yet (embed): "
+        "b.md (1 of 2 parts indexed) (is `ragbus up` running? `ragbus status` shows the services)\n"
+    )
+
+
+async def test_a_stall_says_which_stage_each_waiting_document_is_in(fake_stack: FakeStack) -> None:
+    names = ["a.md", "b.md", "c.md", "d.md", "e.md"]
+
+    async def stack_with_a_slow_embedder() -> None:
+        got = {r.data.doc_id: r for r in [await fake_stack.request(topics.DOCS_SUBMITTED) for _ in names]}
+        # Ingest chunked a, b (in two parts), c and e's first part of three; d never got past it.
+        for name, parts in (("a.md", 1), ("b.md", 2), ("c.md", 1)):
+            for part in range(parts):
+                await fake_stack.reply(got[name], chunked(name, part, parts), seq=f"c{part}")
+        await fake_stack.reply(got["e.md"], chunked("e.md", 0, 3), seq="c0")
+        # Embed indexed a, and one part of b; then nothing more.
+        await fake_stack.reply(got["a.md"], indexed("a.md"))
+        await fake_stack.reply(got["b.md"], indexed("b.md", parts=2), seq=0)
+
+    async with RagbusClient(fake_stack.kafka) as client:
+        stack = asyncio.create_task(stack_with_a_slow_embedder())
+        with pytest.raises(WaitTimeout) as stalled:
+            await client.ingest([Document(doc_id=n, text=n) for n in names], stall_timeout=1.5)
+        await stack
+    assert str(stalled.value) == (
+        "no document was indexed on the bus for 2 s: 1 of 5 documents indexed; waiting: "
+        "1 submitted, not chunked yet (ingest): d.md; "
+        "3 chunked, not indexed yet (embed): b.md (1 of 2 parts indexed), c.md, e.md (1 of 3 parts chunked) "
+        "(is `ragbus up` running? `ragbus status` shows the services)"
     )
 
 
@@ -108,7 +149,11 @@ async def test_the_overall_timeout_still_holds_while_progress_is_made(fake_stack
 
     async with RagbusClient(fake_stack.kafka) as client:
         stack = asyncio.create_task(busy_stack())
-        with pytest.raises(WaitTimeout, match=r"^timed out after 1 s: 0 of 1 document indexed; not yet: a"):
+        with pytest.raises(
+            WaitTimeout,
+            match=r"^timed out after 1 s: 0 of 1 document indexed; waiting: 1 submitted, not chunked yet "
+            r"\(ingest\): a ",
+        ):
             await client.ingest([Document(doc_id="a", text="A.")], stall_timeout=5, timeout=1)
         stack.cancel()
 
@@ -324,32 +369,34 @@ async def test_a_question_dead_lettered_in_the_model_lane_is_an_error_not_a_wait
     assert "orchestrator could not process it (ValueError): the model lane could not read it" in result.output
 
 
-async def test_ingest_says_which_documents_were_found_unchanged(
+async def test_ingest_says_which_documents_were_found_unchanged_or_changed_in_metadata_only(
     fake_stack: FakeStack, tmp_path: Path
 ) -> None:
-    for name in ("same", "edited"):
+    for name in ("same", "edited", "retagged"):
         (tmp_path / f"{name}.md").write_text(f"# {name}\n\ntext of {name}")
 
     async def stack() -> None:
-        got = {r.data.doc_id: r for r in [await fake_stack.request(topics.DOCS_SUBMITTED) for _ in range(2)]}
+        got = {r.data.doc_id: r for r in [await fake_stack.request(topics.DOCS_SUBMITTED) for _ in range(3)]}
         await fake_stack.reply(got["same.md"], indexed("same.md", chunks=2, unchanged=2))
         # Partly unchanged is still a change: one chunk was embedded again.
         await fake_stack.reply(got["edited.md"], indexed("edited.md", chunks=2, unchanged=1))
+        # The same text with other metadata: payloads rewritten, nothing embedded.
+        await fake_stack.reply(got["retagged.md"], indexed("retagged.md", chunks=2, updated=2))
 
     task = asyncio.create_task(stack())
     result = await fake_stack.cli("ingest", str(tmp_path))
     await task
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert sorted(lines[1:3]) == sorted(
-        ["  indexed same.md  2 chunks  unchanged  (1/2)", "  indexed edited.md  2 chunks  (2/2)"]
-    ) or sorted(lines[1:3]) == sorted(
-        ["  indexed edited.md  2 chunks  (1/2)", "  indexed same.md  2 chunks  unchanged  (2/2)"]
-    )
+    assert {re.sub(r"  \(\d/3\)$", "", line) for line in lines[1:4]} == {
+        "  indexed same.md  2 chunks  unchanged",
+        "  indexed edited.md  2 chunks",
+        "  indexed retagged.md  2 chunks  updated (metadata)",
+    }
     assert re.fullmatch(
-        r"2 documents, 4 chunks indexed in [\d.]+ s \([\d.]+ docs/s, [\d.]+ chunks/s\)", lines[3]
+        r"3 documents, 6 chunks indexed in [\d.]+ s \([\d.]+ docs/s, [\d.]+ chunks/s\)", lines[4]
     )
-    assert lines[4] == "0 added, 1 updated, 1 unchanged"
+    assert lines[5] == "0 added, 2 updated (1 metadata only), 1 unchanged"
 
 
 def test_the_progress_line_gives_counts_rates_and_the_time_left() -> None:

@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 
 from ragbus.client.errors import CliError
-from ragbus.client.sources import DocumentOptions, content_digest, find_files, read_document
-from ragbus.client.sync import Entry, Manifest, manifest_path, plan
+from ragbus.client.sources import (
+    AS_THEY_ARE,
+    DocumentOptions,
+    content_digest,
+    find_files,
+    modified_at,
+    read_document,
+)
+from ragbus.client.sync import Entry, Manifest, manifest_path, options_key, plan
 
 
 def tree(root: Path, files: dict[str, str]) -> None:
@@ -53,12 +60,19 @@ def test_the_digest_follows_content_and_metadata_not_the_file_time(tmp_path: Pat
     os.utime(tmp_path / "a.md", ns=(1, 1))
     [touched] = find_files(tmp_path)
     assert touched.mtime_ns != file.mtime_ns
+    # The file's time goes with its document as metadata, but a new time alone is no change.
+    assert read_document(touched).metadata == {
+        "path": str(tmp_path / "a.md"),
+        "modified": "1970-01-01T00:00:00Z",
+    }
+    assert read_document(file).metadata["modified"] == modified_at(file.mtime_ns)
     assert content_digest(read_document(touched)) == first
     (tmp_path / "a.md").write_text("# A\n\ntext, edited")
     [edited] = find_files(tmp_path)
     assert content_digest(read_document(edited)) != first
     # The same bytes sent by reference are another request: another digest.
     assert content_digest(read_document(file, by_reference=True)) != first
+    assert "modified" in read_document(file, by_reference=True).metadata
 
 
 def entry_of(root: Path, doc_id: str) -> Entry:
@@ -71,6 +85,7 @@ def test_a_plan_sorts_files_into_added_updated_unchanged_and_deleted(tmp_path: P
     tree(root, {"same.md": "same", "touched.md": "touched", "edited.md": "old", "gone.md": "gone"})
     manifest = Manifest(tmp_path / "m.json", str(root), "t")
     manifest.entries = {d: entry_of(root, d) for d in ("same.md", "touched.md", "edited.md", "gone.md")}
+    manifest.options = options_key(AS_THEY_ARE, by_reference=False)  # the last pass set nothing either
     (root / "gone.md").unlink()
     (root / "edited.md").write_text("new text")
     os.utime(root / "touched.md", ns=(10**18, 10**18))
@@ -94,19 +109,29 @@ def test_a_plan_sorts_files_into_added_updated_unchanged_and_deleted(tmp_path: P
 
 def test_metadata_given_to_the_pass_is_part_of_what_changed(tmp_path: Path) -> None:
     tree(tmp_path, {"a.md": "a"})
-    manifest = Manifest(tmp_path / "m.json", str(tmp_path), "t")
+    manifest = Manifest(tmp_path / "m.json", str(tmp_path), "t", options=options_key(AS_THEY_ARE, False))
     manifest.entries["a.md"] = entry_of(tmp_path, "a.md")
-    manifest.entries["a.md"] = Entry(manifest.entries["a.md"].digest, -1, -1)  # size/mtime moved
-    work = plan(find_files(tmp_path), manifest, options=DocumentOptions(metadata={"groups": ["hr"]}))
-    assert [c.document.metadata["groups"] for c in work.updated] == [["hr"]]
+    assert plan(find_files(tmp_path), manifest).unchanged  # size and mtime on record: not even read
+    # Other options for every document: the same size and mtime no longer say the document is the same.
+    work = plan(find_files(tmp_path), manifest, options=DocumentOptions(groups=("hr",)))
+    assert [c.document.groups for c in work.updated] == [("hr",)]
+    work = plan(find_files(tmp_path), manifest, options=DocumentOptions(metadata={"team": "ops"}))
+    assert [c.document.metadata["team"] for c in work.updated] == ["ops"]
+    # A manifest from before options were kept: every file is read once (and sent only if it moved).
+    manifest.options = None
+    assert [f.doc_id for f in plan(find_files(tmp_path), manifest).unchanged] == ["a.md"]
+
+
+def test_a_file_time_is_iso_utc_to_the_second() -> None:
+    assert modified_at(1_765_000_000_123_456_789) == "2025-12-06T05:46:40Z"
 
 
 def test_the_manifest_survives_a_round_trip_and_refuses_a_damaged_file(tmp_path: Path) -> None:
     path = tmp_path / "sync" / "m.json"
-    manifest = Manifest(path, "/docs", "acme", {"a.md": Entry("d1", 3, 7)})
+    manifest = Manifest(path, "/docs", "acme", {"a.md": Entry("d1", 3, 7)}, options="k1")
     manifest.save()
     again = Manifest.load(path, root="/docs", tenant="acme")
-    assert again.entries == {"a.md": Entry("d1", 3, 7)}
+    assert (again.entries, again.options) == ({"a.md": Entry("d1", 3, 7)}, "k1")
     assert [p.name for p in path.parent.iterdir()] == ["m.json"]  # no temporary file left behind
     path.write_text("{not json")
     with pytest.raises(CliError, match=r"cannot read the sync manifest .*\(remove it"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ragbus.common import topics
-from ragbus.common.events import DocsIndexed
+from ragbus.common.events import DocsIndexed, DocsSubmitted
 
 from .conftest import FakeStack
 
@@ -78,6 +78,45 @@ async def test_a_second_pass_sends_only_what_changed(
     assert "0 added, 0 updated, 3 unchanged, 0 deleted (0 chunks indexed" in third.stdout
     with pytest.raises(TimeoutError):
         await fake_stack.request(topics.DOCS_SUBMITTED, timeout=1)
+
+
+async def test_a_touched_file_is_not_sent_and_new_readers_are_a_metadata_update(
+    fake_stack: FakeStack, tmp_path: Path, ragbus_home: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    memo = docs / "memo.md"
+    memo.write_text("# memo\n\ntext of the memo")
+    os.utime(memo, ns=(1_765_000_000 * 10**9,) * 2)
+
+    async def stack(**counts: int) -> DocsSubmitted:
+        request = await fake_stack.request(topics.DOCS_SUBMITTED)
+        await fake_stack.reply(request, indexed("memo.md").model_copy(update=counts))
+        data: DocsSubmitted = request.data
+        return data
+
+    task = asyncio.create_task(stack())
+    assert (await fake_stack.cli("sync", str(docs))).exit_code == 0
+    sent = await task
+    assert sent.metadata == {"path": str(memo), "modified": "2025-12-06T05:46:40Z"}
+
+    # Touched, not edited: the time alone is no change, nothing is sent.
+    os.utime(memo, ns=(1_766_000_000 * 10**9,) * 2)
+    touched = await fake_stack.cli("sync", str(docs))
+    assert "0 added, 0 updated, 1 unchanged, 0 deleted (0 chunks indexed" in touched.stdout
+    with pytest.raises(TimeoutError):
+        await fake_stack.request(topics.DOCS_SUBMITTED, timeout=1)
+
+    # New readers: sent, and the stack finds the text stored as it is (payloads only).
+    task = asyncio.create_task(stack(upserted=0, updated=1))
+    regrouped = await fake_stack.cli("sync", str(docs), "--groups", "hr")
+    assert regrouped.exit_code == 0, regrouped.output
+    sent = await task
+    assert (sent.groups, sent.metadata["modified"]) == (["hr"], "2025-12-17T19:33:20Z")
+    assert "  updated (metadata) memo.md  1 chunk" in regrouped.stdout
+    assert (
+        "0 added, 1 updated (1 metadata only), 0 unchanged, 0 deleted (1 chunks indexed" in regrouped.stdout
+    )
 
 
 async def test_a_missing_directory_deletes_nothing(

@@ -15,7 +15,7 @@ import pytest
 
 from ragbus.common.ids import record_id
 from ragbus.vectors.errors import DimensionMismatch, InputRejected, VectorStoreError
-from ragbus.vectors.ports import ANY, ChunkPoint, SearchFilter, VectorStore
+from ragbus.vectors.ports import ANY, ChunkPoint, DocumentFields, SearchFilter, StoredDigests, VectorStore
 from ragbus.vectors.sparse import Bm25Encoder
 
 DIM = 8
@@ -164,7 +164,7 @@ class TestVectorStoreContract:
     async def test_stored_digests_say_what_a_tenants_points_were_made_from(self, store: VectorStore) -> None:
         assert await store.stored_digests("acme", [uuid.uuid4()]) == {}  # no store yet: nothing stored
         await store.ensure(DIM)
-        with_digest = replace(point("acme", "d1", 0, unit(1)), digest="sha-0")
+        with_digest = replace(point("acme", "d1", 0, unit(1)), digest="sha-0", content_digest="text-0")
         without = point("acme", "d1", 1, unit(1, 1))
         theirs = replace(point("globex", "d1", 2, unit(1)), digest="sha-2")
         await store.upsert([with_digest, without, theirs])
@@ -173,10 +173,12 @@ class TestVectorStoreContract:
         found = await store.stored_digests("acme", [with_digest.id, without.id, theirs.id, missing])
 
         # Another tenant's point is as good as absent, whatever its id.
-        assert found == {with_digest.id: "sha-0", without.id: None}
+        assert found == {with_digest.id: StoredDigests("sha-0", "text-0"), without.id: StoredDigests(None)}
         assert await store.stored_digests("acme", []) == {}
         await store.upsert([replace(with_digest, digest="sha-0b")])
-        assert await store.stored_digests("acme", [with_digest.id]) == {with_digest.id: "sha-0b"}
+        assert await store.stored_digests("acme", [with_digest.id]) == {
+            with_digest.id: StoredDigests("sha-0b", "text-0")
+        }
 
     async def test_more_points_than_one_write_batch_are_all_written(self, store: VectorStore) -> None:
         await store.ensure(DIM)  # the fixtures write in batches of 3
@@ -453,6 +455,121 @@ class TestVersionSwapContract:
         await store.ensure(DIM)
         await store.upsert(doc("acme", "memo", 2))
         assert {h.doc_id for h in await store.search("acme", unit(1), 5)} == {"memo"}
+
+
+class TestPayloadUpdateContract:
+    """A change of what a document's points say (metadata, title, readers), not of what they were
+    embedded from, rewrites their payloads and keeps their vectors."""
+
+    async def test_rewritten_payloads_keep_the_vectors_and_replace_everything_else(
+        self, store: VectorStore
+    ) -> None:
+        await store.ensure(DIM)
+        words = query_terms("pump valve")
+        old = [
+            replace(
+                point("acme", "manual", i, unit(1, 0.2 * i), text=f"pump valve part {i}", sparse=True),
+                title="Manual",
+                metadata={"team": "ops", "reviewed": "no"},
+                flags=("injection",) if i == 0 else (),
+                groups=("hr",),
+                digest=f"old-{i}",
+                content_digest=f"text-{i}",
+            )
+            for i in range(3)
+        ]
+        await store.upsert(old)
+        other = point("acme", "other", 0, unit(0, 1))
+        await store.upsert([other])
+        # What a re-sent document with a new title, metadata and readers would write: no vector at all.
+        new = [
+            replace(
+                p,
+                vector=(),
+                sparse=None,
+                title="Pump manual",
+                metadata={"team": "maintenance"},
+                flags=(),
+                groups=(),
+                digest=f"new-{p.index}",
+            )
+            for p in old
+        ]
+        ghost = replace(new[0], id=uuid.uuid4())  # not stored: skipped, not created
+        theirs = replace(new[1], tenant="globex")  # another tenant's id: not rewritten
+
+        assert await store.rewrite_payloads([*new, ghost, theirs]) == 3
+
+        assert await store.count("acme") == 4
+        legs = await store.search_hybrid("acme", unit(1), words, 10, SearchFilter(groups=()))
+        by_index = {h.index: h for h in legs.dense if h.doc_id == "manual"}
+        assert set(by_index) == {0, 1, 2}
+        for i, hit in by_index.items():
+            # The vectors are the ones stored: same cosine, and the lexical leg still finds the words.
+            assert hit.score == pytest.approx(
+                sum(a * b for a, b in zip(unit(1, 0.2 * i), unit(1), strict=True)), abs=1e-4
+            )
+            assert (hit.title, dict(hit.metadata), hit.flags) == ("Pump manual", {"team": "maintenance"}, ())
+        assert {h.doc_id for h in legs.sparse} == {"manual"}
+        assert (await store.stored_digests("acme", [old[1].id]))[old[1].id] == StoredDigests(
+            "new-1", "text-1"
+        )
+        assert await store.rewrite_payloads([]) == 0
+
+    async def test_a_rewrite_keeps_a_live_point_live_and_moves_another_versions_point_to_pending(
+        self, store: VectorStore
+    ) -> None:
+        await store.ensure(DIM)
+        live = point("acme", "memo", 0, unit(1))
+        await store.upsert([replace(live, pending=True)])
+        await store.publish("acme", "memo", "v1")
+        # Same version: a payload change is no new version, and the point never leaves the readers.
+        assert await store.rewrite_payloads([replace(live, title="Memo", pending=True)]) == 1
+        [hit] = await store.search("acme", unit(1), 5)
+        assert (hit.title, hit.version) == ("Memo", "v1")
+        # Another version (a chunk a new version shares): hidden until that version is published.
+        assert await store.rewrite_payloads([replace(live, version="v2", pending=True)]) == 1
+        assert await store.search("acme", unit(1), 5) == []
+        await store.publish("acme", "memo", "v2")
+        assert [h.version for h in await store.search("acme", unit(1), 5)] == ["v2"]
+
+    async def test_document_fields_change_on_every_point_of_the_version_at_once(
+        self, store: VectorStore
+    ) -> None:
+        await store.ensure(DIM)
+        await store.upsert(
+            [
+                replace(p, title="Salaries", metadata={"year": 2026}, groups=("hr",))
+                for p in doc("acme", "pay", 3)
+            ]
+            + [replace(p, groups=("hr",)) for p in doc("acme", "pay", 2, version="v0")]
+            + [replace(p, groups=("hr",)) for p in doc("globex", "pay", 2)]
+        )
+
+        async def readers(tenant: str = "acme", version: str = "v1") -> dict[str, int]:
+            seen = {}
+            for groups in (("hr",), ("finance",), ()):
+                hits = await store.search(tenant, unit(1), 20, SearchFilter(groups=groups))
+                seen[",".join(groups) or "-"] = len([h for h in hits if h.version == version])
+            return seen
+
+        assert await readers() == {"hr": 3, "finance": 0, "-": 0}
+        await store.set_document_fields(
+            "acme", "pay", "v1", DocumentFields("Pay bands", {"year": 2027}, ("finance",))
+        )
+        # Every point of v1 at once: hr no longer reads any of them, finance reads them all.
+        assert await readers() == {"hr": 0, "finance": 3, "-": 0}
+        hits = await store.search("acme", unit(1), 20, SearchFilter(metadata={"year": [2027]}))
+        assert {(h.title, h.version) for h in hits} == {("Pay bands", "v1")}
+        # Other versions and other tenants keep theirs.
+        assert await readers(version="v0") == {"hr": 2, "finance": 0, "-": 0}
+        assert await readers("globex") == {"hr": 2, "finance": 0, "-": 0}
+        # Open to all again: an empty list of groups reads as open, like none.
+        await store.set_document_fields("acme", "pay", "v1", DocumentFields(None, {}))
+        assert await readers() == {"hr": 3, "finance": 3, "-": 3}
+        assert {
+            h.title for h in await store.search("acme", unit(1), 20, SearchFilter(doc_ids=["pay"], groups=()))
+        } == {None}
 
 
 class TestNearDuplicateContract:

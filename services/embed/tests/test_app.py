@@ -54,10 +54,9 @@ def chunked(
     return DocsChunked(
         doc_id=doc_id,
         version=version,
-        title="Eiffel Tower",
         chunks=chunks,
         total_chunks=len(chunks),
-        **fields,
+        **({"title": "Eiffel Tower"} | fields),
     )
 
 
@@ -75,12 +74,13 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> 
 class Service:
     """The embed app on the in-memory broker, with the store and embedder it was given."""
 
-    def __init__(self, prefix: str, store: VectorStore) -> None:
+    def __init__(self, prefix: str, store: VectorStore, *, with_title: bool = True) -> None:
         retry = RetrySettings(initial_backoff_s=0.01, max_backoff_s=0.05, max_attempts_unknown=3)
         settings = component_settings(EmbedSettings, prefix, retry=retry)
         self.embedder = HashingEmbedder(dim=32)
         self.store = store
-        self.harness = Harness(create_app(settings, EmbedDeps(embedder=self.embedder, store=store)))
+        deps = EmbedDeps(embedder=self.embedder, store=store, with_title=with_title)
+        self.harness = Harness(create_app(settings, deps))
 
     @property
     def dead(self) -> list[Received]:
@@ -161,27 +161,53 @@ async def test_an_unchanged_document_sent_again_is_not_embedded_again(service: S
     assert await service.store.count("acme", "eiffel") == 3
 
 
-async def test_what_changed_besides_the_text_is_written_and_only_the_changed_chunks_embedded(
-    service: Service,
-) -> None:
+async def test_a_metadata_only_change_rewrites_the_payloads_and_embeds_nothing(service: Service) -> None:
     async with service.harness as h:
-        await h.send(chunked("eiffel", EIFFEL, metadata={"groups": ["staff"]}))
+        await h.send(chunked("eiffel", EIFFEL, metadata={"team": "ops"}, groups=["staff"]))
         calls = len(service.embedder.calls)
-        # New groups on the same text: every point must carry them (retrieval filters on them).
-        regrouped = await h.send(chunked("eiffel", EIFFEL, metadata={"groups": ["public"]}))
-        # One flagged chunk, the rest as just written: only that chunk is embedded again.
-        part = chunked("eiffel", EIFFEL, metadata={"groups": ["public"]})
+        # The same text with new metadata and new readers: every point must carry them (retrieval
+        # filters on them), and no vector changes.
+        regrouped = await h.send(chunked("eiffel", EIFFEL, metadata={"team": "travel"}, groups=["public"]))
+        # One chunk newly flagged by the scan, the rest as just written: that chunk's payload only.
+        part = chunked("eiffel", EIFFEL, metadata={"team": "travel"}, groups=["public"])
         flagged = part.chunks[1].model_copy(update={"flags": ["injection"], "injection_score": 0.9})
         one = await h.send(part.model_copy(update={"chunks": [part.chunks[0], flagged, part.chunks[2]]}))
 
     [first] = service.results_of(regrouped)
-    assert (first.data.upserted, first.data.unchanged) == (3, 0)
+    assert (first.data.upserted, first.data.updated, first.data.unchanged, first.data.removed) == (0, 3, 0, 0)
     [second] = service.results_of(one)
-    assert (second.data.upserted, second.data.unchanged) == (1, 2)
-    assert service.embedder.calls[calls + 1] == ["Eiffel Tower\n" + EIFFEL[1]]
-    hits = await service.store.search("acme", await service.embedder.embed_query(EIFFEL[1]), 3)
-    assert {h.metadata["groups"][0] for h in hits} == {"public"}
+    assert (second.data.upserted, second.data.updated, second.data.unchanged) == (0, 1, 2)
+    assert len(service.embedder.calls) == calls  # nothing embedded again
+    query = await service.embedder.embed_query(EIFFEL[1])
+    hits = await service.store.search("acme", query, 3, SearchFilter(groups=("public",)))
+    assert {h.metadata["team"] for h in hits} == {"travel"}
     assert {h.text: h.flags for h in hits}[EIFFEL[1]] == ("injection",)
+    assert hits[0].text == EIFFEL[1]  # the vectors are the ones embedded first: still found by them
+    # Retrieval filters see the new values at once: the old readers and the old metadata find nothing.
+    assert await service.store.search("acme", query, 3, SearchFilter(groups=("staff",))) == []
+    assert await service.store.search("acme", query, 3, SearchFilter(metadata={"team": ["ops"]})) == []
+    assert await service.store.count("acme", "eiffel") == 3
+
+
+@pytest.mark.parametrize("with_title", [True, False])
+async def test_a_new_title_is_embedded_only_when_titles_are(
+    topic_prefix: str, store: VectorStore, with_title: bool
+) -> None:
+    service = Service(topic_prefix, store, with_title=with_title)
+    async with service.harness as h:
+        await h.send(chunked("eiffel", EIFFEL))
+        calls = len(service.embedder.calls)
+        renamed = await h.send(chunked("eiffel", EIFFEL, title="La tour Eiffel"))
+
+    [result] = service.results_of(renamed)
+    if with_title:  # the model reads "title\ntext": a new title is new input, so new vectors
+        assert (result.data.upserted, result.data.replaced, result.data.updated) == (3, 3, 0)
+        assert service.embedder.calls[calls][0] == "La tour Eiffel\n" + EIFFEL[0]
+    else:  # the title is payload only
+        assert (result.data.upserted, result.data.updated) == (0, 3)
+        assert len(service.embedder.calls) == calls
+    hits = await store.search("acme", await service.embedder.embed_query(EIFFEL[2]), 3)
+    assert {h.title for h in hits} == {"La tour Eiffel"}
 
 
 async def test_a_new_version_replaces_the_old_chunks(service: Service) -> None:
@@ -192,8 +218,8 @@ async def test_a_new_version_replaces_the_old_chunks(service: Service) -> None:
         v2 = await h.send(chunked("eiffel", [EIFFEL[0], "It is 330 metres tall."], version="v2"))
 
     [result] = service.results_of(v2)
-    assert result.data.upserted == 2
-    assert result.data.removed == 2
+    # The kept chunk's vectors still hold: its payload moves to v2, nothing is embedded for it.
+    assert (result.data.upserted, result.data.updated, result.data.removed) == (1, 1, 2)
     hits = await service.store.search(
         "acme", await service.embedder.embed_query("tower"), 10, SearchFilter(doc_ids=["eiffel"])
     )

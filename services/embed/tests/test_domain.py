@@ -10,6 +10,7 @@ from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import ChunkData, DocsChunked, TextSpan
 from ragbus.common.ids import content_hash, record_id
 from ragbus.embed import domain
+from ragbus.vectors.ports import DocumentFields, StoredDigests
 
 
 def chunk(tenant: str, doc_id: str, index: int, text: str) -> ChunkData:
@@ -204,17 +205,76 @@ def test_points_carry_who_may_read_their_document() -> None:
     assert {p.groups for p in domain.chunk_points(chunked("Open to all."), "acme", [[1.0, 0.0]])} == {()}
 
 
-def test_changed_keeps_the_chunks_whose_point_is_missing_or_made_from_something_else() -> None:
-    part = chunked("a", "b", "c")
-    digests = ["d0", "d1", "d2"]
-    ids = [c.chunk_id for c in part.chunks]
+def test_a_chunks_content_digest_changes_only_with_what_its_vectors_are_made_from() -> None:
+    part = chunked("It is 330 metres tall.", "It opened in 1889.", title="Eiffel Tower", metadata={"k": "v"})
 
-    todo, todo_digests = domain.changed(part, digests, {ids[0]: "d0", ids[1]: "old", ids[2]: None})
-    assert [c.text for c in todo.chunks] == ["b", "c"]  # b was made from other input; c had no digest
-    assert todo_digests == ["d1", "d2"]
-    assert (todo.doc_id, todo.version, todo.part) == (part.doc_id, part.version, part.part)
-    assert domain.changed(part, digests, {}) == (part, digests)
-    assert domain.changed(part, digests, dict(zip(ids, digests, strict=True)))[0].chunks == []
+    def contents(p: DocsChunked = part, **kw: object) -> list[str]:
+        options: dict[str, object] = {"model": "m", "with_title": True, "sparse": True} | kw
+        return domain.content_digests(p, **options)  # type: ignore[arg-type]
+
+    base = contents()
+    assert base == contents()
+    assert len(set(base)) == 2
+    # What the model reads, which model, and whether BM25 terms go with it: new vectors.
+    for other in (
+        contents(model="other-model"),
+        contents(sparse=False),
+        contents(with_title=False),
+        contents(part.model_copy(update={"title": "La tour"})),  # the title is embedded
+    ):
+        assert set(other).isdisjoint(base)
+    # What only the payload says: the same vectors.
+    flagged = part.chunks[0].model_copy(update={"flags": ["injection"], "injection_score": 0.9})
+    for same in (
+        part.model_copy(update={"metadata": {"k": "w", "modified": "2026-12-05T10:00:00Z"}}),
+        part.model_copy(update={"groups": ["hr"]}),
+        part.model_copy(update={"version": "v2"}),
+        part.model_copy(update={"uri": "file:///moved.md"}),
+        part.model_copy(update={"chunks": [flagged, part.chunks[1]]}),
+    ):
+        assert contents(same) == base
+    # Unless the title is not embedded: then it is payload too.
+    untitled = contents(with_title=False)
+    assert contents(part.model_copy(update={"title": "La tour"}), with_title=False) == untitled
+
+
+def test_a_part_is_sorted_into_chunks_to_embed_to_rewrite_and_to_leave() -> None:
+    part = chunked("a", "b", "c", "d", "e")
+    ids = [c.chunk_id for c in part.chunks]
+    digests = [f"p{i}" for i in range(5)]
+    contents = [f"c{i}" for i in range(5)]
+    stored = {
+        ids[0]: StoredDigests("p0", "c0"),  # stored as it is
+        ids[1]: StoredDigests("old", "c1"),  # same vectors, other payload (a metadata change)
+        ids[2]: StoredDigests("old", "other"),  # other vectors (another model)
+        ids[3]: StoredDigests("old"),  # written before content digests: cannot tell, so embedded
+    }  # e: not stored at all
+
+    plan = domain.plan_writes(part, digests, contents, stored)
+
+    assert [c.text for c in plan.embed.chunks] == ["c", "d", "e"]
+    assert plan.embed_digests == [("p2", "c2"), ("p3", "c3"), ("p4", "c4")]
+    assert [c.text for c in plan.rewrite.chunks] == ["b"]
+    assert plan.rewrite_digests == [("p1", "c1")]
+    assert (plan.unchanged, plan.outdated, plan.replaced) == (1, 3, 2)
+    assert (plan.rewrite.doc_id, plan.rewrite.version, plan.rewrite.part) == (part.doc_id, "v1", 0)
+    fresh = domain.plan_writes(part, digests, contents, {})
+    assert (fresh.embed, fresh.rewrite.chunks, fresh.unchanged, fresh.outdated) == (part, [], 0, 0)
+    same = domain.plan_writes(
+        part, digests, contents, {i: StoredDigests(d, "x") for i, d in zip(ids, digests, strict=True)}
+    )
+    assert (same.embed.chunks, same.rewrite.chunks, same.unchanged, same.outdated) == ([], [], 5, 0)
+
+
+def test_a_payload_rewrite_carries_the_new_payload_and_digests_but_no_vector() -> None:
+    part = chunked("a", "b", title="New", metadata={"team": "ops"}, groups=["hr", "legal"])
+    points = domain.payload_points(part, "acme", [("p0", "c0"), ("p1", "c1")])
+    assert [(p.vector, p.sparse, p.digest, p.content_digest, p.pending) for p in points] == [
+        ((), None, "p0", "c0", True),
+        ((), None, "p1", "c1", True),
+    ]
+    assert {(p.title, p.groups) for p in points} == {("New", ("hr", "legal"))}
+    assert domain.document_fields(part) == DocumentFields("New", {"team": "ops"}, ("hr", "legal"))
 
 
 def test_a_sentence_window_embeds_its_sentence_and_stores_its_window() -> None:

@@ -16,7 +16,7 @@ from ragbus.embed import usecases
 from ragbus.embed.usecases import EmbedDeps
 from ragbus.vectors.adapters.qdrant_edge import EdgeVectorStore
 from ragbus.vectors.adapters.qdrant_server import QdrantServerStore
-from ragbus.vectors.ports import VectorStore
+from ragbus.vectors.ports import SearchFilter, VectorStore
 from ragbus.vectors.testing import HashingEmbedder
 
 from .test_domain import chunk
@@ -83,3 +83,35 @@ async def test_a_new_version_replaces_the_old_at_once_when_its_last_part_is_in(s
     assert (again.upserted, again.unchanged, again.removed) == (0, 2, 0)
     assert await versions_seen(store) == {"v2"}
     assert len(await store.search("acme", EMBEDDER.vector("manual pump valve"), 20)) == 6
+
+
+async def test_new_readers_hold_for_every_part_once_the_first_part_is_handled(store: VectorStore) -> None:
+    deps = EmbedDeps(embedder=EMBEDDER, store=store, bm25=None)
+    texts = [f"manual pump valve section {i}" for i in range(6)]
+
+    def regrouped(groups: list[str]) -> list[Envelope[DocsChunked]]:
+        return [
+            e.model_copy(update={"data": e.data.model_copy(update={"groups": groups})})
+            for e in parts("v1", texts, 2)
+        ]
+
+    async def readable_by(group: str) -> int:
+        hits = await store.search(
+            "acme", EMBEDDER.vector("manual pump valve"), 20, SearchFilter(groups=(group,))
+        )
+        assert {h.version for h in hits} <= {"v1"}
+        return len(hits)
+
+    for event in regrouped(["hr"]):
+        await usecases.index_part(deps, event)
+    assert (await readable_by("hr"), await readable_by("legal")) == (6, 0)
+    calls = len(EMBEDDER.calls)
+
+    first, second, third = regrouped(["legal"])
+    results = [await usecases.index_part(deps, first)]
+    # One part of three handled: every chunk of the document has changed readers, none is hidden.
+    assert (await readable_by("hr"), await readable_by("legal")) == (0, 6)
+    results += [await usecases.index_part(deps, second), await usecases.index_part(deps, third)]
+    assert (await readable_by("hr"), await readable_by("legal")) == (0, 6)
+    assert [(r.upserted, r.updated, r.unchanged, r.removed) for r in results] == [(0, 2, 0, 0)] * 3
+    assert len(EMBEDDER.calls) == calls

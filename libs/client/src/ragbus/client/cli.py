@@ -290,7 +290,8 @@ async def ingest(
     """Index documents: a file, a directory (recursive), - for stdin, or a dataset (--records).
 
     It waits as long as the stack indexes documents (its own may wait behind a backlog) and gives up
-    after --stall-timeout seconds without progress, saying which documents are not indexed yet.
+    after --stall-timeout seconds without progress, saying where each document not indexed yet is
+    (submitted but not chunked yet, or chunked but not indexed).
     """
     options = _document_options(meta, groups, chunking)
     found = (
@@ -309,7 +310,7 @@ async def ingest(
         nonlocal last
         tally.add(result.chunks)
         now = time.monotonic()
-        same = "  unchanged" if result.is_unchanged else ""
+        same = f"  {result.label}" if result.change in ("unchanged", "metadata") else ""
         line = (
             f"  indexed {result.doc_id}  {plural(result.chunks, 'chunk')}{same}{_duplicate(result)}"
             f"  ({tally.docs}/{len(docs)})"
@@ -336,7 +337,8 @@ async def ingest(
     click.echo(f"{counts} indexed in {took:.1f} s ({rates})")
     # An unchanged document costs a lookup, not an embedding: say so, or a re-ingest looks like work.
     kinds = Counter(r.change for r in results)
-    line = f"{kinds['added']} added, {kinds['updated']} updated, {kinds['unchanged']} unchanged"
+    updated = updated_count(kinds["updated"], kinds["metadata"])
+    line = f"{kinds['added']} added, {updated}, {kinds['unchanged']} unchanged"
     near = sum(r.duplicate_of is not None for r in results)
     if near:
         line += f"; {plural(near, 'near duplicate')} of other documents ({kinds['skipped']} skipped)"
@@ -355,6 +357,12 @@ async def delete(doc_id: str, bootstrap: str | None, tenant: str) -> None:
     if result.removed == 0:
         raise CliError(f"document {doc_id} not found for tenant {tenant}: nothing to delete")
     click.echo(f"deleted {doc_id}: {plural(result.removed, 'chunk')} removed")
+
+
+def updated_count(updated: int, metadata: int) -> str:
+    """`3 updated`, and how many of them only in their metadata (nothing embedded), when any."""
+    total = f"{updated + metadata} updated"
+    return f"{total} ({metadata} metadata only)" if metadata else total
 
 
 def _duplicate(result: Indexed) -> str:
@@ -436,7 +444,7 @@ async def sync(
                 options=options,
                 stall_timeout=stall_timeout,
                 on_indexed=lambda r: click.echo(
-                    f"  {r.change} {r.doc_id}  {plural(r.chunks, 'chunk')}{_duplicate(r)}"
+                    f"  {r.label} {r.doc_id}  {plural(r.chunks, 'chunk')}{_duplicate(r)}"
                 ),
             )
             stamp = datetime.now(UTC).strftime("%H:%M:%S")

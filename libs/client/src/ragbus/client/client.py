@@ -5,7 +5,9 @@ Any Kafka client can talk to ragbus (publish a CloudEvent JSON to `docs.submitte
 `docs.indexed.v1` for documents, `answers.completed.v1` for questions, `feedback.recorded.v1` for
 feedback, and the `.dlq` topics, so that a request the stack refused comes back as a clear error
 instead of a timeout. Ingestion waits as long as the stack makes progress (any document indexed on the
-bus counts: ours may sit behind someone else's backlog) and gives up only after a stall.
+bus counts: ours may sit behind someone else's backlog) and gives up only after a stall; it watches
+`docs.chunked.v1` too, so that it can then say where each waiting document is (not chunked yet: the
+ingest service; chunked, not indexed: the embed service).
 
     async with RagbusClient() as client:
         await client.ingest([Document(doc_id="readme", text=open("README.md").read())])
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,6 +108,11 @@ class Indexed:
     elapsed_ms: float
     # Chunks the store already held as they are (same text, metadata and model): not embedded again.
     unchanged: int = 0
+    # Chunks whose stored vectors still held and whose payload alone was rewritten (new metadata,
+    # groups or title, the same text): not embedded again either.
+    updated: int = 0
+    # Chunks embedded again in place of a stored point of the same id (a new title, another model).
+    replaced: int = 0
     # The tenant's document this one nearly repeats (MinHash), how closely, and whether it was left out.
     duplicate_of: str | None = None
     similarity: float | None = None
@@ -116,14 +124,23 @@ class Indexed:
         return self.chunks > 0 and self.unchanged == self.chunks and self.removed == 0
 
     @property
-    def change(self) -> Literal["added", "updated", "unchanged", "skipped"]:
+    def change(self) -> Literal["added", "updated", "metadata", "unchanged", "skipped"]:
         """What indexing did to the store: `added` a document it did not hold, `updated` one it held
-        (old chunks removed or rewritten), left it `unchanged`, or `skipped` it (a near duplicate)."""
+        (old chunks removed or rewritten), `metadata` one whose text it held as it is and whose metadata
+        alone changed (payloads rewritten, nothing embedded), left it `unchanged`, or `skipped` it (a
+        near duplicate)."""
         if self.skipped:
             return "skipped"
         if self.is_unchanged:
             return "unchanged"
-        return "updated" if self.removed or self.unchanged else "added"
+        if self.updated and self.updated + self.unchanged == self.chunks and not self.removed:
+            return "metadata"
+        return "updated" if self.removed or self.unchanged or self.updated or self.replaced else "added"
+
+    @property
+    def label(self) -> str:
+        """`change` as a user reads it."""
+        return "updated (metadata)" if self.change == "metadata" else self.change
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +160,8 @@ class _Waiter:
     expect: str  # the CloudEvents type that completes the request
     caused_by: UUID | None = None  # only a reply to this very event (not to another of the same request)
     parts: dict[int, Envelope[Any]] = field(default_factory=dict)
+    # A document's parts seen on `docs.chunked` (part -> parts): how far it got, should the wait end.
+    chunked: dict[int, int] = field(default_factory=dict)
 
 
 def _listed(names: Sequence[str], limit: int = 5) -> str:
@@ -192,6 +211,7 @@ class RagbusClient:
 
     async def start(self) -> None:
         replies = (
+            topics.DOCS_CHUNKED,  # not a reply: where a document is, for a report if the wait ends
             topics.DOCS_INDEXED,
             topics.ANSWERS_DELTA,
             topics.ANSWERS_COMPLETED,
@@ -275,6 +295,8 @@ class RagbusClient:
                 removed=sum(e.data.removed for e in events),
                 elapsed_ms=(time.perf_counter() - started) * 1000,
                 unchanged=sum(e.data.unchanged for e in events),
+                updated=sum(e.data.updated for e in events),
+                replaced=sum(e.data.replaced for e in events),
                 duplicate_of=events[0].data.duplicate_of,
                 similarity=events[0].data.similarity,
                 skipped=any(e.data.skipped for e in events),
@@ -321,9 +343,17 @@ class RagbusClient:
 
     @staticmethod
     def _ingest_report(total: int, waiting: Sequence[tuple[str, _Waiter]]) -> str:
-        names = [f"{d} ({len(w.parts)} of {_parts(w)} parts)" if w.parts else d for d, w in waiting]
+        """How many documents are indexed, and where each of the others is: not chunked yet (the ingest
+        service has not published a part of it) or chunked and not (wholly) indexed (the embed service)."""
+        submitted = [d for d, w in waiting if not w.chunked and not w.parts]
+        chunked = [_chunked_stage(d, w) for d, w in waiting if w.chunked or w.parts]
+        stages = []
+        if submitted:
+            stages.append(f"{len(submitted)} submitted, not chunked yet (ingest): {_listed(submitted)}")
+        if chunked:
+            stages.append(f"{len(chunked)} chunked, not indexed yet (embed): {_listed(chunked)}")
         return (
-            f"{total - len(waiting)} of {_documents(total)} indexed; not yet: {_listed(names)} "
+            f"{total - len(waiting)} of {_documents(total)} indexed; waiting: {'; '.join(stages)} "
             "(is `ragbus up` running? `ragbus status` shows the services)"
         )
 
@@ -461,13 +491,16 @@ class RagbusClient:
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None
-        indexed = self.t(topics.DOCS_INDEXED)
+        indexed, chunked = self.t(topics.DOCS_INDEXED), self.t(topics.DOCS_CHUNKED)
         async for record in self._consumer:
             if record.topic == indexed:
                 self._progress_at = time.monotonic()  # anyone's document counts: the stack is working
             if not self._waiters and not self._streams:
                 continue
             attrs = EnvelopeAttributes.peek(record.value or b"")
+            if record.topic == chunked:
+                self._note_chunked(record, attrs)
+                continue
             if attrs is not None and attrs.type == AnswersDelta.event_type():
                 if (stream := self._streams.get(attrs.correlationid)) is not None and self._admitted(record):
                     delta: AnswersDelta = parse_event(record.value or b"").data
@@ -491,6 +524,15 @@ class RagbusClient:
             waiter.parts[part] = event  # a redelivered part replaces itself: same id
             if len(waiter.parts) >= getattr(event.data, "parts", 1):
                 waiter.future.set_result([waiter.parts[k] for k in sorted(waiter.parts)])
+
+    def _note_chunked(self, record: Any, attrs: EnvelopeAttributes | None) -> None:
+        """Note a part of one of our documents seen on `docs.chunked` (only ours are read whole)."""
+        waiter = self._waiters.get(attrs.correlationid) if attrs else None
+        if waiter is None or waiter.future.done() or not self._admitted(record):
+            return
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            data = json.loads(record.value)["data"]
+            waiter.chunked[int(data.get("part", 0))] = int(data.get("parts", 1))
 
     async def _watch_log(self, every_s: float = 2.0) -> None:
         """While someone waits: if the broker lost its log (a restarted local broker), read the replies
@@ -519,6 +561,13 @@ class RagbusClient:
         return True
 
 
-def _parts(waiter: _Waiter) -> int:
-    first = next(iter(waiter.parts.values()))
-    return int(getattr(first.data, "parts", 1))
+def _chunked_stage(doc_id: str, waiter: _Waiter) -> str:
+    """`a.md`, or with how far it got: `a.md (1 of 3 parts indexed)`, `a.md (2 of 3 parts chunked)`."""
+    parts = max(
+        [*waiter.chunked.values(), *(int(getattr(e.data, "parts", 1)) for e in waiter.parts.values())]
+    )
+    if waiter.parts:
+        return f"{doc_id} ({len(waiter.parts)} of {parts} parts indexed)"
+    if len(waiter.chunked) < parts:
+        return f"{doc_id} ({len(waiter.chunked)} of {parts} parts chunked)"
+    return doc_id

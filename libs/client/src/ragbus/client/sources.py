@@ -6,6 +6,13 @@ re-ingesting it replaces documents rather than adding copies, and `ragbus sync` 
 deleted. Text formats travel inline with their content type; PDF and DOCX travel as a reference to the
 file, which the ingest service reads itself (under its allowed roots). A JSON lines or CSV dataset can
 also be read as one document per record (`read_records`).
+
+A file's document carries its `path` and its modification time, `modified` (ISO 8601, UTC, to the
+second), in its metadata: a date filter can ask for documents changed since a day (`date_field:
+"modified"`). The time alone never makes a file changed: `content_digest` leaves it out, so `ragbus sync`
+does not send a file that was touched but not edited (its `modified` in the index stays the time of the
+content it holds); a file sent again anyway (`ragbus ingest DIR`) with only a newer time costs a payload
+update in the embed service, not an embedding.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,6 +123,19 @@ def find_files(root: Path, include: Sequence[str] = (), exclude: Sequence[str] =
     return found
 
 
+# The metadata key of a file's modification time: what a file's document carries besides its content.
+MODIFIED = "modified"
+
+
+def modified_at(mtime_ns: int) -> str:
+    """A file's modification time as document metadata: ISO 8601 in UTC, to the second."""
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def file_metadata(file: SourceFile) -> dict[str, MetadataValue]:
+    return {"path": str(file.path), MODIFIED: modified_at(file.mtime_ns)}
+
+
 def title_of(text: str, fallback: str) -> str:
     for line in text.splitlines()[:20]:
         if line.startswith("#"):
@@ -129,7 +150,7 @@ def read_document(file: SourceFile, *, by_reference: bool = False, doc_id: str |
     if by_reference or suffix in BINARY_SUFFIXES:
         # A PDF's or DOCX's own title (its properties) wins over the file name, when it has one.
         title = None if suffix in BINARY_SUFFIXES else path.stem
-        return Document(doc_id=ident, uri=str(path.resolve()), title=title, metadata={"path": str(path)})
+        return Document(doc_id=ident, uri=str(path.resolve()), title=title, metadata=file_metadata(file))
     data = path.read_bytes()
     if len(data) > INLINE_LIMIT:
         raise CliError(f"{path} is {len(data)} bytes: too big to send inline; use --by-reference")
@@ -148,13 +169,14 @@ def read_document(file: SourceFile, *, by_reference: bool = False, doc_id: str |
         # An HTML page's <title> is read by the ingest service; other formats have none of their own.
         title=None if content_type == "text/html" else title_of(text, path.stem),
         content_type=content_type,
-        metadata={"path": str(path)},
+        metadata=file_metadata(file),
     )
 
 
 def content_digest(doc: Document) -> str:
     """What the document would be indexed from: its text, or the referenced file's bytes, and every
-    field that goes with it. Equal digests: sending it again would change nothing."""
+    field that goes with it but the file's time (`modified`: touching a file changes nothing in it).
+    Equal digests: sending it again would change nothing but that time."""
     h = hashlib.sha256()
     if doc.text is not None:
         h.update(doc.text.encode("utf-8", "surrogatepass"))
@@ -166,7 +188,7 @@ def content_digest(doc: Document) -> str:
     fields = {
         "title": doc.title,
         "type": doc.content_type,
-        "meta": doc.metadata,
+        "meta": {k: v for k, v in doc.metadata.items() if k != MODIFIED},
         "groups": sorted(doc.groups),
         "chunking": doc.chunking,
         "ref": doc.uri is not None,

@@ -56,6 +56,10 @@ class Manifest:
     root: str
     tenant: str
     entries: dict[str, Entry] = field(default_factory=dict)
+    # What the last whole pass set on every document (`options_key`): while it is the same, a file whose
+    # size and mtime did not move need not be read; another --meta, --groups or --chunking changes
+    # every document, so every file is read (and sent where its digest moved).
+    options: str | None = None
 
     @classmethod
     def load(cls, path: Path, *, root: str, tenant: str) -> Manifest:
@@ -66,11 +70,12 @@ class Manifest:
             if raw.get("version") != MANIFEST_VERSION:
                 raise ValueError(f"version {raw.get('version')!r}, expected {MANIFEST_VERSION}")
             entries = {k: Entry(**v) for k, v in raw["documents"].items()}
+            options = raw.get("options")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CliError(
                 f"cannot read the sync manifest {path}: {exc} (remove it to send every file again)"
             ) from exc
-        return cls(path, root, tenant, entries)
+        return cls(path, root, tenant, entries, options)
 
     def save(self) -> None:
         """Atomically: a crash mid-write leaves the previous manifest, never half of one."""
@@ -79,6 +84,7 @@ class Manifest:
             "version": MANIFEST_VERSION,
             "root": self.root,
             "tenant": self.tenant,
+            "options": self.options,
             "documents": {
                 k: {"digest": e.digest, "size": e.size, "mtime_ns": e.mtime_ns}
                 for k, e in sorted(self.entries.items())
@@ -98,6 +104,17 @@ def manifest_path(home: Path, root: Path, tenant: str, topic_prefix: str) -> Pat
     """Where the manifest of (directory, tenant, deployment) lives: one per index it keeps in step."""
     key = f"{root.resolve()}\n{tenant}\n{topic_prefix}"
     return home / "sync" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def options_key(options: DocumentOptions, by_reference: bool) -> str:
+    """What a pass sets on every document it sends, as a digest the manifest keeps."""
+    fields = {
+        "meta": dict(options.metadata),
+        "groups": list(options.groups),
+        "chunking": options.chunking,
+        "ref": by_reference,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +146,15 @@ def plan(
     read: Callable[..., Document] = read_document,
 ) -> Plan:
     """Compare the files with the manifest. A file with the size and mtime on record is unchanged without
-    being read; another is read and its digest decides."""
+    being read, as long as the pass sets what the last one did on every document; another is read and
+    its digest decides."""
     out = Plan()
     seen = set()
+    same_options = manifest.options == options_key(options, by_reference)
     for file in files:
         seen.add(file.doc_id)
         known = manifest.entries.get(file.doc_id)
-        if known is not None and (known.size, known.mtime_ns) == (file.size, file.mtime_ns):
+        if same_options and known is not None and (known.size, known.mtime_ns) == (file.size, file.mtime_ns):
             out.unchanged.append(file)
             continue
         doc = options.apply(read(file, by_reference=by_reference))
@@ -159,10 +178,14 @@ class SyncReport:
     deleted: int
     chunks: int
     seconds: float
+    # Of the updated files, those whose text the index held as it is: only their metadata changed (a
+    # payload update, nothing embedded).
+    metadata: int = 0
 
     def line(self) -> str:
+        updated = f"{self.updated} updated" + (f" ({self.metadata} metadata only)" if self.metadata else "")
         return (
-            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {self.deleted} deleted"
+            f"{self.added} added, {updated}, {self.unchanged} unchanged, {self.deleted} deleted"
             f" ({self.chunks} chunks indexed in {self.seconds:.1f} s)"
         )
 
@@ -192,11 +215,14 @@ async def sync_pass(
     work = await asyncio.to_thread(scan)
     manifest.entries.update(work.touched)
     changes = {c.document.doc_id: c for c in (*work.added, *work.updated)}
-    chunks = 0
+    updated = {c.document.doc_id for c in work.updated}
+    chunks = metadata = 0
 
     def indexed(result: Indexed) -> None:
-        nonlocal chunks
+        nonlocal chunks, metadata
         chunks += result.chunks
+        if result.change == "metadata" and result.doc_id in updated:
+            metadata += 1
         change = changes[result.doc_id]
         manifest.entries[result.doc_id] = Entry(change.digest, change.file.size, change.file.mtime_ns)
         if on_indexed:
@@ -213,6 +239,8 @@ async def sync_pass(
             del manifest.entries[doc_id]
 
         await asyncio.gather(*(delete(d) for d in work.deleted))
+        # Every file was compared under these options: the next pass may trust size and mtime again.
+        manifest.options = options_key(options, by_reference)
     finally:
         manifest.save()  # what did get indexed is on record, even when the pass failed half-way
     return SyncReport(
@@ -222,4 +250,5 @@ async def sync_pass(
         deleted=len(work.deleted),
         chunks=chunks,
         seconds=time.monotonic() - started,
+        metadata=metadata,
     )

@@ -228,6 +228,17 @@ class DocsIndexed(_DocEvent):
         default=0,
         description="chunks already stored as they are, by the same embedding model: not embedded again",
     )
+    updated: int = Field(
+        default=0,
+        description="chunks whose stored vectors still hold (same text embedded by the same model) and whose "
+        "payload alone was rewritten: the document's metadata, groups or version changed, not what is "
+        "embedded; not embedded again",
+    )
+    replaced: int = Field(
+        default=0,
+        description="of the `upserted` chunks, those that replaced a stored point of the same chunk id "
+        "(embedded again: a new title while titles are embedded, another model)",
+    )
     deleted: bool = False
     duplicate_of: str | None = Field(
         default=None, description="an earlier document of the tenant this one nearly repeats"

@@ -39,8 +39,11 @@ class ChunkPoint:
     # The chunk's BM25 term weights (ragbus.vectors.sparse), for the lexical leg of hybrid search.
     sparse: SparseVector | None = None
     # What the point was made from (text, payload, embedding model), as its writer hashes it: a writer
-    # that finds the same digest stored (`stored_digests`) need not embed the chunk again.
+    # that finds the same digest stored (`stored_digests`) need not write the point again.
     digest: str | None = None
+    # What its vectors alone were made from (the text embedded, the model): a writer that finds the same
+    # content digest stored need not embed the chunk again, only rewrite its payload (`rewrite_payloads`).
+    content_digest: str | None = None
     # The groups that may read the document (empty: everyone of the tenant); see SearchFilter.groups.
     groups: tuple[str, ...] = ()
     # Written hidden from searches until its version is published (VectorStore.publish): the embed
@@ -85,6 +88,24 @@ class Hit:
     def flagged(self) -> bool:
         """Ingest flagged the chunk (its text may carry instructions aimed at the model)."""
         return bool(self.flags)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDigests:
+    """What a stored point was made from, as its writer hashed it (None: written without that digest):
+    `point` covers its payload and vectors, `content` its vectors alone."""
+
+    point: str | None
+    content: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentFields:
+    """What every point of a document says about the document: its title, metadata and readers."""
+
+    title: str | None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
 
 
 Scalar = str | int
@@ -224,9 +245,26 @@ class VectorStore(Protocol):
         and never neither."""
         ...
 
-    async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, str | None]:
-        """The `digest` of each of these points the tenant has (None where it was written without
-        one); an id the store does not hold for this tenant is left out."""
+    async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, StoredDigests]:
+        """The digests of each of these points the tenant has; an id the store does not hold for this
+        tenant is left out."""
+        ...
+
+    async def rewrite_payloads(self, points: Sequence[ChunkPoint]) -> int:
+        """Replace the payload of these stored points with the points' own, keeping the vectors they
+        have (`vector` and `sparse` are not read): what a point says changes, not what it was embedded
+        from. A point that stays in the version it is stored in keeps its publication (a live point
+        stays live, with its `published_at`; `pending` is not read); one that moves to another version
+        is written as it says. A point the tenant does not hold is skipped. All in one call of the
+        store; returns how many were rewritten."""
+        ...
+
+    async def set_document_fields(
+        self, tenant: str, doc_id: str, version: str, fields: DocumentFields
+    ) -> None:
+        """Set the title, metadata and groups of every point of the document's version in one store
+        operation: a reader sees all of them with the old values or all with the new, so a change of
+        who may read the document holds for all its chunks at once, however many parts it came in."""
         ...
 
     async def similar_documents(

@@ -15,7 +15,7 @@ from uuid import UUID
 from ragbus.common import near_duplicates
 from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import ChunkData, DocsChunked, DocsIndexed, MetadataValue
-from ragbus.vectors.ports import ChunkPoint
+from ragbus.vectors.ports import ChunkPoint, DocumentFields, StoredDigests
 from ragbus.vectors.sparse import SparseVector
 
 
@@ -69,8 +69,9 @@ def point_digests(
     """Per chunk, a digest of everything its point is made from: the text embedded and the model that
     embeds it, the chunk as ingest sent it (text, span, flags), the document's title, version,
     metadata and groups, and whether BM25 terms go with it. A point stored with the same digest is the
-    point this part would write, so the chunk need not be embedded again (an unchanged re-ingest costs
-    a lookup); a change to any of these (new groups, another model) writes the point anew."""
+    point this part would write, so nothing need be written (an unchanged re-ingest costs a lookup); a
+    change to any of these writes the point anew: embedded again only if its `content_digests` moved
+    too (`plan_writes`)."""
     shared: dict[str, Any] = {
         "tenant": tenant,
         "doc_id": chunked.doc_id,
@@ -92,6 +93,19 @@ def point_digests(
     return digests
 
 
+def content_digests(chunked: DocsChunked, *, model: str, with_title: bool, sparse: bool) -> list[str]:
+    """Per chunk, a digest of what its vectors alone are made from: the text embedded (with the title and
+    headings, when they are embedded), the model, and whether BM25 terms of the same text go with it.
+    Everything else a point carries (metadata, groups, version, flags, the title when it is not
+    embedded) is payload: a change there keeps the vectors and rewrites the payload."""
+    return [
+        hashlib.sha256(
+            json.dumps({"input": text, "model": model, "sparse": sparse}, sort_keys=True).encode()
+        ).hexdigest()
+        for text in embedding_inputs(chunked, with_title=with_title)
+    ]
+
+
 # ChunkData fields added after digests were first stored: left out of the digest while they are empty,
 # so the points of chunks without them keep their digests (and are not embedded again on an upgrade).
 _LATER_FIELDS = ("section", "page", "last_page", "focus")
@@ -105,29 +119,80 @@ def _chunk_fields(chunk: ChunkData) -> dict[str, Any]:
     return fields
 
 
-def changed(
-    chunked: DocsChunked, digests: Sequence[str], stored: Mapping[UUID, str | None]
-) -> tuple[DocsChunked, list[str]]:
-    """The part cut to the chunks whose point is missing or was made from something else, and their
-    digests. (A point stored without a digest counts as changed: it is written once more, with one.)"""
-    keep = [(c, d) for c, d in zip(chunked.chunks, digests, strict=True) if stored.get(c.chunk_id) != d]
-    if len(keep) == len(chunked.chunks):
-        return chunked, list(digests)
-    return chunked.model_copy(update={"chunks": [c for c, _ in keep]}), [d for _, d in keep]
+@dataclass(frozen=True, slots=True)
+class Writes:
+    """What a part needs written, each with its chunks' (point, content) digests: the chunks to embed
+    (no stored point holds their vectors), the chunks whose stored vectors hold but whose payload is
+    out of date (a metadata-only change: rewritten, not embedded), and how many are stored as they are."""
+
+    embed: DocsChunked
+    embed_digests: list[tuple[str, str]]
+    rewrite: DocsChunked
+    rewrite_digests: list[tuple[str, str]]
+    unchanged: int
+    # Chunks stored with another point digest (rewritten or embedded again): the document's fields
+    # are out of date on the points of this version the store holds.
+    outdated: int = 0
+
+    @property
+    def replaced(self) -> int:
+        """Chunks to embed whose id the store holds already (their vectors no longer hold)."""
+        return self.outdated - len(self.rewrite.chunks)
+
+
+def plan_writes(
+    chunked: DocsChunked,
+    digests: Sequence[str],
+    contents: Sequence[str],
+    stored: Mapping[UUID, StoredDigests],
+) -> Writes:
+    """Sort a part's chunks by what their stored points need: nothing (same point digest), a new payload
+    (same content digest: the same text embedded by the same model), or embedding (missing, or made from
+    another text or model; a point stored without a content digest, from before they existed, too)."""
+    embed: list[tuple[ChunkData, tuple[str, str]]] = []
+    rewrite: list[tuple[ChunkData, tuple[str, str]]] = []
+    unchanged = 0
+    for chunk, digest, content in zip(chunked.chunks, digests, contents, strict=True):
+        have = stored.get(chunk.chunk_id)
+        if have is not None and have.point == digest:
+            unchanged += 1
+        elif have is not None and have.content is not None and have.content == content:
+            rewrite.append((chunk, (digest, content)))
+        else:
+            embed.append((chunk, (digest, content)))
+
+    def cut(picked: list[tuple[ChunkData, tuple[str, str]]]) -> DocsChunked:
+        if len(picked) == len(chunked.chunks):
+            return chunked
+        return chunked.model_copy(update={"chunks": [c for c, _ in picked]})
+
+    outdated = sum(c.chunk_id in stored for c, _ in embed) + len(rewrite)
+    return Writes(
+        cut(embed), [d for _, d in embed], cut(rewrite), [d for _, d in rewrite], unchanged, outdated
+    )
+
+
+def document_fields(chunked: DocsChunked) -> DocumentFields:
+    """What every point of the part's document says about it (set on all of them at once)."""
+    return DocumentFields(chunked.title, point_metadata(chunked), tuple(sorted(chunked.groups)))
 
 
 def chunk_points(
     chunked: DocsChunked,
     tenant: str,
-    vectors: Sequence[Sequence[float]],
+    vectors: Sequence[Sequence[float]] | None,
     sparse: Sequence[SparseVector] | None = None,
-    digests: Sequence[str] | None = None,
+    digests: Sequence[tuple[str, str]] | None = None,
     *,
     pending: bool = False,
 ) -> list[ChunkPoint]:
     """One point per chunk; the point id is the chunk id, so the same chunk always lands on one point.
-    The point keeps what ingest's scan found (flags, score, spans), for retrieval to hand on, and its
-    BM25 terms (`sparse`, in chunk order) for the lexical leg."""
+    The point keeps what ingest's scan found (flags, score, spans), for retrieval to hand on, its BM25
+    terms (`sparse`, in chunk order) for the lexical leg, and its (point, content) digests.
+
+    `vectors` None: points without vectors, for a payload rewrite (`payload_points`)."""
+    if vectors is None:
+        vectors = [()] * len(chunked.chunks)
     if len(vectors) != len(chunked.chunks):
         raise ValueError(f"{len(vectors)} vectors for {len(chunked.chunks)} chunks")
     if sparse is not None and len(sparse) != len(chunked.chunks):
@@ -148,7 +213,8 @@ def chunk_points(
             injection_score=chunk.injection_score,
             injection_spans=tuple((s.start, s.end) for s in chunk.injection_spans),
             sparse=sparse[i] if sparse is not None else None,
-            digest=digests[i] if digests is not None else None,
+            digest=digests[i][0] if digests is not None else None,
+            content_digest=digests[i][1] if digests is not None else None,
             groups=tuple(chunked.groups),
             pending=pending,
             # The document's signature rides on its first chunk's point: one copy per document.
@@ -162,6 +228,12 @@ def chunk_points(
     ]
 
 
+def payload_points(chunked: DocsChunked, tenant: str, digests: Sequence[tuple[str, str]]) -> list[ChunkPoint]:
+    """The points of chunks whose stored vectors hold, without vectors: what `rewrite_payloads` writes.
+    Pending, like any point of a version being written; a point staying in its version stays live."""
+    return chunk_points(chunked, tenant, None, digests=digests, pending=True)
+
+
 def indexed(
     chunked: DocsChunked,
     *,
@@ -170,6 +242,8 @@ def indexed(
     model: str | None,
     elapsed_ms: float,
     unchanged: int = 0,
+    updated: int = 0,
+    replaced: int = 0,
     duplicate: Duplicate | None = None,
 ) -> DocsIndexed:
     """The result of one part: its chunks are searchable, older versions' chunks are gone (and, when
@@ -183,6 +257,8 @@ def indexed(
         upserted=upserted,
         removed=removed,
         unchanged=unchanged,
+        updated=updated,
+        replaced=replaced,
         duplicate_of=duplicate.doc_id if duplicate else None,
         similarity=duplicate.similarity if duplicate else None,
         embedding_model=model,

@@ -50,6 +50,16 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
     it) publishes them all in one operation, and only then are older versions removed. Between the two,
     searches return the version published last (VectorStore.publish). Parts may arrive one by one, and
     a redelivered part finds the version complete and publishes it again.
+
+    A change of what a document says but not of what is embedded (its metadata, groups, or title when
+    the title is not embedded; the same text cut the same way, so the same version) embeds nothing: the
+    stored vectors still hold, and the points' payloads are rewritten (`updated` in the result). What a
+    reader sees meanwhile: the document stays live throughout (never hidden), and its title, metadata
+    and groups change on every point of the version in one store operation while the first part
+    carrying the change is handled; so a reader sees the document with the old values or with the new,
+    never a mix of chunks, and once that part's `docs.indexed` is out no point of it is readable by a
+    group it no longer names. Each chunk's own payload (its digest and flags) is then rewritten whole,
+    chunk by chunk.
     """
     chunked, tenant = event.data, event.tenantid
     started = time.perf_counter()
@@ -62,16 +72,18 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
         removed = await deps.store.delete_document(tenant, chunked.doc_id)
         result = domain.skipped(chunked, duplicate, removed=removed, elapsed_ms=_ms_since(started))
     else:
-        upserted, unchanged = await _write(deps, chunked, tenant) if chunked.chunks else (0, 0)
+        written = await _write(deps, chunked, tenant) if chunked.chunks else _Written()
         removed = 0
         if await _complete(deps, chunked, tenant):
             await deps.store.publish(tenant, chunked.doc_id, chunked.version)
             removed = await deps.store.delete_stale(tenant, chunked.doc_id, chunked.version)
         result = domain.indexed(
             chunked,
-            upserted=upserted,
+            upserted=written.embedded,
             removed=removed,
-            unchanged=unchanged,
+            unchanged=written.unchanged,
+            updated=written.updated,
+            replaced=written.replaced,
             model=deps.embedder.name,
             elapsed_ms=_ms_since(started),
             duplicate=duplicate,
@@ -84,6 +96,7 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
         parts=chunked.parts,
         deleted=chunked.deleted,
         upserted=result.upserted,
+        updated=result.updated,
         unchanged=result.unchanged,
         removed=result.removed,
         duplicate_of=result.duplicate_of,
@@ -109,15 +122,40 @@ async def _near_duplicate(deps: EmbedDeps, part: DocsChunked, tenant: str) -> do
     return domain.nearest_duplicate(part.minhash, candidates, deps.near_duplicate_threshold)
 
 
-async def _write(deps: EmbedDeps, part: DocsChunked, tenant: str) -> tuple[int, int]:
-    """Embed and store the part's chunks that are not stored as they are: (written, unchanged)."""
-    digests = domain.point_digests(
-        part, tenant, model=deps.embedder.name, with_title=deps.with_title, sparse=deps.bm25 is not None
-    )
+@dataclass(frozen=True, slots=True)
+class _Written:
+    embedded: int = 0  # chunks embedded and written
+    updated: int = 0  # chunks whose payload alone was rewritten
+    unchanged: int = 0  # chunks stored as they are
+    replaced: int = 0  # of the embedded, those whose id was stored already
+
+
+async def _write(deps: EmbedDeps, part: DocsChunked, tenant: str) -> _Written:
+    """Store the part's chunks that are not stored as they are: a new payload for those whose stored
+    vectors still hold (the same text embedded by the same model: a change of metadata, groups or
+    version only), embedding for the others."""
+    model, with_title, sparse = deps.embedder.name, deps.with_title, deps.bm25 is not None
+    digests = domain.point_digests(part, tenant, model=model, with_title=with_title, sparse=sparse)
+    contents = domain.content_digests(part, model=model, with_title=with_title, sparse=sparse)
     stored = await deps.store.stored_digests(tenant, [c.chunk_id for c in part.chunks])
-    todo, todo_digests = domain.changed(part, digests, stored)
-    if not todo.chunks:
-        return 0, len(part.chunks)
+    plan = domain.plan_writes(part, digests, contents, stored)
+    if plan.outdated:
+        # The document's own fields first, on every point of the version in one operation: a change of
+        # readers holds for all its chunks at once, not part by part.
+        await deps.store.set_document_fields(tenant, part.doc_id, part.version, domain.document_fields(part))
+    updated = 0
+    if plan.rewrite.chunks:
+        points = domain.payload_points(plan.rewrite, tenant, plan.rewrite_digests)
+        with _tracer().start_as_current_span(
+            "rewrite payloads", attributes={"ragbus.embed.points": len(points)}
+        ):
+            updated = await deps.store.rewrite_payloads(points)
+    embedded = await _embed(deps, plan.embed, tenant, plan.embed_digests) if plan.embed.chunks else 0
+    return _Written(embedded, updated, plan.unchanged, plan.replaced)
+
+
+async def _embed(deps: EmbedDeps, todo: DocsChunked, tenant: str, digests: list[tuple[str, str]]) -> int:
+    """Embed the chunks and write their points (pending); how many were written."""
     try:
         inputs = domain.embedding_inputs(todo, with_title=deps.with_title)
         attributes: dict[str, AttributeValue] = {
@@ -128,11 +166,10 @@ async def _write(deps: EmbedDeps, part: DocsChunked, tenant: str) -> tuple[int, 
             vectors = await deps.embedder.embed_documents(inputs)
             sparse = [deps.bm25.document(text) for text in inputs] if deps.bm25 is not None else None
         # Pending: searchable once the whole version is in and published (index_part).
-        points = domain.chunk_points(todo, tenant, vectors, sparse, todo_digests, pending=True)
+        points = domain.chunk_points(todo, tenant, vectors, sparse, digests, pending=True)
         with _tracer().start_as_current_span("upsert", attributes={"ragbus.embed.points": len(points)}):
             await deps.store.ensure(len(points[0].vector))
-            written = await deps.store.upsert(points)
-        return written, len(part.chunks) - len(todo.chunks)
+            return await deps.store.upsert(points)
     except InputRejected as exc:
         raise PoisonMessage(f"the embedding model refuses a chunk of this part: {exc}") from exc
     except DimensionMismatch as exc:

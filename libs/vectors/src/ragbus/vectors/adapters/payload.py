@@ -11,7 +11,7 @@ import numpy as np
 
 from ragbus.common.near_duplicates import bands
 from ragbus.vectors.errors import DimensionMismatch, InputRejected
-from ragbus.vectors.ports import DENSE, ChunkPoint, Hit, Legs
+from ragbus.vectors.ports import DENSE, ChunkPoint, DocumentFields, Hit, Legs, StoredDigests
 from ragbus.vectors.sparse import SparseVector
 
 # Payload keys. `tenant`, `doc_id`, `groups` and `minhash_bands` are indexed (keyword; `tenant` as the
@@ -21,6 +21,7 @@ DOC_ID = "doc_id"
 VERSION = "version"
 FLAGS = "flags"
 DIGEST = "digest"
+CONTENT_DIGEST = "content_digest"
 GROUPS = "groups"
 MINHASH = "minhash"
 MINHASH_BANDS = "minhash_bands"
@@ -52,6 +53,8 @@ def to_payload(point: ChunkPoint) -> dict[str, Any]:
         payload["injection_spans"] = [[start, end] for start, end in point.injection_spans]
     if point.digest is not None:
         payload[DIGEST] = point.digest
+    if point.content_digest is not None:
+        payload[CONTENT_DIGEST] = point.content_digest
     # Absent, not empty, for a document open to the whole tenant: the access filter reads "no groups"
     # as open, so points written before groups existed stay visible.
     if point.groups:
@@ -76,11 +79,43 @@ def point_uuid(point_id: Any) -> UUID:
     return point_id if isinstance(point_id, UUID) else UUID(str(point_id))
 
 
-def stored_digest(tenant: str, payload: Mapping[str, Any] | None) -> tuple[bool, str | None]:
-    """(whether the point is the tenant's, its digest) from a retrieved point's payload."""
+# What `stored_digests` reads of a point.
+DIGEST_KEYS = [TENANT, DIGEST, CONTENT_DIGEST]
+
+
+def stored_digest(tenant: str, payload: Mapping[str, Any] | None) -> StoredDigests | None:
+    """A retrieved point's digests, from its payload (None: the point is not the tenant's)."""
     p = payload or {}
-    digest = p.get(DIGEST)
-    return p.get(TENANT) == tenant, str(digest) if digest is not None else None
+    if p.get(TENANT) != tenant:
+        return None
+    digest, content = p.get(DIGEST), p.get(CONTENT_DIGEST)
+    return StoredDigests(
+        str(digest) if digest is not None else None, str(content) if content is not None else None
+    )
+
+
+# What `rewrite_payloads` reads of a stored point before it replaces the payload.
+PUBLICATION_KEYS = [TENANT, VERSION, STATE, PUBLISHED_AT]
+
+
+def rewritten(point: ChunkPoint, stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The payload that replaces a stored point's (read with PUBLICATION_KEYS) when only what the point
+    says changes; None when the stored point is not the tenant's. A point that stays in its version keeps
+    its publication: rewriting a live point pending would hide it until the version is published again."""
+    p = stored or {}
+    if p.get(TENANT) != point.tenant:
+        return None
+    payload = to_payload(point)
+    if p.get(VERSION) == point.version:
+        payload.pop(STATE, None)
+        payload.update({k: p[k] for k in (STATE, PUBLISHED_AT) if p.get(k) is not None})
+    return payload
+
+
+def document_payload(fields: DocumentFields) -> dict[str, Any]:
+    """The payload keys `set_document_fields` sets on every point of a document version. `groups` is set
+    empty rather than removed (one operation): the access filter reads empty as open to all, as absent."""
+    return {"title": fields.title, "metadata": dict(fields.metadata), GROUPS: sorted(fields.groups)}
 
 
 def metadata_key(key: str) -> str:

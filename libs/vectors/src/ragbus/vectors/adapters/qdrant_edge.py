@@ -43,21 +43,24 @@ import qdrant_edge as qe
 
 from ragbus.common.logging import get_logger
 from ragbus.vectors.adapters.payload import (
-    DIGEST,
+    DIGEST_KEYS,
     DOC_ID,
     GROUPS,
     LIVE,
     MINHASH_BANDS,
     PENDING,
+    PUBLICATION_KEYS,
     PUBLISHED_AT,
     STATE,
     TENANT,
     VERSION,
     checked_vectors,
+    document_payload,
     lexical_terms,
     match_values,
     metadata_key,
     point_uuid,
+    rewritten,
     similar_from,
     stored_digest,
     to_legs,
@@ -74,9 +77,11 @@ from ragbus.vectors.ports import (
     DENSE,
     SPARSE,
     ChunkPoint,
+    DocumentFields,
     Hit,
     Legs,
     SearchFilter,
+    StoredDigests,
     nothing_to_search,
 )
 from ragbus.vectors.sparse import SparseVector
@@ -408,22 +413,58 @@ class EdgeVectorStore:
 
         await self._run(on_publish)
 
-    async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, str | None]:
+    async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, StoredDigests]:
         if not ids:
             return {}
 
-        def on_retrieve(entry: _Shard) -> dict[UUID, str | None]:
+        def on_retrieve(entry: _Shard) -> dict[UUID, StoredDigests]:
             shard = self._open(entry, None)
             if shard is None:
                 return {}
-            found: dict[UUID, str | None] = {}
-            for record in shard.retrieve(list(ids), [TENANT, DIGEST], False):
-                theirs, digest = stored_digest(tenant, record.payload)
-                if theirs:
-                    found[point_uuid(record.id)] = digest
+            found: dict[UUID, StoredDigests] = {}
+            for record in shard.retrieve(list(ids), DIGEST_KEYS, False):
+                digests = stored_digest(tenant, record.payload)
+                if digests is not None:
+                    found[point_uuid(record.id)] = digests
             return found
 
         return await self._run(on_retrieve)
+
+    async def rewrite_payloads(self, points: Sequence[ChunkPoint]) -> int:
+        if not points:
+            return 0
+
+        def on_rewrite(entry: _Shard) -> int:
+            shard = self._open(entry, None)
+            if shard is None:
+                return 0
+            stored = {
+                point_uuid(r.id): r.payload
+                for r in shard.retrieve([p.id for p in points], PUBLICATION_KEYS, False)
+            }
+            # One payload per point, all on the shard's one worker: no search runs between them.
+            n = 0
+            for point in points:
+                payload = rewritten(point, stored.get(point.id))
+                if payload is not None:
+                    shard.update(qe.UpdateOperation.overwrite_payload([point.id], payload))
+                    n += 1
+            return n
+
+        return await self._run(on_rewrite)
+
+    async def set_document_fields(
+        self, tenant: str, doc_id: str, version: str, fields: DocumentFields
+    ) -> None:
+        where = _filter(tenant, doc_id, version=version)
+        assert where is not None  # it names the tenant, document and version
+
+        def on_set(entry: _Shard) -> None:
+            shard = self._open(entry, None)
+            if shard is not None:
+                shard.update(qe.UpdateOperation.set_payload_by_filter(where, document_payload(fields)))
+
+        await self._run(on_set)
 
     async def similar_documents(
         self, tenant: str, bands: Sequence[str], exclude_doc_id: str, limit: int = 50

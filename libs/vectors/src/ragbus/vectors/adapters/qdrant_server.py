@@ -26,21 +26,24 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from ragbus.common.logging import get_logger
 from ragbus.vectors.adapters.payload import (
-    DIGEST,
+    DIGEST_KEYS,
     DOC_ID,
     GROUPS,
     LIVE,
     MINHASH_BANDS,
     PENDING,
+    PUBLICATION_KEYS,
     PUBLISHED_AT,
     STATE,
     TENANT,
     VERSION,
     checked_vectors,
+    document_payload,
     lexical_terms,
     match_values,
     metadata_key,
     point_uuid,
+    rewritten,
     similar_from,
     stored_digest,
     to_legs,
@@ -52,9 +55,11 @@ from ragbus.vectors.ports import (
     DENSE,
     SPARSE,
     ChunkPoint,
+    DocumentFields,
     Hit,
     Legs,
     SearchFilter,
+    StoredDigests,
     nothing_to_search,
 )
 from ragbus.vectors.settings import MEMORY
@@ -372,25 +377,61 @@ class QdrantServerStore:
         except _CollectionMissingError:
             return
 
-    async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, str | None]:
-        if not ids:
-            return {}
+    async def _retrieve(self, ids: Sequence[UUID], keys: list[str]) -> list[models.Record]:
         try:
             async with self._errors():
-                records = await self._client.retrieve(
+                return await self._client.retrieve(
                     self.collection,
                     ids=[str(i) for i in ids],
-                    with_payload=models.PayloadSelectorInclude(include=[TENANT, DIGEST]),
+                    with_payload=models.PayloadSelectorInclude(include=keys),
                     with_vectors=False,
                 )
         except _CollectionMissingError:
+            return []
+
+    async def stored_digests(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, StoredDigests]:
+        if not ids:
             return {}
-        found: dict[UUID, str | None] = {}
-        for record in records:
-            theirs, digest = stored_digest(tenant, record.payload)
-            if theirs:
-                found[point_uuid(record.id)] = digest
+        found: dict[UUID, StoredDigests] = {}
+        for record in await self._retrieve(ids, DIGEST_KEYS):
+            digests = stored_digest(tenant, record.payload)
+            if digests is not None:
+                found[point_uuid(record.id)] = digests
         return found
+
+    async def rewrite_payloads(self, points: Sequence[ChunkPoint]) -> int:
+        if not points:
+            return 0
+        stored = {
+            point_uuid(r.id): r.payload
+            for r in await self._retrieve([p.id for p in points], PUBLICATION_KEYS)
+        }
+        operations: list[models.UpdateOperation] = []
+        for point in points:
+            payload = rewritten(point, stored.get(point.id))
+            if payload is not None:
+                target = models.SetPayload(payload=payload, points=[str(point.id)])
+                operations.append(models.OverwritePayloadOperation(overwrite_payload=target))
+        if operations:
+            # One request: the server applies the payloads in order, each point's whole.
+            async with self._errors():
+                await self._client.batch_update_points(
+                    self.collection, update_operations=operations, wait=True
+                )
+        return len(operations)
+
+    async def set_document_fields(
+        self, tenant: str, doc_id: str, version: str, fields: DocumentFields
+    ) -> None:
+        where = _filter(tenant, doc_id, version=version)
+        assert where is not None
+        try:
+            async with self._errors():
+                await self._client.set_payload(
+                    self.collection, document_payload(fields), points=where, wait=True
+                )
+        except _CollectionMissingError:
+            return
 
     async def similar_documents(
         self, tenant: str, bands: Sequence[str], exclude_doc_id: str, limit: int = 50
