@@ -230,6 +230,11 @@ class RagbusClient:
                 waiter.future.cancel()
         self._provider.force_flush()
 
+    async def ping(self) -> None:
+        """Raise unless the bus answers a metadata request: the health check of a long-lived client."""
+        assert self._producer is not None, "use `async with RagbusClient()` or call start() first"
+        await self._producer.client.fetch_all_metadata()
+
     # --- requests ----------------------------------------------------------------------------------
 
     async def ingest(
@@ -346,11 +351,13 @@ class RagbusClient:
         timeout: float = 120.0,
         on_delta: Callable[[AnswersDelta], None] | None = None,
         groups: Sequence[str] = (),
+        tenant: str | None = None,
     ) -> Answer:
         """Ask a question and wait for `answers.completed` (answered, or blocked with a reason).
 
         `groups`: the asker's groups; retrieval sees the documents open to the whole tenant and those
-        shared with one of these.
+        shared with one of these. `tenant`: whom to ask for, if not the client's own tenant (a gateway
+        serving several tenants through one client).
 
         `on_delta` streams the answer: each `answers.delta` piece as the stack generates it, in order
         (`options.stream` is set for it). The pieces are drafts: one with `reset` withdraws the text so
@@ -374,7 +381,7 @@ class RagbusClient:
             ended = asyncio.Event()
             if on_delta is not None:
                 self._streams[data.query_id] = (on_delta, ended)
-            waiter = await self._send(data, expect=AnswersCompleted.event_type(), name=None)
+            waiter = await self._send(data, expect=AnswersCompleted.event_type(), name=None, tenant=tenant)
         try:
             async with asyncio.timeout(timeout):
                 events = await waiter.future
@@ -416,6 +423,7 @@ class RagbusClient:
         expect: str,
         name: str | None,
         own_reply: bool = False,
+        tenant: str | None = None,
     ) -> _Waiter:
         """Publish a request; return its waiter, whose future its reply resolves (registered before
         publishing).
@@ -423,7 +431,8 @@ class RagbusClient:
         `own_reply`: only a reply caused by this very event counts (several requests may share the
         correlation id, as ratings of one answer do)."""
         correlation = getattr(data, "query_id", None) or f"{data.subject()}@{uuid7()}"
-        event = Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=correlation)
+        tenant = tenant or self.tenant
+        event = Envelope.new(data, source=self.source, tenant=tenant, correlation_id=correlation)
         future: asyncio.Future[list[Envelope[Any]]] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(future, expect, event.id if own_reply else None)
         self._waiters[event.correlationid] = waiter

@@ -1,0 +1,56 @@
+"""The KeyStore in memory: for tests, and the contract the PostgreSQL store is tested against."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from ragbus.gateway.ports import ApiKey, NewKey
+
+
+class MemoryKeyStore:
+    def __init__(self) -> None:
+        self._by_hash: dict[str, ApiKey] = {}
+        self.lookups = 0  # how often `find` ran (the cache's tests count them)
+
+    async def create(
+        self,
+        new: NewKey,
+        tenant: str,
+        *,
+        name: str | None = None,
+        groups: Sequence[str] = (),
+        rate_per_minute: int | None = None,
+    ) -> ApiKey:
+        key = ApiKey(new.key_id, tenant, name, tuple(groups), rate_per_minute, created_at=datetime.now(UTC))
+        self._by_hash[new.key_hash] = key
+        return key
+
+    async def find(self, key_hash: str) -> ApiKey | None:
+        self.lookups += 1
+        key = self._by_hash.get(key_hash)
+        if key is None or not key.active:
+            return None
+        key = self._by_hash[key_hash] = dataclasses.replace(key, last_used_at=datetime.now(UTC))
+        return key
+
+    async def list(self, tenant: str | None = None, *, include_revoked: bool = False) -> list[ApiKey]:
+        return [
+            k
+            for k in self._by_hash.values()
+            if (tenant is None or k.tenant == tenant) and (include_revoked or k.active)
+        ]
+
+    async def revoke(self, key_id: str) -> bool:
+        for h, k in self._by_hash.items():
+            if k.key_id == key_id and k.active:
+                self._by_hash[h] = dataclasses.replace(k, revoked_at=datetime.now(UTC))
+                return True
+        return False
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

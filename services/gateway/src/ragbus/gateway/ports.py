@@ -1,0 +1,97 @@
+"""What the gateway needs from the world: someone who answers questions (the stack, over the bus) and a
+store of API keys. The HTTP layer sees only these, so its tests run against fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from ragbus.common.events import AnswersCompleted, AnswersDelta, QueryOptions
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    key_id: str
+    key: str  # the whole secret key: shown once, never stored
+    key_hash: str  # its SHA-256, hex: what is stored
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key as stored: everything but the secret."""
+
+    key_id: str
+    tenant: str
+    name: str | None = None
+    groups: tuple[str, ...] = ()
+    rate_per_minute: int | None = None  # None: the gateway's default
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    answer: AnswersCompleted
+    trace_id: str | None = None
+
+
+class AnswerTimeout(TimeoutError):
+    """The stack did not answer within the gateway's time limit."""
+
+
+class AnswerUnavailable(RuntimeError):
+    """The stack refused or lost the request (a dead letter, the bus is down): the reason says why."""
+
+
+class Answerer(Protocol):
+    async def ask(
+        self,
+        tenant: str,
+        question: str,
+        *,
+        conversation_id: str | None,
+        groups: Sequence[str],
+        options: QueryOptions,
+        on_delta: Callable[[AnswersDelta], None] | None = None,
+    ) -> Answered:
+        """Publish the question for `tenant` and wait for its `answers.completed` (raises AnswerTimeout,
+        AnswerUnavailable); `on_delta` gets the `answers.delta` pieces, in order, before it returns."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class KeyStore(Protocol):
+    async def create(
+        self,
+        new: NewKey,
+        tenant: str,
+        *,
+        name: str | None = None,
+        groups: Sequence[str] = (),
+        rate_per_minute: int | None = None,
+    ) -> ApiKey: ...
+
+    async def find(self, key_hash: str) -> ApiKey | None:
+        """The active (not revoked) key with this hash, if any."""
+        ...
+
+    async def list(self, tenant: str | None = None, *, include_revoked: bool = False) -> list[ApiKey]: ...
+
+    async def revoke(self, key_id: str) -> bool:
+        """Revoke a key; False if no active key has this id."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...
