@@ -126,6 +126,9 @@ class HttpServer:
         # Bound here, not by uvicorn: a port in use is an OSError at startup (uvicorn would sys.exit).
         sock = socket.socket(socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it: a response goes out as headers, then body, in two writes,
+        # and with Nagle's algorithm the second waits for the client's delayed ACK (~40 ms each).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((self.settings.host, self.settings.port))
         sock.listen(2048)
         self.port = sock.getsockname()[1]

@@ -22,6 +22,7 @@ import click
 from ragbus.client.errors import CliError
 from ragbus.common.errors import DependencyUnavailable
 from ragbus.common.events import Group
+from ragbus.common.logging import setup_logging
 from ragbus.gateway.adapters.postgres import PostgresKeyStore
 from ragbus.gateway.keys import new_key
 from ragbus.gateway.ports import ApiKey
@@ -31,8 +32,11 @@ T = TypeVar("T")
 
 
 def _run(work: Callable[[PostgresKeyStore], Awaitable[T]]) -> T:
+    settings = GatewaySettings()
+    setup_logging(settings.log)  # to stderr: stdout carries the key, for `KEY=$(ragbus keys create ...)`
+
     async def main() -> T:
-        store = await PostgresKeyStore.open(GatewaySettings())
+        store = await PostgresKeyStore.open(settings)
         try:
             return await work(store)
         finally:
