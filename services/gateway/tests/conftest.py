@@ -72,6 +72,8 @@ class FakeAnswerer:
     withdraw: bool = False
     answer_for: Callable[[str, str], AnswersCompleted] | None = None
     asked: list[Asked] = field(default_factory=list)
+    answered: set[tuple[str, str]] = field(default_factory=set)  # (tenant, query id) of each answer
+    rated: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     delay_s: float = 0.0
 
     async def ask(
@@ -86,6 +88,7 @@ class FakeAnswerer:
     ) -> Answered:
         self.asked.append(Asked(tenant, question, conversation_id, list(groups), options))
         query_id = str(uuid4())
+        self.answered.add((tenant, query_id))
         if self.answer_for is not None:
             return Answered(self.answer_for(query_id, question), trace_id="ab" * 16)
         if BLOCKED in question:
@@ -102,6 +105,10 @@ class FakeAnswerer:
                 seq += 1
             on_delta(AnswersDelta(query_id=query_id, seq=seq, tier=1, final=True))
         return Answered(answered(query_id, "".join(self.pieces)), trace_id="ab" * 16)
+
+    async def feedback(self, tenant: str, query_id: str, rating: str, comment: str | None) -> bool:
+        self.rated.append((tenant, query_id, rating, comment))
+        return (tenant, query_id) in self.answered
 
     async def ping(self) -> None:
         return None

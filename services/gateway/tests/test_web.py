@@ -346,3 +346,33 @@ async def test_the_openapi_document_and_its_docs_page_are_served_without_a_cdn(
     script = await http.get("/docs/static/swagger-ui-bundle.js")
     assert script.status_code == 200
     assert len(script.content) > 100_000
+
+
+# --- feedback ---------------------------------------------------------------------------------------
+
+
+async def test_feedback_rates_an_answer_of_the_keys_tenant_by_its_query_or_completion_id(
+    http: httpx.AsyncClient, answerer: FakeAnswerer, key_store: MemoryKeyStore, api_key: str
+) -> None:
+    completion = (await http.post(CHAT, json=ask(), headers=auth(api_key))).json()
+    rated = await http.post(
+        "/v1/feedback",
+        json={"query_id": completion["id"], "rating": "up", "comment": "clear"},
+        headers=auth(api_key),
+    )
+    assert rated.status_code == 200
+    query_id = completion["ragbus"]["query_id"]
+    assert rated.json() == {"object": "feedback", "query_id": query_id, "rating": "up", "known": True}
+
+    other = new_key()
+    await key_store.create(other, "globex")  # another tenant rates acme's answer: kept, known to be unknown
+    foreign = await http.post(
+        "/v1/feedback", json={"query_id": query_id, "rating": "down"}, headers=auth(other.key)
+    )
+    assert foreign.json()["known"] is False
+    assert answerer.rated == [("acme", query_id, "up", "clear"), ("globex", query_id, "down", None)]
+
+    bad = await http.post("/v1/feedback", json={"query_id": query_id, "rating": "meh"}, headers=auth(api_key))
+    assert bad.status_code == 400
+    assert "rating" in bad.json()["error"]["message"]
+    assert (await http.post("/v1/feedback", json={"query_id": query_id, "rating": "up"})).status_code == 401

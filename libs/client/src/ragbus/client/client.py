@@ -397,13 +397,19 @@ class RagbusClient:
         return Answer(events[0], trace_id, (time.perf_counter() - started) * 1000)
 
     async def feedback(
-        self, query_id: str, rating: str, comment: str | None = None, *, timeout: float = 60.0
+        self,
+        query_id: str,
+        rating: str,
+        comment: str | None = None,
+        *,
+        timeout: float = 60.0,
+        tenant: str | None = None,
     ) -> FeedbackRecorded:
         """Rate an answer and wait until the monitor has recorded it: `known` in the reply says whether
-        a question with this id is on record for the tenant."""
+        a question with this id is on record for the tenant (`tenant`, if not the client's own)."""
         data = FeedbackSubmitted.model_validate({"query_id": query_id, "rating": rating, "comment": comment})
         waiter = await self._send(
-            data, expect=FeedbackRecorded.event_type(), name="ragbus feedback", own_reply=True
+            data, expect=FeedbackRecorded.event_type(), name="ragbus feedback", own_reply=True, tenant=tenant
         )
         try:
             async with asyncio.timeout(timeout):

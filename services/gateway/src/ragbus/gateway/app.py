@@ -26,7 +26,7 @@ from starlette.types import ASGIApp
 
 from ragbus.client.client import RagbusClient, RequestFailed
 from ragbus.common.app import RagbusApp
-from ragbus.common.events import AnswersDelta, QueriesSubmitted, QueryOptions
+from ragbus.common.events import AnswersDelta, FeedbackSubmitted, QueriesSubmitted, QueryOptions
 from ragbus.common.logging import get_logger
 from ragbus.common.service import Clients, Service
 from ragbus.gateway.adapters.postgres import PostgresKeyStore
@@ -93,6 +93,19 @@ class BusAnswerer:
             raise AnswerUnavailable("the reply to this question came for another tenant")
         return Answered(result.answer, result.trace_id)
 
+    async def feedback(self, tenant: str, query_id: str, rating: str, comment: str | None) -> bool:
+        try:
+            recorded = await self._client.feedback(
+                query_id, rating, comment, timeout=self._timeout_s, tenant=tenant
+            )
+        except TimeoutError as exc:
+            raise AnswerTimeout(str(exc)) from exc
+        except RequestFailed as exc:
+            raise AnswerUnavailable(str(exc)) from exc
+        except KafkaError as exc:
+            raise AnswerUnavailable(f"the bus is unavailable: {exc}") from exc
+        return recorded.known
+
     async def ping(self) -> None:
         await self._client.ping()
 
@@ -155,7 +168,7 @@ def create_app(settings: GatewaySettings | None = None, deps: GatewayDeps | None
     # What it publishes goes out through the client (BusAnswerer), not `service.bus`; declared here for
     # the AsyncAPI document and the trust file's grant (ragbus.common.trust.SERVICE_TOPICS).
     service: Service[GatewayDeps] = Service(
-        SERVICE, settings, deps=deps, open_deps=opener, publishes=[QueriesSubmitted]
+        SERVICE, settings, deps=deps, open_deps=opener, publishes=[QueriesSubmitted, FeedbackSubmitted]
     )
 
     async def health() -> Mapping[str, str]:

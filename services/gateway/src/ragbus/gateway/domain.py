@@ -87,6 +87,17 @@ class ChatCompletionRequest(BaseModel):
     ragbus: RagbusOptions | None = None
 
 
+class FeedbackRequest(BaseModel):
+    """`POST /v1/feedback`: a rating of an answer, by the query id its completion carries
+    (`ragbus.query_id`, or the completion id without `chatcmpl-`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query_id: Id
+    rating: Literal["up", "down"]
+    comment: str | None = Field(default=None, max_length=10_000)
+
+
 class GatewayError(Exception):
     """An HTTP error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`."""
 

@@ -93,6 +93,17 @@ def check_rate(limiter: RateLimiter, key: ApiKey, per_minute: int, burst: int) -
         )
 
 
+async def feedback(answerer: Answerer, key: ApiKey, request: domain.FeedbackRequest) -> dict[str, Any]:
+    """Rate an answer for the key's tenant; `known` says whether the tenant asked that question (a
+    rating of another tenant's query id is kept, flagged, and tells nothing about it)."""
+    query_id = request.query_id.removeprefix("chatcmpl-")
+    try:
+        known = await answerer.feedback(key.tenant, query_id, request.rating, request.comment)
+    except (AnswerTimeout, AnswerUnavailable) as exc:
+        raise _unavailable(exc) from exc
+    return {"object": "feedback", "query_id": query_id, "rating": request.rating, "known": known}
+
+
 def _unavailable(exc: Exception) -> GatewayError:
     if isinstance(exc, AnswerTimeout):
         message = f"the stack did not answer in time: {exc}"

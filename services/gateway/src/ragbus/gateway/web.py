@@ -251,6 +251,12 @@ def create_web_app(
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(counted(), media_type="text/event-stream", headers=headers)
 
+    @app.post("/v1/feedback", tags=["ragbus"])
+    async def post_feedback(body: domain.FeedbackRequest, key: Key) -> dict[str, Any]:
+        """Rate an answer (`up` or `down`, with an optional comment) by its query id; waits until the
+        monitor has it on record. `known`: whether the key's tenant asked that question."""
+        return await usecases.feedback(provide().answerer, key, body)
+
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> JSONResponse:
         """Each dependency's state; 200 when all are ok, else 503."""
