@@ -27,11 +27,11 @@ from typing import Any
 
 import httpx
 
-from ragbus.common.events import AnswersCompleted, AnswersDelta, QueryOptions
-from ragbus.gateway.adapters.memory import MemoryKeyStore
+from ragbus.common.events import AnswersCompleted, AnswersDelta, DocsSubmitted, QueryOptions
+from ragbus.gateway.adapters.memory import MemoryDocumentLog, MemoryKeyStore
 from ragbus.gateway.app import HttpServer
 from ragbus.gateway.keys import new_key
-from ragbus.gateway.ports import Answered
+from ragbus.gateway.ports import Answered, IndexedDocument
 from ragbus.gateway.settings import GatewaySettings
 from ragbus.gateway.usecases import GatewayDeps
 from ragbus.gateway.web import create_web_app
@@ -64,6 +64,12 @@ class InstantAnswerer:
         answer = AnswersCompleted(query_id=query_id, status="answered", answer=f"answer to {question}")
         self.answered_at[question] = time.perf_counter()
         return Answered(answer)
+
+    async def ingest(self, tenant: str, document: DocsSubmitted) -> IndexedDocument:
+        return IndexedDocument("v1")
+
+    async def delete(self, tenant: str, doc_id: str) -> IndexedDocument:
+        return IndexedDocument("")
 
     async def feedback(self, tenant: str, query_id: str, rating: str, comment: str | None) -> bool:
         return True
@@ -141,7 +147,7 @@ async def main(args: argparse.Namespace) -> None:
     key = new_key()
     await keys.create(key, "bench")
     answerer = InstantAnswerer(args.pieces, pause_s=0.02)
-    server = HttpServer(settings, create_web_app(settings, GatewayDeps(answerer, keys)))
+    server = HttpServer(settings, create_web_app(settings, GatewayDeps(answerer, keys, MemoryDocumentLog())))
     await server.start()
     try:
         await overhead(server.url, key.key, answerer, args.requests)

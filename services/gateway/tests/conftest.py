@@ -17,13 +17,14 @@ from ragbus.common.events import (
     AnswersDelta,
     Cascade,
     Citation,
+    DocsSubmitted,
     QueryOptions,
     TierAttempt,
     Verdict,
 )
-from ragbus.gateway.adapters.memory import MemoryKeyStore
+from ragbus.gateway.adapters.memory import MemoryDocumentLog, MemoryKeyStore
 from ragbus.gateway.keys import new_key
-from ragbus.gateway.ports import Answered
+from ragbus.gateway.ports import Answered, AnswerUnavailable, IndexedDocument
 from ragbus.gateway.settings import GatewaySettings
 from ragbus.gateway.usecases import GatewayDeps
 from ragbus.gateway.web import create_web_app
@@ -74,6 +75,9 @@ class FakeAnswerer:
     asked: list[Asked] = field(default_factory=list)
     answered: set[tuple[str, str]] = field(default_factory=set)  # (tenant, query id) of each answer
     rated: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    ingested: list[tuple[str, DocsSubmitted]] = field(default_factory=list)
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    indexing: asyncio.Event = field(default_factory=asyncio.Event)  # set: documents get indexed
     delay_s: float = 0.0
 
     async def ask(
@@ -105,6 +109,17 @@ class FakeAnswerer:
                 seq += 1
             on_delta(AnswersDelta(query_id=query_id, seq=seq, tier=1, final=True))
         return Answered(answered(query_id, "".join(self.pieces)), trace_id="ab" * 16)
+
+    async def ingest(self, tenant: str, document: DocsSubmitted) -> IndexedDocument:
+        self.ingested.append((tenant, document))
+        await self.indexing.wait()
+        if "unreadable" in (document.text or ""):
+            raise AnswerUnavailable("ingest could not process it (ValueError): no text")
+        return IndexedDocument(version="v1", chunks=3)
+
+    async def delete(self, tenant: str, doc_id: str) -> IndexedDocument:
+        self.deleted.append((tenant, doc_id))
+        return IndexedDocument(version="", removed=3)
 
     async def feedback(self, tenant: str, query_id: str, rating: str, comment: str | None) -> bool:
         self.rated.append((tenant, query_id, rating, comment))
@@ -141,7 +156,7 @@ def gateway_settings() -> GatewaySettings:
 
 @pytest.fixture
 def deps(answerer: FakeAnswerer, key_store: MemoryKeyStore) -> GatewayDeps:
-    return GatewayDeps(answerer=answerer, keys=key_store)
+    return GatewayDeps(answerer=answerer, keys=key_store, documents=MemoryDocumentLog())
 
 
 @pytest.fixture

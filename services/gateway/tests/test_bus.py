@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from ragbus.common.admin import ensure_topics
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
 from ragbus.common.events import (
     AnswersDelta,
+    DocsIndexed,
+    DocsSubmitted,
     EventData,
     FeedbackRecorded,
     FeedbackSubmitted,
@@ -26,7 +29,7 @@ from ragbus.common.events import (
 from ragbus.common.kafka import client_options, tail
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import Topics
-from ragbus.gateway.adapters.memory import MemoryKeyStore
+from ragbus.gateway.adapters.memory import MemoryDocumentLog, MemoryKeyStore
 from ragbus.gateway.app import BusAnswerer, HttpServer
 from ragbus.gateway.settings import GatewaySettings
 from ragbus.gateway.usecases import GatewayDeps
@@ -35,15 +38,23 @@ from ragbus.gateway.web import create_web_app
 from .conftest import answered, blocked
 
 pytestmark = pytest.mark.integration
+Running = tuple[HttpServer, list[Envelope[QueriesSubmitted]], list[Envelope[DocsSubmitted]]]
 
 
-async def stand_in(kafka: KafkaSettings, asked: list[Envelope[QueriesSubmitted]]) -> None:
+async def stand_in(
+    kafka: KafkaSettings,
+    asked: list[Envelope[QueriesSubmitted]],
+    documents: list[Envelope[DocsSubmitted]],
+    ready: asyncio.Event,
+) -> None:
     """Answer every question: two pieces when it streams, then the answer; "ignore" ones are blocked.
-    Record every rating, known when the tenant asked that question."""
+    Record every rating, known when the tenant asked that question; index every document in two chunks."""
     t = Topics(kafka.topic_prefix)
-    consumer = await tail(kafka, [t(topics.QUERIES_SUBMITTED), t(topics.FEEDBACK_SUBMITTED)])
+    consumer = await tail(kafka, [t(name) for name in (topics.QUERIES_SUBMITTED, topics.FEEDBACK_SUBMITTED,
+                                                        topics.DOCS_SUBMITTED)])  # fmt: skip
     producer = AIOKafkaProducer(**client_options(kafka))
     await producer.start()
+    ready.set()  # reading from here on: what the gateway publishes next is seen
 
     async def send(cause: Envelope[Any], data: EventData, seq: int | str = "") -> None:
         event = cause.follow(data, source="ragbus/fake", seq=seq)
@@ -53,6 +64,12 @@ async def stand_in(kafka: KafkaSettings, asked: list[Envelope[QueriesSubmitted]]
     try:
         async for record in consumer:
             event: Envelope[Any] = parse_event(record.value or b"")
+            if isinstance(event.data, DocsSubmitted):
+                chunk_ids = [uuid.uuid4(), uuid.uuid4()]
+                indexed = DocsIndexed(doc_id=event.data.doc_id, version="v1", chunk_ids=chunk_ids, upserted=2)
+                await send(event, indexed, f"{event.tenantid}:{event.data.doc_id}")
+                documents.append(event)
+                continue
             if isinstance(event.data, FeedbackSubmitted):
                 known = any(
                     (e.tenantid, e.data.query_id) == (event.tenantid, event.data.query_id) for e in asked
@@ -79,18 +96,21 @@ async def stand_in(kafka: KafkaSettings, asked: list[Envelope[QueriesSubmitted]]
 
 
 @pytest.fixture
-async def running(
-    kafka_settings: KafkaSettings, key_store: MemoryKeyStore
-) -> AsyncIterator[tuple[HttpServer, list[Envelope[QueriesSubmitted]]]]:
+async def running(kafka_settings: KafkaSettings, key_store: MemoryKeyStore) -> AsyncIterator[Running]:
     await ensure_topics(kafka_settings, Topics(kafka_settings.topic_prefix).all_with_dlq)
     settings = GatewaySettings(kafka=kafka_settings, host="127.0.0.1", port=0, answer_timeout_s=60)
     answerer = await BusAnswerer.open(settings)
     asked: list[Envelope[QueriesSubmitted]] = []
-    task = asyncio.create_task(stand_in(kafka_settings, asked))
-    http = HttpServer(settings, create_web_app(settings, GatewayDeps(answerer, key_store)))
+    documents: list[Envelope[DocsSubmitted]] = []
+    ready = asyncio.Event()
+    task = asyncio.create_task(stand_in(kafka_settings, asked, documents, ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    http = HttpServer(
+        settings, create_web_app(settings, GatewayDeps(answerer, key_store, MemoryDocumentLog()))
+    )
     await http.start()
     try:
-        yield http, asked
+        yield http, asked, documents
     finally:
         await http.stop()
         task.cancel()
@@ -99,10 +119,8 @@ async def running(
         await answerer.aclose()
 
 
-async def test_the_sdk_gets_answers_streams_and_refusals_over_the_bus(
-    running: tuple[HttpServer, list[Envelope[QueriesSubmitted]]], api_key: str
-) -> None:
-    http, asked = running
+async def test_the_sdk_gets_answers_streams_and_refusals_over_the_bus(running: Running, api_key: str) -> None:
+    http, asked, documents = running
     async with openai.AsyncOpenAI(base_url=f"{http.url}/v1", api_key=api_key, max_retries=0) as sdk:
         messages: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": "When?"}]
         completion = await sdk.chat.completions.create(
@@ -126,6 +144,14 @@ async def test_the_sdk_gets_answers_streams_and_refusals_over_the_bus(
         rating = {"query_id": completion.id, "rating": "up"}
         rated = await sdk.post("/feedback", body=rating, cast_to=httpx2.Response)
         assert rated.json()["known"] is True
+        doc = {"doc_id": "eiffel", "text": "The tower was completed in 1889.", "wait": True}
+        indexed = await sdk.post("/documents", body=doc, cast_to=httpx2.Response)
+        assert (indexed.status_code, indexed.json()["status"], indexed.json()["chunks"]) == (
+            201,
+            "indexed",
+            2,
+        )
+    assert [(d.tenantid, d.data.doc_id) for d in documents] == [("acme", "eiffel")]
     # Published for the key's tenant, as the gateway's own source, each with a fresh query id.
     assert [(e.tenantid, e.source) for e in asked] == [("acme", "ragbus/gateway")] * 3
     assert len({e.data.query_id for e in asked}) == 3

@@ -1,18 +1,20 @@
 """One contract for both key stores (memory, PostgreSQL): keys are found by hash while active, listed
-per tenant without secrets, revoked once; the PostgreSQL one migrates its own schema, once."""
+per tenant without secrets, revoked once; the PostgreSQL one migrates its own schema, once. The same for
+the document logs: per tenant, and a late outcome never overwrites a newer submission."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from ragbus.gateway.adapters.memory import MemoryKeyStore
+from ragbus.gateway.adapters.memory import MemoryDocumentLog, MemoryKeyStore
 from ragbus.gateway.adapters.migrator import load_migrations, quote_ident
-from ragbus.gateway.adapters.postgres import PostgresKeyStore
+from ragbus.gateway.adapters.postgres import PostgresDocumentLog, PostgresKeyStore
 from ragbus.gateway.keys import hash_key, new_key
-from ragbus.gateway.ports import KeyStore
+from ragbus.gateway.ports import DocumentLog, KeyStore
 from ragbus.gateway.settings import GatewaySettings
 
 
@@ -87,3 +89,39 @@ async def test_the_table_holds_the_hash_and_never_the_key(
     # Opening again (another replica, a restart) applies nothing twice.
     again = await PostgresKeyStore.open(GatewaySettings(database_url=database_url, db_schema=pg_schema))
     await again.aclose()
+
+
+@pytest.fixture
+def memory_documents() -> MemoryDocumentLog:
+    return MemoryDocumentLog()
+
+
+@pytest.fixture
+def pg_documents(pg_store: PostgresKeyStore) -> PostgresDocumentLog:
+    return pg_store.documents
+
+
+@pytest.fixture(params=["memory", pytest.param("pg", marks=pytest.mark.integration)])
+def documents(request: pytest.FixtureRequest) -> DocumentLog:
+    """Each test that takes `documents` runs against the in-memory log and against PostgreSQL."""
+    found: DocumentLog = request.getfixturevalue(f"{request.param}_documents")
+    return found
+
+
+async def test_a_documents_outcome_is_recorded_unless_a_later_submission_replaced_it(
+    documents: DocumentLog,
+) -> None:
+    first = await documents.submitted("acme", "d1", "s1", "Title")
+    assert (first.status, first.title, first.submission) == ("submitted", "Title", "s1")
+    await documents.finished(dataclasses.replace(first, status="indexed", version="v1", chunks=4))
+    got = await documents.get("acme", "d1")
+    assert got is not None
+    assert (got.status, got.version, got.chunks) == ("indexed", "v1", 4)
+    assert await documents.get("globex", "d1") is None  # per tenant
+
+    second = await documents.submitted("acme", "d1", "s2", None)
+    assert (second.status, second.version, second.chunks) == ("submitted", None, None)
+    await documents.finished(dataclasses.replace(first, status="failed", reason="late"))  # the old one
+    got = await documents.get("acme", "d1")
+    assert got is not None
+    assert (got.status, got.submission) == ("submitted", "s2")

@@ -3,6 +3,7 @@ auth, tenancy, limits, the OpenAI shapes, streaming, errors, health, metrics and
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -376,3 +377,79 @@ async def test_feedback_rates_an_answer_of_the_keys_tenant_by_its_query_or_compl
     assert bad.status_code == 400
     assert "rating" in bad.json()["error"]["message"]
     assert (await http.post("/v1/feedback", json={"query_id": query_id, "rating": "up"})).status_code == 401
+
+
+# --- documents --------------------------------------------------------------------------------------
+
+
+async def test_a_document_is_accepted_at_once_then_shows_indexed_for_its_tenant_only(
+    http: httpx.AsyncClient, answerer: FakeAnswerer, key_store: MemoryKeyStore, api_key: str
+) -> None:
+    body = {
+        "doc_id": "eiffel",
+        "text": "The tower was completed in 1889.",
+        "title": "Eiffel",
+        "groups": ["staff"],
+    }
+    accepted = await http.post("/v1/documents", json=body, headers=auth(api_key))
+    assert accepted.status_code == 202
+    assert accepted.headers["Location"] == "/v1/documents/eiffel"
+    assert accepted.json()["status"] == "submitted"
+    assert (await http.get("/v1/documents/eiffel", headers=auth(api_key))).json()["status"] == "submitted"
+
+    answerer.indexing.set()  # the stack indexes it
+    for _ in range(100):
+        state = (await http.get("/v1/documents/eiffel", headers=auth(api_key))).json()
+        if state["status"] != "submitted":
+            break
+        await asyncio.sleep(0.01)
+    assert (state["status"], state["version"], state["chunks"], state["title"]) == (
+        "indexed",
+        "v1",
+        3,
+        "Eiffel",
+    )
+    ((tenant, event),) = answerer.ingested
+    assert (tenant, event.doc_id, event.text, event.groups) == ("acme", "eiffel", body["text"], ["staff"])
+
+    other = new_key()
+    await key_store.create(other, "globex")
+    missing = await http.get("/v1/documents/eiffel", headers=auth(other.key))
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_a_document_waited_for_is_201_when_indexed_and_says_why_when_it_fails(
+    http: httpx.AsyncClient, answerer: FakeAnswerer, api_key: str
+) -> None:
+    answerer.indexing.set()
+    done = await http.post("/v1/documents", json={"text": "Some text.", "wait": True}, headers=auth(api_key))
+    assert done.status_code == 201
+    assert done.json()["status"] == "indexed"
+    assert len(done.json()["id"]) == 36  # an id the gateway made
+    failed = await http.post(
+        "/v1/documents", json={"doc_id": "bad", "text": "unreadable", "wait": True}, headers=auth(api_key)
+    )
+    assert failed.status_code == 502
+    assert failed.json()["status"] == "failed"
+    assert "no text" in failed.json()["reason"]
+    assert (await http.get("/v1/documents/bad", headers=auth(api_key))).json()["status"] == "failed"
+
+
+async def test_a_document_body_is_checked_and_its_tenant_is_the_keys(
+    http: httpx.AsyncClient, answerer: FakeAnswerer, api_key: str
+) -> None:
+    for body in ({"text": ""}, {"doc_id": "a:b", "text": "x"}, {"text": "x", "tenant": "globex"}):
+        response = await http.post("/v1/documents", json=body, headers=auth(api_key))
+        assert response.status_code == 400, body
+    assert answerer.ingested == []
+
+
+async def test_a_deleted_document_is_removed_for_the_keys_tenant(
+    http: httpx.AsyncClient, answerer: FakeAnswerer, api_key: str
+) -> None:
+    answerer.indexing.set()
+    await http.post("/v1/documents", json={"doc_id": "old", "text": "x", "wait": True}, headers=auth(api_key))
+    deleted = await http.delete("/v1/documents/old", headers=auth(api_key))
+    assert deleted.json() == {"object": "document.deleted", "id": "old", "deleted": True, "removed_chunks": 3}
+    assert answerer.deleted == [("acme", "old")]
+    assert (await http.get("/v1/documents/old", headers=auth(api_key))).json()["status"] == "deleted"

@@ -244,13 +244,15 @@ class RagbusClient:
         stall_timeout: float = 120.0,
         timeout: float | None = None,
         on_indexed: Callable[[Indexed], None] | None = None,
+        tenant: str | None = None,
     ) -> list[Indexed]:
         """Submit documents and wait until each is indexed (every part). Raises RequestFailed.
 
         It waits as long as the stack makes progress: any `docs.indexed` event on the bus, ours or not,
         restarts the clock, so documents queued behind a backlog are waited for. WaitTimeout after
         `stall_timeout` seconds without progress, or after `timeout` seconds in all (None: no limit);
-        its message says how many of these documents are indexed and which are not.
+        its message says how many of these documents are indexed and which are not. `tenant`: whose
+        documents they are, if not the client's own tenant's.
         """
         started = time.perf_counter()
         sent: list[tuple[str, _Waiter]] = []
@@ -266,7 +268,12 @@ class RagbusClient:
                 chunking=doc.chunking,
             )
             sent.append(
-                (doc.doc_id, await self._send(data, expect=DocsIndexed.event_type(), name="ragbus ingest"))
+                (
+                    doc.doc_id,
+                    await self._send(
+                        data, expect=DocsIndexed.event_type(), name="ragbus ingest", tenant=tenant
+                    ),
+                )
             )
 
         results: dict[int, Indexed] = {}
@@ -332,10 +339,10 @@ class RagbusClient:
             "(is `ragbus up` running? `ragbus status` shows the services)"
         )
 
-    async def delete(self, doc_id: str, *, timeout: float = 60.0) -> Indexed:
+    async def delete(self, doc_id: str, *, timeout: float = 60.0, tenant: str | None = None) -> Indexed:
         started = time.perf_counter()
         waiter = await self._send(
-            DocsDeleted(doc_id=doc_id), expect=DocsIndexed.event_type(), name="ragbus delete"
+            DocsDeleted(doc_id=doc_id), expect=DocsIndexed.event_type(), name="ragbus delete", tenant=tenant
         )
         async with asyncio.timeout(timeout):
             events = await waiter.future

@@ -24,13 +24,20 @@ import uvicorn
 from aiokafka.errors import KafkaError
 from starlette.types import ASGIApp
 
-from ragbus.client.client import RagbusClient, RequestFailed
+from ragbus.client.client import Document, RagbusClient, RequestFailed
 from ragbus.common.app import RagbusApp
-from ragbus.common.events import AnswersDelta, FeedbackSubmitted, QueriesSubmitted, QueryOptions
+from ragbus.common.events import (
+    AnswersDelta,
+    DocsDeleted,
+    DocsSubmitted,
+    FeedbackSubmitted,
+    QueriesSubmitted,
+    QueryOptions,
+)
 from ragbus.common.logging import get_logger
 from ragbus.common.service import Clients, Service
 from ragbus.gateway.adapters.postgres import PostgresKeyStore
-from ragbus.gateway.ports import Answered, AnswerTimeout, AnswerUnavailable
+from ragbus.gateway.ports import Answered, AnswerTimeout, AnswerUnavailable, IndexedDocument
 from ragbus.gateway.settings import GatewaySettings
 from ragbus.gateway.usecases import GatewayDeps
 from ragbus.gateway.web import create_web_app
@@ -42,7 +49,20 @@ log = get_logger("ragbus.gateway")
 async def open_deps(settings: GatewaySettings, clients: Clients) -> GatewayDeps:
     keys = clients.add("database", await PostgresKeyStore.open(settings))
     answerer = clients.add("bus_client", await BusAnswerer.open(settings))
-    return GatewayDeps(answerer=answerer, keys=keys)
+    return GatewayDeps(answerer=answerer, keys=keys, documents=keys.documents)
+
+
+@contextlib.contextmanager
+def _classified() -> Generator[None, None, None]:
+    """The client's failures as the port's: no answer in time, or the stack refused or is away."""
+    try:
+        yield
+    except TimeoutError as exc:  # the client's WaitTimeout too
+        raise AnswerTimeout(str(exc)) from exc
+    except RequestFailed as exc:
+        raise AnswerUnavailable(str(exc)) from exc
+    except KafkaError as exc:
+        raise AnswerUnavailable(f"the bus is unavailable: {exc}") from exc
 
 
 class BusAnswerer:
@@ -92,6 +112,24 @@ class BusAnswerer:
             log.warning("reply of another tenant ignored", query_id=result.answer.query_id)
             raise AnswerUnavailable("the reply to this question came for another tenant")
         return Answered(result.answer, result.trace_id)
+
+    async def ingest(self, tenant: str, document: DocsSubmitted) -> IndexedDocument:
+        d = document
+        doc = Document(
+            doc_id=d.doc_id, text=d.text, uri=d.uri, title=d.title, content_type=d.content_type,
+            metadata=dict(d.metadata), groups=tuple(d.groups), chunking=d.chunking,
+        )  # fmt: skip
+        with _classified():
+            (indexed,) = await self._client.ingest([doc], stall_timeout=self._timeout_s, tenant=tenant)
+        return IndexedDocument(
+            indexed.version, indexed.chunks, indexed.unchanged, indexed.removed, indexed.skipped,
+            indexed.duplicate_of,
+        )  # fmt: skip
+
+    async def delete(self, tenant: str, doc_id: str) -> IndexedDocument:
+        with _classified():
+            deleted = await self._client.delete(doc_id, timeout=self._timeout_s, tenant=tenant)
+        return IndexedDocument(deleted.version, removed=deleted.removed)
 
     async def feedback(self, tenant: str, query_id: str, rating: str, comment: str | None) -> bool:
         try:
@@ -168,7 +206,11 @@ def create_app(settings: GatewaySettings | None = None, deps: GatewayDeps | None
     # What it publishes goes out through the client (BusAnswerer), not `service.bus`; declared here for
     # the AsyncAPI document and the trust file's grant (ragbus.common.trust.SERVICE_TOPICS).
     service: Service[GatewayDeps] = Service(
-        SERVICE, settings, deps=deps, open_deps=opener, publishes=[QueriesSubmitted, FeedbackSubmitted]
+        SERVICE,
+        settings,
+        deps=deps,
+        open_deps=opener,
+        publishes=[QueriesSubmitted, FeedbackSubmitted, DocsSubmitted, DocsDeleted],
     )
 
     async def health() -> Mapping[str, str]:

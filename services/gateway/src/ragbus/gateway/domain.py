@@ -21,7 +21,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragbus.common.events import AnswersCompleted, Citation, Id, QueryOptions
+from ragbus.common.events import (
+    GROUPS_DOC,
+    AnswersCompleted,
+    Citation,
+    DocsSubmitted,
+    Group,
+    Id,
+    MetadataValue,
+    QueryOptions,
+)
+from ragbus.common.ids import uuid7
+from ragbus.gateway.ports import DocumentState
 
 # --- requests --------------------------------------------------------------------------------------
 
@@ -96,6 +107,47 @@ class FeedbackRequest(BaseModel):
     query_id: Id
     rating: Literal["up", "down"]
     comment: str | None = Field(default=None, max_length=10_000)
+
+
+class DocumentRequest(BaseModel):
+    """`POST /v1/documents`: a document as text (JSON). `doc_id` names it (the same id again replaces
+    its earlier version); without one the gateway makes one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_id: Id = Field(default_factory=lambda: str(uuid7()))
+    text: str = Field(min_length=1)
+    title: str | None = Field(default=None, max_length=1000)
+    content_type: str | None = Field(default=None, description="MIME type of the text; default text/plain")
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    groups: list[Group] = Field(default_factory=list, max_length=100, description=GROUPS_DOC)
+    chunking: Literal["tokens", "headings", "sentences"] | None = None
+    wait: bool = Field(default=False, description="answer once it is indexed (201), not at once (202)")
+
+    def event(self) -> DocsSubmitted:
+        return DocsSubmitted(
+            doc_id=self.doc_id, text=self.text, title=self.title, content_type=self.content_type,
+            metadata=self.metadata, groups=self.groups, chunking=self.chunking,
+        )  # fmt: skip
+
+
+def document_json(state: DocumentState) -> dict[str, Any]:
+    """A document's state as `GET /v1/documents/{id}` shows it."""
+    body = {
+        "object": "document",
+        "id": state.doc_id,
+        "status": state.status,
+        "title": state.title,
+        "version": state.version,
+        "chunks": state.chunks,
+        "unchanged_chunks": state.unchanged,
+        "removed_chunks": state.removed,
+        "duplicate_of": state.duplicate_of,
+        "reason": state.reason,
+        "submitted_at": state.submitted_at.isoformat() if state.submitted_at else None,
+        "updated_at": state.updated_at.isoformat() if state.updated_at else None,
+    }
+    return {k: v for k, v in body.items() if v is not None}
 
 
 class GatewayError(Exception):

@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ragbus.common.events import AnswersDelta
+from ragbus.common.ids import uuid7
 from ragbus.gateway import domain
 from ragbus.gateway.domain import ChatCompletionRequest, GatewayError
 from ragbus.gateway.keys import bearer_token, hash_key, looks_like_key
-from ragbus.gateway.ports import Answered, Answerer, AnswerTimeout, AnswerUnavailable, ApiKey, KeyStore
+from ragbus.gateway.ports import (
+    Answered,
+    Answerer,
+    AnswerTimeout,
+    AnswerUnavailable,
+    ApiKey,
+    DocumentLog,
+    DocumentState,
+    KeyStore,
+)
 from ragbus.gateway.ratelimit import RateLimiter
 
 
@@ -25,6 +36,7 @@ from ragbus.gateway.ratelimit import RateLimiter
 class GatewayDeps:
     answerer: Answerer
     keys: KeyStore
+    documents: DocumentLog
 
 
 @dataclass
@@ -102,6 +114,56 @@ async def feedback(answerer: Answerer, key: ApiKey, request: domain.FeedbackRequ
     except (AnswerTimeout, AnswerUnavailable) as exc:
         raise _unavailable(exc) from exc
     return {"object": "feedback", "query_id": query_id, "rating": request.rating, "known": known}
+
+
+async def submit_document(deps: GatewayDeps, key: ApiKey, request: domain.DocumentRequest) -> DocumentState:
+    """Record the document as submitted for the key's tenant (`index_document` then publishes it and
+    waits for the stack)."""
+    return await deps.documents.submitted(key.tenant, request.doc_id, str(uuid7()), request.title)
+
+
+async def index_document(
+    deps: GatewayDeps, state: DocumentState, request: domain.DocumentRequest
+) -> DocumentState:
+    """Publish a submitted document, wait for the stack to index it, and record how it went (never
+    raises: the outcome, a failure included, is what GET /v1/documents/{id} shows)."""
+    try:
+        indexed = await deps.answerer.ingest(state.tenant, request.event())
+    except (AnswerTimeout, AnswerUnavailable) as exc:
+        done = dataclasses.replace(state, status="failed", reason=str(exc))
+    else:
+        done = dataclasses.replace(
+            state,
+            status="skipped" if indexed.skipped else "indexed",
+            version=indexed.version,
+            chunks=indexed.chunks,
+            unchanged=indexed.unchanged,
+            removed=indexed.removed,
+            duplicate_of=indexed.duplicate_of,
+        )
+    await deps.documents.finished(done)
+    return done
+
+
+async def document(deps: GatewayDeps, key: ApiKey, doc_id: str) -> DocumentState:
+    """A document of the key's tenant as the gateway saw it go; 404 for any other (another tenant's
+    document is as absent as one that does not exist)."""
+    state = await deps.documents.get(key.tenant, doc_id)
+    if state is None:
+        raise GatewayError(404, f"no document {doc_id!r} was submitted through the gateway", code="not_found")
+    return state
+
+
+async def delete_document(deps: GatewayDeps, key: ApiKey, doc_id: str) -> dict[str, Any]:
+    """Remove a document of the key's tenant from the index (every version); wait until it is gone."""
+    try:
+        deleted = await deps.answerer.delete(key.tenant, doc_id)
+    except (AnswerTimeout, AnswerUnavailable) as exc:
+        raise _unavailable(exc) from exc
+    state = await deps.documents.get(key.tenant, doc_id)
+    if state is not None:
+        await deps.documents.finished(dataclasses.replace(state, status="deleted", removed=deleted.removed))
+    return {"object": "document.deleted", "id": doc_id, "deleted": True, "removed_chunks": deleted.removed}
 
 
 def _unavailable(exc: Exception) -> GatewayError:

@@ -8,6 +8,7 @@ usual exceptions (401 AuthenticationError, 429 RateLimitError, 400 BadRequestErr
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time, and
 # the key dependency is local to create_web_app.
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -34,7 +35,7 @@ from ragbus.common.errors import DependencyUnavailable
 from ragbus.common.logging import get_logger
 from ragbus.gateway import domain, usecases
 from ragbus.gateway.domain import ChatCompletionRequest, GatewayError
-from ragbus.gateway.ports import ApiKey
+from ragbus.gateway.ports import ApiKey, DocumentState
 from ragbus.gateway.ratelimit import RateLimiter
 from ragbus.gateway.settings import GatewaySettings
 from ragbus.gateway.usecases import GatewayDeps, KeyCache
@@ -256,6 +257,37 @@ def create_web_app(
         """Rate an answer (`up` or `down`, with an optional comment) by its query id; waits until the
         monitor has it on record. `known`: whether the key's tenant asked that question."""
         return await usecases.feedback(provide().answerer, key, body)
+
+    indexing: set[asyncio.Task[DocumentState]] = set()  # held, so a running one is not collected
+
+    @app.post("/v1/documents", tags=["ragbus"], status_code=202)
+    async def post_document(body: domain.DocumentRequest, key: Key) -> JSONResponse:
+        """Submit a document (text) for the key's tenant. 202 at once with its state (`submitted`),
+        then `GET /v1/documents/{id}` says when it is `indexed` (or `skipped` as a near duplicate, or
+        `failed` and why); with `"wait": true`, 201 once it is indexed."""
+        deps = provide()
+        state = await usecases.submit_document(deps, key, body)
+        task = asyncio.create_task(usecases.index_document(deps, state, body))
+        indexing.add(task)
+        task.add_done_callback(indexing.discard)
+        location = {"Location": f"/v1/documents/{body.doc_id}"}
+        if not body.wait:
+            return JSONResponse(domain.document_json(state), 202, headers=location)
+        done = await asyncio.shield(task)  # a client that leaves does not stop the indexing
+        return JSONResponse(
+            domain.document_json(done), 201 if done.status != "failed" else 502, headers=location
+        )
+
+    @app.get("/v1/documents/{doc_id}", tags=["ragbus"])
+    async def get_document(doc_id: str, key: Key) -> dict[str, Any]:
+        """Where a document submitted through the gateway is: `submitted`, `indexed` (with its version
+        and chunks), `skipped`, `failed` (with the reason) or `deleted`. Only the key's tenant's."""
+        return domain.document_json(await usecases.document(provide(), key, doc_id))
+
+    @app.delete("/v1/documents/{doc_id}", tags=["ragbus"])
+    async def delete_document(doc_id: str, key: Key) -> dict[str, Any]:
+        """Remove a document of the key's tenant from the index, every version; waits until it is out."""
+        return await usecases.delete_document(provide(), key, doc_id)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> JSONResponse:

@@ -1,4 +1,5 @@
-"""The KeyStore in memory: for tests, and the contract the PostgreSQL store is tested against."""
+"""The KeyStore and the DocumentLog in memory: for tests, and the contracts the PostgreSQL ones are
+tested against."""
 
 from __future__ import annotations
 
@@ -6,7 +7,30 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from ragbus.gateway.ports import ApiKey, NewKey
+from ragbus.gateway.ports import ApiKey, DocumentState, NewKey
+
+
+class MemoryDocumentLog:
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str], DocumentState] = {}
+
+    async def submitted(self, tenant: str, doc_id: str, submission: str, title: str | None) -> DocumentState:
+        now = datetime.now(UTC)
+        state = DocumentState(
+            tenant, doc_id, "submitted", submission, title, submitted_at=now, updated_at=now
+        )
+        self._states[(tenant, doc_id)] = state
+        return state
+
+    async def finished(self, state: DocumentState) -> None:
+        current = self._states.get((state.tenant, state.doc_id))
+        if current is not None and current.submission == state.submission:
+            self._states[(state.tenant, state.doc_id)] = dataclasses.replace(
+                state, submitted_at=current.submitted_at, updated_at=datetime.now(UTC)
+            )
+
+    async def get(self, tenant: str, doc_id: str) -> DocumentState | None:
+        return self._states.get((tenant, doc_id))
 
 
 class MemoryKeyStore:

@@ -1,4 +1,5 @@
-"""The KeyStore in PostgreSQL (asyncpg): the `api_keys` table of the gateway's own schema."""
+"""The KeyStore and the DocumentLog in PostgreSQL (asyncpg): the `api_keys` and `documents` tables of
+the gateway's own schema, over one pool."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import asyncpg.exceptions as pg
 
 from ragbus.common.errors import DependencyUnavailable
 from ragbus.gateway.adapters.migrator import migrate, quote_ident
-from ragbus.gateway.ports import ApiKey, NewKey
+from ragbus.gateway.ports import ApiKey, DocumentState, NewKey
 from ragbus.gateway.settings import GatewaySettings
 
 _UNREACHABLE: tuple[type[BaseException], ...] = (
@@ -48,9 +49,53 @@ def _key(row: Any) -> ApiKey:
     )
 
 
+_DOC_COLUMNS = (
+    "tenant, doc_id, status, submission, title, version, chunks, unchanged, removed, duplicate_of, reason, "
+    "submitted_at, updated_at"
+)
+
+
+class PostgresDocumentLog:
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self._pool = pool
+        t = f"{quote_ident(schema)}.documents"
+        self._submit = (
+            f"INSERT INTO {t} (tenant, doc_id, submission, status, title) "  # noqa: S608
+            "VALUES ($1, $2, $3, 'submitted', $4) ON CONFLICT (tenant, doc_id) DO UPDATE SET "
+            "submission = EXCLUDED.submission, status = 'submitted', title = EXCLUDED.title, version = NULL, "
+            "chunks = NULL, unchanged = NULL, removed = NULL, duplicate_of = NULL, reason = NULL, "
+            f"submitted_at = now(), updated_at = now() RETURNING {_DOC_COLUMNS}"
+        )
+        self._finish = (
+            f"UPDATE {t} SET status = $4, version = $5, chunks = $6, unchanged = $7, removed = $8, "  # noqa: S608
+            "duplicate_of = $9, reason = $10, updated_at = now() "
+            "WHERE tenant = $1 AND doc_id = $2 AND submission = $3"
+        )
+        self._get = f"SELECT {_DOC_COLUMNS} FROM {t} WHERE tenant = $1 AND doc_id = $2"  # noqa: S608
+
+    async def submitted(self, tenant: str, doc_id: str, submission: str, title: str | None) -> DocumentState:
+        with _classified():
+            row = await self._pool.fetchrow(self._submit, tenant, doc_id, submission, title)
+        return DocumentState(**dict(row))
+
+    async def finished(self, state: DocumentState) -> None:
+        s = state
+        with _classified():
+            await self._pool.execute(
+                self._finish, s.tenant, s.doc_id, s.submission, s.status, s.version, s.chunks, s.unchanged,
+                s.removed, s.duplicate_of, s.reason,
+            )  # fmt: skip
+
+    async def get(self, tenant: str, doc_id: str) -> DocumentState | None:
+        with _classified():
+            row = await self._pool.fetchrow(self._get, tenant, doc_id)
+        return DocumentState(**dict(row)) if row is not None else None
+
+
 class PostgresKeyStore:
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self._pool = pool
+        self.documents = PostgresDocumentLog(pool, schema)  # the same pool, closed with this store
         t = f"{quote_ident(schema)}.api_keys"
         self._insert = (
             f"INSERT INTO {t} (key_id, key_hash, tenant, name, groups, rate_per_minute) "  # noqa: S608
