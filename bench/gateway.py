@@ -1,7 +1,7 @@
 """The HTTP gateway's own cost and its concurrency, on loopback, with the stack replaced by an answerer
 that answers at once (what is measured is the gateway, not the models).
 
-    python bench/gateway.py [--requests 1000] [--streams 200] [--pieces 20]
+    python bench/gateway.py [--requests 1000] [--streams 200] [--pieces 20] [--bus]
 
 1. Overhead: sequential chat completions (an API key checked, the body parsed, the question handed to
    the answerer; the answer turned into OpenAI's JSON and sent). Reported apart: HTTP request in ->
@@ -12,22 +12,45 @@ that answers at once (what is measured is the gateway, not the models).
    short pause between them; every stream must arrive whole, in order and only with its own pieces
    (each question carries a token the answerer echoes in every piece). Reports streams completed,
    dropped or crossed, the wall time and the gateway process's CPU time.
+
+With `--bus` the gateway asks over a real broker (KAFKA_BOOTSTRAP, else a local Tansu it starts) and a
+stand-in for the stack, in the same process, answers on the bus at once: the overhead then splits into
+HTTP in -> `queries.submitted` acknowledged by the broker, the broker's round trip (the stand-in's
+fetch, its reply, the gateway's fetch: set by KAFKA_FETCH_MAX_WAIT_MS on Tansu), and answer -> response.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import statistics
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaProducer
 
-from ragbus.common.events import AnswersCompleted, AnswersDelta, DocsSubmitted, QueryOptions
+from ragbus.common import topics
+from ragbus.common.admin import ensure_topics
+from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
+from ragbus.common.events import (
+    AnswersCompleted,
+    AnswersDelta,
+    Cascade,
+    DocsSubmitted,
+    QueriesSubmitted,
+    QueryOptions,
+)
+from ragbus.common.kafka import client_options, tail
+from ragbus.common.settings import KafkaSettings
+from ragbus.common.topics import Topics
 from ragbus.gateway.adapters.memory import MemoryDocumentLog, MemoryKeyStore
 from ragbus.gateway.app import HttpServer
 from ragbus.gateway.keys import new_key
@@ -141,11 +164,117 @@ async def streams(url: str, key: str, n: int, pieces: int) -> None:
         print(f"  first failure: {failed[0]!r}")
 
 
+async def stand_in(kafka: KafkaSettings, pieces: int, pause_s: float, ready: asyncio.Event) -> None:
+    """The stack, answering on the bus: each question at once, or in `pieces` pieces if it streams."""
+    t = Topics(kafka.topic_prefix)
+    consumer = await tail(kafka, [t(topics.QUERIES_SUBMITTED)])
+    producer = AIOKafkaProducer(**client_options(kafka), linger_ms=1)
+    await producer.start()
+    headers = [("content-type", CE_CONTENT_TYPE.encode())]
+
+    async def send(cause: Envelope[Any], data: Any, seq: int | str = "") -> None:
+        event = cause.follow(data, source="ragbus/bench", seq=seq)
+        await producer.send(t(type(data).topic), event.to_bytes(), key=event.key, headers=headers)
+
+    async def answer(event: Envelope[QueriesSubmitted]) -> None:
+        q = event.data
+        if q.options.stream:
+            for seq in range(pieces):
+                await asyncio.sleep(pause_s)
+                await send(
+                    event,
+                    AnswersDelta(query_id=q.query_id, seq=seq, tier=1, text=f"{q.question}:{seq} "),
+                    seq,
+                )
+            await send(event, AnswersDelta(query_id=q.query_id, seq=pieces, tier=1, final=True), pieces)
+        cascade = Cascade(tier=1, reason="bench", attempts=[])
+        done = AnswersCompleted(
+            query_id=q.query_id, status="answered", answer=f"answer to {q.question}", cascade=cascade
+        )
+        await send(event, done)
+        await producer.flush()
+
+    ready.set()
+    running: set[asyncio.Task[None]] = set()
+    try:
+        async for record in consumer:
+            task = asyncio.create_task(answer(parse_event(record.value or b"")))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def bus_overhead(url: str, key: str, published: list[float], n: int) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    total = []
+    async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+        for i in range(n + 20):
+            body = {"model": "ragbus", "messages": [{"role": "user", "content": f"q{i}"}]}
+            start = time.perf_counter()
+            response = await client.post("/v1/chat/completions", json=body)
+            end = time.perf_counter()
+            assert response.status_code == 200, response.text
+            if i >= 20:
+                total.append((end - start) * 1000)
+    sent = published[-n:]
+    print(f"over the bus, {n} sequential chat completions (ms):")
+    for name, samples in (("queries.submitted acknowledged", sent), ("round trip (two broker hops)", total)):
+        print(f"  {name:34} p50 {statistics.median(samples):6.2f}   p95 {pct(samples, 0.95):6.2f}")
+
+
+async def on_bus(args: argparse.Namespace, settings: GatewaySettings, keys: MemoryKeyStore, key: str) -> None:
+    from ragbus.gateway.app import BusAnswerer
+    from ragbus.stack.broker import broker_process, local_kafka_settings
+    from ragbus.stack.process import free_port
+
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        broker = broker_process(port=free_port(), home=Path(tempfile.mkdtemp(prefix="ragbus-bench-")))
+        bootstrap = (await broker.start(detach=False)).address
+    kafka = local_kafka_settings(bootstrap, f"bench-{uuid.uuid4().hex[:8]}.")
+    await ensure_topics(kafka, Topics(kafka.topic_prefix).all_with_dlq)
+    print(f"broker {bootstrap}, fetch wait {kafka.fetch_max_wait_ms} ms")
+    ready = asyncio.Event()
+    stack = asyncio.create_task(stand_in(kafka, args.pieces, 0.02, ready))
+    await ready.wait()
+    settings = settings.model_copy(update={"kafka": kafka})
+    answerer = await BusAnswerer.open(settings)
+    published: list[float] = []
+    client = answerer._client
+    publish = client._publish
+
+    async def timed(event: Envelope[Any]) -> None:
+        started = time.perf_counter()
+        await publish(event)
+        published.append((time.perf_counter() - started) * 1000)
+
+    client._publish = timed  # type: ignore[method-assign]
+    server = HttpServer(settings, create_web_app(settings, GatewayDeps(answerer, keys, MemoryDocumentLog())))
+    await server.start()
+    try:
+        await bus_overhead(server.url, key, published, args.requests // 5)
+        await streams(server.url, key, args.streams, args.pieces)
+    finally:
+        await server.stop()
+        await answerer.aclose()
+        stack.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stack
+        if broker is not None:
+            await broker.stop(grace_s=5.0)
+
+
 async def main(args: argparse.Namespace) -> None:
     settings = GatewaySettings(host="127.0.0.1", port=0, rate_per_minute=10**7, rate_burst=10**6)
     keys = MemoryKeyStore()
     key = new_key()
     await keys.create(key, "bench")
+    if args.bus:
+        await on_bus(args, settings, keys, key.key)
+        return
     answerer = InstantAnswerer(args.pieces, pause_s=0.02)
     server = HttpServer(settings, create_web_app(settings, GatewayDeps(answerer, keys, MemoryDocumentLog())))
     await server.start()
@@ -163,4 +292,5 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--pieces", type=int, default=20)
+    parser.add_argument("--bus", action="store_true", help="over a real broker and a stand-in stack")
     asyncio.run(main(parser.parse_args()))

@@ -71,6 +71,7 @@ class FakeAnswerer:
 
     pieces: Sequence[str] = ("It was completed ", "in 1889 [1].")
     withdraw: bool = False
+    redeliver: bool = False  # every piece twice, as a redelivery on the bus would bring it
     answer_for: Callable[[str, str], AnswersCompleted] | None = None
     asked: list[Asked] = field(default_factory=list)
     answered: set[tuple[str, str]] = field(default_factory=set)  # (tenant, query id) of each answer
@@ -105,7 +106,10 @@ class FakeAnswerer:
                 seq = 2
             for piece in self.pieces:
                 await asyncio.sleep(self.delay_s)
-                on_delta(AnswersDelta(query_id=query_id, seq=seq, tier=1, text=piece))
+                delta = AnswersDelta(query_id=query_id, seq=seq, tier=1, text=piece)
+                on_delta(delta)
+                if self.redeliver:
+                    on_delta(delta)
                 seq += 1
             on_delta(AnswersDelta(query_id=query_id, seq=seq, tier=1, final=True))
         return Answered(answered(query_id, "".join(self.pieces)), trace_id="ab" * 16)

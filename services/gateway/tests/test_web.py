@@ -453,3 +453,13 @@ async def test_a_deleted_document_is_removed_for_the_keys_tenant(
     assert deleted.json() == {"object": "document.deleted", "id": "old", "deleted": True, "removed_chunks": 3}
     assert answerer.deleted == [("acme", "old")]
     assert (await http.get("/v1/documents/old", headers=auth(api_key))).json()["status"] == "deleted"
+
+
+async def test_a_piece_delivered_twice_is_streamed_once(
+    http: httpx.AsyncClient, answerer: FakeAnswerer, api_key: str
+) -> None:
+    answerer.redeliver = True
+    async with http.stream("POST", CHAT, json=ask(stream=True), headers=auth(api_key)) as response:
+        frames = events("".join([part async for part in response.aiter_text()]))
+    texts = [c["choices"][0]["delta"].get("content") for c in frames[1:-3]]
+    assert texts == ["It was completed ", "in 1889 [1]."]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
@@ -47,7 +47,7 @@ from ragbus.common.events import (
     QueryOptions,
 )
 from ragbus.common.ids import uuid7
-from ragbus.common.kafka import client_options, rewind_truncated, tail
+from ragbus.common.kafka import client_options, rewind_truncated, tail, truncated
 from ragbus.common.logging import get_logger
 from ragbus.common.middleware import admit
 from ragbus.common.settings import KafkaSettings, TelemetrySettings, client_trust_settings
@@ -509,12 +509,15 @@ class RagbusClient:
         """While someone waits: if the broker lost its log (a restarted local broker), read the replies
         from the new log's beginning, where the stack's re-driven work answers (`rewind_truncated`)."""
         assert self._consumer is not None
+        suspects: list[TopicPartition] = []  # behind at the last look: rewound if still behind now
         while True:
             await asyncio.sleep(every_s)
             if not self._waiters and not self._streams:
+                suspects = []
                 continue
             try:
-                rewound = await rewind_truncated(self._consumer)
+                rewound = await rewind_truncated(self._consumer, suspects)
+                suspects = await truncated(self._consumer)
             except KafkaError as exc:  # the broker is away: the consumer reconnects, look again later
                 log.debug("reply log check failed", error=str(exc))
                 continue

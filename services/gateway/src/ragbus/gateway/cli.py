@@ -4,7 +4,7 @@
     ragbus keys create --tenant acme --name web    prints the key once; only its hash is stored
     ragbus keys list [--tenant acme] [--all]       ids, tenants, names, created, last used (no secrets)
     ragbus keys revoke 3f2a9c0d1e7b                refused from then on (within GATEWAY_KEY_CACHE_S)
-    ragbus gateway [--port 8080]                   serve the API (GATEWAY_* settings)
+    ragbus gateway [--port 8090]                   serve the API (GATEWAY_* settings)
 
 The keys live in the gateway's schema (GATEWAY_DATABASE_URL or DATABASE_URL, GATEWAY_DB_SCHEMA), which
 the command migrates first, as the gateway does at startup.
@@ -138,7 +138,7 @@ def revoke(key_id: str) -> None:
 
 @click.command()
 @click.option("--host", help="Address to bind (default GATEWAY_HOST, 127.0.0.1).")
-@click.option("--port", type=int, help="Port (default GATEWAY_PORT, 8080).")
+@click.option("--port", type=int, help="Port (default GATEWAY_PORT, 8090).")
 def gateway(host: str | None, port: int | None) -> None:
     """Run the HTTP gateway (OpenAI-compatible API) in the foreground until Ctrl-C."""
     from ragbus.gateway.app import create_app

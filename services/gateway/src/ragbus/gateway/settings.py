@@ -16,7 +16,8 @@ class GatewaySettings(ServiceSettings):
 
     # Loopback unless told otherwise: exposing the API is a deployment's decision (compose sets 0.0.0.0).
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    # Not 8080: the local chat model server of `ragbus up` listens there.
+    port: int = Field(default=8090, ge=0, le=65535)
     # The "models" /v1/models lists and /v1/chat/completions accepts: names for the one stack (the
     # cascade picks the real model per question).
     models: list[str] = Field(default_factory=lambda: ["ragbus"])

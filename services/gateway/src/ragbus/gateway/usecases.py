@@ -213,7 +213,17 @@ async def stream(answerer: Answerer, key: ApiKey, request: ChatCompletionRequest
     error event (the SDK raises it) instead of `[DONE]`'s normal finish."""
     question = domain.question_from(request.messages)
     queue: asyncio.Queue[AnswersDelta] = asyncio.Queue()
-    task = asyncio.create_task(_ask(answerer, key, request, question, on_delta=queue.put_nowait))
+    last_seq = -1
+
+    def on_delta(piece: AnswersDelta) -> None:
+        # A piece seen again (the bus delivers at least once; the client re-reads a log it thinks the
+        # broker lost) is dropped: the pieces of one request come in `seq` order on one partition.
+        nonlocal last_seq
+        if piece.seq > last_seq:
+            last_seq = piece.seq
+            queue.put_nowait(piece)
+
+    task = asyncio.create_task(_ask(answerer, key, request, question, on_delta=on_delta))
     getter = asyncio.create_task(queue.get())
     try:
         await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
