@@ -72,6 +72,7 @@ class FakeAnswerer:
     pieces: Sequence[str] = ("It was completed ", "in 1889 [1].")
     withdraw: bool = False
     redeliver: bool = False  # every piece twice, as a redelivery on the bus would bring it
+    cancelled: int = 0  # asks cancelled while streaming (the client went away)
     answer_for: Callable[[str, str], AnswersCompleted] | None = None
     asked: list[Asked] = field(default_factory=list)
     answered: set[tuple[str, str]] = field(default_factory=set)  # (tenant, query id) of each answer
@@ -99,19 +100,27 @@ class FakeAnswerer:
         if BLOCKED in question:
             return Answered(blocked(query_id))
         if on_delta is not None:
-            seq = 0
-            if self.withdraw:
-                on_delta(AnswersDelta(query_id=query_id, seq=0, tier=1, text="A draft that "))
-                on_delta(AnswersDelta(query_id=query_id, seq=1, tier=2, reset=True))
-                seq = 2
-            for piece in self.pieces:
-                await asyncio.sleep(self.delay_s)
-                delta = AnswersDelta(query_id=query_id, seq=seq, tier=1, text=piece)
+            try:
+                return await self._stream(tenant, query_id, on_delta)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return Answered(answered(query_id, "".join(self.pieces)), trace_id="ab" * 16)
+
+    async def _stream(self, tenant: str, query_id: str, on_delta: Callable[[AnswersDelta], None]) -> Answered:
+        seq = 0
+        if self.withdraw:
+            on_delta(AnswersDelta(query_id=query_id, seq=0, tier=1, text="A draft that "))
+            on_delta(AnswersDelta(query_id=query_id, seq=1, tier=2, reset=True))
+            seq = 2
+        for piece in self.pieces:
+            await asyncio.sleep(self.delay_s)
+            delta = AnswersDelta(query_id=query_id, seq=seq, tier=1, text=piece)
+            on_delta(delta)
+            if self.redeliver:
                 on_delta(delta)
-                if self.redeliver:
-                    on_delta(delta)
-                seq += 1
-            on_delta(AnswersDelta(query_id=query_id, seq=seq, tier=1, final=True))
+            seq += 1
+        on_delta(AnswersDelta(query_id=query_id, seq=seq, tier=1, final=True))
         return Answered(answered(query_id, "".join(self.pieces)), trace_id="ab" * 16)
 
     async def ingest(self, tenant: str, document: DocsSubmitted) -> IndexedDocument:

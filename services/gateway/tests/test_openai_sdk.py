@@ -3,8 +3,10 @@ sockets, real streaming) and in process, for a chat, a stream, and the error of 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
+import httpx
 import httpx2
 import openai
 import pytest
@@ -110,3 +112,28 @@ async def test_the_sdk_works_in_process_too(
         )
     assert completion.choices[0].message.content is not None
     assert completion.choices[0].message.content.startswith("It was completed in 1889 [1].")
+
+
+async def test_a_client_that_leaves_mid_stream_stops_the_wait_for_its_answer(
+    server: HttpServer, answerer: FakeAnswerer, api_key: str
+) -> None:
+    """No waiter is left behind: the request's wait for its answer is cancelled with the connection."""
+    answerer.pieces = tuple(f"piece {i} " for i in range(50))
+    answerer.delay_s = 0.05
+    body = {"model": "ragbus", "messages": [{"role": "user", "content": "q"}], "stream": True}
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with (
+        httpx.AsyncClient(base_url=server.url) as client,
+        client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response,
+    ):
+        async for line in response.aiter_lines():
+            if "piece 1 " in line:
+                break  # leave after two pieces
+    for _ in range(200):
+        if answerer.cancelled:
+            break
+        await asyncio.sleep(0.02)
+    assert answerer.cancelled == 1
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        metrics = (await client.get("/metrics")).text
+    assert "ragbus_gateway_streams 0.0" in metrics
