@@ -37,11 +37,19 @@ def read_toml(path: Path) -> dict[str, Any]:
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
+# Service packages not yet hosted by the runner (no `ragbus.services` entry point, no container): the
+# HTTP gateway (issue 12) runs as `ragbus gateway` until it is wired into `ragbus up` and compose, which
+# must give it a port of its own per stack (the services publish none).
+NOT_YET_HOSTED = frozenset({"gateway"})
+
+
 def ragbus_services() -> tuple[str, ...]:
     """The service names (`ragbus.stack.serve NAME`), from the `ragbus.services` entry point each
     services/*/pyproject.toml declares: a new service is tested without editing this file."""
     names: list[str] = []
     for pyproject in sorted(REPO.glob("services/*/pyproject.toml")):
+        if pyproject.parent.name in NOT_YET_HOSTED:
+            continue
         group = read_toml(pyproject)["project"].get("entry-points", {}).get("ragbus.services", {})
         assert group, f"{pyproject.relative_to(REPO)} declares no `ragbus.services` entry point"
         names.extend(group)

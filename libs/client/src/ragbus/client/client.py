@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
@@ -50,7 +50,7 @@ from ragbus.common.events import (
     QueryOptions,
 )
 from ragbus.common.ids import uuid7
-from ragbus.common.kafka import client_options, rewind_truncated, tail
+from ragbus.common.kafka import client_options, rewind_truncated, tail, truncated
 from ragbus.common.logging import get_logger
 from ragbus.common.middleware import admit
 from ragbus.common.settings import KafkaSettings, TelemetrySettings, client_trust_settings
@@ -250,6 +250,11 @@ class RagbusClient:
                 waiter.future.cancel()
         self._provider.force_flush()
 
+    async def ping(self) -> None:
+        """Raise unless the bus answers a metadata request: the health check of a long-lived client."""
+        assert self._producer is not None, "use `async with RagbusClient()` or call start() first"
+        await self._producer.client.fetch_all_metadata()
+
     # --- requests ----------------------------------------------------------------------------------
 
     async def ingest(
@@ -259,13 +264,15 @@ class RagbusClient:
         stall_timeout: float = 120.0,
         timeout: float | None = None,
         on_indexed: Callable[[Indexed], None] | None = None,
+        tenant: str | None = None,
     ) -> list[Indexed]:
         """Submit documents and wait until each is indexed (every part). Raises RequestFailed.
 
         It waits as long as the stack makes progress: any `docs.indexed` event on the bus, ours or not,
         restarts the clock, so documents queued behind a backlog are waited for. WaitTimeout after
         `stall_timeout` seconds without progress, or after `timeout` seconds in all (None: no limit);
-        its message says how many of these documents are indexed and which are not.
+        its message says how many of these documents are indexed and which are not. `tenant`: whose
+        documents they are, if not the client's own tenant's.
         """
         started = time.perf_counter()
         sent: list[tuple[str, _Waiter]] = []
@@ -281,7 +288,12 @@ class RagbusClient:
                 chunking=doc.chunking,
             )
             sent.append(
-                (doc.doc_id, await self._send(data, expect=DocsIndexed.event_type(), name="ragbus ingest"))
+                (
+                    doc.doc_id,
+                    await self._send(
+                        data, expect=DocsIndexed.event_type(), name="ragbus ingest", tenant=tenant
+                    ),
+                )
             )
 
         results: dict[int, Indexed] = {}
@@ -357,10 +369,10 @@ class RagbusClient:
             "(is `ragbus up` running? `ragbus status` shows the services)"
         )
 
-    async def delete(self, doc_id: str, *, timeout: float = 60.0) -> Indexed:
+    async def delete(self, doc_id: str, *, timeout: float = 60.0, tenant: str | None = None) -> Indexed:
         started = time.perf_counter()
         waiter = await self._send(
-            DocsDeleted(doc_id=doc_id), expect=DocsIndexed.event_type(), name="ragbus delete"
+            DocsDeleted(doc_id=doc_id), expect=DocsIndexed.event_type(), name="ragbus delete", tenant=tenant
         )
         async with asyncio.timeout(timeout):
             events = await waiter.future
@@ -376,11 +388,13 @@ class RagbusClient:
         timeout: float = 120.0,
         on_delta: Callable[[AnswersDelta], None] | None = None,
         groups: Sequence[str] = (),
+        tenant: str | None = None,
     ) -> Answer:
         """Ask a question and wait for `answers.completed` (answered, or blocked with a reason).
 
         `groups`: the asker's groups; retrieval sees the documents open to the whole tenant and those
-        shared with one of these.
+        shared with one of these. `tenant`: whom to ask for, if not the client's own tenant (a gateway
+        serving several tenants through one client).
 
         `on_delta` streams the answer: each `answers.delta` piece as the stack generates it, in order
         (`options.stream` is set for it). The pieces are drafts: one with `reset` withdraws the text so
@@ -404,7 +418,7 @@ class RagbusClient:
             ended = asyncio.Event()
             if on_delta is not None:
                 self._streams[data.query_id] = (on_delta, ended)
-            waiter = await self._send(data, expect=AnswersCompleted.event_type(), name=None)
+            waiter = await self._send(data, expect=AnswersCompleted.event_type(), name=None, tenant=tenant)
         try:
             async with asyncio.timeout(timeout):
                 events = await waiter.future
@@ -427,15 +441,16 @@ class RagbusClient:
         *,
         correction: str | None = None,
         timeout: float = 60.0,
+        tenant: str | None = None,
     ) -> FeedbackRecorded:
         """Rate an answer and wait until the monitor has recorded it: `known` in the reply says whether
-        a question with this id is on record for the tenant. `correction`: the answer as it should have
-        been (a dataset export puts it in place of the answer)."""
+        a question with this id is on record for the tenant (`tenant`, if not the client's own).
+        `correction`: the answer as it should have been (a dataset export puts it in place of the answer)."""
         data = FeedbackSubmitted.model_validate(
             {"query_id": query_id, "rating": rating, "comment": comment, "correction": correction}
         )
         waiter = await self._send(
-            data, expect=FeedbackRecorded.event_type(), name="ragbus feedback", own_reply=True
+            data, expect=FeedbackRecorded.event_type(), name="ragbus feedback", own_reply=True, tenant=tenant
         )
         try:
             async with asyncio.timeout(timeout):
@@ -455,6 +470,7 @@ class RagbusClient:
         expect: str,
         name: str | None,
         own_reply: bool = False,
+        tenant: str | None = None,
     ) -> _Waiter:
         """Publish a request; return its waiter, whose future its reply resolves (registered before
         publishing).
@@ -462,7 +478,8 @@ class RagbusClient:
         `own_reply`: only a reply caused by this very event counts (several requests may share the
         correlation id, as ratings of one answer do)."""
         correlation = getattr(data, "query_id", None) or f"{data.subject()}@{uuid7()}"
-        event = Envelope.new(data, source=self.source, tenant=self.tenant, correlation_id=correlation)
+        tenant = tenant or self.tenant
+        event = Envelope.new(data, source=self.source, tenant=tenant, correlation_id=correlation)
         future: asyncio.Future[list[Envelope[Any]]] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(future, expect, event.id if own_reply else None)
         self._waiters[event.correlationid] = waiter
@@ -538,12 +555,15 @@ class RagbusClient:
         """While someone waits: if the broker lost its log (a restarted local broker), read the replies
         from the new log's beginning, where the stack's re-driven work answers (`rewind_truncated`)."""
         assert self._consumer is not None
+        suspects: list[TopicPartition] = []  # behind at the last look: rewound if still behind now
         while True:
             await asyncio.sleep(every_s)
             if not self._waiters and not self._streams:
+                suspects = []
                 continue
             try:
-                rewound = await rewind_truncated(self._consumer)
+                rewound = await rewind_truncated(self._consumer, suspects)
+                suspects = await truncated(self._consumer)
             except KafkaError as exc:  # the broker is away: the consumer reconnects, look again later
                 log.debug("reply log check failed", error=str(exc))
                 continue

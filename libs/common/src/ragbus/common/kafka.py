@@ -7,7 +7,7 @@ talks to Kafka directly: the client library, the CLI, topic creation, test taps 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -61,17 +61,34 @@ async def tail(settings: KafkaSettings, names: Sequence[str]) -> AIOKafkaConsume
     return consumer
 
 
-async def rewind_truncated(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+async def rewind_truncated(
+    consumer: AIOKafkaConsumer, suspects: Collection[TopicPartition] | None = None
+) -> list[TopicPartition]:
     """Move each assigned partition whose log now ends before the consumer's position back to its
     beginning, and return them. That happens when the broker lost its log (the local Tansu keeps it in
     memory): Kafka answers a fetch past the end with OFFSET_OUT_OF_RANGE and the consumer resets itself,
     Tansu answers with no records, so without this a reader would wait there, missing every new record
-    until the new log grew past its old position."""
-    assigned = sorted(consumer.assignment())
-    if not assigned:
-        return []
-    ends = await consumer.end_offsets(assigned)
-    behind = [tp for tp in assigned if await consumer.position(tp) > ends[tp]]
+    until the new log grew past its old position.
+
+    `suspects`: rewind only partitions that were behind at the previous look too (`truncated`), for a
+    reader that looks again and again under traffic: Tansu's end offsets can trail the records a fetch
+    has already returned for a moment, and one look would take a live log for lost and re-read it all."""
+    behind = await truncated(consumer)
+    if suspects is not None:
+        behind = [tp for tp in behind if tp in suspects]
     if behind:
         await consumer.seek_to_beginning(*behind)
     return behind
+
+
+async def truncated(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+    """The assigned partitions whose log ends before the consumer's position (see rewind_truncated)."""
+    assigned = sorted(consumer.assignment())
+    if not assigned:
+        return []
+    # Positions first, ends after: a log only grows, so a position read before its end is never past it
+    # unless the log was lost. The other order raced the consumer's fetches: under steady traffic the
+    # position moved past the end read a moment before, and a live log was taken for lost and re-read.
+    positions = {tp: await consumer.position(tp) for tp in assigned}
+    ends = await consumer.end_offsets(assigned)
+    return [tp for tp in assigned if positions[tp] > ends[tp]]

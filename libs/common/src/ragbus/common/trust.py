@@ -66,6 +66,8 @@ SERVICE_TOPICS: Mapping[str, tuple[str, ...]] = {
     "guard": (topics.QUERIES_ACCEPTED, topics.QUERIES_REJECTED, topics.ANSWERS_COMPLETED),
     "orchestrator": (topics.QUERIES_ESCALATED, topics.ANSWERS_DRAFTED, topics.ANSWERS_DELTA),
     "monitor": (topics.FEEDBACK_RECORDED,),
+    # The HTTP gateway submits for the tenants of its API keys (it publishes through the client library).
+    "gateway": SUBMISSIONS,
 }
 DEAD_LETTERS = "*" + DLQ_SUFFIX
 # The stack's operator (the `ragbus` CLI on the machine that runs it): submits for any tenant and

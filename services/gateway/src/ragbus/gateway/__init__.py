@@ -1,0 +1,1 @@
+"""ragbus gateway service: an OpenAI-compatible HTTP API that is one more Kafka client."""

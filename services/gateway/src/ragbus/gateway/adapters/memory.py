@@ -1,0 +1,80 @@
+"""The KeyStore and the DocumentLog in memory: for tests, and the contracts the PostgreSQL ones are
+tested against."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from ragbus.gateway.ports import ApiKey, DocumentState, NewKey
+
+
+class MemoryDocumentLog:
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str], DocumentState] = {}
+
+    async def submitted(self, tenant: str, doc_id: str, submission: str, title: str | None) -> DocumentState:
+        now = datetime.now(UTC)
+        state = DocumentState(
+            tenant, doc_id, "submitted", submission, title, submitted_at=now, updated_at=now
+        )
+        self._states[(tenant, doc_id)] = state
+        return state
+
+    async def finished(self, state: DocumentState) -> None:
+        current = self._states.get((state.tenant, state.doc_id))
+        if current is not None and current.submission == state.submission:
+            self._states[(state.tenant, state.doc_id)] = dataclasses.replace(
+                state, submitted_at=current.submitted_at, updated_at=datetime.now(UTC)
+            )
+
+    async def get(self, tenant: str, doc_id: str) -> DocumentState | None:
+        return self._states.get((tenant, doc_id))
+
+
+class MemoryKeyStore:
+    def __init__(self) -> None:
+        self._by_hash: dict[str, ApiKey] = {}
+        self.lookups = 0  # how often `find` ran (the cache's tests count them)
+
+    async def create(
+        self,
+        new: NewKey,
+        tenant: str,
+        *,
+        name: str | None = None,
+        groups: Sequence[str] = (),
+        rate_per_minute: int | None = None,
+    ) -> ApiKey:
+        key = ApiKey(new.key_id, tenant, name, tuple(groups), rate_per_minute, created_at=datetime.now(UTC))
+        self._by_hash[new.key_hash] = key
+        return key
+
+    async def find(self, key_hash: str) -> ApiKey | None:
+        self.lookups += 1
+        key = self._by_hash.get(key_hash)
+        if key is None or not key.active:
+            return None
+        key = self._by_hash[key_hash] = dataclasses.replace(key, last_used_at=datetime.now(UTC))
+        return key
+
+    async def list(self, tenant: str | None = None, *, include_revoked: bool = False) -> list[ApiKey]:
+        return [
+            k
+            for k in self._by_hash.values()
+            if (tenant is None or k.tenant == tenant) and (include_revoked or k.active)
+        ]
+
+    async def revoke(self, key_id: str) -> bool:
+        for h, k in self._by_hash.items():
+            if k.key_id == key_id and k.active:
+                self._by_hash[h] = dataclasses.replace(k, revoked_at=datetime.now(UTC))
+                return True
+        return False
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

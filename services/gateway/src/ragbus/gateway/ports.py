@@ -1,0 +1,161 @@
+"""What the gateway needs from the world: someone who answers questions (the stack, over the bus) and a
+store of API keys. The HTTP layer sees only these, so its tests run against fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from ragbus.common.events import AnswersCompleted, AnswersDelta, DocsSubmitted, QueryOptions
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    key_id: str
+    key: str  # the whole secret key: shown once, never stored
+    key_hash: str  # its SHA-256, hex: what is stored
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key as stored: everything but the secret."""
+
+    key_id: str
+    tenant: str
+    name: str | None = None
+    groups: tuple[str, ...] = ()
+    rate_per_minute: int | None = None  # None: the gateway's default
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    answer: AnswersCompleted
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedDocument:
+    """What indexing did with a document (every part in), or with its deletion."""
+
+    version: str
+    chunks: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: bool = False
+    duplicate_of: str | None = None
+
+
+DocumentStatus = Literal["submitted", "indexed", "skipped", "failed", "deleted"]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentState:
+    """A document submitted through the gateway, as far as the gateway has seen it go."""
+
+    tenant: str
+    doc_id: str
+    status: DocumentStatus
+    submission: str  # this submission's id: a later submission of the same document replaces it
+    title: str | None = None
+    version: str | None = None
+    chunks: int | None = None
+    unchanged: int | None = None
+    removed: int | None = None
+    duplicate_of: str | None = None
+    reason: str | None = None
+    submitted_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class AnswerTimeout(TimeoutError):
+    """The stack did not answer within the gateway's time limit."""
+
+
+class AnswerUnavailable(RuntimeError):
+    """The stack refused or lost the request (a dead letter, the bus is down): the reason says why."""
+
+
+class Answerer(Protocol):
+    async def ask(
+        self,
+        tenant: str,
+        question: str,
+        *,
+        conversation_id: str | None,
+        groups: Sequence[str],
+        options: QueryOptions,
+        on_delta: Callable[[AnswersDelta], None] | None = None,
+    ) -> Answered:
+        """Publish the question for `tenant` and wait for its `answers.completed` (raises AnswerTimeout,
+        AnswerUnavailable); `on_delta` gets the `answers.delta` pieces, in order, before it returns."""
+        ...
+
+    async def ingest(self, tenant: str, document: DocsSubmitted) -> IndexedDocument:
+        """Publish a document for `tenant` and wait until it is indexed, every part (raises
+        AnswerTimeout when the stack stalls, AnswerUnavailable when it refuses the document)."""
+        ...
+
+    async def delete(self, tenant: str, doc_id: str) -> IndexedDocument:
+        """Publish the removal of a document of `tenant` and wait until it is out of the index."""
+        ...
+
+    async def feedback(self, tenant: str, query_id: str, rating: str, comment: str | None) -> bool:
+        """Publish a rating of an answer for `tenant` and wait until the monitor has recorded it;
+        True when a question with this id is on record for the tenant (raises AnswerTimeout,
+        AnswerUnavailable)."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class DocumentLog(Protocol):
+    """The gateway's record of the documents it submitted, so `GET /v1/documents/{id}` can say where
+    each one is (its own table: the monitor's record is the monitor's)."""
+
+    async def submitted(self, tenant: str, doc_id: str, submission: str, title: str | None) -> DocumentState:
+        """Record a (re)submission: status `submitted`, replacing what an earlier one left."""
+        ...
+
+    async def finished(self, state: DocumentState) -> None:
+        """Record the outcome of `state.submission`; nothing if a later submission replaced it."""
+        ...
+
+    async def get(self, tenant: str, doc_id: str) -> DocumentState | None: ...
+
+
+class KeyStore(Protocol):
+    async def create(
+        self,
+        new: NewKey,
+        tenant: str,
+        *,
+        name: str | None = None,
+        groups: Sequence[str] = (),
+        rate_per_minute: int | None = None,
+    ) -> ApiKey: ...
+
+    async def find(self, key_hash: str) -> ApiKey | None:
+        """The active (not revoked) key with this hash, if any."""
+        ...
+
+    async def list(self, tenant: str | None = None, *, include_revoked: bool = False) -> list[ApiKey]: ...
+
+    async def revoke(self, key_id: str) -> bool:
+        """Revoke a key; False if no active key has this id."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...

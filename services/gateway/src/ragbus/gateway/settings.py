@@ -1,0 +1,49 @@
+"""Gateway settings (env prefix `GATEWAY_`); Kafka, telemetry, logs, retry and trust come from
+ServiceSettings."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from ragbus.common.settings import DEFAULT_DATABASE_URL, ServiceSettings
+
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    # Loopback unless told otherwise: exposing the API is a deployment's decision (compose sets 0.0.0.0).
+    host: str = "127.0.0.1"
+    # Not 8080: the local chat model server of `ragbus up` listens there.
+    port: int = Field(default=8090, ge=0, le=65535)
+    # The "models" /v1/models lists and /v1/chat/completions accepts: names for the one stack (the
+    # cascade picks the real model per question).
+    models: list[str] = Field(default_factory=lambda: ["ragbus"])
+    # How long a request waits for its answer (a cascade on the local model can take tens of seconds).
+    answer_timeout_s: float = Field(default=120.0, gt=0)
+    # Request bodies larger than this are refused with 413 before they are read whole.
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    # Per API key: requests per minute on average, and at once (a key's own `rate_per_minute` wins).
+    rate_per_minute: int = Field(default=120, ge=1)
+    rate_burst: int = Field(default=20, ge=1)
+    # A verified key is remembered this long, so a request costs no database round trip; a revoked key
+    # stops working within this time. 0: look every key up every time.
+    key_cache_s: float = Field(default=10.0, ge=0)
+    # Origins allowed to call the API from a browser (CORS); empty: no CORS headers at all.
+    cors_origins: list[str] = Field(default_factory=list)
+    # The source of the events it publishes (CloudEvents `source`).
+    source: str = "ragbus/gateway"
+
+    # The API keys' database (PostgreSQL). `DATABASE_URL` is accepted too, as for the monitor.
+    database_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_DATABASE_URL),
+        validation_alias=AliasChoices("GATEWAY_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    # The gateway's own schema (its tables and its migrations' record), apart from the monitor's.
+    db_schema: str = Field(default="ragbus_gateway", pattern=_IDENT)
+    migrate_on_startup: bool = True
+    pool_max_size: int = Field(default=4, ge=1)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    command_timeout_s: float = Field(default=10.0, gt=0)

@@ -1,0 +1,347 @@
+"""The gateway's HTTP API (FastAPI): OpenAI's chat completions and models, health, metrics, docs.
+
+`create_web_app(settings, deps)` builds the ASGI app over the gateway's ports; `app.py` serves it with
+uvicorn beside the service's lifecycle, tests call it in process (httpx's ASGI transport). Every error
+is in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, so OpenAI clients raise their
+usual exceptions (401 AuthenticationError, 429 RateLimitError, 400 BadRequestError, ...).
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time, and
+# the key dependency is local to create_web_app.
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
+
+from ragbus.common.errors import DependencyUnavailable
+from ragbus.common.logging import get_logger
+from ragbus.gateway import domain, usecases
+from ragbus.gateway.domain import ChatCompletionRequest, GatewayError
+from ragbus.gateway.ports import ApiKey, DocumentState
+from ragbus.gateway.ratelimit import RateLimiter
+from ragbus.gateway.settings import GatewaySettings
+from ragbus.gateway.usecases import GatewayDeps, KeyCache
+
+log = get_logger("ragbus.gateway.web")
+
+DepsProvider = Callable[[], GatewayDeps]
+HealthProvider = Callable[[], Awaitable[Mapping[str, str]]]
+
+
+class Metrics:
+    """Prometheus metrics in a registry of the app's own (several apps in one process, as in tests)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ragbus_gateway_requests",
+            "HTTP requests, by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.seconds = Histogram(
+            "ragbus_gateway_request_seconds",
+            "Time from request to the response's end (a stream: its last frame), by route",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self.streams = Gauge("ragbus_gateway_streams", "Streams open now", registry=self.registry)
+        self.answers = Counter(
+            "ragbus_gateway_answers",
+            "Chat completions by outcome (answered, blocked, failed, error)",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+
+class _MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.seconds.labels(route).observe(time.perf_counter() - started)
+
+
+class _BodyLimit:
+    """413 for a body over `limit` bytes: at once by its Content-Length, else while it is read."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"the request body is larger than {self.limit} bytes"
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            body = domain.error_body(message, "invalid_request_error", "request_too_large")
+            await JSONResponse(body, 413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def receiving() -> Message:
+            nonlocal seen
+            got = await receive()
+            seen += len(got.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, message)  # FastAPI passes HTTPExceptions from the body through
+            return got
+
+        await self.app(scope, receiving, send)
+
+
+def _error(exc: GatewayError) -> JSONResponse:
+    return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def create_web_app(
+    settings: GatewaySettings,
+    deps: GatewayDeps | DepsProvider,
+    health: HealthProvider | None = None,
+    *,
+    limiter: RateLimiter | None = None,
+    key_cache: KeyCache | None = None,
+) -> FastAPI:
+    """The ASGI app. `deps`: the gateway's dependencies, or a function that returns them once open
+    (DependencyUnavailable meanwhile: 503). `health`: each dependency's state ("ok" or the error)."""
+    provide: DepsProvider = deps if callable(deps) else (lambda: deps)
+    limiter = limiter or RateLimiter()
+    cache = key_cache or KeyCache(settings.key_cache_s)
+    metrics = Metrics()
+    try:
+        release = version("ragbus-gateway")
+    except PackageNotFoundError:
+        release = "0.0.0"
+    app = FastAPI(
+        title="ragbus gateway",
+        version=release,
+        description="OpenAI-compatible HTTP API of a ragbus stack: answers with citations from the "
+        "tenant's documents. Authenticate with `Authorization: Bearer <key>` (`ragbus keys create`).",
+        docs_url=None,  # served below from the packaged Swagger UI files, not a CDN
+        redoc_url=None,
+    )
+    app.state.metrics = metrics
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.exception_handler(GatewayError)
+    async def on_gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+        body = domain.error_body(str(exc.detail), kind, _HTTP_CODES.get(exc.status_code))
+        return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse(domain.error_body(f"invalid request: {problems}", "invalid_request_error"), 400)
+
+    @app.exception_handler(DependencyUnavailable)
+    async def on_unavailable(request: Request, exc: DependencyUnavailable) -> JSONResponse:
+        body = domain.error_body(f"the gateway is not ready: {exc}", "server_error", "unavailable")
+        return JSONResponse(body, 503, headers={"Retry-After": "5"})
+
+    async def api_key(
+        request: Request,
+        authorization: Annotated[str | None, Header()] = None,
+        x_api_key: Annotated[str | None, Header()] = None,
+    ) -> ApiKey:
+        key = await usecases.authenticate(provide().keys, cache, authorization, x_api_key)
+        usecases.check_rate(limiter, key, settings.rate_per_minute, settings.rate_burst)
+        request.state.key_id = key.key_id
+        return key
+
+    Key = Annotated[ApiKey, Depends(api_key)]  # noqa: N806 - a type, named as one
+
+    @app.get("/v1/models", tags=["openai"])
+    async def list_models(key: Key) -> dict[str, Any]:
+        """The models this gateway answers as (names for the stack; the cascade picks the model)."""
+        return domain.model_list(settings.models)
+
+    @app.get("/v1/models/{model}", tags=["openai"])
+    async def get_model(model: str, key: Key) -> dict[str, Any]:
+        if model not in settings.models:
+            raise GatewayError(404, f"the model {model!r} does not exist", code="model_not_found")
+        listed: dict[str, Any] = domain.model_list([model])["data"][0]
+        return listed
+
+    @app.post(
+        "/v1/chat/completions",
+        tags=["openai"],
+        responses={200: {"content": {"text/event-stream": {}}, "description": "a completion, or its stream"}},
+    )
+    async def chat_completions(body: ChatCompletionRequest, key: Key) -> Response:
+        """OpenAI's chat completion. The last message is the question; `conversation_id` (an extra
+        field) names the conversation for follow-ups. The answer's citations are in
+        `choices[0].message.citations` (streamed: the last chunk's `choices[0].delta.citations`) and as
+        numbered sources after the text; `ragbus` holds the query id, tier, cost and trace id."""
+        if body.model not in settings.models:
+            raise GatewayError(
+                404,
+                f"the model {body.model!r} does not exist; use one of {', '.join(settings.models)}",
+                code="model_not_found",
+                param="model",
+            )
+        answerer = provide().answerer
+        if not body.stream:
+            try:
+                completion = await usecases.complete(answerer, key, body)
+            except GatewayError as exc:
+                metrics.answers.labels(_outcome(exc)).inc()
+                raise
+            metrics.answers.labels("answered").inc()
+            return JSONResponse(completion)
+        try:
+            frames = await usecases.stream(answerer, key, body)
+        except GatewayError as exc:
+            metrics.answers.labels(_outcome(exc)).inc()
+            raise
+
+        async def counted() -> Any:
+            metrics.streams.inc()
+            try:
+                async for frame in frames:
+                    yield frame
+            finally:
+                metrics.streams.dec()
+
+        metrics.answers.labels("streamed").inc()
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(counted(), media_type="text/event-stream", headers=headers)
+
+    @app.post("/v1/feedback", tags=["ragbus"])
+    async def post_feedback(body: domain.FeedbackRequest, key: Key) -> dict[str, Any]:
+        """Rate an answer (`up` or `down`, with an optional comment) by its query id; waits until the
+        monitor has it on record. `known`: whether the key's tenant asked that question."""
+        return await usecases.feedback(provide().answerer, key, body)
+
+    indexing: set[asyncio.Task[DocumentState]] = set()  # held, so a running one is not collected
+
+    @app.post("/v1/documents", tags=["ragbus"], status_code=202)
+    async def post_document(body: domain.DocumentRequest, key: Key) -> JSONResponse:
+        """Submit a document (text) for the key's tenant. 202 at once with its state (`submitted`),
+        then `GET /v1/documents/{id}` says when it is `indexed` (or `skipped` as a near duplicate, or
+        `failed` and why); with `"wait": true`, 201 once it is indexed."""
+        deps = provide()
+        state = await usecases.submit_document(deps, key, body)
+        task = asyncio.create_task(usecases.index_document(deps, state, body))
+        indexing.add(task)
+        task.add_done_callback(indexing.discard)
+        location = {"Location": f"/v1/documents/{body.doc_id}"}
+        if not body.wait:
+            return JSONResponse(domain.document_json(state), 202, headers=location)
+        done = await asyncio.shield(task)  # a client that leaves does not stop the indexing
+        return JSONResponse(
+            domain.document_json(done), 201 if done.status != "failed" else 502, headers=location
+        )
+
+    @app.get("/v1/documents/{doc_id}", tags=["ragbus"])
+    async def get_document(doc_id: str, key: Key) -> dict[str, Any]:
+        """Where a document submitted through the gateway is: `submitted`, `indexed` (with its version
+        and chunks), `skipped`, `failed` (with the reason) or `deleted`. Only the key's tenant's."""
+        return domain.document_json(await usecases.document(provide(), key, doc_id))
+
+    @app.delete("/v1/documents/{doc_id}", tags=["ragbus"])
+    async def delete_document(doc_id: str, key: Key) -> dict[str, Any]:
+        """Remove a document of the key's tenant from the index, every version; waits until it is out."""
+        return await usecases.delete_document(provide(), key, doc_id)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> JSONResponse:
+        """Each dependency's state; 200 when all are ok, else 503."""
+        states = dict(await health()) if health is not None else await _ping_all(provide)
+        ok = all(v == "ok" for v in states.values())
+        return JSONResponse({"ok": ok, "checks": states}, 200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def prometheus() -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="ragbus gateway",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
+
+    # Each one added wraps the ones before: metrics (outermost) see every answer, 413s and CORS
+    # preflights included, and a 413 carries the CORS headers a browser needs to read it.
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+            expose_headers=["Retry-After"],
+        )
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _outcome(exc: GatewayError) -> str:
+    if exc.code == "content_policy_violation" or exc.status == 429:
+        return "blocked"
+    return "failed" if exc.code == "answer_failed" else "error"
+
+
+async def _ping_all(provide: DepsProvider) -> dict[str, str]:
+    try:
+        deps = provide()
+    except DependencyUnavailable as exc:
+        return {"dependencies": f"error: {exc}"}
+    states = {}
+    for name, client in (("kafka", deps.answerer), ("database", deps.keys)):
+        try:
+            await client.ping()
+            states[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
+            states[name] = f"error: {exc!r}"
+    return states
