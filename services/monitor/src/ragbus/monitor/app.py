@@ -22,6 +22,7 @@ from ragbus.common.broker import raw_decoder
 from ragbus.common.events import FeedbackRecorded
 from ragbus.common.service import Clients, Service
 from ragbus.monitor import usecases
+from ragbus.monitor.adapters.pii import ShieldsPersonalData
 from ragbus.monitor.adapters.postgres import PostgresEventStore
 from ragbus.monitor.settings import MonitorSettings
 from ragbus.monitor.usecases import MonitorDeps
@@ -31,7 +32,10 @@ SERVICE = "monitor"
 
 async def open_deps(settings: MonitorSettings, clients: Clients) -> MonitorDeps:
     # Connects and migrates; DependencyUnavailable while the database is down (retried in the background).
-    return MonitorDeps(store=clients.add("database", await PostgresEventStore.open(settings)))
+    store = clients.add("database", await PostgresEventStore.open(settings))
+    if not settings.redact_pii:
+        return MonitorDeps(store=store)
+    return MonitorDeps(store, ShieldsPersonalData(), frozenset(settings.redact_pii))
 
 
 def create_app(settings: MonitorSettings | None = None, deps: MonitorDeps | None = None) -> RagbusApp:

@@ -12,9 +12,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -521,3 +522,23 @@ def rated_request(
         rated_at=f.event_time,
         erased=any(e.event_id in erased for e in [*flow, *ratings]),
     )
+
+
+# Fields of event data where people write (or a model writes about them) free text: what a tenant's
+# `redact_pii` policy has stored redacted, at any depth (a citation's quote, a cached question).
+FREE_TEXT = frozenset({"question", "answer", "text", "comment", "correction", "quote"})
+
+
+def redact_record(record: EventRecord, redact_text: Callable[[str], str]) -> EventRecord:
+    """The record with every free-text field of its data passed through `redact_text`."""
+
+    def walk(value: Any, key: str | None = None) -> Any:
+        if isinstance(value, str):
+            return redact_text(value) if key in FREE_TEXT else value
+        if isinstance(value, Mapping):
+            return {k: walk(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, key) for v in value]
+        return value
+
+    return dataclasses.replace(record, data=walk(record.data))

@@ -224,3 +224,11 @@ class RatedRequest:
     rated_at: datetime
     # Some event of the request, or a rating of it, had personal data erased (`erased_at` set).
     erased: bool
+
+
+class PersonalData(Protocol):
+    """Finds personal data in text and replaces it (adapters: ragbus.shields' recognisers)."""
+
+    def redact(self, text: str) -> str:
+        """`text` with each piece of personal data replaced by `[REDACTED:<KIND>]`."""
+        ...

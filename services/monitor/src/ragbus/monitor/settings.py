@@ -49,6 +49,11 @@ class MonitorSettings(ServiceSettings):
     # Or a file holding it (`ragbus up` keeps one in $RAGBUS_HOME/audit.key); MONITOR_AUDIT_KEY wins.
     audit_key_file: Path | None = None
     audit_checkpoint_s: float = Field(default=10.0, gt=0)
+    # Tenants whose events are stored with personal data redacted (`*`: every tenant): emails, phones,
+    # cards, IBANs, SSNs, IPs, dates of birth, addresses and cued names in questions, answers, texts,
+    # comments and quotes become `[REDACTED:<KIND>]` before the row is written, so the record never holds
+    # them (ragbus.shields.pii; the events on the bus are unchanged).
+    redact_pii: list[str] = Field(default_factory=list)
     # Retention (`ragbus audit purge`): how long events are kept, by tenant and by event type, e.g.
     # {"*": "365d", "acme": "90d", "acme/answers.completed": "30d", "*/answers.delta": "7d"}; the most
     # specific rule wins. Empty: kept forever.

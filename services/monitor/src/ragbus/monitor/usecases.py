@@ -8,6 +8,7 @@ events that come back.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,18 +22,22 @@ from ragbus.common.topics import Topics
 from ragbus.common.trust import Trust
 from ragbus.monitor.domain import (
     FEEDBACK,
+    Batch,
     RawMessage,
     feedback_key,
     feedback_recorded,
+    redact_record,
     resubmission,
     split_batch,
 )
-from ragbus.monitor.ports import EventIdReused, EventRecord, EventStore
+from ragbus.monitor.ports import EventIdReused, EventRecord, EventStore, PersonalData
 
 
 @dataclass(frozen=True, slots=True)
 class MonitorDeps:
     store: EventStore
+    personal_data: PersonalData | None = None
+    redact_pii: frozenset[str] = frozenset()  # tenants whose rows are stored redacted; `*`: all
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,8 @@ async def record_batch(
     """
     messages = [RawMessage.from_record(r) for r in records]
     batch = split_batch(messages, topics, trust)
+    if deps.personal_data is not None and deps.redact_pii:
+        batch = _redacted(batch, deps.personal_data, deps.redact_pii)
     poison = list(batch.poison)
     try:
         reused = await deps.store.record_batch([r for _, r in batch.events], [r for _, r in batch.letters])
@@ -152,3 +159,13 @@ async def redrive(
             await publish(event)
         result.published.append(record)
     return result
+
+
+def _redacted(batch: Batch, personal: PersonalData, tenants: frozenset[str]) -> Batch:
+    """The batch with the events of the tenants whose policy says so redacted (their dead letters'
+    bodies are raw bytes, kept as they are: `ragbus audit erase` removes them)."""
+    events = [
+        (i, redact_record(r, personal.redact) if "*" in tenants or r.tenant in tenants else r)
+        for i, r in batch.events
+    ]
+    return dataclasses.replace(batch, events=events)
