@@ -265,3 +265,29 @@ def test_retention_cutoffs_per_tenant_and_type() -> None:
 def test_retention_refuses_what_it_cannot_read(bad: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="retention"):
         retention.parse(bad)
+
+
+def test_streams_of_disjoint_chains_may_interleave() -> None:
+    a = audit.extend({}, entries(4))
+    b = audit.extend({}, entries(4, chain="acme|answers.completed|1"))
+    verifier = audit.Verifier()
+    for x, y in zip(rows(a), rows(b), strict=True):  # two readers, one chain each, rows alternating
+        verifier.feed(x, 0)
+        verifier.feed(y, 1)
+    report = verifier.finish()
+    assert report.ok
+    assert (report.rows, report.chains) == (8, 2)
+    broken = audit.Verifier()
+    for x, y in zip(rows(a), rows(b, {b[2].ref: digest("changed")}), strict=True):
+        broken.feed(x, 0)
+        broken.feed(y, 1)
+    assert kinds(broken.finish()) == [("edited", 3)]
+
+
+def test_chains_are_shared_out_evenly_among_readers() -> None:
+    from ragbus.monitor.adapters.postgres import _share_out  # noqa: PLC0415 - a private helper
+
+    groups = _share_out([("a", 50), ("b", 30), ("c", 25), ("d", 5)], 2)
+    assert sorted(groups) == [["a", "d"], ["b", "c"]]
+    assert _share_out([("a", 1)], 4) == [["a"]]
+    assert _share_out([], 2) == [[]]

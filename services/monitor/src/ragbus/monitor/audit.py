@@ -418,7 +418,7 @@ class Verifier:
                 self.wanted.setdefault(c, set()).add(seq)
         self.heads: dict[str, dict[int, bytes]] = {}  # chain -> seq -> hash, for seqs a checkpoint names
         self.last: dict[str, int] = {}
-        self.walk: _Walk | None = None
+        self.walks: dict[int, _Walk] = {}  # the chain each stream is on
 
     def _check_erasure(self, e: Erasure) -> None:
         self.report.erasures += 1
@@ -429,25 +429,28 @@ class Verifier:
                 Problem("forged", None, None, e.id, f"erasure {e.id} of {e.kind} {e.ref} {why}")
             )
 
-    def feed(self, row: ChainRow) -> None:
+    def feed(self, row: ChainRow, stream: int = 0) -> None:
+        """One link. Links of one chain come in `seq` order and on one `stream`; streams (readers of
+        disjoint sets of chains, in parallel) may interleave."""
         link = row.link
         if link.kind == "erasure":  # its digest is computed here, from the erasure record itself
             erasure = self.by_id.get(link.ref)
             row = ChainRow(link, erasure.digest() if erasure else None)
         self.report.rows += 1
-        if self.walk is None or link.chain != self.walk.chain:
-            if self.walk is not None:
-                self.last[self.walk.chain] = self.walk.close()
-            self.walk = _Walk(link.chain, self.by_ref, self.report)
+        walk = self.walks.get(stream)
+        if walk is None or link.chain != walk.chain:
+            if walk is not None:
+                self.last[walk.chain] = walk.close()
+            walk = self.walks[stream] = _Walk(link.chain, self.by_ref, self.report)
             self.report.chains += 1
-        self.walk.feed(row)
+        walk.feed(row)
         if link.seq in self.wanted.get(link.chain, ()):
             self.heads.setdefault(link.chain, {})[link.seq] = link.hash
 
     def finish(self, unchained: Iterable[tuple[str, UUID]] = ()) -> Report:
-        if self.walk is not None:
-            self.last[self.walk.chain] = self.walk.close()
-            self.walk = None
+        for walk in self.walks.values():
+            self.last[walk.chain] = walk.close()
+        self.walks = {}
         sealed: dict[str, int] = {}
         for cp in self.checkpoints:
             self.report.checkpoints += 1

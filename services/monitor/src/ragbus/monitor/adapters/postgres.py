@@ -98,6 +98,17 @@ def _checkpoint(row: Any) -> audit.Checkpoint:
     return audit.Checkpoint(row["id"], row["signed_at"], row["key_id"], heads, bytes(row["mac"]))
 
 
+def _share_out(chains: list[tuple[str, int]], readers: int) -> list[list[str]]:
+    """Chains shared out among readers, biggest first to the least loaded, so they finish together;
+    each reader's chains in order."""
+    groups: list[tuple[int, list[str]]] = [(0, []) for _ in range(readers)]
+    for chain, n in sorted(chains, key=lambda c: -c[1]):
+        load, names = min(groups, key=lambda g: g[0])
+        groups.remove((load, names))
+        groups.append((load + n, [*names, chain]))
+    return [sorted(names) for _, names in groups if names] or [[]]
+
+
 def _chain_lock(schema: str, chain: str) -> int:
     digest = hashlib.sha256(f"ragbus.monitor.chain:{schema}:{chain}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -404,12 +415,16 @@ class PostgresEventStore:
 
     # --- the audit record (docs/audit.md) -----------------------------------------------------------
 
-    async def verify(self, tenant: str | None = None, key: bytes | None = None) -> audit.Report:
-        """Check the audit record (`audit.Verifier`) from one snapshot, so that what the monitor writes
-        meanwhile is either wholly in it or not at all. Links stream through a cursor; each row's
-        current content digest is computed by the database, next to the row."""
+    async def verify(
+        self, tenant: str | None = None, key: bytes | None = None, *, readers: int = 2
+    ) -> audit.Report:
+        """Check the audit record (`audit.Verifier`) as of one snapshot, so that what the monitor writes
+        meanwhile is either wholly in it or not at all. The chains are shared out among `readers`
+        connections in that one snapshot (`pg_export_snapshot`), so the database computes the rows'
+        digests on as many cores while Python checks the links; each reader streams its chains
+        through a cursor, in order."""
         q = self._q
-        # Joins, not a lookup per link: the digests of all rows in one pass, in the chains' order.
+        # Joins, not a lookup per link: the digests of the rows in one pass, in the chains' order.
         links = (
             f"SELECT a.chain, a.seq, a.kind, a.ref, a.tenant, a.content_digest, a.prev_hash, a.hash, "  # noqa: S608
             f"CASE a.kind WHEN 'event' THEN {q}.event_content_digest(e) "
@@ -417,7 +432,11 @@ class PostgresEventStore:
             f"FROM {q}.audit_log AS a "
             f"LEFT JOIN {q}.events AS e ON a.kind = 'event' AND e.event_id = a.ref "
             f"LEFT JOIN {q}.dead_letters AS d ON a.kind = 'dead_letter' AND d.id = a.ref "
-            "WHERE ($1::text IS NULL OR a.tenant = $1) ORDER BY a.chain, a.seq"
+            "WHERE a.chain = ANY($1::text[]) ORDER BY a.chain, a.seq"
+        )
+        chains = (
+            f"SELECT chain, count(*) AS n FROM {q}.audit_log "  # noqa: S608
+            "WHERE ($1::text IS NULL OR tenant = $1) GROUP BY chain"
         )
         unchained = (
             f"SELECT 'event' AS kind, e.event_id AS ref FROM {q}.events AS e "  # noqa: S608
@@ -434,35 +453,53 @@ class PostgresEventStore:
             f"SELECT {', '.join(ERASURE_COLUMNS)} FROM {q}.erasures "  # noqa: S608
             "WHERE ($1::text IS NULL OR tenant = $1) ORDER BY erased_at, id"
         )
+
+        async def read(conn: asyncpg.Connection, verifier: audit.Verifier, group: list[str], n: int) -> None:
+            async for r in conn.cursor(links, group, prefetch=5_000):
+                link = audit.Link(
+                    r["chain"],
+                    r["seq"],
+                    r["kind"],
+                    r["ref"],
+                    r["tenant"],
+                    bytes(r["content_digest"]),
+                    bytes(r["prev_hash"]),
+                    bytes(r["hash"]),
+                )
+                current = r["current"]
+                verifier.feed(audit.ChainRow(link, bytes(current) if current is not None else None), n)
+
         with _classified():
-            async with (
-                self._pool.acquire() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
+            async with contextlib.AsyncExitStack() as stack:
+                first = await stack.enter_async_context(self._pool.acquire())
+                await stack.enter_async_context(first.transaction(isolation="repeatable_read", readonly=True))
                 # The chains' order is a sort of every link: in memory, not in temporary files. No JIT:
                 # its compile time buys nothing on a plan that hashes rows.
-                await conn.execute("SET LOCAL work_mem = '256MB'; SET LOCAL jit = off")
+                settings = "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off"
+                await first.execute(settings)
+                snapshot = await first.fetchval("SELECT pg_export_snapshot()")
                 verifier = audit.Verifier(
-                    checkpoints=[_checkpoint(r) for r in await conn.fetch(checkpoints)],
-                    erasures=[_erasure(r) for r in await conn.fetch(erasures, tenant)],
+                    checkpoints=[_checkpoint(r) for r in await first.fetch(checkpoints)],
+                    erasures=[_erasure(r) for r in await first.fetch(erasures, tenant)],
                     key=key,
                     tenant=tenant,
                 )
-                async for r in conn.cursor(links, tenant, prefetch=10_000):
-                    link = audit.Link(
-                        r["chain"],
-                        r["seq"],
-                        r["kind"],
-                        r["ref"],
-                        r["tenant"],
-                        bytes(r["content_digest"]),
-                        bytes(r["prev_hash"]),
-                        bytes(r["hash"]),
+                groups = _share_out(
+                    [(r["chain"], r["n"]) for r in await first.fetch(chains, tenant)],
+                    max(1, min(readers, self._pool.get_max_size())),
+                )
+                conns = [first]
+                for _ in groups[1:]:
+                    conn = await stack.enter_async_context(self._pool.acquire())
+                    await stack.enter_async_context(
+                        conn.transaction(isolation="repeatable_read", readonly=True)
                     )
-                    verifier.feed(
-                        audit.ChainRow(link, bytes(r["current"]) if r["current"] is not None else None)
-                    )
-                missing = [(r["kind"], r["ref"]) for r in await conn.fetch(unchained, tenant)]
+                    await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'; {settings}")
+                    conns.append(conn)
+                await asyncio.gather(
+                    *(read(c, verifier, g, n) for n, (c, g) in enumerate(zip(conns, groups, strict=True)))
+                )
+                missing = [(r["kind"], r["ref"]) for r in await first.fetch(unchained, tenant)]
         return verifier.finish(missing)
 
     async def erase(
