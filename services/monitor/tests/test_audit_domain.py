@@ -285,7 +285,7 @@ def test_streams_of_disjoint_chains_may_interleave() -> None:
 
 
 def test_chains_are_shared_out_evenly_among_readers() -> None:
-    from ragbus.monitor.adapters.postgres import _share_out  # noqa: PLC0415 - a private helper
+    from ragbus.monitor.adapters.postgres import _share_out
 
     groups = _share_out([("a", 50), ("b", 30), ("c", 25), ("d", 5)], 2)
     assert sorted(groups) == [["a", "d"], ["b", "c"]]
