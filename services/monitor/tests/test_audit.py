@@ -413,3 +413,7 @@ async def test_the_verify_command_says_ok_or_names_the_problem(
     )
     assert erased.exit_code == 0
     assert "erased 3 event(s)" in erased.output
+    shown = await asyncio.to_thread(CliRunner().invoke, audit_command, ["show", "q-0", "--tenant", "acme"])
+    assert shown.exit_code == 0, shown.output
+    assert "question\n  (erased)" in shown.output
+    assert written[0].data["question"] not in shown.output

@@ -145,7 +145,9 @@ def render_story(told: Mapping[str, Any]) -> str:
         status += f" in {_ms(r['latency_ms'])}"
     status += f"; {r['prompt_tokens']}+{r['completion_tokens']} tokens, {usd(r['cost_usd'])}"
     out.append(f"status {status}")
-    out += ["", "question", f"  {r['question']}"]
+    # None after `ragbus audit erase`: the text is gone, its digest is what the chain keeps.
+    asked = r["question"] if r["question"] is not None else "(erased)"
+    out += ["", "question", f"  {asked}"]
     if r["question_redacted"] is not None and r["question_redacted"] != r["question"]:
         out += ["  as passed on (redacted):", f"  {r['question_redacted']}"]
 
@@ -198,7 +200,8 @@ def render_story(told: Mapping[str, Any]) -> str:
                 f"  {x['rank']:>2}. {cited} {x['doc_id']} @ {version}  score {score}"
                 + (f'  "{x["title"]}"' if x.get("title") else "")
             )
-    out += ["", "answer", f"  {r['answer']}" if r["answer"] is not None else "  (none yet)"]
+    none = "(erased)" if r["question"] is None and r["status"] != "pending" else "(none yet)"
+    out += ["", "answer", f"  {r['answer']}" if r["answer"] is not None else f"  {none}"]
     if told["feedback"]:
         out += ["", "feedback"]
         for f in told["feedback"]:
