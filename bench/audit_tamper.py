@@ -39,7 +39,7 @@ import asyncpg
 from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).parent))
-from monitor import mixed_events
+from monitor import mixed_events  # type: ignore[import-not-found]  # bench/monitor.py's traffic
 
 from ragbus.common.envelope import CE_CONTENT_TYPE
 from ragbus.common.settings import LogSettings, TelemetrySettings
