@@ -69,6 +69,13 @@ class MonitorSettings(ServiceSettings):
         return None
 
     @model_validator(mode="after")
+    def _no_empty_key(self) -> MonitorSettings:
+        # `MONITOR_AUDIT_KEY=` (compose's default) means no key, not the empty one.
+        if self.audit_key is not None and not self.audit_key.get_secret_value():
+            self.audit_key = None
+        return self
+
+    @model_validator(mode="after")
     def _pool_sizes(self) -> MonitorSettings:
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("pool_min_size must not exceed pool_max_size")
