@@ -11,10 +11,11 @@ usual exceptions (401 AuthenticationError, 429 RateLimitError, 400 BadRequestErr
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -35,7 +36,7 @@ from ragbus.common.errors import DependencyUnavailable
 from ragbus.common.logging import get_logger
 from ragbus.gateway import domain, usecases
 from ragbus.gateway.domain import ChatCompletionRequest, GatewayError
-from ragbus.gateway.ports import ApiKey, DocumentState
+from ragbus.gateway.ports import ApiKey, DocumentState, RequestFilter
 from ragbus.gateway.ratelimit import RateLimiter
 from ragbus.gateway.settings import GatewaySettings
 from ragbus.gateway.usecases import GatewayDeps, KeyCache
@@ -289,6 +290,29 @@ def create_web_app(
         """Remove a document of the key's tenant from the index, every version; waits until it is out."""
         return await usecases.delete_document(provide(), key, doc_id)
 
+    @app.get("/v1/requests/{request_id}", tags=["ragbus"])
+    async def get_request(request_id: str, key: Key) -> dict[str, Any]:
+        """A request's story from the monitor's record: the question (as asked, and as the input guard
+        passed it on), the guards' verdicts, the answer, the tiers tried with model, prompt version,
+        tokens and cost, each service's stage, the sources read with their document versions, the
+        trace id and the latest rating. By query id (or a completion's `id`); only the key's tenant's:
+        another tenant's request is a 404."""
+        return await usecases.request_story(provide(), key, request_id)
+
+    @app.get("/v1/requests", tags=["ragbus"])
+    async def list_requests(
+        key: Key,
+        status: Annotated[str | None, Query(pattern="^(answered|blocked|failed|pending)$")] = None,
+        tier: Annotated[int | None, Query(ge=0)] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        """The key's tenant's requests, newest first, filtered by status, tier and submission time
+        (ISO 8601; without a zone, UTC); each as in `GET /v1/requests/{id}` without its sources."""
+        query = RequestFilter(_utc(since), _utc(until), status, tier, limit)
+        return {"object": "list", "data": await usecases.requests(provide(), key, query)}
+
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> JSONResponse:
         """Each dependency's state; 200 when all are ok, else 503."""
@@ -324,6 +348,10 @@ def create_web_app(
         )
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _outcome(exc: GatewayError) -> str:
