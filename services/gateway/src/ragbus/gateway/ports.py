@@ -151,6 +151,10 @@ class DocumentLog(Protocol):
 
     async def get(self, tenant: str, doc_id: str) -> DocumentState | None: ...
 
+    async def list(self, tenant: str, *, limit: int = 200) -> list[DocumentState]:
+        """The tenant's documents that are not deleted, the latest submitted first."""
+        ...
+
 
 class KeyStore(Protocol):
     async def create(

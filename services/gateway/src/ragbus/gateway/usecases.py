@@ -330,3 +330,8 @@ async def request_story(deps: GatewayDeps, key: ApiKey, request_id: str) -> Requ
 async def requests(deps: GatewayDeps, key: ApiKey, query: RequestFilter) -> list[RequestStory]:
     """The key's tenant's requests, newest first (the others' never)."""
     return await _record(deps).find(key.tenant, query)
+
+
+async def documents(deps: GatewayDeps, key: ApiKey, limit: int) -> list[DocumentState]:
+    """The key's tenant's documents submitted through the gateway (not deleted), the latest first."""
+    return await deps.documents.list(key.tenant, limit=limit)

@@ -13,12 +13,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -127,6 +128,22 @@ class _BodyLimit:
         await self.app(scope, receiving, send)
 
 
+# The web app (chat, documents, audit): static files in the package, served as they are (no build step,
+# nothing from a CDN), calling the API above with the key the user keeps in the browser.
+WEBAPP = Path(__file__).with_name("webapp")
+
+
+class _WebApp(StaticFiles):
+    """The web app's files, with a policy that lets a page load and call nothing but this server."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-cache"  # revalidated: an upgraded gateway serves its own
+        return response
+
+
 def _error(exc: GatewayError) -> JSONResponse:
     return JSONResponse(exc.body(), exc.status, headers=exc.headers)
 
@@ -162,6 +179,11 @@ def create_web_app(
     )
     app.state.metrics = metrics
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+    app.mount("/app", _WebApp(directory=WEBAPP, html=True), name="webapp")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/app/")
 
     @app.exception_handler(GatewayError)
     async def on_gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
@@ -278,6 +300,13 @@ def create_web_app(
         return JSONResponse(
             domain.document_json(done), 201 if done.status != "failed" else 502, headers=location
         )
+
+    @app.get("/v1/documents", tags=["ragbus"])
+    async def list_documents(key: Key, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+        """The key's tenant's documents submitted through the gateway and not deleted, the latest
+        first, each with its state as in `GET /v1/documents/{id}`."""
+        found = await usecases.documents(provide(), key, limit)
+        return {"object": "list", "data": [domain.document_json(d) for d in found]}
 
     @app.get("/v1/documents/{doc_id}", tags=["ragbus"])
     async def get_document(doc_id: str, key: Key) -> dict[str, Any]:

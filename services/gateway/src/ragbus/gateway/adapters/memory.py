@@ -32,6 +32,12 @@ class MemoryDocumentLog:
     async def get(self, tenant: str, doc_id: str) -> DocumentState | None:
         return self._states.get((tenant, doc_id))
 
+    async def list(self, tenant: str, *, limit: int = 200) -> list[DocumentState]:
+        mine = [s for (t, _), s in self._states.items() if t == tenant and s.status != "deleted"]
+        return sorted(mine, key=lambda s: s.submitted_at or datetime.min.replace(tzinfo=UTC), reverse=True)[
+            :limit
+        ]
+
 
 class MemoryRequestRecord:
     """Stories by hand (a test writes what the monitor would have recorded)."""

@@ -72,6 +72,10 @@ class PostgresDocumentLog:
             "WHERE tenant = $1 AND doc_id = $2 AND submission = $3"
         )
         self._get = f"SELECT {_DOC_COLUMNS} FROM {t} WHERE tenant = $1 AND doc_id = $2"  # noqa: S608
+        self._list = (
+            f"SELECT {_DOC_COLUMNS} FROM {t} WHERE tenant = $1 AND status <> 'deleted' "  # noqa: S608
+            "ORDER BY submitted_at DESC, doc_id LIMIT $2"
+        )
 
     async def submitted(self, tenant: str, doc_id: str, submission: str, title: str | None) -> DocumentState:
         with classified():
@@ -90,6 +94,11 @@ class PostgresDocumentLog:
         with classified():
             row = await self._pool.fetchrow(self._get, tenant, doc_id)
         return DocumentState(**dict(row)) if row is not None else None
+
+    async def list(self, tenant: str, *, limit: int = 200) -> list[DocumentState]:
+        with classified():
+            rows = await self._pool.fetch(self._list, tenant, limit)
+        return [DocumentState(**dict(r)) for r in rows]
 
 
 class PostgresKeyStore:
