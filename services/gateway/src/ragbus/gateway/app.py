@@ -7,7 +7,7 @@ UUIDv7s the client makes, never taken from a request). Being the code that touch
 here, in the composition root.
 
 `create_app(settings)` returns a RagbusApp like every service's, so the runner hosts it the same way
-(`ragbus serve gateway` once it is registered as a service): the service skeleton opens its clients
+(`ragbus serve gateway`, `ragbus up`): the service skeleton opens its clients
 (the bus client, the key store; retried in the background while one is down, the HTTP API answering
 503 meanwhile) and the HTTP server starts after them and stops first.
 """

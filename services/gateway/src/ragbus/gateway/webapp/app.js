@@ -6,6 +6,7 @@
 
 const KEY = "ragbus.key";
 const $ = (id) => document.getElementById(id);
+const short = (version) => (version ? String(version).slice(0, 12) : ""); // content hashes, shown short
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -115,7 +116,7 @@ function renderAnswer(el, text, citations) {
 
 function rateButtons(queryId) {
   const box = h("span", { class: "rate" });
-  for (const [rating, label] of [["up", "👍"], ["down", "👎"]]) {
+  for (const [rating, label] of [["up", "▲ helpful"], ["down", "▼ not helpful"]]) {
     box.append(h("button", {
       type: "button", class: `rate-${rating}`, title: `rate ${rating}`,
       onclick: async (ev) => {
@@ -135,7 +136,8 @@ function rateButtons(queryId) {
 }
 
 function money(x) {
-  return x == null ? "–" : `$${Number(x).toFixed(x && x < 0.01 ? 6 : 4)}`;
+  if (x == null) return "–";
+  return x === 0 ? "$0 (no model call)" : `$${Number(x).toFixed(x < 0.01 ? 6 : 4)}`;
 }
 
 // Server-Sent Events from a fetch body: yields each `data:` payload (JSON, or "[DONE]").
@@ -280,7 +282,7 @@ async function upload(doc) {
       await new Promise((r) => setTimeout(r, 700));
       state = await api(`/v1/documents/${encodeURIComponent(doc.doc_id)}`);
     }
-    const extra = state.status === "indexed" ? `, ${state.chunks} chunks, version ${state.version}` : state.reason ? `: ${state.reason}` : "";
+    const extra = state.status === "indexed" ? `, ${state.chunks} chunks, version ${short(state.version)}` : state.reason ? `: ${state.reason}` : "";
     line.textContent = `${doc.doc_id}: ${state.status}${extra}`;
     line.className = `status-${state.status}`;
   } catch (e) {
@@ -305,7 +307,7 @@ async function loadDocuments() {
   try { docs = (await api("/v1/documents")).data; } catch (e) { return body.replaceChildren(h("tr", {}, h("td", { colspan: 7 }, e.message))); }
   body.replaceChildren(...docs.map((d) => h("tr", { "data-doc": d.id },
     h("td", {}, d.id), h("td", {}, d.title || ""), h("td", { class: `status-${d.status}` }, d.status + (d.reason ? `: ${d.reason}` : "")),
-    h("td", {}, d.version || ""), h("td", {}, d.chunks != null ? String(d.chunks) : ""),
+    h("td", { title: d.version || "" }, short(d.version)), h("td", {}, d.chunks != null ? String(d.chunks) : ""),
     h("td", {}, d.submitted_at ? new Date(d.submitted_at).toLocaleString() : ""),
     h("td", {}, h("button", { type: "button", class: "delete", onclick: () => removeDocument(d.id) }, "Delete")),
   )));
@@ -374,7 +376,7 @@ async function showStory(id) {
     (s.attempts || []).map((a) => h("tr", {}, h("td", {}, String(a.tier)), h("td", {}, a.name || ""), h("td", {}, a.prompt || ""),
       h("td", {}, `${a.prompt_tokens || 0}/${a.completion_tokens || 0}`), h("td", {}, money(a.cost_usd)), h("td", {}, a.accepted ? "yes" : "no"))));
   const sources = h("ol", { class: "story-sources" }, (s.sources || []).map((x) =>
-    h("li", {}, `${x.title || x.doc_id} (${x.doc_id}) version ${x.version || "?"}, score ${x.score != null ? Number(x.score).toFixed(3) : "–"}${x.cited ? `, cited as [${x.cited}]` : ""}`)));
+    h("li", {}, `${x.title || x.doc_id} (${x.doc_id}) version ${short(x.version) || "?"}, score ${x.score != null ? Number(x.score).toFixed(3) : "–"}${x.cited ? `, cited as [${x.cited}]` : ""}`)));
   box.replaceChildren(
     h("h3", {}, `Request ${s.query_id}`),
     h("dl", {},
