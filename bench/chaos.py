@@ -151,6 +151,7 @@ class Stack:
             "RAGBUS_BROKER_PORT": str(free_port()),
             "RAGBUS_MODEL_PORT": str(free_port()),
             "RAGBUS_HEALTH_PORT": str(free_port()),
+            "RAGBUS_GATEWAY_PORT": str(free_port()),
             "INGEST_ALLOWED_ROOTS": str(home),
             "DATABASE_URL": self.proxy.url(database_url),
         }

@@ -37,10 +37,10 @@ def read_toml(path: Path) -> dict[str, Any]:
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
-# Service packages not yet hosted by the runner (no `ragbus.services` entry point, no container): the
-# HTTP gateway (issue 12) runs as `ragbus gateway` until it is wired into `ragbus up` and compose, which
-# must give it a port of its own per stack (the services publish none).
-NOT_YET_HOSTED = frozenset({"gateway"})
+# Service packages not hosted by the runner (no `ragbus.services` entry point, no container): none now.
+NOT_YET_HOSTED: frozenset[str] = frozenset()
+# Services reached over HTTP, not only through Kafka: they publish a port of their own (on loopback).
+HTTP_SERVICES = {"gateway": 8090}
 
 
 def ragbus_services() -> tuple[str, ...]:

@@ -25,7 +25,7 @@ import pytest
 
 from ragbus.common.settings import ServiceSettings
 
-from .conftest import COMPOSE_FILE, EXTERNAL_LLM, HEALTH_PORT, PASSWORD, SERVICES, Compose
+from .conftest import COMPOSE_FILE, EXTERNAL_LLM, HEALTH_PORT, HTTP_SERVICES, PASSWORD, SERVICES, Compose
 
 
 def broken_copy(tmp_path: Path, old: str, new: str) -> Path:
@@ -122,8 +122,14 @@ def test_ragbus_service_wiring(services: dict[str, dict[str, Any]], name: str) -
     assert deps["kafka"]["condition"] == "service_healthy"
     assert deps["topic-init"]["condition"] == "service_completed_successfully"
 
-    # Services talk through Kafka only: no host port, and /healthz stays inside the container.
-    assert not svc.get("ports"), f"{name} publishes {svc.get('ports')}"
+    # Services talk through Kafka only: no host port, and /healthz stays inside the container; an HTTP
+    # service (the gateway) publishes its own port, and only that one.
+    if name in HTTP_SERVICES:
+        assert set(published(svc)) == {HTTP_SERVICES[name]}, f"{name} publishes {svc.get('ports')}"
+        assert env["GATEWAY_PORT"] == str(HTTP_SERVICES[name])
+        assert env["GATEWAY_HOST"] == "0.0.0.0"
+    else:
+        assert not svc.get("ports"), f"{name} publishes {svc.get('ports')}"
 
     assert env["KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
@@ -197,7 +203,7 @@ def test_the_secret_reaches_only_the_containers_that_need_it(services: dict[str,
         for name, svc in services.items()
         if any(PASSWORD in str(v) for v in (svc.get("environment") or {}).values())
     }
-    assert holders == {"postgres", "monitor"}
+    assert holders == {"postgres", "monitor", "gateway"}
 
 
 def test_embed_and_orchestrator_share_one_vector_memory(compose: Compose) -> None:
@@ -282,11 +288,11 @@ def published(svc: dict[str, Any]) -> dict[int, tuple[str, str]]:
     return {int(p["target"]): (p.get("host_ip", ""), str(p["published"])) for p in svc.get("ports") or ()}
 
 
-def test_only_kafka_and_jaeger_publish_ports_and_only_on_loopback(
+def test_only_kafka_jaeger_and_the_gateway_publish_ports_and_only_on_loopback(
     services: dict[str, dict[str, Any]],
 ) -> None:
     publishers = {name for name, svc in services.items() if svc.get("ports")}
-    assert publishers == {"kafka", "jaeger"}
+    assert publishers == {"kafka", "jaeger", *HTTP_SERVICES}
     for name in publishers:
         for host_ip, _ in published(services[name]).values():
             assert host_ip == "127.0.0.1", f"{name} is published on {host_ip or 'every interface'}"
@@ -413,3 +419,20 @@ def test_compose_runs_one_container_per_service_of_the_workspace(services: dict[
         if (svc.get("command") or [])[:3] == ["python", "-m", "ragbus.stack.serve"]
     }
     assert served == set(SERVICES)
+
+
+def test_the_gateway_reaches_the_keys_and_the_monitors_record_in_the_postgres_container(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    gateway, monitor = services["gateway"], services["monitor"]
+    assert gateway["environment"]["GATEWAY_DATABASE_URL"] == monitor["environment"]["MONITOR_DATABASE_URL"]
+    assert gateway["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # Both at their defaults: the monitor's schema `ragbus`, which the gateway reads requests from.
+    assert "MONITOR_DB_SCHEMA" not in monitor["environment"]
+    assert not {"GATEWAY_MONITOR_SCHEMA", "MONITOR_DB_SCHEMA"} & set(gateway["environment"])
+    assert published(gateway)[8090] == ("127.0.0.1", "8090")
+
+
+def test_the_gateway_port_can_move(compose: Compose) -> None:
+    gateway = compose.config(env={"RAGBUS_GATEWAY_PORT": "18090"})["services"]["gateway"]
+    assert published(gateway)[8090] == ("127.0.0.1", "18090")

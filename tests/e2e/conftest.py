@@ -1,8 +1,9 @@
 """The whole stack in this test process, on real parts: the Tansu broker (or KAFKA_BOOTSTRAP), the
 machine's PostgreSQL, the embedded Qdrant Edge store, MiniLM, and the local model server.
 
-The five services run as `ragbus up` runs them (`ragbus.stack.runner.Host`), under a topic prefix,
-database schema and RAGBUS_HOME of this module's own, so other tests never see their data.
+The services (the gateway too, on a free port) run as `ragbus up` runs them (`ragbus.stack.runner.Host`),
+under a topic prefix, database schemas and RAGBUS_HOME of this module's own, so other tests never see
+their data.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ class Stack:
     database_url: str
     producer: AIOKafkaProducer
     telemetry: TelemetrySettings
+    gateway_url: str = ""  # the hosted gateway's, on a free port
+
+    @property
+    def gateway_schema(self) -> str:
+        return f"{self.schema}_gateway"
 
     @property
     def trust_dir(self) -> Path:
@@ -172,6 +178,10 @@ async def stack(
         "RAGBUS_HOME": str(home),
         "MONITOR_DATABASE_URL": database_url,
         "MONITOR_DB_SCHEMA": unique,
+        # The gateway on a free port (0: it binds one and says which), its keys in a schema of ours.
+        "GATEWAY_PORT": "0",
+        "GATEWAY_DB_SCHEMA": f"{unique}_gateway",
+        "GATEWAY_DATABASE_URL": database_url,
         "ORCHESTRATOR_CHAT_BASE_URL": chat_base_url,
         "RAGBUS_TELEMETRY_ENABLED": "true",
         # As under `ragbus up`: every record signed and checked (the tests' client signs as operator).
@@ -188,8 +198,16 @@ async def stack(
         producer = AIOKafkaProducer(**client_options(kafka))
         await producer.start()
         try:
+            http = getattr(host.apps.get("gateway"), "http", None)
             yield Stack(
-                kafka, Topics(kafka.topic_prefix), unique, home, database_url, producer, TelemetrySettings()
+                kafka,
+                Topics(kafka.topic_prefix),
+                unique,
+                home,
+                database_url,
+                producer,
+                TelemetrySettings(),
+                http.url if http is not None else "",
             )
         finally:
             await producer.stop()
@@ -197,6 +215,6 @@ async def stack(
             import asyncpg
 
             conn = await asyncpg.connect(database_url)
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{unique}" CASCADE')
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{unique}", "{unique}_gateway" CASCADE')
             await conn.close()
     assert os.environ.get("MONITOR_DB_SCHEMA") != unique

@@ -46,15 +46,17 @@ def cli(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("KAFKA_", "ORCHESTRATOR_", "RAGBUS_", "OTEL_"))
+        if not k.startswith(("KAFKA_", "ORCHESTRATOR_", "RAGBUS_", "OTEL_", "GATEWAY_"))
     }
     env.update(
         RAGBUS_HOME=str(tmp_path_factory.mktemp("cli-home")),
         RAGBUS_BROKER_PORT=str(free_port()),
         RAGBUS_MODEL_PORT=str(free_port()),
         RAGBUS_HEALTH_PORT=str(free_port()),
+        RAGBUS_GATEWAY_PORT=str(free_port()),
         MONITOR_DATABASE_URL=database_url,
         MONITOR_DB_SCHEMA=schema,
+        GATEWAY_DB_SCHEMA=f"{schema}_gateway",
     )
     env["KAFKA_BOOTSTRAP"] = f"127.0.0.1:{env['RAGBUS_BROKER_PORT']}"  # what the CLI talks to
     run = Cli(env)
@@ -63,7 +65,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator
     finally:
         run("down", ok=False)
         subprocess.run(
-            ["psql", database_url, "-qc", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'],
+            ["psql", database_url, "-qc", f'DROP SCHEMA IF EXISTS "{schema}", "{schema}_gateway" CASCADE'],
             capture_output=True,
             check=False,
         )
@@ -96,8 +98,10 @@ def test_up_ingest_ask_trace_down(cli: Cli, tmp_path: Path) -> None:
         timeout=300,
     )
     assert up.returncode == 0, up.stdout + up.stderr
-    for service in ("ingest", "embed", "orchestrator", "guard", "monitor"):
+    for service in ("ingest", "embed", "orchestrator", "guard", "monitor", "gateway"):
         assert re.search(rf"^\s+{service}\s+ready", up.stdout, re.M), up.stdout
+    gateway = f"http://127.0.0.1:{cli.env['RAGBUS_GATEWAY_PORT']}"
+    assert f"web          ready    {gateway}/" in up.stdout, up.stdout
     assert "stack is up" in up.stdout
 
     ingest = cli("ingest", "docs/")
@@ -121,6 +125,18 @@ def test_up_ingest_ask_trace_down(cli: Cli, tmp_path: Path) -> None:
     assert re.search(r"^\s+\[1\] errors\.md", ask.stdout, re.M), ask.stdout
     trace_id = re.search(r"trace ([0-9a-f]{32})", ask.stdout)
     assert trace_id, ask.stdout
+
+    # The README's `openai` SDK example, against the gateway `up` started.
+    from openai import OpenAI
+
+    key = cli("keys", "create", "--tenant", "default", "--name", "readme").stdout.strip()
+    sdk = OpenAI(base_url=f"{gateway}/v1", api_key=key)
+    answer = sdk.chat.completions.create(
+        model="ragbus",
+        messages=[{"role": "user", "content": "Where does a service send a message it can never process?"}],
+    )
+    content = answer.choices[0].message.content or ""
+    assert re.search(r"^\[1\] .*errors\.md", content, re.M), content
 
     trace = cli("trace", trace_id.group(1)[:12])
     assert "ragbus ask  [ragbus-client]" in trace.stdout

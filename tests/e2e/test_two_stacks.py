@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
-from ragbus.common.settings import monitor_schema_for
+from ragbus.common.settings import gateway_schema_for, monitor_schema_for
 from ragbus.stack.process import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.model, pytest.mark.timeout(900)]
@@ -31,7 +32,9 @@ NOTE = """# The zorblax fleet
 
 The zorblax fleet of the second stack has exactly seven hovercraft, all of them painted teal.
 """
-OWN_VARIABLES = ("KAFKA_", "RAGBUS_", "ORCHESTRATOR_", "OTEL_", "INGEST_", "MONITOR_", "DATABASE_URL")
+OWN_VARIABLES = (
+    "KAFKA_", "RAGBUS_", "ORCHESTRATOR_", "OTEL_", "INGEST_", "MONITOR_", "GATEWAY_", "DATABASE_URL",
+)  # fmt: skip
 
 
 @dataclass
@@ -45,6 +48,10 @@ class Stack:
     @property
     def schema(self) -> str:
         return monitor_schema_for(self.home)
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.env['RAGBUS_GATEWAY_PORT']}"
 
     def __call__(self, *args: str, ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -64,6 +71,7 @@ def make_stack(name: str, home: Path, cwd: Path, database_url: str) -> Stack:
         RAGBUS_BROKER_PORT=str(free_port()),
         RAGBUS_MODEL_PORT=str(free_port()),
         RAGBUS_HEALTH_PORT=str(free_port()),
+        RAGBUS_GATEWAY_PORT=str(free_port()),
         MONITOR_DATABASE_URL=database_url,
     )
     exe = shutil.which("ragbus", path=str(Path(sys.executable).parent)) or "ragbus"
@@ -111,6 +119,11 @@ def stacks(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Itera
         for stack in (second, first):
             stack("down", ok=False)
             drop_schema(database_url, stack.schema)
+            drop_schema(database_url, gateway_schema_for(stack.home))
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def query_id(ask: subprocess.CompletedProcess[str]) -> str:
@@ -130,6 +143,7 @@ def test_a_second_stack_beside_the_first_on_other_ports_and_homes(
         assert f"127.0.0.1:{stack.env['RAGBUS_BROKER_PORT']}" in up.stdout, up.stdout  # RAGBUS_BROKER_PORT
         assert f"schema {stack.schema}" in up.stdout, up.stdout
         assert f"readable under {stack.cwd} (INGEST_ALLOWED_ROOTS), never under {stack.home}" in up.stdout
+        assert f"web          ready    {stack.gateway}/" in up.stdout, up.stdout  # RAGBUS_GATEWAY_PORT
         assert "stack is up" in up.stdout
 
     # Each reads documents by reference from the directory it was started from.
@@ -160,6 +174,23 @@ def test_a_second_stack_beside_the_first_on_other_ports_and_homes(
     )
     assert questions(first, database_url, first_id, wait_for=1) == 1
     assert questions(second, database_url, first_id) == 0
+
+    # Each gateway serves its own stack, with keys of its own: one stack's key is refused by the other.
+    keys = {s.name: s("keys", "create", "--tenant", "default").stdout.strip() for s in (first, second)}
+    for stack, other in ((first, second), (second, first)):
+        mine = httpx.get(f"{stack.gateway}/v1/models", headers=bearer(keys[stack.name]))
+        assert mine.status_code == 200, mine.text
+        theirs = httpx.get(f"{stack.gateway}/v1/models", headers=bearer(keys[other.name]))
+        assert theirs.status_code == 401, theirs.text
+    question = {"role": "user", "content": "How many hovercraft does the zorblax fleet have?"}
+    chat = httpx.post(
+        f"{second.gateway}/v1/chat/completions",
+        headers=bearer(keys["second"]),
+        json={"model": "ragbus", "messages": [question]},
+        timeout=120,
+    )
+    assert chat.status_code == 200, chat.text
+    assert "seven hovercraft" in chat.json()["choices"][0]["message"]["content"]
 
     # A document that is not there is said to be so.
     missing = first("delete", "no-such-document.md", ok=False)

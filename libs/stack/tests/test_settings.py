@@ -8,7 +8,7 @@ import pytest
 
 from ragbus.common.settings import DEFAULT_DATABASE_URL, monitor_schema_for
 from ragbus.monitor.settings import MonitorSettings
-from ragbus.stack.settings import UP_HEALTH_PORT, StackSettings
+from ragbus.stack.settings import UP_GATEWAY_PORT, UP_HEALTH_PORT, StackSettings
 
 VARIABLES = (
     "RAGBUS_HOME",
@@ -20,11 +20,13 @@ VARIABLES = (
     "RAGBUS_MODEL_CTX_SIZE",
     "RAGBUS_MODEL_CACHE_RAM_MIB",
     "RAGBUS_HEALTH_PORT",
+    "RAGBUS_GATEWAY_PORT",
     "MONITOR_DATABASE_URL",
     "DATABASE_URL",
     "KAFKA_BOOTSTRAP",
     "ORCHESTRATOR_CHAT_BASE_URL",
     "MONITOR_DB_SCHEMA",
+    "GATEWAY_DB_SCHEMA",
 )
 
 
@@ -40,6 +42,8 @@ def test_defaults_are_the_local_stack_of_the_readme(monkeypatch: pytest.MonkeyPa
     assert settings.home == Path("/home/someone/.ragbus")
     assert (settings.broker.port, settings.model.port, settings.model.threads) == (9092, 8080, 0)
     assert (settings.health_port, settings.up_health_port) == (None, UP_HEALTH_PORT)
+    assert (settings.gateway_port, settings.gateway_url) == (UP_GATEWAY_PORT, "http://127.0.0.1:8090")
+    assert (settings.monitor_schema, settings.gateway_schema) == ("ragbus", "ragbus_gateway")
     assert settings.database_url == DEFAULT_DATABASE_URL
     assert (settings.kafka_bootstrap, settings.chat_base_url) == (None, None)
 
@@ -57,6 +61,7 @@ def test_each_documented_variable_reaches_its_setting(
         "RAGBUS_MODEL_CTX_SIZE": "4096",
         "RAGBUS_MODEL_CACHE_RAM_MIB": "64",
         "RAGBUS_HEALTH_PORT": "18079",
+        "RAGBUS_GATEWAY_PORT": "18090",
         "DATABASE_URL": "postgresql://app@db:5432/app",
         "KAFKA_BOOTSTRAP": "kafka:9092",
         "ORCHESTRATOR_CHAT_BASE_URL": "https://api.example.com/v1",
@@ -70,6 +75,8 @@ def test_each_documented_variable_reaches_its_setting(
     assert (settings.model.ctx_size, settings.model.cache_ram_mib) == (4096, 64)
     assert (settings.model.name, settings.model.served_alias) == ("gemma3", "gemma3-270m")
     assert (settings.health_port, settings.up_health_port) == (18079, 18079)
+    assert (settings.gateway_port, settings.gateway_url) == (18090, "http://127.0.0.1:18090")
+    assert settings.gateway_schema == monitor_schema_for(tmp_path) + "_gateway"
     assert settings.database_url == "postgresql://app@db:5432/app"
     assert settings.kafka_bootstrap == "kafka:9092"
     assert settings.chat_base_url == "https://api.example.com/v1"

@@ -95,6 +95,23 @@ def test_the_services_may_read_the_directory_up_was_started_from_never_its_home(
     assert services_env(StackSettings(), tmp_path)["MONITOR_DB_SCHEMA"] == "audit"
 
 
+def test_the_gateway_gets_the_stacks_port_keys_schema_and_the_monitors_record(
+    ragbus_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MONITOR_DB_SCHEMA", "GATEWAY_DB_SCHEMA", "RAGBUS_GATEWAY_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MONITOR_DATABASE_URL", "postgresql://app@db:5432/app")
+    env = services_env(StackSettings(), tmp_path)
+    assert env["GATEWAY_PORT"] == "8090"
+    assert env["GATEWAY_DATABASE_URL"] == "postgresql://app@db:5432/app"
+    assert env["GATEWAY_DB_SCHEMA"] == monitor_schema_for(ragbus_home) + "_gateway"
+    assert env["GATEWAY_MONITOR_SCHEMA"] == env["MONITOR_DB_SCHEMA"] == monitor_schema_for(ragbus_home)
+    monkeypatch.setenv("RAGBUS_GATEWAY_PORT", "18090")
+    monkeypatch.setenv("GATEWAY_DB_SCHEMA", "keys")
+    env = services_env(StackSettings(), tmp_path)
+    assert (env["GATEWAY_PORT"], env["GATEWAY_DB_SCHEMA"]) == ("18090", "keys")
+
+
 def test_the_monitor_signs_with_a_key_of_the_stacks_own_kept_across_restarts(
     ragbus_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -186,6 +203,35 @@ async def test_a_failed_up_stops_what_it_started_and_only_that(
             assert broker.running_pid() is None
             assert "  broker       stopped  pid " in result.stdout
             assert "started by this failed `ragbus up`" in result.stdout
+    finally:
+        await broker_handle(port, home=ragbus_home).stop(grace_s=5.0)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+async def test_up_with_the_gateway_port_taken_says_so_and_stops_what_it_started(
+    ragbus_home: Path, database_url: str, busy_port: int
+) -> None:
+    if not (await postgres_status(database_url)).up:
+        pytest.skip(f"PostgreSQL not reachable at {database_url}")
+    port = free_port()
+    try:
+        result = await asyncio.to_thread(
+            run_up,
+            ragbus_home,
+            "--detach",
+            "--no-model",
+            RAGBUS_BROKER_PORT=str(port),
+            RAGBUS_HEALTH_PORT=str(free_port()),
+            RAGBUS_GATEWAY_PORT=str(busy_port),
+            MONITOR_DATABASE_URL=database_url,
+        )
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stderr == (
+            f"ragbus: error: gateway: port {busy_port} on 127.0.0.1 is already in use by another process; "
+            "stop it or choose another port (RAGBUS_GATEWAY_PORT)\n"
+        )
+        assert broker_handle(port, home=ragbus_home).running_pid() is None  # started by it, stopped
     finally:
         await broker_handle(port, home=ragbus_home).stop(grace_s=5.0)
 

@@ -22,7 +22,7 @@ from ragbus.common.events import (
     TierAttempt,
     Verdict,
 )
-from ragbus.gateway.adapters.memory import MemoryDocumentLog, MemoryKeyStore
+from ragbus.gateway.adapters.memory import MemoryDocumentLog, MemoryKeyStore, MemoryRequestRecord
 from ragbus.gateway.keys import new_key
 from ragbus.gateway.ports import Answered, AnswerUnavailable, IndexedDocument
 from ragbus.gateway.settings import GatewaySettings
@@ -168,8 +168,17 @@ def gateway_settings() -> GatewaySettings:
 
 
 @pytest.fixture
-def deps(answerer: FakeAnswerer, key_store: MemoryKeyStore) -> GatewayDeps:
-    return GatewayDeps(answerer=answerer, keys=key_store, documents=MemoryDocumentLog())
+def request_record() -> MemoryRequestRecord:
+    return MemoryRequestRecord()
+
+
+@pytest.fixture
+def deps(
+    answerer: FakeAnswerer, key_store: MemoryKeyStore, request_record: MemoryRequestRecord
+) -> GatewayDeps:
+    return GatewayDeps(
+        answerer=answerer, keys=key_store, documents=MemoryDocumentLog(), requests=request_record
+    )
 
 
 @pytest.fixture

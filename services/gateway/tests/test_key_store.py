@@ -4,6 +4,7 @@ the document logs: per tenant, and a late outcome never overwrites a newer submi
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 
@@ -125,3 +126,18 @@ async def test_a_documents_outcome_is_recorded_unless_a_later_submission_replace
     got = await documents.get("acme", "d1")
     assert got is not None
     assert (got.status, got.submission) == ("submitted", "s2")
+
+
+async def test_a_tenants_documents_are_listed_latest_first_without_the_deleted(
+    documents: DocumentLog,
+) -> None:
+    for doc_id in ("d1", "d2", "d3"):
+        await documents.submitted("acme", doc_id, f"s-{doc_id}", doc_id.upper())
+        await asyncio.sleep(0.002)  # distinct submission times
+    await documents.submitted("globex", "g1", "s-g1", None)
+    gone = await documents.get("acme", "d2")
+    assert gone is not None
+    await documents.finished(dataclasses.replace(gone, status="deleted"))
+    assert [d.doc_id for d in await documents.list("acme")] == ["d3", "d1"]
+    assert [d.doc_id for d in await documents.list("acme", limit=1)] == ["d3"]
+    assert [d.doc_id for d in await documents.list("globex")] == ["g1"]

@@ -56,6 +56,13 @@ def monitor_schema_for(home: Path) -> str:
     return "_".join(part for part in ("ragbus", name, digest) if part)
 
 
+def gateway_schema_for(home: Path) -> str:
+    """The gateway's schema (its API keys, its documents' states) for the stack of `home`: the
+    monitor's with `_gateway` after it (`ragbus_gateway` for ~/.ragbus), so `ragbus keys create` beside
+    a second stack writes to that stack's keys."""
+    return f"{monitor_schema_for(home)}_gateway"
+
+
 def client_trust_settings() -> TrustSettings:
     """A client's trust settings: RAGBUS_TRUST_* as set; when unset and `ragbus up` made keys in this
     RAGBUS_HOME, its operator's (so the CLI beside a stack signs what it submits with no setup)."""

@@ -4,8 +4,10 @@
     RAGBUS_BROKER_<FIELD>                the local Tansu broker: PORT 9092, BINARY, READY_TIMEOUT_S
     RAGBUS_MODEL_<FIELD>                 the local chat model server: PORT 8080, NAME, GGUF, THREADS, ...
     RAGBUS_HEALTH_PORT, _HOST            the runner's /healthz (`serve`: only when set; `ragbus up`: 8079)
+    RAGBUS_GATEWAY_PORT                  the HTTP gateway and web app of `ragbus up` (8090, on 127.0.0.1)
     MONITOR_DATABASE_URL or DATABASE_URL the database `ragbus up` checks and the monitor writes to
     MONITOR_DB_SCHEMA                    the monitor's schema there (default: one per RAGBUS_HOME)
+    GATEWAY_DB_SCHEMA                    the gateway's schema there (default: the monitor's + _gateway)
     KAFKA_BOOTSTRAP                      an external broker: `ragbus up` starts none
     ORCHESTRATOR_CHAT_BASE_URL           an external chat model: `ragbus up` starts none
 
@@ -22,12 +24,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ragbus.common.settings import (
     DEFAULT_DATABASE_URL,
+    gateway_schema_for,
     monitor_schema_for,
     ragbus_home,
 )
 from ragbus.stack.model_server import DEFAULT_ALIAS, DEFAULT_MODEL, MODELS
 
 UP_HEALTH_PORT = 8079  # the runner's /healthz under `ragbus up` when RAGBUS_HEALTH_PORT is unset
+UP_GATEWAY_PORT = 8090  # the gateway's HTTP API and web app under `ragbus up` (GatewaySettings' default)
 
 
 class BrokerSettings(BaseModel):
@@ -85,11 +89,14 @@ class StackSettings(BaseSettings):
     model: ModelServerSettings = Field(default_factory=ModelServerSettings)
     health_port: int | None = None
     health_host: str = "127.0.0.1"
+    # Each stack's gateway needs a port of its own (a second stack beside the first sets another).
+    gateway_port: int = Field(default=UP_GATEWAY_PORT, ge=1, le=65535)
     # The monitor's own variable first: it is the database the stack writes to.
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL, validation_alias=AliasChoices("MONITOR_DATABASE_URL", "DATABASE_URL")
     )
     monitor_db_schema: str | None = Field(default=None, validation_alias="MONITOR_DB_SCHEMA")
+    gateway_db_schema: str | None = Field(default=None, validation_alias="GATEWAY_DB_SCHEMA")
     kafka_bootstrap: str | None = Field(default=None, validation_alias="KAFKA_BOOTSTRAP")
     chat_base_url: str | None = Field(default=None, validation_alias="ORCHESTRATOR_CHAT_BASE_URL")
 
@@ -102,6 +109,15 @@ class StackSettings(BaseSettings):
     def monitor_schema(self) -> str:
         """MONITOR_DB_SCHEMA, else the one of this RAGBUS_HOME (see `monitor_schema_for`)."""
         return self.monitor_db_schema or monitor_schema_for(self.home)
+
+    @property
+    def gateway_schema(self) -> str:
+        """GATEWAY_DB_SCHEMA, else the one of this RAGBUS_HOME (see `gateway_schema_for`)."""
+        return self.gateway_db_schema or gateway_schema_for(self.home)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
 
     @property
     def up_health_port(self) -> int:

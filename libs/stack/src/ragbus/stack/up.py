@@ -12,8 +12,12 @@ submitted in the last 24 h that has no outcome, publishes it again and says so (
 With KAFKA_BOOTSTRAP set, `up` starts no broker and checks first that one answers there. A failed `up`
 stops what it started itself (services, model server, broker), never what was running before it.
 Everything a stack owns is named by its RAGBUS_HOME and ports (RAGBUS_BROKER_PORT, RAGBUS_MODEL_PORT,
-RAGBUS_HEALTH_PORT), and its monitor writes to a schema of its own (`StackSettings.monitor_schema`), so
-a second stack runs beside the first and `status` / `down` of one never touch the other.
+RAGBUS_HEALTH_PORT, RAGBUS_GATEWAY_PORT), and its monitor and gateway write to schemas of their own
+(`StackSettings.monitor_schema`, `.gateway_schema`), so a second stack runs beside the first and
+`status` / `down` of one never touch the other.
+
+The gateway (the OpenAI-compatible HTTP API and the web app) is one of the hosted services; its port is
+the stack's RAGBUS_GATEWAY_PORT (8090), on 127.0.0.1, and `up` and `status` print its URL.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from ragbus.stack.process import (
     NotReady,
     ProcessSpec,
     Running,
+    port_in_use,
     run_argv,
 )
 from ragbus.stack.settings import StackSettings
@@ -208,6 +213,11 @@ def services_env(settings: StackSettings, cwd: Path) -> dict[str, str]:
         "RAGBUS_HOME": str(settings.home),
         "MONITOR_DATABASE_URL": settings.database_url,
         "MONITOR_DB_SCHEMA": settings.monitor_schema,
+        # The gateway: this stack's port and keys, and the monitor's record it reads requests from.
+        "GATEWAY_PORT": str(settings.gateway_port),
+        "GATEWAY_DATABASE_URL": settings.database_url,
+        "GATEWAY_DB_SCHEMA": settings.gateway_schema,
+        "GATEWAY_MONITOR_SCHEMA": settings.monitor_schema,
     }
     if not os.environ.get("MONITOR_AUDIT_KEY") and not os.environ.get("MONITOR_AUDIT_KEY_FILE"):
         # The monitor signs its audit checkpoints and erasures with a key of this stack's own.
@@ -280,6 +290,7 @@ async def up(plan: Plan, settings: StackSettings) -> None:
         _trust(env)
         env.update(await _model(settings, plan.model, started))
         services = services_process(settings.up_health_port, env, home=settings.home)
+        await _check_gateway_port(settings, services)
         if plan.detach:
             running = await services.start(detach=True)
         else:
@@ -291,9 +302,9 @@ async def up(plan: Plan, settings: StackSettings) -> None:
         await _stop_started(started)
         raise
     if not plan.detach:
-        await _foreground(services, settings.up_health_port, settings if fresh else None, bootstrap)
+        await _foreground(services, settings, fresh, bootstrap)
         return
-    await _print_services(settings.up_health_port)
+    await _print_services(settings)
     if fresh:
         await _redrive(settings, bootstrap)
     click.echo(
@@ -302,23 +313,35 @@ async def up(plan: Plan, settings: StackSettings) -> None:
     )
 
 
-async def _foreground(
-    services: ManagedProcess, health_port: int, redrive: StackSettings | None, bootstrap: str
-) -> None:
+async def _foreground(services: ManagedProcess, settings: StackSettings, fresh: bool, bootstrap: str) -> None:
     try:
-        await _print_services(health_port)
-        if redrive is not None:
-            await _redrive(redrive, bootstrap)
+        await _print_services(settings)
+        if fresh:
+            await _redrive(settings, bootstrap)
         await services.wait()
     finally:
         await services.stop()
 
 
-async def _print_services(health_port: int) -> None:
-    body = await _health(health_port)
+async def _print_services(settings: StackSettings) -> None:
+    body = await _health(settings.up_health_port)
     # The runner reports its services in pipeline order (ragbus.stack.services).
     for name, deps in body["services"].items():
         _line(name, "ready", "  ".join(f"{d} {v}" for d, v in deps.items()))
+    if "gateway" in body["services"]:
+        url = settings.gateway_url
+        _line("web", "ready", f"{url}/  (the web app; API {url}/v1, docs {url}/docs; `ragbus keys create`)")
+
+
+async def _check_gateway_port(settings: StackSettings, services: ManagedProcess) -> None:
+    """Before the services start (not when running ones are reused): the gateway's port must be free,
+    said in one line rather than as a service that failed to start, with the variable that moves it."""
+    if (await services.status()).state != "stopped" or not port_in_use(settings.gateway_port):
+        return
+    raise LocalInfraError(
+        f"gateway: port {settings.gateway_port} on {HOST} is already in use by another process; stop it "
+        "or choose another port (RAGBUS_GATEWAY_PORT)"
+    )
 
 
 def _infra(settings: StackSettings) -> list[ManagedProcess]:
@@ -375,6 +398,6 @@ async def status(settings: StackSettings) -> None:
     if services.running_pid() is None:
         return
     try:
-        await _print_services(settings.up_health_port)
+        await _print_services(settings)
     except NotReady as exc:
         _line("services", "unhealthy", str(exc), ok=False)

@@ -7,7 +7,7 @@ UUIDv7s the client makes, never taken from a request). Being the code that touch
 here, in the composition root.
 
 `create_app(settings)` returns a RagbusApp like every service's, so the runner hosts it the same way
-(`ragbus serve gateway` once it is registered as a service): the service skeleton opens its clients
+(`ragbus serve gateway`, `ragbus up`): the service skeleton opens its clients
 (the bus client, the key store; retried in the background while one is down, the HTTP API answering
 503 meanwhile) and the HTTP server starts after them and stops first.
 """
@@ -36,6 +36,7 @@ from ragbus.common.events import (
 )
 from ragbus.common.logging import get_logger
 from ragbus.common.service import Clients, Service
+from ragbus.gateway.adapters.monitor_record import PostgresRequestRecord
 from ragbus.gateway.adapters.postgres import PostgresKeyStore
 from ragbus.gateway.ports import Answered, AnswerTimeout, AnswerUnavailable, IndexedDocument
 from ragbus.gateway.settings import GatewaySettings
@@ -49,7 +50,9 @@ log = get_logger("ragbus.gateway")
 async def open_deps(settings: GatewaySettings, clients: Clients) -> GatewayDeps:
     keys = clients.add("database", await PostgresKeyStore.open(settings))
     answerer = clients.add("bus_client", await BusAnswerer.open(settings))
-    return GatewayDeps(answerer=answerer, keys=keys, documents=keys.documents)
+    # Requests' stories: the monitor's schema in the same database, read over the same pool.
+    requests = PostgresRequestRecord(keys.pool, settings.monitor_schema)
+    return GatewayDeps(answerer=answerer, keys=keys, documents=keys.documents, requests=requests)
 
 
 @contextlib.contextmanager

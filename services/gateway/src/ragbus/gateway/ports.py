@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ragbus.common.events import AnswersCompleted, AnswersDelta, DocsSubmitted, QueryOptions
 
@@ -77,6 +77,23 @@ class DocumentState:
     updated_at: datetime | None = None
 
 
+# A request's story as the monitor's `request_summary` view has it (its columns: question, status, answer,
+# tier, verdicts, tokens, cost, submitted_at, model, prompt_version, attempts, stages, trace_id, rating,
+# sources with their document versions, ...), JSON-ready: times as ISO 8601 strings.
+RequestStory = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    """Which of a tenant's requests `RequestRecord.find` lists, newest first: every filter given holds."""
+
+    since: datetime | None = None  # submitted at or after
+    until: datetime | None = None  # submitted before
+    status: str | None = None  # answered | blocked | failed | pending
+    tier: int | None = None
+    limit: int = 50
+
+
 class AnswerTimeout(TimeoutError):
     """The stack did not answer within the gateway's time limit."""
 
@@ -134,6 +151,10 @@ class DocumentLog(Protocol):
 
     async def get(self, tenant: str, doc_id: str) -> DocumentState | None: ...
 
+    async def list(self, tenant: str, *, limit: int = 200) -> list[DocumentState]:
+        """The tenant's documents that are not deleted, the latest submitted first."""
+        ...
+
 
 class KeyStore(Protocol):
     async def create(
@@ -159,3 +180,16 @@ class KeyStore(Protocol):
     async def ping(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+class RequestRecord(Protocol):
+    """The monitor's record of requests, read only (the monitor writes it; the gateway shows it)."""
+
+    async def story(self, tenant: str, request_id: str) -> RequestStory | None:
+        """The request of `tenant` with this query id (or correlation id), with its sources; None when
+        that tenant has none (another tenant's request is not found either)."""
+        ...
+
+    async def find(self, tenant: str, query: RequestFilter) -> list[RequestStory]:
+        """The tenant's requests, newest first, without their sources."""
+        ...

@@ -6,7 +6,13 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from ragbus.common.settings import DEFAULT_DATABASE_URL, ServiceSettings
+from ragbus.common.settings import (
+    DEFAULT_DATABASE_URL,
+    ServiceSettings,
+    gateway_schema_for,
+    monitor_schema_for,
+    ragbus_home,
+)
 
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 
@@ -41,8 +47,17 @@ class GatewaySettings(ServiceSettings):
         default=SecretStr(DEFAULT_DATABASE_URL),
         validation_alias=AliasChoices("GATEWAY_DATABASE_URL", "DATABASE_URL", "database_url"),
     )
-    # The gateway's own schema (its tables and its migrations' record), apart from the monitor's.
-    db_schema: str = Field(default="ragbus_gateway", pattern=_IDENT)
+    # The gateway's own schema (its tables and its migrations' record), apart from the monitor's: the
+    # one of this RAGBUS_HOME's stack (`ragbus_gateway` for ~/.ragbus), so `ragbus keys` finds it.
+    db_schema: str = Field(default_factory=lambda: gateway_schema_for(ragbus_home()), pattern=_IDENT)
+    # The monitor's schema in the same database, read (never written) for `GET /v1/requests`: a
+    # request's story is the monitor's record. MONITOR_DB_SCHEMA is accepted too, as `ragbus up` and the
+    # monitor's own commands name it; unset, the one of this RAGBUS_HOME's stack (`ragbus`).
+    monitor_schema: str = Field(
+        default_factory=lambda: monitor_schema_for(ragbus_home()),
+        pattern=_IDENT,
+        validation_alias=AliasChoices("GATEWAY_MONITOR_SCHEMA", "MONITOR_DB_SCHEMA", "monitor_schema"),
+    )
     migrate_on_startup: bool = True
     pool_max_size: int = Field(default=4, ge=1)
     connect_timeout_s: float = Field(default=10.0, gt=0)

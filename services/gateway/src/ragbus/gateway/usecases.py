@@ -28,6 +28,9 @@ from ragbus.gateway.ports import (
     DocumentLog,
     DocumentState,
     KeyStore,
+    RequestFilter,
+    RequestRecord,
+    RequestStory,
 )
 from ragbus.gateway.ratelimit import RateLimiter
 
@@ -37,6 +40,7 @@ class GatewayDeps:
     answerer: Answerer
     keys: KeyStore
     documents: DocumentLog
+    requests: RequestRecord | None = None  # the monitor's record; None: `/v1/requests` is not served
 
 
 @dataclass
@@ -304,3 +308,30 @@ def _delta_frames(piece: AnswersDelta, query_id: str, model: str, created: int) 
     if piece.text:
         frames.append(domain.sse(domain.chunk(query_id, model, created, {"content": piece.text})))
     return frames
+
+
+def _record(deps: GatewayDeps) -> RequestRecord:
+    if deps.requests is None:
+        raise GatewayError(501, "this gateway does not read the monitor's record", code="not_implemented")
+    return deps.requests
+
+
+async def request_story(deps: GatewayDeps, key: ApiKey, request_id: str) -> RequestStory:
+    """The story of a request of the key's tenant, by its query id (a completion's `id` too) or
+    correlation id. 404 when the tenant has none by that id: another tenant's request is not found,
+    not forbidden, so a key cannot learn which ids exist elsewhere."""
+    request_id = request_id.removeprefix("chatcmpl-")
+    story = await _record(deps).story(key.tenant, request_id)
+    if story is None:
+        raise GatewayError(404, f"no request {request_id} on record for this key's tenant", code="not_found")
+    return story
+
+
+async def requests(deps: GatewayDeps, key: ApiKey, query: RequestFilter) -> list[RequestStory]:
+    """The key's tenant's requests, newest first (the others' never)."""
+    return await _record(deps).find(key.tenant, query)
+
+
+async def documents(deps: GatewayDeps, key: ApiKey, limit: int) -> list[DocumentState]:
+    """The key's tenant's documents submitted through the gateway (not deleted), the latest first."""
+    return await deps.documents.list(key.tenant, limit=limit)

@@ -11,13 +11,15 @@ usual exceptions (401 AuthenticationError, 429 RateLimitError, 400 BadRequestErr
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,7 +37,7 @@ from ragbus.common.errors import DependencyUnavailable
 from ragbus.common.logging import get_logger
 from ragbus.gateway import domain, usecases
 from ragbus.gateway.domain import ChatCompletionRequest, GatewayError
-from ragbus.gateway.ports import ApiKey, DocumentState
+from ragbus.gateway.ports import ApiKey, DocumentState, RequestFilter
 from ragbus.gateway.ratelimit import RateLimiter
 from ragbus.gateway.settings import GatewaySettings
 from ragbus.gateway.usecases import GatewayDeps, KeyCache
@@ -126,6 +128,22 @@ class _BodyLimit:
         await self.app(scope, receiving, send)
 
 
+# The web app (chat, documents, audit): static files in the package, served as they are (no build step,
+# nothing from a CDN), calling the API above with the key the user keeps in the browser.
+WEBAPP = Path(__file__).with_name("webapp")
+
+
+class _WebApp(StaticFiles):
+    """The web app's files, with a policy that lets a page load and call nothing but this server."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-cache"  # revalidated: an upgraded gateway serves its own
+        return response
+
+
 def _error(exc: GatewayError) -> JSONResponse:
     return JSONResponse(exc.body(), exc.status, headers=exc.headers)
 
@@ -161,6 +179,11 @@ def create_web_app(
     )
     app.state.metrics = metrics
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+    app.mount("/app", _WebApp(directory=WEBAPP, html=True), name="webapp")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/app/")
 
     @app.exception_handler(GatewayError)
     async def on_gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
@@ -278,6 +301,13 @@ def create_web_app(
             domain.document_json(done), 201 if done.status != "failed" else 502, headers=location
         )
 
+    @app.get("/v1/documents", tags=["ragbus"])
+    async def list_documents(key: Key, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+        """The key's tenant's documents submitted through the gateway and not deleted, the latest
+        first, each with its state as in `GET /v1/documents/{id}`."""
+        found = await usecases.documents(provide(), key, limit)
+        return {"object": "list", "data": [domain.document_json(d) for d in found]}
+
     @app.get("/v1/documents/{doc_id}", tags=["ragbus"])
     async def get_document(doc_id: str, key: Key) -> dict[str, Any]:
         """Where a document submitted through the gateway is: `submitted`, `indexed` (with its version
@@ -288,6 +318,29 @@ def create_web_app(
     async def delete_document(doc_id: str, key: Key) -> dict[str, Any]:
         """Remove a document of the key's tenant from the index, every version; waits until it is out."""
         return await usecases.delete_document(provide(), key, doc_id)
+
+    @app.get("/v1/requests/{request_id}", tags=["ragbus"])
+    async def get_request(request_id: str, key: Key) -> dict[str, Any]:
+        """A request's story from the monitor's record: the question (as asked, and as the input guard
+        passed it on), the guards' verdicts, the answer, the tiers tried with model, prompt version,
+        tokens and cost, each service's stage, the sources read with their document versions, the
+        trace id and the latest rating. By query id (or a completion's `id`); only the key's tenant's:
+        another tenant's request is a 404."""
+        return await usecases.request_story(provide(), key, request_id)
+
+    @app.get("/v1/requests", tags=["ragbus"])
+    async def list_requests(
+        key: Key,
+        status: Annotated[str | None, Query(pattern="^(answered|blocked|failed|pending)$")] = None,
+        tier: Annotated[int | None, Query(ge=0)] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        """The key's tenant's requests, newest first, filtered by status, tier and submission time
+        (ISO 8601; without a zone, UTC); each as in `GET /v1/requests/{id}` without its sources."""
+        query = RequestFilter(_utc(since), _utc(until), status, tier, limit)
+        return {"object": "list", "data": await usecases.requests(provide(), key, query)}
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> JSONResponse:
@@ -324,6 +377,10 @@ def create_web_app(
         )
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _outcome(exc: GatewayError) -> str:

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from ragbus.gateway.ports import ApiKey, DocumentState, NewKey
+from ragbus.gateway.ports import ApiKey, DocumentState, NewKey, RequestFilter, RequestStory
 
 
 class MemoryDocumentLog:
@@ -31,6 +31,38 @@ class MemoryDocumentLog:
 
     async def get(self, tenant: str, doc_id: str) -> DocumentState | None:
         return self._states.get((tenant, doc_id))
+
+    async def list(self, tenant: str, *, limit: int = 200) -> list[DocumentState]:
+        mine = [s for (t, _), s in self._states.items() if t == tenant and s.status != "deleted"]
+        return sorted(mine, key=lambda s: s.submitted_at or datetime.min.replace(tzinfo=UTC), reverse=True)[
+            :limit
+        ]
+
+
+class MemoryRequestRecord:
+    """Stories by hand (a test writes what the monitor would have recorded)."""
+
+    def __init__(self, stories: Sequence[RequestStory] = ()) -> None:
+        self.stories = list(stories)
+
+    async def story(self, tenant: str, request_id: str) -> RequestStory | None:
+        for s in sorted(self.stories, key=lambda s: s["submitted_at"], reverse=True):
+            if s["tenant"] == tenant and request_id in (s.get("query_id"), s.get("correlation_id")):
+                return s
+        return None
+
+    async def find(self, tenant: str, query: RequestFilter) -> list[RequestStory]:
+        q = query
+        found = [
+            {k: v for k, v in s.items() if k != "sources"}
+            for s in sorted(self.stories, key=lambda s: s["submitted_at"], reverse=True)
+            if s["tenant"] == tenant
+            and (q.status is None or s.get("status") == q.status)
+            and (q.tier is None or s.get("tier") == q.tier)
+            and (q.since is None or s["submitted_at"] >= q.since.isoformat())
+            and (q.until is None or s["submitted_at"] < q.until.isoformat())
+        ]
+        return found[: q.limit]
 
 
 class MemoryKeyStore:

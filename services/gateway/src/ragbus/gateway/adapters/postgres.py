@@ -29,7 +29,7 @@ _COLUMNS = "key_id, tenant, name, groups, rate_per_minute, created_at, revoked_a
 
 
 @contextlib.contextmanager
-def _classified() -> Iterator[None]:
+def classified() -> Iterator[None]:
     try:
         yield
     except _UNREACHABLE as exc:
@@ -72,29 +72,39 @@ class PostgresDocumentLog:
             "WHERE tenant = $1 AND doc_id = $2 AND submission = $3"
         )
         self._get = f"SELECT {_DOC_COLUMNS} FROM {t} WHERE tenant = $1 AND doc_id = $2"  # noqa: S608
+        self._list = (
+            f"SELECT {_DOC_COLUMNS} FROM {t} WHERE tenant = $1 AND status <> 'deleted' "  # noqa: S608
+            "ORDER BY submitted_at DESC, doc_id LIMIT $2"
+        )
 
     async def submitted(self, tenant: str, doc_id: str, submission: str, title: str | None) -> DocumentState:
-        with _classified():
+        with classified():
             row = await self._pool.fetchrow(self._submit, tenant, doc_id, submission, title)
         return DocumentState(**dict(row))
 
     async def finished(self, state: DocumentState) -> None:
         s = state
-        with _classified():
+        with classified():
             await self._pool.execute(
                 self._finish, s.tenant, s.doc_id, s.submission, s.status, s.version, s.chunks, s.unchanged,
                 s.removed, s.duplicate_of, s.reason,
             )  # fmt: skip
 
     async def get(self, tenant: str, doc_id: str) -> DocumentState | None:
-        with _classified():
+        with classified():
             row = await self._pool.fetchrow(self._get, tenant, doc_id)
         return DocumentState(**dict(row)) if row is not None else None
+
+    async def list(self, tenant: str, *, limit: int = 200) -> list[DocumentState]:
+        with classified():
+            rows = await self._pool.fetch(self._list, tenant, limit)
+        return [DocumentState(**dict(r)) for r in rows]
 
 
 class PostgresKeyStore:
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self._pool = pool
+        self.pool = pool  # shared with the monitor's record reader (adapters/monitor_record.py)
         self.documents = PostgresDocumentLog(pool, schema)  # the same pool, closed with this store
         t = f"{quote_ident(schema)}.api_keys"
         self._insert = (
@@ -113,7 +123,7 @@ class PostgresKeyStore:
     @classmethod
     async def open(cls, settings: GatewaySettings) -> PostgresKeyStore:
         """Connect, and migrate the schema if the settings say so. DependencyUnavailable while down."""
-        with _classified():
+        with classified():
             pool = await asyncpg.create_pool(
                 settings.database_url.get_secret_value(),
                 min_size=1,
@@ -140,14 +150,14 @@ class PostgresKeyStore:
         groups: Sequence[str] = (),
         rate_per_minute: int | None = None,
     ) -> ApiKey:
-        with _classified():
+        with classified():
             row = await self._pool.fetchrow(
                 self._insert, new.key_id, new.key_hash, tenant, name, list(groups), rate_per_minute
             )
         return _key(row)
 
     async def find(self, key_hash: str) -> ApiKey | None:
-        with _classified():
+        with classified():
             row = await self._pool.fetchrow(self._find, key_hash)
         return _key(row) if row is not None else None
 
@@ -159,17 +169,17 @@ class PostgresKeyStore:
         if not include_revoked:
             where.append("revoked_at IS NULL")
         sql = self._list + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at, key_id"
-        with _classified():
+        with classified():
             rows = await self._pool.fetch(sql, *args)
         return [_key(r) for r in rows]
 
     async def revoke(self, key_id: str) -> bool:
-        with _classified():
+        with classified():
             status = await self._pool.execute(self._revoke, key_id)
         return bool(status.endswith(" 1"))
 
     async def ping(self) -> None:
-        with _classified():
+        with classified():
             await self._pool.fetchval(self._ping)
 
     async def aclose(self) -> None:
