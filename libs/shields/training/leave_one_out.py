@@ -1,7 +1,9 @@
 """Which hand-written kinds the harmful-request classifier learns from the others, and which it only
 knows from their own lines: leave-one-kind-out and leave-one-round-out runs on MiniLM embeddings.
 
-    python libs/shields/training/leave_one_out.py [--data DIR]   # ~5 min on one quiet core
+    python libs/shields/training/leave_one_out.py [--data DIR] [--out FILE]   # ~5 min on one quiet core
+
+The figures of the last run are in leave-one-out-report.json beside this script.
 
 A full LoRA fine-tune takes 15-35 min, too long to repeat per kind; this is its cheap proxy. The
 sentences are embedded once by the frozen all-MiniLM-L6-v2 (the base the guard fine-tunes), and a
