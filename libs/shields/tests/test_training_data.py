@@ -28,6 +28,8 @@ FILES = {  # file -> (attack, harmful)
     "plain-safe": (0, 0),
     "targeted-unsafe": (0, 1),
     "targeted-safe": (0, 0),
+    "twins-unsafe": (0, 1),
+    "twins-safe": (0, 0),
 }
 
 
@@ -112,3 +114,38 @@ def test_the_shipped_classifiers_on_the_held_out_fifth_of_the_hand_written_reque
     assert len(safe) == 46  # 42 in the training validation split: 4 repeat prompts of other sources
     assert sum(harmful) / len(harmful) >= 0.6
     assert sum(safe) / len(safe) <= 0.1
+
+
+def train_prompts() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("training_train_prompts", TRAINING / "train_prompts.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_hand_written_file_is_weighted_as_hand_written() -> None:
+    module = train_prompts()
+    on_disk = {p.stem for p in (TRAINING / "data").glob("*.txt")}
+    assert {prefix.rstrip("/") for prefix in module.HANDWRITTEN_SOURCES} == on_disk == set(FILES)
+
+
+@pytest.mark.parametrize("repeat", [1, 4, 8])
+def test_the_epoch_repeats_each_hand_written_line_and_caps_the_big_benign_sources(repeat: int) -> None:
+    module = train_prompts()
+    rows = [
+        *({"source": "chitchat", "text": f"chat {i}"} for i in range(2500)),
+        *({"source": "advbench", "text": f"request {i}"} for i in range(30)),
+        *({"source": "twins-unsafe/self-harm", "text": f"unsafe {i}"} for i in range(10)),
+        *({"source": "twins-safe/self-harm", "text": f"safe {i}"} for i in range(10)),
+    ]
+    sample = module.epoch_sample(rows, repeat=repeat, seed=0)
+    counts: dict[str, int] = {}
+    for r in sample:
+        counts[r["text"]] = counts.get(r["text"], 0) + 1
+    assert sum(r["source"] == "chitchat" for r in sample) == module.CAPS["chitchat"]
+    assert all(counts[f"request {i}"] == 1 for i in range(30))
+    assert all(counts[f"unsafe {i}"] == counts[f"safe {i}"] == repeat for i in range(10))
+    assert sample == module.epoch_sample(rows, repeat=repeat, seed=0)  # the same epoch for the same seed

@@ -277,37 +277,46 @@ def contrast_examples(data: Path, rng: random.Random) -> Iterator[Example]:
 HANDWRITTEN = Path(__file__).resolve().parent / "data"
 
 
+# The hand-written sets in data/: (file, attack, harmful, round written).
+HANDWRITTEN_SETS: tuple[tuple[str, int, int, int], ...] = (
+    ("subtle-unsafe", 0, 1, 1),
+    ("subtle-safe", 0, 0, 1),
+    ("roleplay-attacks", 1, 1, 1),
+    ("roleplay-safe", 0, 0, 1),
+    # Second round: paired contrasts (history, safe contexts, discrimination, targets), role-play and
+    # persona frames around ordinary and harmful requests, privacy requests and their safe twins.
+    ("contrasts-unsafe", 0, 1, 2),
+    ("contrasts-safe", 0, 0, 2),
+    ("frames-attacks", 1, 1, 2),
+    ("frames-safe", 0, 0, 2),
+    ("privacy-unsafe", 0, 1, 2),
+    ("privacy-safe", 0, 0, 2),
+    # Third round: short, casual harmful requests in plain words (euphemisms, homonyms, everyday verbs
+    # aimed at people, "for a friend", privacy, crime, drugs and weapons, self-harm, hate, atrocities)
+    # and their safe look-alikes with the same key words, line for line.
+    ("plain-unsafe", 0, 1, 3),
+    ("plain-safe", 0, 0, 3),
+    # Fourth round: the kinds still missed most on the validation split (self-harm, praise of real
+    # atrocities, discrimination against real groups, euphemisms for hurting people, private people's
+    # data) in many registers, and their safe look-alikes with the same topic and key words.
+    ("targeted-unsafe", 0, 1, 4),
+    ("targeted-safe", 0, 0, 4),
+    # Fifth round: harmful requests and their safe twins, line for line, for the families the validation
+    # split and the leave-one-kind-out runs found weakest: atrocities asked as a how-to against history,
+    # self-harm methods against support-seeking, hate against discussion of it, privacy, everyday verbs
+    # aimed at people, drugs.
+    ("twins-unsafe", 0, 1, 5),
+    ("twins-safe", 0, 0, 5),
+)
+
+
 def handwritten(data: Path) -> Iterator[Example]:
     """The hand-written sets in data/ (`## kind` headings): short harmful requests in plain words and
     their safe look-alikes (subtle-*.txt), which templates do not vary enough; role-play and persuasion
     rewrites of harmful requests and the same frames around ordinary tasks (roleplay-*.txt). Lines too
     close to an XSTest dev prompt are dropped, as for the generated contrasts."""
     near_xstest = xstest_nearness(data)
-    sets = (
-        ("subtle-unsafe", 0, 1),
-        ("subtle-safe", 0, 0),
-        ("roleplay-attacks", 1, 1),
-        ("roleplay-safe", 0, 0),
-        # Second round: paired contrasts (history, safe contexts, discrimination, targets), role-play and
-        # persona frames around ordinary and harmful requests, privacy requests and their safe twins.
-        ("contrasts-unsafe", 0, 1),
-        ("contrasts-safe", 0, 0),
-        ("frames-attacks", 1, 1),
-        ("frames-safe", 0, 0),
-        ("privacy-unsafe", 0, 1),
-        ("privacy-safe", 0, 0),
-        # Third round: short, casual harmful requests in plain words (euphemisms, homonyms, everyday verbs
-        # aimed at people, "for a friend", privacy, crime, drugs and weapons, self-harm, hate, atrocities)
-        # and their safe look-alikes with the same key words, line for line.
-        ("plain-unsafe", 0, 1),
-        ("plain-safe", 0, 0),
-        # Fourth round: the kinds still missed most on the validation split (self-harm, praise of real
-        # atrocities, discrimination against real groups, euphemisms for hurting people, private people's
-        # data) in many registers, and their safe look-alikes with the same topic and key words.
-        ("targeted-unsafe", 0, 1),
-        ("targeted-safe", 0, 0),
-    )
-    for name, attack, harmful in sets:
+    for name, attack, harmful, _ in HANDWRITTEN_SETS:
         kind = "other"
         for line in (HANDWRITTEN / f"{name}.txt").read_text(encoding="utf-8").splitlines():
             if line.startswith("## "):

@@ -36,21 +36,16 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from sources import HANDWRITTEN_SETS  # noqa: E402  (beside this script)
+
 REPO = HERE.parents[2]
 MODELS = REPO / "libs/shields/src/ragbus/shields/models"
 LABELS = ("attack", "harmful")
 # Big benign sources are capped for the transformer (the n-gram model takes them all).
 CAPS = {"s-labs": 4000, "chitchat": 2000, "chatterbot-intl": 2000}
 # The hand-written short requests (sources.handwritten) are few beside the rest; the transformer sees
-# each of them this many times an epoch.
-HANDWRITTEN_SOURCES = tuple(
-    f"{name}/"
-    for name in (
-        "subtle-unsafe", "subtle-safe", "roleplay-attacks", "roleplay-safe",
-        "contrasts-unsafe", "contrasts-safe", "frames-attacks", "frames-safe", "privacy-unsafe", "privacy-safe",
-        "plain-unsafe", "plain-safe", "targeted-unsafe", "targeted-safe",
-    )
-)  # fmt: skip
+# each of them this many times an epoch (`--handwritten-repeat`).
+HANDWRITTEN_SOURCES = tuple(f"{name}/" for name, *_ in HANDWRITTEN_SETS)
 REPEAT = 4
 
 
@@ -101,8 +96,31 @@ def train_ngram(rows: Sequence[dict[str, Any]], c: float = 4.0) -> Any:
 # --- the fine-tuned MiniLM --------------------------------------------------------------------------------
 
 
+def epoch_sample(rows: Sequence[dict[str, Any]], *, repeat: int, seed: int) -> list[dict[str, Any]]:
+    """One epoch of the transformer's training: the big benign sources capped (CAPS), each hand-written
+    line `repeat` times, shuffled."""
+    rng = random.Random(seed)
+    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_source[r["source"]].append(r)
+    sample: list[dict[str, Any]] = []
+    for source, members in sorted(by_source.items()):
+        members = list(members)
+        rng.shuffle(members)
+        times = repeat if source.startswith(HANDWRITTEN_SOURCES) else 1
+        sample += members[: CAPS.get(source, len(members))] * times
+    rng.shuffle(sample)
+    return sample
+
+
 def train_minilm(
-    rows: Sequence[dict[str, Any]], *, max_tokens: int, epochs: float, lr: float, seed: int
+    rows: Sequence[dict[str, Any]],
+    *,
+    max_tokens: int,
+    epochs: float,
+    lr: float,
+    seed: int,
+    repeat: int = REPEAT,
 ) -> dict[str, np.ndarray]:
     import torch
     from torch import nn
@@ -149,16 +167,7 @@ def train_minilm(
         logits: torch.Tensor = head(mean_pool(hidden, mask))
         return logits
 
-    rng = random.Random(seed)
-    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_source[r["source"]].append(r)
-    sample: list[dict[str, Any]] = []
-    for source, members in sorted(by_source.items()):
-        rng.shuffle(members)
-        repeat = REPEAT if source.startswith(HANDWRITTEN_SOURCES) else 1
-        sample += members[: CAPS.get(source, len(members))] * repeat
-    rng.shuffle(sample)
+    sample = epoch_sample(rows, repeat=repeat, seed=seed)
     batch = 32
     steps = max(1, int(len(sample) * epochs / batch))
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
@@ -258,6 +267,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument(
+        "--handwritten-repeat",
+        type=int,
+        default=REPEAT,
+        help="times the transformer sees each hand-written line",
+    )
     parser.add_argument("--loso", action="store_true", help="also hold out whole sources (n-gram model)")
     parser.add_argument("--out", type=Path, default=MODELS, help="where the model files and report go")
     parser.add_argument(
@@ -294,7 +309,14 @@ def main() -> None:
     scorers: dict[str, Any] = {"ngram": ngram.scores}
     if not args.skip_minilm:
         started = time.monotonic()
-        arrays = train_minilm(train, max_tokens=args.max_tokens, epochs=args.epochs, lr=args.lr, seed=0)
+        arrays = train_minilm(
+            train,
+            max_tokens=args.max_tokens,
+            epochs=args.epochs,
+            lr=args.lr,
+            seed=0,
+            repeat=args.handwritten_repeat,
+        )
         np.savez_compressed(out / "prompt-minilm.npz", **arrays)  # type: ignore[arg-type]
         report["minilm_fit_s"] = round(time.monotonic() - started)
         classifier = MiniLMPromptClassifier(out / "prompt-minilm.npz")
