@@ -33,7 +33,15 @@ def stub() -> Iterator[Stub]:
         yield s
 
 
-@pytest.fixture(params=["hashing", "batching", "openai", pytest.param("minilm", marks=pytest.mark.model)])
+@pytest.fixture(
+    params=[
+        "hashing",
+        "batching",
+        "openai",
+        pytest.param("minilm", marks=pytest.mark.model),
+        pytest.param("minilm-process", marks=pytest.mark.model),
+    ]
+)
 async def embedder(request: pytest.FixtureRequest, stub: Stub) -> AsyncIterator[Embedder]:
     e: Embedder
     if request.param == "hashing":
@@ -42,8 +50,10 @@ async def embedder(request: pytest.FixtureRequest, stub: Stub) -> AsyncIterator[
         e = BatchingEmbedder(HashingEmbedder(dim=48), max_batch=2, linger=0.001)
     elif request.param == "openai":
         e = OpenAIEmbedder(model="stub-embed", base_url=stub.base_url, batch_size=2, max_retries=0)
-    else:
+    elif request.param == "minilm":
         e = MiniLMEmbedder(batch_size=2)
+    else:
+        e = MiniLMEmbedder(batch_size=2, process=True)
     await e.ping()
     yield e
     await e.aclose()
@@ -121,3 +131,33 @@ async def test_minilm_questions_take_the_onnx_path_unless_told_otherwise() -> No
     assert via_onnx != as_document
     assert float(np.dot(via_onnx, as_document)) > 0.999
     assert onnx.path in minilm._query_encoders
+
+
+@pytest.mark.model
+async def test_minilm_in_a_worker_process_gives_the_vectors_of_the_model_in_process() -> None:
+    in_process, worker = MiniLMEmbedder(), MiniLMEmbedder(process=True, batch_size=2)
+    np.testing.assert_allclose(
+        await worker.embed_documents(TEXTS), await in_process.embed_documents(TEXTS), atol=1e-5
+    )
+
+
+@pytest.mark.model
+async def test_a_dead_model_worker_fails_its_job_as_retryable_and_the_next_job_starts_another() -> None:
+    import os
+    import signal
+
+    from ragbus.vectors.adapters import minilm
+    from ragbus.vectors.errors import EmbedderUnavailable
+
+    # A torch thread count of its own: a worker no other test shares.
+    e = MiniLMEmbedder(process=True, threads=1)
+    await e.ping()
+    pool = minilm._workers[(e.path, 1)]
+    [process] = pool._processes.values()
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+    with pytest.raises(EmbedderUnavailable, match="worker process died"):
+        await e.embed_documents(TEXTS[:1])
+    [vector] = await e.embed_documents(TEXTS[:1])
+    assert len(vector) == e.dim
+    assert minilm._workers[(e.path, 1)] is not pool
