@@ -6,6 +6,7 @@ micro-batcher the embed service puts in front of its model.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +162,56 @@ async def test_a_dead_model_worker_fails_its_job_as_retryable_and_the_next_job_s
     [vector] = await e.embed_documents(TEXTS[:1])
     assert len(vector) == e.dim
     assert minilm._workers[(e.path, 1)] is not pool
+
+
+_ORPHAN = """
+import asyncio, os, sys
+from ragbus.vectors.adapters import minilm
+
+async def main():
+    e = minilm.MiniLMEmbedder(process=True, query_onnx=False)
+    await e.ping()
+    [process] = minilm._workers[(e.path, 0)]._processes.values()
+    print("worker", process.pid, flush=True)
+    await asyncio.sleep(600)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.model
+def test_the_model_worker_leaves_when_its_parent_is_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        # The worker's log lines come first on the same output.
+        line = ""
+        while not line.startswith("worker "):
+            line = parent.stdout.readline()
+            assert line, "the parent exited before it started its worker"
+        worker = int(line.split()[1])
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed claim
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker)
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

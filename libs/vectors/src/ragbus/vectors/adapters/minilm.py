@@ -36,6 +36,7 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -158,7 +159,17 @@ _served: list[SentenceTransformer] = []
 
 
 def _worker_start(path: Path, threads: int) -> None:
-    """In the worker process: load the model once, before its first job."""
+    """In the worker process: load the model once, before its first job, and leave when the parent
+    does. The pool's own queue never tells a worker that its parent was killed (SIGKILL, OOM): the
+    worker holds both ends of it and would wait for jobs forever, holding the model's memory."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="minilm-parent-watch", daemon=True).start()
     _served.append(_load(path, threads).model)
 
 
