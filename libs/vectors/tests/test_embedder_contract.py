@@ -6,6 +6,7 @@ micro-batcher the embed service puts in front of its model.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +34,15 @@ def stub() -> Iterator[Stub]:
         yield s
 
 
-@pytest.fixture(params=["hashing", "batching", "openai", pytest.param("minilm", marks=pytest.mark.model)])
+@pytest.fixture(
+    params=[
+        "hashing",
+        "batching",
+        "openai",
+        pytest.param("minilm", marks=pytest.mark.model),
+        pytest.param("minilm-process", marks=pytest.mark.model),
+    ]
+)
 async def embedder(request: pytest.FixtureRequest, stub: Stub) -> AsyncIterator[Embedder]:
     e: Embedder
     if request.param == "hashing":
@@ -42,8 +51,10 @@ async def embedder(request: pytest.FixtureRequest, stub: Stub) -> AsyncIterator[
         e = BatchingEmbedder(HashingEmbedder(dim=48), max_batch=2, linger=0.001)
     elif request.param == "openai":
         e = OpenAIEmbedder(model="stub-embed", base_url=stub.base_url, batch_size=2, max_retries=0)
-    else:
+    elif request.param == "minilm":
         e = MiniLMEmbedder(batch_size=2)
+    else:
+        e = MiniLMEmbedder(batch_size=2, process=True)
     await e.ping()
     yield e
     await e.aclose()
@@ -121,3 +132,86 @@ async def test_minilm_questions_take_the_onnx_path_unless_told_otherwise() -> No
     assert via_onnx != as_document
     assert float(np.dot(via_onnx, as_document)) > 0.999
     assert onnx.path in minilm._query_encoders
+
+
+@pytest.mark.model
+async def test_minilm_in_a_worker_process_gives_the_vectors_of_the_model_in_process() -> None:
+    in_process, worker = MiniLMEmbedder(), MiniLMEmbedder(process=True, batch_size=2)
+    np.testing.assert_allclose(
+        await worker.embed_documents(TEXTS), await in_process.embed_documents(TEXTS), atol=1e-5
+    )
+
+
+@pytest.mark.model
+async def test_a_dead_model_worker_fails_its_job_as_retryable_and_the_next_job_starts_another() -> None:
+    import os
+    import signal
+
+    from ragbus.vectors.adapters import minilm
+    from ragbus.vectors.errors import EmbedderUnavailable
+
+    # A torch thread count of its own: a worker no other test shares.
+    e = MiniLMEmbedder(process=True, threads=1)
+    await e.ping()
+    pool = minilm._workers[(e.path, 1)]
+    [process] = pool._processes.values()
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+    with pytest.raises(EmbedderUnavailable, match="worker process died"):
+        await e.embed_documents(TEXTS[:1])
+    [vector] = await e.embed_documents(TEXTS[:1])
+    assert len(vector) == e.dim
+    assert minilm._workers[(e.path, 1)] is not pool
+
+
+_ORPHAN = """
+import asyncio, os, sys
+from ragbus.vectors.adapters import minilm
+
+async def main():
+    e = minilm.MiniLMEmbedder(process=True, query_onnx=False)
+    await e.ping()
+    [process] = minilm._workers[(e.path, 0)]._processes.values()
+    print("worker", process.pid, flush=True)
+    await asyncio.sleep(600)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.model
+def test_the_model_worker_leaves_when_its_parent_is_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        # The worker's log lines come first on the same output.
+        line = ""
+        while not line.startswith("worker "):
+            line = parent.stdout.readline()
+            assert line, "the parent exited before it started its worker"
+        worker = int(line.split()[1])
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a speed claim
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker)
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -45,6 +45,14 @@ def test_minilm_is_the_default_embedder() -> None:
     e = open_embedder(EmbedderSettings())
     assert isinstance(e, MiniLMEmbedder)
     assert (e.name, e.dim) == ("sentence-transformers/all-MiniLM-L6-v2", 384)
+    assert e.process  # the services run torch in a worker process, off their GIL
+
+
+def test_minilm_can_run_in_the_services_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGBUS_EMBEDDINGS_PROCESS", "false")
+    e = open_embedder(EmbedderSettings())
+    assert isinstance(e, MiniLMEmbedder)
+    assert not e.process
 
 
 async def test_embeddings_variables_choose_an_openai_compatible_endpoint(

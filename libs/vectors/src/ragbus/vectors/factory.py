@@ -52,4 +52,5 @@ def open_embedder(settings: EmbedderSettings | None = None) -> Embedder:
         forward_batch=settings.forward_batch,
         threads=settings.threads,
         query_onnx=settings.query_onnx,
+        process=settings.process,
     )

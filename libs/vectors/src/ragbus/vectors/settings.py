@@ -94,6 +94,10 @@ class EmbedderSettings(BaseSettings):
     # rest of a shared machine, at the model's expense: on 2 cores, one thread embedded 30 texts/s
     # against 54 with two, and bench/ingest.py (600 abstracts) took 70.2 s against 60.5 s.
     threads: int = Field(default=0, ge=0, le=256, description="minilm: torch threads (0: torch's default)")
+    # minilm: run torch in a worker process of its own rather than on a thread of the services' process,
+    # where it waits for the GIL behind every other piece of Python between its operators (see
+    # ragbus.vectors.adapters.minilm; bench/ingest.py measures both).
+    process: bool = Field(default=True, description="minilm: run the model in a worker process")
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, description="openai: client-side retries before giving up")
 

@@ -15,6 +15,14 @@ match the fp32 ones to a cosine of 0.9996 (SciFact nDCG@10 0.6595 against 0.6602
 thread. Documents stay on torch: batched, it is faster than int8 ONNX. `query_onnx=False`, or a model
 of one's own (`model_path`), embeds questions with torch too.
 
+With `process=True` (the services' setting, RAGBUS_EMBEDDINGS_PROCESS) the torch model runs in a worker
+process of its own instead of on a thread. Eager torch releases the GIL inside each operator and takes
+it back between them, hundreds of times per forward pass: on a thread, every other piece of Python in
+the process (the services' event loop, ingest's scans, JSON, Kafka clients) holds the GIL in the
+meantime and the model thread waits for it at each step. In its own process it never waits; texts go
+in and a float32 array comes back through a pipe (~50 kB per 32 texts), and the services' process
+never imports torch. Questions stay in process on the ONNX path above.
+
 Inputs longer than the model's 256 word pieces are truncated by the model: keep chunks under that.
 Measured on 2 cores, SciFact abstracts (most reach the 256 limit): ~58 texts/s in jobs of 32 run 8 at a
 time (`forward_batch`), ~43 with all 32 in one padded pass; torch's two threads (one per core, the
@@ -25,16 +33,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragbus.common.imports import ML_IMPORT_LOCK
 from ragbus.common.logging import get_logger
+from ragbus.vectors.errors import EmbedderUnavailable
 from ragbus.vectors.settings import MINILM
 
 if TYPE_CHECKING:
@@ -139,6 +151,58 @@ def _load(path: Path, threads: int = 0) -> _Loaded:
         return loaded
 
 
+# The worker processes that run a model (`process=True`), one per (model directory, torch threads) in
+# this process, shared like `_models`.
+_workers: dict[tuple[Path, int], ProcessPoolExecutor] = {}
+# In a worker process: the model it serves (set by `_worker_start`).
+_served: list[SentenceTransformer] = []
+
+
+def _worker_start(path: Path, threads: int) -> None:
+    """In the worker process: load the model once, before its first job, and leave when the parent
+    does. The pool's own queue never tells a worker that its parent was killed (SIGKILL, OOM): the
+    worker holds both ends of it and would wait for jobs forever, holding the model's memory."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="minilm-parent-watch", daemon=True).start()
+    _served.append(_load(path, threads).model)
+
+
+def _worker_encode(texts: list[str], forward_batch: int) -> Any:
+    """In the worker process: one job's vectors, as a float32 array (half the bytes of float64 and one
+    pickled buffer instead of a list of Python floats)."""
+    return _encode_array(_served[0], texts, forward_batch)
+
+
+def _worker(path: Path, threads: int) -> ProcessPoolExecutor:
+    """The worker process for this model, started on first use (spawned: the parent has threads, which
+    fork would copy in whatever state they are)."""
+    with _models_lock:
+        pool = _workers.get((path, threads))
+        if pool is None:
+            pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start,
+                initargs=(path, threads),
+            )
+            _workers[(path, threads)] = pool
+        return pool
+
+
+def _forget_worker(path: Path, threads: int, pool: ProcessPoolExecutor) -> None:
+    """Drop a worker that died, so that the next job starts a new one."""
+    with _models_lock:
+        if _workers.get((path, threads)) is pool:
+            del _workers[(path, threads)]
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 class MiniLMEmbedder:
     """An Embedder on a local sentence-transformers model (all-MiniLM-L6-v2 from its wheel by default)."""
 
@@ -151,12 +215,14 @@ class MiniLMEmbedder:
         forward_batch: int = 8,
         query_onnx: bool = True,
         threads: int = 0,
+        process: bool = False,
     ) -> None:
         self.path = (model_path or wheel_model_path()).resolve()
         self._name = name or MINILM
         self.batch_size = batch_size
         self.forward_batch = forward_batch
         self.threads = threads
+        self.process = process
         # The int8 export is of the wheel's model only: another model embeds its questions itself.
         self.query_onnx = query_onnx and model_path is None
 
@@ -179,9 +245,25 @@ class MiniLMEmbedder:
             loaded = await asyncio.to_thread(_load, self.path, self.threads)
         return loaded
 
+    async def _in_worker(self, texts: list[str]) -> list[list[float]]:
+        pool = _worker(self.path, self.threads)
+        try:
+            array = await asyncio.wrap_future(pool.submit(_worker_encode, texts, self.forward_batch))
+        except BrokenProcessPool as exc:
+            # The worker died (killed, out of memory): the next job starts another; this one is retried.
+            _forget_worker(self.path, self.threads, pool)
+            raise EmbedderUnavailable(f"the embedding model's worker process died: {exc}") from exc
+        rows: list[list[float]] = array.tolist()
+        return rows
+
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
+        if self.process:
+            rows: list[list[float]] = []
+            for start in range(0, len(texts), self.batch_size):
+                rows.extend(await self._in_worker(list(texts[start : start + self.batch_size])))
+            return rows
         loaded = await self._model()
         loop = asyncio.get_running_loop()
         vectors: list[list[float]] = []
@@ -203,7 +285,10 @@ class MiniLMEmbedder:
 
     async def ping(self) -> None:
         """Loads the model if it is not yet (a few seconds), so the first request does not wait for it."""
-        await self._model()
+        if self.process:
+            await self._in_worker(["ping"])  # starts the worker, which loads the model first
+        else:
+            await self._model()
         if self.query_onnx and self.path not in _query_encoders:
             await asyncio.to_thread(_load_query_encoder, self.path)
 
@@ -213,6 +298,11 @@ class MiniLMEmbedder:
 
 
 def _encode(model: SentenceTransformer, texts: list[str], forward_batch: int) -> list[list[float]]:
+    rows: list[list[float]] = _encode_array(model, texts, forward_batch).tolist()
+    return rows
+
+
+def _encode_array(model: SentenceTransformer, texts: list[str], forward_batch: int) -> Any:
     # encode() sorts the texts by length and pads each forward pass to its longest: small passes of
     # similar lengths waste less than one pass padded to the longest of all (order is restored).
     array: Any = model.encode(
@@ -222,5 +312,4 @@ def _encode(model: SentenceTransformer, texts: list[str], forward_batch: int) ->
         convert_to_numpy=True,
         show_progress_bar=False,
     )
-    rows: list[list[float]] = array.tolist()
-    return rows
+    return array
