@@ -197,7 +197,8 @@ class RagbusClient:
         self._watch: asyncio.Task[None] | None = None
         self._waiters: dict[str, _Waiter] = {}
         # Streaming questions: their `answers.delta` pieces go to the callback, until the final one.
-        self._streams: dict[str, tuple[Callable[[AnswersDelta], None], asyncio.Event]] = {}
+        # query id -> (callback, ended, [the next seq to deliver])
+        self._streams: dict[str, tuple[Callable[[AnswersDelta], None], asyncio.Event, list[int]]] = {}
         self._progress_at = time.monotonic()  # when a document was last indexed on the bus (anyone's)
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -417,7 +418,7 @@ class RagbusClient:
             trace_id = format(span.get_span_context().trace_id, "032x")
             ended = asyncio.Event()
             if on_delta is not None:
-                self._streams[data.query_id] = (on_delta, ended)
+                self._streams[data.query_id] = (on_delta, ended, [0])
             waiter = await self._send(data, expect=AnswersCompleted.event_type(), name=None, tenant=tenant)
         try:
             async with asyncio.timeout(timeout):
@@ -521,6 +522,11 @@ class RagbusClient:
             if attrs is not None and attrs.type == AnswersDelta.event_type():
                 if (stream := self._streams.get(attrs.correlationid)) is not None and self._admitted(record):
                     delta: AnswersDelta = parse_event(record.value or b"").data
+                    # Each piece once: a partition read again (a rewind), or the request processed
+                    # again after a rebalance, brings back pieces already delivered.
+                    if delta.seq < stream[2][0]:
+                        continue
+                    stream[2][0] = delta.seq + 1
                     stream[0](delta)
                     if delta.final:
                         stream[1].set()
