@@ -262,7 +262,9 @@ async def test_a_model_outage_falls_back_without_holding_the_queue_and_recovers(
         chat_retries=1,
         chat_retry_backoff_s=0.01,
         chat_breaker_failures=2,
-        chat_breaker_cooldown_s=0.5,
+        # Long enough that the third question reaches the open breaker even on a loaded CI machine
+        # (0.5 s was not: the question itself took longer, and found the breaker half open).
+        chat_breaker_cooldown_s=3.0,
     )
     service.model.down = True
     async with service.harness:
@@ -271,7 +273,7 @@ async def test_a_model_outage_falls_back_without_holding_the_queue_and_recovers(
         calls = len(service.model.calls)
         skipped = (await service.ask("Why was the Eiffel Tower built?")).data  # the breaker is open
         service.model.down = False
-        await asyncio.sleep(0.6)  # past the cooldown: the next question probes the model, which is back
+        await asyncio.sleep(3.1)  # past the cooldown: the next question probes the model, which is back
         back = (await service.ask("Why was the Eiffel Tower built?")).data
 
     assert calls == 4  # two questions, a call and a retry each; the third question made none
