@@ -301,6 +301,10 @@ class PostgresEventStore:
             )
             for kind, r in rows
         ]
+        return await self._append(conn, entries)
+
+    async def _append(self, conn: asyncpg.Connection, entries: list[audit.Entry]) -> list[audit.Link]:
+        """Link `entries` after their chains' current heads, in this transaction."""
         chains = sorted({e.chain for e in entries})
         heads = {r["chain"]: (r["seq"], bytes(r["hash"])) for r in await conn.fetch(self._heads, chains)}
         links = audit.extend(heads, entries)
@@ -515,17 +519,16 @@ class PostgresEventStore:
         and an erasure record (digests before and after, signed with `key`) is chained per tenant.
         One transaction; rows already erased are skipped, so running it again changes nothing."""
         q = self._q
+        # The rows of alias `a` to erase: those of the user's requests (every correlation where the user
+        # asked), or all of the tenant's.
+        requests = (
+            f"SELECT u.tenant, u.correlation_id FROM {q}.events AS u "  # noqa: S608
+            "WHERE u.tenant = $1 AND u.data ->> 'user_id' = $2"
+        )
         if user_id is not None:
-            scope = (
-                f"(e.tenant, e.correlation_id) IN (SELECT u.tenant, u.correlation_id FROM {q}.events AS u "  # noqa: S608
-                "WHERE u.tenant = $1 AND u.data ->> 'user_id' = $2)"
-            )
-            letters_scope = (
-                f"(d.tenant, d.correlation_id) IN (SELECT u.tenant, u.correlation_id FROM {q}.events AS u "  # noqa: S608
-                "WHERE u.tenant = $1 AND u.data ->> 'user_id' = $2)"
-            )
+            scope, letters_scope = (f"({a}.tenant, {a}.correlation_id) IN ({requests})" for a in ("e", "d"))
         else:
-            scope, letters_scope = "e.tenant = $1 AND $2::text IS NULL", "d.tenant = $1 AND $2::text IS NULL"
+            scope, letters_scope = (f"{a}.tenant = $1 AND $2::text IS NULL" for a in ("e", "d"))
         subject = audit.subject_digest(tenant, user_id) if user_id is not None else None
         erased: list[audit.Erasure] = []
         with _classified():
@@ -668,18 +671,8 @@ class PostgresEventStore:
         # The erasure chain is written by operators, not by a partition's consumer: lock it for the
         # transaction, so two erasures at once queue rather than fork it.
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _chain_lock(self.schema, chain))
-        heads = {r["chain"]: (r["seq"], bytes(r["hash"])) for r in await conn.fetch(self._heads, [chain])}
         entries = [audit.Entry("erasure", e.id, tenant, chain, i, e.digest()) for i, e in enumerate(erasures)]
-        links = audit.extend(heads, entries)
-        await conn.copy_records_to_table(
-            "audit_log",
-            schema_name=self.schema,
-            columns=AUDIT_COLUMNS,
-            records=[
-                (x.chain, x.seq, x.kind, x.ref, x.tenant, x.content_digest, x.prev_hash, x.hash)
-                for x in links
-            ],
-        )
+        links = await self._append(conn, entries)
         self._unsigned.update(audit.heads_of(links))
 
     async def ping(self) -> None:
