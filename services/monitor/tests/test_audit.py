@@ -417,3 +417,10 @@ async def test_the_verify_command_says_ok_or_names_the_problem(
     assert shown.exit_code == 0, shown.output
     assert "question\n  (erased)" in shown.output
     assert written[0].data["question"] not in shown.output
+
+
+def test_a_retention_policy_it_cannot_read_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_RETENTION", '{"acme": "30 days"}')
+    result = CliRunner().invoke(audit_command, ["purge", "--dry-run"])
+    assert result.exit_code == 1
+    assert "MONITOR_RETENTION: retention for 'acme': '30 days' is not a duration" in result.output

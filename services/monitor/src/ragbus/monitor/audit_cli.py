@@ -117,7 +117,10 @@ def purge(dry_run: bool) -> None:
     an erasure, so `verify` stays green. Run it on a schedule (cron, a Kubernetes CronJob)."""
     settings = cli_settings()
     key = audit_key(settings)
-    rules = retention.parse(settings.retention)
+    try:
+        rules = retention.parse(settings.retention)
+    except ValueError as exc:
+        raise click.ClickException(f"MONITOR_RETENTION: {exc}") from None
     if not rules:
         click.echo("no retention policy (MONITOR_RETENTION): everything is kept")
         return
