@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -291,3 +292,47 @@ def test_chains_are_shared_out_evenly_among_readers() -> None:
     assert sorted(groups) == [["a", "d"], ["b", "c"]]
     assert _share_out([("a", 1)], 4) == [["a"]]
     assert _share_out([], 2) == [[]]
+
+
+def _tamper(links: list[Link], rng: random.Random) -> tuple[list[Link], dict[uuid.UUID, bytes | None]]:
+    """One random kind of tampering, somewhere: what an attacker with write access could do."""
+    links = list(links)
+    current: dict[uuid.UUID, bytes | None] = {}
+    i = rng.randrange(len(links))
+    match rng.choice(["edit row", "delete row", "delete link", "swap", "insert", "edit link", "none"]):
+        case "edit row":
+            current[links[i].ref] = digest("changed")
+        case "delete row":
+            current[links[i].ref] = None
+        case "delete link":
+            del links[i]
+        case "swap" if i + 1 < len(links) and links[i].chain == links[i + 1].chain:
+            links[i], links[i + 1] = links[i + 1], links[i]
+        case "insert":
+            x = links[i]
+            links.insert(i, dataclasses.replace(x, ref=uuid.uuid4(), hash=digest("forged")))
+        case "edit link":
+            links[i] = dataclasses.replace(links[i], tenant="other")
+    return links, current
+
+
+def test_the_fast_path_finds_exactly_what_the_slow_path_finds() -> None:
+    """`feed_rows` checks the common link inline and hands the rest to `feed`: on any tampering the
+    two must name the same problems, in the same order."""
+    rng = random.Random(11)
+    base = (
+        audit.extend({}, entries(30))
+        + audit.extend({}, entries(20, chain="acme|answers.completed|1"))
+        + audit.extend({}, entries(10, chain="beta|answers.completed|0", tenant="beta"))
+    )
+    found = 0
+    for _ in range(300):
+        links, current = _tamper(base, rng)
+        slow = audit.Verifier()
+        for row in rows(links, current):
+            slow.feed(row)
+        fast = audit.verify(rows(links, current))
+        assert fast.problems == slow.finish().problems
+        assert (fast.rows, fast.chains, fast.unsealed) == (len(links), 3, slow.report.unsealed)
+        found += not fast.ok
+    assert found > 200  # the tampering mostly leaves a trace ("none" and no-op swaps do not)
