@@ -401,6 +401,12 @@ async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> Non
             f"batched with it: {chained / one:.1f}x one per event"
         )
 
+        # verify reads a record at rest: vacuumed and analysed, as autovacuum leaves it soon after a
+        # backlog lands. Otherwise the first runs race autovacuum for the same two cores.
+        conn = await asyncpg.connect(args.database_url)
+        q = quote_ident(chained_schema)
+        await conn.execute(f"VACUUM (ANALYZE) {q}.events, {q}.dead_letters, {q}.audit_log")
+        await conn.close()
         store = await PostgresEventStore.open(settings.model_copy(update={"db_schema": chained_schema}))
         try:
             rates = []

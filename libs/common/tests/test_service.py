@@ -12,7 +12,7 @@ from ragbus.common.errors import DependencyUnavailable
 from ragbus.common.events import DocsDeleted, DocsSubmitted
 from ragbus.common.service import Clients, OpenDeps, Service
 from ragbus.common.settings import RetrySettings, ServiceSettings
-from ragbus.common.testing import Harness, component_settings
+from ragbus.common.testing import Harness, component_settings, eventually
 from ragbus.common.topics import DOCS_DELETED, DOCS_SUBMITTED
 
 
@@ -164,3 +164,26 @@ def test_a_concurrent_subscription_runs_the_services_workers_in_one_group() -> N
     assert type(plain) is DefaultSubscriber  # only what asks for it
     with pytest.raises(ValueError, match="one topic"):
         service.subscriber(DOCS_SUBMITTED, DOCS_DELETED, concurrent=True)
+
+
+async def test_a_scheduled_job_runs_only_while_the_deps_are_open_and_outlives_a_failed_run(
+    topic_prefix: str,
+) -> None:
+    opener = Opener(down_for=4)  # open after a few retries (0.05-0.1 s each)
+    service = make_service(topic_prefix, opener=opener)
+    runs: list[int] = []
+
+    async def job() -> None:
+        runs.append(opener.calls)  # the deps were open: opener.calls is past its failures
+        service.deps()
+        if len(runs) == 2:
+            raise RuntimeError("the second run fails")
+
+    service.every(0.02, job, name="tick")
+    async with Harness(service.app):
+        await eventually(lambda: len(runs) >= 4)
+    stopped = len(runs)
+    await asyncio.sleep(0.1)
+
+    assert all(calls == 5 for calls in runs)  # not one run while the dependencies were down
+    assert len(runs) == stopped  # none after shutdown

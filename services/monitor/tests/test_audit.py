@@ -19,15 +19,18 @@ from pydantic import SecretStr
 
 from ragbus.common.envelope import Envelope
 from ragbus.common.errors import DependencyUnavailable
+from ragbus.common.testing import Harness, eventually
 from ragbus.common.topics import Topics
 from ragbus.monitor import audit
 from ragbus.monitor.adapters.migrator import load_migrations, migrate
 from ragbus.monitor.adapters.postgres import PostgresEventStore, event_row, init_connection
+from ragbus.monitor.app import create_app
 from ragbus.monitor.audit_cli import audit as audit_command
 from ragbus.monitor.audit_cli import grant_writer
 from ragbus.monitor.domain import RawMessage, dead_letter_record, event_record
 from ragbus.monitor.ports import DeadLetterRecord, EventRecord
 from ragbus.monitor.settings import MonitorSettings
+from ragbus.monitor.usecases import MonitorDeps
 
 from .conftest import HEADERS, make_request
 
@@ -323,6 +326,37 @@ async def test_purge_deletes_by_type_and_time_and_verify_stays_green(
     assert ("acme", written[0].type) in pairs
     report = await keyed.verify(key=KEY)
     assert report.ok, report.problems
+
+
+async def test_the_monitor_applies_its_retention_policy_on_a_schedule(
+    keyed: PostgresEventStore, settings: MonitorSettings, pg_schema: str
+) -> None:
+    written = await fill(keyed, 2)
+    completed, submitted = written[3].type, written[0].type
+    policy = {"acme/answers.completed": "0.0002h"}  # under a second: the rows just written expire
+    app = create_app(
+        settings.model_copy(
+            update={
+                "db_schema": pg_schema,
+                "retention": policy,
+                "purge_interval_s": 0.05,
+                "audit_key": SecretStr(KEY.decode()),  # the purges' erasure records are signed with it
+            }
+        ),
+        MonitorDeps(store=keyed, retention=keyed),
+    )
+    future = datetime.now(UTC) + timedelta(days=1)
+
+    async def purged() -> bool:
+        return await keyed.count_before("acme", completed, future) == 0
+
+    async with Harness(app):
+        await eventually(purged)
+
+    assert await keyed.count_before("acme", submitted, future) == 2  # no rule for it: kept
+    report = await keyed.verify(key=KEY)
+    assert report.ok, report.problems
+    assert report.erasures == 2  # each purged row left a signed erasure record
 
 
 async def test_two_writers_of_one_chain_do_not_fork_it(

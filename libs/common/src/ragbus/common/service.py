@@ -23,6 +23,7 @@ What it does for every service alike:
   retried with backoff in the background until it succeeds. Any other error while opening is a
   misconfiguration and stops the service at startup.
 - deps handed in by the caller (tests, a runner sharing clients) are used as they are and never closed.
+- scheduled maintenance jobs (`every`), run while the dependencies are open and stopped at shutdown.
 """
 
 from __future__ import annotations
@@ -184,6 +185,43 @@ class _Lifecycle(Generic[D]):
             await self.clients.aclose()
 
 
+class _Every:
+    """A job run every `seconds` while the service runs: the first run one interval after startup, none
+    while the dependencies are not open, never two at once. A run that fails is logged; the next comes
+    on time."""
+
+    def __init__(
+        self,
+        service: str,
+        name: str,
+        seconds: float,
+        job: Callable[[], Awaitable[object]],
+        ready: Callable[[], bool],
+    ) -> None:
+        self.service, self.name, self.seconds, self.job, self.ready = service, name, seconds, job, ready
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._loop(), name=f"ragbus-{self.service}-{self.name}")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.seconds)
+            if not self.ready():
+                continue
+            try:
+                await self.job()
+            except Exception as exc:
+                log.exception("a scheduled job failed", service=self.service, job=self.name, error=str(exc))
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+
 class Service(Generic[D]):
     """One ragbus service: broker, bus, consumer defaults and dependency lifecycle, for its handlers.
 
@@ -243,6 +281,14 @@ class Service(Generic[D]):
             return handler
 
         return register
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
+        """Run `job` every `seconds` while the service runs (a maintenance job, such as the monitor's
+        retention purge); not while its dependencies are down. Each replica runs its own: a job that
+        must not run twice at once takes a lock where its data is."""
+        every = _Every(self.name, name, seconds, job, lambda: self._lifecycle.value is not None)
+        self.app.after_startup(every.start)
+        self.app.on_shutdown(every.stop)
 
     async def dead_letter(self, record: Any, exc: BaseException) -> None:
         """Dead-letter one record of a batch (the middleware does it for a single message's handler)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import pwd
 import shutil
@@ -25,7 +26,7 @@ import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,24 @@ def record(broker: KafkaBroker, *topic_names: str) -> list[Received]:
 
     broker.subscriber(*topic_names, decoder=raw_decoder)(collect)
     return into
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[object] | object], *, timeout: float = 10.0, every: float = 0.05
+) -> None:
+    """Wait until `condition()` (sync or async) is truthy; TimeoutError after `timeout` seconds. For what
+    a service does in the background, on its own schedule, where there is no event to wait on."""
+
+    async def poll() -> None:
+        while True:
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(every)
+
+    await asyncio.wait_for(poll(), timeout)
 
 
 async def publish_raw(broker: KafkaBroker, topic: str, value: bytes, *, key: bytes | None = None) -> None:

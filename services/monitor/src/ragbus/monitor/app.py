@@ -20,22 +20,23 @@ from ragbus.common import topics
 from ragbus.common.app import RagbusApp
 from ragbus.common.broker import raw_decoder
 from ragbus.common.events import FeedbackRecorded
+from ragbus.common.logging import get_logger
 from ragbus.common.service import Clients, Service
-from ragbus.monitor import usecases
+from ragbus.monitor import retention, usecases
 from ragbus.monitor.adapters.pii import ShieldsPersonalData
 from ragbus.monitor.adapters.postgres import PostgresEventStore
 from ragbus.monitor.settings import MonitorSettings
 from ragbus.monitor.usecases import MonitorDeps
 
 SERVICE = "monitor"
+log = get_logger("ragbus.monitor")
 
 
 async def open_deps(settings: MonitorSettings, clients: Clients) -> MonitorDeps:
     # Connects and migrates; DependencyUnavailable while the database is down (retried in the background).
     store = clients.add("database", await PostgresEventStore.open(settings))
-    if not settings.redact_pii:
-        return MonitorDeps(store=store)
-    return MonitorDeps(store, ShieldsPersonalData(), frozenset(settings.redact_pii))
+    personal = ShieldsPersonalData() if settings.redact_pii else None
+    return MonitorDeps(store, personal, frozenset(settings.redact_pii), retention=store)
 
 
 def create_app(settings: MonitorSettings | None = None, deps: MonitorDeps | None = None) -> RagbusApp:
@@ -66,5 +67,17 @@ def create_app(settings: MonitorSettings | None = None, deps: MonitorDeps | None
             await service.dead_letter(record, exc)
         for event in recorded.events:
             await service.bus.publish(event)
+
+    # Retention: the rules are read here, so a policy the monitor cannot read stops it at startup.
+    rules = retention.parse(settings.retention)
+    if rules and settings.purge_interval_s:
+        key = settings.audit_signing_key
+
+        async def purge() -> None:
+            purged = await usecases.purge_expired(service.deps(), rules, key)
+            if purged:
+                log.info("retention purge", service=SERVICE, rows=purged)
+
+        service.every(settings.purge_interval_s, purge, name="retention-purge")
 
     return service.app

@@ -21,7 +21,7 @@ import asyncpg
 import click
 
 from ragbus.common.errors import DependencyUnavailable
-from ragbus.monitor import retention
+from ragbus.monitor import retention, usecases
 from ragbus.monitor.adapters.migrator import quote_ident
 from ragbus.monitor.adapters.postgres import PostgresEventStore
 from ragbus.monitor.commands import cli_settings
@@ -114,7 +114,8 @@ def erase(tenant: str, user_id: str | None, yes: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
 def purge(dry_run: bool) -> None:
     """Delete what the retention policy (MONITOR_RETENTION) no longer keeps; each deletion is recorded as
-    an erasure, so `verify` stays green. Run it on a schedule (cron, a Kubernetes CronJob)."""
+    an erasure, so `verify` stays green. The monitor runs it every MONITOR_PURGE_INTERVAL_S; run it
+    yourself on a schedule (cron, a Kubernetes CronJob) where the monitor's role may not delete."""
     settings = cli_settings()
     key = audit_key(settings)
     try:
@@ -125,16 +126,8 @@ def purge(dry_run: bool) -> None:
         click.echo("no retention policy (MONITOR_RETENTION): everything is kept")
         return
 
-    async def work(store: PostgresEventStore) -> list[tuple[retention.Cutoff, int]]:
-        now = datetime.now(UTC)
-        done = []
-        for cutoff in retention.cutoffs(rules, await store.tenants_and_types(), now):
-            if dry_run:
-                n = await store.count_before(cutoff.tenant, cutoff.event_type, cutoff.before)
-            else:
-                n = len(await store.purge(cutoff.tenant, cutoff.event_type, cutoff.before, key=key))
-            done.append((cutoff, n))
-        return done
+    def work(store: PostgresEventStore) -> Awaitable[list[tuple[retention.Cutoff, int]]]:
+        return usecases.apply_retention(store, rules, datetime.now(UTC), key=key, dry_run=dry_run)
 
     total = 0
     for cutoff, n in _with_store(settings, work):

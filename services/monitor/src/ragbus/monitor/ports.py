@@ -1,5 +1,5 @@
-"""The monitor's one port: where records go, and the records themselves. Adapters: PostgreSQL
-(asyncpg) and in memory (tests)."""
+"""The monitor's ports: where records go (PostgreSQL via asyncpg, and in memory for tests), the records
+themselves, what retention needs of the record, and personal-data redaction."""
 
 from __future__ import annotations
 
@@ -199,6 +199,23 @@ class EventStore(Protocol):
         """Every query submitted at or after `since` (of `tenant`, or of all) that has feedback on
         record, joined to its outcome and its latest rating; oldest submission first (then correlation
         id). The material of a dataset export (`ragbus.monitor.export` selects from it)."""
+        ...
+
+
+class RetentionStore(Protocol):
+    """What the retention policy needs of the record (PostgreSQL; the in-memory store keeps no history).
+    Each purged row leaves an erasure record signed with `key`, so the audit chain still verifies."""
+
+    async def tenants_and_types(self) -> list[tuple[str, str | None]]:
+        """The (tenant, event type) pairs on record; type None: the tenant's dead letters."""
+        ...
+
+    async def count_before(self, tenant: str, event_type: str | None, before: datetime) -> int: ...
+
+    async def purge(
+        self, tenant: str, event_type: str | None, before: datetime, *, key: bytes | None = None
+    ) -> Sequence[object]:
+        """Delete the tenant's rows of that type older than `before`; one erasure record each."""
         ...
 
 

@@ -58,6 +58,10 @@ class MonitorSettings(ServiceSettings):
     # {"*": "365d", "acme": "90d", "acme/answers.completed": "30d", "*/answers.delta": "7d"}; the most
     # specific rule wins. Empty: kept forever.
     retention: dict[str, str] = Field(default_factory=dict)
+    # The monitor applies the retention policy itself this often (0: never; then run `ragbus audit purge`
+    # from cron). It needs a role that may delete: a writer-only role (`ragbus audit grant`) cannot,
+    # and each run logs why. Replicas may all run it: a row is purged, and its erasure recorded, once.
+    purge_interval_s: float = Field(default=3600.0, ge=0)
 
     @property
     def audit_signing_key(self) -> bytes | None:

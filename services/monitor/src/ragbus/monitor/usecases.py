@@ -12,7 +12,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ragbus.common.envelope import Envelope, parse_event
@@ -20,6 +20,7 @@ from ragbus.common.errors import PoisonMessage
 from ragbus.common.events import FeedbackRecorded, FeedbackSubmitted
 from ragbus.common.topics import Topics
 from ragbus.common.trust import Trust
+from ragbus.monitor import retention
 from ragbus.monitor.domain import (
     FEEDBACK,
     Batch,
@@ -30,7 +31,7 @@ from ragbus.monitor.domain import (
     resubmission,
     split_batch,
 )
-from ragbus.monitor.ports import EventIdReused, EventRecord, EventStore, PersonalData
+from ragbus.monitor.ports import EventIdReused, EventRecord, EventStore, PersonalData, RetentionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class MonitorDeps:
     store: EventStore
     personal_data: PersonalData | None = None
     redact_pii: frozenset[str] = frozenset()  # tenants whose rows are stored redacted; `*`: all
+    retention: RetentionStore | None = None  # where the retention policy purges (None: nowhere)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +171,31 @@ def _redacted(batch: Batch, personal: PersonalData, tenants: frozenset[str]) -> 
         for i, r in batch.events
     ]
     return dataclasses.replace(batch, events=events)
+
+
+async def apply_retention(
+    store: RetentionStore,
+    rules: Sequence[retention.Rule],
+    now: datetime,
+    *,
+    key: bytes | None = None,
+    dry_run: bool = False,
+) -> list[tuple[retention.Cutoff, int]]:
+    """Delete what the retention rules no longer keep, as of `now` (with `dry_run`, count it): each
+    cutoff and its rows. `ragbus audit purge` runs it, and the monitor every `purge_interval_s`."""
+    done = []
+    for cutoff in retention.cutoffs(rules, await store.tenants_and_types(), now):
+        if dry_run:
+            n = await store.count_before(cutoff.tenant, cutoff.event_type, cutoff.before)
+        else:
+            n = len(await store.purge(cutoff.tenant, cutoff.event_type, cutoff.before, key=key))
+        done.append((cutoff, n))
+    return done
+
+
+async def purge_expired(deps: MonitorDeps, rules: Sequence[retention.Rule], key: bytes | None) -> int:
+    """The monitor's scheduled purge: `apply_retention` now; the rows deleted."""
+    if deps.retention is None or not rules:
+        return 0
+    done = await apply_retention(deps.retention, rules, datetime.now(UTC), key=key)
+    return sum(n for _, n in done)
