@@ -433,6 +433,15 @@ def test_the_gateway_reaches_the_keys_and_the_monitors_record_in_the_postgres_co
     assert published(gateway)[8090] == ("127.0.0.1", "8090")
 
 
+def test_the_gateway_reads_traces_from_jaeger_and_links_browsers_to_its_published_ui(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    gateway, jaeger = services["gateway"], services["jaeger"]
+    assert gateway["environment"]["GATEWAY_JAEGER_URL"] == "http://jaeger:16686"  # inside the network
+    host, port = published(jaeger)[16686]
+    assert gateway["environment"]["GATEWAY_JAEGER_UI_URL"] == f"http://{host}:{port}"  # from the host
+
+
 def test_the_gateway_port_can_move(compose: Compose) -> None:
     gateway = compose.config(env={"RAGBUS_GATEWAY_PORT": "18090"})["services"]["gateway"]
     assert published(gateway)[8090] == ("127.0.0.1", "18090")

@@ -1,13 +1,16 @@
 """The web app as a user drives it, in a real headless Chromium (Debian's `chromium` and
 `chromium-driver`, through Selenium), against the whole stack in this process with the gateway on a free
-port: enter the key, upload a document, ask, watch the answer stream in, open its citation, rate it, and
-find the request and its story on the audit page. Screenshots of the three pages are saved under
-test-artifacts/webapp/ (or RAGBUS_TEST_ARTIFACTS), printed at the end.
+port: enter the key, upload a DOCX (multipart, read by the ingest service), ask, watch the answer stream
+in, open its citation, rate it, and find the request, its story and its trace's spans as a waterfall on
+the audit page. Screenshots of the three pages are saved under test-artifacts/webapp/ (or
+RAGBUS_TEST_ARTIFACTS), printed at the end. Beside it, on the same stack and without a browser: a PDF
+uploaded to the gateway's API as multipart, indexed and answered from.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +30,19 @@ The quillfeather archive in Lower Brindle keeps exactly forty-two illuminated ma
 drawers that are opened only on the first Tuesday of each month.
 """
 QUESTION = "How many illuminated maps does the quillfeather archive keep?"
+
+
+def note_docx(path: Path) -> Path:
+    """NOTE as a Word document (python-docx, as the ingest service's own tests make them)."""
+    import docx
+
+    document = docx.Document()
+    title, *paragraphs = [p for p in NOTE.split("\n\n") if p.strip()]
+    document.add_heading(title.removeprefix("# "), level=1)
+    for paragraph in paragraphs:
+        document.add_paragraph(" ".join(paragraph.split()))
+    document.save(str(path))
+    return path
 
 
 def browser_or_skip() -> tuple[str, str]:
@@ -114,9 +130,9 @@ async def test_upload_ask_cite_rate_and_audit_in_a_browser(
     assert await step(wait, browser, "document.getElementById('key-status').textContent === 'key ok'")
     assert await step(browser.execute_script, "return localStorage.getItem('ragbus.key')") == api_key
 
-    # Documents: upload a file, watch it until indexed, see it listed.
-    note = tmp_path / "quillfeather.md"
-    note.write_text(NOTE, encoding="utf-8")
+    # Documents: upload a DOCX (multipart: the file as it is, for the ingest service to read), watch it
+    # until indexed, see it listed.
+    note = note_docx(tmp_path / "quillfeather.docx")
     await step(browser.get, f"{stack.gateway_url}/app/#/documents")
     await step(lambda: browser.find_element(by_css, "#upload-file").send_keys(str(note)))
     await step(lambda: browser.find_element(by_css, "#upload-send").click())
@@ -124,11 +140,15 @@ async def test_upload_ask_cite_rate_and_audit_in_a_browser(
     status = await step(
         wait,
         browser,
-        f"{progress} && !/sending|indexing/.test({progress}.textContent) && {progress}.className",
+        f"{progress} && !/sending|uploading|indexing/.test({progress}.textContent) && {progress}.className",
         180,
     )
-    assert status == "status-indexed", await step(browser.execute_script, f"return {progress}.textContent")
-    assert await step(wait, browser, "document.querySelector('#doc-table tr[data-doc=\"quillfeather.md\"]')")
+    line = await step(browser.execute_script, f"return {progress}.textContent")
+    assert status == "status-indexed", line
+    assert re.fullmatch(r"quillfeather\.docx: indexed, \d+ chunks, version \w+", line), line
+    assert await step(
+        wait, browser, "document.querySelector('#doc-table tr[data-doc=\"quillfeather.docx\"]')"
+    )
     await step(browser.save_screenshot, str(artifacts / "documents.png"))
 
     # Chat: ask, the answer streams in, its citation opens the passage, tier and cost are shown.
@@ -179,9 +199,25 @@ async def test_upload_ask_cite_rate_and_audit_in_a_browser(
     )
     assert f"Request {query_id}" in story
     assert QUESTION in story
-    assert "quillfeather.md" in story  # the source read, with its version
+    assert "quillfeather.docx" in story  # the source read, with its version
     assert "rating" in story
     assert "up" in story
+    # The trace: the request's spans as a waterfall, each service's share, parents before children.
+    spans = await step(
+        wait,
+        browser,
+        "document.querySelectorAll('#trace .span-row').length >= 3 && [...document.querySelectorAll("
+        "'#trace .span-row')].map(r => ({name: r.querySelector('.wf-name').textContent,"
+        " width: r.querySelector('.wf-bar').style.width, span: r.dataset.span}))",
+        60,
+    )
+    names = " | ".join(s["name"] for s in spans)
+    for service in ("ragbus-guard", "ragbus-orchestrator"):
+        assert service in names, names
+    assert all(s["width"].endswith("%") for s in spans), spans
+    assert len({s["span"] for s in spans}) == len(spans)
+    # Embedded: the spans come from the span file, and there is no Jaeger to link to.
+    assert await step(browser.execute_script, "return document.getElementById('jaeger-link')") is None
     await step(browser.set_window_size, 1280, 2400)  # the whole story, stages and sources too
     await step(browser.save_screenshot, str(artifacts / "audit.png"))
     await step(browser.set_window_size, 1280, 1000)
@@ -194,3 +230,52 @@ async def test_upload_ask_cite_rate_and_audit_in_a_browser(
         browser,
         "document.querySelector('#audit-table tbody').textContent.includes('No requests match')",
     )
+
+
+async def test_a_pdf_uploaded_to_the_api_as_multipart_is_indexed_and_answered_from(
+    stack: Stack, api_key: str, tmp_path: Path
+) -> None:
+    """The gateway's API without the page: a real PDF (fpdf2) as `multipart/form-data`, waited for until
+    the ingest service has read its pages and the embed service indexed them, then a question the
+    extractive tier answers from it, citing its page."""
+    import httpx
+    from fpdf import FPDF
+
+    paper = FPDF()
+    paper.set_title("Orchard survey")
+    paper.set_font("Helvetica", size=12)
+    for page in (
+        "The Hollin Vale orchard survey counted apple trees along the river terraces.",
+        "The survey recorded exactly three hundred and twelve pear trees in the Hollin Vale orchard.",
+    ):
+        paper.add_page()
+        paper.multi_cell(0, 8, page)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers, timeout=180) as http:
+        uploaded = await http.post(
+            "/v1/documents",
+            files={"file": ("orchard-survey.pdf", bytes(paper.output()), "application/pdf")},
+            data={"doc_id": "orchard-survey", "wait": "true"},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        state = uploaded.json()
+        assert (state["id"], state["status"]) == ("orchard-survey", "indexed"), state
+        assert state["chunks"] >= 1
+        assert (await http.get("/v1/documents/orchard-survey")).json()["status"] == "indexed"
+
+        asked = await http.post(
+            "/v1/chat/completions",
+            json={
+                "model": "ragbus",
+                "messages": [
+                    {"role": "user", "content": "How many pear trees did the Hollin Vale survey record?"}
+                ],
+                "ragbus": {"max_tier": 0, "doc_ids": ["orchard-survey"], "cache": False},
+            },
+        )
+    assert asked.status_code == 200, asked.text
+    message = asked.json()["choices"][0]["message"]
+    assert "three hundred and twelve" in message["content"], message
+    cited = message["citations"][0]
+    assert (cited["doc_id"], cited["title"]) == ("orchard-survey", "Orchard survey")  # the PDF's own title
+    assert cited["page"] <= 2 <= (cited.get("last_page") or cited["page"])  # the passage covers page 2

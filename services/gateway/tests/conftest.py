@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -23,6 +24,7 @@ from ragbus.common.events import (
     Verdict,
 )
 from ragbus.gateway.adapters.memory import MemoryDocumentLog, MemoryKeyStore, MemoryRequestRecord
+from ragbus.gateway.adapters.traces import SpanFileTraces
 from ragbus.gateway.keys import new_key
 from ragbus.gateway.ports import Answered, AnswerUnavailable, IndexedDocument
 from ragbus.gateway.settings import GatewaySettings
@@ -174,10 +176,14 @@ def request_record() -> MemoryRequestRecord:
 
 @pytest.fixture
 def deps(
-    answerer: FakeAnswerer, key_store: MemoryKeyStore, request_record: MemoryRequestRecord
+    answerer: FakeAnswerer, key_store: MemoryKeyStore, request_record: MemoryRequestRecord, tmp_path: Path
 ) -> GatewayDeps:
     return GatewayDeps(
-        answerer=answerer, keys=key_store, documents=MemoryDocumentLog(), requests=request_record
+        answerer=answerer,
+        keys=key_store,
+        documents=MemoryDocumentLog(),
+        requests=request_record,
+        traces=SpanFileTraces(tmp_path / "spans.jsonl"),  # none recorded unless a test writes some
     )
 
 

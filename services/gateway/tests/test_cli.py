@@ -53,3 +53,35 @@ async def test_keys_are_created_listed_and_revoked(pg_schema: str, database_url:
     assert again.exit_code == 1
     assert "no active key" in again.output
     assert "REVOKED" in await ragbus("keys", "list", "--all", "--tenant", "acme")
+
+
+async def test_a_key_is_created_with_some_scopes_and_an_unknown_scope_is_refused(
+    pg_schema: str, database_url: str
+) -> None:
+    env = {"GATEWAY_DATABASE_URL": database_url, "GATEWAY_DB_SCHEMA": pg_schema}
+    runner = CliRunner()
+
+    async def invoke(*args: str) -> Result:
+        return await asyncio.to_thread(runner.invoke, main, list(args), env=env)
+
+    made = await invoke("keys", "create", "--tenant", "acme", "--scope", "audit", "--scope", "ask", "--json")
+    assert made.exit_code == 0, made.output
+    record = json.loads(made.stdout)
+    assert record["scopes"] == ["ask", "audit"]  # in one order, whatever the order given
+    everything = json.loads((await invoke("keys", "create", "--tenant", "acme", "--json")).stdout)
+    assert everything["scopes"] == ["ask", "ingest", "audit"]  # the default: every scope
+    listed = (await invoke("keys", "list", "--tenant", "acme")).stdout
+    assert f"{record['key_id']}  acme  scopes ask,audit" in listed
+    assert f"{everything['key_id']}  acme  created" in listed  # all scopes: nothing to say
+
+    refused = await invoke("keys", "create", "--tenant", "acme", "--scope", "ask,admin")
+    assert refused.exit_code == 1
+    assert "unknown scope admin: the scopes are ask, ingest, audit" in refused.output
+
+    store = await PostgresKeyStore.open(GatewaySettings(database_url=database_url, db_schema=pg_schema))
+    try:
+        found = await store.find(hash_key(record["key"]))
+        assert found is not None
+        assert found.scopes == ("ask", "audit")
+    finally:
+        await store.aclose()

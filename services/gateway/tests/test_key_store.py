@@ -15,7 +15,7 @@ from ragbus.gateway.adapters.memory import MemoryDocumentLog, MemoryKeyStore
 from ragbus.gateway.adapters.migrator import load_migrations, quote_ident
 from ragbus.gateway.adapters.postgres import PostgresDocumentLog, PostgresKeyStore
 from ragbus.gateway.keys import hash_key, new_key
-from ragbus.gateway.ports import DocumentLog, KeyStore
+from ragbus.gateway.ports import SCOPES, DocumentLog, KeyStore
 from ragbus.gateway.settings import GatewaySettings
 
 
@@ -141,3 +141,60 @@ async def test_a_tenants_documents_are_listed_latest_first_without_the_deleted(
     assert [d.doc_id for d in await documents.list("acme")] == ["d3", "d1"]
     assert [d.doc_id for d in await documents.list("acme", limit=1)] == ["d3"]
     assert [d.doc_id for d in await documents.list("globex")] == ["g1"]
+
+
+async def test_a_key_has_every_scope_unless_made_with_fewer_and_no_unknown_one(store: KeyStore) -> None:
+    full, narrow = new_key(), new_key()
+    assert (await store.create(full, "acme")).scopes == SCOPES
+    made = await store.create(narrow, "acme", scopes=["audit", "ingest"])
+    assert made.scopes == ("ingest", "audit")
+    found = await store.find(narrow.key_hash)
+    assert found is not None
+    assert found.scopes == ("ingest", "audit")
+    assert (found.allows("audit"), found.allows("ask")) == (True, False)
+    for wrong in (["admin"], []):
+        with pytest.raises(ValueError, match="scope"):
+            await store.create(new_key(), "acme", scopes=wrong)  # type: ignore[arg-type]
+    assert {k.key_id for k in await store.list("acme")} == {full.key_id, narrow.key_id}
+
+
+@pytest.mark.integration
+async def test_a_key_made_before_scopes_existed_keeps_every_scope(pg_schema: str, database_url: str) -> None:
+    """Migration 0003 adds the scopes: a key already in the table then has all of them, so it goes on
+    working as it did; the table itself refuses an unknown scope."""
+    old = [m for m in load_migrations() if m.version < 3]
+    q = quote_ident(pg_schema)
+    key = new_key()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"CREATE SCHEMA {q}")
+        await conn.execute(
+            f"CREATE TABLE {q}.schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for m in old:  # the schema as a gateway of before made it
+            await conn.execute(f"SET search_path TO {q}")
+            await conn.execute(m.sql)
+            await conn.execute(
+                f"INSERT INTO {q}.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                m.version, m.name, m.checksum,
+            )  # fmt: skip
+        await conn.execute(
+            f"INSERT INTO {q}.api_keys (key_id, key_hash, tenant) VALUES ($1, $2, 'acme')",
+            key.key_id, key.key_hash,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+    store = await PostgresKeyStore.open(GatewaySettings(database_url=database_url, db_schema=pg_schema))
+    try:
+        found = await store.find(key.key_hash)
+        assert found is not None
+        assert found.scopes == SCOPES
+        with pytest.raises(asyncpg.CheckViolationError):
+            await store.pool.execute(
+                f"INSERT INTO {q}.api_keys (key_id, key_hash, tenant, scopes) "
+                "VALUES ('x', 'y', 'acme', '{admin}')"
+            )
+    finally:
+        await store.aclose()

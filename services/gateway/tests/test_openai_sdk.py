@@ -11,7 +11,9 @@ import httpx2
 import openai
 import pytest
 
+from ragbus.gateway.adapters.memory import MemoryKeyStore
 from ragbus.gateway.app import HttpServer
+from ragbus.gateway.keys import new_key
 from ragbus.gateway.settings import GatewaySettings
 from ragbus.gateway.usecases import GatewayDeps
 from ragbus.gateway.web import create_web_app
@@ -95,6 +97,17 @@ async def test_the_sdk_raises_authentication_error_for_a_bad_key(server: HttpSer
     async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="sk-wrong", max_retries=0) as client:
         with pytest.raises(openai.AuthenticationError):
             await client.models.list()
+
+
+async def test_the_sdk_raises_permission_denied_for_a_key_without_the_scope(
+    server: HttpServer, key_store: MemoryKeyStore
+) -> None:
+    new = new_key()
+    await key_store.create(new, "acme", scopes=["ingest"])
+    async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=new.key, max_retries=0) as client:
+        with pytest.raises(openai.PermissionDeniedError) as raised:
+            await client.chat.completions.create(model="ragbus", messages=[{"role": "user", "content": "q"}])
+    assert raised.value.code == "insufficient_scope"
 
 
 async def test_the_sdk_works_in_process_too(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,61 @@ async def test_pdf_docx_and_html_files_are_chunked_with_their_own_titles(bus: In
     assert [c.text for c in guide_part.chunks] == ["# Dosing\n\nAdults need 600 to 800 units a day."]
     assert html.title == "Given title"  # the producer's title wins over the page's <title>
     assert [c.text for c in html.chunks] == ["Bones need calcium."]
+
+
+async def test_a_file_carried_in_the_event_is_read_by_its_format_and_never_opened(bus: IngestHarness) -> None:
+    """`content` (the gateway's uploads): a PDF and a DOCX by their bytes, typed by the file name's
+    extension (or the declared type), titled by the file; the name is only a name, never a path read."""
+    paper = FPDF()
+    paper.set_font("Helvetica", size=12)
+    for page in ("Calcium intake and fracture risk.", "Results: fewer fractures with supplements."):
+        paper.add_page()
+        paper.multi_cell(0, 8, page)
+    guide = docx.Document()
+    guide.add_heading("Dosing", level=1)
+    guide.add_paragraph("Adults need 600 to 800 units a day.")
+    out = io.BytesIO()
+    guide.save(out)
+
+    # A name that would leave the root as a path: only its last part counts, and nothing is opened.
+    pdf = bytes(paper.output())
+    await bus.send(DocsSubmitted(doc_id="trial", content=pdf, filename="../../up/trial.pdf"))
+    await bus.send(DocsSubmitted(doc_id="guide", content=out.getvalue(), filename="Dosing guide.docx"))
+    declared = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    await bus.send(DocsSubmitted(doc_id="nameless", content=out.getvalue(), content_type=declared))
+
+    assert bus.dead == []
+    by_doc = {p.doc_id: p for p in bus.parts()}
+    assert by_doc["trial"].content_type == "application/pdf"
+    assert by_doc["trial"].title == "trial"
+    assert by_doc["trial"].metadata["ingest.pages"] == 2
+    assert by_doc["trial"].chunks[-1].last_page == 2  # its pages are known
+    assert "fewer fractures" in " ".join(c.text for c in by_doc["trial"].chunks)
+    assert by_doc["trial"].uri is None
+    assert by_doc["guide"].title == "Dosing guide"
+    assert [c.text for c in by_doc["guide"].chunks] == ["# Dosing\n\nAdults need 600 to 800 units a day."]
+    assert by_doc["nameless"].content_type == declared
+    assert [c.text for c in by_doc["nameless"].chunks] == [c.text for c in by_doc["guide"].chunks]
+
+
+async def test_a_carried_file_over_the_size_limit_or_of_no_format_read_is_dead_lettered(
+    topic_prefix: str, root: Path, minilm: Tokenizer
+) -> None:
+    async for bus in start(make_settings(topic_prefix, root, max_document_bytes=100), minilm, root):
+        await bus.send(DocsSubmitted(doc_id="big", content=b"%PDF" + b"x" * 200, filename="big.pdf"))
+        await bus.send(DocsSubmitted(doc_id="odd", content=b"\x00\x01binary", filename="tool.exe"))
+        reasons = [DeadLetter.from_headers(d.headers).reason for d in bus.dead]
+        assert "the file is 204 bytes, over the limit of 100" in reasons[0]
+        assert "unsupported content type 'application/x-msdos-program'" in reasons[1]  # by its extension
+        assert bus.chunked == []
+
+
+def test_a_submission_names_exactly_one_source() -> None:
+    with pytest.raises(ValueError, match="exactly one of"):
+        DocsSubmitted(doc_id="d", text="a", content=b"a")
+    with pytest.raises(ValueError, match="exactly one of"):
+        DocsSubmitted(doc_id="d")
+    # On the bus the bytes are base64, and come back as they were.
+    sent = DocsSubmitted(doc_id="d", content=b"\x00\xffPDF", filename="x.pdf")
+    assert '"content":"AP9QREY="' in sent.model_dump_json()  # base64url: no character here differs
+    assert DocsSubmitted.model_validate_json(sent.model_dump_json()).content == b"\x00\xffPDF"

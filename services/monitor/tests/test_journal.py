@@ -40,6 +40,21 @@ def test_a_resubmission_is_the_recorded_event_itself(
     assert again.data == asked.data
 
 
+def test_an_uploaded_files_bytes_come_back_as_they_were_sent(record_of: RecordOf) -> None:
+    """A document carried in its event (`content`, the gateway's uploads) is on record whole, so a
+    redrive sends the very bytes again, not their base64 text."""
+    pdf = b"%PDF-1.7\n\x00\xff\xfe binary \x89PNG"
+    sent = Envelope.new(
+        DocsSubmitted(doc_id="report", content=pdf, filename="report.pdf"),
+        source="ragbus/gateway", tenant="acme", correlation_id="report@1",
+    )  # fmt: skip
+    record = record_of(sent)
+    assert isinstance(record.data["content"], str)  # JSON on record: base64
+    again = resubmission(record)
+    assert again.data.content == pdf
+    assert again.digest == sent.digest
+
+
 def test_a_record_that_no_longer_parses_is_refused(
     request_of: Callable[..., Any], record_of: RecordOf
 ) -> None:

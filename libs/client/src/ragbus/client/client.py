@@ -85,11 +85,16 @@ class WaitTimeout(TimeoutError):
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """A document to index: inline `text`, or a `uri` that the ingest service can read."""
+    """A document to index: inline `text`, a file's bytes (`content`, named by `filename`), or a `uri`
+    that the ingest service can read."""
 
     doc_id: str
     text: str | None = None
     uri: str | None = None
+    # A file sent in the event itself, in any format the ingest service reads (the gateway's uploads);
+    # its `filename` tells the format when `content_type` does not. Bounded by the bus's message size.
+    content: bytes | None = None
+    filename: str | None = None
     title: str | None = None
     content_type: str | None = None
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
@@ -282,6 +287,8 @@ class RagbusClient:
                 doc_id=doc.doc_id,
                 text=doc.text,
                 uri=doc.uri,
+                content=doc.content,
+                filename=doc.filename,
                 title=doc.title,
                 content_type=doc.content_type,
                 metadata=doc.metadata,

@@ -108,14 +108,33 @@ class _DocEvent(EventData):
 
 
 class DocsSubmitted(_DocEvent):
-    """A document to (re)index: inline `text`, or a `uri` the ingest service can read."""
+    """A document to (re)index: inline `text`, a file's bytes inline (`content`), or a `uri` the ingest
+    service can read."""
 
     topic: ClassVar[str] = topics.DOCS_SUBMITTED
+    # Bytes travel in JSON as base64url (RFC 4648 section 5); the standard alphabet is read too.
+    model_config = ConfigDict(frozen=True, extra="ignore", ser_json_bytes="base64", val_json_bytes="base64")
 
     title: str | None = Field(default=None, max_length=1000)
     text: str | None = None
     uri: str | None = Field(default=None, max_length=4096)
-    content_type: str | None = Field(default=None, description="MIME type; guessed from the uri if absent")
+    # A file carried in the event itself (the gateway's uploads): any format the ingest service reads,
+    # binary ones (PDF, DOCX) too. Bounded by the bus's message size (~740 kB under Kafka's 1 MiB
+    # default, base64 adding a third); larger files go by `uri`.
+    content: bytes | None = Field(
+        default=None,
+        description="the bytes of a file (in JSON: base64url, or standard base64): a document in any "
+        "format the ingest service reads, PDF and DOCX included",
+    )
+    filename: str | None = Field(
+        default=None,
+        max_length=255,
+        description="the name `content` came under: its extension tells the format when `content_type` "
+        "is absent, its stem is the title when the file has none",
+    )
+    content_type: str | None = Field(
+        default=None, description="MIME type; guessed from the uri's or filename's extension if absent"
+    )
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
     groups: list[Group] = Field(default_factory=list, max_length=100, description=GROUPS_DOC)
     chunking: Literal["tokens", "headings", "sentences"] | None = Field(
@@ -127,8 +146,11 @@ class DocsSubmitted(_DocEvent):
 
     @model_validator(mode="after")
     def _text_or_uri(self) -> DocsSubmitted:
-        if (self.text is None) == (self.uri is None):
-            raise ValueError("give exactly one of `text` (inline content) or `uri` (a file to read)")
+        if sum(x is not None for x in (self.text, self.uri, self.content)) != 1:
+            raise ValueError(
+                "give exactly one of `text` (inline text), `content` (a file's bytes, base64) or `uri` "
+                "(a file to read)"
+            )
         return self
 
 

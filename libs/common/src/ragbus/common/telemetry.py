@@ -80,6 +80,8 @@ def read_spans(path: Path, trace_id: str | None = None) -> Iterator[dict[str, An
         return
     with path.open(encoding="utf-8") as f:
         for line in f:
+            if trace_id is not None and trace_id not in line:
+                continue  # not this trace's: skip the parsing (the file holds every trace)
             try:
                 span = json.loads(line)
             except ValueError:

@@ -38,7 +38,8 @@ from ragbus.common.logging import get_logger
 from ragbus.common.service import Clients, Service
 from ragbus.gateway.adapters.monitor_record import PostgresRequestRecord
 from ragbus.gateway.adapters.postgres import PostgresKeyStore
-from ragbus.gateway.ports import Answered, AnswerTimeout, AnswerUnavailable, IndexedDocument
+from ragbus.gateway.adapters.traces import JaegerTraces, SpanFileTraces
+from ragbus.gateway.ports import Answered, AnswerTimeout, AnswerUnavailable, IndexedDocument, TraceSource
 from ragbus.gateway.settings import GatewaySettings
 from ragbus.gateway.usecases import GatewayDeps
 from ragbus.gateway.web import create_web_app
@@ -52,7 +53,33 @@ async def open_deps(settings: GatewaySettings, clients: Clients) -> GatewayDeps:
     answerer = clients.add("bus_client", await BusAnswerer.open(settings))
     # Requests' stories: the monitor's schema in the same database, read over the same pool.
     requests = PostgresRequestRecord(keys.pool, settings.monitor_schema)
-    return GatewayDeps(answerer=answerer, keys=keys, documents=keys.documents, requests=requests)
+    traces = trace_source(settings)
+    if traces is not None:
+        # Not in /healthz: traces are best effort (Jaeger down makes the trace endpoint a 503, not the
+        # gateway unhealthy).
+        clients.add_closer(traces)
+    return GatewayDeps(
+        answerer=answerer, keys=keys, documents=keys.documents, requests=requests, traces=traces
+    )
+
+
+def trace_source(settings: GatewaySettings) -> TraceSource | None:
+    """Where the requests' spans are: Jaeger's query API when there is a Jaeger (GATEWAY_JAEGER_URL, or
+    beside the OTLP endpoint), else the local span file when spans go there (no OTLP endpoint), else
+    nowhere the gateway can read (a collector of its own)."""
+    jaeger = settings.jaeger()
+    if jaeger is not None:
+        url, ui_url = jaeger
+        log.info("traces read from Jaeger", url=url, ui_url=ui_url)
+        return JaegerTraces(url, ui_url)
+    if not settings.telemetry.otlp_endpoint:
+        return SpanFileTraces(settings.telemetry.span_file)
+    log.warning(
+        "the requests' traces cannot be shown: spans go over OTLP to a collector and GATEWAY_JAEGER_URL "
+        "names no Jaeger to read them from",
+        otlp_endpoint=settings.telemetry.otlp_endpoint,
+    )
+    return None
 
 
 @contextlib.contextmanager
@@ -119,7 +146,8 @@ class BusAnswerer:
     async def ingest(self, tenant: str, document: DocsSubmitted) -> IndexedDocument:
         d = document
         doc = Document(
-            doc_id=d.doc_id, text=d.text, uri=d.uri, title=d.title, content_type=d.content_type,
+            doc_id=d.doc_id, text=d.text, uri=d.uri, content=d.content, filename=d.filename, title=d.title,
+            content_type=d.content_type,
             metadata=dict(d.metadata), groups=tuple(d.groups), chunking=d.chunking,
         )  # fmt: skip
         with _classified():

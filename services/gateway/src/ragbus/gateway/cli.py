@@ -2,6 +2,7 @@
 `ragbus` CLI through the `ragbus.cli` entry points.
 
     ragbus keys create --tenant acme --name web    prints the key once; only its hash is stored
+    ragbus keys create --tenant acme --scope ask   a key that may ask and nothing else (403 elsewhere)
     ragbus keys list [--tenant acme] [--all]       ids, tenants, names, created, last used (no secrets)
     ragbus keys revoke 3f2a9c0d1e7b                refused from then on (within GATEWAY_KEY_CACHE_S)
     ragbus gateway [--port 8090]                   serve the API (GATEWAY_* settings)
@@ -24,8 +25,8 @@ from ragbus.common.errors import DependencyUnavailable
 from ragbus.common.events import Group
 from ragbus.common.logging import setup_logging
 from ragbus.gateway.adapters.postgres import PostgresKeyStore
-from ragbus.gateway.keys import new_key
-from ragbus.gateway.ports import ApiKey
+from ragbus.gateway.keys import new_key, scopes_of
+from ragbus.gateway.ports import SCOPES, ApiKey
 from ragbus.gateway.settings import GatewaySettings
 
 T = TypeVar("T")
@@ -55,6 +56,7 @@ def _row(key: ApiKey) -> dict[str, Any]:
         "name": key.name,
         "groups": list(key.groups),
         "rate_per_minute": key.rate_per_minute,
+        "scopes": list(key.scopes),
         "created_at": key.created_at.isoformat() if key.created_at else None,
         "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
         "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
@@ -78,9 +80,22 @@ def keys() -> None:
 @click.option(
     "--rate-per-minute", type=click.IntRange(min=1), help="This key's rate limit (default: GATEWAY_)."
 )
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    metavar="|".join(SCOPES),
+    help="What the key may do (repeatable, or comma-separated): ask (chat completions, feedback), ingest "
+    "(documents), audit (requests' stories and traces). Default: all of them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the key and its record as JSON.")
 def create(
-    tenant: str, name: str | None, groups: tuple[str, ...], rate_per_minute: int | None, as_json: bool
+    tenant: str,
+    name: str | None,
+    groups: tuple[str, ...],
+    rate_per_minute: int | None,
+    scopes: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Create a key for TENANT and print it (once: only its hash is stored)."""
     from pydantic import TypeAdapter, ValidationError
@@ -90,8 +105,16 @@ def create(
         TypeAdapter(Group).validate_python(tenant)
     except ValidationError as exc:
         raise CliError(f"not a valid tenant or group: {exc.errors()[0]['msg']}") from None
+    try:
+        allowed = scopes_of(scopes) if scopes else SCOPES
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     new = new_key()
-    stored = _run(lambda s: s.create(new, tenant, name=name, groups=groups, rate_per_minute=rate_per_minute))
+    stored = _run(
+        lambda s: s.create(
+            new, tenant, name=name, groups=groups, rate_per_minute=rate_per_minute, scopes=allowed
+        )
+    )
     if as_json:
         click.echo(json.dumps({"key": new.key, **_row(stored)}, indent=2))
         return
@@ -122,8 +145,10 @@ def list_keys(tenant: str | None, include_revoked: bool, as_json: bool) -> None:
         state = f"  REVOKED {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else ""
         name = f"  {k.name}" if k.name else ""
         groups = f"  groups {','.join(k.groups)}" if k.groups else ""
+        scopes = f"  scopes {','.join(k.scopes)}" if k.scopes != SCOPES else ""
         click.echo(
-            f"{k.key_id}  {k.tenant}{name}{groups}  created {k.created_at:%Y-%m-%d %H:%M}  {used}{state}"
+            f"{k.key_id}  {k.tenant}{name}{groups}{scopes}  created {k.created_at:%Y-%m-%d %H:%M}  "
+            f"{used}{state}"
         )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,7 +33,7 @@ from ragbus.common.events import (
     QueryOptions,
 )
 from ragbus.common.ids import uuid7
-from ragbus.gateway.ports import DocumentState
+from ragbus.gateway.ports import DocumentState, TraceSpan
 
 # --- requests --------------------------------------------------------------------------------------
 
@@ -129,6 +130,92 @@ class DocumentRequest(BaseModel):
             doc_id=self.doc_id, text=self.text, title=self.title, content_type=self.content_type,
             metadata=self.metadata, groups=self.groups, chunking=self.chunking,
         )  # fmt: skip
+
+
+class DocumentUpload(BaseModel):
+    """`POST /v1/documents` as `multipart/form-data`: a file in any format the ingest service reads
+    (PDF, DOCX, HTML, Markdown, text, CSV, JSON, ...), sent to it as it is (`content` of
+    `docs.submitted`), with the same fields as the JSON request beside it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_id: Id = Field(default_factory=lambda: str(uuid7()))
+    content: bytes = Field(min_length=1, description="the file's bytes")
+    filename: str | None = Field(default=None, max_length=255)
+    title: str | None = Field(default=None, max_length=1000)
+    content_type: str | None = None
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    groups: list[Group] = Field(default_factory=list, max_length=100)
+    chunking: Literal["tokens", "headings", "sentences"] | None = None
+    wait: bool = False
+
+    def event(self) -> DocsSubmitted:
+        return DocsSubmitted(
+            doc_id=self.doc_id, content=self.content, filename=self.filename, title=self.title,
+            content_type=self.content_type, metadata=self.metadata, groups=self.groups,
+            chunking=self.chunking,
+        )  # fmt: skip
+
+
+# What a part's Content-Type says when the browser does not know the file's type: then the ingest
+# service tells it by the file name's extension.
+_UNKNOWN_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+# The form fields of an upload beside the file (the JSON request's fields, less `text`).
+UPLOAD_FIELDS = ("doc_id", "title", "content_type", "metadata", "groups", "chunking", "wait")
+
+
+def upload_fields(
+    fields: Sequence[tuple[str, str]], filename: str | None, part_type: str | None
+) -> dict[str, Any]:
+    """An upload's form fields as `DocumentUpload`'s input (the file's bytes go in beside them):
+    `groups` repeated or comma-separated, `metadata` a JSON object, the type from the `content_type`
+    field, else the file part's own (unless it is only `application/octet-stream`). 400 for a field the
+    upload does not have, or metadata that is not a JSON object."""
+    out: dict[str, Any] = {"filename": PurePosixPath(filename).name if filename else None}
+    groups: list[str] = []
+    for name, value in fields:
+        if name not in UPLOAD_FIELDS:
+            raise GatewayError(
+                400, f"unknown form field {name!r}: an upload has `file` and {', '.join(UPLOAD_FIELDS)}",
+                param=name,
+            )  # fmt: skip
+        if name == "groups":
+            groups += [g.strip() for g in value.split(",") if g.strip()]
+        elif name == "metadata":
+            try:
+                metadata = json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise GatewayError(400, f"metadata is not JSON: {exc}", param="metadata") from None
+            if not isinstance(metadata, dict):
+                raise GatewayError(400, "metadata must be a JSON object", param="metadata")
+            out["metadata"] = metadata
+        elif value.strip():
+            out[name] = value.strip()
+    if groups:
+        out["groups"] = groups
+    media = (part_type or "").split(";")[0].strip().lower()
+    if "content_type" not in out and media not in _UNKNOWN_TYPES:
+        out["content_type"] = part_type
+    return out
+
+
+# Room a document's event needs on the bus beside its data: the CloudEvents attributes, the Kafka
+# headers (trace context, the trust signature) and the record's framing, with a margin.
+ENVELOPE_ROOM = 4096
+
+
+def check_fits(event: DocsSubmitted, max_message_bytes: int) -> None:
+    """413 when the document's event would not fit in one message on the bus (KAFKA_MAX_REQUEST_SIZE):
+    said now, rather than as a failure once the broker refuses it."""
+    size = len(event.model_dump_json(exclude_none=True)) + ENVELOPE_ROOM
+    if size > max_message_bytes:
+        raise GatewayError(
+            413,
+            f"the document is too large for one message on the bus: about {size} bytes as an event "
+            f"(a file's bytes grow by a third in base64), over KAFKA_MAX_REQUEST_SIZE ({max_message_bytes}); "
+            "index larger files by reference (`ragbus ingest --by-reference`)",
+            code="request_too_large",
+        )
 
 
 def document_json(state: DocumentState) -> dict[str, Any]:
@@ -355,4 +442,71 @@ def model_list(models: Sequence[str], created: int = 0, owner: str = "ragbus") -
     return {
         "object": "list",
         "data": [{"id": m, "object": "model", "created": created, "owned_by": owner} for m in models],
+    }
+
+
+# --- traces ----------------------------------------------------------------------------------------
+
+# The attributes of a span that the trace endpoint shows: ragbus's own (query id, tier, cache, guard
+# verdicts, points embedded, ...), the bus's (topic, partition, offset, batch size), the model call's and
+# the error's. Others (message keys, SDK and host details) stay in the trace store.
+_SHOWN_ATTRIBUTES = ("ragbus.", "messaging.", "gen_ai.", "error.", "http.")
+_HIDDEN_ATTRIBUTES = frozenset({"messaging.kafka.message.key", "messaging.message.conversation_id"})
+MAX_ATTRIBUTES = 40
+MAX_VALUE_CHARS = 300
+MAX_SPANS = 2000
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        return value[: MAX_VALUE_CHARS - 1] + "…"
+    if isinstance(value, list):
+        return [_shown(v) for v in value[:50]]
+    return value
+
+
+def span_json(span: TraceSpan, t0_ns: int) -> dict[str, Any]:
+    """One span as `GET /v1/requests/{id}/trace` shows it: times in ms (from the trace's first span
+    and absolute), its parent, and the subset of its attributes worth showing."""
+    attributes = {
+        k: _shown(v)
+        for k, v in sorted(span.attributes.items())
+        if k.startswith(_SHOWN_ATTRIBUTES) and k not in _HIDDEN_ATTRIBUTES
+    }
+    return {
+        "span_id": span.span_id,
+        "parent_id": span.parent_id,
+        "name": span.name,
+        "service": span.service,
+        "kind": span.kind,
+        "status": span.status,
+        "start": _iso_ns(span.start_ns),
+        "offset_ms": round((span.start_ns - t0_ns) / 1e6, 3),
+        "duration_ms": round(max(span.end_ns - span.start_ns, 0) / 1e6, 3),
+        "attributes": dict(list(attributes.items())[:MAX_ATTRIBUTES]),
+    }
+
+
+def _iso_ns(ns: int) -> str:
+    seconds, rest = divmod(ns, 1_000_000_000)
+    moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{moment}.{rest // 1000:06d}Z"
+
+
+def trace_json(
+    request_id: str, trace_id: str | None, spans: Sequence[TraceSpan], jaeger_url: str | None
+) -> dict[str, Any]:
+    """A request's trace: its spans in start order (parents before their children when they start
+    together), each with its offset from the first and its duration, and the link to Jaeger's page of
+    the trace when the gateway knows one."""
+    ordered = sorted(spans, key=lambda s: (s.start_ns, s.parent_id is not None, s.end_ns))[:MAX_SPANS]
+    t0 = ordered[0].start_ns if ordered else 0
+    end = max((s.end_ns for s in ordered), default=t0)
+    return {
+        "object": "trace",
+        "request_id": request_id,
+        "trace_id": trace_id,
+        "duration_ms": round((end - t0) / 1e6, 3),
+        "spans": [span_json(s, t0) for s in ordered],
+        "jaeger_url": jaeger_url,
     }

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 
-from ragbus.gateway.ports import NewKey
+from ragbus.gateway.ports import SCOPES, NewKey, Scope
 
 PREFIX = "rbk"
 _KEY = re.compile(r"^rbk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
@@ -40,3 +41,15 @@ def bearer_token(authorization: str | None) -> str | None:
         return None
     scheme, _, token = authorization.partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def scopes_of(values: Iterable[str]) -> tuple[Scope, ...]:
+    """Scopes as given (each may be a comma-separated list), checked and in one order (`SCOPES`'s).
+    ValueError for an unknown scope or none at all: a key that may do nothing is a mistake."""
+    given = {v.strip().lower() for value in values for v in value.split(",") if v.strip()}
+    unknown = given - set(SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scope {', '.join(sorted(unknown))}: the scopes are {', '.join(SCOPES)}")
+    if not given:
+        raise ValueError(f"a key needs at least one scope of {', '.join(SCOPES)}")
+    return tuple(s for s in SCOPES if s in given)

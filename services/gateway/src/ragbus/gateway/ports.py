@@ -1,5 +1,6 @@
-"""What the gateway needs from the world: someone who answers questions (the stack, over the bus) and a
-store of API keys. The HTTP layer sees only these, so its tests run against fakes."""
+"""What the gateway needs from the world: someone who answers questions (the stack, over the bus), a
+store of API keys, the monitor's record of requests and a source of the requests' traces. The HTTP
+layer sees only these, so its tests run against fakes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ class NewKey:
     key_hash: str  # its SHA-256, hex: what is stored
 
 
+# What a key may do, each scope a set of endpoints (403 for the others): `ask` chat completions and
+# feedback, `ingest` the documents, `audit` the requests' stories and traces. A key has every scope
+# unless made with fewer (`ragbus keys create --scope`); keys made before scopes existed have all.
+Scope = Literal["ask", "ingest", "audit"]
+SCOPES: tuple[Scope, ...] = ("ask", "ingest", "audit")
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """A key as stored: everything but the secret."""
@@ -31,10 +39,14 @@ class ApiKey:
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    scopes: tuple[Scope, ...] = SCOPES
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def allows(self, scope: Scope) -> bool:
+        return scope in self.scopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +177,7 @@ class KeyStore(Protocol):
         name: str | None = None,
         groups: Sequence[str] = (),
         rate_per_minute: int | None = None,
+        scopes: Sequence[Scope] = SCOPES,
     ) -> ApiKey: ...
 
     async def find(self, key_hash: str) -> ApiKey | None:
@@ -193,3 +206,40 @@ class RequestRecord(Protocol):
     async def find(self, tenant: str, query: RequestFilter) -> list[RequestStory]:
         """The tenant's requests, newest first, without their sources."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSpan:
+    """One span of a request's trace, as a trace source has it (times in ns since the epoch)."""
+
+    span_id: str
+    parent_id: str | None
+    name: str
+    service: str | None
+    start_ns: int
+    end_ns: int
+    kind: str = "INTERNAL"  # OpenTelemetry's span kinds: INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER
+    status: str = "UNSET"  # UNSET, OK or ERROR
+    attributes: dict[str, Any] = field(default_factory=dict)  # str, int, float, bool or a list of them
+
+
+class TraceUnavailable(RuntimeError):
+    """The trace source cannot answer now (the Jaeger query service is down or refused)."""
+
+
+class TraceSource(Protocol):
+    """Where a request's spans are: the local span file (the embedded stack), or Jaeger's query API
+    (spans sent over OTLP). The monitor's record names each request's trace id; this reads its spans."""
+
+    async def spans(self, trace_id: str) -> list[TraceSpan]:
+        """The spans of the trace, by start; [] when none are recorded (yet: spans are exported in
+        batches, every 500 ms). Raises TraceUnavailable when the source cannot be read."""
+        ...
+
+    def link(self, trace_id: str) -> str | None:
+        """Where a person can open the trace (Jaeger's UI), if anywhere."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -3,6 +3,8 @@ ServiceSettings."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -58,7 +60,51 @@ class GatewaySettings(ServiceSettings):
         pattern=_IDENT,
         validation_alias=AliasChoices("GATEWAY_MONITOR_SCHEMA", "MONITOR_DB_SCHEMA", "monitor_schema"),
     )
+    # Jaeger's query service, where `GET /v1/requests/{id}/trace` reads a request's spans when they go
+    # over OTLP (`{url}/api/traces/{trace_id}`), e.g. `http://jaeger:16686`. Unset: derived from
+    # OTEL_EXPORTER_OTLP_ENDPOINT when that is Jaeger's own OTLP receiver (port 4317 or 4318: the same
+    # host, port 16686, as Jaeger all-in-one serves both); `off`: no Jaeger. Without an OTLP endpoint
+    # the spans are in the local span file, and the gateway reads them there.
+    jaeger_url: str | None = None
+    # Where the web app's "Open in Jaeger" link points a browser (`{url}/trace/{trace_id}`): Jaeger's UI
+    # as users reach it (compose: the published port), which is not always the address the gateway
+    # uses. Unset: the query service's.
+    jaeger_ui_url: str | None = None
     migrate_on_startup: bool = True
     pool_max_size: int = Field(default=4, ge=1)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     command_timeout_s: float = Field(default=10.0, gt=0)
+
+    def jaeger(self) -> tuple[str, str] | None:
+        """Jaeger's query URL and UI URL, as set or derived (above); None: no Jaeger to read."""
+        if self.jaeger_url is not None:
+            url = self.jaeger_url.strip()
+            if url.lower() in ("", "off", "none"):
+                return None
+        else:
+            url = jaeger_beside(self.telemetry.otlp_endpoint) or ""
+            if not url:
+                return None
+        return url.rstrip("/"), (self.jaeger_ui_url or url).rstrip("/")
+
+
+# Jaeger all-in-one's OTLP receivers (gRPC, HTTP): an endpoint on one of them is Jaeger itself.
+_JAEGER_OTLP_PORTS = frozenset({4317, 4318})
+
+
+def jaeger_beside(otlp_endpoint: str | None) -> str | None:
+    """The query service of the Jaeger an OTLP endpoint names, when it names Jaeger's own receiver
+    (`http://jaeger:4318` -> `http://jaeger:16686`). Another port is a collector (which may send the
+    spans anywhere, or nowhere a query can reach): None, and GATEWAY_JAEGER_URL says where to look."""
+    if not otlp_endpoint:
+        return None
+    parts = urlsplit(otlp_endpoint if "://" in otlp_endpoint else f"http://{otlp_endpoint}")
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or port not in _JAEGER_OTLP_PORTS:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    scheme = "https" if parts.scheme == "https" else "http"
+    return f"{scheme}://{host}:16686"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from ragbus.gateway.ports import (
     RequestFilter,
     RequestRecord,
     RequestStory,
+    Scope,
+    TraceSource,
+    TraceUnavailable,
 )
 from ragbus.gateway.ratelimit import RateLimiter
 
@@ -41,6 +45,12 @@ class GatewayDeps:
     keys: KeyStore
     documents: DocumentLog
     requests: RequestRecord | None = None  # the monitor's record; None: `/v1/requests` is not served
+    # Where the requests' spans are (the span file, Jaeger); None: `/v1/requests/{id}/trace` is not served.
+    traces: TraceSource | None = None
+
+
+# A document as submitted: text (JSON), or a file (multipart).
+Submission = domain.DocumentRequest | domain.DocumentUpload
 
 
 @dataclass
@@ -93,6 +103,20 @@ async def authenticate(
     return found
 
 
+def authorize(key: ApiKey, scope: Scope) -> None:
+    """403 when the key lacks the scope the endpoint needs (RFC 6750's `insufficient_scope`). Checked
+    before anything is looked up, so it tells nothing about what exists."""
+    if not key.allows(scope):
+        raise GatewayError(
+            403,
+            f"this API key may not do this: it needs the scope `{scope}`, and has "
+            f"{', '.join(key.scopes)} (`ragbus keys create --scope {scope}`)",
+            type="permission_error",
+            code="insufficient_scope",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+        )
+
+
 def check_rate(limiter: RateLimiter, key: ApiKey, per_minute: int, burst: int) -> None:
     """429 with Retry-After when the key has used up its requests (a token bucket per key)."""
     rate = (key.rate_per_minute or per_minute) / 60
@@ -120,15 +144,17 @@ async def feedback(answerer: Answerer, key: ApiKey, request: domain.FeedbackRequ
     return {"object": "feedback", "query_id": query_id, "rating": request.rating, "known": known}
 
 
-async def submit_document(deps: GatewayDeps, key: ApiKey, request: domain.DocumentRequest) -> DocumentState:
-    """Record the document as submitted for the key's tenant (`index_document` then publishes it and
-    waits for the stack)."""
-    return await deps.documents.submitted(key.tenant, request.doc_id, str(uuid7()), request.title)
-
-
-async def index_document(
-    deps: GatewayDeps, state: DocumentState, request: domain.DocumentRequest
+async def submit_document(
+    deps: GatewayDeps, key: ApiKey, request: Submission, *, max_message_bytes: int
 ) -> DocumentState:
+    """Record the document as submitted for the key's tenant (`index_document` then publishes it and
+    waits for the stack). 413 when its event would not fit in a message on the bus."""
+    domain.check_fits(request.event(), max_message_bytes)
+    title = request.title or (request.filename if isinstance(request, domain.DocumentUpload) else None)
+    return await deps.documents.submitted(key.tenant, request.doc_id, str(uuid7()), title)
+
+
+async def index_document(deps: GatewayDeps, state: DocumentState, request: Submission) -> DocumentState:
     """Publish a submitted document, wait for the stack to index it, and record how it went (never
     raises: the outcome, a failure included, is what GET /v1/documents/{id} shows)."""
     try:
@@ -335,3 +361,31 @@ async def requests(deps: GatewayDeps, key: ApiKey, query: RequestFilter) -> list
 async def documents(deps: GatewayDeps, key: ApiKey, limit: int) -> list[DocumentState]:
     """The key's tenant's documents submitted through the gateway (not deleted), the latest first."""
     return await deps.documents.list(key.tenant, limit=limit)
+
+
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+async def request_trace(deps: GatewayDeps, key: ApiKey, request_id: str) -> dict[str, Any]:
+    """The trace of a request of the key's tenant, from its spans (404 as for its story: another
+    tenant's request is not found). No spans yet (they are exported in batches) or no trace id on
+    record: an empty list. 503 when the trace source cannot be read now."""
+    if deps.traces is None:
+        raise GatewayError(
+            501,
+            "this gateway reads no traces: its spans go over OTLP to a collector it cannot query; "
+            "set GATEWAY_JAEGER_URL to Jaeger's query service",
+            code="not_implemented",
+        )
+    story = await request_story(deps, key, request_id)
+    trace_id = story.get("trace_id")
+    if not (isinstance(trace_id, str) and _TRACE_ID.fullmatch(trace_id)):
+        return domain.trace_json(story["query_id"], None, [], None)
+    try:
+        spans = await deps.traces.spans(trace_id)
+    except TraceUnavailable as exc:
+        raise GatewayError(
+            503, f"the trace cannot be read now: {exc}", type="server_error", code="unavailable",
+            headers={"Retry-After": "5"},
+        ) from exc  # fmt: skip
+    return domain.trace_json(story["query_id"], trace_id, spans, deps.traces.link(trace_id))

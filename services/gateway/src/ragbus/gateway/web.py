@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +29,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
@@ -38,12 +40,14 @@ from ragbus.common.logging import get_logger
 from ragbus.gateway import domain, usecases
 from ragbus.gateway.domain import ChatCompletionRequest, GatewayError
 from ragbus.gateway.ports import ApiKey, DocumentState, RequestFilter
+from ragbus.gateway.ports import Scope as KeyScope
 from ragbus.gateway.ratelimit import RateLimiter
 from ragbus.gateway.settings import GatewaySettings
 from ragbus.gateway.usecases import GatewayDeps, KeyCache
 
 log = get_logger("ragbus.gateway.web")
 
+M = TypeVar("M", bound=BaseModel)
 DepsProvider = Callable[[], GatewayDeps]
 HealthProvider = Callable[[], Awaitable[Mapping[str, str]]]
 
@@ -213,11 +217,26 @@ def create_web_app(
         x_api_key: Annotated[str | None, Header()] = None,
     ) -> ApiKey:
         key = await usecases.authenticate(provide().keys, cache, authorization, x_api_key)
-        usecases.check_rate(limiter, key, settings.rate_per_minute, settings.rate_burst)
         request.state.key_id = key.key_id
         return key
 
-    Key = Annotated[ApiKey, Depends(api_key)]  # noqa: N806 - a type, named as one
+    def allowed(scope: KeyScope | None) -> Callable[[ApiKey], Awaitable[ApiKey]]:
+        """A valid key (401), with `scope` (403), within its rate (429), in that order."""
+
+        async def checked(key: Annotated[ApiKey, Depends(api_key)]) -> ApiKey:
+            if scope is not None:
+                usecases.authorize(key, scope)
+            usecases.check_rate(limiter, key, settings.rate_per_minute, settings.rate_burst)
+            return key
+
+        return checked
+
+    # The key of a request, by what the endpoint needs of it (types, named as such).
+    Key = Annotated[ApiKey, Depends(allowed(None))]  # noqa: N806
+    Asker = Annotated[ApiKey, Depends(allowed("ask"))]  # noqa: N806
+    Ingester = Annotated[ApiKey, Depends(allowed("ingest"))]  # noqa: N806
+    Auditor = Annotated[ApiKey, Depends(allowed("audit"))]  # noqa: N806
+    max_message_bytes = settings.kafka.max_request_size
 
     @app.get("/v1/models", tags=["openai"])
     async def list_models(key: Key) -> dict[str, Any]:
@@ -236,7 +255,7 @@ def create_web_app(
         tags=["openai"],
         responses={200: {"content": {"text/event-stream": {}}, "description": "a completion, or its stream"}},
     )
-    async def chat_completions(body: ChatCompletionRequest, key: Key) -> Response:
+    async def chat_completions(body: ChatCompletionRequest, key: Asker) -> Response:
         """OpenAI's chat completion. The last message is the question; `conversation_id` (an extra
         field) names the conversation for follow-ups. The answer's citations are in
         `choices[0].message.citations` (streamed: the last chunk's `choices[0].delta.citations`) and as
@@ -276,20 +295,24 @@ def create_web_app(
         return StreamingResponse(counted(), media_type="text/event-stream", headers=headers)
 
     @app.post("/v1/feedback", tags=["ragbus"])
-    async def post_feedback(body: domain.FeedbackRequest, key: Key) -> dict[str, Any]:
+    async def post_feedback(body: domain.FeedbackRequest, key: Asker) -> dict[str, Any]:
         """Rate an answer (`up` or `down`, with an optional comment) by its query id; waits until the
         monitor has it on record. `known`: whether the key's tenant asked that question."""
         return await usecases.feedback(provide().answerer, key, body)
 
     indexing: set[asyncio.Task[DocumentState]] = set()  # held, so a running one is not collected
 
-    @app.post("/v1/documents", tags=["ragbus"], status_code=202)
-    async def post_document(body: domain.DocumentRequest, key: Key) -> JSONResponse:
-        """Submit a document (text) for the key's tenant. 202 at once with its state (`submitted`),
-        then `GET /v1/documents/{id}` says when it is `indexed` (or `skipped` as a near duplicate, or
-        `failed` and why); with `"wait": true`, 201 once it is indexed."""
+    @app.post("/v1/documents", tags=["ragbus"], status_code=202, openapi_extra=_DOCUMENT_BODIES)
+    async def post_document(request: Request, key: Ingester) -> JSONResponse:
+        """Submit a document for the key's tenant: text as JSON, or a file as `multipart/form-data`
+        (`file`, in any format the ingest service reads: PDF, DOCX, HTML, Markdown, text, CSV, JSON;
+        the JSON request's other fields beside it). 202 at once with its state (`submitted`), then
+        `GET /v1/documents/{id}` says when it is `indexed` (or `skipped` as a near duplicate, or
+        `failed` and why); with `wait` true, 201 once it is indexed. 413 over GATEWAY_MAX_BODY_BYTES,
+        or when the document would not fit in one message on the bus."""
+        body = await _document_body(request)
         deps = provide()
-        state = await usecases.submit_document(deps, key, body)
+        state = await usecases.submit_document(deps, key, body, max_message_bytes=max_message_bytes)
         task = asyncio.create_task(usecases.index_document(deps, state, body))
         indexing.add(task)
         task.add_done_callback(indexing.discard)
@@ -302,25 +325,27 @@ def create_web_app(
         )
 
     @app.get("/v1/documents", tags=["ragbus"])
-    async def list_documents(key: Key, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+    async def list_documents(
+        key: Ingester, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    ) -> dict[str, Any]:
         """The key's tenant's documents submitted through the gateway and not deleted, the latest
         first, each with its state as in `GET /v1/documents/{id}`."""
         found = await usecases.documents(provide(), key, limit)
         return {"object": "list", "data": [domain.document_json(d) for d in found]}
 
     @app.get("/v1/documents/{doc_id}", tags=["ragbus"])
-    async def get_document(doc_id: str, key: Key) -> dict[str, Any]:
+    async def get_document(doc_id: str, key: Ingester) -> dict[str, Any]:
         """Where a document submitted through the gateway is: `submitted`, `indexed` (with its version
         and chunks), `skipped`, `failed` (with the reason) or `deleted`. Only the key's tenant's."""
         return domain.document_json(await usecases.document(provide(), key, doc_id))
 
     @app.delete("/v1/documents/{doc_id}", tags=["ragbus"])
-    async def delete_document(doc_id: str, key: Key) -> dict[str, Any]:
+    async def delete_document(doc_id: str, key: Ingester) -> dict[str, Any]:
         """Remove a document of the key's tenant from the index, every version; waits until it is out."""
         return await usecases.delete_document(provide(), key, doc_id)
 
     @app.get("/v1/requests/{request_id}", tags=["ragbus"])
-    async def get_request(request_id: str, key: Key) -> dict[str, Any]:
+    async def get_request(request_id: str, key: Auditor) -> dict[str, Any]:
         """A request's story from the monitor's record: the question (as asked, and as the input guard
         passed it on), the guards' verdicts, the answer, the tiers tried with model, prompt version,
         tokens and cost, each service's stage, the sources read with their document versions, the
@@ -328,9 +353,18 @@ def create_web_app(
         another tenant's request is a 404."""
         return await usecases.request_story(provide(), key, request_id)
 
+    @app.get("/v1/requests/{request_id}/trace", tags=["ragbus"])
+    async def get_request_trace(request_id: str, key: Auditor) -> dict[str, Any]:
+        """A request's trace from its spans (the local span file of the embedded stack, or Jaeger's
+        query API): each span's name, service, kind, status, start, offset from the first span and
+        duration in ms, parent, and its ragbus, messaging, model and error attributes; `jaeger_url`
+        opens the trace in Jaeger's UI when the gateway reads from one. Only the key's tenant's
+        requests (another tenant's is a 404, as for the story); no spans (yet): an empty list."""
+        return await usecases.request_trace(provide(), key, request_id)
+
     @app.get("/v1/requests", tags=["ragbus"])
     async def list_requests(
-        key: Key,
+        key: Auditor,
         status: Annotated[str | None, Query(pattern="^(answered|blocked|failed|pending)$")] = None,
         tier: Annotated[int | None, Query(ge=0)] = None,
         since: datetime | None = None,
@@ -377,6 +411,69 @@ def create_web_app(
         )
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     return app
+
+
+async def _document_body(request: Request) -> usecases.Submission:
+    """The document a `POST /v1/documents` carries: a file and its fields (multipart), or JSON."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        # The body limit (_BodyLimit) applies while the parser reads, file parts included.
+        async with request.form(max_files=1, max_fields=len(domain.UPLOAD_FIELDS) + 100) as form:
+            file = form.get("file")
+            if not isinstance(file, UploadFile):
+                raise GatewayError(400, "a multipart upload needs its file in the field `file`", param="file")
+            fields = [(k, v) for k, v in form.multi_items() if k != "file" and isinstance(v, str)]
+            if any(k != "file" and not isinstance(v, str) for k, v in form.multi_items()):
+                raise GatewayError(400, "one file per upload, in the field `file`", param="file")
+            given = domain.upload_fields(fields, file.filename, file.content_type)
+            content = await file.read()
+        return _valid(domain.DocumentUpload, {**given, "content": content})
+    return _valid(domain.DocumentRequest, await request.body(), json=True)
+
+
+def _valid(model: type[M], data: Any, *, json: bool = False) -> M:
+    """`data` as `model`, or the 400 FastAPI answers for a body that is not valid."""
+    try:
+        return model.model_validate_json(data) if json else model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise RequestValidationError(errors) from None
+
+
+# `POST /v1/documents` takes either body: described here, as the handler reads the request itself.
+_DOCUMENT_BODIES: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": domain.DocumentRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "the document's file"},
+                        "doc_id": {"type": "string", "description": "its id (the same again replaces it)"},
+                        "title": {"type": "string"},
+                        "content_type": {
+                            "type": "string",
+                            "description": "its MIME type; default: the file part's, else by the file name",
+                        },
+                        "metadata": {"type": "string", "description": "a JSON object"},
+                        "groups": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "who may read it (repeated, or comma-separated)",
+                        },
+                        "chunking": {"type": "string", "enum": ["tokens", "headings", "sentences"]},
+                        "wait": {"type": "boolean", "description": "answer once it is indexed (201)"},
+                    },
+                }
+            },
+        },
+    }
+}
 
 
 def _utc(moment: datetime | None) -> datetime | None:

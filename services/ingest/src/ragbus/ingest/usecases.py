@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ragbus.common import near_duplicates
@@ -61,18 +62,22 @@ async def chunk_document(deps: IngestDeps, event: Envelope[DocsSubmitted]) -> li
     """The `docs.chunked` parts of a submitted document, in order."""
     doc = event.data
     content: str | FileContent
-    if doc.text is not None:
-        size = len(doc.text.encode("utf-8", "surrogatepass"))
-        if size > deps.policy.max_document_bytes:
-            raise DocumentTooLarge(
-                f"inline text is {size} bytes, over the limit of {deps.policy.max_document_bytes} "
-                "(INGEST_MAX_DOCUMENT_BYTES)"
-            )
-        content = doc.text
-    else:
-        assert doc.uri is not None  # DocsSubmitted holds exactly one of text and uri
+    if doc.uri is not None:
         content = await deps.files.aread(doc.uri)
         size = len(content.data)
+    else:
+        if doc.content is not None:
+            # A file carried in the event: its name (never opened) tells the format and the title.
+            name = Path(PurePosixPath(doc.filename or "").name or "document")
+            content, size, kind = FileContent(name, name, doc.content), len(doc.content), "the file"
+        else:
+            assert doc.text is not None  # DocsSubmitted holds exactly one of text, content and uri
+            content, size, kind = doc.text, len(doc.text.encode("utf-8", "surrogatepass")), "inline text"
+        if size > deps.policy.max_document_bytes:
+            raise DocumentTooLarge(
+                f"{kind} is {size} bytes, over the limit of {deps.policy.max_document_bytes} "
+                "(INGEST_MAX_DOCUMENT_BYTES)"
+            )
     if deps.quotas is not None:
         deps.quotas.check(str(event.id), event.tenantid, size)
     return await asyncio.to_thread(_chunk, deps, event, content)

@@ -59,6 +59,7 @@ PERSONAL_KEYS = frozenset(
         "history",
         "content",
         "uri",
+        "filename",  # an uploaded file's name (its bytes are `content`)
         "minhash",
     }
 )

@@ -7,7 +7,16 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from ragbus.gateway.ports import ApiKey, DocumentState, NewKey, RequestFilter, RequestStory
+from ragbus.gateway.keys import scopes_of
+from ragbus.gateway.ports import (
+    SCOPES,
+    ApiKey,
+    DocumentState,
+    NewKey,
+    RequestFilter,
+    RequestStory,
+    Scope,
+)
 
 
 class MemoryDocumentLog:
@@ -78,8 +87,12 @@ class MemoryKeyStore:
         name: str | None = None,
         groups: Sequence[str] = (),
         rate_per_minute: int | None = None,
+        scopes: Sequence[Scope] = SCOPES,
     ) -> ApiKey:
-        key = ApiKey(new.key_id, tenant, name, tuple(groups), rate_per_minute, created_at=datetime.now(UTC))
+        key = ApiKey(
+            new.key_id, tenant, name, tuple(groups), rate_per_minute, created_at=datetime.now(UTC),
+            scopes=scopes_of(scopes),
+        )  # fmt: skip
         self._by_hash[new.key_hash] = key
         return key
 

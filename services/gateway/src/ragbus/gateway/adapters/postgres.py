@@ -12,7 +12,8 @@ import asyncpg.exceptions as pg
 
 from ragbus.common.errors import DependencyUnavailable
 from ragbus.gateway.adapters.migrator import migrate, quote_ident
-from ragbus.gateway.ports import ApiKey, DocumentState, NewKey
+from ragbus.gateway.keys import scopes_of
+from ragbus.gateway.ports import SCOPES, ApiKey, DocumentState, NewKey, Scope
 from ragbus.gateway.settings import GatewaySettings
 
 _UNREACHABLE: tuple[type[BaseException], ...] = (
@@ -25,7 +26,7 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
-_COLUMNS = "key_id, tenant, name, groups, rate_per_minute, created_at, revoked_at, last_used_at"
+_COLUMNS = "key_id, tenant, name, groups, rate_per_minute, created_at, revoked_at, last_used_at, scopes"
 
 
 @contextlib.contextmanager
@@ -46,6 +47,7 @@ def _key(row: Any) -> ApiKey:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
         last_used_at=row["last_used_at"],
+        scopes=tuple(s for s in SCOPES if s in row["scopes"]),  # in one order, unknown ones dropped
     )
 
 
@@ -108,8 +110,8 @@ class PostgresKeyStore:
         self.documents = PostgresDocumentLog(pool, schema)  # the same pool, closed with this store
         t = f"{quote_ident(schema)}.api_keys"
         self._insert = (
-            f"INSERT INTO {t} (key_id, key_hash, tenant, name, groups, rate_per_minute) "  # noqa: S608
-            f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}"
+            f"INSERT INTO {t} (key_id, key_hash, tenant, name, groups, rate_per_minute, scopes) "  # noqa: S608
+            f"VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}"
         )
         # The lookup notes the use too, in the same round trip (a cache miss: at most once per key_cache_s).
         self._find = (
@@ -149,11 +151,13 @@ class PostgresKeyStore:
         name: str | None = None,
         groups: Sequence[str] = (),
         rate_per_minute: int | None = None,
+        scopes: Sequence[Scope] = SCOPES,
     ) -> ApiKey:
         with classified():
             row = await self._pool.fetchrow(
-                self._insert, new.key_id, new.key_hash, tenant, name, list(groups), rate_per_minute
-            )
+                self._insert, new.key_id, new.key_hash, tenant, name, list(groups), rate_per_minute,
+                list(scopes_of(scopes)),
+            )  # fmt: skip
         return _key(row)
 
     async def find(self, key_hash: str) -> ApiKey | None:

@@ -1,5 +1,6 @@
 // The ragbus web app: chat (streamed answers, numbered citations, tier and cost, feedback), documents
-// (upload, list, delete) and audit (requests with filters, one request's story). Plain JS over the
+// (upload in any format the stack reads, list, delete) and audit (requests with filters, one request's
+// story and its trace as a waterfall of spans). Plain JS over the
 // gateway's own API, no build step and nothing fetched from elsewhere. Every text from the server goes
 // into the page as text (textContent), never as HTML.
 "use strict";
@@ -255,38 +256,67 @@ $("chat-new").addEventListener("click", () => {
 
 // --- documents -------------------------------------------------------------------------------------
 
-const TEXT_TYPES = { md: "text/markdown", markdown: "text/markdown", html: "text/html", htm: "text/html", csv: "text/csv" };
+// A document id from a file name (ids hold no spaces, colons or control characters).
+const docIdOf = (name) => name.replace(/[\s:\x00-\x1f]+/g, "_").slice(0, 256) || "document";
 
-// What a file becomes: documents for POST /v1/documents.
-async function documentsOf(file, title) {
-  const text = await file.text();
+// What a file becomes: a JSON file of documents (`{"doc_id", "text", ...}`, or a list of them) is sent
+// as those documents (JSON); any other file is uploaded as it is (multipart), in whatever format the
+// ingest service reads (PDF, DOCX, HTML, Markdown, text, CSV, JSON records), for it to read.
+async function uploadsOf(file, title) {
   const ext = (file.name.split(".").pop() || "").toLowerCase();
   if (ext === "json") {
     let parsed;
-    try { parsed = JSON.parse(text); } catch { parsed = null; }
+    try { parsed = JSON.parse(await file.text()); } catch { parsed = null; }
     const items = Array.isArray(parsed) ? parsed : parsed && typeof parsed.text === "string" ? [parsed] : null;
-    if (items) return items.map((d, i) => ({ ...d, doc_id: d.doc_id || (items.length > 1 ? `${file.name}#${i + 1}` : file.name) }));
-    return [{ doc_id: file.name, text, title: title || file.name, content_type: "application/json" }];
+    if (items && items.every((d) => d && typeof d.text === "string")) {
+      return items.map((d, i) => {
+        const id = d.doc_id || docIdOf(items.length > 1 ? `${file.name}#${i + 1}` : file.name);
+        return { id, json: { ...d, doc_id: id } };
+      });
+    }
   }
-  return [{ doc_id: file.name, text, title: title || file.name, content_type: TEXT_TYPES[ext] || "text/plain" }];
+  return [{ id: docIdOf(file.name), file, title }];
 }
 
-async function upload(doc) {
-  const line = h("li", {}, `${doc.doc_id}: sending…`);
+// POST /v1/documents as multipart/form-data, reporting the bytes sent (fetch cannot tell them).
+function uploadFile(item, onProgress) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    form.append("file", item.file, item.file.name);
+    form.append("doc_id", item.id);
+    if (item.title) form.append("title", item.title);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/v1/documents");
+    xhr.setRequestHeader("Authorization", `Bearer ${apiKey()}`);
+    xhr.upload.addEventListener("progress", (ev) => { if (ev.lengthComputable) onProgress(ev.loaded / ev.total); });
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch { body = null; }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body); else reject(new ApiError(xhr.status, body));
+    });
+    xhr.addEventListener("error", () => reject(new Error("the upload did not reach the gateway")));
+    xhr.send(form);
+  });
+}
+
+async function upload(item) {
+  const line = h("li", { "data-doc": item.id }, `${item.id}: sending…`);
   $("upload-progress").append(line);
   try {
-    let state = await api("/v1/documents", { method: "POST", json: doc });
+    let state = item.json
+      ? await api("/v1/documents", { method: "POST", json: item.json })
+      : await uploadFile(item, (share) => (line.textContent = `${item.id}: uploading ${Math.round(100 * share)}%`));
     const started = Date.now();
     while (state.status === "submitted" && Date.now() - started < 300000) {
-      line.textContent = `${doc.doc_id}: ${state.status}, indexing… (${Math.round((Date.now() - started) / 1000)} s)`;
+      line.textContent = `${item.id}: ${state.status}, indexing… (${Math.round((Date.now() - started) / 1000)} s)`;
       await new Promise((r) => setTimeout(r, 700));
-      state = await api(`/v1/documents/${encodeURIComponent(doc.doc_id)}`);
+      state = await api(`/v1/documents/${encodeURIComponent(item.id)}`);
     }
     const extra = state.status === "indexed" ? `, ${state.chunks} chunks, version ${short(state.version)}` : state.reason ? `: ${state.reason}` : "";
-    line.textContent = `${doc.doc_id}: ${state.status}${extra}`;
+    line.textContent = `${item.id}: ${state.status}${extra}`;
     line.className = `status-${state.status}`;
   } catch (e) {
-    line.textContent = `${doc.doc_id}: failed: ${e.message}`;
+    line.textContent = `${item.id}: failed: ${e.message}`;
     line.className = "status-failed";
   }
   loadDocuments();
@@ -297,7 +327,7 @@ $("upload-form").addEventListener("submit", async (ev) => {
   const files = [...$("upload-file").files];
   const title = $("upload-title").value.trim();
   if (!files.length) return toast("choose a file first");
-  for (const file of files) for (const doc of await documentsOf(file, title)) upload(doc);
+  for (const file of files) for (const item of await uploadsOf(file, title)) upload(item);
   $("upload-form").reset();
 });
 
@@ -350,20 +380,88 @@ function verdicts(list) {
   return (list || []).map((v) => `${v.check}: ${v.passed ? "passed" : "failed"}${v.score != null ? ` (${Number(v.score).toFixed(2)})` : ""}${v.reason ? ` – ${v.reason}` : ""}`).join("\n") || "–";
 }
 
-// Each service's stage on one time line from the submission: the gaps are time on the bus.
+// Each service's stage on one time line from the submission (the monitor's record): shown when the
+// request's trace has no spans to draw.
 function waterfall(story) {
   const stages = story.stages || [];
   if (!stages.length) return h("p", { class: "muted" }, "No stage timings recorded.");
   const t0 = Date.parse(story.submitted_at);
   const end = Math.max(...stages.map((s) => Date.parse(s.finished_at)), story.completed_at ? Date.parse(story.completed_at) : 0);
   const span = Math.max(end - t0, 1);
-  return h("div", { class: "waterfall" }, stages.map((s) => {
+  return h("div", { class: "waterfall stages" }, stages.map((s) => {
     const a = Date.parse(s.started_at) - t0, b = Date.parse(s.finished_at) - t0;
     const bar = h("div", { class: "wf-bar" });
     bar.style.left = `${(100 * a) / span}%`;
     bar.style.width = `${(100 * (b - a)) / span}%`;
     return h("div", { class: "wf-row" }, h("span", {}, `${s.stage} (${s.service})`), h("div", { class: "wf-track" }, bar), h("span", {}, `${(b - a).toFixed(1)} ms`));
   }));
+}
+
+// The spans in tree order: each after its parent, siblings by start; spans whose parent is not in
+// the trace (not exported yet, or elsewhere) start trees of their own.
+function spanTree(spans) {
+  const ids = new Set(spans.map((s) => s.span_id));
+  const children = new Map();
+  for (const s of spans) {
+    const parent = s.parent_id && ids.has(s.parent_id) ? s.parent_id : null;
+    if (!children.has(parent)) children.set(parent, []);
+    children.get(parent).push(s);
+  }
+  const out = [];
+  const walk = (parent, depth) => {
+    for (const s of (children.get(parent) || []).sort((a, b) => a.offset_ms - b.offset_ms)) {
+      out.push([s, depth]);
+      if (depth < 30) walk(s.span_id, depth + 1);
+    }
+  };
+  walk(null, 0);
+  return out;
+}
+
+// The request's trace as a waterfall of its spans (GET /v1/requests/{id}/trace), with each span's
+// attributes on hover and the link to Jaeger when the gateway reads from one.
+function traceWaterfall(trace, story) {
+  const parts = [];
+  if (trace.jaeger_url) parts.push(h("p", {}, h("a", { href: trace.jaeger_url, target: "_blank", rel: "noopener noreferrer", id: "jaeger-link" }, "Open in Jaeger")));
+  if (!trace.spans.length) {
+    const why = trace.trace_id ? `No spans of trace ${trace.trace_id} recorded (yet).` : "No trace recorded for this request.";
+    parts.push(h("p", { class: "muted" }, `${why} Each service's stage, from the monitor's record:`), waterfall(story));
+    return parts;
+  }
+  const total = Math.max(trace.duration_ms, 0.001);
+  parts.push(h("div", { class: "waterfall trace" }, spanTree(trace.spans).map(([s, depth]) => {
+    const bar = h("div", { class: `wf-bar${s.status === "ERROR" ? " wf-error" : ""}` });
+    bar.style.left = `${(100 * s.offset_ms) / total}%`;
+    bar.style.width = `${(100 * s.duration_ms) / total}%`;
+    const name = h("span", { class: "wf-name" }, s.name, h("span", { class: "muted" }, ` ${s.service || ""}`));
+    name.style.paddingLeft = `${depth * 0.8}rem`;
+    const details = [`${s.kind} · ${s.status} · starts at ${s.offset_ms.toFixed(1)} ms`,
+      ...Object.entries(s.attributes).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : v}`)].join("\n");
+    return h("div", { class: "wf-row span-row", "data-span": s.span_id, title: details },
+      name, h("div", { class: "wf-track" }, bar), h("span", {}, `${s.duration_ms.toFixed(1)} ms`));
+  })));
+  parts.push(h("p", { class: "muted" }, `${trace.spans.length} spans, ${trace.duration_ms.toFixed(1)} ms from the first to the last; hover a span for its attributes.`));
+  return parts;
+}
+
+// Spans reach the span file (or Jaeger) in batches, every half second: a request just answered may
+// have none yet, so an empty trace is asked for again a few times.
+function traceSection(id, story) {
+  const box = h("div", { id: "trace" }, h("p", { class: "muted" }, "loading the trace…"));
+  const load = async (tries) => {
+    try {
+      const trace = await api(`/v1/requests/${encodeURIComponent(id)}/trace`);
+      if (!trace.spans.length && trace.trace_id && tries > 0 && box.isConnected !== false) {
+        setTimeout(() => load(tries - 1), 1000);
+      }
+      box.replaceChildren(...traceWaterfall(trace, story));
+      box.dataset.spans = String(trace.spans.length);
+    } catch (e) {
+      box.replaceChildren(h("p", { class: "muted" }, `The trace cannot be shown: ${e.message}`), waterfall(story));
+    }
+  };
+  load(5);
+  return box;
 }
 
 async function showStory(id) {
@@ -390,7 +488,7 @@ async function showStory(id) {
       row("trace", s.trace_id ? `${s.trace_id} (ragbus trace ${s.trace_id.slice(0, 12)})` : null),
     ),
     h("h4", {}, "Tiers tried"), attempts,
-    h("h4", {}, "Stages"), waterfall(s),
+    h("h4", {}, "Trace"), traceSection(id, s),
     h("h4", {}, "Sources read"), (s.sources || []).length ? sources : h("p", { class: "muted" }, "none"),
   );
 }
