@@ -175,11 +175,7 @@ class _Lifecycle(Generic[D]):
         log.info("dependencies open", service=self.service, attempts=attempt)
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+        self.task = await _cancelled(self.task)
         if self.owned:
             self.value = None
             await self.clients.aclose()
@@ -215,11 +211,15 @@ class _Every:
                 log.exception("a scheduled job failed", service=self.service, job=self.name, error=str(exc))
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+        self.task = await _cancelled(self.task)
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task, if any, and wait for it to end."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class Service(Generic[D]):
