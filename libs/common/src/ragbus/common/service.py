@@ -175,7 +175,8 @@ class _Lifecycle(Generic[D]):
         log.info("dependencies open", service=self.service, attempts=attempt)
 
     async def stop(self) -> None:
-        self.task = await _cancelled(self.task)
+        await _cancel(self.task)
+        self.task = None
         if self.owned:
             self.value = None
             await self.clients.aclose()
@@ -211,10 +212,11 @@ class _Every:
                 log.exception("a scheduled job failed", service=self.service, job=self.name, error=str(exc))
 
     async def stop(self) -> None:
-        self.task = await _cancelled(self.task)
+        await _cancel(self.task)
+        self.task = None
 
 
-async def _cancelled(task: asyncio.Task[None] | None) -> None:
+async def _cancel(task: asyncio.Task[None] | None) -> None:
     """Cancel a background task, if any, and wait for it to end."""
     if task is not None:
         task.cancel()
