@@ -127,6 +127,9 @@ class TelemetrySettings(BaseSettings):
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "RAGBUS_TELEMETRY_OTLP_ENDPOINT"),
     )
     span_file: Path = Field(default_factory=lambda: ragbus_home() / "spans.jsonl")
+    # The span file is rotated past this size: the last full file is kept beside it as `spans.jsonl.1`,
+    # so the spans on disk stay under twice this, and the newest traces are always there.
+    span_file_max_mb: float = Field(default=64.0, gt=0)
 
 
 class LogSettings(BaseSettings):

@@ -8,6 +8,7 @@ middleware.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -30,17 +31,41 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from ragbus.common.settings import TelemetrySettings
 
 
-class SpanFileExporter(SpanExporter):
-    """Appends finished spans as JSON lines; several processes may append to the same file."""
+def rotated(path: Path) -> Path:
+    """Where the span file's previous generation is kept."""
+    return path.with_name(path.name + ".1")
 
-    def __init__(self, path: Path) -> None:
+
+class SpanFileExporter(SpanExporter):
+    """Appends finished spans as JSON lines; several processes may append to the same file. Past
+    `max_bytes` the file becomes its `.1` (the one before is dropped), so disk use stays bounded."""
+
+    def __init__(self, path: Path, max_bytes: int = 64 << 20) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
+
+    def _rotate_if_full(self) -> None:
+        try:
+            if self.path.stat().st_size < self.max_bytes:
+                return
+        except FileNotFoundError:
+            return
+        # Processes share the file: one rotates, under an exclusive lock, and checks again under it, so
+        # a file another process has just started is never rotated away.
+        with self.path.with_name(self.path.name + ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if self.path.stat().st_size >= self.max_bytes:
+                    self.path.replace(rotated(self.path))
+            except FileNotFoundError:
+                pass
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         lines = "".join(json.dumps(span_to_dict(s), separators=(",", ":")) + "\n" for s in spans)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._rotate_if_full()
             # One write() per batch, O_APPEND: lines from concurrent writers do not interleave.
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -75,19 +100,23 @@ def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
 
 
 def read_spans(path: Path, trace_id: str | None = None) -> Iterator[dict[str, Any]]:
-    """The spans recorded in a span file (of one trace, if given); damaged lines are skipped."""
-    if not path.exists():
-        return
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if trace_id is not None and trace_id not in line:
-                continue  # not this trace's: skip the parsing (the file holds every trace)
-            try:
-                span = json.loads(line)
-            except ValueError:
-                continue
-            if trace_id is None or span.get("trace_id") == trace_id:
-                yield span
+    """The spans recorded in a span file and its rotated generation, oldest first (of one trace, if
+    given); damaged lines are skipped."""
+    for file in (rotated(path), path):
+        try:
+            f = file.open(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        with f:
+            for line in f:
+                if trace_id is not None and trace_id not in line:
+                    continue  # not this trace's: skip the parsing (the file holds every trace)
+                try:
+                    span = json.loads(line)
+                except ValueError:
+                    continue
+                if trace_id is None or span.get("trace_id") == trace_id:
+                    yield span
 
 
 _exporters: dict[str, SpanExporter] = {}
@@ -108,7 +137,8 @@ def _exporter(settings: TelemetrySettings) -> SpanExporter:
                     endpoint += "/v1/traces"
                 _exporters[key] = OTLPSpanExporter(endpoint=endpoint)
             else:
-                _exporters[key] = SpanFileExporter(settings.span_file)
+                max_bytes = int(settings.span_file_max_mb * (1 << 20))
+                _exporters[key] = SpanFileExporter(settings.span_file, max_bytes)
         return _exporters[key]
 
 
