@@ -164,6 +164,25 @@ async def test_a_dead_model_worker_fails_its_job_as_retryable_and_the_next_job_s
     assert minilm._workers[(e.path, 1)] is not pool
 
 
+@pytest.mark.model
+async def test_the_model_worker_lets_its_waiting_threads_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spinning OpenMP threads took the cores of a busy machine from the model itself (half its speed)."""
+    import asyncio
+    import os
+
+    from ragbus.vectors.adapters import minilm
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    e = MiniLMEmbedder(process=True, threads=3)  # a worker of its own, started under this environment
+    try:
+        await e.ping()
+        pool = minilm._workers[(e.path, 3)]
+        # Set by the worker itself before it loaded torch (its OpenMP reads it once, when it loads).
+        assert await asyncio.wrap_future(pool.submit(os.getenv, "OMP_WAIT_POLICY")) == "PASSIVE"
+    finally:
+        minilm._forget_worker(e.path, 3, minilm._workers[(e.path, 3)])
+
+
 _ORPHAN = """
 import asyncio, os, sys
 from ragbus.vectors.adapters import minilm
