@@ -156,3 +156,23 @@ def test_the_shields_scanner_remembers_chunks_it_has_scanned() -> None:
     scanner.scan([other])
     scanner.scan([planted, clean])
     assert asked == [[clean, planted], [other], [planted]]
+
+
+_FIRST_SCAN = """
+import sys
+from ragbus.ingest.adapters.injection_scan import ShieldsInjectionScanner
+scanner = ShieldsInjectionScanner.load(0.5, cache_size=0)
+before = set(sys.modules)
+scanner.scan(["A plain paragraph about tables."])
+print(sorted(m for m in set(sys.modules) - before if not m.startswith("encodings")))
+"""
+
+
+def test_the_shields_scanner_is_ready_once_loaded_and_its_first_scan_imports_nothing() -> None:
+    """The first scan imported scikit-learn and scipy (~2 s of CPU) on the first document of every
+    start, under a bulk load where the cores belong to the embedding model: now loading does it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FIRST_SCAN], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
