@@ -72,7 +72,9 @@ async def rewind_truncated(
 
     `suspects`: rewind only partitions that were behind at the previous look too (`truncated`), for a
     reader that looks again and again under traffic: Tansu's end offsets can trail the records a fetch
-    has already returned for a moment, and one look would take a live log for lost and re-read it all."""
+    has already returned for a moment, and one look would take a live log for lost and re-read it all.
+    (They also trail for as long as a partition's last write was a batch of several records: see
+    `truncated`.)"""
     behind = await truncated(consumer)
     if suspects is not None:
         behind = [tp for tp in behind if tp in suspects]
@@ -91,4 +93,9 @@ async def truncated(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
     # position moved past the end read a moment before, and a live log was taken for lost and re-read.
     positions = {tp: await consumer.position(tp) for tp in assigned}
     ends = await consumer.end_offsets(assigned)
-    return [tp for tp in assigned if positions[tp] > ends[tp]]
+    # Tansu (0.6) answers a request for a partition's end with its last batch's first offset + 1: after
+    # a batch of several records (a producer sending several at once) the end reads short until the
+    # next write, and a reader that was at the true end looked truncated, was rewound and re-read the
+    # partition every two looks. Its fetch responses carry the true end (the high watermark, which the
+    # consumer keeps from its last fetch, empty or not): past both, the log was lost.
+    return [tp for tp in assigned if positions[tp] > max(ends[tp], consumer.highwater(tp) or 0)]
