@@ -449,7 +449,16 @@ async def test_republishing_the_same_document_and_question_changes_nothing(
         rows = await stack.wait_rows("SELECT count(*) FROM events WHERE tenant = 'repeat'", expect=7)
         assert points > 0
         await publish_both_and_wait(2)
-        indexed = [r for r in tap.records if r.attrs and r.attrs.type == "io.ragbus.docs.indexed.v1"]
+        # This document's only: a tap starts at the partitions' ends as the broker gives them, and Tansu
+        # gives the end of a partition last written in a batch of several records short of its last
+        # records (another test's documents, indexed together), which the tap then reads too.
+        indexed = [
+            r
+            for r in tap.records
+            if r.attrs
+            and r.attrs.type == "io.ragbus.docs.indexed.v1"
+            and r.attrs.correlationid == doc.correlationid
+        ]
         assert len({r.attrs.id for r in indexed if r.attrs}) == 1  # the same event, delivered again
         assert await store.count("repeat", "idempotent.md") == points
         await stack.wait_rows(

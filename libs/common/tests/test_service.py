@@ -144,9 +144,12 @@ def test_a_service_needs_its_deps_or_a_way_to_open_them(topic_prefix: str) -> No
         make_service(topic_prefix)
 
 
-def test_a_concurrent_subscription_runs_the_services_workers_in_one_group() -> None:
-    """Issue 13: a question waiting for a model held up every question behind it on one consumer."""
-    from faststream.kafka.subscriber.usecase import ConcurrentBetweenPartitionsSubscriber, DefaultSubscriber
+def test_a_concurrent_subscription_works_on_the_services_workers_at_once_through_one_consumer() -> None:
+    """Issue 13: a question waiting for a model held up every question behind it on one consumer; and
+    one consumer per worker polled the broker that many times over (ragbus.common.keyed)."""
+    from faststream.kafka.subscriber.usecase import DefaultSubscriber
+
+    from ragbus.common.keyed import KeyedSubscriber
 
     settings = component_settings(ServiceSettings, "cs.").model_copy(update={"workers": 3})
     service: Service[object] = Service("test", settings, deps=object())
@@ -159,8 +162,8 @@ def test_a_concurrent_subscription_runs_the_services_workers_in_one_group() -> N
 
     by_topic = {s.topic_names[0]: s for s in service.broker.subscribers}  # type: ignore[attr-defined]
     concurrent, plain = by_topic[service.topics(DOCS_SUBMITTED)], by_topic[service.topics(DOCS_DELETED)]
-    assert isinstance(concurrent, ConcurrentBetweenPartitionsSubscriber)
-    assert concurrent.max_workers == 3
+    assert isinstance(concurrent, KeyedSubscriber)
+    assert concurrent.limit == 3
     assert type(plain) is DefaultSubscriber  # only what asks for it
     with pytest.raises(ValueError, match="one topic"):
         service.subscriber(DOCS_SUBMITTED, DOCS_DELETED, concurrent=True)

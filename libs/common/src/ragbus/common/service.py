@@ -40,6 +40,7 @@ from ragbus.common.broker import consumer_options, make_broker
 from ragbus.common.bus import Bus
 from ragbus.common.errors import RETRYABLE, DependencyUnavailable
 from ragbus.common.events import EventData
+from ragbus.common.keyed import OrderKey, keyed, record_key
 from ragbus.common.logging import get_logger, setup_logging
 from ragbus.common.middleware import backoff_delay, dead_letter
 from ragbus.common.settings import ServiceSettings
@@ -257,26 +258,38 @@ class Service(Generic[D]):
         return self._lifecycle.get()
 
     def subscriber(
-        self, *topics: str, concurrent: bool = False, bulk: bool = False, **options: Any
+        self,
+        *topics: str,
+        concurrent: bool = False,
+        bulk: bool = False,
+        order_by: OrderKey = record_key,
+        **options: Any,
     ) -> Callable[[H], H]:
         """Subscribe a handler to these topics (names without the prefix) with the ragbus consumer
         defaults; `options` add to or override them (`batch=True`, a `decoder`, a longer fetch wait).
 
-        `concurrent`: the handler waits on I/O for long (a model call), so the subscription runs the
-        service's `workers` consumers (one topic only), each on its own partitions.
+        `concurrent`: the handler waits on I/O for long (a model call), so the subscription (one topic)
+        works on up to the service's `workers` messages at once, in order per `order_by` (the Kafka
+        key by default; `keyed.subject_key` per document), with one consumer (ragbus.common.keyed).
         `bulk`: throughput matters more than each message's latency (documents): fetches wait
-        `bulk_fetch_max_wait_ms`, so idle consumers poll less.
+        `bulk_fetch_max_wait_ms`, so an idle consumer polls less.
         """
         defaults: dict[str, Any] = dict(consumer_options(self.name, self.settings.kafka))
         if bulk:
             defaults["fetch_max_wait_ms"] = self.settings.kafka.bulk_fetch_max_wait_ms
-        if concurrent and self.settings.workers > 1:
-            if len(topics) != 1 or options.get("batch"):
-                raise ValueError("a concurrent subscription reads one topic, one message at a time")
-            # FastStream's consumer subgroup: `workers` consumers in the group, each committing its own
-            # partitions after their messages are done (AckPolicy.ACK keeps at-least-once).
-            defaults["max_workers"] = self.settings.workers
+        concurrent = concurrent and self.settings.workers > 1
+        if concurrent and (len(topics) != 1 or options.get("batch")):
+            raise ValueError("a concurrent subscription reads one topic, one message at a time")
         subscriber = self.broker.subscriber(*(self.topics(t) for t in topics), **(defaults | options))
+        if concurrent:
+            # Commits after the work, per partition below the first message not done (at-least-once,
+            # as AckPolicy.ACK); a rebalance waits up to half a session for the messages in work.
+            keyed(
+                subscriber,
+                limit=self.settings.workers,
+                key=order_by,
+                revoke_wait_s=self.settings.kafka.session_timeout_ms / 2000,
+            )
 
         def register(handler: H) -> H:
             subscriber(handler)

@@ -86,11 +86,11 @@ class KafkaSettings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP_SERVERS", "bootstrap"),
     )
     topic_prefix: str = Field(default="", description="namespace for every topic and consumer group")
-    # Partitions of the topics ragbus creates itself (local broker, `ragbus topics create`, tests):
-    # as many as the most workers a service runs on one topic (INGEST_WORKERS, EMBED_WORKERS), so that a
-    # slow message holds up one partition, not every request behind it, and a tenant's bulk load (keyed
-    # to DOC_KEY_SHARDS partitions) leaves the others free: another tenant shares one of its partitions
-    # with odds of about DOC_KEY_SHARDS / partitions (a quota bounds what it then waits behind).
+    # Partitions of the topics ragbus creates itself (local broker, `ragbus topics create`, tests): how
+    # many instances of a service can share a topic, and how a tenant's bulk load (keyed to
+    # DOC_KEY_SHARDS partitions) leaves the others free: another tenant shares one of its partitions
+    # with odds of about DOC_KEY_SHARDS / partitions (a quota bounds what it then waits behind). The
+    # local broker's cost grows with them: Tansu spends ~0.1 ms of CPU per partition in every fetch.
     partitions: int = Field(default=8, ge=1)
     # Kafka refuses session timeouts under group.min.session.timeout.ms (6 s by default); Tansu joins
     # slowly with 10 s, so `ragbus up` and the tests use 2000 / 500.
@@ -99,8 +99,8 @@ class KafkaSettings(BaseSettings):
     # Tansu does not answer a waiting fetch early: this bounds the latency of every hop there.
     # On Kafka it only changes how often an idle consumer polls.
     fetch_max_wait_ms: int = 25
-    # The document topics' consumers (`bulk` subscriptions: docs.submitted, docs.chunked, 8 workers each):
-    # documents are throughput, not latency, and 16 consumers fetching every 25 ms cost Tansu and the
+    # The document topics' consumers (`bulk` subscriptions: docs.submitted, docs.deleted, docs.chunked):
+    # documents are throughput, not latency, and consumers fetching every 25 ms cost Tansu and the
     # services about a third of a core (bench/ingest.py, 600 abstracts: 64.8 s at 25 ms, 41.6 s at 100).
     bulk_fetch_max_wait_ms: int = 100
     metadata_max_age_ms: int = 300_000
@@ -160,10 +160,10 @@ class ServiceSettings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     trust: TrustSettings = Field(default_factory=TrustSettings)
-    # Consumers of a concurrent subscription (`Service.subscriber(..., concurrent=True)`: the
-    # orchestrator's questions), in one consumer group: each takes a share of the topic's partitions
-    # and works through it in order, so a slow message (a model call) holds up its own partition only.
-    # Read with the service's prefix (ORCHESTRATOR_WORKERS). Useful up to the topic's partition count.
+    # Messages a concurrent subscription (`Service.subscriber(..., concurrent=True)`: the orchestrator's
+    # questions, the ingest's and embed's documents) works on at once, from one consumer, in order per
+    # key (a conversation, a document): a slow message (a model call) holds up its own key only
+    # (ragbus.common.keyed). Read with the service's prefix (ORCHESTRATOR_WORKERS).
     workers: int = Field(default=1, ge=1, le=64)
 
     def with_kafka(self, **changes: Any) -> Any:

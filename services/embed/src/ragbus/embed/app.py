@@ -12,6 +12,7 @@ from ragbus.common import topics
 from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import DocsChunked, DocsIndexed
+from ragbus.common.keyed import subject_key
 from ragbus.common.service import Clients, Service
 from ragbus.embed import usecases
 from ragbus.embed.settings import EmbedSettings
@@ -57,7 +58,9 @@ def create_app(settings: EmbedSettings | None = None, deps: EmbedDeps | None = N
         SERVICE, settings, deps=deps, open_deps=partial(open_deps, settings), publishes=[DocsIndexed]
     )
 
-    @service.subscriber(topics.DOCS_CHUNKED, concurrent=True, bulk=True)
+    # Several parts at once (EMBED_WORKERS), in order per document: a document's parts, versions and
+    # deletion one after the other, other documents beside them (their chunks share model calls).
+    @service.subscriber(topics.DOCS_CHUNKED, concurrent=True, bulk=True, order_by=subject_key)
     async def on_chunked(event: Envelope[DocsChunked]) -> None:
         # One result per part: `seq` keeps the parts' event ids apart; a redelivery republishes the same.
         result = await usecases.index_part(service.deps(), event)

@@ -18,9 +18,8 @@ from ragbus.vectors.sparse import DEFAULT_AVG_LENGTH
 class EmbedSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EMBED_", extra="ignore")
 
-    # Parts worked on at once, each worker on its own partitions of `docs.chunked` (see the ingest's
-    # `workers`): the model runs one batch at a time in its own thread, so workers take turns on it
-    # batch by batch, and another tenant's part waits behind a few batches, not behind a bulk load.
+    # Parts worked on at once, in order per document (see the ingest's `workers`): their chunks share
+    # model calls (below), and another tenant's part waits behind a few batches, not behind a bulk load.
     workers: int = Field(default=8, ge=1, le=64)
     # Micro-batching across messages: the workers' chunks share model calls of up to `batch_size`
     # chunks; one goes out when it is full, or when the model is free and its first chunk has waited

@@ -12,6 +12,7 @@ from ragbus.common import topics
 from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import DocsChunked, DocsDeleted, DocsSubmitted
+from ragbus.common.keyed import subject_key
 from ragbus.common.service import Clients, Service
 from ragbus.ingest import usecases
 from ragbus.ingest.adapters.files import FileReader
@@ -80,8 +81,8 @@ def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None =
         for part in await usecases.chunk_document(service.deps(), event):
             await service.bus.reply(event, part, seq=part.part)
 
-    # Submissions by `workers` consumers, each on its own partitions; deletions (no reading, no CPU) by one.
-    service.subscriber(topics.DOCS_SUBMITTED, concurrent=True, bulk=True)(on_docs)
-    service.subscriber(topics.DOCS_DELETED)(on_docs)
+    # Submissions `workers` at once, in order per document; deletions (no reading, no CPU) one at a time.
+    service.subscriber(topics.DOCS_SUBMITTED, concurrent=True, bulk=True, order_by=subject_key)(on_docs)
+    service.subscriber(topics.DOCS_DELETED, bulk=True)(on_docs)
 
     return service.app

@@ -38,10 +38,10 @@ class IngestPolicy:
 class IngestSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
 
-    # Submissions worked on at once, each worker on its own partitions of `docs.submitted`: a tenant's
-    # documents are keyed to a few partitions (events.DOC_KEY_SHARDS), so another tenant's document is
-    # read by another worker instead of waiting behind the whole bulk load (issue 13). Up to the topic's
-    # partitions (KAFKA_PARTITIONS); the CPU work runs in threads, so it also overlaps reading and writing.
+    # Submissions worked on at once, in order per document, from every partition of `docs.submitted`
+    # in turn: a tenant's documents are keyed to a few partitions (events.DOC_KEY_SHARDS), and another
+    # tenant's document is taken at the next turn instead of waiting behind the whole bulk load (issue
+    # 13). The CPU work runs in threads, so it also overlaps reading and writing.
     workers: int = Field(default=8, ge=1, le=64)
 
     # all-MiniLM-L6-v2 reads at most 256 word pieces, [CLS] and [SEP] included, and silently drops the
