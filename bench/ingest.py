@@ -159,7 +159,8 @@ async def one_run(docs: list[Document], inputs: list[str], bootstrap: str | None
         host = Host(["ingest", "embed"])
         await host.start()
         try:
-            async with RagbusClient(KafkaSettings(), tenant=TENANT) as client:
+            # As `ragbus ingest` opens it: reading the document replies only.
+            async with RagbusClient(KafkaSettings(), tenant=TENANT, replies="documents") as client:
                 started, cpu = time.perf_counter(), tree_cpu_s()
                 first = await client.ingest(docs, stall_timeout=600)
                 first_s, first_cpu = time.perf_counter() - started, tree_cpu_s() - cpu

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ragbus.client.client import Document, RagbusClient, WaitTimeout
+from ragbus.client.client import Document, RagbusClient, Replies, RequestFailed, WaitTimeout
 from ragbus.client.progress import IngestProgress, duration
 from ragbus.common import topics
 from ragbus.common.envelope import Envelope
@@ -114,7 +114,10 @@ async def test_a_stall_says_how_many_are_indexed_and_which_are_not(
     )
 
 
-async def test_a_stall_says_which_stage_each_waiting_document_is_in(fake_stack: FakeStack) -> None:
+@pytest.mark.parametrize("replies", ["all", "documents"])
+async def test_a_stall_says_which_stage_each_waiting_document_is_in(
+    fake_stack: FakeStack, replies: Replies
+) -> None:
     names = ["a.md", "b.md", "c.md", "d.md", "e.md"]
 
     async def stack_with_a_slow_embedder() -> None:
@@ -128,7 +131,7 @@ async def test_a_stall_says_which_stage_each_waiting_document_is_in(fake_stack: 
         await fake_stack.reply(got["a.md"], indexed("a.md"))
         await fake_stack.reply(got["b.md"], indexed("b.md", parts=2), seq=0)
 
-    async with RagbusClient(fake_stack.kafka) as client:
+    async with RagbusClient(fake_stack.kafka, replies=replies) as client:
         stack = asyncio.create_task(stack_with_a_slow_embedder())
         with pytest.raises(WaitTimeout) as stalled:
             await client.ingest([Document(doc_id=n, text=n) for n in names], stall_timeout=1.5)
@@ -444,3 +447,50 @@ async def test_ingest_names_the_documents_a_near_duplicate_repeats(
     assert result.stdout.splitlines()[-1] == (
         "2 added, 0 updated, 0 unchanged; 2 near duplicates of other documents (1 skipped)"
     )
+
+
+async def test_a_client_for_documents_reads_their_replies_and_dead_letters_only(
+    fake_stack: FakeStack,
+) -> None:
+    """`ragbus ingest`, `sync` and `delete` read 5 reply topics, not 13: the local broker's CPU goes
+    with the partitions every fetch names, and a bulk load's client held them for its whole run."""
+
+    async def refuse_b() -> None:
+        await fake_stack.reply(await fake_stack.request(topics.DOCS_SUBMITTED), indexed("a.md", chunks=2))
+        b = await fake_stack.request(topics.DOCS_SUBMITTED)
+        letter = DeadLetter(
+            original_topic=fake_stack.t(topics.DOCS_SUBMITTED),
+            service="ingest",
+            error_type="PoisonMessage",
+            reason="no loader for this file",
+            attempts=1,
+            failed_at=datetime.now(UTC),
+        )
+        assert fake_stack._producer is not None
+        await fake_stack._producer.send_and_wait(
+            fake_stack.t.dlq(topics.DOCS_SUBMITTED),
+            b.to_bytes(),
+            key=b.key,
+            headers=[(k, v.encode()) for k, v in letter.to_headers().items()],
+        )
+
+    async with RagbusClient(fake_stack.kafka, replies="documents") as client:
+        assert client._consumer is not None
+        read = {fake_stack.t.strip(tp.topic) for tp in client._consumer.assignment()}
+        assert read == {
+            topics.DOCS_CHUNKED,
+            topics.DOCS_INDEXED,
+            *(
+                name + topics.DLQ_SUFFIX
+                for name in (topics.DOCS_SUBMITTED, topics.DOCS_DELETED, topics.DOCS_CHUNKED)
+            ),
+        }
+        stack = asyncio.create_task(refuse_b())
+        [a] = await client.ingest([Document(doc_id="a.md", text="A.")], stall_timeout=10)
+        with pytest.raises(RequestFailed, match="no loader for this file"):
+            await client.ingest([Document(doc_id="b.md", text="B.")], stall_timeout=10)
+        await stack
+        assert (a.doc_id, a.chunks) == ("a.md", 2)
+        # It would wait for an answer it never reads: refused at once instead.
+        with pytest.raises(RuntimeError, match="documents only"):
+            await client.ask("What is ragbus?")

@@ -326,7 +326,9 @@ async def ingest(
             click.echo(f"  … {tally.line(now)}")
 
     click.echo(f"ingesting {plural(len(docs), 'document')} …")
-    async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
+    async with RagbusClient(
+        _kafka(bootstrap), tenant=tenant, source="ragbus/cli", replies="documents"
+    ) as client:
         results = await client.ingest(docs, stall_timeout=stall_timeout, timeout=timeout, on_indexed=progress)
     if live:
         click.echo()
@@ -352,7 +354,9 @@ async def ingest(
 @run_async
 async def delete(doc_id: str, bootstrap: str | None, tenant: str) -> None:
     """Remove a document from the index (exit 1 when the tenant has no such document)."""
-    async with RagbusClient(_kafka(bootstrap), tenant=tenant, source="ragbus/cli") as client:
+    async with RagbusClient(
+        _kafka(bootstrap), tenant=tenant, source="ragbus/cli", replies="documents"
+    ) as client:
         result = await client.delete(doc_id)
     if result.removed == 0:
         raise CliError(f"document {doc_id} not found for tenant {tenant}: nothing to delete")
@@ -431,7 +435,7 @@ async def sync(
     options = _document_options(meta, groups, chunking)
     kafka = _kafka(bootstrap)
     root, manifest = _sync_state(directory, state, tenant, kafka.topic_prefix)
-    async with RagbusClient(kafka, tenant=tenant, source="ragbus/sync") as client:
+    async with RagbusClient(kafka, tenant=tenant, source="ragbus/sync", replies="documents") as client:
 
         async def once() -> None:
             report = await sync_pass(
