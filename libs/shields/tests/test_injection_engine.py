@@ -71,3 +71,17 @@ def test_the_score_does_not_depend_on_the_engine() -> None:
         assert score_injection(text) == score_injection(text, patterns=slow), text[:80]
     assert score_injection(ADVERSARIAL[0]).score >= 0.9
     assert score_injection("How do I kill a Python process that ignores SIGTERM?").score < 0.5
+
+
+@pytest.mark.skipif(injection.ENGINE != "re2", reason="google-re2 not installed: `re` alone serves")
+def test_one_pass_per_view_finds_what_the_patterns_find_one_by_one() -> None:
+    """The patterns run as one RE2::Set per view (one pass where there were ~50): the same techniques
+    and weights, text by text, as running each pattern on its own."""
+    texts = _corpus()
+    found_any = 0
+    for text in texts:
+        v = views(text)
+        expected = injection._match_each(v, PATTERNS)
+        assert injection._match(v, PATTERNS) == expected, text[:80]
+        found_any += bool(expected)
+    assert found_any > 30

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -418,7 +419,8 @@ def _decoded_payloads(text: str) -> list[str]:
     return out
 
 
-def _match(v: Views, patterns: tuple[Pattern, ...]) -> dict[str, float]:
+def _match_each(v: Views, patterns: Iterable[Pattern]) -> dict[str, float]:
+    """Per technique, the highest weight of the patterns that match: pattern by pattern."""
     found: dict[str, float] = {}
     for pat in patterns:
         if pat.weight <= found.get(pat.technique, 0.0):
@@ -426,6 +428,45 @@ def _match(v: Views, patterns: tuple[Pattern, ...]) -> dict[str, float]:
         if pat.search(getattr(v, pat.view)):
             found[pat.technique] = pat.weight
     return found
+
+
+class _SetMatcher:
+    """The patterns that run under RE2, as one RE2::Set per view: one pass over a view tells which of
+    its patterns match, where running them one by one took ~50 passes. Most texts (every chunk of every
+    document ingest scans, most prompts) match none, and the scan of a SciFact abstract spent half its
+    time in these searches. The rest (a pattern RE2 cannot compile) still run one by one."""
+
+    def __init__(self, patterns: tuple[Pattern, ...]) -> None:
+        assert _re2 is not None
+        self.patterns = patterns
+        self.sets: list[tuple[str, Any, list[Pattern]]] = []
+        by_view: dict[str, list[Pattern]] = {}
+        for pat in patterns:
+            if pat.fast is not None:
+                by_view.setdefault(pat.view, []).append(pat)
+        for view, pats in by_view.items():
+            regexes = _re2.Set.SearchSet()
+            for pat in pats:
+                regexes.Add("(?im)" + pat.regex.pattern)  # as `_fast` compiles it
+            regexes.Compile()
+            self.sets.append((view, regexes, pats))
+        self.rest = [pat for pat in patterns if pat.fast is None]
+
+    def match(self, v: Views) -> dict[str, float]:
+        hits = [pats[i] for view, regexes, pats in self.sets for i in regexes.Match(getattr(v, view)) or ()]
+        return _match_each(v, [*sorted(hits, key=self.patterns.index), *self.rest])
+
+
+_matchers: dict[int, _SetMatcher] = {}
+
+
+def _match(v: Views, patterns: tuple[Pattern, ...]) -> dict[str, float]:
+    if _re2 is None:
+        return _match_each(v, patterns)
+    matcher = _matchers.get(id(patterns))
+    if matcher is None or matcher.patterns is not patterns:
+        matcher = _matchers[id(patterns)] = _SetMatcher(patterns)
+    return matcher.match(v)
 
 
 def score_injection(text: str, *, patterns: tuple[Pattern, ...] = PATTERNS) -> InjectionResult:
