@@ -42,7 +42,7 @@ def test_the_services_get_local_kafka_timeouts_unless_a_variable_sets_one(
         "KAFKA_BOOTSTRAP": "127.0.0.1:19092",
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-        "KAFKA_METADATA_MAX_AGE_MS": "1000",
+        "KAFKA_METADATA_MAX_AGE_MS": "30000",
     }  # and KAFKA_FETCH_MAX_WAIT_MS=5 reaches the services as it is, in their environment
 
 
