@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from ragbus.client.cli import main
 from ragbus.common import topics
 from ragbus.common.admin import ensure_topics
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope, parse_event
-from ragbus.common.events import EventData
+from ragbus.common.events import DeadLetter, EventData
 from ragbus.common.kafka import client_options, tail
 from ragbus.common.settings import KafkaSettings
 from ragbus.common.topics import Topics
@@ -74,6 +75,26 @@ class FakeStack:
     async def reply(self, cause: Envelope[Any], data: EventData, *, seq: int | str = "") -> None:
         """Publish what a service would answer `cause` with."""
         await self.publish(cause.follow(data, source="ragbus/fake", seq=seq))
+
+    async def dead_letter(
+        self, topic: str, event: Envelope[Any], *, service: str, error_type: str, reason: str, attempts: int
+    ) -> None:
+        """Publish `event` to `<topic>.dlq` (a base name) as `service` would after failing on it."""
+        letter = DeadLetter(
+            original_topic=self.t(topic),
+            service=service,
+            error_type=error_type,
+            reason=reason,
+            attempts=attempts,
+            failed_at=datetime.now(UTC),
+        )
+        assert self._producer is not None
+        await self._producer.send_and_wait(
+            self.t.dlq(topic),
+            event.to_bytes(),
+            key=event.key,
+            headers=[(k, v.encode()) for k, v in letter.to_headers().items()],
+        )
 
     async def cli(self, *args: str) -> Result:
         """`ragbus ARGS` against this broker; the CLI runs its own loop, in a thread beside the test's."""

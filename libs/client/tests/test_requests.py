@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from ragbus.common.events import (
     AnswersDelta,
     Cascade,
     Citation,
-    DeadLetter,
     DocsChunked,
     DocsIndexed,
     FeedbackRecorded,
@@ -349,20 +347,13 @@ async def test_a_question_dead_lettered_in_the_model_lane_is_an_error_not_a_wait
         asked = await fake_stack.request(topics.QUERIES_SUBMITTED)
         accepted = asked.follow(QueriesAccepted(**dict(asked.data)), source="ragbus/guard")
         escalated = accepted.follow(QueriesEscalated(**dict(accepted.data)), source="ragbus/orchestrator")
-        letter = DeadLetter(
-            original_topic=fake_stack.t(topics.QUERIES_ESCALATED),
+        await fake_stack.dead_letter(
+            topics.QUERIES_ESCALATED,
+            escalated,
             service="orchestrator",
             error_type="ValueError",
             reason="the model lane could not read it",
             attempts=3,
-            failed_at=datetime.now(UTC),
-        )
-        assert fake_stack._producer is not None
-        await fake_stack._producer.send_and_wait(
-            fake_stack.t.dlq(topics.QUERIES_ESCALATED),
-            escalated.to_bytes(),
-            key=escalated.key,
-            headers=[(k, v.encode()) for k, v in letter.to_headers().items()],
         )
 
     task = asyncio.create_task(fail_in_the_model_lane())
@@ -458,20 +449,13 @@ async def test_a_client_for_documents_reads_their_replies_and_dead_letters_only(
     async def refuse_b() -> None:
         await fake_stack.reply(await fake_stack.request(topics.DOCS_SUBMITTED), indexed("a.md", chunks=2))
         b = await fake_stack.request(topics.DOCS_SUBMITTED)
-        letter = DeadLetter(
-            original_topic=fake_stack.t(topics.DOCS_SUBMITTED),
+        await fake_stack.dead_letter(
+            topics.DOCS_SUBMITTED,
+            b,
             service="ingest",
             error_type="PoisonMessage",
             reason="no loader for this file",
             attempts=1,
-            failed_at=datetime.now(UTC),
-        )
-        assert fake_stack._producer is not None
-        await fake_stack._producer.send_and_wait(
-            fake_stack.t.dlq(topics.DOCS_SUBMITTED),
-            b.to_bytes(),
-            key=b.key,
-            headers=[(k, v.encode()) for k, v in letter.to_headers().items()],
         )
 
     async with RagbusClient(fake_stack.kafka, replies="documents") as client:

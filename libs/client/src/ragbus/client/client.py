@@ -69,7 +69,15 @@ _REQUEST_PATH = (
     topics.ANSWERS_DRAFTED,
     topics.FEEDBACK_SUBMITTED,
 )
-# What a client for documents only reads back (`replies="documents"`): see RagbusClient.
+# What a client reads back: every reply (`replies="all"`), or a client for documents only
+# (`replies="documents"`, see RagbusClient) those of documents; each with its path's dead letters.
+_REPLIES = (
+    topics.DOCS_CHUNKED,  # not a reply: where a document is, for a report if the wait ends
+    topics.DOCS_INDEXED,
+    topics.ANSWERS_DELTA,
+    topics.ANSWERS_COMPLETED,
+    topics.FEEDBACK_RECORDED,
+)
 _DOCUMENT_REPLIES = (topics.DOCS_CHUNKED, topics.DOCS_INDEXED)
 _DOCUMENT_PATH = (topics.DOCS_SUBMITTED, topics.DOCS_DELETED, topics.DOCS_CHUNKED)
 
@@ -230,18 +238,14 @@ class RagbusClient:
         await self.close()
 
     async def start(self) -> None:
-        replies = (
-            topics.DOCS_CHUNKED,  # not a reply: where a document is, for a report if the wait ends
-            topics.DOCS_INDEXED,
-            topics.ANSWERS_DELTA,
-            topics.ANSWERS_COMPLETED,
-            topics.FEEDBACK_RECORDED,
-        )
-        reply_topics = [self.t(name) for name in replies] + [self.t.dlq(name) for name in _REQUEST_PATH]
-        reader = self.kafka
+        replies: tuple[str, ...]
+        path: tuple[str, ...]
         if self.replies == "documents":
-            reply_topics = [self.t(n) for n in _DOCUMENT_REPLIES] + [self.t.dlq(n) for n in _DOCUMENT_PATH]
+            replies, path = _DOCUMENT_REPLIES, _DOCUMENT_PATH
             reader = self.kafka.model_copy(update={"fetch_max_wait_ms": self.kafka.bulk_fetch_max_wait_ms})
+        else:
+            replies, path, reader = _REPLIES, _REQUEST_PATH, self.kafka
+        reply_topics = [self.t(name) for name in replies] + [self.t.dlq(name) for name in path]
         requests = (
             topics.DOCS_SUBMITTED,
             topics.DOCS_DELETED,
