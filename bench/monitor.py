@@ -402,37 +402,48 @@ async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> Non
             f"batched with it: {chained / one:.1f}x one per event"
         )
 
-        # verify reads a record at rest: vacuumed and analysed, as autovacuum leaves it soon after a
-        # backlog lands. Otherwise the first runs race autovacuum for the same two cores.
-        conn = await asyncpg.connect(args.database_url)
-        q = quote_ident(chained_schema)
-        await conn.execute(f"VACUUM (ANALYZE) {q}.events, {q}.dead_letters, {q}.audit_log")
-        await conn.close()
-        # And as `ragbus audit verify` runs it, in a process without this bench's 100k-event backlog in
+        # As `ragbus audit verify` runs it, in a process without this bench's 100k-event backlog in
         # memory: a full collection walking that heap took 1.5 s of one verify's 2.4 s.
         del events
-        gc.collect()
-        gc.freeze()
-        store = await PostgresEventStore.open(settings.model_copy(update={"db_schema": chained_schema}))
         try:
-            rates = []
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                report = await store.verify()
-                took = time.perf_counter() - t0
-                assert report.ok, report.problems[:5]
-                rates.append(report.rows / took)
-            print(
-                f"verify: {report.rows:,} rows in {report.chains} chains, "
-                f"median {statistics.median(rates):,.0f} rows/s "
-                f"({report.rows / statistics.median(rates):.2f} s), all OK"
-            )
+            await verify_rate(args, settings, chained_schema)
         finally:
-            await store.aclose()
             conn = await asyncpg.connect(args.database_url)
-            for schema in (chained_schema, plain_schema, one_schema):
+            dropped = (plain_schema, one_schema) if args.keep_chain else (chained_schema, plain_schema, one_schema)
+            for schema in dropped:
                 await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
             await conn.close()
+            if args.keep_chain:
+                print(f"kept the chained record in schema {chained_schema} (--verify-schema to time it again)")
+
+
+async def verify_rate(args: argparse.Namespace, settings: MonitorSettings, schema: str) -> None:
+    """`--runs` verifies of the whole record in `schema`, median rows/s."""
+    # verify reads a record at rest: vacuumed and analysed, as autovacuum leaves it soon after a
+    # backlog lands. Otherwise the first runs race autovacuum for the same two cores.
+    conn = await asyncpg.connect(args.database_url)
+    q = quote_ident(schema)
+    await conn.execute(f"VACUUM (ANALYZE) {q}.events, {q}.dead_letters, {q}.audit_log")
+    await conn.close()
+    gc.collect()
+    gc.freeze()
+    store = await PostgresEventStore.open(settings.model_copy(update={"db_schema": schema}))
+    try:
+        rates = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            report = await store.verify()
+            took = time.perf_counter() - t0
+            assert report.ok, report.problems[:5]
+            rates.append(report.rows / took)
+        print(
+            f"verify: {report.rows:,} rows in {report.chains} chains, "
+            f"median {statistics.median(rates):,.0f} rows/s "
+            f"({report.rows / statistics.median(rates):.2f} s; runs "
+            f"{', '.join(f'{r:,.0f}' for r in rates)}), all OK"
+        )
+    finally:
+        await store.aclose()
 
 
 async def main() -> None:
@@ -447,6 +458,8 @@ async def main() -> None:
     parser.add_argument("--chain-events", type=int, default=100_000, help="backlog of the audit chain runs")
     parser.add_argument("--baseline-seconds", type=float, default=60.0, help="how long one-per-event runs")
     parser.add_argument("--only-chain", action="store_true", help="only the audit chain runs and verify")
+    parser.add_argument("--keep-chain", action="store_true", help="keep the chained record's schema")
+    parser.add_argument("--verify-schema", help="only time verify on a schema kept by --keep-chain")
     args = parser.parse_args()
 
     events = make_events(args.requests)
@@ -465,6 +478,9 @@ async def main() -> None:
         log=LogSettings(level="ERROR"),
         telemetry=TelemetrySettings(enabled=False),
     )
+    if args.verify_schema:
+        await verify_rate(args, settings, args.verify_schema)
+        return
     if args.only_chain:
         await chain_cost(args, settings)
         return

@@ -7,7 +7,9 @@ The shared middleware binds `event_id`, `tenant_id`, `trace_id`, `topic` and `se
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections import defaultdict
 from typing import Any
 
 import structlog
@@ -26,6 +28,40 @@ def _add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
         if ctx.is_valid:
             event_dict["trace_id"] = format(ctx.trace_id, "032x")
     return event_dict
+
+
+_ASSIGNED = re.compile(r"^Consumer (\S*) assigned to partitions: \((.*)\)$", re.DOTALL)
+_PARTITION = re.compile(r"TopicPartition\(topic='([^']*)', partition=(\d+)\)")
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> "0-2,5,7-8"."""
+    out: list[str] = []
+    for n in sorted(numbers):
+        if out and n == int(out[-1].rsplit("-", 1)[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ",".join(out)
+
+
+class CondenseAssignments(logging.Filter):
+    """FastStream logs every assignment as one line listing each TopicPartition: a consumer of the 26
+    topics a monitor reads writes a 15 kB line at every rebalance. Keep the line, shortened to topics
+    and partition ranges (`answers.completed.v1[0-7]`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and (m := _ASSIGNED.match(record.msg)):
+            by_topic: dict[str, list[int]] = defaultdict(list)
+            for topic, partition in _PARTITION.findall(m.group(2)):
+                by_topic[topic].append(int(partition))
+            listed = " ".join(f"{t}[{_ranges(ps)}]" for t, ps in sorted(by_topic.items()))
+            count = sum(len(ps) for ps in by_topic.values())
+            none = "consumer assigned no partition"
+            record.msg = f"consumer assigned {count} partitions: {listed}" if count else none
+            record.args = None
+            record.member_id = m.group(1)
+        return True
 
 
 def setup_logging(settings: LogSettings | None = None) -> None:
@@ -55,6 +91,7 @@ def setup_logging(settings: LogSettings | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CondenseAssignments())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
