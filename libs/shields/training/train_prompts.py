@@ -11,7 +11,10 @@
    `harmful`); sub-millisecond, strongest on long jailbreak templates.
 4. `prompt-minilm.npz`: all-MiniLM-L6-v2 from its wheel, fine-tuned with LoRA (rank 8, every linear
    layer) and one logistic head per label; judges meaning ("kill a Python process" vs "kill my
-   neighbour").
+   neighbour"). With `--pair-weight W` the hand-written twins (a harmful request and its safe
+   look-alike, line for line) are also trained as pairs: a pair stays on one side of the split, shares
+   a batch, and W times a margin loss asks the harmful line's logit to be `--pair-margin` above its
+   twin's, so that what separates them is intent rather than the topic they share.
 5. `prompt-report.json`: what was trained on, and the validation figures of the shipped models (trained
    on the train split only, so the figures are those of the files shipped). XSTest and Giskard are
    never trained on; they are reported as dev sets.
