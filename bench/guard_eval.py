@@ -2,17 +2,17 @@
 
     python bench/guard_eval.py [--data DIR] [--heldout FILE] [--runs 5] [--limit N]
 
-Prints, for each prompt set, the table `ragbus eval guard` prints (per check and overall: recall,
-precision, false-positive rate, latency p50/p95), with the guard as configured by default (patterns,
-the learned classifiers, the gibberish score, PII) beside the pattern layer alone (the baseline, side
-by side): Giskard's injections, XSTest (safe prompts that only sound unsafe, and unsafe ones), SciFact's
-claims (ordinary questions), and the held-out validation split of the classifiers' training data
-(.cache/shields-training/validation.jsonl, written by libs/shields/training/train_prompts.py
---split-only), overall and per source. Then PII precision / recall / F1 per kind on presidio-research's
-synthetic sentences (span overlap; exact-offset F1 beside it) on the half the rules were tuned on and on
-the held-out half, patterns alone and with the named-entity model; the full input scan's latency on a
-300-token prompt on one core (median / p95, and each scanner's share); and throughput of the output
-checks, median over runs.
+Prints, for each prompt set, the table `ragbus eval guard` prints (per check and overall: recall, precision,
+false-positive rate, latency p50/p95), with the guard as configured by default (patterns, the learned
+classifiers, the gibberish score, PII) beside the pattern layer alone (the baseline, side by side): Giskard's
+injections, XSTest (safe prompts that only sound unsafe, and unsafe ones), SciFact's claims (ordinary
+questions), and the held-out validation split of the classifiers' training data
+(.cache/shields-training/validation.jsonl, written by libs/shields/training/train_prompts.py --split-only),
+overall, per source and per pair of hand-written twins held out whole. Then PII precision / recall / F1 per
+kind on presidio-research's synthetic sentences (span overlap; exact-offset F1 beside it) on the half the
+rules were tuned on and on the held-out half, patterns alone and with the named-entity model; the full input
+scan's latency on a 300-token prompt on one core (median / p95, and each scanner's share); and throughput of
+the output checks, median over runs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -138,6 +139,7 @@ def print_prompt_latency(data: Path, records: Sequence[dict[str, Any]], model: P
 
 
 HELDOUT = Path(__file__).resolve().parents[1] / ".cache" / "shields-training" / "validation.jsonl"
+TRAINING = Path(__file__).resolve().parents[1] / "libs" / "shields" / "training"
 
 
 def prompt_sets(data: Path, heldout: Path, limit: int | None) -> dict[str, list[LabelledPrompt]]:
@@ -175,6 +177,39 @@ def print_heldout_by_source(heldout: Path, stopped_by: dict[str, bool], limit: i
                 "rate": round(stopped / len(members), 3),
             }
         )
+    print(format_table(table))
+
+
+def print_heldout_twins(heldout: Path, stopped_by: dict[str, bool], limit: int | None) -> None:
+    """The hand-written twins (a harmful request and its safe look-alike, line for line) whose two lines
+    are both in the held-out split, per file and kind: harmful stopped, safe stopped, and pairs told
+    apart (the harmful line stopped and its twin let through)."""
+    sys.path.insert(0, str(TRAINING))
+    from sources import PAIRED_SETS, kind_lines, twin_pairs
+
+    rows = [json.loads(line) for line in heldout.read_text(encoding="utf-8").splitlines()][:limit]
+    held = {r["text"] for r in rows}
+    kind_of = {
+        line: f"{unsafe.split('-')[0]}/{kind}"
+        for unsafe, _ in PAIRED_SETS
+        for kind, line in kind_lines(unsafe)
+    }
+    by_kind: dict[str, list[tuple[bool, bool]]] = {}
+    for harmful, safe in twin_pairs():
+        if harmful in held and safe in held:
+            by_kind.setdefault(kind_of[harmful], []).append((stopped_by[harmful], stopped_by[safe]))
+    by_kind["all"] = [p for pairs in list(by_kind.values()) for p in pairs]
+    table: list[dict[str, object]] = [
+        {
+            "twins": kind,
+            "pairs": len(pairs),
+            "harmful stopped": round(sum(h for h, _ in pairs) / len(pairs), 3),
+            "safe stopped": round(sum(s for _, s in pairs) / len(pairs), 3),
+            "told apart": round(sum(h and not s for h, s in pairs) / len(pairs), 3),
+        }
+        for kind, pairs in sorted(by_kind.items())
+        if pairs
+    ]
     print(format_table(table))
 
 
@@ -243,6 +278,8 @@ def main() -> None:
     if args.heldout.exists():
         print("\n== held-out split per source (the guard as configured)")
         print_heldout_by_source(args.heldout, stopped_by, args.limit)
+        print("\n== held-out twin pairs (both lines in the split; the guard as configured)")
+        print_heldout_twins(args.heldout, stopped_by, args.limit)
     print_scan_latency(data, guard)
 
     records = presidio_records(data)

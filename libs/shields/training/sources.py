@@ -25,7 +25,7 @@ import re
 import subprocess
 import sys
 import zipfile
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -310,6 +310,27 @@ HANDWRITTEN_SETS: tuple[tuple[str, int, int, int], ...] = (
 )
 
 
+# The hand-written files whose lines are twins, line for line under the same `## kind` headings:
+# (the harmful file, the safe file). privacy-* are look-alikes but not line for line (73 against 74).
+PAIRED_SETS: tuple[tuple[str, str], ...] = (
+    ("roleplay-attacks", "roleplay-safe"),
+    ("contrasts-unsafe", "contrasts-safe"),
+    ("plain-unsafe", "plain-safe"),
+    ("targeted-unsafe", "targeted-safe"),
+    ("twins-unsafe", "twins-safe"),
+)
+
+
+def kind_lines(name: str) -> Iterator[tuple[str, str]]:
+    """(kind, line) of a hand-written file, in file order."""
+    kind = "other"
+    for line in (HANDWRITTEN / f"{name}.txt").read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            kind = line[3:].strip()
+        elif line.strip() and not line.startswith("#"):
+            yield kind, line.strip()
+
+
 def handwritten(data: Path) -> Iterator[Example]:
     """The hand-written sets in data/ (`## kind` headings): short harmful requests in plain words and
     their safe look-alikes (subtle-*.txt), which templates do not vary enough; role-play and persuasion
@@ -317,12 +338,26 @@ def handwritten(data: Path) -> Iterator[Example]:
     close to an XSTest dev prompt are dropped, as for the generated contrasts."""
     near_xstest = xstest_nearness(data)
     for name, attack, harmful, _ in HANDWRITTEN_SETS:
-        kind = "other"
-        for line in (HANDWRITTEN / f"{name}.txt").read_text(encoding="utf-8").splitlines():
-            if line.startswith("## "):
-                kind = line[3:].strip()
-            elif line.strip() and not line.startswith("#") and not near_xstest(line):
-                yield Example(line.strip(), attack, harmful, f"{name}/{kind}", _group(name, line.strip()))
+        for kind, line in kind_lines(name):
+            if not near_xstest(line):
+                yield Example(line, attack, harmful, f"{name}/{kind}", _group(name, line))
+
+
+def twin_pairs() -> list[tuple[str, str]]:
+    """(harmful, safe) texts of the hand-written twins (PAIRED_SETS): the n-th line of a kind in the
+    harmful file and the n-th line of the same kind in the safe one. A kind whose two files disagree on
+    the number of lines is left unpaired rather than paired off by one."""
+    pairs: list[tuple[str, str]] = []
+    for unsafe, safe in PAIRED_SETS:
+        by_kind: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+        for kind, line in kind_lines(unsafe):
+            by_kind[kind][0].append(line)
+        for kind, line in kind_lines(safe):
+            by_kind[kind][1].append(line)
+        for harmful_lines, safe_lines in by_kind.values():
+            if len(harmful_lines) == len(safe_lines):
+                pairs += zip(harmful_lines, safe_lines, strict=True)
+    return pairs
 
 
 def word_lists() -> dict[str, list[str]]:

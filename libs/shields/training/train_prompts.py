@@ -11,7 +11,10 @@
    `harmful`); sub-millisecond, strongest on long jailbreak templates.
 4. `prompt-minilm.npz`: all-MiniLM-L6-v2 from its wheel, fine-tuned with LoRA (rank 8, every linear
    layer) and one logistic head per label; judges meaning ("kill a Python process" vs "kill my
-   neighbour").
+   neighbour"). With `--pair-weight W` the hand-written twins (a harmful request and its safe
+   look-alike, line for line) are also trained as pairs: a pair stays on one side of the split, shares
+   a batch, and W times a margin loss asks the harmful line's logit to be `--pair-margin` above its
+   twin's, so that what separates them is intent rather than the topic they share.
 5. `prompt-report.json`: what was trained on, and the validation figures of the shipped models (trained
    on the train split only, so the figures are those of the files shipped). XSTest and Giskard are
    never trained on; they are reported as dev sets.
@@ -63,6 +66,58 @@ def split(rows: Sequence[dict[str, Any]], seed: int = 0) -> tuple[list[dict[str,
     return [r for r in rows if r["group"] not in held], [r for r in rows if r["group"] in held]
 
 
+def join_twins(rows: Sequence[dict[str, Any]], pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The rows, each hand-written twin marked with `twin` (the harmful line's group) and the safe line
+    moved into its harmful twin's group, so that split() keeps a pair on one side. The harmful lines keep
+    their group, hence their side of the split; a pair one of whose lines was dropped (near XSTest, a
+    duplicate of another source's prompt) stays two unpaired rows."""
+    # Only hand-written rows: a twin that repeats another source's prompt (de-duplicated to that one)
+    # stays unpaired, so that no other source's group, hence its split, changes.
+    index = {r["text"]: i for i, r in enumerate(rows) if r["source"].startswith(HANDWRITTEN_SOURCES)}
+    out = [dict(r) for r in rows]
+    for harmful, safe in pairs:
+        h, s = index.get(harmful), index.get(safe)
+        if h is None or s is None or either_label(out[h]) != 1 or either_label(out[s]) != 0:
+            continue
+        out[s]["group"] = out[h]["group"]
+        out[h]["twin"] = out[s]["twin"] = out[h]["group"]
+    return out
+
+
+def twins_in(chunk: Sequence[dict[str, Any]]) -> list[tuple[int, int, list[int]]]:
+    """(harmful row, safe row, labels on which they differ) for each twin pair in a batch; a pair
+    repeated in the batch counts once per copy that has a partner."""
+    waiting: dict[str, dict[int, list[int]]] = defaultdict(lambda: {0: [], 1: []})
+    for i, r in enumerate(chunk):
+        if r.get("twin"):
+            label = either_label(r)
+            if label is not None:
+                waiting[r["twin"]][label].append(i)
+    found = []
+    for sides in waiting.values():
+        for h, s in zip(sides[1], sides[0], strict=False):
+            differ = [j for j, k in enumerate(LABELS) if chunk[h][k] == 1 and chunk[s][k] == 0]
+            if differ:
+                found.append((h, s, differ))
+    return found
+
+
+def pair_margin_loss(logits: Any, pairs: Sequence[tuple[int, int, list[int]]], margin: float) -> Any:
+    """Mean over the pairs (and the labels on which twins differ) of max(0, margin - (z_harmful -
+    z_safe)): zero once every harmful line's logit is `margin` above its safe twin's. The classification
+    loss scores each line alone, so a topic word that pushes both up costs little; this term pays only
+    for what tells the twins apart."""
+    import torch
+
+    if not pairs:
+        return logits.sum() * 0.0
+    h = torch.tensor([p[0] for p in pairs for _ in p[2]])
+    s = torch.tensor([p[1] for p in pairs for _ in p[2]])
+    j = torch.tensor([label for p in pairs for label in p[2]])
+    gap = logits[h, j] - logits[s, j]
+    return torch.relu(margin - gap).mean()
+
+
 def label_matrix(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     y = np.array([[r[k] if r[k] is not None else 0 for k in LABELS] for r in rows], dtype=np.float32)
     known = np.array([[r[k] is not None for k in LABELS] for r in rows], dtype=np.float32)
@@ -96,9 +151,12 @@ def train_ngram(rows: Sequence[dict[str, Any]], c: float = 4.0) -> Any:
 # --- the fine-tuned MiniLM --------------------------------------------------------------------------------
 
 
-def epoch_sample(rows: Sequence[dict[str, Any]], *, repeat: int, seed: int) -> list[dict[str, Any]]:
+def epoch_sample(
+    rows: Sequence[dict[str, Any]], *, repeat: int, seed: int, keep_twins: bool = False
+) -> list[dict[str, Any]]:
     """One epoch of the transformer's training: the big benign sources capped (CAPS), each hand-written
-    line `repeat` times, shuffled."""
+    line `repeat` times, shuffled; with `keep_twins`, each copy of a harmful twin right before a copy of
+    its safe twin (join_twins), so that a batch holds both and the pair loss can compare them."""
     rng = random.Random(seed)
     by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -109,8 +167,22 @@ def epoch_sample(rows: Sequence[dict[str, Any]], *, repeat: int, seed: int) -> l
         rng.shuffle(members)
         times = repeat if source.startswith(HANDWRITTEN_SOURCES) else 1
         sample += members[: CAPS.get(source, len(members))] * times
-    rng.shuffle(sample)
-    return sample
+    if not keep_twins:
+        rng.shuffle(sample)
+        return sample
+    units: list[list[dict[str, Any]]] = []
+    sides: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: {0: [], 1: []})
+    for r in sample:
+        if r.get("twin") and either_label(r) is not None:
+            sides[r["twin"]][either_label(r) or 0].append(r)
+        else:
+            units.append([r])
+    for pair in sides.values():
+        units += [[h, s] for h, s in zip(pair[1], pair[0], strict=False)]
+        n = min(len(pair[0]), len(pair[1]))
+        units += [[r] for r in pair[1][n:] + pair[0][n:]]
+    rng.shuffle(units)
+    return [r for unit in units for r in unit]
 
 
 def train_minilm(
@@ -121,6 +193,9 @@ def train_minilm(
     lr: float,
     seed: int,
     repeat: int = REPEAT,
+    pair_weight: float = 0.0,
+    pair_margin: float = 3.0,
+    init: Path | None = None,
 ) -> dict[str, np.ndarray]:
     import torch
     from torch import nn
@@ -160,6 +235,18 @@ def train_minilm(
         wrapped[f"encoder.layer.{i}.output.dense"] = lora
     head = nn.Linear(model.config.hidden_size, len(LABELS))
     head_tokens = int(max_tokens * 0.75)
+    if init is not None:
+        # Continue from a trained model's adapters and head (a short schedule on top of it).
+        with np.load(init) as saved:
+            meta = json.loads(str(saved["meta"]))
+            if meta["max_tokens"] != max_tokens or meta["labels"] != list(LABELS):
+                raise SystemExit(f"{init}: trained with {meta}, not max_tokens={max_tokens}")
+            with torch.no_grad():
+                for name, lora in wrapped.items():
+                    lora.A.copy_(torch.from_numpy(saved[f"lora/{name}.A"].astype(np.float32)))
+                    lora.B.copy_(torch.from_numpy(saved[f"lora/{name}.B"].astype(np.float32)))
+                head.weight.copy_(torch.from_numpy(saved["head_weight"]))
+                head.bias.copy_(torch.from_numpy(saved["head_bias"]))
 
     def forward(texts: Sequence[str]) -> torch.Tensor:
         ids, mask = batch_inputs(tokenizer, texts, max_tokens, head_tokens)
@@ -167,7 +254,7 @@ def train_minilm(
         logits: torch.Tensor = head(mean_pool(hidden, mask))
         return logits
 
-    sample = epoch_sample(rows, repeat=repeat, seed=seed)
+    sample = epoch_sample(rows, repeat=repeat, seed=seed, keep_twins=pair_weight > 0)
     batch = 32
     steps = max(1, int(len(sample) * epochs / batch))
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
@@ -176,19 +263,32 @@ def train_minilm(
     loss_fn = nn.BCEWithLogitsLoss(reduction="none")
     model.train()
     started = time.monotonic()
+    pair_terms, pair_sum = 0, 0.0  # twin pairs seen since the last print, and their summed loss
     for step in range(steps):
         chunk = [sample[(step * batch + k) % len(sample)] for k in range(batch)]
         y, known = (torch.from_numpy(a) for a in label_matrix(chunk))
-        loss = (loss_fn(forward([r["text"] for r in chunk]), y) * known).sum() / known.sum().clamp(min=1)
+        logits = forward([r["text"] for r in chunk])
+        loss = (loss_fn(logits, y) * known).sum() / known.sum().clamp(min=1)
+        if pair_weight > 0:
+            pairs = twins_in(chunk)
+            pair_loss = pair_margin_loss(logits, pairs, pair_margin)
+            loss = loss + pair_weight * pair_loss
+            pair_terms += len(pairs)
+            pair_sum += float(pair_loss.item()) * len(pairs)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         if step % 50 == 0:
+            pairs_note = (
+                f" pairs {pair_terms} margin loss {pair_sum / max(pair_terms, 1):.4f}" if pair_weight else ""
+            )
             print(
-                f"  minilm step {step}/{steps} loss {loss.item():.4f} ({time.monotonic() - started:.0f} s)",
+                f"  minilm step {step}/{steps} loss {loss.item():.4f}{pairs_note}"
+                f" ({time.monotonic() - started:.0f} s)",
                 flush=True,
             )
+            pair_terms, pair_sum = 0, 0.0
     arrays: dict[str, np.ndarray] = {}
     for name, lora in wrapped.items():
         arrays[f"lora/{name}.A"] = lora.A.detach().numpy().astype(np.float16)
@@ -273,6 +373,24 @@ def main() -> None:
         default=REPEAT,
         help="times the transformer sees each hand-written line",
     )
+    parser.add_argument(
+        "--pair-weight",
+        type=float,
+        default=0.0,
+        help="weight of the twin-pair margin loss (0: off; the twins then split line by line, as before)",
+    )
+    parser.add_argument(
+        "--pair-margin",
+        type=float,
+        default=3.0,
+        help="logit margin the pair loss asks of a harmful line over its safe twin",
+    )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start the fine-tune from this prompt-minilm.npz (a short schedule on top of it)",
+    )
     parser.add_argument("--loso", action="store_true", help="also hold out whole sources (n-gram model)")
     parser.add_argument("--out", type=Path, default=MODELS, help="where the model files and report go")
     parser.add_argument(
@@ -281,12 +399,15 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
 
-    from sources import build
+    from sources import build, twin_pairs
 
     from ragbus.shields.adapters.minilm_classifier import MiniLMPromptClassifier
     from ragbus.shields.ngram import NgramModel
 
     examples = [asdict(e) for e in build(args.data)]
+    if args.pair_weight > 0:
+        examples = join_twins(examples, twin_pairs())
+        print(f"{sum(1 for e in examples if e.get('twin')) // 2} twin pairs", flush=True)
     train, valid = split(examples)
     print(f"{len(examples)} examples: {len(train)} train, {len(valid)} validation", flush=True)
     write_validation(valid)
@@ -298,6 +419,9 @@ def main() -> None:
         "train": len(train),
         "validation": len(valid),
         "threshold": args.threshold,
+        "pair_weight": args.pair_weight,
+        "pair_margin": args.pair_margin,
+        "twin_pairs": sum(1 for e in examples if e.get("twin")) // 2,
     }
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -316,6 +440,9 @@ def main() -> None:
             lr=args.lr,
             seed=0,
             repeat=args.handwritten_repeat,
+            pair_weight=args.pair_weight,
+            pair_margin=args.pair_margin,
+            init=args.init,
         )
         np.savez_compressed(out / "prompt-minilm.npz", **arrays)  # type: ignore[arg-type]
         report["minilm_fit_s"] = round(time.monotonic() - started)
