@@ -409,12 +409,12 @@ async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> Non
             await verify_rate(args, settings, chained_schema)
         finally:
             conn = await asyncpg.connect(args.database_url)
-            dropped = (plain_schema, one_schema) if args.keep_chain else (chained_schema, plain_schema, one_schema)
-            for schema in dropped:
+            kept = {chained_schema} if args.keep_chain else set()
+            for schema in {chained_schema, plain_schema, one_schema} - kept:
                 await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
             await conn.close()
             if args.keep_chain:
-                print(f"kept the chained record in schema {chained_schema} (--verify-schema to time it again)")
+                print(f"kept the chained record in schema {chained_schema} (time it again: --verify-schema)")
 
 
 async def verify_rate(args: argparse.Namespace, settings: MonitorSettings, schema: str) -> None:
