@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from ragbus.shields.injection import PATTERNS, score_injection
+from ragbus.shields.injection import PATTERNS, may_hide_payload, may_match, score_injection
 from ragbus.shields.ngram import MODELS, NgramModel
-from ragbus.shields.normalize import views
+from ragbus.shields.normalize import Views, views
 
 DEFAULT_MODEL = MODELS / "document-injection.npz"
 
@@ -282,6 +282,68 @@ CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 CUE_NAMES = tuple(name for name, _ in CUES)
 
+# What every match of a cue contains, read off its regex: groups of words, one word of each group at
+# least. On ASCII text IGNORECASE is ASCII case (the non-ASCII letters Python's `re` also folds onto
+# `i`, `k` and `s` are absent), so a segment whose lowercased text lacks a group cannot match and its
+# regex is not run (most do not: the regexes took ~200 us a segment, most of the scan). Cues not
+# here always run (`task_request` is anchored at the start: cheap).
+
+
+def _any_of(words: str) -> tuple[str, ...]:
+    return tuple(words.split("|"))
+
+
+_NOUNS = _any_of("code|solution|implementation|algorithm|program|script|function|project")
+_CUE_NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    # _MODEL_NOUN, in every branch ("ai" in "ai agent", "bot" in "chat bot", "model", "gpt", ...)
+    "addresses_model": (_any_of("ai|a.i.|assistant|bot|model|llm|gpt|claude|gemini|copilot|agent|system"),),
+    # an _OUTPUT_NOUN, or respond / reply / answer
+    "your_output": (
+        _any_of(
+            "respon|answer|repl|output|summary|message|completion|translation|explanation|result|text|words"
+            "|sentences"
+        ),
+    ),
+    "your_code": (("your", "the"), _NOUNS),
+    # the first word of every branch
+    "answer_change": (
+        _any_of(
+            "instead|rather than|not|don't|never|tell|inform|remind|convince|persuade|urge|encourage|ask"
+            "|advise|warn|direct|invite|recommend|always|must|should|when|add|append|insert|include"
+            "|integrate|incorporate|embed|mention"
+        ),
+    ),
+    # a verb, then a link, an address or a number
+    "call_to_action": (
+        _any_of(
+            "visit|click|download|install|go to|sign up|register|claim|buy|order|subscribe|check out|follow"
+            "|join|log|enter your|verify your|update your|confirm your|send|call|contact|reach out|share"
+            "|donate"
+        ),
+        _any_of(
+            "http|www.|@|.com|.net|.org|.xyz|.io|.info|.biz|.ru|.cn|.top|.click|.link|.app|.site|.online"
+            "|0|1|2|3|4|5|6|7|8|9"
+        ),
+    ),
+    # both branches end in a _CODE_NOUN after "your" (or "the")
+    "code_insert": (_NOUNS, ("your", "the")),
+    "hidden": (_any_of("<|[//]|display|font-size|visibility|color"),),
+}
+
+
+def cue_flags(folded: str, *, reference: bool = False) -> list[float]:
+    """1.0 for each cue (CUES order) that fires on a segment's model text; `reference`: every regex run."""
+    lowered = folded.lower() if folded.isascii() and not reference else None
+    out = []
+    for name, regex in CUES:
+        needs = _CUE_NEEDS.get(name) if lowered is not None else None
+        if needs is not None and lowered is not None and not all(any(w in lowered for w in g) for g in needs):
+            out.append(0.0)
+        else:
+            out.append(1.0 if regex.search(folded) else 0.0)
+    return out
+
+
 _WORD = re.compile(r"[^\W\d_]{4,}")
 _STOP = frozenset(
     [
@@ -369,27 +431,49 @@ for _pattern in PATTERNS:
         _TECHNIQUE_WEIGHT.get(_pattern.technique, 0.0), _pattern.weight
     )
 _STRONG = 0.45
+# The patterns of those techniques: a segment none of them matches (directly or in a payload it
+# hides) scores 0, whatever weak ones match.
+_STRONG_PATTERNS = tuple(p for p in PATTERNS if _TECHNIQUE_WEIGHT[p.technique] >= _STRONG)
 
 
-def pattern_score(segment: str) -> float:
+def pattern_score(segment: str, segment_views: Views | None = None) -> float:
     remaining = 1.0
-    for technique in score_injection(segment).techniques:
+    for technique in score_injection(segment, text_views=segment_views).techniques:
         weight = _TECHNIQUE_WEIGHT.get(technique, 0.0)
         if weight >= _STRONG:
             remaining *= 1.0 - weight
     return 1.0 - remaining
 
 
+def pattern_scores(pieces: Sequence[str], piece_views: Sequence[Views]) -> list[float]:
+    """`pattern_score` of each segment of a text, with the pattern sets run once over all of them.
+
+    Most chunks match no strong pattern and hide no payload: then every segment scores 0, which one
+    pass over the segments' views joined by line breaks proves (`may_match`: a pattern matching one
+    segment matches the joined views). Where the joined views may match, each segment is scored."""
+    if may_match(piece_views, _STRONG_PATTERNS) or may_hide_payload(pieces):
+        return [pattern_score(p, v) for p, v in zip(pieces, piece_views, strict=True)]
+    return [0.0] * len(pieces)
+
+
 def segment_features(
-    segment: str, folded: str, *, own_line: bool, off_topic: float, odd_line: bool
+    segment: str,
+    folded: str,
+    *,
+    own_line: bool,
+    off_topic: float,
+    odd_line: bool,
+    patterns: float | None = None,
+    reference: bool = False,
 ) -> list[float]:
-    """Every feature but `ngram` (filled in by the caller, batched), for one segment."""
-    cues = [1.0 if regex.search(folded) else 0.0 for _, regex in CUES]
+    """Every feature but `ngram` (filled in by the caller, batched), for one segment; `patterns`: its
+    `pattern_score`, where the caller has it; `reference`: every cue's regex run (`cue_flags`)."""
+    cues = cue_flags(folded, reference=reference)
     stripped = segment.rstrip(" \t\"')»”’*_`>")
     return [
         0.0,
         0.0,
-        pattern_score(segment),
+        pattern_score(segment) if patterns is None else patterns,
         *cues,
         1.0 if stripped.endswith("?") else 0.0,
         1.0 if own_line else 0.0,
@@ -448,10 +532,10 @@ def skeleton(folded: str) -> str:
     return " ".join(out)
 
 
-def model_text(segment: str) -> str:
+def model_text(segment: str, segment_views: Views | None = None) -> str:
     """What the n-gram model reads: the folded view (case, width, homoglyphs and leetspeak undone),
     then its skeleton."""
-    folded = views(segment).folded
+    folded = (views(segment) if segment_views is None else segment_views).folded
     return f"{folded}\n{skeleton(folded)}"
 
 
@@ -514,9 +598,18 @@ class Combiner:
         }
 
 
-def text_features(text: str) -> tuple[list[Segment], list[str], list[list[float]]]:
-    """The segments of a text, what the n-gram model reads of each, and their other features."""
+def text_features(
+    text: str, *, reference: bool = False
+) -> tuple[list[Segment], list[str], list[list[float]]]:
+    """The segments of a text, what the n-gram model reads of each, and their other features.
+
+    Each segment's views are built once and its pattern score comes from one pass over all segments
+    (`pattern_scores`); `reference`: segment by segment as first written (views built twice, every
+    segment's patterns run on their own), the path the tests hold the fast one to."""
     segs = segments(text)
+    pieces = [s.text(text) for s in segs]
+    piece_views = [] if reference else [views(piece) for piece in pieces]
+    patterns = [] if reference else pattern_scores(pieces, piece_views)
     words = [_words(s.text(text)) for s in segs]
     counts: dict[str, int] = {}
     for ws in words:
@@ -525,32 +618,46 @@ def text_features(text: str) -> tuple[list[Segment], list[str], list[list[float]
     rows_of_table = sum(text.startswith("|", s.start) for s in segs)
     inputs: list[str] = []
     rows: list[list[float]] = []
-    for seg, ws in zip(segs, words, strict=True):
-        piece = seg.text(text)
+    for k, (seg, piece, ws) in enumerate(zip(segs, pieces, words, strict=True)):
         # The share of the segment's content words that no other segment of the chunk has.
         off_topic = sum(counts[w] == 1 for w in ws) / len(ws) if ws else 0.5
         # A line of prose among the rows of a table.
         others = len(segs) - 1
         odd = others >= 3 and not piece.startswith("|") and rows_of_table >= 0.6 * others
-        folded = model_text(piece)
+        if reference:
+            folded = model_text(piece)
+            rows.append(
+                segment_features(
+                    piece, folded, own_line=seg.line, off_topic=off_topic, odd_line=odd, reference=True
+                )
+            )
+        else:
+            folded = model_text(piece, piece_views[k])
+            rows.append(
+                segment_features(
+                    piece, folded, own_line=seg.line, off_topic=off_topic, odd_line=odd, patterns=patterns[k]
+                )
+            )
         inputs.append(folded)
-        rows.append(segment_features(piece, folded, own_line=seg.line, off_topic=off_topic, odd_line=odd))
     return segs, inputs, rows
 
 
-def feature_matrix(model: NgramModel, texts: Sequence[str]) -> tuple[list[list[Segment]], np.ndarray]:
-    """The segments of each text and one feature row per segment (all texts' segments in order)."""
+def feature_matrix(
+    model: NgramModel, texts: Sequence[str], *, reference: bool = False
+) -> tuple[list[list[Segment]], np.ndarray]:
+    """The segments of each text and one feature row per segment (all texts' segments in order);
+    `reference`: by the reference paths (`text_features`, `NgramModel.features`)."""
     all_segments: list[list[Segment]] = []
     rows: list[list[float]] = []
     model_inputs: list[str] = []
     for text in texts:
-        segs, inputs, feats = text_features(text)
+        segs, inputs, feats = text_features(text, reference=reference)
         all_segments.append(segs)
         model_inputs += inputs
         rows += feats
     x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
     if model_inputs:
-        logits = np.clip(model.logits(model_inputs), -30, 30)
+        logits = np.clip(model.logits(model_inputs, reference=reference), -30, 30)
         x[:, 0] = logits[:, 0]
         x[:, 1] = logits[:, 1]
     return all_segments, x
@@ -581,9 +688,13 @@ class DocumentInjectionDetector:
     def scan(self, text: str) -> DocumentScan:
         return self.scan_many([text])[0]
 
-    def scan_many(self, texts: Sequence[str]) -> list[DocumentScan]:
-        """One scan per text; the n-gram features of all their segments are computed in one batch."""
-        all_segments, x = feature_matrix(self.model, texts)
+    def scan_many(self, texts: Sequence[str], *, reference: bool = False) -> list[DocumentScan]:
+        """One scan per text; the n-gram features of all their segments are computed in one batch.
+        `reference`: segment by segment, by the first (slower) paths: the same scans."""
+        return self.scans_of(*feature_matrix(self.model, texts, reference=reference))
+
+    def scans_of(self, all_segments: Sequence[list[Segment]], x: np.ndarray) -> list[DocumentScan]:
+        """The scans of texts from their segments and feature rows (`feature_matrix`)."""
         probabilities = self.combiner.probabilities(x) if len(x) else np.zeros(0)
         out: list[DocumentScan] = []
         at = 0

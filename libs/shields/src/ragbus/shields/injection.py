@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -460,17 +460,45 @@ class _SetMatcher:
 _matchers: dict[int, _SetMatcher] = {}
 
 
-def _match(v: Views, patterns: tuple[Pattern, ...]) -> dict[str, float]:
-    if _re2 is None:
-        return _match_each(v, patterns)
+def _matcher(patterns: tuple[Pattern, ...]) -> _SetMatcher:
     matcher = _matchers.get(id(patterns))
     if matcher is None or matcher.patterns is not patterns:
         matcher = _matchers[id(patterns)] = _SetMatcher(patterns)
-    return matcher.match(v)
+    return matcher
 
 
-def score_injection(text: str, *, patterns: tuple[Pattern, ...] = PATTERNS) -> InjectionResult:
-    found = _match(views(text), patterns)
+def _match(v: Views, patterns: tuple[Pattern, ...]) -> dict[str, float]:
+    if _re2 is None:
+        return _match_each(v, patterns)
+    return _matcher(patterns).match(v)
+
+
+def may_match(texts: Sequence[Views], patterns: tuple[Pattern, ...]) -> bool:
+    """Whether any of `patterns` may match the views of any of `texts`: one pass per view over the texts'
+    views joined by line breaks, where matching each text took one per view and text. Never False where
+    one text's own views match (a match inside one text is a match of the joined string: the patterns
+    run under RE2, which has no lookaround or backreference, and with `(?m)` a line break reads as the
+    start or end of a text to `^`, `$` and `\b`); may be True where only a match across two texts is.
+    Without RE2 (or with a pattern it cannot compile) it answers True: check each text."""
+    if _re2 is None or any(pat.fast is None for pat in patterns):
+        return True
+    return any(
+        regexes.Match("\n".join(getattr(v, view) for v in texts))
+        for view, regexes, _ in _matcher(patterns).sets
+    )
+
+
+def may_hide_payload(texts: Sequence[str]) -> bool:
+    """Whether any of `texts` holds a run that `score_injection` would try to decode: the run cannot
+    hold a line break, so one search of the texts joined by line breaks finds each text's runs."""
+    return _BASE64.search("\n".join(texts)) is not None
+
+
+def score_injection(
+    text: str, *, patterns: tuple[Pattern, ...] = PATTERNS, text_views: Views | None = None
+) -> InjectionResult:
+    """`text_views`: `views(text)`, where the caller has them already."""
+    found = _match(views(text) if text_views is None else text_views, patterns)
     for payload in _decoded_payloads(text):
         hidden = _match(views(payload), patterns)
         if hidden:
