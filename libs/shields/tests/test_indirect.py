@@ -5,8 +5,6 @@ training data."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from ragbus.shields.indirect import (
@@ -165,15 +163,6 @@ def test_scan_many_scores_each_text_as_scan_does(detector: DocumentInjectionDete
     assert [m.flagged for m in many] == [False, True, False, False]
     assert [m.score for m in many[:2]] == [detector.scan(t).score for t in texts[:2]]
     assert many[2].score == 0.0
-
-
-def test_a_chunk_scans_in_milliseconds(detector: DocumentInjectionDetector) -> None:
-    text = plant(HOWTO, INSTRUCTIONS[0], "middle")
-    detector.scan(text)  # warm up
-    start = time.perf_counter()
-    for _ in range(20):
-        detector.scan(text)
-    assert (time.perf_counter() - start) / 20 < 0.05  # about 3-6 ms here; generous for a busy machine
 
 
 def test_hard_wrapped_prose_is_joined_and_tables_code_and_comments_stay_units() -> None:
