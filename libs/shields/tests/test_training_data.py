@@ -4,9 +4,7 @@ and kept apart from the XSTest dev set they must not leak into."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -45,16 +43,6 @@ def lines(name: str) -> list[tuple[str, str]]:
     return out
 
 
-def sources() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("training_sources", TRAINING / "sources.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_line_is_a_prompt_under_a_kind_and_none_is_in_two_places() -> None:
     seen: dict[str, str] = {}
     for name in FILES:
@@ -67,8 +55,10 @@ def test_every_line_is_a_prompt_under_a_kind_and_none_is_in_two_places() -> None
             seen[key] = name
 
 
-def test_lines_are_labelled_as_their_file_says_and_kept_away_from_xstest(data_dir: Path) -> None:
-    module = sources()
+def test_lines_are_labelled_as_their_file_says_and_kept_away_from_xstest(
+    data_dir: Path, training_sources: ModuleType
+) -> None:
+    module = training_sources
     examples = list(module.handwritten(data_dir))
     by_source: dict[str, set[tuple[int, int]]] = {}
     for e in examples:
@@ -91,7 +81,9 @@ def test_each_kind_has_several_lines(name: str) -> None:
 
 
 @pytest.mark.model
-def test_the_shipped_classifiers_on_the_held_out_fifth_of_the_hand_written_requests(data_dir: Path) -> None:
+def test_the_shipped_classifiers_on_the_held_out_fifth_of_the_hand_written_requests(
+    data_dir: Path, training_sources: ModuleType
+) -> None:
     """The lines the shipped models never saw (hash split, as train_prompts.split), at the guard's
     default thresholds (mean of both classifiers; jailbreak 0.45, harmful 0.6). Measured when set:
     harmful requests 35 of 50 stopped (0.70), safe look-alikes 2 of 42 (4.8%) in the training
@@ -99,7 +91,7 @@ def test_the_shipped_classifiers_on_the_held_out_fifth_of_the_hand_written_reque
     from ragbus.shields.adapters.minilm_classifier import MiniLMPromptClassifier
     from ragbus.shields.ngram import MODELS, NgramModel
 
-    held = [e for e in sources().handwritten(data_dir) if int(e.group, 16) % 5 == 0]
+    held = [e for e in training_sources.handwritten(data_dir) if int(e.group, 16) % 5 == 0]
     subtle = [e for e in held if e.source.startswith("subtle-")]
     texts = [e.text for e in subtle]
     ngram = NgramModel.load(MODELS / "prompt-ngram.npz").scores(texts)
@@ -116,25 +108,17 @@ def test_the_shipped_classifiers_on_the_held_out_fifth_of_the_hand_written_reque
     assert sum(safe) / len(safe) <= 0.1
 
 
-def train_prompts() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("training_train_prompts", TRAINING / "train_prompts.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_hand_written_file_is_weighted_as_hand_written() -> None:
-    module = train_prompts()
+def test_every_hand_written_file_is_weighted_as_hand_written(train_prompts: ModuleType) -> None:
+    module = train_prompts
     on_disk = {p.stem for p in (TRAINING / "data").glob("*.txt")}
     assert {prefix.rstrip("/") for prefix in module.HANDWRITTEN_SOURCES} == on_disk == set(FILES)
 
 
 @pytest.mark.parametrize("repeat", [1, 4, 8])
-def test_the_epoch_repeats_each_hand_written_line_and_caps_the_big_benign_sources(repeat: int) -> None:
-    module = train_prompts()
+def test_the_epoch_repeats_each_hand_written_line_and_caps_the_big_benign_sources(
+    repeat: int, train_prompts: ModuleType
+) -> None:
+    module = train_prompts
     rows = [
         *({"source": "chitchat", "text": f"chat {i}"} for i in range(2500)),
         *({"source": "advbench", "text": f"request {i}"} for i in range(30)),
