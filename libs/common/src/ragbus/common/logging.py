@@ -36,13 +36,13 @@ _PARTITION = re.compile(r"TopicPartition\(topic='([^']*)', partition=(\d+)\)")
 
 def _ranges(numbers: list[int]) -> str:
     """[0, 1, 2, 5, 7, 8] -> "0-2,5,7-8"."""
-    out: list[str] = []
+    runs: list[list[int]] = []  # [first, last] of each run of consecutive numbers
     for n in sorted(numbers):
-        if out and n == int(out[-1].rsplit("-", 1)[-1]) + 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
         else:
-            out.append(str(n))
-    return ",".join(out)
+            runs.append([n, n])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 class CondenseAssignments(logging.Filter):

@@ -624,20 +624,17 @@ def text_features(
         # A line of prose among the rows of a table.
         others = len(segs) - 1
         odd = others >= 3 and not piece.startswith("|") and rows_of_table >= 0.6 * others
-        if reference:
-            folded = model_text(piece)
-            rows.append(
-                segment_features(
-                    piece, folded, own_line=seg.line, off_topic=off_topic, odd_line=odd, reference=True
-                )
-            )
-        else:
-            folded = model_text(piece, piece_views[k])
-            rows.append(
-                segment_features(
-                    piece, folded, own_line=seg.line, off_topic=off_topic, odd_line=odd, patterns=patterns[k]
-                )
-            )
+        folded = model_text(piece, None if reference else piece_views[k])
+        features = segment_features(
+            piece,
+            folded,
+            own_line=seg.line,
+            off_topic=off_topic,
+            odd_line=odd,
+            patterns=None if reference else patterns[k],
+            reference=reference,
+        )
+        rows.append(features)
         inputs.append(folded)
     return segs, inputs, rows
 

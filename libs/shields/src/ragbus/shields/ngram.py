@@ -84,22 +84,13 @@ class HashedNgrams:
     whole numbers, so their squares add up exactly in any order, and the division is the same one."""
 
     def __init__(self, config: NgramConfig, memo_size: int = 100_000) -> None:
-        from sklearn.feature_extraction.text import HashingVectorizer
-
         self.n_features = config.n_features
         self.memo_size = memo_size
-        # The same analyzers, without lowercasing: texts are lowercased once, here, as a whole (a word
-        # alone is not lowered the same way as in its text: final sigma).
-        common = {"n_features": config.n_features, "alternate_sign": False, "norm": None, "lowercase": False}
-        self._char_ngrams = HashingVectorizer(
-            analyzer="char_wb", ngram_range=config.char_ngrams, **common
-        ).build_analyzer()
-        self._word_ngrams = HashingVectorizer(
-            analyzer="word",
-            ngram_range=config.word_ngrams,
-            token_pattern=r"(?u)\b\w+\b",  # noqa: S106 - a regex, not a password
-            **common,
-        ).build_analyzer()
+        # The config's own analyzers, without lowercasing: texts are lowercased once, here, as a whole (a
+        # word alone is not lowered the same way as in its text: final sigma).
+        char, word = config.vectorizers()
+        self._char_ngrams = char.set_params(lowercase=False).build_analyzer()
+        self._word_ngrams = word.set_params(lowercase=False).build_analyzer()
         self._words: dict[str, np.ndarray] = {}  # word -> the buckets of its n-grams (int32, repeated)
 
     def _hash(self, features: Iterable[list[str]]) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,7 @@ _HOMOGLYPHS = str.maketrans(
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "9": "g",
                        "@": "a", "$": "s", "!": "i", "|": "l"})  # fmt: skip
 _LEET_CHARS = frozenset("0134579@$!|")
+# Every token, as `fold` first scanned them: kept as the reference `_LEET_CANDIDATE` is tested against.
 _LEET_TOKEN = re.compile(r"[\w@$!|]+")
 # The tokens `_unleet` may change: those with a leet character (it returns every other token as it is),
 # so that the ~25 tokens of a sentence cost one C scan, not 25 Python calls. A match starts at the
