@@ -99,14 +99,20 @@ def _checkpoint(row: Any) -> audit.Checkpoint:
 
 
 def _share_out(chains: list[tuple[str, int]], readers: int) -> list[list[str]]:
-    """Chains shared out among readers, biggest first to the least loaded, so they finish together;
-    each reader's chains in order."""
-    groups: list[tuple[int, list[str]]] = [(0, []) for _ in range(readers)]
-    for chain, n in sorted(chains, key=lambda c: -c[1]):
-        load, names = min(groups, key=lambda g: g[0])
-        groups.remove((load, names))
-        groups.append((load + n, [*names, chain]))
-    return [sorted(names) for _, names in groups if names] or [[]]
+    """Chains shared out among readers as runs of neighbours in name order (so each reader reads one
+    stretch of the audit log's primary key, in order), cut where the links are evenly divided."""
+    ordered = sorted(chains)
+    total = sum(n for _, n in ordered)
+    groups: list[list[str]] = [[]]
+    done = 0
+    for chain, n in ordered:
+        # A new run where this chain's middle would pass the current run's share (the last run takes
+        # the rest).
+        if groups[-1] and len(groups) < readers and done + n / 2 > total * len(groups) / readers:
+            groups.append([])
+        groups[-1].append(chain)
+        done += n
+    return groups
 
 
 def _chain_lock(schema: str, chain: str) -> int:
@@ -436,7 +442,9 @@ class PostgresEventStore:
             f"FROM {q}.audit_log AS a "
             f"LEFT JOIN {q}.events AS e ON a.kind = 'event' AND e.event_id = a.ref "
             f"LEFT JOIN {q}.dead_letters AS d ON a.kind = 'dead_letter' AND d.id = a.ref "
-            "WHERE a.chain = ANY($1::text[]) ORDER BY a.chain, a.seq"
+            # The bounds let a reader walk the primary key (chain, seq) in order, so rows stream out as
+            # their digests are computed, while Python checks the ones before: no sort to wait for.
+            "WHERE a.chain >= $1 AND a.chain <= $2 AND a.chain = ANY($3::text[]) ORDER BY a.chain, a.seq"
         )
         chains = (
             f"SELECT chain, count(*) AS n FROM {q}.audit_log "  # noqa: S608
@@ -459,18 +467,31 @@ class PostgresEventStore:
         )
 
         async def read(conn: asyncpg.Connection, verifier: audit.Verifier, group: list[str], n: int) -> None:
-            # In chunks, not row by row: an awaited step per row would cost more than checking it.
-            cursor = await conn.cursor(links, group)
-            while rows := await cursor.fetch(5_000):
-                verifier.feed_rows(rows, n)
+            if not group:
+                return
+            # In chunks, not row by row: an awaited step per row would cost more than checking it. The
+            # next chunk is asked for before this one is checked, so the database computes it meanwhile.
+            cursor = await conn.cursor(links, group[0], group[-1], group)
+            ahead = asyncio.ensure_future(cursor.fetch(2_000))
+            try:
+                while rows := await ahead:
+                    ahead = asyncio.ensure_future(cursor.fetch(2_000))
+                    await asyncio.sleep(0)  # the request goes out before the checking holds the loop
+                    verifier.feed_rows(rows, n)
+            finally:
+                if not ahead.done():
+                    ahead.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await ahead
 
         with _classified():
             async with contextlib.AsyncExitStack() as stack:
                 first = await stack.enter_async_context(self._pool.acquire())
                 await stack.enter_async_context(first.transaction(isolation="repeatable_read", readonly=True))
-                # The chains' order is a sort of every link: in memory, not in temporary files. No JIT:
-                # its compile time buys nothing on a plan that hashes rows.
-                settings = "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off"
+                # The chains' order is the primary key's: no sort, which would hold every row back until
+                # the last digest is computed. No JIT: its compile time buys nothing on a plan that
+                # hashes rows.
+                settings = "SET LOCAL enable_sort = off; SET LOCAL jit = off"
                 await first.execute(settings)
                 snapshot = await first.fetchval("SELECT pg_export_snapshot()")
                 verifier = audit.Verifier(
@@ -483,18 +504,25 @@ class PostgresEventStore:
                     [(r["chain"], r["n"]) for r in await first.fetch(chains, tenant)],
                     max(1, min(readers, self._pool.get_max_size())),
                 )
-                conns = [first]
-                for _ in groups[1:]:
+
+                async def join_snapshot() -> asyncpg.Connection:
                     conn = await stack.enter_async_context(self._pool.acquire())
                     await stack.enter_async_context(
                         conn.transaction(isolation="repeatable_read", readonly=True)
                     )
                     await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'; {settings}")
-                    conns.append(conn)
+                    return conn
+
+                conns = [first, *[await join_snapshot() for _ in groups[1:]]]
+                # The search for rows on no chain runs beside the readers when the pool has a connection
+                # to spare (it is a pass over every row's id, a tenth of a verify), else after them.
+                searcher = await join_snapshot() if len(conns) < self._pool.get_max_size() else None
+                search = asyncio.ensure_future(searcher.fetch(unchained, tenant)) if searcher else None
                 await asyncio.gather(
                     *(read(c, verifier, g, n) for n, (c, g) in enumerate(zip(conns, groups, strict=True)))
                 )
-                missing = [(r["kind"], r["ref"]) for r in await first.fetch(unchained, tenant)]
+                rows = await search if search else await first.fetch(unchained, tenant)
+                missing = [(r["kind"], r["ref"]) for r in rows]
         return verifier.finish(missing)
 
     async def erase(
