@@ -18,7 +18,10 @@ installed() { "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.ex
 installed uv "$UV_VERSION" || pip install "uv==$UV_VERSION"
 UV="$VENV/bin/uv"
 export UV_PROJECT_ENVIRONMENT="$VENV" UV_PYTHON_DOWNLOADS=never
-locked=$("$UV" export --frozen --all-packages --no-hashes --no-header --no-annotate --no-emit-workspace)
+# Optional dependency groups as well, e.g. RAGBUS_GROUPS=train to retrain the shields' classifiers.
+groups=()
+for group in ${RAGBUS_GROUPS:-}; do groups+=(--group "$group"); done
+locked=$("$UV" export --frozen --all-packages "${groups[@]}" --no-hashes --no-header --no-annotate --no-emit-workspace)
 TORCH_VERSION=$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' <<<"$locked")
 
 # torch first, alone and with pip: `pip install torch==X` takes the CPU build this machine kind keeps in
@@ -41,6 +44,6 @@ skip=()
 for name in $(grep -oE '^(torch|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==' <<<"$locked"); do
   skip+=(--no-install-package "${name%==}")
 done
-"$UV" sync --locked --all-packages --inexact --quiet "${skip[@]}"
+"$UV" sync --locked --all-packages "${groups[@]}" --inexact --quiet "${skip[@]}"
 
 echo "ragbus: environment ready in $VENV ($("$VENV/bin/python" --version), uv.lock)"

@@ -1,6 +1,7 @@
 """Train the guard's prompt classifiers and write them into ragbus.shields' models/.
 
-    uv run --group train python libs/shields/training/train_prompts.py   # ~30 min on 2 cores
+    RAGBUS_GROUPS=train bash scripts/setup.sh   # pandas, pyarrow, pyyaml; keeps the CPU torch
+    .venv/bin/python libs/shields/training/train_prompts.py   # ~30-45 min on 2 cores
 
 1. Examples: libs/shields/training/sources.py (the reference data in ../shared/data/guard/train, public
    prompt sets inside PyPI packages, template and suffix variants, XSTest-like contrasts).
