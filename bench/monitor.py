@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -322,11 +323,34 @@ def mixed_events(n: int) -> list[Envelope[Any]]:
     return out[:n]
 
 
+def drain_cpu_s() -> float:
+    """CPU seconds used so far by this process, its children (the broker) and every PostgreSQL process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    total = own.user + own.system
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry.name, "stat").read_text()
+            comm, rest = stat.split(" (", 1)[1].rsplit(")", 1)
+            fields = rest.split()
+            if comm == "postgres" or int(fields[1]) == os.getpid():  # PostgreSQL, or a live child
+                total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> None:
     """The monitor draining one pre-filled backlog of `--chain-events` mixed events (and a dead letter
     per 1,000) three ways, side by side: batches with the hash chain (as shipped), batches without it,
-    and one insert per event (timed over `--baseline-seconds`, the rate of what it stored by then).
-    Then `ragbus audit verify` over the chained rows, `--runs` times."""
+    each `--drains` times in alternating order (chain first, then the other first: a machine that
+    slows or speeds up during the run weighs on both alike), and one insert per event (timed over
+    `--baseline-seconds`, the rate of what it stored by then). Besides the rates, the CPU each drain
+    used (this process, the broker and every PostgreSQL process), per 1,000 events: a figure that
+    holds when other work shares the machine. Then `ragbus audit verify` over the chained rows,
+    `--runs` times."""
     from ragbus.stack.broker import local_kafka_settings, scratch_broker
 
     events = mixed_events(args.chain_events)
@@ -356,7 +380,9 @@ async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> Non
             f"published in {time.perf_counter() - t0:.0f} s"
         )
 
-        async def drain(name: str, batch: int, chain: bool, limit_s: float | None) -> tuple[float, str]:
+        async def drain(
+            name: str, batch: int, chain: bool, limit_s: float | None
+        ) -> tuple[float, float, str]:
             schema = f"{settings.db_schema}_{name}"
             run_kafka = _OwnGroup(**kafka.model_dump(), group_suffix=f"-{name}")
             app = create_app(
@@ -372,7 +398,7 @@ async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> Non
             conn = await asyncpg.connect(args.database_url)
             q = quote_ident(schema)
             try:
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), drain_cpu_s()
                 await app.start()
                 stored = 0
                 while stored < total:
@@ -382,23 +408,43 @@ async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> Non
                     )
                     if limit_s is not None and time.perf_counter() - t0 >= limit_s:
                         break
-                elapsed = time.perf_counter() - t0
+                elapsed, cpu = time.perf_counter() - t0, drain_cpu_s() - cpu0
             finally:
                 await app.stop()
                 await conn.close()
-            return stored / elapsed, schema
+            return stored / elapsed, cpu / stored * 1000, schema
 
-        chained, chained_schema = await drain("chain", 500, True, None)
-        plain, plain_schema = await drain("nochain", 500, False, None)
-        one, one_schema = await drain("one", 1, True, args.baseline_seconds)
-        print(f"{'batches of <= 500, hash chain on (as shipped)':<48} {chained:>9,.0f} events/s")
-        print(f"{'batches of <= 500, no chain':<48} {plain:>9,.0f} events/s")
+        runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+        schemas: list[str] = []
+        for i in range(args.drains):
+            for chain in (True, False) if i % 2 == 0 else (False, True):
+                rate, cpu_per_k, schema = await drain(
+                    f"{'chain' if chain else 'nochain'}{i}", 500, chain, None
+                )
+                runs[chain].append((rate, cpu_per_k))
+                schemas.append(schema)
+        chained_schema = next(x for x in reversed(schemas) if x.endswith(f"_chain{args.drains - 1}"))
+        one, _, one_schema = await drain("one", 1, True, args.baseline_seconds)
+        schemas.append(one_schema)
+        chained, plain = (statistics.median(r for r, _ in runs[c]) for c in (True, False))
+        chained_cpu, plain_cpu = (statistics.median(u for _, u in runs[c]) for c in (True, False))
+        for label, chain in (
+            ("batches of <= 500, hash chain on (as shipped)", True),
+            ("batches of <= 500, no chain", False),
+        ):
+            each = ", ".join(f"{r:,.0f}" for r, _ in runs[chain])
+            cpu = statistics.median(u for _, u in runs[chain])
+            print(
+                f"{label:<48} {statistics.median(r for r, _ in runs[chain]):>9,.0f} events/s  "
+                f"(drains {each}; CPU {cpu:.2f} s per 1,000 events)"
+            )
         print(
             f"{'one insert per event (chain on)':<48} {one:>9,.0f} events/s"
             f"   (first {args.baseline_seconds:.0f} s)"
         )
         print(
-            f"the chain costs {1 - chained / plain:.1%} of batched throughput; "
+            f"the chain costs {1 - chained / plain:.1%} of batched throughput by the medians "
+            f"({chained_cpu / plain_cpu - 1:+.1%} CPU per event); "
             f"batched with it: {chained / one:.1f}x one per event"
         )
 
@@ -410,7 +456,7 @@ async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> Non
         finally:
             conn = await asyncpg.connect(args.database_url)
             kept = {chained_schema} if args.keep_chain else set()
-            for schema in {chained_schema, plain_schema, one_schema} - kept:
+            for schema in set(schemas) - kept:
                 await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
             await conn.close()
             if args.keep_chain:
@@ -458,6 +504,7 @@ async def main() -> None:
     parser.add_argument("--chain-events", type=int, default=100_000, help="backlog of the audit chain runs")
     parser.add_argument("--baseline-seconds", type=float, default=60.0, help="how long one-per-event runs")
     parser.add_argument("--only-chain", action="store_true", help="only the audit chain runs and verify")
+    parser.add_argument("--drains", type=int, default=3, help="drains of the backlog per batched mode")
     parser.add_argument("--keep-chain", action="store_true", help="keep the chained record's schema")
     parser.add_argument("--verify-schema", help="only time verify on a schema kept by --keep-chain")
     args = parser.parse_args()
