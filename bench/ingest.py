@@ -15,7 +15,8 @@ Per run, on a fresh local broker (or `--bootstrap`) and an empty embedded store:
 
 It prints documents and chunks, the pipeline's chunks/s and the raw model's, their ratio (issue 10's
 target: >= 0.9), the CPU time each took per chunk (this process, the model's worker process and the
-broker, all together: a figure that holds when other work on a shared machine slows the clock) and the
+broker, all together: a figure that holds when other work on a shared machine slows the clock; the
+stack's also by who spent it: services, model worker, broker) and the
 share of the pipeline's CPU that the model's own work is (`cpu r`, raw ms / stack ms), the re-ingest's
 time as a share of the first (target: < 10%), the vectors in the store (equal to the chunks: no loss,
 no duplicate points) and this process's peak RSS (the services and the client; the model's own when it
@@ -50,18 +51,28 @@ _TICK = os.sysconf("SC_CLK_TCK")
 def tree_cpu_s() -> float:
     """CPU seconds (user + system) used so far by this process and every live process under it (the
     embedding model's worker, the broker)."""
+    return sum(tree_cpu_by_role().values())
+
+
+def tree_cpu_by_role() -> dict[str, float]:
+    """`tree_cpu_s` by who spent it: "services" (this process: the hosted services and the client),
+    "model" (Python processes under it: the embedding model's worker) and "broker" (anything else
+    under it: the local broker)."""
     parents: dict[int, int] = {}
     used: dict[int, float] = {}
+    names: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            name, rest = (entry / "stat").read_text().split(" (", 1)[1].rsplit(")", 1)
+        except (OSError, IndexError, ValueError):
             continue
-        parents[int(entry.name)] = int(fields[1])
-        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICK
-    mine, total = {os.getpid()}, 0.0
+        fields = rest.split()
+        pid = int(entry.name)
+        parents[pid], names[pid] = int(fields[1]), name
+        used[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    mine = {os.getpid()}
     changed = True
     while changed:
         changed = False
@@ -69,9 +80,11 @@ def tree_cpu_s() -> float:
             if parent in mine and pid not in mine:
                 mine.add(pid)
                 changed = True
+    roles = {"services": 0.0, "model": 0.0, "broker": 0.0}
     for pid in mine:
-        total += used.get(pid, 0.0)
-    return total
+        role = "services" if pid == os.getpid() else "model" if names[pid].startswith("python") else "broker"
+        roles[role] += used.get(pid, 0.0)
+    return roles
 
 
 def corpus(data_dir: Path, limit: int | None) -> list[Document]:
@@ -161,9 +174,11 @@ async def one_run(docs: list[Document], inputs: list[str], bootstrap: str | None
         try:
             # As `ragbus ingest` opens it: reading the document replies only.
             async with RagbusClient(KafkaSettings(), tenant=TENANT, replies="documents") as client:
-                started, cpu = time.perf_counter(), tree_cpu_s()
+                started, cpu = time.perf_counter(), tree_cpu_by_role()
                 first = await client.ingest(docs, stall_timeout=600)
-                first_s, first_cpu = time.perf_counter() - started, tree_cpu_s() - cpu
+                first_s = time.perf_counter() - started
+                split = {k: v - cpu[k] for k, v in tree_cpu_by_role().items()}
+                first_cpu = sum(split.values())
                 started = time.perf_counter()
                 again = await client.ingest(docs, stall_timeout=600)
                 again_s = time.perf_counter() - started
@@ -182,6 +197,7 @@ async def one_run(docs: list[Document], inputs: list[str], bootstrap: str | None
         "stack_cpu_ms": first_cpu * 1000 / chunks,
         "raw_cpu_ms": raw_cpu * 1000 / len(inputs),
         "cpu_ratio": (raw_cpu / len(inputs)) / (first_cpu / chunks),
+        **{f"{role}_cpu_ms": seconds * 1000 / chunks for role, seconds in split.items()},
         "again_s": again_s,
         "again_share": again_s / first_s,
         "unchanged": sum(r.is_unchanged for r in again),
@@ -193,12 +209,13 @@ async def one_run(docs: list[Document], inputs: list[str], bootstrap: str | None
 
 ROW = (
     "{docs:>6} {chunks:>7} {pipeline_s:>8.1f} {pipeline_cps:>9.1f} {raw_cps:>9.1f} {ratio:>6.2f} "
-    "{stack_cpu_ms:>9.1f} {raw_cpu_ms:>9.1f} {cpu_ratio:>5.2f} "
+    "{stack_cpu_ms:>9.1f} {services_cpu_ms:>8.1f} {model_cpu_ms:>7.1f} {broker_cpu_ms:>7.1f} "
+    "{raw_cpu_ms:>9.1f} {cpu_ratio:>5.2f} "
     "{again_s:>8.1f} {again_share:>7.1%} {unchanged:>9} {reembedded:>10} {vectors:>8} {rss_mb:>8.0f}"
 )
 HEAD = (
     f"{'docs':>6} {'chunks':>7} {'first s':>8} {'stack c/s':>9} {'raw c/s':>9} {'ratio':>6} "
-    f"{'stack cpu':>9} {'raw cpu':>9} {'cpu r':>5} "
+    f"{'stack cpu':>9} {'services':>8} {'model':>7} {'broker':>7} {'raw cpu':>9} {'cpu r':>5} "
     f"{'again s':>8} {'again %':>7} {'unchanged':>9} {'re-embedded':>10} {'vectors':>8} {'peak MB':>8}"
 )
 
