@@ -489,9 +489,9 @@ class PostgresEventStore:
                 first = await stack.enter_async_context(self._pool.acquire())
                 await stack.enter_async_context(first.transaction(isolation="repeatable_read", readonly=True))
                 # The chains' order is the primary key's: no sort, which would hold every row back until
-                # the last digest is computed. No JIT: its compile time buys nothing on a plan that
-                # hashes rows.
-                settings = "SET LOCAL enable_sort = off; SET LOCAL jit = off"
+                # the last digest is computed. The unchained search's hash of every link's id in memory,
+                # not in temporary files. No JIT: its compile time buys nothing on a plan that hashes rows.
+                settings = "SET LOCAL enable_sort = off; SET LOCAL work_mem = '64MB'; SET LOCAL jit = off"
                 await first.execute(settings)
                 snapshot = await first.fetchval("SELECT pg_export_snapshot()")
                 verifier = audit.Verifier(
@@ -518,10 +518,14 @@ class PostgresEventStore:
                 # to spare (it is a pass over every row's id, a tenth of a verify), else after them.
                 searcher = await join_snapshot() if len(conns) < self._pool.get_max_size() else None
                 search = asyncio.ensure_future(searcher.fetch(unchained, tenant)) if searcher else None
-                await asyncio.gather(
-                    *(read(c, verifier, g, n) for n, (c, g) in enumerate(zip(conns, groups, strict=True)))
-                )
-                rows = await search if search else await first.fetch(unchained, tenant)
+                try:
+                    await asyncio.gather(
+                        *(read(c, verifier, g, n) for n, (c, g) in enumerate(zip(conns, groups, strict=True)))
+                    )
+                    rows = await search if search else await first.fetch(unchained, tenant)
+                finally:
+                    if search is not None and not search.done():
+                        search.cancel()
                 missing = [(r["kind"], r["ref"]) for r in rows]
         return verifier.finish(missing)
 
