@@ -114,6 +114,30 @@ async def test_every_row_is_chained_once_and_verifies(
     assert (await keyed.verify(key=KEY)).ok
 
 
+@pytest.mark.parametrize("readers", [1, 2, 3, 4])
+async def test_verify_reads_every_chain_whatever_the_collation_orders_first(
+    keyed: PostgresEventStore, su: asyncpg.Connection, readers: int
+) -> None:
+    # Readers walk runs of chains between bounds: the runs must follow the database's order of the
+    # chain column, not Python's. Under ICU's English order "acme" < "Acme" < "beta" < "Zeta", while
+    # Python puts "Zeta" before "acme".
+    q = f'"{keyed.schema}"'
+    await su.execute(f'ALTER TABLE {q}.audit_log ALTER COLUMN chain TYPE text COLLATE "en-x-icu"')
+    for tenant in ("acme", "Acme", "beta", "Zeta", "zeta"):
+        await fill(keyed, n=2, tenant=tenant)
+    total = await su.fetchval(f"SELECT count(*) FROM {q}.audit_log")
+    report = await keyed.verify(key=KEY, readers=readers)
+    assert report.ok, report.problems
+    assert report.rows == total
+    # And a row edited in any of them is still found.
+    victim = await su.fetchval(
+        f"SELECT ref FROM {q}.audit_log WHERE tenant = 'Zeta' AND kind = 'event' LIMIT 1"
+    )
+    await su.execute(f"UPDATE {q}.events SET data = data || '{{\"x\": 1}}' WHERE event_id = $1", victim)
+    found = await keyed.verify(key=KEY, readers=readers)
+    assert [(p.kind, p.ref) for p in found.problems] == [("edited", victim)]
+
+
 async def test_the_sql_link_hash_is_the_python_one(keyed: PostgresEventStore, su: asyncpg.Connection) -> None:
     ref = uuid.uuid4()
     args = (audit.ZERO, b"\x01" * 32, 7, "acme|queries.submitted|3", "event", ref, "acmé")

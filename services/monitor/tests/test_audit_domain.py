@@ -285,14 +285,16 @@ def test_streams_of_disjoint_chains_may_interleave() -> None:
     assert kinds(broken.finish()) == [("edited", 3)]
 
 
-def test_chains_are_shared_out_evenly_among_readers_as_runs_in_name_order() -> None:
+def test_chains_are_shared_out_evenly_among_readers_as_runs_in_the_order_given() -> None:
     from ragbus.monitor.adapters.postgres import _share_out
 
-    # Runs of neighbours (each reader walks one stretch of the primary key), cut near the middle.
-    assert _share_out([("c", 25), ("a", 50), ("d", 5), ("b", 30)], 2) == [["a"], ["b", "c", "d"]]
+    # Runs of neighbours (each reader walks one stretch of the primary key), cut near the middle, in
+    # the database's order (a collation's, here one where case comes second), never re-sorted.
+    given = [("acme|a", 50), ("Acme|b", 30), ("beta|c", 25), ("Zeta|d", 5)]
+    assert _share_out(given, 2) == [["acme|a"], ["Acme|b", "beta|c", "Zeta|d"]]
     chains = [(f"t|topic|{i:02}", 100 + 7 * i) for i in range(40)]
     groups = _share_out(chains, 3)
-    assert [c for g in groups for c in g] == sorted(c for c, _ in chains)
+    assert [c for g in groups for c in g] == [c for c, _ in chains]
     loads = [sum(n for c, n in chains if c in g) for g in groups]
     assert max(loads) - min(loads) <= 2 * max(n for _, n in chains)
     assert _share_out([("a", 1)], 4) == [["a"]]
