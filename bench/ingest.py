@@ -54,13 +54,9 @@ def tree_cpu_s() -> float:
     return sum(tree_cpu_by_role().values())
 
 
-def tree_cpu_by_role() -> dict[str, float]:
-    """`tree_cpu_s` by who spent it: "services" (this process: the hosted services and the client),
-    "model" (Python processes under it: the embedding model's worker) and "broker" (anything else
-    under it: the local broker)."""
-    parents: dict[int, int] = {}
-    used: dict[int, float] = {}
-    names: dict[int, str] = {}
+def process_table() -> dict[int, tuple[str, int, float]]:
+    """Every live process: pid -> (name, parent pid, CPU seconds, user + system, used so far)."""
+    table: dict[int, tuple[str, int, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -69,21 +65,28 @@ def tree_cpu_by_role() -> dict[str, float]:
         except (OSError, IndexError, ValueError):
             continue
         fields = rest.split()
-        pid = int(entry.name)
-        parents[pid], names[pid] = int(fields[1]), name
-        used[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+        table[int(entry.name)] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK)
+    return table
+
+
+def tree_cpu_by_role() -> dict[str, float]:
+    """`tree_cpu_s` by who spent it: "services" (this process: the hosted services and the client),
+    "model" (Python processes under it: the embedding model's worker) and "broker" (anything else
+    under it: the local broker)."""
+    table = process_table()
     mine = {os.getpid()}
     changed = True
     while changed:
         changed = False
-        for pid, parent in parents.items():
+        for pid, (_, parent, _) in table.items():
             if parent in mine and pid not in mine:
                 mine.add(pid)
                 changed = True
     roles = {"services": 0.0, "model": 0.0, "broker": 0.0}
-    for pid in mine:
-        role = "services" if pid == os.getpid() else "model" if names[pid].startswith("python") else "broker"
-        roles[role] += used.get(pid, 0.0)
+    for pid in mine & table.keys():
+        name, _, used = table[pid]
+        role = "services" if pid == os.getpid() else "model" if name.startswith("python") else "broker"
+        roles[role] += used
     return roles
 
 

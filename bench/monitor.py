@@ -34,6 +34,7 @@ import gc
 import json
 import os
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,10 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from faststream.kafka import TestKafkaBroker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `bench.ingest`
+
+from bench.ingest import process_table  # the data layer bench's /proc reader
 
 from ragbus.common.admin import ensure_topics
 from ragbus.common.envelope import CE_CONTENT_TYPE, Envelope
@@ -325,21 +330,12 @@ def mixed_events(n: int) -> list[Envelope[Any]]:
 
 def drain_cpu_s() -> float:
     """CPU seconds used so far by this process, its children (the broker) and every PostgreSQL process."""
-    tick = os.sysconf("SC_CLK_TCK")
-    own = os.times()
-    total = own.user + own.system
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path("/proc", entry.name, "stat").read_text()
-            comm, rest = stat.split(" (", 1)[1].rsplit(")", 1)
-            fields = rest.split()
-            if comm == "postgres" or int(fields[1]) == os.getpid():  # PostgreSQL, or a live child
-                total += (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+    me = os.getpid()
+    return sum(
+        used
+        for pid, (name, parent, used) in process_table().items()
+        if pid == me or parent == me or name == "postgres"
+    )
 
 
 async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> None:
@@ -423,28 +419,29 @@ async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> Non
                 )
                 runs[chain].append((rate, cpu_per_k))
                 schemas.append(schema)
-        chained_schema = next(x for x in reversed(schemas) if x.endswith(f"_chain{args.drains - 1}"))
+                if chain:
+                    chained_schema = schema  # the last chained drain's record is the one verified
         one, _, one_schema = await drain("one", 1, True, args.baseline_seconds)
         schemas.append(one_schema)
-        chained, plain = (statistics.median(r for r, _ in runs[c]) for c in (True, False))
-        chained_cpu, plain_cpu = (statistics.median(u for _, u in runs[c]) for c in (True, False))
+        rate_of = {c: statistics.median(r for r, _ in runs[c]) for c in runs}
+        cpu_of = {c: statistics.median(u for _, u in runs[c]) for c in runs}
         for label, chain in (
             ("batches of <= 500, hash chain on (as shipped)", True),
             ("batches of <= 500, no chain", False),
         ):
             each = ", ".join(f"{r:,.0f}" for r, _ in runs[chain])
-            cpu = statistics.median(u for _, u in runs[chain])
             print(
-                f"{label:<48} {statistics.median(r for r, _ in runs[chain]):>9,.0f} events/s  "
-                f"(drains {each}; CPU {cpu:.2f} s per 1,000 events)"
+                f"{label:<48} {rate_of[chain]:>9,.0f} events/s  "
+                f"(drains {each}; CPU {cpu_of[chain]:.2f} s per 1,000 events)"
             )
+        chained, plain = rate_of[True], rate_of[False]
         print(
             f"{'one insert per event (chain on)':<48} {one:>9,.0f} events/s"
             f"   (first {args.baseline_seconds:.0f} s)"
         )
         print(
             f"the chain costs {1 - chained / plain:.1%} of batched throughput by the medians "
-            f"({chained_cpu / plain_cpu - 1:+.1%} CPU per event); "
+            f"({cpu_of[True] / cpu_of[False] - 1:+.1%} CPU per event); "
             f"batched with it: {chained / one:.1f}x one per event"
         )
 
