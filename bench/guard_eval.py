@@ -6,7 +6,8 @@ Prints, for each prompt set, the table `ragbus eval guard` prints (per check and
 false-positive rate, latency p50/p95), with the guard as configured by default (patterns, the learned
 classifiers, the gibberish score, PII) beside the pattern layer alone (the baseline, side by side): Giskard's
 injections, XSTest (safe prompts that only sound unsafe, and unsafe ones), SciFact's claims (ordinary
-questions), and the held-out validation split of the classifiers' training data
+questions), the probes in libs/shields/training/probes (sets written to be scored, never trained on),
+and the held-out validation split of the classifiers' training data
 (.cache/shields-training/validation.jsonl, written by libs/shields/training/train_prompts.py --split-only),
 overall, per source and per pair of hand-written twins held out whole. Then PII precision / recall / F1 per
 kind on presidio-research's synthetic sentences (span overlap; exact-offset F1 beside it) on the half the
@@ -140,6 +141,8 @@ def print_prompt_latency(data: Path, records: Sequence[dict[str, Any]], model: P
 
 HELDOUT = Path(__file__).resolve().parents[1] / ".cache" / "shields-training" / "validation.jsonl"
 TRAINING = Path(__file__).resolve().parents[1] / "libs" / "shields" / "training"
+# Prompt sets the classifiers never train on (sources.py never reads them): see its README.
+PROBES = TRAINING / "probes"
 
 
 def prompt_sets(data: Path, heldout: Path, limit: int | None) -> dict[str, list[LabelledPrompt]]:
@@ -153,6 +156,8 @@ def prompt_sets(data: Path, heldout: Path, limit: int | None) -> dict[str, list[
         sets["scifact claims (ordinary questions)"] = [
             LabelledPrompt(json.loads(line)["text"], False) for line in claims.read_text("utf-8").splitlines()
         ]
+    for probe in sorted(PROBES.glob("*.jsonl")):
+        sets[f"probe {probe.stem} (never trained on)"] = read_labelled(probe)
     if heldout.exists():
         sets["held-out split of the training data"] = read_labelled(heldout)[:limit]
     return sets

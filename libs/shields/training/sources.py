@@ -247,11 +247,17 @@ def _content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 3}
 
 
+PROBES = Path(__file__).resolve().parent / "probes"  # scored, never trained on (probes/README.md)
+
+
 def xstest_nearness(data: Path) -> Callable[[str], bool]:
-    """Whether a text shares most of its content words with one of XSTest's dev prompts: such texts are
-    kept out of training, so that XSTest stays a fair evaluation."""
+    """Whether a text shares most of its content words with one of XSTest's dev prompts or a probe's
+    prompt (probes/*.jsonl, read only for this): such texts are kept out of training, so that XSTest
+    and the probes stay fair evaluations."""
     with (data / "guard" / "xstest-dev.csv").open(encoding="utf-8") as f:
         xstest = [_content_words(r["prompt"]) for r in csv.DictReader(f)]
+    for probe in sorted(PROBES.glob("*.jsonl")):
+        xstest += [_content_words(json.loads(line)["text"]) for line in probe.read_text("utf-8").splitlines()]
 
     def near(text: str) -> bool:
         words = _content_words(text)
@@ -307,6 +313,15 @@ HANDWRITTEN_SETS: tuple[tuple[str, int, int, int], ...] = (
     # aimed at people, drugs.
     ("twins-unsafe", 0, 1, 5),
     ("twins-safe", 0, 0, 5),
+    # Sixth round: the frames of attacker-model jailbreaks (fiction, screenplays, personas, history,
+    # hypotheticals, games; security, medical, teaching, professional, persuasion, research) around
+    # sensitive topics, twins line for line with the same frame and topic: the harmful line asks for the
+    # method, the safe one for the detection, the history, the warning signs or the story. The guard
+    # stopped half of such safe requests (probes/framed-twins.jsonl): it read the frame and the topic.
+    ("sixth-unsafe", 1, 1, 6),
+    ("sixth-safe", 0, 0, 6),
+    ("sixth-pro-unsafe", 1, 1, 6),
+    ("sixth-pro-safe", 0, 0, 6),
 )
 
 
@@ -318,6 +333,8 @@ PAIRED_SETS: tuple[tuple[str, str], ...] = (
     ("plain-unsafe", "plain-safe"),
     ("targeted-unsafe", "targeted-safe"),
     ("twins-unsafe", "twins-safe"),
+    ("sixth-unsafe", "sixth-safe"),
+    ("sixth-pro-unsafe", "sixth-pro-safe"),
 )
 
 
