@@ -28,6 +28,10 @@ FILES = {  # file -> (attack, harmful)
     "targeted-safe": (0, 0),
     "twins-unsafe": (0, 1),
     "twins-safe": (0, 0),
+    "sixth-unsafe": (1, 1),
+    "sixth-safe": (0, 0),
+    "sixth-pro-unsafe": (1, 1),
+    "sixth-pro-safe": (0, 0),
 }
 
 

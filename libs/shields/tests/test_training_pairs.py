@@ -20,8 +20,9 @@ def test_twins_pair_line_for_line_within_a_kind_and_privacy_is_left_unpaired(
         for name in (unsafe, safe):
             for kind, line in training_sources.kind_lines(name):
                 where[line] = (name, kind)
-    # roleplay 48 + contrasts 280 + plain 400 + targeted 300 + twins 269, every line of them paired.
-    assert len(pairs) == 1297
+    # roleplay 48 + contrasts 280 + plain 400 + targeted 300 + twins 269 + sixth 150 + sixth-pro 150,
+    # every line of them paired.
+    assert len(pairs) == 1597
     for harmful, safe in pairs:
         (h_file, h_kind), (s_file, s_kind) = where[harmful], where[safe]
         assert (h_file, s_file) in training_sources.PAIRED_SETS
