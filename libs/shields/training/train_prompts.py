@@ -392,6 +392,12 @@ def main() -> None:
         default=None,
         help="start the fine-tune from this prompt-minilm.npz (a short schedule on top of it)",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the fine-tune's initialisation and example order (the split never moves: always seed 0)",
+    )
     parser.add_argument("--loso", action="store_true", help="also hold out whole sources (n-gram model)")
     parser.add_argument("--out", type=Path, default=MODELS, help="where the model files and report go")
     parser.add_argument(
@@ -420,6 +426,7 @@ def main() -> None:
         "train": len(train),
         "validation": len(valid),
         "threshold": args.threshold,
+        "seed": args.seed,
         "pair_weight": args.pair_weight,
         "pair_margin": args.pair_margin,
         "twin_pairs": sum(1 for e in examples if e.get("twin")) // 2,
@@ -439,7 +446,7 @@ def main() -> None:
             max_tokens=args.max_tokens,
             epochs=args.epochs,
             lr=args.lr,
-            seed=0,
+            seed=args.seed,
             repeat=args.handwritten_repeat,
             pair_weight=args.pair_weight,
             pair_margin=args.pair_margin,
