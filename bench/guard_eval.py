@@ -141,7 +141,8 @@ def print_prompt_latency(data: Path, records: Sequence[dict[str, Any]], model: P
 
 HELDOUT = Path(__file__).resolve().parents[1] / ".cache" / "shields-training" / "validation.jsonl"
 TRAINING = Path(__file__).resolve().parents[1] / "libs" / "shields" / "training"
-# Prompt sets the classifiers never train on (sources.py never reads them): see its README.
+# Prompt sets the classifiers never train on (the training reads them only to keep its lines away
+# from them): see its README.
 PROBES = TRAINING / "probes"
 
 

@@ -255,13 +255,15 @@ def xstest_nearness(data: Path) -> Callable[[str], bool]:
     prompt (probes/*.jsonl, read only for this): such texts are kept out of training, so that XSTest
     and the probes stay fair evaluations."""
     with (data / "guard" / "xstest-dev.csv").open(encoding="utf-8") as f:
-        xstest = [_content_words(r["prompt"]) for r in csv.DictReader(f)]
+        held_out = [_content_words(r["prompt"]) for r in csv.DictReader(f)]
     for probe in sorted(PROBES.glob("*.jsonl")):
-        xstest += [_content_words(json.loads(line)["text"]) for line in probe.read_text("utf-8").splitlines()]
+        held_out += [
+            _content_words(json.loads(line)["text"]) for line in probe.read_text("utf-8").splitlines()
+        ]
 
     def near(text: str) -> bool:
         words = _content_words(text)
-        return any(words and len(words & x) >= 0.6 * max(len(words), len(x)) for x in xstest)
+        return any(words and len(words & x) >= 0.6 * max(len(words), len(x)) for x in held_out)
 
     return near
 
