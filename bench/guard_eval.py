@@ -141,9 +141,6 @@ def print_prompt_latency(data: Path, records: Sequence[dict[str, Any]], model: P
 
 HELDOUT = Path(__file__).resolve().parents[1] / ".cache" / "shields-training" / "validation.jsonl"
 TRAINING = Path(__file__).resolve().parents[1] / "libs" / "shields" / "training"
-# Prompt sets the classifiers never train on (the training reads them only to keep its lines away
-# from them): see its README.
-PROBES = TRAINING / "probes"
 
 
 def prompt_sets(data: Path, heldout: Path, limit: int | None) -> dict[str, list[LabelledPrompt]]:
@@ -157,6 +154,9 @@ def prompt_sets(data: Path, heldout: Path, limit: int | None) -> dict[str, list[
         sets["scifact claims (ordinary questions)"] = [
             LabelledPrompt(json.loads(line)["text"], False) for line in claims.read_text("utf-8").splitlines()
         ]
+    sys.path.insert(0, str(TRAINING))
+    from sources import PROBES  # sets the classifiers never train on (probes/README.md)
+
     for probe in sorted(PROBES.glob("*.jsonl")):
         sets[f"probe {probe.stem} (never trained on)"] = read_labelled(probe)
     if heldout.exists():

@@ -250,7 +250,7 @@ def _content_words(text: str) -> set[str]:
 PROBES = Path(__file__).resolve().parent / "probes"  # scored, never trained on (probes/README.md)
 
 
-def xstest_nearness(data: Path) -> Callable[[str], bool]:
+def evaluation_nearness(data: Path) -> Callable[[str], bool]:
     """Whether a text shares most of its content words with one of XSTest's dev prompts or a probe's
     prompt (probes/*.jsonl, read only for this): such texts are kept out of training, so that XSTest
     and the probes stay fair evaluations."""
@@ -273,12 +273,12 @@ def contrast_examples(data: Path, rng: random.Random) -> Iterator[Example]:
     too close to one of XSTest's dev prompts is dropped, so that XSTest stays a fair evaluation."""
     from contrasts import safe_prompts, unsafe_prompts
 
-    near_xstest = xstest_nearness(data)
+    near_evaluation = evaluation_nearness(data)
     for kind, text in safe_prompts(rng, 8000):
-        if not near_xstest(text):
+        if not near_evaluation(text):
             yield Example(text, 0, 0, f"contrast-safe/{kind}", _group("contrast", text))
     for kind, text in unsafe_prompts(rng, 4000):
-        if not near_xstest(text):
+        if not near_evaluation(text):
             yield Example(text, 0, 1, f"contrast-unsafe/{kind}", _group("contrast", text))
 
 
@@ -355,10 +355,10 @@ def handwritten(data: Path) -> Iterator[Example]:
     their safe look-alikes (subtle-*.txt), which templates do not vary enough; role-play and persuasion
     rewrites of harmful requests and the same frames around ordinary tasks (roleplay-*.txt). Lines too
     close to an XSTest dev prompt are dropped, as for the generated contrasts."""
-    near_xstest = xstest_nearness(data)
+    near_evaluation = evaluation_nearness(data)
     for name, attack, harmful, _ in HANDWRITTEN_SETS:
         for kind, line in kind_lines(name):
-            if not near_xstest(line):
+            if not near_evaluation(line):
                 yield Example(line, attack, harmful, f"{name}/{kind}", _group(name, line))
 
 
