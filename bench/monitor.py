@@ -346,7 +346,8 @@ async def chain_cost(args: argparse.Namespace, settings: MonitorSettings) -> Non
     `--baseline-seconds`, the rate of what it stored by then). Besides the rates, the CPU each drain
     used (this process, the broker and every PostgreSQL process), per 1,000 events: a figure that
     holds when other work shares the machine. Then `ragbus audit verify` over the chained rows,
-    `--runs` times."""
+    `--runs` times, and beside it this machine's pace: one PostgreSQL core computing the events'
+    content digests, verify's floor, so that figures from different days and machines compare."""
     from ragbus.stack.broker import local_kafka_settings, scratch_broker
 
     events = mixed_events(args.chain_events)
@@ -484,6 +485,25 @@ async def verify_rate(args: argparse.Namespace, settings: MonitorSettings, schem
             f"median {statistics.median(rates):,.0f} rows/s "
             f"({report.rows / statistics.median(rates):.2f} s; runs "
             f"{', '.join(f'{r:,.0f}' for r in rates)}), all OK"
+        )
+        # This machine's pace, for comparing verify figures across machines and days (this kind's speed
+        # has wandered by a third between sessions): one core of PostgreSQL computing every event's
+        # content digest, the floor of verify's own work, with nothing else running.
+        conn = await asyncpg.connect(args.database_url)
+        try:
+            q = quote_ident(schema)
+            await conn.execute("SET max_parallel_workers_per_gather = 0; SET jit = off")
+            n = await conn.fetchval(f"SELECT count(*) FROM {q}.events")
+            floor = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                await conn.fetchval(f"SELECT count({q}.event_content_digest(e)) FROM {q}.events AS e")
+                floor.append(n / (time.perf_counter() - t0))
+        finally:
+            await conn.close()
+        print(
+            f"reference: one PostgreSQL core digests {statistics.median(floor):,.0f} events/s "
+            f"(median of 3); verify ran at {statistics.median(rates) / statistics.median(floor):.2f}x that"
         )
     finally:
         await store.aclose()
