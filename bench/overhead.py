@@ -24,7 +24,7 @@ from ragbus.common.events import QueriesAccepted, QueryOptions
 from ragbus.orchestrator.adapters.answer_cache import VectorAnswerCache
 from ragbus.orchestrator.cascade import ChatTier
 from ragbus.orchestrator.prompts import get_prompt
-from ragbus.orchestrator.routing import load
+from ragbus.orchestrator.routing import FEATURES, Router
 from ragbus.orchestrator.settings import DEFAULT_PROMPT, OrchestratorSettings
 from ragbus.orchestrator.testing import FakeChatModel, index_texts
 from ragbus.orchestrator.usecases import OrchestratorDeps, draft_answer
@@ -81,10 +81,11 @@ async def main() -> None:
     )
     columns = f"{'whole p50/p95':>15} {'retrieval':>9} {'cache':>7} {'model':>7} {'overhead p50/p95':>17}"
     print(f"{'configuration':34} {columns}")
-    # The shipped router, its threshold at 0 so that the model is still called: its own cost only.
-    routed = ChatTier(
-        model=model, prompt=get_prompt(DEFAULT_PROMPT), router=load("smollm2-rag-answer-v3"), min_benefit=0
-    )
+    # A router over every feature, its threshold at 0 so that the model is still called: its own cost
+    # only (the weights do not change what computing the features and the benefit costs).
+    ones = dict.fromkeys(FEATURES, 1.0)
+    router = Router("overhead", ones, 0.0, dict.fromkeys(FEATURES, 0.0), ones)
+    routed = ChatTier(model=model, prompt=get_prompt(DEFAULT_PROMPT), router=router, min_benefit=0)
     configs = {
         "cascade, cache off": (None, QueryOptions(cache=False)),
         "cascade + router, cache off": (None, QueryOptions(cache=False)),

@@ -76,18 +76,8 @@ def test_a_router_survives_its_json_and_loads_by_path(tmp_path: Path) -> None:
     again = routing.load(str(path))
     assert again == r
     assert again.benefit({"top_score": 0.4}) == pytest.approx(1 / (1 + math.exp(-0.3)))
-    with pytest.raises(ValueError, match="no router 'nope'"):
+    with pytest.raises(ValueError, match="no router file 'nope'"):
         routing.load("nope")
-
-
-def test_every_shipped_router_loads_and_names_its_measurements() -> None:
-    shipped = sorted(routing.BUILTIN.glob("*.json"))
-    assert shipped, "a router ships with ragbus (bench/cascade.py --router-out)"
-    for path in shipped:
-        r = routing.load(path.stem)
-        assert set(r.weights) == set(FEATURES)
-        assert 0 <= r.min_benefit <= 1
-        assert r.measured["claims"] >= 100
 
 
 async def ask(tier: ChatTier, **options: int) -> tuple[list[str], CascadeResult]:

@@ -62,13 +62,17 @@ def test_a_cascade_without_any_tier_is_refused() -> None:
     assert OrchestratorSettings(chat=False).chat_tiers() == []
 
 
-def test_a_tier_takes_a_router_by_name_or_file_and_an_unknown_one_stops_the_service(
+def test_a_tier_takes_a_router_file_and_a_missing_one_stops_the_service(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from ragbus.orchestrator.routing import BUILTIN
+    from ragbus.orchestrator.routing import FEATURES, Router
 
-    shipped = next(BUILTIN.glob("*.json")).stem
-    monkeypatch.setenv("ORCHESTRATOR_CHAT_ROUTER", shipped)
+    path = tmp_path / "router.json"
+    zeros = dict.fromkeys(FEATURES, 0.0)
+    path.write_text(
+        Router("test", zeros, 0.0, zeros, dict.fromkeys(FEATURES, 1.0)).to_json(), encoding="utf-8"
+    )
+    monkeypatch.setenv("ORCHESTRATOR_CHAT_ROUTER", str(path))
     monkeypatch.setenv("ORCHESTRATOR_CHAT_MIN_BENEFIT", "0.3")
     tier = chat_tier(OrchestratorSettings().chat_tiers()[0])
     assert tier.router is not None
@@ -79,5 +83,5 @@ def test_a_tier_takes_a_router_by_name_or_file_and_an_unknown_one_stops_the_serv
     with pytest.raises(ValidationError, match="no router"):
         OrchestratorSettings()
     monkeypatch.setenv("ORCHESTRATOR_CHAT_ROUTER", "no-such-router")
-    with pytest.raises(ValidationError, match="no router 'no-such-router'"):
+    with pytest.raises(ValidationError, match="no router file 'no-such-router'"):
         OrchestratorSettings()

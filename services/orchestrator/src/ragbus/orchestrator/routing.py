@@ -9,8 +9,10 @@ tier's `min_benefit`; otherwise it keeps tier 0's answer and the attempt says wh
 
 A router is a logistic regression over `FEATURES`, fitted (`fit`) on the per-question records of
 `bench/cascade.py`, where the tier answers every question and each answer is checked and scored, and
-shipped as JSON in `routers/` (`load`). It belongs to one model, prompt and kind of question: another
-model needs its own (run the benchmark with it). None is used unless configured.
+kept as a JSON file (`load`). It belongs to one model, prompt and kind of question: another model needs
+its own (run the benchmark with it). None is used unless configured, and none ships with ragbus: the
+one the benchmark fits is fitted on SciFact's claims, which are for evaluation only (CC BY-NC), so it
+measures the method and is not for a deployment (docs/cascade.md).
 """
 
 from __future__ import annotations
@@ -41,8 +43,6 @@ FEATURES: tuple[str, ...] = (
     "source_words",  # log(1 + words of the sources), what the model will read
     "question_mark",  # 1 for a question, 0 for a statement (a claim to check, an instruction)
 )
-
-BUILTIN = Path(__file__).resolve().parent / "routers"
 
 
 def features(question: str, hits: Sequence[Hit], extractive: ExtractiveAnswer) -> dict[str, float]:
@@ -106,13 +106,10 @@ class Router:
 
 
 def load(ref: str) -> Router:
-    """A router by file path, or by the name of one shipped in `routers/` (`smollm2-rag-answer-v3`)."""
+    """A router from its JSON file (`bench/cascade.py --router-out`)."""
     path = Path(ref)
-    if not path.suffix:
-        path = BUILTIN / f"{ref}.json"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in BUILTIN.glob("*.json"))) or "none"
-        raise ValueError(f"no router {ref!r} (a JSON file, or one shipped: {known})")
+        raise ValueError(f"no router file {ref!r} (write one with bench/cascade.py --router-out)")
     return Router.from_json(path.read_text(encoding="utf-8"))
 
 

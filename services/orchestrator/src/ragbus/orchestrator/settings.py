@@ -57,7 +57,7 @@ def _known_prompt(value: str) -> str:
 
 def _known_router(value: str | None) -> str | None:
     if value:
-        load_router(value)  # an unknown name or a bad file stops the service at start
+        load_router(value)  # a missing or bad file stops the service at start
     return value or None
 
 
@@ -92,7 +92,7 @@ class ChatTierSettings(BaseModel):
     # Learned routing (ragbus.orchestrator.routing): called only when the router predicts its answer is
     # worth the call. None: called for every question the tiers below leave unanswered.
     router: str | None = Field(
-        default=None, description="a router shipped with ragbus by name, or a JSON file from bench/cascade.py"
+        default=None, description="a router's JSON file, from bench/cascade.py --router-out"
     )
     min_benefit: float | None = Field(
         default=None, ge=0, le=1, description="the predicted benefit a call needs (None: the router's own)"
