@@ -32,6 +32,7 @@ FILES = {  # file -> (attack, harmful)
     "sixth-safe": (0, 0),
     "sixth-pro-unsafe": (1, 1),
     "sixth-pro-safe": (0, 0),
+    "science-safe": (0, 0),
 }
 
 

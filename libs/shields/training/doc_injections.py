@@ -1,7 +1,7 @@
 """BIPIA-style documents for the document-injection detector: carriers, instructions, framings, placements.
 
 A *carrier* is an ordinary text (a BIPIA email, table or code answer; a README of an installed
-package; a SciFact abstract; a generated recipe, manual, office email or FAQ); an *instruction* is what
+package; a hand-written scientific abstract; a generated recipe, manual, office email or FAQ); an *instruction* is what
 an attacker plants in it (BIPIA's 125 training instructions by category, and generic ones: requests a
 user would make of an assistant, answer manipulation, calls to action, malicious code, other
 languages). A planted document records the character span of what was planted, so that every segment
@@ -29,7 +29,7 @@ from pathlib import Path
 @dataclass(frozen=True, slots=True)
 class Carrier:
     text: str
-    kind: str  # bipia-email, bipia-table, bipia-code, readme, scifact, howto, repo-docs
+    kind: str  # bipia-email, bipia-table, bipia-code, readme, science, howto, project-docs; scifact, repo-docs: eval
     split: str  # train, val or eval (eval: never trained on)
     key: str
 
@@ -147,13 +147,33 @@ def docstrings(limit: int = 2500) -> list[Carrier]:
     return out[:limit]
 
 
+def science_abstracts() -> list[str]:
+    """Hand-written abstract-style paragraphs of scientific prose ("Title. Text", one a line), ours to
+    train on: where SciFact's abstracts, which are for evaluation only (CC BY-NC), stood among the
+    carriers here and in the gibberish model's prose (train_gibberish.py)."""
+    path = Path(__file__).resolve().parent / "data" / "prose" / "science-abstracts.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def science() -> list[Carrier]:
+    """The hand-written scientific abstracts, split by identity like the other carriers."""
+    out = []
+    for text in science_abstracts():
+        title, _, body = text.partition(". ")
+        key = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
+        out.append(Carrier(f"{title}\n\n{body}".strip(), "science", _split(key), key))
+    return out
+
+
 def scifact(data: Path, limit: int = 3000) -> list[Carrier]:
+    """SciFact abstracts: evaluation only (CC BY-NC), reported and never trained or tuned on."""
     out = []
     with (data / "scifact" / "corpus.jsonl").open(encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
             text = f"{row['title']}\n\n{row['text']}".strip()
-            out.append(Carrier(text, "scifact", _split(str(row["_id"])), str(row["_id"])))
+            out.append(Carrier(text, "scifact", "eval", str(row["_id"])))
     rng = random.Random(7)
     rng.shuffle(out)
     return out[:limit]
@@ -943,6 +963,7 @@ def load_all(data: Path, repo: Path) -> tuple[list[Carrier], list[Instruction], 
         *bipia_contexts(data),
         *readmes(),
         *docstrings(),
+        *science(),
         *scifact(data),
         *project_docs(data, repo),
         *repo_docs(repo),

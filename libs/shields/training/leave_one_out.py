@@ -58,7 +58,6 @@ OTHER_SOURCES = (
     "past-tense",
     "future-tense",
     "chatterbot",
-    "scifact",
     "bipia-tasks",
 )
 BENIGN_CAP = 2000  # chitchat opening lines, a sample

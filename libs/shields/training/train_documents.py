@@ -3,11 +3,12 @@
     .venv/bin/python libs/shields/training/train_documents.py            # model + report (~10 min, 1 core)
     .venv/bin/python libs/shields/training/train_documents.py --no-folds # the model only
 
-Data (see doc_injections.py): BIPIA's contexts, the installed packages' READMEs, SciFact abstracts and
-generated how-to texts, clean and with instructions planted at the start, the middle or the end (bare as
-in BIPIA, or framed, hidden or obfuscated). Carriers are split by identity into train and validation
-(an email, a README's package, an abstract is never on both sides); this repository's docs are never
-trained on.
+Data (see doc_injections.py): BIPIA's contexts, the installed packages' READMEs and docstrings,
+hand-written scientific abstracts and generated how-to texts, clean and with instructions planted at the
+start, the middle or the end (bare as in BIPIA, or framed, hidden or obfuscated). Carriers are split by
+identity into train and validation (an email, a README's package, an abstract is never on both sides);
+this repository's docs and SciFact's abstracts (evaluation only, CC BY-NC) are never trained or tuned
+on: they are reported.
 
 Model: each document is cut into segments (`indirect.segments`), and a segment is an instruction when
 at least half of it was planted. Two stages, both logistic regressions:
@@ -16,14 +17,14 @@ at least half of it was planted. Two stages, both logistic regressions:
 2. the combiner over the two n-gram logits, the pattern score and the cues of `indirect.FEATURES`. It
    is trained on *out-of-fold* n-gram logits (3 folds by carrier), so that it learns how far to trust
    the n-gram model on text it has not seen.
-The threshold is set on the validation carriers' clean documents (BIPIA contexts, READMEs, SciFact,
-how-tos) for a false-positive rate of at most `--target-fpr`.
+The threshold is set on the validation carriers' clean documents (BIPIA contexts, READMEs, docstrings,
+scientific abstracts, how-tos) for a false-positive rate of at most `--target-fpr`.
 
 Validation (the report): whole BIPIA categories held out (5 folds of 5 categories: the model of a fold
 never saw an instruction of its categories), each planted bare into validation contexts at the start,
 the middle and the end; one instruction in five of every category held out (same categories, new
-instructions); false positives on clean validation contexts, READMEs, SciFact abstracts, how-tos and
-this repository's docs; recall per framing; latency per chunk on one core.
+instructions); false positives on clean validation contexts, READMEs, scientific abstracts, how-tos,
+and on SciFact's abstracts and this repository's docs, which nothing was fitted on; recall per framing; latency per chunk on one core.
 """
 
 # Seeded pseudo-random choices make the data set: reproducible, and no secret.
@@ -69,6 +70,7 @@ from ragbus.shields.indirect import (  # noqa: E402
 from ragbus.shields.ngram import NgramConfig, NgramModel  # noqa: E402
 
 CONFIG = NgramConfig()
+EVAL_ONLY = {"repo-docs", "scifact"}  # carriers kept for the report: never trained or tuned on
 SEED = 13
 # Planted documents per carrier, by kind: emails and code answers are few, so each carries several.
 POSITIVES = {
@@ -76,7 +78,7 @@ POSITIVES = {
     "bipia-code": 8.0,
     "bipia-table": 2.5,
     "readme": 0.8,
-    "scifact": 0.35,
+    "science": 1.2,
     "howto": 0.6,
     "docstring": 0.5,
     "project-docs": 1.0,
@@ -86,7 +88,7 @@ NEGATIVES = {
     "bipia-code": 3.0,
     "bipia-table": 1.0,
     "readme": 1.0,
-    "scifact": 0.5,
+    "science": 2.0,
     "howto": 1.0,
     "docstring": 1.0,
     "project-docs": 3.0,
@@ -313,7 +315,7 @@ def clean_documents(carriers: Sequence[Carrier], split: str) -> list[Document]:
 def framed_documents(carriers: Sequence[Carrier], instructions: Sequence[Instruction]) -> list[Document]:
     """Validation documents with every kind of framing and placement."""
     rng = random.Random(SEED + 2)
-    val = [c for c in carriers if c.split == "val" and c.kind != "scifact"]
+    val = [c for c in carriers if c.split == "val"]
     return list(documents(val, instructions, rng, positives_per_carrier=2.0, negatives_per_carrier=0.0))
 
 
@@ -369,8 +371,9 @@ def main() -> None:
         f"featurised in {time.perf_counter() - started:.0f}s",
         flush=True,
     )
-    tuning = np.asarray([d.carrier != "repo-docs" for d in clean_val])  # repo docs: reported, not tuned on
-    kinds = [d.carrier for d in clean_val if d.carrier != "repo-docs"]
+    # This repository's docs and SciFact's abstracts (evaluation only, CC BY-NC): reported, not tuned on.
+    tuning = np.asarray([d.carrier not in EVAL_ONLY for d in clean_val])
+    kinds = [d.carrier for d in clean_val if d.carrier not in EVAL_ONLY]
 
     report: dict[str, object] = {
         "command": "python libs/shields/training/train_documents.py",

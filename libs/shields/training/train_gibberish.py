@@ -2,13 +2,15 @@
 
     python libs/shields/training/train_gibberish.py     # a minute; writes models/charlm.npz
 
-Ordinary text, in four kinds so that none of them reads as gibberish: English prose (SciFact
-abstracts), chat and questions (chatterbot, chitchat, S-Labs' benign prompts), code (this repository's
+Ordinary text, in five kinds so that none of them reads as gibberish: English prose (hand-written
+scientific abstracts, BIPIA's emails), technical English (the installed packages' READMEs and
+docstrings), chat and questions (chatterbot, chitchat, S-Labs' benign prompts), code (this repository's
 Python and the standard library's), and example sentences of ~70 languages (spaCy's `lang/*/examples`).
 Half of each kind trains the model; the other half, with adversarial suffixes (GCG, random search,
 BEAST-style token soup made here), calibrates the threshold: the 99.5th percentile of ordinary texts'
 worst window among prose and chat (questions), so that about one ordinary question in 200 is flagged;
-code and other languages run higher and are reported apart.
+technical English, code and other languages run higher and are reported apart. SciFact's abstracts,
+which are for evaluation only (CC BY-NC), are scored as a sixth kind that nothing is fitted on.
 """
 
 from __future__ import annotations
@@ -35,6 +37,23 @@ MIN_COUNT = 2
 
 
 def prose(data: Path) -> list[str]:
+    from doc_injections import bipia_contexts, science_abstracts  # type: ignore[import-not-found]
+
+    texts: list[str] = science_abstracts()
+    return texts + [c.text for c in bipia_contexts(data) if c.kind == "bipia-email"]
+
+
+def technical() -> list[str]:
+    """English about software: the installed packages' READMEs and docstrings (reported apart, like
+    code: their commands and examples run higher than prose)."""
+    from doc_injections import docstrings, readmes
+
+    texts: list[str] = [c.text for c in readmes() + docstrings()]
+    return texts
+
+
+def scifact(data: Path) -> list[str]:
+    """SciFact's abstracts: scored for the report, never trained on or used to set the threshold."""
     rows = [
         json.loads(line) for line in (data / "scifact/corpus.jsonl").read_text(encoding="utf-8").splitlines()
     ]
@@ -129,7 +148,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     args = parser.parse_args()
     rng = random.Random(7)
-    kinds = {"prose": prose(args.data), "chat": chat(), "code": code(), "languages": languages(rng)}
+    kinds = {
+        "prose": prose(args.data),
+        "chat": chat(),
+        "technical": technical(),
+        "code": code(),
+        "languages": languages(rng),
+    }
     train: list[str] = []
     held: dict[str, list[str]] = {}
     for name, texts in kinds.items():
@@ -181,6 +206,7 @@ def main() -> None:
     from ragbus.shields.gibberish import CharLM
 
     model = CharLM(OUT)
+    held["scifact (evaluation only)"] = scifact(args.data)
     ordinary = {name: [model.score(t).bits for t in texts] for name, texts in held.items()}
     attacks = [model.score(s).bits for s in suffixes(args.data, rng)]
     # Questions are prose and chat: the threshold is their 99.5th percentile. Code and other languages
