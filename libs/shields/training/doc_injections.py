@@ -1,10 +1,10 @@
 """BIPIA-style documents for the document-injection detector: carriers, instructions, framings, placements.
 
 A *carrier* is an ordinary text (a BIPIA email, table or code answer; a README of an installed
-package; a hand-written scientific abstract; a generated recipe, manual, office email or FAQ); an *instruction* is what
-an attacker plants in it (BIPIA's 125 training instructions by category, and generic ones: requests a
-user would make of an assistant, answer manipulation, calls to action, malicious code, other
-languages). A planted document records the character span of what was planted, so that every segment
+package; a hand-written scientific abstract; a generated recipe, manual, office email or FAQ); an
+*instruction* is what an attacker plants in it (BIPIA's 125 training instructions by category, and
+generic ones: requests a user would make of an assistant, answer manipulation, calls to action,
+malicious code, other languages). A planted document records the character span of what was planted, so that every segment
 of it can be labelled.
 
 Everything is generated from the reference data, the installed packages' READMEs and the templates
@@ -29,7 +29,7 @@ from pathlib import Path
 @dataclass(frozen=True, slots=True)
 class Carrier:
     text: str
-    kind: str  # bipia-email, bipia-table, bipia-code, readme, science, howto, project-docs; scifact, repo-docs: eval
+    kind: str  # bipia-email|table|code, readme, docstring, science, howto, project-docs; scifact, repo-docs
     split: str  # train, val or eval (eval: never trained on)
     key: str
 

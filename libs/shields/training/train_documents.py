@@ -24,7 +24,8 @@ Validation (the report): whole BIPIA categories held out (5 folds of 5 categorie
 never saw an instruction of its categories), each planted bare into validation contexts at the start,
 the middle and the end; one instruction in five of every category held out (same categories, new
 instructions); false positives on clean validation contexts, READMEs, scientific abstracts, how-tos,
-and on SciFact's abstracts and this repository's docs, which nothing was fitted on; recall per framing; latency per chunk on one core.
+and on SciFact's abstracts and this repository's docs, which nothing was fitted on; recall per
+framing; latency per chunk on one core.
 """
 
 # Seeded pseudo-random choices make the data set: reproducible, and no secret.
