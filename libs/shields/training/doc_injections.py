@@ -4,8 +4,8 @@ A *carrier* is an ordinary text (a BIPIA email, table or code answer; a README o
 package; a hand-written scientific abstract; a generated recipe, manual, office email or FAQ); an
 *instruction* is what an attacker plants in it (BIPIA's 125 training instructions by category, and
 generic ones: requests a user would make of an assistant, answer manipulation, calls to action,
-malicious code, other languages). A planted document records the character span of what was planted, so that every segment
-of it can be labelled.
+malicious code, other languages). A planted document records the character span of what was
+planted, so that every segment of it can be labelled.
 
 Everything is generated from the reference data, the installed packages' READMEs and the templates
 below, with a fixed seed: the same checkout gives the same documents.

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import random
@@ -41,7 +40,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from sources import HANDWRITTEN_SETS  # noqa: E402  (beside this script)
+from sources import HANDWRITTEN_SETS, _group  # noqa: E402  (beside this script)
 
 REPO = HERE.parents[2]
 MODELS = REPO / "libs/shields/src/ragbus/shields/models"
@@ -56,11 +55,11 @@ REPEAT = 4
 
 def held_out(group: str) -> bool:
     """Whether a group is in the validation fifth: its hex hash (`sources._group`) is 0 modulo 5; a
-    group a source names itself (neuralchemy's `grp_...`) is hashed first."""
+    group a source names itself (neuralchemy's `grp_...`) is hashed first, as `_group` hashes."""
     try:
         value = int(group, 16)
     except ValueError:
-        value = int(hashlib.sha1(group.encode()).hexdigest()[:12], 16)
+        value = int(_group(group), 16)
     return value % 5 == 0
 
 
@@ -401,7 +400,7 @@ def main() -> None:
         "--seed",
         type=int,
         default=0,
-        help="the fine-tune's initialisation and example order (the split never moves: always seed 0)",
+        help="the fine-tune's initialisation and example order (the split is by hash and never moves)",
     )
     parser.add_argument("--loso", action="store_true", help="also hold out whole sources (n-gram model)")
     parser.add_argument("--out", type=Path, default=MODELS, help="where the model files and report go")
