@@ -36,6 +36,7 @@ from ragbus.client.client import Document, RagbusClient, RequestFailed
 from ragbus.common import events
 from ragbus.common.events import DocsSubmitted
 from ragbus.common.settings import KafkaSettings
+from ragbus.embed.settings import EmbedSettings
 from ragbus.stack.broker import local_kafka_overrides, scratch_broker
 from ragbus.stack.runner import Host
 
@@ -94,13 +95,15 @@ async def measure(
     bulk_docs: list[Document],
     small: dict[str, Document],
 ) -> dict[str, Any]:
-    # The baseline's one consumer each, else as many workers as partitions (the defaults: 8 and 8).
+    # The baseline's one consumer each, else as many workers as partitions (the ingest's default: 8) and
+    # the embed service's default or `--embed-workers`.
     workers = "1" if config == "per-doc keys" else str(args.partitions)
+    embed_workers = "1" if config == "per-doc keys" else str(args.embed_workers or EmbedSettings().workers)
     os.environ.update(
         {
             "KAFKA_BOOTSTRAP": bootstrap,
             "INGEST_WORKERS": workers,
-            "EMBED_WORKERS": workers,
+            "EMBED_WORKERS": embed_workers,
             "KAFKA_TOPIC_PREFIX": f"ingiso{uuid.uuid4().hex[:8]}.",
             "KAFKA_PARTITIONS": str(args.partitions),
             **{f"KAFKA_{k.upper()}": str(v) for k, v in local_kafka_overrides().items()},
@@ -148,6 +151,7 @@ def main() -> None:
     parser.add_argument("--bulk", type=int, default=300, help="tenant A's documents")
     parser.add_argument("--small", type=int, default=6, help="other tenants, one document each")
     parser.add_argument("--partitions", type=int, default=KafkaSettings().partitions, help="of each topic")
+    parser.add_argument("--embed-workers", type=int, default=None, help="EMBED_WORKERS (default: its own)")
     parser.add_argument("--quota-mb", type=float, default=0.1, help="each tenant's burst and hourly MB")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     args = parser.parse_args()
@@ -155,7 +159,11 @@ def main() -> None:
     for config in args.configs:
         print(f"{config}: ...", flush=True)
         rows.append(asyncio.run(run(config, args)))
-    print(f"\n{args.partitions} partitions, {args.bulk} documents of tenant A, {args.small} other tenants")
+    embed_workers = args.embed_workers or EmbedSettings().workers
+    print(
+        f"\n{args.partitions} partitions, EMBED_WORKERS {embed_workers}, {args.bulk} documents of tenant A, "
+        f"{args.small} other tenants"
+    )
     head = f"{'config':13} {'others median s':>15} {'slowest s':>9} {'on A partition':>14}"
     print(f"{head} {'A bulk s':>8} {'A indexed':>9} {'A refused':>9}")
     for r in rows:

@@ -60,9 +60,11 @@ class Recorder:
             raise AssertionError(f"{what}: started {self.started}, finished {self.finished}") from None
 
 
-def make_service(kafka: KafkaSettings, recorder: Recorder, *, workers: int) -> Service[object]:
+def make_service(
+    kafka: KafkaSettings, recorder: Recorder, *, workers: int, partition_workers: int | None = None
+) -> Service[object]:
     settings = ServiceSettings(kafka=kafka, telemetry={"enabled": False}).model_copy(
-        update={"workers": workers}
+        update={"workers": workers, "partition_workers": partition_workers}
     )
     service: Service[object] = Service("keyedtest", settings, deps=object())
     service.broker.config.broker_config.graceful_timeout = 0.5  # a held message is not waited for long
@@ -174,6 +176,34 @@ async def test_a_backlog_on_one_partition_does_not_hold_up_another_partitions_me
     # Partitions take turns: the other partition's message is among the first few, not after 20.
     assert recorder.started.index("other/1") <= 3
     assert [x for x in recorder.started if x != "other/1"] == [f"bulk{n}/1" for n in range(20)]
+
+
+async def test_a_partitions_share_of_the_workers_leaves_room_for_another_partitions_message(
+    kafka_settings: KafkaSettings, send: object
+) -> None:
+    recorder = Recorder()
+    gates = [recorder.gate(f"bulk{n}/1") for n in range(5)]
+    for n in range(5):
+        await send(f"bulk{n}", "1", partition=0)  # type: ignore[operator]
+    service = make_service(kafka_settings, recorder, workers=4, partition_workers=2)
+    await service.app.start()
+    try:
+        await recorder.until(lambda: len(recorder.started) == 2, "two of partition 0")
+        await asyncio.sleep(0.5)
+        assert recorder.started == ["bulk0/1", "bulk1/1"]  # its share, though two workers are free
+        await send("other", "1", partition=1)  # type: ignore[operator]
+        # Starts at once on a free worker, while partition 0's two are still held.
+        await recorder.until(lambda: "other/1" in recorder.finished, "the other partition's message")
+        assert recorder.finished == ["other/1"]
+        gates[0].set()
+        await recorder.until(lambda: "bulk2/1" in recorder.started, "partition 0 goes on")
+        for gate in gates:
+            gate.set()
+        await recorder.until(lambda: len(recorder.finished) == 6, "all six")
+    finally:
+        for gate in gates:
+            gate.set()
+        await service.app.stop()
 
 
 async def test_a_rebalance_lets_a_partition_go_without_committing_past_a_message_still_in_work(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from ragbus.vectors.batching import BatchingEmbedder
+from ragbus.vectors.batching import BatchingEmbedder, lane
 from ragbus.vectors.errors import InputRejected
 from ragbus.vectors.testing import HashingEmbedder
 
@@ -133,3 +133,37 @@ async def test_closing_fails_the_waiting_callers_and_closes_the_model() -> None:
 def test_a_batch_holds_at_least_one_passage() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         BatchingEmbedder(HashingEmbedder(), max_batch=0)
+
+
+async def test_lanes_take_turns_in_each_call() -> None:
+    """A bulk load queued in one lane does not put another lane's request behind all of it."""
+    model = SlowModel(seconds=0.05)
+    batcher = BatchingEmbedder(model, max_batch=4, linger=0.0)
+    busy = asyncio.create_task(batcher.embed_documents(["keeps the model busy"]))
+    await asyncio.sleep(0.01)
+    with lane("tenant-a"):
+        bulk = [asyncio.create_task(batcher.embed_documents([f"a{n}", f"a{n}'"])) for n in range(6)]
+    await asyncio.sleep(0)
+    with lane("tenant-b"):
+        other = asyncio.create_task(batcher.embed_documents(["b0"]))
+    await asyncio.sleep(0)
+    results = await asyncio.gather(busy, other, *bulk)
+    # The next call after the busy one: A's oldest, B's (its first turn), then A's next does not fit.
+    assert model.calls[1] == ["a0", "a0'", "b0"]
+    pairs = [[f"a{n}", f"a{n}'", f"a{n + 1}", f"a{n + 1}'"] for n in (1, 3)]
+    assert model.calls[2:] == [*pairs, ["a5", "a5'"]]
+    assert results[1] == [model.vector("b0")]
+    assert results[2:] == [[model.vector(f"a{n}"), model.vector(f"a{n}'")] for n in range(6)]
+    await batcher.aclose()
+
+
+async def test_without_lanes_callers_go_in_the_order_they_came() -> None:
+    model = SlowModel(seconds=0.05)
+    batcher = BatchingEmbedder(model, max_batch=4, linger=0.0)
+    busy = asyncio.create_task(batcher.embed_documents(["keeps the model busy"]))
+    await asyncio.sleep(0.01)
+    first = [asyncio.create_task(batcher.embed_documents([f"x{n}", f"x{n}'"])) for n in range(3)]
+    late = asyncio.create_task(batcher.embed_documents(["late"]))
+    await asyncio.gather(busy, late, *first)
+    assert model.calls[1:] == [["x0", "x0'", "x1", "x1'"], ["x2", "x2'", "late"]]
+    await batcher.aclose()

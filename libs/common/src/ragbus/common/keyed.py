@@ -18,6 +18,9 @@ whichever partitions they come from:
 - partitions take turns: the next record comes from the partition after the last one served, and at
   most `limit` records of a partition are read ahead of the work, so a backlog on one partition does
   not hold up another's records;
+- at most `share` records of one partition are in work at once (all `limit` by default): a tenant's
+  bulk load, keyed to a few partitions, then leaves slots free for a record of another partition,
+  which starts at once instead of when one of the load's finishes;
 - commits stay after the work (at-least-once, what AckPolicy.ACK gives per message): per partition the
   offset committed is that of its first record not done yet, so a restart or a rebalance never skips a
   record still in work; commits go out one request at a time, each with the latest offset of every
@@ -131,6 +134,7 @@ class KeyedSubscriber(DefaultSubscriber):
     order per key; see the module docstring. Made from a subscriber the broker built (`keyed`)."""
 
     _limit: int
+    _share: int
     _key: OrderKey
     _revoke_wait_s: float
     _parts: dict[TopicPartition, _Partition]
@@ -139,8 +143,9 @@ class KeyedSubscriber(DefaultSubscriber):
     _commits: dict[TopicPartition, int]
     _turn: int
 
-    def _setup_keyed(self, limit: int, key: OrderKey, revoke_wait_s: float) -> None:
+    def _setup_keyed(self, limit: int, key: OrderKey, revoke_wait_s: float, share: int | None = None) -> None:
         self._limit = limit
+        self._share = min(limit, share or limit)
         self._key = key
         self._revoke_wait_s = revoke_wait_s
         self._parts = {}
@@ -248,13 +253,15 @@ class KeyedSubscriber(DefaultSubscriber):
             await self._ready.wait()
 
     def _pick(self) -> tuple[TopicPartition, _Partition, Hashable, Any] | None:
-        """The next record to start: partitions in turn, in each the first record whose key has no
-        earlier record in work or waiting."""
+        """The next record to start: partitions in turn (those with fewer than `share` in work), in each
+        the first record whose key has no earlier record in work or waiting."""
         tps = list(self._parts)
         for step in range(len(tps)):
             at = (self._turn + step) % len(tps)
             tp = tps[at]
             part = self._parts[tp]
+            if part.working >= self._share:
+                continue
             held: set[Hashable] = set()
             for index, (key, record) in enumerate(part.queue):
                 if (tp, key) not in self._busy and key not in held:
@@ -359,10 +366,16 @@ class KeyedSubscriber(DefaultSubscriber):
 
 
 def keyed(
-    subscriber: Any, *, limit: int, key: OrderKey = record_key, revoke_wait_s: float = 1.0
+    subscriber: Any,
+    *,
+    limit: int,
+    key: OrderKey = record_key,
+    revoke_wait_s: float = 1.0,
+    share: int | None = None,
 ) -> KeyedSubscriber:
     """Turn a subscriber the broker just built (`broker.subscriber(topic, ...)`, one topic, no batch,
-    AckPolicy.ACK) into a KeyedSubscriber working on up to `limit` records at once, in order per `key`.
+    AckPolicy.ACK) into a KeyedSubscriber working on up to `limit` records at once, in order per `key`,
+    at most `share` (default: `limit`) of them from one partition.
 
     The broker keeps the object it registered (its class changes; its state and configuration stay):
     FastStream builds its subscribers in a factory that takes no class of ours."""
@@ -370,5 +383,5 @@ def keyed(
         raise TypeError(f"a keyed subscriber is made of a DefaultSubscriber, not {type(subscriber).__name__}")
     subscriber.__class__ = KeyedSubscriber
     made = cast(KeyedSubscriber, subscriber)
-    made._setup_keyed(limit, key, revoke_wait_s)
+    made._setup_keyed(limit, key, revoke_wait_s, share)
     return made

@@ -287,6 +287,7 @@ class Service(Generic[D]):
             keyed(
                 subscriber,
                 limit=self.settings.workers,
+                share=self.settings.partition_workers,
                 key=order_by,
                 revoke_wait_s=self.settings.kafka.session_timeout_ms / 2000,
             )

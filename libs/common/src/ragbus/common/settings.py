@@ -165,6 +165,9 @@ class ServiceSettings(BaseSettings):
     # key (a conversation, a document): a slow message (a model call) holds up its own key only
     # (ragbus.common.keyed). Read with the service's prefix (ORCHESTRATOR_WORKERS).
     workers: int = Field(default=1, ge=1, le=64)
+    # Of those, at most this many from one partition (default: all): a tenant's bulk load is keyed to a
+    # few partitions (events.DOC_KEY_SHARDS), so a cap leaves slots free for other tenants' messages.
+    partition_workers: int | None = Field(default=None, ge=1, le=64)
 
     def with_kafka(self, **changes: Any) -> Any:
         """A copy with some Kafka settings changed (tests and the runner use it)."""

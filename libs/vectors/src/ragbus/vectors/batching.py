@@ -10,6 +10,11 @@ When a call goes out: as soon as `max_batch` passages wait, or when the model is
 waiting passage has waited `linger` seconds. While a call runs, the next one fills up, so under load
 batches are full without lingering, and a lone message waits at most `linger` for company.
 
+Callers may name a *lane* (`with lane(tenant): ...`; the embed service names the tenant): lanes take
+turns in every call, each lane's oldest request first, then each lane's next, so a bulk load of one
+tenant that fills the queue does not put another tenant's part behind all of it, only beside it in the
+next call. Without a lane, callers share one, in the order they came.
+
 A call that fails fails only its own callers: a batch that mixes callers and raises is retried one
 caller at a time, so one unreadable passage (`InputRejected`) never sinks another document's chunks.
 """
@@ -18,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from ragbus.common.logging import get_logger
@@ -26,12 +32,26 @@ from ragbus.vectors.ports import Embedder
 
 log = get_logger("ragbus.vectors.batching")
 
+_lane: ContextVar[Hashable] = ContextVar("ragbus_embed_lane", default=None)
+
+
+@contextlib.contextmanager
+def lane(key: Hashable) -> Iterator[None]:
+    """`embed_documents` calls made inside take turns with other lanes' in a BatchingEmbedder (a
+    context variable, so the Embedder port keeps its signature)."""
+    token = _lane.set(key)
+    try:
+        yield
+    finally:
+        _lane.reset(token)
+
 
 @dataclass(slots=True)
 class _Request:
     texts: Sequence[str]
     done: asyncio.Future[list[list[float]]]
     at: float = field(default=0.0)
+    lane: Hashable = None
 
 
 class BatchingEmbedder:
@@ -68,7 +88,7 @@ class BatchingEmbedder:
         if not texts:
             return []
         loop = asyncio.get_running_loop()
-        request = _Request(texts, loop.create_future(), loop.time())
+        request = _Request(texts, loop.create_future(), loop.time(), _lane.get())
         self._queue.append(request)
         self._waiting += len(texts)
         self._ensure_runner().set()
@@ -115,13 +135,26 @@ class BatchingEmbedder:
                 await self._call(self._take(self.max_batch))
 
     def _take(self, limit: int) -> list[_Request]:
-        """Requests from the head of the queue up to `limit` passages (at least one request)."""
-        taken: list[_Request] = []
+        """Requests up to `limit` passages (at least one), lanes taking turns: every lane's oldest
+        waiting request, in the order they came, then every lane's second, and so on."""
+        turns: dict[Hashable, int] = {}
+        order: list[tuple[int, int]] = []
+        for at, request in enumerate(self._queue):
+            turn = turns.get(request.lane, 0)
+            turns[request.lane] = turn + 1
+            order.append((turn, at))
+        order.sort()
+        chosen: list[int] = []
         count = 0
-        while self._queue and (not taken or count + len(self._queue[0].texts) <= limit):
-            request = self._queue.pop(0)
-            taken.append(request)
-            count += len(request.texts)
+        for _, at in order:
+            size = len(self._queue[at].texts)
+            if chosen and count + size > limit:
+                break
+            chosen.append(at)
+            count += size
+        picked = set(chosen)
+        taken = [self._queue[at] for at in chosen]
+        self._queue = [r for at, r in enumerate(self._queue) if at not in picked]
         self._waiting -= count
         return taken
 

@@ -19,6 +19,7 @@ from ragbus.common.events import DocsChunked, DocsIndexed
 from ragbus.common.logging import get_logger
 from ragbus.common.telemetry import tracer
 from ragbus.embed import domain
+from ragbus.vectors.batching import lane
 from ragbus.vectors.errors import DimensionMismatch, InputRejected
 from ragbus.vectors.ports import Embedder, VectorStore
 from ragbus.vectors.sparse import Bm25Encoder
@@ -162,7 +163,8 @@ async def _embed(deps: EmbedDeps, todo: DocsChunked, tenant: str, digests: list[
             "ragbus.embed.model": deps.embedder.name,
             "ragbus.embed.chunks": len(inputs),
         }
-        with _tracer().start_as_current_span("embed batch", attributes=attributes):
+        # The tenant's lane: its chunks take turns with other tenants' in shared model calls.
+        with _tracer().start_as_current_span("embed batch", attributes=attributes), lane(tenant):
             vectors = await deps.embedder.embed_documents(inputs)
             sparse = [deps.bm25.document(text) for text in inputs] if deps.bm25 is not None else None
         # Pending: searchable once the whole version is in and published (index_part).
