@@ -11,9 +11,11 @@ service looks up candidates in the vector store by band (an indexed payload fiel
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
+from typing import Any
 
 NUM_PERM = 128
 BANDS = 16
@@ -25,15 +27,22 @@ _WORD = re.compile(r"\w+")
 def signature(text: str) -> list[int]:
     """The MinHash signature of a text's 3-word shingles (case-folded words; punctuation and layout do
     not count). A text under three words is one shingle."""
-    from datasketch import MinHash  # type: ignore[import-untyped]
-
     words = _WORD.findall(text.casefold())
     if not words:
         return []
     shingles = {" ".join(words[i : i + SHINGLE_WORDS]) for i in range(max(1, len(words) - SHINGLE_WORDS + 1))}
-    minhash = MinHash(num_perm=NUM_PERM, seed=1)
+    minhash = _empty().copy()
     minhash.update_batch([s.encode("utf-8") for s in sorted(shingles)])
     return [int(v) for v in minhash.hashvalues]
+
+
+@functools.cache
+def _empty() -> Any:
+    """An empty MinHash to copy: a new one draws its 128 permutations in a Python loop each time (~0.1
+    ms alone, and in an ingest thread it holds the GIL from the event loop); a copy shares them."""
+    from datasketch import MinHash  # type: ignore[import-untyped]
+
+    return MinHash(num_perm=NUM_PERM, seed=1)
 
 
 def bands(sig: Sequence[int]) -> list[str]:
