@@ -28,6 +28,15 @@ class SlowModel(HashingEmbedder):
         return await super().embed_documents(texts)
 
 
+async def busy(max_batch: int) -> tuple[SlowModel, BatchingEmbedder, asyncio.Task[list[list[float]]]]:
+    """A batcher whose model is running a first call (50 ms): what comes next queues for the next."""
+    model = SlowModel(seconds=0.05)
+    batcher = BatchingEmbedder(model, max_batch=max_batch, linger=0.0)
+    running = asyncio.create_task(batcher.embed_documents(["keeps the model busy"]))
+    await asyncio.sleep(0.01)
+    return model, batcher, running
+
+
 def docs(n: int, words: int = 2) -> list[list[str]]:
     return [[f"document {d} chunk {c}" for c in range(words)] for d in range(n)]
 
@@ -97,15 +106,12 @@ async def test_one_callers_refused_passage_fails_that_caller_only() -> None:
 
 
 async def test_a_cancelled_caller_is_left_out_of_the_call() -> None:
-    model = SlowModel(seconds=0.05)
-    batcher = BatchingEmbedder(model, max_batch=100, linger=0.0)
-    busy = asyncio.create_task(batcher.embed_documents(["keeps the model busy"]))
-    await asyncio.sleep(0.01)
+    model, batcher, running = await busy(max_batch=100)
     gone = asyncio.create_task(batcher.embed_documents(["cancelled"]))
     kept = asyncio.create_task(batcher.embed_documents(["kept"]))
     await asyncio.sleep(0)
     gone.cancel()
-    await asyncio.gather(busy, kept)
+    await asyncio.gather(running, kept)
     assert model.calls == [["keeps the model busy"], ["kept"]]
     await batcher.aclose()
 
@@ -118,7 +124,7 @@ async def test_closing_fails_the_waiting_callers_and_closes_the_model() -> None:
             closed.append(True)
 
     batcher = BatchingEmbedder(Model(seconds=0.05), max_batch=100, linger=0.0)
-    busy = asyncio.create_task(batcher.embed_documents(["running"]))
+    in_flight = asyncio.create_task(batcher.embed_documents(["running"]))
     await asyncio.sleep(0.01)
     waiting = asyncio.create_task(batcher.embed_documents(["waiting"]))
     await asyncio.sleep(0)
@@ -126,7 +132,7 @@ async def test_closing_fails_the_waiting_callers_and_closes_the_model() -> None:
     with pytest.raises(RuntimeError, match="closed"):
         await waiting
     with pytest.raises(asyncio.CancelledError):
-        await busy  # the call in flight is cancelled with it
+        await in_flight  # the call in flight is cancelled with it
     assert closed == [True]
 
 
@@ -137,17 +143,14 @@ def test_a_batch_holds_at_least_one_passage() -> None:
 
 async def test_lanes_take_turns_in_each_call() -> None:
     """A bulk load queued in one lane does not put another lane's request behind all of it."""
-    model = SlowModel(seconds=0.05)
-    batcher = BatchingEmbedder(model, max_batch=4, linger=0.0)
-    busy = asyncio.create_task(batcher.embed_documents(["keeps the model busy"]))
-    await asyncio.sleep(0.01)
+    model, batcher, running = await busy(max_batch=4)
     with lane("tenant-a"):
         bulk = [asyncio.create_task(batcher.embed_documents([f"a{n}", f"a{n}'"])) for n in range(6)]
     await asyncio.sleep(0)
     with lane("tenant-b"):
         other = asyncio.create_task(batcher.embed_documents(["b0"]))
     await asyncio.sleep(0)
-    results = await asyncio.gather(busy, other, *bulk)
+    results = await asyncio.gather(running, other, *bulk)
     # The next call after the busy one: A's oldest, B's (its first turn), then A's next does not fit.
     assert model.calls[1] == ["a0", "a0'", "b0"]
     pairs = [[f"a{n}", f"a{n}'", f"a{n + 1}", f"a{n + 1}'"] for n in (1, 3)]
@@ -158,12 +161,9 @@ async def test_lanes_take_turns_in_each_call() -> None:
 
 
 async def test_without_lanes_callers_go_in_the_order_they_came() -> None:
-    model = SlowModel(seconds=0.05)
-    batcher = BatchingEmbedder(model, max_batch=4, linger=0.0)
-    busy = asyncio.create_task(batcher.embed_documents(["keeps the model busy"]))
-    await asyncio.sleep(0.01)
+    model, batcher, running = await busy(max_batch=4)
     first = [asyncio.create_task(batcher.embed_documents([f"x{n}", f"x{n}'"])) for n in range(3)]
     late = asyncio.create_task(batcher.embed_documents(["late"]))
-    await asyncio.gather(busy, late, *first)
+    await asyncio.gather(running, late, *first)
     assert model.calls[1:] == [["x0", "x0'", "x1", "x1'"], ["x2", "x2'", "late"]]
     await batcher.aclose()
