@@ -95,10 +95,10 @@ async def measure(
     bulk_docs: list[Document],
     small: dict[str, Document],
 ) -> dict[str, Any]:
-    # The baseline's one consumer each, else as many workers as partitions (the ingest's default: 8) and
-    # the embed service's default or `--embed-workers`.
+    # The baseline's one consumer each, else as many ingest workers as partitions (its default: 8) and
+    # `--embed-workers` (default: the embed service's own).
     workers = "1" if config == "per-doc keys" else str(args.partitions)
-    embed_workers = "1" if config == "per-doc keys" else str(args.embed_workers or EmbedSettings().workers)
+    embed_workers = "1" if config == "per-doc keys" else str(args.embed_workers)
     os.environ.update(
         {
             "KAFKA_BOOTSTRAP": bootstrap,
@@ -155,14 +155,14 @@ def main() -> None:
     parser.add_argument("--quota-mb", type=float, default=0.1, help="each tenant's burst and hourly MB")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     args = parser.parse_args()
+    args.embed_workers = args.embed_workers or EmbedSettings().workers
     rows = []
     for config in args.configs:
         print(f"{config}: ...", flush=True)
         rows.append(asyncio.run(run(config, args)))
-    embed_workers = args.embed_workers or EmbedSettings().workers
     print(
-        f"\n{args.partitions} partitions, EMBED_WORKERS {embed_workers}, {args.bulk} documents of tenant A, "
-        f"{args.small} other tenants"
+        f"\n{args.partitions} partitions, EMBED_WORKERS {args.embed_workers}, "
+        f"{args.bulk} documents of tenant A, {args.small} other tenants"
     )
     head = f"{'config':13} {'others median s':>15} {'slowest s':>9} {'on A partition':>14}"
     print(f"{head} {'A bulk s':>8} {'A indexed':>9} {'A refused':>9}")

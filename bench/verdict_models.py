@@ -79,6 +79,8 @@ from ragbus.vectors.adapters.minilm import _load_query_encoder, wheel_model_path
 LABELS = ("SUPPORT", "CONTRADICT", "NOINFO")
 CONDITIONS = ("gold", "cited", "retrieved")
 TOP_K = 3
+# The corpus's MiniLM vectors, computed once (a few minutes) and reused by every run.
+VECTORS = Path("/tmp/h9-scifact-minilm.npy")
 
 
 @dataclass(frozen=True)
@@ -420,7 +422,7 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--vectors", type=Path, default=Path("/tmp/h9-scifact-minilm.npy"))
+    parser.add_argument("--vectors", type=Path, default=VECTORS)
     parser.add_argument("--scores", type=Path, default=None, help="write every claim's sentence scores")
     parser.add_argument("--from-scores", type=Path, default=None, help="evaluate recorded scores")
     parser.add_argument("--latency-claims", type=int, default=60)

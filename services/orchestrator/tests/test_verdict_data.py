@@ -19,7 +19,9 @@ from ragbus.common.refdata import data_dir_location
 TRAINING = Path(__file__).resolve().parents[1] / "training"
 
 
+@pytest.fixture(scope="module")
 def trainer() -> ModuleType:
+    """The training script (not a package), loaded once for the module's tests."""
     spec = importlib.util.spec_from_file_location("train_verdict", TRAINING / "train_verdict.py")
     assert spec is not None
     assert spec.loader is not None
@@ -29,8 +31,8 @@ def trainer() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def rows() -> list[dict[str, Any]]:
-    loaded: list[dict[str, Any]] = trainer().load_rows()
+def rows(trainer: ModuleType) -> list[dict[str, Any]]:
+    loaded: list[dict[str, Any]] = trainer.load_rows()
     return loaded
 
 
@@ -55,8 +57,10 @@ def test_the_labels_are_balanced_and_most_claims_come_with_another_label(rows: l
     assert sum(len(v) > 1 for v in per_claim.values()) / len(per_claim) > 0.5
 
 
-def test_the_validation_split_is_by_claim_and_about_fifteen_percent(rows: list[dict[str, Any]]) -> None:
-    held_out = trainer().held_out
+def test_the_validation_split_is_by_claim_and_about_fifteen_percent(
+    trainer: ModuleType, rows: list[dict[str, Any]]
+) -> None:
+    held_out = trainer.held_out
     sides: dict[str, set[bool]] = {}
     for row in rows:
         sides.setdefault(row["claim"], set()).add(held_out(row["claim"]))
@@ -66,13 +70,12 @@ def test_the_validation_split_is_by_claim_and_about_fifteen_percent(rows: list[d
 
 
 def test_the_pairs_label_rationale_sentences_and_at_most_two_others_per_passage(
-    rows: list[dict[str, Any]],
+    trainer: ModuleType, rows: list[dict[str, Any]]
 ) -> None:
     import random
 
-    module = trainer()
     row = next(r for r in rows if r["label"] == "CONTRADICT" and len(r["evidence"]) >= 5)
-    pairs = module.pairs_of([row], random.Random(0))
+    pairs = trainer.pairs_of([row], random.Random(0))
     decided = [s for _, s, y in pairs if y == 1]
     assert decided == [row["evidence"][i] for i in sorted(row["rationale"])]
     assert sum(y == 2 for _, _, y in pairs) == 2

@@ -226,7 +226,7 @@ def scifact(scorer: Scorer, report: dict[str, Any], top: int) -> None:
 
     data = require_data_dir("scifact")
     claims, docs = vm.load(data)
-    retrieved = vm.retrieve(claims, docs, Path("/tmp/h9-scifact-minilm.npy"))
+    retrieved = vm.retrieve(claims, docs, vm.VECTORS)
     encoder = _load_query_encoder(wheel_model_path())
     vectors: dict[str, np.ndarray] = {}
     by_cond: dict[str, dict[str, list[Any]]] = {c: {"fit": [], "test": []} for c in vm.CONDITIONS}
