@@ -74,6 +74,13 @@ class Envelope(EnvelopeAttributes, Generic[P]):
     data: P
     _digest: bytes | None = PrivateAttr(default=None)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by its payload's class, not by its own: pydantic names a parametrized class
+        # (`Envelope[DocsSubmitted]`) after whichever module parametrized it first, often where no
+        # other process can find it (a function's scope, a test module). A worker process gets the
+        # same event whoever made the class.
+        return (_unpickle_envelope, (type(self.data), self.__getstate__()))
+
     @model_validator(mode="after")
     def _type_matches_data(self) -> Envelope[P]:
         expected = type(self.data).event_type()
@@ -178,3 +185,10 @@ def parse_event(body: bytes | str | dict[str, Any]) -> Envelope[Any]:
         raise ValueError(f"unknown event type {raw.get('type')!r}")
     result: Envelope[Any] = cast(Any, Envelope)[data_cls].model_validate(raw)
     return result
+
+
+def _unpickle_envelope(data_type: type[EventData], state: dict[Any, Any]) -> Envelope[Any]:
+    cls = Envelope[data_type]  # type: ignore[valid-type]
+    event = cls.__new__(cls)
+    event.__setstate__(state)
+    return event

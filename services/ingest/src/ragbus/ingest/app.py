@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from ragbus.common.app import RagbusApp
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import DocsChunked, DocsDeleted, DocsSubmitted
 from ragbus.common.keyed import subject_key
+from ragbus.common.processes import WorkerPool
 from ragbus.common.service import Clients, Service
 from ragbus.ingest import usecases
 from ragbus.ingest.adapters.files import FileReader
@@ -38,23 +40,22 @@ DocsEvent = Annotated[
 ]
 
 
-async def open_deps(settings: IngestSettings, clients: Clients) -> IngestDeps:
-    # Blocking: loads the tokenizer file and resolves the allowed roots.
-    tokenizer = await asyncio.to_thread(load_tokenizer, settings.tokenizer, settings.tokenizer_path)
+def cpu_deps(settings: IngestSettings, models: bool = True) -> IngestDeps:
+    """The deps that do the CPU work themselves (blocking: loads the tokenizer and, with `models`, the
+    injection scanner and language detector, ~120 MB); what each worker process builds for itself."""
+    tokenizer = load_tokenizer(settings.tokenizer, settings.tokenizer_path)
     files = FileReader(settings.allowed_roots, settings.max_document_bytes, denied=settings.denied_roots)
     scanner = None
-    if settings.injection_scan:
+    if settings.injection_scan and models:
         # Imported here: numpy and scikit-learn load only when scanning is on.
         from ragbus.ingest.adapters.injection_scan import ShieldsInjectionScanner
 
-        scanner = await asyncio.to_thread(
-            ShieldsInjectionScanner.load, settings.injection_threshold, settings.injection_cache
-        )
+        scanner = ShieldsInjectionScanner.load(settings.injection_threshold, settings.injection_cache)
     language = None
-    if settings.language_tag:
+    if settings.language_tag and models:
         from ragbus.ingest.adapters.language import FastTextLanguage
 
-        language = await asyncio.to_thread(FastTextLanguage.load)
+        language = FastTextLanguage.load()
     quotas = ByteQuotas(settings.quotas) if settings.quotas else None
     return IngestDeps(
         tokenizer=tokenizer,
@@ -65,6 +66,18 @@ async def open_deps(settings: IngestSettings, clients: Clients) -> IngestDeps:
         quotas=quotas,
         language=language,
     )
+
+
+async def open_deps(settings: IngestSettings, clients: Clients) -> IngestDeps:
+    if not settings.processes:
+        return await asyncio.to_thread(cpu_deps, settings)
+    # The models load in the workers only: this process reads files and checks sizes and quotas.
+    deps = await asyncio.to_thread(cpu_deps, settings, models=False)
+    build = partial(cpu_deps, settings)
+    processes = WorkerPool(SERVICE, settings.processes, initializer=usecases.start_worker, initargs=(build,))
+    # Its ping starts the workers (each loads the tokenizer and models) before the first document.
+    clients.add("processes", processes)
+    return replace(deps, processes=processes)
 
 
 def create_app(settings: IngestSettings | None = None, deps: IngestDeps | None = None) -> RagbusApp:

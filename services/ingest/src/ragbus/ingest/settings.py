@@ -43,6 +43,11 @@ class IngestSettings(ServiceSettings):
     # tenant's document is taken at the next turn instead of waiting behind the whole bulk load (issue
     # 13). The CPU work runs in threads, so it also overlaps reading and writing.
     workers: int = Field(default=8, ge=1, le=64)
+    # Worker processes for the CPU work (loading, cleaning, tokenizing, MinHash, language, injection
+    # scan), each with its own tokenizer and models: the service's event loop keeps its GIL (in a thread
+    # the work held it, and with every service of `ragbus up` in one process, from them all). 0: threads
+    # of this process (no extra memory; the work then shares the GIL). Each costs ~150 MB.
+    processes: int = Field(default=1, ge=0, le=64, description="worker processes for CPU work (0: threads)")
 
     # all-MiniLM-L6-v2 reads at most 256 word pieces, [CLS] and [SEP] included, and silently drops the
     # rest: 254 for the text. 200 keeps every chunk whole with room for the embedder to prepend a short

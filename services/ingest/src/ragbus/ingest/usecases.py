@@ -2,14 +2,16 @@
 marker out. No Kafka here: `app.py` hands each event in and publishes what comes back.
 
 Handling a submitted document: read it (a file, off the event loop), decode it, normalise, version and
-chunk it, scan each chunk for instructions aimed at the model and flag it (CPU work, also off the loop
-so that heartbeats and other messages keep flowing), and cut the chunks into parts that fit a Kafka
-message.
+chunk it, scan each chunk for instructions aimed at the model and flag it, and cut the chunks into parts
+that fit a Kafka message. That CPU work runs off the event loop, so heartbeats and other messages keep
+flowing: in a worker process when the service has them (INGEST_PROCESSES; the loop then keeps the GIL
+too), else in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +20,7 @@ from ragbus.common import near_duplicates
 from ragbus.common.envelope import Envelope
 from ragbus.common.events import DocsChunked, DocsDeleted, DocsSubmitted, MetadataValue
 from ragbus.common.logging import get_logger
+from ragbus.common.processes import WorkerPool
 from ragbus.ingest.adapters.files import FileContent, FileReader
 from ragbus.ingest.domain import (
     ByteQuotas,
@@ -56,6 +59,8 @@ class IngestDeps:
     quotas: ByteQuotas | None = None
     # Tags each document with its language (`lang` in its metadata) unless the producer did; None: no tag.
     language: LanguageDetector | None = None
+    # Worker processes that do the CPU work with deps of their own (`start_worker`); None: a thread.
+    processes: WorkerPool | None = None
 
 
 async def chunk_document(deps: IngestDeps, event: Envelope[DocsSubmitted]) -> list[DocsChunked]:
@@ -80,7 +85,14 @@ async def chunk_document(deps: IngestDeps, event: Envelope[DocsSubmitted]) -> li
             )
     if deps.quotas is not None:
         deps.quotas.check(str(event.id), event.tenantid, size)
-    return await asyncio.to_thread(_chunk, deps, event, content)
+    if deps.processes is not None:
+        parts, fields = await deps.processes.run(_chunk_in_worker, event, content)
+    else:
+        parts, fields = await asyncio.to_thread(_chunk, deps, event, content)
+    # Logged here, not where the work ran: a worker process has neither the log setup nor the event's
+    # context (trace and event ids).
+    log.info("document chunked", **fields)
+    return parts
 
 
 def delete_document(event: Envelope[DocsDeleted]) -> DocsChunked:
@@ -89,7 +101,25 @@ def delete_document(event: Envelope[DocsDeleted]) -> DocsChunked:
     return deletion(event.data)
 
 
-def _chunk(deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | FileContent) -> list[DocsChunked]:
+# In a worker process: the deps its jobs use, built once by `start_worker`.
+_worker_deps: list[IngestDeps] = []
+
+
+def start_worker(build: Callable[[], IngestDeps]) -> None:
+    """A worker process's initializer: build its own deps (tokenizer, scanner, language detector)."""
+    _worker_deps.append(build())
+
+
+def _chunk_in_worker(
+    event: Envelope[DocsSubmitted], content: str | FileContent
+) -> tuple[list[DocsChunked], dict[str, Any]]:
+    return _chunk(_worker_deps[0], event, content)
+
+
+def _chunk(
+    deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | FileContent
+) -> tuple[list[DocsChunked], dict[str, Any]]:
+    """The document's parts, and what to log about it."""
     doc, policy = event.data, deps.policy
     extra: dict[str, MetadataValue] = {}
     if isinstance(content, str):
@@ -145,5 +175,4 @@ def _chunk(deps: IngestDeps, event: Envelope[DocsSubmitted], content: str | File
         fields["flagged"] = sum(bool(c.flags) for c in chunks)
     if loaded.notes:
         fields["notes"] = "; ".join(loaded.notes)
-    log.info("document chunked", **fields)
-    return parts
+    return parts, fields
