@@ -115,15 +115,22 @@ def _start(
 ) -> None:
     """In a worker: name it, watch the parent, then build what the jobs need."""
     _set_process_name(title)
+    leave_with_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def leave_with_parent(parent: int, name: str = "worker-parent-watch") -> None:
+    """In a worker process: exit once `parent` is gone (the worker is re-parented). A process pool's
+    queue never tells a worker that its parent was killed (SIGKILL, OOM): it holds both ends of it and
+    would wait for jobs forever, holding its memory."""
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
         os._exit(0)
 
-    threading.Thread(target=watch, name="worker-parent-watch", daemon=True).start()
-    if initializer is not None:
-        initializer(*initargs)
+    threading.Thread(target=watch, name=name, daemon=True).start()
 
 
 def _set_process_name(title: str) -> None:

@@ -36,7 +36,6 @@ import json
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragbus.common.imports import ML_IMPORT_LOCK
 from ragbus.common.logging import get_logger
+from ragbus.common.processes import leave_with_parent
 from ragbus.vectors.errors import EmbedderUnavailable
 from ragbus.vectors.settings import MINILM
 
@@ -175,14 +175,7 @@ def _worker_start(path: Path, threads: int) -> None:
     worker holds both ends of it and would wait for jobs forever, holding the model's memory."""
     # Read by OpenMP when torch loads it (in `_load`, below): nothing here has imported torch yet.
     os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="minilm-parent-watch", daemon=True).start()
+    leave_with_parent(os.getppid(), name="minilm-parent-watch")
     _served.append(_load(path, threads).model)
 
 
