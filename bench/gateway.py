@@ -246,10 +246,11 @@ async def on_bus(args: argparse.Namespace, settings: GatewaySettings, keys: Memo
     client = answerer._client
     publish = client._publish
 
-    async def timed(event: Envelope[Any]) -> None:
+    async def timed(event: Envelope[Any], *, confirm: bool = True) -> asyncio.Future[Any] | None:
         started = time.perf_counter()
-        await publish(event)
+        delivery = await publish(event, confirm=confirm)
         published.append((time.perf_counter() - started) * 1000)
+        return delivery
 
     client._publish = timed  # type: ignore[method-assign]
     server = HttpServer(settings, create_web_app(settings, GatewayDeps(answerer, keys, MemoryDocumentLog())))

@@ -13,8 +13,10 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaError
 
 from ragbus.client.client import Document, RagbusClient, Replies, RequestFailed, WaitTimeout
 from ragbus.client.progress import IngestProgress, duration
@@ -478,3 +480,52 @@ async def test_a_client_for_documents_reads_their_replies_and_dead_letters_only(
         # It would wait for an answer it never reads: refused at once instead.
         with pytest.raises(RuntimeError, match="documents only"):
             await client.ask("What is ragbus?")
+
+
+async def test_a_bulk_load_goes_out_in_few_produce_requests_and_in_order(fake_stack: FakeStack) -> None:
+    """600 documents in far fewer broker round trips than documents (one each made a bulk load wait on
+    the broker per document, and Tansu's log holds one batch per request); every one arrives, once, and
+    a document sent twice arrives in the order sent."""
+    names = [f"doc-{i:03}.md" for i in range(600)]
+    docs = [Document(doc_id=n, text=f"text {n}") for n in names] + [Document(doc_id=names[0], text="again")]
+
+    async def stack_answers_all() -> list[Envelope[Any]]:
+        got = [await fake_stack.request(topics.DOCS_SUBMITTED) for _ in docs]
+        for event in got:
+            await fake_stack.reply(event, indexed(event.data.doc_id))
+        return got
+
+    async with RagbusClient(fake_stack.kafka, replies="documents") as client:
+        assert client._producer is not None
+        network = client._producer.client
+        produce_requests = 0
+        send = network.send
+
+        async def counting_send(node_id: int, request: Any, **kwargs: Any) -> Any:
+            nonlocal produce_requests
+            produce_requests += type(request).__name__.startswith("ProduceRequest")
+            return await send(node_id, request, **kwargs)
+
+        network.send = counting_send
+        stack = asyncio.create_task(stack_answers_all())
+        results = await client.ingest(docs, stall_timeout=30)
+        got = await stack
+
+    assert [r.doc_id for r in results] == [d.doc_id for d in docs]
+    assert sorted(e.data.doc_id for e in got) == sorted(d.doc_id for d in docs)
+    assert [e.data.text for e in got if e.data.doc_id == names[0]] == ["text doc-000.md", "again"]
+    assert produce_requests <= len(docs) / 10, produce_requests
+
+
+async def test_a_document_the_broker_refuses_fails_the_load_and_leaves_nothing_waiting(
+    fake_stack: FakeStack,
+) -> None:
+    """Over the broker's request size: the load raises at once, and no waiter is left behind for the
+    documents sent before it (a long-lived client would hold them for ever)."""
+    kafka = fake_stack.kafka.model_copy(update={"max_request_size": 20_000})
+    docs = [Document(doc_id="a.md", text="A."), Document(doc_id="big.md", text="x" * 50_000)]
+    async with RagbusClient(kafka, replies="documents") as client:
+        with pytest.raises(KafkaError, match="larger than"):
+            await client.ingest(docs, stall_timeout=5)
+        await asyncio.sleep(0)  # the cancelled futures' callbacks
+        assert client._waiters == {}

@@ -80,6 +80,8 @@ _REPLIES = (
 )
 _DOCUMENT_REPLIES = (topics.DOCS_CHUNKED, topics.DOCS_INDEXED)
 _DOCUMENT_PATH = (topics.DOCS_SUBMITTED, topics.DOCS_DELETED, topics.DOCS_CHUNKED)
+# Documents of a bulk load sent before their broker acknowledgements are awaited (`_submit`).
+_SEND_WINDOW = 256
 
 Replies = Literal["all", "documents"]
 
@@ -180,6 +182,8 @@ class _Waiter:
     parts: dict[int, Envelope[Any]] = field(default_factory=dict)
     # A document's parts seen on `docs.chunked` (part -> parts): how far it got, should the wait end.
     chunked: dict[int, int] = field(default_factory=dict)
+    # The broker's acknowledgement of the request, when it was sent without waiting for it.
+    delivery: asyncio.Future[Any] | None = None
 
 
 def _listed(names: Sequence[str], limit: int = 5) -> str:
@@ -304,27 +308,12 @@ class RagbusClient:
         """
         started = time.perf_counter()
         sent: list[tuple[str, _Waiter]] = []
-        for doc in documents:
-            data = DocsSubmitted(
-                doc_id=doc.doc_id,
-                text=doc.text,
-                uri=doc.uri,
-                content=doc.content,
-                filename=doc.filename,
-                title=doc.title,
-                content_type=doc.content_type,
-                metadata=doc.metadata,
-                groups=list(doc.groups),
-                chunking=doc.chunking,
-            )
-            sent.append(
-                (
-                    doc.doc_id,
-                    await self._send(
-                        data, expect=DocsIndexed.event_type(), name="ragbus ingest", tenant=tenant
-                    ),
-                )
-            )
+        try:
+            await self._submit(documents, sent, tenant)
+        except BaseException:
+            for _, waiter in sent:
+                waiter.future.cancel()
+            raise
 
         results: dict[int, Indexed] = {}
 
@@ -358,6 +347,39 @@ class RagbusClient:
             for _, waiter in sent:
                 waiter.future.cancel()
         return [results[i] for i in range(len(sent))]
+
+    async def _submit(
+        self, documents: Iterable[Document], sent: list[tuple[str, _Waiter]], tenant: str | None
+    ) -> None:
+        """Publish the documents, appending each one's waiter to `sent`. Many go out per produce request:
+        up to _SEND_WINDOW wait for their acknowledgement at once, so a bulk load does not pay a broker
+        round trip per document, and the broker stores a few large batches instead of one per document
+        (Tansu's in-memory log costs more per fetch the more batches it holds). Each document's events
+        stay in order: one partition per key, one request in flight per partition."""
+        unconfirmed: list[asyncio.Future[Any]] = []
+        for doc in documents:
+            data = DocsSubmitted(
+                doc_id=doc.doc_id,
+                text=doc.text,
+                uri=doc.uri,
+                content=doc.content,
+                filename=doc.filename,
+                title=doc.title,
+                content_type=doc.content_type,
+                metadata=doc.metadata,
+                groups=list(doc.groups),
+                chunking=doc.chunking,
+            )
+            waiter = await self._send(
+                data, expect=DocsIndexed.event_type(), name="ragbus ingest", tenant=tenant, confirm=False
+            )
+            sent.append((doc.doc_id, waiter))
+            if waiter.delivery is not None:
+                unconfirmed.append(waiter.delivery)
+            if len(unconfirmed) >= _SEND_WINDOW:
+                await asyncio.gather(*unconfirmed)
+                unconfirmed.clear()
+        await asyncio.gather(*unconfirmed)
 
     async def _wait_progressing(
         self,
@@ -501,9 +523,13 @@ class RagbusClient:
         name: str | None,
         own_reply: bool = False,
         tenant: str | None = None,
+        confirm: bool = True,
     ) -> _Waiter:
         """Publish a request; return its waiter, whose future its reply resolves (registered before
         publishing).
+
+        `confirm` False: return once the request is queued in the producer, its broker's acknowledgement
+        in `waiter.delivery` (a bulk load sends many per produce request, see `ingest`).
 
         `own_reply`: only a reply caused by this very event counts (several requests may share the
         correlation id, as ratings of one answer do)."""
@@ -516,25 +542,38 @@ class RagbusClient:
         waiter = _Waiter(future, expect, event.id if own_reply else None)
         self._waiters[event.correlationid] = waiter
         future.add_done_callback(lambda _: self._waiters.pop(event.correlationid, None))
-        if name:
-            with self.tracer.start_as_current_span(name, kind=SpanKind.PRODUCER):
-                await self._publish(event)
-        else:
-            await self._publish(event)
+        try:
+            if name:
+                with self.tracer.start_as_current_span(name, kind=SpanKind.PRODUCER):
+                    delivery = await self._publish(event, confirm=confirm)
+            else:
+                delivery = await self._publish(event, confirm=confirm)
+        except BaseException:
+            future.cancel()  # never sent: nothing will answer it
+            raise
+        if delivery is not None:
+            waiter.delivery = delivery
         return waiter
 
     async def publish(self, event: Envelope[Any]) -> None:
         """Publish an event as it is (its id, tenant and time), signed when trust is on; wait for nothing."""
         await self._publish(event)
 
-    async def _publish(self, event: Envelope[Any]) -> None:
+    async def _publish(self, event: Envelope[Any], *, confirm: bool = True) -> asyncio.Future[Any] | None:
+        """Publish; with `confirm` False, return the broker's acknowledgement to await instead of waiting."""
         assert self._producer is not None, "use `async with RagbusClient()` or call start() first"
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # W3C traceparent: the stack's spans join the caller's trace
         topic = self.t(type(event.data).topic)
         value = event.to_bytes()
         headers = publish_headers(self.trust.signer, topic, event.key, value, carrier)
-        await self._producer.send_and_wait(topic, value, key=event.key, headers=headers)
+        delivery: asyncio.Future[Any] = await self._producer.send(
+            topic, value, key=event.key, headers=headers
+        )
+        if not confirm:
+            return delivery
+        await delivery
+        return None
 
     # --- replies -----------------------------------------------------------------------------------
 
