@@ -186,6 +186,16 @@ class _Waiter:
     delivery: asyncio.Future[Any] | None = None
 
 
+async def _delivered(deliveries: list[asyncio.Future[Any]]) -> None:
+    """Wait for every acknowledgement and empty the list; raise the first failure, once all are in (none
+    is left unread to be logged as "never retrieved")."""
+    outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+    deliveries.clear()
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 def _listed(names: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
@@ -377,9 +387,8 @@ class RagbusClient:
             if waiter.delivery is not None:
                 unconfirmed.append(waiter.delivery)
             if len(unconfirmed) >= _SEND_WINDOW:
-                await asyncio.gather(*unconfirmed)
-                unconfirmed.clear()
-        await asyncio.gather(*unconfirmed)
+                await _delivered(unconfirmed)
+        await _delivered(unconfirmed)
 
     async def _wait_progressing(
         self,
