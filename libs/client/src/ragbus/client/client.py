@@ -318,13 +318,6 @@ class RagbusClient:
         """
         started = time.perf_counter()
         sent: list[tuple[str, _Waiter]] = []
-        try:
-            await self._submit(documents, sent, tenant)
-        except BaseException:
-            for _, waiter in sent:
-                waiter.future.cancel()
-            raise
-
         results: dict[int, Indexed] = {}
 
         async def wait_one(i: int, doc_id: str, waiter: _Waiter) -> None:
@@ -345,15 +338,18 @@ class RagbusClient:
             if on_indexed:
                 on_indexed(results[i])
 
-        tasks = [asyncio.ensure_future(wait_one(i, d, w)) for i, (d, w) in enumerate(sent)]
+        tasks: list[asyncio.Future[None]] = []
         try:
+            await self._submit(documents, sent, tenant)
+            tasks = [asyncio.ensure_future(wait_one(i, d, w)) for i, (d, w) in enumerate(sent)]
             await self._wait_progressing(tasks, stall_timeout, timeout, started)
         except WaitTimeout as exc:
             waiting = [(d, w) for i, (d, w) in enumerate(sent) if i not in results]
             raise WaitTimeout(f"{exc}: {self._ingest_report(len(sent), waiting)}") from None
         finally:
+            # Those still waiting (after a failure, a send's included): nobody reads them any more.
             for task in tasks:
-                task.cancel()  # those still waiting (after a failure): nobody reads them any more
+                task.cancel()
             for _, waiter in sent:
                 waiter.future.cancel()
         return [results[i] for i in range(len(sent))]
