@@ -471,6 +471,8 @@ async def test_a_client_for_documents_reads_their_replies_and_dead_letters_only(
                 for name in (topics.DOCS_SUBMITTED, topics.DOCS_DELETED, topics.DOCS_CHUNKED)
             ),
         }
+        # ... and at the document consumers' pace, not a question's.
+        assert client._consumer._fetch_max_wait_ms == fake_stack.kafka.bulk_fetch_max_wait_ms
         stack = asyncio.create_task(refuse_b())
         [a] = await client.ingest([Document(doc_id="a.md", text="A.")], stall_timeout=10)
         with pytest.raises(RequestFailed, match="no loader for this file"):

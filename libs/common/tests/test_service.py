@@ -169,6 +169,29 @@ def test_a_concurrent_subscription_works_on_the_services_workers_at_once_through
         service.subscriber(DOCS_SUBMITTED, DOCS_DELETED, concurrent=True)
 
 
+def test_a_bulk_subscription_polls_at_the_document_pace_and_others_at_the_request_pace() -> None:
+    """Tansu answers an idle fetch only when its wait ends: every idle consumer polls once per wait, so
+    the document topics' consumers wait longer (`KAFKA_BULK_FETCH_MAX_WAIT_MS`) than a request's hop."""
+    settings = component_settings(ServiceSettings, "bk.")
+    service: Service[object] = Service("test", settings, deps=object())
+
+    @service.subscriber(DOCS_SUBMITTED, bulk=True)
+    async def documents(event: Envelope[DocsSubmitted]) -> None: ...
+
+    @service.subscriber(DOCS_DELETED)
+    async def other(event: Envelope[DocsDeleted]) -> None: ...
+
+    waits = {
+        s.topic_names[0]: s._connection_args["fetch_max_wait_ms"]  # type: ignore[attr-defined]
+        for s in service.broker.subscribers
+    }
+    assert waits == {
+        service.topics(DOCS_SUBMITTED): settings.kafka.bulk_fetch_max_wait_ms,
+        service.topics(DOCS_DELETED): settings.kafka.fetch_max_wait_ms,
+    }
+    assert settings.kafka.bulk_fetch_max_wait_ms > settings.kafka.fetch_max_wait_ms
+
+
 async def test_a_scheduled_job_runs_only_while_the_deps_are_open_and_outlives_a_failed_run(
     topic_prefix: str,
 ) -> None:

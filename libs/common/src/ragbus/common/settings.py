@@ -99,10 +99,13 @@ class KafkaSettings(BaseSettings):
     # Tansu does not answer a waiting fetch early: this bounds the latency of every hop there.
     # On Kafka it only changes how often an idle consumer polls.
     fetch_max_wait_ms: int = 25
-    # The document topics' consumers (`bulk` subscriptions: docs.submitted, docs.deleted, docs.chunked):
-    # documents are throughput, not latency, and consumers fetching every 25 ms cost Tansu and the
-    # services about a third of a core (bench/ingest.py, 600 abstracts: 64.8 s at 25 ms, 41.6 s at 100).
-    bulk_fetch_max_wait_ms: int = 100
+    # The document topics' consumers (`bulk` subscriptions: docs.submitted, docs.deleted, docs.chunked)
+    # and a documents-only client's replies: documents are throughput, not latency. Kafka's own default.
+    # On Tansu, consumers fetching every 25 ms cost it and the services about a third of a core
+    # (bench/ingest.py, 600 abstracts: 64.8 s at 25 ms, 41.6 s at 100); an idle ingest + embed with a
+    # `ragbus ingest` client used 0.096 cores at 100 ms, 0.041 at 500, and a one-document ingest took a
+    # median 124 ms at 100, 242 ms at 500. On Kafka it only sets how often an idle consumer polls.
+    bulk_fetch_max_wait_ms: int = 500
     metadata_max_age_ms: int = 300_000
     max_poll_interval_ms: int = 300_000
     request_timeout_ms: int = 40_000
