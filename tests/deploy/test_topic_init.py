@@ -21,8 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from click.testing import CliRunner
 
 from ragbus.client.cli import main as ragbus_cli
-from ragbus.common.admin import plan_topics
-from ragbus.common.topics import ALL, Topics
+from ragbus.common.admin import partition_counts, plan_topics
+from ragbus.common.topics import ALL, DLQ_SUFFIX, Topics
 
 from .conftest import REPO, SERVICES, Compose, read_toml, workspace_pyprojects
 
@@ -34,6 +34,14 @@ def test_plan_creates_the_missing_and_never_grows_a_topic() -> None:
     assert result.missing == ("a",)
     assert result.existing == ("b", "c")
     assert result.short == (("c", 3),)  # reported, never grown
+
+
+def test_plan_takes_a_count_per_topic_and_dead_letter_topics_get_their_own() -> None:
+    wanted = partition_counts(["a", "a.dlq", "b"], partitions=6, dlq_partitions=1)
+    assert wanted == {"a": 6, "a.dlq": 1, "b": 6}
+    result = plan_topics(wanted, {"a.dlq": 1, "b": 8}, wanted)
+    assert (result.missing, result.short) == (("a",), ())
+    assert plan_topics(wanted, {"a.dlq": 1, "b": 3}, wanted).short == (("b", 3),)
 
 
 def test_plan_asks_for_each_topic_once() -> None:
@@ -125,7 +133,7 @@ async def test_topic_init_against_a_broker(
 
     code, out = await run()
     assert code == 0, out
-    assert f"{len(names)} topics created with 6 partitions, 0 already present" in out
+    assert f"{len(names)} topics created with 6 partitions (1 for .dlq topics), 0 already present" in out
 
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
@@ -133,8 +141,9 @@ async def test_topic_init_against_a_broker(
         described = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(list(names))}
     finally:
         await admin.close()
-    assert described == dict.fromkeys(names, 6)
+    assert described == {n: 1 if n.endswith(DLQ_SUFFIX) else 6 for n in names}
 
     code, out = await run()  # again: nothing to do, still success
     assert code == 0, out
-    assert f"0 topics created with 6 partitions, {len(names)} already present" in out
+    assert f"0 topics created with 6 partitions (1 for .dlq topics), {len(names)} already present" in out
+    assert "fewer partitions" not in out

@@ -160,6 +160,37 @@ async def test_a_message_still_in_work_at_a_stop_is_read_again_and_those_done_be
         await service.app.stop()
 
 
+async def test_commits_while_working_wait_for_the_interval_and_a_stop_commits_what_is_done(
+    kafka_settings: KafkaSettings, send: object
+) -> None:
+    recorder = Recorder()
+    gates = [recorder.gate(f"d{n}/1") for n in range(5)]
+    for n in range(5):
+        await send(f"d{n}", "1", partition=0)  # type: ignore[operator]
+    lingering = kafka_settings.model_copy(update={"commit_interval_ms": 60_000})
+    service = make_service(lingering, recorder, workers=8)
+    await service.app.start()
+    try:
+        await recorder.until(lambda: len(recorder.started) == 5, "all five in work")
+        gates[0].set()
+        for _ in range(100):  # the first commit goes out at once
+            if await committed(kafka_settings, 0) == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert await committed(kafka_settings, 0) == 1
+        for n, gate in enumerate(gates[1:], start=2):
+            gate.set()
+            await recorder.until(lambda n=n: len(recorder.finished) == n, f"d{n - 1} done")
+            await asyncio.sleep(0.3)  # time enough for a commit that did not wait for the interval
+        # The rest waits for the interval: one request for all of them, not one each.
+        assert await committed(kafka_settings, 0) == 1
+    finally:
+        for gate in gates:
+            gate.set()
+        await service.app.stop()
+    assert await committed(kafka_settings, 0) == 5  # the stop commits what was done, at once
+
+
 async def test_a_backlog_on_one_partition_does_not_hold_up_another_partitions_message(
     kafka_settings: KafkaSettings, send: object
 ) -> None:

@@ -115,3 +115,26 @@ async def test_new_readers_hold_for_every_part_once_the_first_part_is_handled(st
     assert (await readable_by("hr"), await readable_by("legal")) == (0, 6)
     assert [(r.upserted, r.updated, r.unchanged, r.removed) for r in results] == [(0, 2, 0, 0)] * 3
     assert len(EMBEDDER.calls) == calls
+
+
+async def test_a_document_in_one_part_is_published_without_counting_the_store(store: VectorStore) -> None:
+    counted: list[tuple[object, ...]] = []
+    count = store.count
+
+    async def counting(*args: object, **kwargs: object) -> int:
+        counted.append(args)
+        return await count(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.count = counting  # type: ignore[method-assign]
+    deps = EmbedDeps(embedder=EMBEDDER, store=store, bm25=None)
+    for version in ("v1", "v2"):
+        (whole,) = parts(version, [f"manual pump valve {version} section {i}" for i in range(3)], per_part=3)
+        result = await usecases.index_part(deps, whole)
+        assert await versions_seen(store) == {version}  # published at once, the older version gone
+    assert result.removed == 3
+    assert counted == []
+    # A document in several parts still asks the store whether its version is whole.
+    for event in parts("v3", [f"manual pump valve v3 section {i}" for i in range(4)], per_part=2):
+        await usecases.index_part(deps, event)
+    assert len(counted) == 2
+    assert await versions_seen(store) == {"v3"}

@@ -804,6 +804,11 @@ def topics_list() -> None:
     help="Partitions of each new topic (default: KAFKA_PARTITIONS).",
 )
 @click.option(
+    "--dlq-partitions",
+    type=click.IntRange(min=1),
+    help="Partitions of each new .dlq topic (default: KAFKA_DLQ_PARTITIONS, 1).",
+)
+@click.option(
     "--replication-factor",
     type=click.IntRange(min=1),
     default=1,
@@ -816,7 +821,11 @@ def topics_list() -> None:
 @bootstrap_option
 @run_async
 async def topics_create(
-    partitions: int | None, replication_factor: int, timeout: float, bootstrap: str | None
+    partitions: int | None,
+    dlq_partitions: int | None,
+    replication_factor: int,
+    timeout: float,
+    bootstrap: str | None,
 ) -> None:
     """Create every ragbus topic and its .dlq topic that is missing, and wait until all serve.
 
@@ -825,11 +834,13 @@ async def topics_create(
     """
     settings = _kafka(bootstrap)
     partitions = partitions or settings.partitions
+    dlq_partitions = dlq_partitions or settings.dlq_partitions
     try:
         found = await ensure_topics(
             settings,
             Topics(settings.topic_prefix).all_with_dlq,
             partitions=partitions,
+            dlq_partitions=dlq_partitions,
             replication=replication_factor,
             timeout_s=timeout,
             wait_for_broker=True,
@@ -837,13 +848,15 @@ async def topics_create(
     except TopicAdminError as exc:
         raise CliError(str(exc)) from None
     click.echo(
-        f"{len(found.missing)} topics created with {partitions} partitions, "
+        f"{len(found.missing)} topics created with {partitions} partitions "
+        f"({dlq_partitions} for .dlq topics), "
         f"{len(found.existing)} already present (Kafka at {settings.bootstrap})"
     )
     if found.short:
         listed = ", ".join(f"{name} ({count})" for name, count in found.short)
         click.echo(
-            f"ragbus: warning: {len(found.short)} topics have fewer than {partitions} partitions, "
+            f"ragbus: warning: {len(found.short)} topics have fewer partitions than asked "
+            f"({partitions}, {dlq_partitions} for .dlq topics), "
             f"left as they are (growing a topic reorders its keys): {listed}",
             err=True,
         )

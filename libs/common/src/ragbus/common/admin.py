@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from ragbus.common.kafka import client_options
 from ragbus.common.logging import get_logger
 from ragbus.common.settings import KafkaSettings
+from ragbus.common.topics import DLQ_SUFFIX
 
 log = get_logger("ragbus.admin")
 
@@ -41,14 +42,24 @@ class TopicPlan:
     short: tuple[tuple[str, int], ...]
 
 
-def plan_topics(names: Iterable[str], existing: Mapping[str, int], partitions: int) -> TopicPlan:
-    """What to create, given the partition counts of the topics that exist already."""
+def plan_topics(
+    names: Iterable[str], existing: Mapping[str, int], partitions: int | Mapping[str, int]
+) -> TopicPlan:
+    """What to create, given the partition counts of the topics that exist already and the count
+    asked for (one for all, or per topic)."""
     names = tuple(dict.fromkeys(names))
+    wanted = partitions if isinstance(partitions, Mapping) else dict.fromkeys(names, partitions)
     return TopicPlan(
         missing=tuple(n for n in names if n not in existing),
         existing=tuple(n for n in names if n in existing),
-        short=tuple((n, existing[n]) for n in names if n in existing and existing[n] < partitions),
+        short=tuple((n, existing[n]) for n in names if n in existing and existing[n] < wanted[n]),
     )
+
+
+def partition_counts(names: Iterable[str], partitions: int, dlq_partitions: int) -> dict[str, int]:
+    """The partitions each topic is created with: `dlq_partitions` for a `.dlq` topic, else
+    `partitions` (KafkaSettings)."""
+    return {n: dlq_partitions if n.endswith(DLQ_SUFFIX) else partitions for n in dict.fromkeys(names)}
 
 
 async def _connect(settings: KafkaSettings, deadline: float | None) -> Any:
@@ -84,10 +95,10 @@ async def _partition_counts(admin: Any, names: Sequence[str]) -> dict[str, int]:
 
 
 async def _create(
-    admin: Any, names: Sequence[str], partitions: int, replication: int, timeout_ms: int
+    admin: Any, names: Sequence[str], partitions: Mapping[str, int], replication: int, timeout_ms: int
 ) -> None:
     response = await admin.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in names],
+        [NewTopic(n, num_partitions=partitions[n], replication_factor=replication) for n in names],
         timeout_ms=timeout_ms,
     )
     # aiokafka reports per-topic failures in the response instead of raising them.
@@ -106,6 +117,7 @@ async def ensure_topics(
     names: Iterable[str],
     *,
     partitions: int | None = None,
+    dlq_partitions: int | None = None,
     replication: int = 1,
     timeout_s: float = 30.0,
     wait_for_broker: bool = False,
@@ -118,16 +130,18 @@ async def ensure_topics(
     fails at once, unless `wait_for_broker` (a start-up step beside a booting cluster) waits for it.
     """
     names = tuple(dict.fromkeys(names))
-    partitions = partitions or settings.partitions
+    wanted = partition_counts(
+        names, partitions or settings.partitions, dlq_partitions or settings.dlq_partitions
+    )
     deadline = time.monotonic() + timeout_s
     admin = await _connect(settings, deadline if wait_for_broker else None)
     try:
-        before = plan_topics(names, await _partition_counts(admin, names), partitions)
+        before = plan_topics(names, await _partition_counts(admin, names), wanted)
         if before.missing:
             remaining_ms = max(1000, int((deadline - time.monotonic()) * 1000))
-            await _create(admin, before.missing, partitions, replication, remaining_ms)
+            await _create(admin, before.missing, wanted, replication, remaining_ms)
         while True:  # topics appear in metadata once their partitions have leaders
-            after = plan_topics(names, await _partition_counts(admin, names), partitions)
+            after = plan_topics(names, await _partition_counts(admin, names), wanted)
             if not after.missing:
                 return before
             if time.monotonic() > deadline:

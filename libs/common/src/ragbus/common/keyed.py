@@ -23,8 +23,8 @@ whichever partitions they come from:
   which starts at once instead of when one of the load's finishes;
 - commits stay after the work (at-least-once, what AckPolicy.ACK gives per message): per partition the
   offset committed is that of its first record not done yet, so a restart or a rebalance never skips a
-  record still in work; commits go out one request at a time, each with the latest offset of every
-  partition that moved;
+  record still in work; commits go out one request at a time, at most one per `commit_interval_s`
+  (a stop or a rebalance commits at once), each with the latest offset of every partition that moved;
 - a partition taken away by a rebalance is let go cleanly: what was read ahead is dropped, the records
   in work are waited for (up to `revoke_wait_s`) and committed.
 Every record still goes through the broker's whole middleware stack (traces, retries and dead letters,
@@ -141,10 +141,19 @@ class KeyedSubscriber(DefaultSubscriber):
     _busy: set[tuple[TopicPartition, Hashable]]
     _working: set[asyncio.Task[None]]
     _commits: dict[TopicPartition, int]
+    _commit_interval_s: float
     _turn: int
 
-    def _setup_keyed(self, limit: int, key: OrderKey, revoke_wait_s: float, share: int | None = None) -> None:
+    def _setup_keyed(
+        self,
+        limit: int,
+        key: OrderKey,
+        revoke_wait_s: float,
+        share: int | None = None,
+        commit_interval_s: float = 0.0,
+    ) -> None:
         self._limit = limit
+        self._commit_interval_s = commit_interval_s
         self._share = min(limit, share or limit)
         self._key = key
         self._revoke_wait_s = revoke_wait_s
@@ -314,6 +323,11 @@ class KeyedSubscriber(DefaultSubscriber):
                     self._commits.setdefault(tp, offset)
                 await asyncio.sleep(1.0)
                 self._commit_due.set()
+            elif self._commit_interval_s:
+                # What finishes meanwhile goes in the next commit: one request per interval instead
+                # of one per record (a crash re-reads at most an interval's work; handlers are
+                # idempotent).
+                await asyncio.sleep(self._commit_interval_s)
 
     async def _commit(self, consumer: Any, offsets: dict[TopicPartition, int]) -> bool:
         try:
@@ -372,10 +386,12 @@ def keyed(
     key: OrderKey = record_key,
     revoke_wait_s: float = 1.0,
     share: int | None = None,
+    commit_interval_s: float = 0.0,
 ) -> KeyedSubscriber:
     """Turn a subscriber the broker just built (`broker.subscriber(topic, ...)`, one topic, no batch,
     AckPolicy.ACK) into a KeyedSubscriber working on up to `limit` records at once, in order per `key`,
-    at most `share` (default: `limit`) of them from one partition.
+    at most `share` (default: `limit`) of them from one partition, committing at most once per
+    `commit_interval_s`.
 
     The broker keeps the object it registered (its class changes; its state and configuration stay):
     FastStream builds its subscribers in a factory that takes no class of ours."""
@@ -383,5 +399,5 @@ def keyed(
         raise TypeError(f"a keyed subscriber is made of a DefaultSubscriber, not {type(subscriber).__name__}")
     subscriber.__class__ = KeyedSubscriber
     made = cast(KeyedSubscriber, subscriber)
-    made._setup_keyed(limit, key, revoke_wait_s, share)
+    made._setup_keyed(limit, key, revoke_wait_s, share, commit_interval_s)
     return made

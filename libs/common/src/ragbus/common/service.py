@@ -290,6 +290,7 @@ class Service(Generic[D]):
                 share=self.settings.partition_workers,
                 key=order_by,
                 revoke_wait_s=self.settings.kafka.session_timeout_ms / 2000,
+                commit_interval_s=self.settings.kafka.commit_interval_ms / 1000,
             )
 
         def register(handler: H) -> H:

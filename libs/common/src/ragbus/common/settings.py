@@ -92,10 +92,21 @@ class KafkaSettings(BaseSettings):
     # with odds of about DOC_KEY_SHARDS / partitions (a quota bounds what it then waits behind). The
     # local broker's cost grows with them: Tansu spends ~0.1 ms of CPU per partition in every fetch.
     partitions: int = Field(default=8, ge=1)
+    # Partitions of the `.dlq` topics ragbus creates: dead letters are rare, kept for an operator
+    # (`ragbus dlq`) and the monitor, never worked on by a scaled-out group, and one partition keeps
+    # them in the order they failed. Every partition a consumer reads costs each of its fetches:
+    # the monitor and every client read the `.dlq` topics, so at 8 they were 24 of a `ragbus ingest`
+    # client's 40 partitions and half of the monitor's 208.
+    dlq_partitions: int = Field(default=1, ge=1)
     # Kafka refuses session timeouts under group.min.session.timeout.ms (6 s by default); Tansu joins
     # slowly with 10 s, so `ragbus up` and the tests use 2000 / 500.
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
+    # How often a concurrent consumer (`Service.subscriber(concurrent=True)`) commits while it works:
+    # what finishes meanwhile goes in one request (a stop or a rebalance commits at once; a crash
+    # re-reads at most this much work, which the idempotent handlers absorb). 0 commits after every
+    # record. Kafka's own auto-commit interval is 5 s.
+    commit_interval_ms: int = Field(default=500, ge=0)
     # Tansu does not answer a waiting fetch early: this bounds the latency of every hop there.
     # On Kafka it only changes how often an idle consumer polls.
     fetch_max_wait_ms: int = 25

@@ -140,6 +140,13 @@ class Writes:
         return self.outdated - len(self.rewrite.chunks)
 
 
+def carries_whole_version(chunked: DocsChunked) -> bool:
+    """The part holds every chunk of its version (a document in one part, or an event from before parts
+    were counted): once its chunks are written the version is complete, with no need to count the
+    store's points (most documents come in one part, and that count is a store call each)."""
+    return not chunked.total_chunks or (chunked.parts == 1 and len(chunked.chunks) == chunked.total_chunks)
+
+
 def plan_writes(
     chunked: DocsChunked,
     digests: Sequence[str],

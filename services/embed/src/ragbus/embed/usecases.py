@@ -108,9 +108,9 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
 
 
 async def _complete(deps: EmbedDeps, part: DocsChunked, tenant: str) -> bool:
-    """The store holds every chunk of the part's version (an event without `total_chunks`, from
-    before parts were counted, is complete by itself)."""
-    if not part.total_chunks:
+    """The store holds every chunk of the part's version (just written, when the part carries them
+    all: `domain.carries_whole_version`)."""
+    if domain.carries_whole_version(part):
         return True
     return await deps.store.count(tenant, part.doc_id, part.version) >= part.total_chunks
 
