@@ -19,18 +19,16 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `bench.ingest`
 
-from bench.ingest import TENANT, tree_cpu_by_role  # the data layer bench's CPU split
+from bench.ingest import TENANT, stack_environment, tree_cpu_by_role  # the data layer bench's helpers
 
 from ragbus.client.client import RagbusClient
 from ragbus.common.settings import KafkaSettings
-from ragbus.stack.broker import local_kafka_overrides, scratch_broker
+from ragbus.stack.broker import LOCAL_KAFKA, scratch_broker
 from ragbus.stack.runner import Host
 
 ROLES = ("services", "workers", "model", "broker")
@@ -47,16 +45,7 @@ async def one_run(env: dict[str, str], seconds: float, settle: float) -> dict[st
     os.environ.update(env)
     try:
         async with scratch_broker(None) as address:
-            os.environ.update(
-                {
-                    "KAFKA_BOOTSTRAP": address,
-                    "KAFKA_TOPIC_PREFIX": f"benchidle{uuid.uuid4().hex[:8]}.",
-                    **{f"KAFKA_{k.upper()}": str(v) for k, v in local_kafka_overrides().items()},
-                    "RAGBUS_HOME": tempfile.mkdtemp(prefix="ragbus-bench-idle-"),
-                    "RAGBUS_TELEMETRY_ENABLED": "false",
-                    "RAGBUS_LOG_LEVEL": "WARNING",
-                }
-            )
+            os.environ.update(stack_environment("idle", address))
             host = Host(["ingest", "embed"])
             await host.start()
             try:
@@ -73,9 +62,9 @@ async def one_run(env: dict[str, str], seconds: float, settle: float) -> dict[st
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        for k in ("KAFKA_FETCH_MAX_WAIT_MS", "KAFKA_SESSION_TIMEOUT_MS", "KAFKA_HEARTBEAT_INTERVAL_MS"):
-            if k not in env:
-                os.environ.pop(k, None)  # set from local_kafka_overrides for this run only
+        for name in LOCAL_KAFKA:  # set by stack_environment for this run only, unless a config set it
+            if (k := f"KAFKA_{name.upper()}") not in env:
+                os.environ.pop(k, None)
     cores = {role: (after.get(role, 0.0) - before.get(role, 0.0)) / elapsed for role in ROLES}
     cores["total"] = sum(cores.values())
     return cores

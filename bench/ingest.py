@@ -173,20 +173,25 @@ async def stored_vectors() -> int:
         await store.aclose()
 
 
+def stack_environment(bench: str, address: str) -> dict[str, str]:
+    """The environment of a bench's hosted services and client: the broker at `address`, topics of
+    their own, the local broker's timings (except what a KAFKA_* variable sets), a scratch home, no
+    telemetry, warnings only."""
+    return {
+        "KAFKA_BOOTSTRAP": address,
+        "KAFKA_TOPIC_PREFIX": f"bench{bench}{uuid.uuid4().hex[:8]}.",
+        **{f"KAFKA_{k.upper()}": str(v) for k, v in local_kafka_overrides().items()},
+        "RAGBUS_HOME": tempfile.mkdtemp(prefix=f"ragbus-bench-{bench}-"),
+        "RAGBUS_TELEMETRY_ENABLED": "false",
+        "RAGBUS_LOG_LEVEL": "WARNING",
+    }
+
+
 async def one_run(docs: list[Document], inputs: list[str], bootstrap: str | None) -> dict[str, Any]:
     before, after = inputs[0::2], inputs[1::2]
     before_s, before_cpu = await raw_model(before)
     async with scratch_broker(bootstrap) as address:
-        os.environ.update(
-            {
-                "KAFKA_BOOTSTRAP": address,
-                "KAFKA_TOPIC_PREFIX": f"benchingest{uuid.uuid4().hex[:8]}.",
-                **{f"KAFKA_{k.upper()}": str(v) for k, v in local_kafka_overrides().items()},
-                "RAGBUS_HOME": tempfile.mkdtemp(prefix="ragbus-bench-ingest-"),
-                "RAGBUS_TELEMETRY_ENABLED": "false",
-                "RAGBUS_LOG_LEVEL": "WARNING",
-            }
-        )
+        os.environ.update(stack_environment("ingest", address))
         host = Host(["ingest", "embed"])
         await host.start()
         try:
