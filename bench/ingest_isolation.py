@@ -24,20 +24,23 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
+import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from aiokafka.partitioner import murmur2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `bench.ingest`
+
+from bench.ingest import stack_environment  # the data layer bench's hosted-stack environment
 
 from ragbus.client.client import Document, RagbusClient, RequestFailed
 from ragbus.common import events
 from ragbus.common.events import DocsSubmitted
 from ragbus.common.settings import KafkaSettings
 from ragbus.embed.settings import EmbedSettings
-from ragbus.stack.broker import local_kafka_overrides, scratch_broker
+from ragbus.stack.broker import scratch_broker
 from ragbus.stack.runner import Host
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,15 +104,10 @@ async def measure(
     embed_workers = "1" if config == "per-doc keys" else str(args.embed_workers)
     os.environ.update(
         {
-            "KAFKA_BOOTSTRAP": bootstrap,
+            **stack_environment("ingiso", bootstrap),
             "INGEST_WORKERS": workers,
             "EMBED_WORKERS": embed_workers,
-            "KAFKA_TOPIC_PREFIX": f"ingiso{uuid.uuid4().hex[:8]}.",
             "KAFKA_PARTITIONS": str(args.partitions),
-            **{f"KAFKA_{k.upper()}": str(v) for k, v in local_kafka_overrides().items()},
-            "RAGBUS_HOME": tempfile.mkdtemp(prefix="ragbus-ingiso-"),
-            "RAGBUS_TELEMETRY_ENABLED": "false",
-            "RAGBUS_LOG_LEVEL": "WARNING",
             "INGEST_QUOTAS": json.dumps(
                 {"*": {"mb_per_hour": args.quota_mb, "burst_mb": args.quota_mb}} if config == "quota" else {}
             ),

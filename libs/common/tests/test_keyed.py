@@ -105,6 +105,18 @@ async def committed(kafka: KafkaSettings, partition: int) -> int | None:
     return found.offset if found is not None and found.offset >= 0 else None
 
 
+async def committed_when(
+    kafka: KafkaSettings, partition: int, offset: int, *, wait_s: float = 10.0
+) -> int | None:
+    """The partition's committed offset once it is `offset` (a commit goes out after the work, in the
+    background), or as it is after `wait_s`."""
+    for _ in range(int(wait_s / 0.1)):
+        if (found := await committed(kafka, partition)) == offset:
+            return found
+        await asyncio.sleep(0.1)
+    return await committed(kafka, partition)
+
+
 async def test_other_keys_go_on_while_one_waits_and_a_keys_messages_keep_their_order(
     kafka_settings: KafkaSettings, send: object
 ) -> None:
@@ -124,11 +136,7 @@ async def test_other_keys_go_on_while_one_waits_and_a_keys_messages_keep_their_o
         await recorder.until(lambda: "a/2" in recorder.finished, "a/2 once a/1 is done")
         assert recorder.finished.index("a/1") < recorder.started.index("a/2")
         await recorder.until(lambda: len(recorder.finished) == 4, "all four")
-        for _ in range(100):  # the commit goes out after the work, in the background
-            if await committed(kafka_settings, 0) == 4:
-                break
-            await asyncio.sleep(0.1)
-        assert await committed(kafka_settings, 0) == 4
+        assert await committed_when(kafka_settings, 0, 4) == 4
     finally:
         held.set()
         await service.app.stop()
@@ -173,11 +181,7 @@ async def test_commits_while_working_wait_for_the_interval_and_a_stop_commits_wh
     try:
         await recorder.until(lambda: len(recorder.started) == 5, "all five in work")
         gates[0].set()
-        for _ in range(100):  # the first commit goes out at once
-            if await committed(kafka_settings, 0) == 1:
-                break
-            await asyncio.sleep(0.1)
-        assert await committed(kafka_settings, 0) == 1
+        assert await committed_when(kafka_settings, 0, 1) == 1  # the first commit goes out at once
         for n, gate in enumerate(gates[1:], start=2):
             gate.set()
             await recorder.until(lambda n=n: len(recorder.finished) == n, f"d{n - 1} done")
@@ -264,11 +268,7 @@ async def test_a_rebalance_lets_a_partition_go_without_committing_past_a_message
         assert await committed(kafka_settings, 0) in (None, 0)  # x is not behind the commit point
         held.set()
         # Whoever holds partition 0 now reads x again (never committed) and commits it once done.
-        for _ in range(300):
-            if await committed(kafka_settings, 0) == 1:
-                break
-            await asyncio.sleep(0.1)
-        assert await committed(kafka_settings, 0) == 1
+        assert await committed_when(kafka_settings, 0, 1, wait_s=30.0) == 1
         assert "x/1" in first.finished + second.finished
     finally:
         held.set()
