@@ -167,3 +167,78 @@ async def test_without_lanes_callers_go_in_the_order_they_came() -> None:
     await asyncio.gather(running, late, *first)
     assert model.calls[1:] == [["x0", "x0'", "x1", "x1'"], ["x2", "x2'", "late"]]
     await batcher.aclose()
+
+
+class CountingModel(SlowModel):
+    """A SlowModel that records how many of its calls ran at once, and each call's passages as it starts."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.started: list[list[str]] = []
+        self.running = 0
+        self.most = 0
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        self.started.append(list(texts))
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            return await super().embed_documents(texts)
+        finally:
+            self.running -= 1
+
+
+async def test_a_full_batch_queues_behind_the_running_call_and_a_partial_one_waits() -> None:
+    model = CountingModel(seconds=0.05)
+    batcher = BatchingEmbedder(model, max_batch=2, linger=0.0, in_flight=2)
+    first = asyncio.create_task(batcher.embed_documents(["first"]))
+    await asyncio.sleep(0.01)  # the first call is running
+    full = asyncio.create_task(batcher.embed_documents(["full 1", "full 2"]))
+    await asyncio.sleep(0.01)
+    # The full batch went out beside the running call: the model has its next call ready.
+    assert model.started == [["first"], ["full 1", "full 2"]]
+    partial = asyncio.create_task(batcher.embed_documents(["partial"]))
+    await asyncio.sleep(0.01)
+    # Two calls out is the limit, and a partial batch never goes out while the model is busy.
+    assert len(model.started) == 2
+    results = await asyncio.gather(first, full, partial)
+    assert model.started[2] == ["partial"]
+    assert model.most == 2
+    assert list(results) == [
+        [model.vector("first")],
+        [model.vector("full 1"), model.vector("full 2")],
+        [model.vector("partial")],
+    ]
+    await batcher.aclose()
+
+
+async def test_with_one_call_in_flight_a_full_batch_waits_for_the_running_call() -> None:
+    model = CountingModel(seconds=0.05)
+    batcher = BatchingEmbedder(model, max_batch=2, linger=0.0)
+    first = asyncio.create_task(batcher.embed_documents(["first"]))
+    await asyncio.sleep(0.01)
+    full = asyncio.create_task(batcher.embed_documents(["full 1", "full 2"]))
+    await asyncio.sleep(0.01)
+    assert model.started == [["first"]]
+    await asyncio.gather(first, full)
+    assert model.started == [["first"], ["full 1", "full 2"]]
+    assert model.most == 1
+    await batcher.aclose()
+
+
+async def test_closing_cancels_every_call_in_flight() -> None:
+    model = CountingModel(seconds=1.0)
+    batcher = BatchingEmbedder(model, max_batch=1, linger=0.0, in_flight=2)
+    calls = [asyncio.create_task(batcher.embed_documents([f"text {n}"])) for n in range(2)]
+    await asyncio.sleep(0.01)
+    assert model.running == 2
+    await batcher.aclose()
+    for call in calls:
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    assert model.running == 0
+
+
+def test_at_least_one_call_is_in_flight() -> None:
+    with pytest.raises(ValueError, match="in_flight"):
+        BatchingEmbedder(HashingEmbedder(), in_flight=0)

@@ -10,6 +10,11 @@ When a call goes out: as soon as `max_batch` passages wait, or when the model is
 waiting passage has waited `linger` seconds. While a call runs, the next one fills up, so under load
 batches are full without lingering, and a lone message waits at most `linger` for company.
 
+Up to `in_flight` calls may be out at once, and only the first goes out less than full. With 2, a full
+next batch is already at the model (in the worker process's queue) when the running call ends: the
+model starts it at once, instead of waiting for the services' event loop, busy with everything else
+in the process, to get round to settling the finished call and sending the next.
+
 Callers may name a *lane* (`with lane(tenant): ...`; the embed service names the tenant): lanes take
 turns in every call, each lane's oldest request first, then each lane's next, so a bulk load of one
 tenant that fills the queue does not put another tenant's part behind all of it, only beside it in the
@@ -62,16 +67,22 @@ class BatchingEmbedder:
     Questions (`embed_query`) go straight to `inner`: they are latency-bound, one at a time.
     """
 
-    def __init__(self, inner: Embedder, *, max_batch: int = 32, linger: float = 0.005) -> None:
+    def __init__(
+        self, inner: Embedder, *, max_batch: int = 32, linger: float = 0.005, in_flight: int = 1
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
         self.inner = inner
         self.max_batch = max_batch
         self.linger = max(0.0, linger)
+        self.in_flight = in_flight
         self._queue: list[_Request] = []
         self._waiting = 0  # passages in the queue
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()  # the model calls out now
         # What the batcher has done, for benchmarks and the log: model calls and passages sent.
         self.calls = 0
         self.passages = 0
@@ -102,10 +113,11 @@ class BatchingEmbedder:
 
     async def aclose(self) -> None:
         runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.cancel()
+        calls, self._calls = list(self._calls), set()
+        for task in [*([runner] if runner is not None else []), *calls]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await runner
+                await task
         queue, self._queue, self._waiting = self._queue, [], 0
         for request in queue:
             _settle(request, RuntimeError("the embedder was closed"))
@@ -123,7 +135,12 @@ class BatchingEmbedder:
             await wake.wait()
             wake.clear()
             while self._queue:
-                if self._waiting < self.max_batch and self.linger:
+                if self._calls:
+                    # The model is busy: a full batch may queue behind its call (up to `in_flight`);
+                    # anything else waits, and fills up, until a call ends (which wakes this loop).
+                    if len(self._calls) >= self.in_flight or self._waiting < self.max_batch:
+                        break
+                elif self._waiting < self.max_batch and self.linger:
                     # The model is free and the batch is not full: give others `linger` to join.
                     left = self._queue[0].at + self.linger - loop.time()
                     if left > 0:
@@ -132,7 +149,17 @@ class BatchingEmbedder:
                         wake.clear()
                         if self._waiting < self.max_batch and self._queue[0].at + self.linger > loop.time():
                             continue
-                await self._call(self._take(self.max_batch))
+                self._start(self._take(self.max_batch), wake)
+
+    def _start(self, batch: list[_Request], wake: asyncio.Event) -> None:
+        task = asyncio.create_task(self._call(batch), name="embed-call")
+        self._calls.add(task)
+
+        def ended(done: asyncio.Task[None]) -> None:
+            self._calls.discard(done)
+            wake.set()
+
+        task.add_done_callback(ended)
 
     def _take(self, limit: int) -> list[_Request]:
         """Requests up to `limit` passages (at least one), lanes taking turns: every lane's oldest

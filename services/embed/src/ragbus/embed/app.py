@@ -33,6 +33,7 @@ async def open_deps(settings: EmbedSettings, clients: Clients) -> EmbedDeps:
             open_embedder(settings.embedder),
             max_batch=settings.batch_size,
             linger=settings.batch_linger_ms / 1000,
+            in_flight=settings.batch_in_flight,
         ),
     )
     store = clients.add("vector_store", open_vector_store(settings.vectors.for_embedder(settings.embedder)))

@@ -38,6 +38,15 @@ class EmbedSettings(ServiceSettings):
     batch_linger_ms: float = Field(
         default=5.0, ge=0, le=1000, description="how long a chunk may wait for others while the model is free"
     )
+    # Model calls out at once: with 2, a full next call waits at the model (in its worker's queue) while
+    # one runs, and starts the moment it ends. With 1, the model waited for the event loop, busy with the
+    # services, to settle the call and send the next: 10 ms a call (median; p90 22 ms), 2.0% of the
+    # model's time idle under bench/ingest.py, against 0.3 ms and 0.1% with 2. Only the first call goes
+    # out less than full. Another tenant's part may now wait behind two calls: under a 300-document bulk
+    # load (bench/ingest_isolation.py) the others' median was 5.2 and 5.2 s with 1, 5.4 and 4.9 s with 2.
+    batch_in_flight: int = Field(
+        default=2, ge=1, le=8, description="model calls out at once (those after the first go out full)"
+    )
 
     # A document whose text nearly repeats another of its tenant's (MinHash Jaccard at or over the
     # threshold): `keep` indexes it and says so in docs.indexed (`duplicate_of`), `skip` leaves it out of
