@@ -63,7 +63,8 @@ class BatchingEmbedder:
     """An Embedder over `inner` whose document calls from concurrent callers share model calls.
 
     `max_batch`: passages per model call (a larger request goes alone, and `inner` splits it);
-    `linger`: seconds the first waiting passage may wait for others while the model is free.
+    `linger`: seconds the first waiting passage may wait for others while the model is free;
+    `in_flight`: model calls out at once, those beyond the first only when full.
     Questions (`embed_query`) go straight to `inner`: they are latency-bound, one at a time.
     """
 
@@ -82,7 +83,7 @@ class BatchingEmbedder:
         self._waiting = 0  # passages in the queue
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._calls: set[asyncio.Task[None]] = set()  # the model calls out now
+        self._running: set[asyncio.Task[None]] = set()  # the model calls out now
         # What the batcher has done, for benchmarks and the log: model calls and passages sent.
         self.calls = 0
         self.passages = 0
@@ -113,8 +114,8 @@ class BatchingEmbedder:
 
     async def aclose(self) -> None:
         runner, self._runner = self._runner, None
-        calls, self._calls = list(self._calls), set()
-        for task in [*([runner] if runner is not None else []), *calls]:
+        running, self._running = list(self._running), set()
+        for task in [*([runner] if runner is not None else []), *running]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -135,10 +136,10 @@ class BatchingEmbedder:
             await wake.wait()
             wake.clear()
             while self._queue:
-                if self._calls:
+                if self._running:
                     # The model is busy: a full batch may queue behind its call (up to `in_flight`);
                     # anything else waits, and fills up, until a call ends (which wakes this loop).
-                    if len(self._calls) >= self.in_flight or self._waiting < self.max_batch:
+                    if len(self._running) >= self.in_flight or self._waiting < self.max_batch:
                         break
                 elif self._waiting < self.max_batch and self.linger:
                     # The model is free and the batch is not full: give others `linger` to join.
@@ -149,15 +150,16 @@ class BatchingEmbedder:
                         wake.clear()
                         if self._waiting < self.max_batch and self._queue[0].at + self.linger > loop.time():
                             continue
-                self._start(self._take(self.max_batch), wake)
+                self._start(self._take(self.max_batch))
 
-    def _start(self, batch: list[_Request], wake: asyncio.Event) -> None:
+    def _start(self, batch: list[_Request]) -> None:
         task = asyncio.create_task(self._call(batch), name="embed-call")
-        self._calls.add(task)
+        self._running.add(task)
 
         def ended(done: asyncio.Task[None]) -> None:
-            self._calls.discard(done)
-            wake.set()
+            self._running.discard(done)
+            if self._wake is not None:
+                self._wake.set()  # the runner's, whichever runner runs now
 
         task.add_done_callback(ended)
 
