@@ -113,9 +113,9 @@ class BatchingEmbedder:
         await self.inner.ping()
 
     async def aclose(self) -> None:
-        runner, self._runner = self._runner, None
-        running, self._running = list(self._running), set()
-        for task in [*([runner] if runner is not None else []), *running]:
+        tasks = [task for task in (self._runner, *self._running) if task is not None]
+        self._runner, self._running = None, set()
+        for task in tasks:  # the runner first: nothing new starts while the calls are cancelled
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
