@@ -242,3 +242,29 @@ async def test_closing_cancels_every_call_in_flight() -> None:
 def test_at_least_one_call_is_in_flight() -> None:
     with pytest.raises(ValueError, match="in_flight"):
         BatchingEmbedder(HashingEmbedder(), in_flight=0)
+
+
+async def test_while_lanes_share_the_model_calls_hold_the_shared_size() -> None:
+    """While requests of more than one lane wait, a call holds at most `shared_batch` passages, so the
+    other lane's part is not behind a long call of the bulk's; one lane alone fills calls of `max_batch`."""
+    model = CountingModel(seconds=0.05)
+    batcher = BatchingEmbedder(model, max_batch=4, shared_batch=2, linger=0.0)
+    first = asyncio.create_task(batcher.embed_documents(["first"]))
+    await asyncio.sleep(0.01)  # the first call is running: what comes next waits for the next
+    with lane("tenant-a"):
+        bulk = [asyncio.create_task(batcher.embed_documents([f"a{n}"])) for n in range(6)]
+    with lane("tenant-b"):
+        other = asyncio.create_task(batcher.embed_documents(["b0"]))
+    results = await asyncio.gather(first, other, *bulk)
+    # Two lanes waiting: a call of 2, A's oldest and B's; then A alone: calls of 4, and the rest.
+    assert model.started == [["first"], ["a0", "b0"], ["a1", "a2", "a3", "a4"], ["a5"]]
+    assert results[1] == [model.vector("b0")]
+    assert results[2:] == [[model.vector(f"a{n}")] for n in range(6)]
+    await batcher.aclose()
+
+
+def test_the_shared_size_is_at_least_one_and_at_most_the_call_size() -> None:
+    with pytest.raises(ValueError, match="shared_batch"):
+        BatchingEmbedder(HashingEmbedder(), shared_batch=0)
+    assert BatchingEmbedder(HashingEmbedder(), max_batch=8, shared_batch=64).shared_batch == 8
+    assert BatchingEmbedder(HashingEmbedder(), max_batch=8).shared_batch == 8

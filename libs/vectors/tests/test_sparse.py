@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import snowballstemmer
+from snowballstemmer.english_stemmer import EnglishStemmer
 
-from ragbus.vectors.sparse import Bm25Encoder, Bm25Stats, reciprocal_rank_fusion, term_id, terms
+from ragbus.vectors.sparse import Bm25Encoder, Bm25Stats, _stem, reciprocal_rank_fusion, term_id, terms
 
 DOCS = {
     "tp53": "TP53 mutations are found in half of all human cancers; p53 is a tumour suppressor.",
@@ -30,6 +35,57 @@ def rank(encoder: Bm25Encoder, query: str) -> list[str]:
 def test_terms_are_stemmed_lower_case_words_without_stopwords() -> None:
     assert terms("The Mutations of TP53 were found in cancers") == ["mutat", "tp53", "found", "cancer"]
     assert term_id("cancer") == term_id("cancer") < 2**31
+
+
+# Words whose stems take the English algorithm's rarer steps (exceptions, -li, -ogi, y/Y, apostrophes,
+# prefixes such as gener-/commun-), besides ordinary scientific vocabulary.
+_STEM_TEXT = (
+    "generously communities arsenal skies dying lying news howe atlas cosmos bias andes innings outing "
+    "canning herring earring proceed exceed succeed gently singly early only biology apology "
+    "youth's boys' crying flies happily relational conditional rational valency hesitancy digitizer "
+    "conformabli radicalli differentli vileli analogousli vietnamization predication operator feudalism "
+    "decisiveness hopefulness callousness formaliti sensitiviti sensibiliti triplicate formative formalize "
+    "electriciti electrical hopeful goodness revival allowance inference airliner gyroscopic adjustable "
+    "defensible irritant replacement adjustment dependent adoption homologou communism activate angulariti "
+    "homologous effective bowdlerize mitochondrial phosphorylation apoptosis tumours cancers methylated "
+    "p53-dependent 5-fluorouracil caffeine's naïve café résumé"
+)
+STEM_WORDS = tuple(_STEM_TEXT.split())
+
+
+def test_stems_are_the_snowball_algorithms_own() -> None:
+    """The C stemmer (PyStemmer, which snowballstemmer runs when it is installed) gives the stems the
+    pure-Python one does: a stored document's terms and a new question's must be the same strings."""
+    assert type(snowballstemmer.stemmer("english")).__module__.startswith("Stemmer")  # the C one
+    reference = EnglishStemmer()
+    _stem.cache_clear()
+    assert [_stem(w) for w in STEM_WORDS] == [reference.stemWord(w) for w in STEM_WORDS]
+
+
+def test_stemming_from_many_threads_gives_each_word_its_own_stem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Snowball stemmer keeps the word it works on in the object: shared between threads, the
+    pure-Python one (where PyStemmer is missing) mixes words up or raises. Each thread has its own."""
+    monkeypatch.setattr(snowballstemmer, "stemmer", lambda _: EnglishStemmer())  # new threads build it
+    words = [f"{w}{k}ing" for k in range(40) for w in STEM_WORDS]  # every one new to the cache
+    reference = EnglishStemmer()
+    expected = [reference.stemWord(w) for w in words]
+    _stem.cache_clear()
+    barrier = threading.Barrier(4)
+
+    def stem_all(offset: int) -> list[str]:
+        barrier.wait()
+        order = [*range(offset, len(words)), *range(offset)]  # the threads start at different words
+        stems = {k: _stem(words[k]) for k in order}
+        return [stems[k] for k in range(len(words))]
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch mid-word, as they may under load
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            stems = list(pool.map(stem_all, (0, 101, 257, 499)))
+    finally:
+        sys.setswitchinterval(interval)
+    assert all(got == expected for got in stems)
 
 
 def test_a_rare_exact_term_ranks_its_document_first(encoder: Bm25Encoder) -> None:

@@ -18,7 +18,10 @@ in the process, to get round to settling the finished call and sending the next.
 Callers may name a *lane* (`with lane(tenant): ...`; the embed service names the tenant): lanes take
 turns in every call, each lane's oldest request first, then each lane's next, so a bulk load of one
 tenant that fills the queue does not put another tenant's part behind all of it, only beside it in the
-next call. Without a lane, callers share one, in the order they came.
+next call. Without a lane, callers share one, in the order they came. While more than one lane waits,
+calls hold at most `shared_batch` passages: a smaller call ends sooner, so another tenant's part, which
+waits for the calls out before its own, is back sooner; one lane alone fills calls of `max_batch`, which
+the model runs faster per passage (it sorts a call's passages by length before padding them).
 
 A call that fails fails only its own callers: a batch that mixes callers and raises is retried one
 caller at a time, so one unreadable passage (`InputRejected`) never sinks another document's chunks.
@@ -64,19 +67,29 @@ class BatchingEmbedder:
 
     `max_batch`: passages per model call (a larger request goes alone, and `inner` splits it);
     `linger`: seconds the first waiting passage may wait for others while the model is free;
-    `in_flight`: model calls out at once, those beyond the first only when full.
+    `in_flight`: model calls out at once, those beyond the first only when full;
+    `shared_batch`: passages per call while requests of more than one lane wait (default `max_batch`).
     Questions (`embed_query`) go straight to `inner`: they are latency-bound, one at a time.
     """
 
     def __init__(
-        self, inner: Embedder, *, max_batch: int = 32, linger: float = 0.005, in_flight: int = 1
+        self,
+        inner: Embedder,
+        *,
+        max_batch: int = 32,
+        linger: float = 0.005,
+        in_flight: int = 1,
+        shared_batch: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
+        if shared_batch is not None and shared_batch < 1:
+            raise ValueError("shared_batch must be at least 1")
         self.inner = inner
         self.max_batch = max_batch
+        self.shared_batch = min(max_batch, shared_batch or max_batch)
         self.linger = max(0.0, linger)
         self.in_flight = in_flight
         self._queue: list[_Request] = []
@@ -136,21 +149,30 @@ class BatchingEmbedder:
             await wake.wait()
             wake.clear()
             while self._queue:
+                limit = self._limit()
                 if self._running:
                     # The model is busy: a full batch may queue behind its call (up to `in_flight`);
                     # anything else waits, and fills up, until a call ends (which wakes this loop).
-                    if len(self._running) >= self.in_flight or self._waiting < self.max_batch:
+                    if len(self._running) >= self.in_flight or self._waiting < limit:
                         break
-                elif self._waiting < self.max_batch and self.linger:
+                elif self._waiting < limit and self.linger:
                     # The model is free and the batch is not full: give others `linger` to join.
                     left = self._queue[0].at + self.linger - loop.time()
                     if left > 0:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(wake.wait(), left)
                         wake.clear()
-                        if self._waiting < self.max_batch and self._queue[0].at + self.linger > loop.time():
+                        if self._waiting < self._limit() and self._queue[0].at + self.linger > loop.time():
                             continue
-                self._start(self._take(self.max_batch))
+                self._start(self._take(self._limit()))
+
+    def _limit(self) -> int:
+        """Passages the next call may hold: `shared_batch` while more than one lane waits."""
+        if self.shared_batch < self.max_batch and self._queue:
+            first = self._queue[0].lane
+            if any(request.lane != first for request in self._queue):
+                return self.shared_batch
+        return self.max_batch
 
     def _start(self, batch: list[_Request]) -> None:
         task = asyncio.create_task(self._call(batch), name="embed-call")

@@ -32,6 +32,7 @@ async def open_deps(settings: EmbedSettings, clients: Clients) -> EmbedDeps:
         BatchingEmbedder(
             open_embedder(settings.embedder),
             max_batch=settings.batch_size,
+            shared_batch=settings.batch_size_shared,
             linger=settings.batch_linger_ms / 1000,
             in_flight=settings.batch_in_flight,
         ),

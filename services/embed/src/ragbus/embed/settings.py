@@ -30,11 +30,18 @@ class EmbedSettings(ServiceSettings):
     # Micro-batching across messages: the workers' chunks share model calls of up to `batch_size`
     # chunks; one goes out when it is full, or when the model is free and its first chunk has waited
     # `batch_linger_ms` (ragbus.vectors.batching). A message is a few chunks; a model call pays a thread
-    # or process hand-off (or, for a remote model, an HTTP round trip), so fuller calls go faster, up to
-    # a point: the local model runs a call in passes of 8 anyway, and another tenant's part waits for
-    # the call in flight and then its own. Under a 300-document bulk load (bench/ingest_isolation.py)
-    # other tenants' documents took a median 1.9 s with 16, 2.7-3.9 s with 32, for the same throughput.
-    batch_size: int = Field(default=16, ge=1, le=2048, description="chunks per model call, across messages")
+    # or process hand-off (or, for a remote model, an HTTP round trip), and the local model sorts a
+    # call's chunks by length and pads each pass of 8 to its longest, so a fuller call pads less:
+    # bench/ingest.py (600 abstracts, 4 runs each, alternating) put the model's CPU at a median 62.1 ms
+    # a chunk with calls of 32 against 68.1 with 16, and the pipeline at 0.83 of the raw model's rate
+    # against 0.76. Another tenant's part waits for the calls out before its own, so while chunks of
+    # more than one tenant wait (the batcher's lanes), calls hold at most `batch_size_shared`: under a
+    # 300-document bulk load (bench/ingest_isolation.py, 2 runs each) the other tenants' median was
+    # 7.2 and 7.3 s, against 7.6 and 6.9 s with calls of 16 throughout and 10.5 and 8.3 s with 32.
+    batch_size: int = Field(default=32, ge=1, le=2048, description="chunks per model call, across messages")
+    batch_size_shared: int = Field(
+        default=16, ge=1, le=2048, description="chunks per model call while more than one tenant's wait"
+    )
     batch_linger_ms: float = Field(
         default=5.0, ge=0, le=1000, description="how long a chunk may wait for others while the model is free"
     )

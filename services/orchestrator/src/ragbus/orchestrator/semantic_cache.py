@@ -34,10 +34,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-import snowballstemmer
-
 from ragbus.common.events import QueryOptions
 from ragbus.common.stopwords import STOPWORDS
+from ragbus.vectors.sparse import stems
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +68,6 @@ _NUMBER_WORDS = {
 # Words that frame a question without changing it ("Is it true that ...", "... really ...").
 _FRAMING = frozenset("true really actually correct indeed fact".split())  # noqa: SIM905
 _NOT_CONTENT = STOPWORDS | _NEGATIONS | frozenset(_NUMBER_WORDS) | _FRAMING
-_STEMMER = snowballstemmer.stemmer("english")
 
 
 def normalise(question: str) -> str:
@@ -125,7 +123,7 @@ def signature(question: str) -> Signature:
     # Every token, a name led by a digit ("5mmol", "5p") included: a name is looked up among them.
     words = [t.casefold() for t in tokens]
     content = [w for w in words if not w[0].isdigit() and w not in _NOT_CONTENT]
-    return Signature(negations, numbers, names, frozenset(words), tuple(_STEMMER.stemWords(content)))
+    return Signature(negations, numbers, names, frozenset(words), tuple(stems(content)))
 
 
 def mismatch(asked: str, cached: str, policy: CachePolicy) -> str | None:
