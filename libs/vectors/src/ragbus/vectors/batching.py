@@ -162,13 +162,15 @@ class BatchingEmbedder:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(wake.wait(), left)
                         wake.clear()
-                        if self._waiting < self._limit() and self._queue[0].at + self.linger > loop.time():
+                        limit = self._limit()  # another lane may have joined while it lingered
+                        if self._waiting < limit and self._queue[0].at + self.linger > loop.time():
                             continue
-                self._start(self._take(self._limit()))
+                self._start(self._take(limit))
 
     def _limit(self) -> int:
-        """Passages the next call may hold: `shared_batch` while more than one lane waits."""
-        if self.shared_batch < self.max_batch and self._queue:
+        """Passages the next call may hold (asked while requests wait): `shared_batch` while more than
+        one lane waits."""
+        if self.shared_batch < self.max_batch:
             first = self._queue[0].lane
             if any(request.lane != first for request in self._queue):
                 return self.shared_batch

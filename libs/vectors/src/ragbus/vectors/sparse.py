@@ -58,7 +58,7 @@ def stems(words: Iterable[str]) -> list[str]:
 
 def terms(text: str) -> list[str]:
     """The text's index terms, in order: lower case, stopwords out, stemmed."""
-    return [_stem(w) for w in (m.group().lower() for m in _TOKEN.finditer(text)) if w not in STOPWORDS]
+    return stems(w for w in (m.group().lower() for m in _TOKEN.finditer(text)) if w not in STOPWORDS)
 
 
 def term_id(term: str) -> int:
