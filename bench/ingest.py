@@ -6,8 +6,9 @@ embedding model on the same chunks, then the same corpus again, unchanged.
 Per run, on a fresh local broker (or `--bootstrap`) and an empty embedded store:
 
 1. the raw model, first half: every other chunk, cut by the ingest's own code and prefixed with its
-   title as the embed service does, through the same embedder (`embed_documents`, its batches of 32)
-   and nothing else: what the hardware gives, the ceiling for the pipeline;
+   title as the embed service does, through the same embedder (`embed_documents`: its jobs of 32, all
+   out at once to its worker processes, each started and loaded first) and nothing else: what the
+   hardware gives, the ceiling for the pipeline;
 2. the stack: ingest and embed hosted in this process, as `ragbus up` hosts them, with their defaults
    (the ingest's CPU work in its worker process); every abstract (title and text) is submitted at once
    by one client (`RagbusClient.ingest`, what `ragbus ingest` does) and the clock stops when the last
@@ -151,6 +152,7 @@ async def raw_model(texts: list[str]) -> tuple[float, float]:
 
     embedder = open_embedder(EmbedderSettings())
     try:
+        await embedder.ping()  # every worker process up, its model loaded
         await embedder.embed_documents(texts[:32])
         started, cpu = time.perf_counter(), tree_cpu_s()
         await embedder.embed_documents(texts)

@@ -142,6 +142,76 @@ async def test_minilm_in_a_worker_process_gives_the_vectors_of_the_model_in_proc
     )
 
 
+def test_the_model_runs_in_two_processes_sharing_the_cores_unless_told_otherwise() -> None:
+    from ragbus.vectors.adapters.minilm import worker_layout
+
+    assert worker_layout(cores=2) == (2, 1)
+    assert worker_layout(cores=8) == (2, 4)  # never more torch threads than cores in all
+    assert worker_layout(cores=1) == (1, 0)  # one process: torch's own default
+    assert worker_layout(processes=3, cores=2) == (3, 1)
+    assert worker_layout(processes=1, cores=8) == (1, 0)
+    assert worker_layout(processes=2, threads=3, cores=2) == (2, 3)  # set: as set
+    assert MiniLMEmbedder(process=False, processes=4).calls_at_once == 1  # in process: one torch
+
+
+@pytest.mark.model
+async def test_two_model_processes_run_jobs_side_by_side_and_keep_the_order() -> None:
+    import asyncio
+    import multiprocessing
+
+    from ragbus.vectors.adapters import minilm
+
+    # Jobs of 2 texts: 13 jobs out at once for the pool to share out.
+    e = MiniLMEmbedder(process=True, processes=2, threads=1, batch_size=2)
+    alone = MiniLMEmbedder(process=True, processes=1, threads=1, batch_size=2)
+    assert e.calls_at_once == 2
+    texts = [f"{text} ({n})" for n in range(5) for text in TEXTS][:25]
+    try:
+        await e.ping()  # starts both, each loading the model
+        pool = minilm._workers[(e.path, 1, 2)]
+        assert len(pool._processes) == 2
+        np.testing.assert_allclose(
+            await e.embed_documents(texts), await alone.embed_documents(texts), atol=1e-5
+        )
+        # Two jobs at once run in the two processes, not one after the other in one: each waits for the
+        # other to be running (a lone job would time out at the barrier).
+        with multiprocessing.get_context("spawn").Manager() as manager:
+            barrier = manager.Barrier(2)
+            turns = await asyncio.gather(
+                *(asyncio.wrap_future(pool.submit(barrier.wait, 10)) for _ in range(2))
+            )
+        assert sorted(turns) == [0, 1]
+    finally:
+        minilm._forget_worker(e.path, 1, 2, minilm._workers[(e.path, 1, 2)])
+
+
+@pytest.mark.model
+async def test_a_health_check_of_running_model_workers_sends_them_no_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ping that queued a job behind a bulk load's calls took as long as they did to answer."""
+    from ragbus.vectors.adapters import minilm
+
+    e = MiniLMEmbedder(process=True, processes=1, threads=2)  # a worker of its own
+    try:
+        await e.ping()
+        jobs: list[list[str]] = []
+
+        async def record(texts: list[str]) -> list[list[float]]:
+            jobs.append(texts)
+            return [[0.0]]
+
+        monkeypatch.setattr(e, "_in_worker", record)
+        await e.ping()
+        assert jobs == []
+        # A pool replaced (its worker died) is started and loaded again by the next ping.
+        minilm._forget_worker(e.path, 2, 1, minilm._workers[(e.path, 2, 1)])
+        await e.ping()
+        assert jobs == [["ping"]]
+    finally:
+        minilm._forget_worker(e.path, 2, 1, minilm._workers[(e.path, 2, 1)])
+
+
 @pytest.mark.model
 async def test_a_dead_model_worker_fails_its_job_as_retryable_and_the_next_job_starts_another() -> None:
     import os
@@ -151,9 +221,9 @@ async def test_a_dead_model_worker_fails_its_job_as_retryable_and_the_next_job_s
     from ragbus.vectors.errors import EmbedderUnavailable
 
     # A torch thread count of its own: a worker no other test shares.
-    e = MiniLMEmbedder(process=True, threads=1)
+    e = MiniLMEmbedder(process=True, threads=1, processes=1)
     await e.ping()
-    pool = minilm._workers[(e.path, 1)]
+    pool = minilm._workers[(e.path, 1, 1)]
     [process] = pool._processes.values()
     assert process.pid is not None
     os.kill(process.pid, signal.SIGKILL)
@@ -161,7 +231,7 @@ async def test_a_dead_model_worker_fails_its_job_as_retryable_and_the_next_job_s
         await e.embed_documents(TEXTS[:1])
     [vector] = await e.embed_documents(TEXTS[:1])
     assert len(vector) == e.dim
-    assert minilm._workers[(e.path, 1)] is not pool
+    assert minilm._workers[(e.path, 1, 1)] is not pool
 
 
 @pytest.mark.model
@@ -173,14 +243,15 @@ async def test_the_model_worker_lets_its_waiting_threads_sleep(monkeypatch: pyte
     from ragbus.vectors.adapters import minilm
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    e = MiniLMEmbedder(process=True, threads=3)  # a worker of its own, started under this environment
+    # A worker of its own, started under this environment.
+    e = MiniLMEmbedder(process=True, threads=3, processes=1)
     try:
         await e.ping()
-        pool = minilm._workers[(e.path, 3)]
+        pool = minilm._workers[(e.path, 3, 1)]
         # Set by the worker itself before it loaded torch (its OpenMP reads it once, when it loads).
         assert await asyncio.wrap_future(pool.submit(os.getenv, "OMP_WAIT_POLICY")) == "PASSIVE"
     finally:
-        minilm._forget_worker(e.path, 3, minilm._workers[(e.path, 3)])
+        minilm._forget_worker(e.path, 3, 1, minilm._workers[(e.path, 3, 1)])
 
 
 _ORPHAN = """
@@ -188,9 +259,9 @@ import asyncio, os, sys
 from ragbus.vectors.adapters import minilm
 
 async def main():
-    e = minilm.MiniLMEmbedder(process=True, query_onnx=False)
+    e = minilm.MiniLMEmbedder(process=True, query_onnx=False, processes=1)
     await e.ping()
-    [process] = minilm._workers[(e.path, 0)]._processes.values()
+    [process] = minilm._workers[(e.path, e.threads, e.processes)]._processes.values()
     print("worker", process.pid, flush=True)
     await asyncio.sleep(600)
 

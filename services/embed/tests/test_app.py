@@ -321,3 +321,11 @@ async def test_a_store_built_for_another_model_dead_letters_with_the_reason(serv
     assert letter.error_type == "PoisonMessage"
     assert "dimension" in letter.reason
     assert letter.attempts == 1
+
+
+def test_model_calls_out_are_one_more_than_the_model_runs_unless_set() -> None:
+    """Each model process runs a call while one more waits, full, at the model: with fewer, a process
+    waits for the event loop between calls; with many more, another tenant waits behind them."""
+    assert EmbedSettings().calls_out(2) == 3
+    assert EmbedSettings().calls_out(1) == 2
+    assert EmbedSettings(batch_in_flight=1).calls_out(2) == 1

@@ -53,4 +53,5 @@ def open_embedder(settings: EmbedderSettings | None = None) -> Embedder:
         threads=settings.threads,
         query_onnx=settings.query_onnx,
         process=settings.process,
+        processes=settings.processes,
     )

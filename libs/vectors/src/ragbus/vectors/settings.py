@@ -90,14 +90,21 @@ class EmbedderSettings(BaseSettings):
     # many at a time, so a short chunk is not padded to the longest of 32 (SciFact, 2 cores: ~58 texts/s
     # at 8 against ~43 at 32; bench/embed_batch.py).
     forward_batch: int = Field(default=8, ge=1, le=2048, description="minilm: texts per forward pass")
-    # minilm: torch's threads (process-wide); 0: torch's default, one per core. Fewer leave cores to the
-    # rest of a shared machine, at the model's expense: on 2 cores, one thread embedded 30 texts/s
-    # against 54 with two, and bench/ingest.py (600 abstracts) took 70.2 s against 60.5 s.
-    threads: int = Field(default=0, ge=0, le=256, description="minilm: torch threads (0: torch's default)")
+    # minilm: torch's threads (per worker process, or process-wide in process); 0: the cores shared out
+    # among the worker processes (torch's default, one per core, for a single one). Fewer leave cores to
+    # the rest of a shared machine, at the model's expense: on 2 cores, a single process with one thread
+    # embedded 30 texts/s against 54 with two.
+    threads: int = Field(default=0, ge=0, le=256, description="minilm: torch threads (0: cores shared out)")
     # minilm: run torch in a worker process of its own rather than on a thread of the services' process,
     # where it waits for the GIL behind every other piece of Python between its operators (see
     # ragbus.vectors.adapters.minilm; bench/ingest.py measures both).
     process: bool = Field(default=True, description="minilm: run the model in a worker process")
+    # minilm, with `process`: worker processes running jobs side by side, each with its own copy of the
+    # model; 0: two (one on a single core), the cores shared out as their torch threads when `threads` is
+    # 0. One process's torch threads wait for each other at every operator, and its cores idle meanwhile:
+    # on 2 cores two processes of one thread embedded 10% more chunks a second (ragbus.vectors.adapters.
+    # minilm).
+    processes: int = Field(default=0, ge=0, le=64, description="minilm: worker processes (0: two)")
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, description="openai: client-side retries before giving up")
 

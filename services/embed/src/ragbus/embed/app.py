@@ -27,14 +27,17 @@ async def open_deps(settings: EmbedSettings, clients: Clients) -> EmbedDeps:
     from ragbus.vectors.batching import BatchingEmbedder
     from ragbus.vectors.factory import open_embedder, open_vector_store
 
+    model = open_embedder(settings.embedder)
+    # A model that says nothing runs one call at a time (a remote endpoint: one request per call).
+    in_flight = settings.calls_out(getattr(model, "calls_at_once", 1))
     embedder = clients.add(
         "embedder",
         BatchingEmbedder(
-            open_embedder(settings.embedder),
+            model,
             max_batch=settings.batch_size,
             shared_batch=settings.batch_size_shared,
             linger=settings.batch_linger_ms / 1000,
-            in_flight=settings.batch_in_flight,
+            in_flight=in_flight,
         ),
     )
     store = clients.add("vector_store", open_vector_store(settings.vectors.for_embedder(settings.embedder)))

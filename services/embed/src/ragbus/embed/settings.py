@@ -20,13 +20,15 @@ class EmbedSettings(ServiceSettings):
 
     # Parts worked on at once, in order per document (see the ingest's `workers`), at most
     # `partition_workers` of them from one partition. Their chunks share model calls (below); a part in
-    # a running call holds its worker, so there must be more parts than one call takes, or the model
+    # a running call holds its worker, so there must be more parts than the calls out take, or the model
     # waits between calls for the next parts to get through their store lookups: with 8 workers
-    # (~18 chunks) bench/ingest.py ran ~10% slower. A tenant's bulk load is keyed to two partitions
-    # (events.DOC_KEY_SHARDS), so it takes at most 24 of the 32 and another tenant's part starts at once;
-    # its chunks then take their turn in the next call (ragbus.vectors.batching's lanes).
-    workers: int = Field(default=32, ge=1, le=64)
-    partition_workers: int | None = Field(default=12, ge=1, le=64)
+    # (~18 chunks) bench/ingest.py ran ~10% slower. Three calls of 32 out (two running in the model's
+    # two processes, one waiting) hold ~96 chunks, ~42 parts of SciFact abstracts. A tenant's bulk load
+    # is keyed to two partitions (events.DOC_KEY_SHARDS), so it takes at most 48 of the 64 and another
+    # tenant's part starts at once; its chunks then take their turn in the next call
+    # (ragbus.vectors.batching's lanes).
+    workers: int = Field(default=64, ge=1, le=64)
+    partition_workers: int | None = Field(default=24, ge=1, le=64)
     # Micro-batching across messages: the workers' chunks share model calls of up to `batch_size`
     # chunks; one goes out when it is full, or when the model is free and its first chunk has waited
     # `batch_linger_ms` (ragbus.vectors.batching). A message is a few chunks; a model call pays a thread
@@ -45,14 +47,16 @@ class EmbedSettings(ServiceSettings):
     batch_linger_ms: float = Field(
         default=5.0, ge=0, le=1000, description="how long a chunk may wait for others while the model is free"
     )
-    # Model calls out at once: with 2, a full next call waits at the model (in its worker's queue) while
-    # one runs, and starts the moment it ends. With 1, the model waited for the event loop, busy with the
-    # services, to settle the call and send the next: 10 ms a call (median; p90 22 ms), 2.0% of the
-    # model's time idle under bench/ingest.py, against 0.3 ms and 0.1% with 2. Only the first call goes
-    # out less than full. Another tenant's part may now wait behind two calls: under a 300-document bulk
-    # load (bench/ingest_isolation.py) the others' median was 5.2 and 5.2 s with 1, 5.4 and 4.9 s with 2.
-    batch_in_flight: int = Field(
-        default=2, ge=1, le=8, description="model calls out at once (those after the first go out full)"
+    # Model calls out at once; unset: one more than the model runs side by side (its worker processes,
+    # RAGBUS_EMBEDDINGS_PROCESSES), so a full next call waits at the model while the others run, and
+    # starts the moment one ends. With one call out per model process, the model waited for the event
+    # loop, busy with the services, to settle the call and send the next: 10 ms a call (median; p90 22
+    # ms), 2.0% of the model's time idle under bench/ingest.py, against 0.3 ms and 0.1% with one more.
+    # Only the first calls go out less than full. Another tenant's part waits behind the calls out: under
+    # a 300-document bulk load (bench/ingest_isolation.py, 2 runs each) the others' median was 4.9 and
+    # 5.2 s with two processes and three calls out, against 4.7 and 4.9 s with one process and two.
+    batch_in_flight: int | None = Field(
+        default=None, ge=1, le=8, description="model calls out at once (unset: the model's processes + 1)"
     )
 
     # A document whose text nearly repeats another of its tenant's (MinHash Jaccard at or over the
@@ -76,3 +80,7 @@ class EmbedSettings(ServiceSettings):
     bm25_avg_length: float = Field(
         default=DEFAULT_AVG_LENGTH, gt=0, description="BM25's average chunk length, in index terms"
     )
+
+    def calls_out(self, model_calls_at_once: int) -> int:
+        """Model calls out at once: `batch_in_flight`, or one more than the model runs side by side."""
+        return self.batch_in_flight or model_calls_at_once + 1
