@@ -103,7 +103,7 @@ class EmbedderSettings(BaseSettings):
     # model; 0: two (one on a single core), the cores shared out as their torch threads when `threads` is
     # 0. One process's torch threads wait for each other at every operator, and its cores idle meanwhile:
     # on 2 cores two processes of one thread embedded 10% more chunks a second (ragbus.vectors.adapters.
-    # minilm).
+    # minilm). Each holds 0.65-0.8 GB of its own under a bulk load (torch's buffers; the model is 90 MB).
     processes: int = Field(default=0, ge=0, le=64, description="minilm: worker processes (0: two)")
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0, description="openai: client-side retries before giving up")
