@@ -266,8 +266,8 @@ class MiniLMEmbedder:
 
     @property
     def calls_at_once(self) -> int:
-        """Jobs the model runs side by side: its worker processes (one in process)."""
-        return self.processes if self.process else 1
+        """Jobs the model runs side by side: its worker processes (one in process: see __init__)."""
+        return self.processes
 
     @property
     def name(self) -> str:
