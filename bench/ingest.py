@@ -80,8 +80,8 @@ def process_table() -> dict[int, tuple[str, int, float]]:
 def tree_cpu_by_role() -> dict[str, float]:
     """`tree_cpu_s` by who spent it: "services" (this process: the hosted services and the client),
     "workers" (the services' own worker processes, named `ragbus-<service>`: the ingest's CPU work),
-    "model" (other Python processes under it: the embedding model's worker) and "broker" (anything else
-    under it: the local broker)."""
+    "model" (the embedding model's workers, `ragbus-minilm`, and any other Python process under it) and
+    "broker" (anything else under it: the local broker)."""
     table = process_table()
     mine = {os.getpid()}
     changed = True
@@ -96,10 +96,10 @@ def tree_cpu_by_role() -> dict[str, float]:
         name, _, used = table[pid]
         if pid == os.getpid():
             role = "services"
-        elif name.startswith("ragbus-"):
-            role = "workers"
+        elif name == "ragbus-minilm" or name.startswith("python"):
+            role = "model"
         else:
-            role = "model" if name.startswith("python") else "broker"
+            role = "workers" if name.startswith("ragbus-") else "broker"
         roles[role] += used
     return roles
 

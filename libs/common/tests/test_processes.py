@@ -16,7 +16,7 @@ import pytest
 from ragbus.common.envelope import Envelope
 from ragbus.common.errors import Retryable
 from ragbus.common.events import DocsSubmitted
-from ragbus.common.processes import WorkerDied, WorkerPool
+from ragbus.common.processes import WorkerDied, WorkerPool, usable_cores
 
 
 @pytest.fixture
@@ -62,8 +62,10 @@ async def test_a_worker_that_dies_fails_its_job_and_the_next_job_gets_a_new_one(
 
 
 async def test_ping_starts_the_workers_once(pool: WorkerPool) -> None:
+    assert pool.pids() == []
     await pool.ping()
     pid = await pool.run(os.getpid)
+    assert pool.pids() == [pid]
     await pool.ping()  # running: returns without queueing a job
     assert await pool.run(os.getpid) == pid
 
@@ -109,3 +111,21 @@ def _comm(pid: int) -> str:
 def test_a_pool_needs_a_process() -> None:
     with pytest.raises(ValueError, match="at least one process"):
         WorkerPool("test", 0)
+
+
+def test_usable_cores_are_the_affinity_not_the_machines_count() -> None:
+    """A container or `taskset` share: the cores this process may run on (read per thread on Linux, so a
+    thread of its own narrows them without touching the test process)."""
+    import threading
+
+    seen: list[int] = []
+
+    def narrowed() -> None:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        seen.append(usable_cores())
+
+    thread = threading.Thread(target=narrowed)
+    thread.start()
+    thread.join()
+    assert seen == [1]
+    assert usable_cores() == len(os.sched_getaffinity(0))

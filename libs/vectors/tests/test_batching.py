@@ -212,6 +212,33 @@ async def test_a_full_batch_queues_behind_the_running_call_and_a_partial_one_wai
     await batcher.aclose()
 
 
+async def test_a_partial_batch_goes_out_while_the_model_has_room_for_it() -> None:
+    """A model of two processes (`parallel=2`) running one call gets the next partial batch at once,
+    rather than idling a process until the batch is full; a third call out must be full."""
+    model = CountingModel(seconds=0.2)
+    batcher = BatchingEmbedder(model, max_batch=4, linger=0.0, in_flight=3, parallel=2)
+    first = asyncio.create_task(batcher.embed_documents(["first"]))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(batcher.embed_documents(["second"]))
+    await asyncio.sleep(0.01)
+    assert model.started == [["first"], ["second"]]  # partial, beside the running call
+    third = asyncio.create_task(batcher.embed_documents(["third"]))
+    await asyncio.sleep(0.01)
+    assert len(model.started) == 2  # the model's two places are taken: a partial batch waits
+    full = asyncio.create_task(batcher.embed_documents(["full 1", "full 2", "full 3"]))
+    await asyncio.sleep(0.01)
+    assert model.started[2] == ["third", "full 1", "full 2", "full 3"]  # full: it queues at the model
+    await asyncio.gather(first, second, third, full)
+    assert model.most == 3
+    await batcher.aclose()
+
+
+def test_the_model_never_runs_more_side_by_side_than_calls_out() -> None:
+    with pytest.raises(ValueError, match="parallel"):
+        BatchingEmbedder(HashingEmbedder(), parallel=0)
+    assert BatchingEmbedder(HashingEmbedder(), in_flight=2, parallel=4).parallel == 2
+
+
 async def test_with_one_call_in_flight_a_full_batch_waits_for_the_running_call() -> None:
     model = CountingModel(seconds=0.05)
     batcher = BatchingEmbedder(model, max_batch=2, linger=0.0)

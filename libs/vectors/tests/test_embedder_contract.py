@@ -169,7 +169,7 @@ async def test_two_model_processes_run_jobs_side_by_side_and_keep_the_order() ->
     try:
         await e.ping()  # starts both, each loading the model
         pool = minilm._workers[(e.path, 1, 2)]
-        assert len(pool._processes) == 2
+        assert len(pool.pids()) == 2
         np.testing.assert_allclose(
             await e.embed_documents(texts), await alone.embed_documents(texts), atol=1e-5
         )
@@ -177,12 +177,10 @@ async def test_two_model_processes_run_jobs_side_by_side_and_keep_the_order() ->
         # other to be running (a lone job would time out at the barrier).
         with multiprocessing.get_context("spawn").Manager() as manager:
             barrier = manager.Barrier(2)
-            turns = await asyncio.gather(
-                *(asyncio.wrap_future(pool.submit(barrier.wait, 10)) for _ in range(2))
-            )
+            turns = await asyncio.gather(*(pool.run(barrier.wait, 10) for _ in range(2)))
         assert sorted(turns) == [0, 1]
     finally:
-        minilm._forget_worker(e.path, 1, 2, minilm._workers[(e.path, 1, 2)])
+        await minilm._workers.pop((e.path, 1, 2)).aclose()
 
 
 @pytest.mark.model
@@ -190,26 +188,37 @@ async def test_a_health_check_of_running_model_workers_sends_them_no_job(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A ping that queued a job behind a bulk load's calls took as long as they did to answer."""
+    import os
+    import signal
+    from typing import Any
+
     from ragbus.vectors.adapters import minilm
+    from ragbus.vectors.errors import EmbedderUnavailable
 
     e = MiniLMEmbedder(process=True, processes=1, threads=2)  # a worker of its own
     try:
         await e.ping()
-        jobs: list[list[str]] = []
+        pool = minilm._workers[(e.path, 2, 1)]
+        jobs: list[Any] = []
+        run = pool.run
 
-        async def record(texts: list[str]) -> list[list[float]]:
-            jobs.append(texts)
-            return [[0.0]]
+        async def record(fn: Any, *args: Any) -> Any:
+            jobs.append(fn)
+            return await run(fn, *args)
 
-        monkeypatch.setattr(e, "_in_worker", record)
+        monkeypatch.setattr(pool, "run", record)
         await e.ping()
         assert jobs == []
-        # A pool replaced (its worker died) is started and loaded again by the next ping.
-        minilm._forget_worker(e.path, 2, 1, minilm._workers[(e.path, 2, 1)])
+        # A worker that died is started, and loads the model, again on the next ping.
+        [pid] = pool.pids()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(EmbedderUnavailable):
+            await e.embed_documents(TEXTS[:1])
         await e.ping()
-        assert jobs == [["ping"]]
+        assert len(jobs) == 2  # the job that found it dead, then the ping's
+        assert pool.pids() != [pid]
     finally:
-        minilm._forget_worker(e.path, 2, 1, minilm._workers[(e.path, 2, 1)])
+        await minilm._workers.pop((e.path, 2, 1)).aclose()
 
 
 @pytest.mark.model
@@ -224,20 +233,19 @@ async def test_a_dead_model_worker_fails_its_job_as_retryable_and_the_next_job_s
     e = MiniLMEmbedder(process=True, threads=1, processes=1)
     await e.ping()
     pool = minilm._workers[(e.path, 1, 1)]
-    [process] = pool._processes.values()
-    assert process.pid is not None
-    os.kill(process.pid, signal.SIGKILL)
+    [pid] = pool.pids()
+    os.kill(pid, signal.SIGKILL)
     with pytest.raises(EmbedderUnavailable, match="worker process died"):
         await e.embed_documents(TEXTS[:1])
     [vector] = await e.embed_documents(TEXTS[:1])
     assert len(vector) == e.dim
-    assert minilm._workers[(e.path, 1, 1)] is not pool
+    assert pool.pids()
+    assert pool.pids() != [pid]
 
 
 @pytest.mark.model
 async def test_the_model_worker_lets_its_waiting_threads_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     """Spinning OpenMP threads took the cores of a busy machine from the model itself (half its speed)."""
-    import asyncio
     import os
 
     from ragbus.vectors.adapters import minilm
@@ -249,9 +257,9 @@ async def test_the_model_worker_lets_its_waiting_threads_sleep(monkeypatch: pyte
         await e.ping()
         pool = minilm._workers[(e.path, 3, 1)]
         # Set by the worker itself before it loaded torch (its OpenMP reads it once, when it loads).
-        assert await asyncio.wrap_future(pool.submit(os.getenv, "OMP_WAIT_POLICY")) == "PASSIVE"
+        assert await pool.run(os.getenv, "OMP_WAIT_POLICY") == "PASSIVE"
     finally:
-        minilm._forget_worker(e.path, 3, 1, minilm._workers[(e.path, 3, 1)])
+        await minilm._workers.pop((e.path, 3, 1)).aclose()
 
 
 _ORPHAN = """
@@ -261,8 +269,8 @@ from ragbus.vectors.adapters import minilm
 async def main():
     e = minilm.MiniLMEmbedder(process=True, query_onnx=False, processes=1)
     await e.ping()
-    [process] = minilm._workers[(e.path, e.threads, e.processes)]._processes.values()
-    print("worker", process.pid, flush=True)
+    [pid] = minilm._workers[(e.path, e.threads, e.processes)].pids()
+    print("worker", pid, flush=True)
     await asyncio.sleep(600)
 
 if __name__ == "__main__":

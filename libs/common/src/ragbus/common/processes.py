@@ -102,6 +102,12 @@ class WorkerPool:
         await asyncio.gather(*(self.run(_ready) for _ in range(self.processes)))
         self._started = True
 
+    def pids(self) -> list[int]:
+        """The worker processes running now (none before the first job or ping)."""
+        pool = self._pool
+        processes = dict(getattr(pool, "_processes", None) or {})  # the executor keeps them by pid
+        return sorted(processes)
+
     async def aclose(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
@@ -118,6 +124,15 @@ def _start(
     leave_with_parent(parent)
     if initializer is not None:
         initializer(*initargs)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container's or `taskset`'s share), not
+    the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def leave_with_parent(parent: int, name: str = "worker-parent-watch") -> None:

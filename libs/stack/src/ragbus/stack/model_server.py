@@ -28,6 +28,7 @@ from typing import Any
 
 import click
 
+from ragbus.common.processes import usable_cores
 from ragbus.common.settings import ragbus_home
 from ragbus.stack.process import NotInstalledError
 
@@ -177,8 +178,7 @@ def default_threads() -> int:
     2 threads take 54 s (1 token/s) and 1 thread 2.2 s. The local stack always shares its cores
     (embedder, services, broker), so the model gets half of them.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // 2)
+    return max(1, usable_cores() // 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

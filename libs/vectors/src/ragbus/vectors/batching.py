@@ -10,10 +10,14 @@ When a call goes out: as soon as `max_batch` passages wait, or when the model is
 waiting passage has waited `linger` seconds. While a call runs, the next one fills up, so under load
 batches are full without lingering, and a lone message waits at most `linger` for company.
 
-Up to `in_flight` calls may be out at once, and only the first goes out less than full. With 2, a full
-next batch is already at the model (in the worker process's queue) when the running call ends: the
+Up to `in_flight` calls may be out at once. With one more than the model runs side by side, a full
+next batch is already at the model (in the worker process's queue) when a running call ends: the
 model starts it at once, instead of waiting for the services' event loop, busy with everything else
-in the process, to get round to settling the finished call and sending the next.
+in the process, to get round to settling the finished call and sending the next. A call goes out less
+than full only while the model has room for it (fewer than `parallel` calls running: its worker
+processes): a model of two processes given one call at a time, because the next was not full yet,
+left one process idle whenever fewer than two calls' worth of passages were about (a bulk load's last
+partition, a small load): under bench/ingest.py the whole corpus's last ~15 s ran on one core.
 
 Callers may name a *lane* (`with lane(tenant): ...`; the embed service names the tenant): lanes take
 turns in every call, each lane's oldest request first, then each lane's next, so a bulk load of one
@@ -67,7 +71,9 @@ class BatchingEmbedder:
 
     `max_batch`: passages per model call (a larger request goes alone, and `inner` splits it);
     `linger`: seconds the first waiting passage may wait for others while the model is free;
-    `in_flight`: model calls out at once, those beyond the first only when full;
+    `in_flight`: model calls out at once, those beyond `parallel` only when full;
+    `parallel`: calls the model runs side by side (its worker processes), which go out as soon as the
+    first waiting passage has lingered, full or not;
     `shared_batch`: passages per call while requests of more than one lane wait (default `max_batch`).
     Questions (`embed_query`) go straight to `inner`: they are latency-bound, one at a time.
     """
@@ -80,6 +86,7 @@ class BatchingEmbedder:
         linger: float = 0.005,
         in_flight: int = 1,
         shared_batch: int | None = None,
+        parallel: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -87,11 +94,14 @@ class BatchingEmbedder:
             raise ValueError("in_flight must be at least 1")
         if shared_batch is not None and shared_batch < 1:
             raise ValueError("shared_batch must be at least 1")
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
         self.inner = inner
         self.max_batch = max_batch
         self.shared_batch = min(max_batch, shared_batch or max_batch)
         self.linger = max(0.0, linger)
         self.in_flight = in_flight
+        self.parallel = min(parallel, in_flight)
         self._queue: list[_Request] = []
         self._waiting = 0  # passages in the queue
         self._wake: asyncio.Event | None = None
@@ -150,13 +160,13 @@ class BatchingEmbedder:
             wake.clear()
             while self._queue:
                 limit = self._limit()
-                if self._running:
-                    # The model is busy: a full batch may queue behind its call (up to `in_flight`);
+                if len(self._running) >= self.parallel:
+                    # The model is busy: a full batch may queue behind its calls (up to `in_flight`);
                     # anything else waits, and fills up, until a call ends (which wakes this loop).
                     if len(self._running) >= self.in_flight or self._waiting < limit:
                         break
                 elif self._waiting < limit and self.linger:
-                    # The model is free and the batch is not full: give others `linger` to join.
+                    # The model has room and the batch is not full: give others `linger` to join.
                     left = self._queue[0].at + self.linger - loop.time()
                     if left > 0:
                         with contextlib.suppress(TimeoutError):

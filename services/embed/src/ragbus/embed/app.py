@@ -29,7 +29,8 @@ async def open_deps(settings: EmbedSettings, clients: Clients) -> EmbedDeps:
 
     model = open_embedder(settings.embedder)
     # A model that says nothing runs one call at a time (a remote endpoint: one request per call).
-    in_flight = settings.calls_out(getattr(model, "calls_at_once", 1))
+    parallel = getattr(model, "calls_at_once", 1)
+    in_flight = settings.calls_out(parallel)
     embedder = clients.add(
         "embedder",
         BatchingEmbedder(
@@ -38,6 +39,7 @@ async def open_deps(settings: EmbedSettings, clients: Clients) -> EmbedDeps:
             shared_batch=settings.batch_size_shared,
             linger=settings.batch_linger_ms / 1000,
             in_flight=in_flight,
+            parallel=parallel,
         ),
     )
     store = clients.add("vector_store", open_vector_store(settings.vectors.for_embedder(settings.embedder)))

@@ -42,20 +42,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import os
 import threading
-import weakref
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragbus.common.imports import ML_IMPORT_LOCK
 from ragbus.common.logging import get_logger
-from ragbus.common.processes import leave_with_parent
+from ragbus.common.processes import WorkerDied, WorkerPool, usable_cores
 from ragbus.vectors.errors import EmbedderUnavailable
 from ragbus.vectors.settings import MINILM
 
@@ -163,9 +160,7 @@ def _load(path: Path, threads: int = 0) -> _Loaded:
 
 # The worker processes that run a model (`process=True`), one pool per (model directory, torch threads,
 # processes) in this process, shared like `_models`.
-_workers: dict[tuple[Path, int, int], ProcessPoolExecutor] = {}
-# Pools whose every worker process has loaded the model (`ping`); a pool that breaks is replaced.
-_loaded_pools: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
+_workers: dict[tuple[Path, int, int], WorkerPool] = {}
 # In a worker process: the model it serves (set by `_worker_start`).
 _served: list[SentenceTransformer] = []
 
@@ -182,12 +177,10 @@ OMP_WAIT_POLICY = "PASSIVE"
 
 
 def _worker_start(path: Path, threads: int) -> None:
-    """In the worker process: load the model once, before its first job, and leave when the parent
-    does. The pool's own queue never tells a worker that its parent was killed (SIGKILL, OOM): the
-    worker holds both ends of it and would wait for jobs forever, holding the model's memory."""
+    """In the worker process (named `ragbus-minilm`, and gone with its parent: WorkerPool): load the
+    model once, before its first job."""
     # Read by OpenMP when torch loads it (in `_load`, below): nothing here has imported torch yet.
     os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
-    leave_with_parent(os.getppid(), name="minilm-parent-watch")
     _served.append(_load(path, threads).model)
 
 
@@ -201,42 +194,22 @@ def worker_layout(processes: int = 0, threads: int = 0, cores: int | None = None
     """(worker processes, torch threads each) for the settings: `processes` 0 is two (one on a single
     core); `threads` 0 is torch's default (one per core) for a single process, else the cores shared out
     (one each on two cores), so the processes never ask for more threads than there are cores."""
-    cores = cores or _cores()
+    cores = cores or usable_cores()
     processes = processes or min(2, cores)
     if threads == 0 and processes > 1:
         threads = max(1, cores // processes)
     return processes, threads
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # the cores this process may run on (a container's share)
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def _worker(path: Path, threads: int, processes: int) -> ProcessPoolExecutor:
-    """The worker processes for this model, started on first use (spawned: the parent has threads, which
-    fork would copy in whatever state they are)."""
+def _worker(path: Path, threads: int, processes: int) -> WorkerPool:
+    """The worker processes for this model, started by the first job or ping; a pool whose worker died
+    starts new ones with the next job."""
     with _models_lock:
         pool = _workers.get((path, threads, processes))
         if pool is None:
-            pool = ProcessPoolExecutor(
-                max_workers=processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_start,
-                initargs=(path, threads),
-            )
+            pool = WorkerPool("minilm", processes, initializer=_worker_start, initargs=(path, threads))
             _workers[(path, threads, processes)] = pool
         return pool
-
-
-def _forget_worker(path: Path, threads: int, processes: int, pool: ProcessPoolExecutor) -> None:
-    """Drop a worker that died, so that the next job starts a new one."""
-    with _models_lock:
-        if _workers.get((path, threads, processes)) is pool:
-            del _workers[(path, threads, processes)]
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class MiniLMEmbedder:
@@ -291,11 +264,11 @@ class MiniLMEmbedder:
     async def _in_worker(self, texts: list[str]) -> list[list[float]]:
         pool = _worker(self.path, self.threads, self.processes)
         try:
-            array = await asyncio.wrap_future(pool.submit(_worker_encode, texts, self.forward_batch))
-        except BrokenProcessPool as exc:
-            # The worker died (killed, out of memory): the next job starts another; this one is retried.
-            _forget_worker(self.path, self.threads, self.processes, pool)
-            raise EmbedderUnavailable(f"the embedding model's worker process died: {exc}") from exc
+            array = await pool.run(_worker_encode, texts, self.forward_batch)
+        except WorkerDied as exc:
+            # Killed or out of memory: the next job starts another, and this one is retried (a job of
+            # chunks, each cut to the model's length, is not what kills it, unlike a file its parser).
+            raise _died(exc) from exc
         rows: list[list[float]] = array.tolist()
         return rows
 
@@ -330,11 +303,10 @@ class MiniLMEmbedder:
         Once its worker processes run it returns at once: a health check must not queue behind a bulk
         load's jobs (a worker that dies is replaced by the next job, which fails as retryable)."""
         if self.process:
-            pool = _worker(self.path, self.threads, self.processes)
-            if pool not in _loaded_pools:
-                # Starts the workers, each loading the model first (the pool starts one per job waiting).
-                await asyncio.gather(*(self._in_worker(["ping"]) for _ in range(self.processes)))
-                _loaded_pools.add(pool)
+            try:
+                await _worker(self.path, self.threads, self.processes).ping()
+            except WorkerDied as exc:
+                raise _died(exc) from exc
         else:
             await self._model()
         if self.query_onnx and self.path not in _query_encoders:
@@ -343,6 +315,10 @@ class MiniLMEmbedder:
     async def aclose(self) -> None:
         # The model stays loaded for the process: another service in it may be using it.
         return None
+
+
+def _died(exc: WorkerDied) -> EmbedderUnavailable:
+    return EmbedderUnavailable(f"the embedding model's worker process died: {exc}")
 
 
 def _encode(model: SentenceTransformer, texts: list[str], forward_batch: int) -> list[list[float]]:
