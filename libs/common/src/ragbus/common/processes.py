@@ -135,7 +135,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def leave_with_parent(parent: int, name: str = "worker-parent-watch") -> None:
+def leave_with_parent(parent: int) -> None:
     """In a worker process: exit once `parent` is gone (the worker is re-parented). A process pool's
     queue never tells a worker that its parent was killed (SIGKILL, OOM): it holds both ends of it and
     would wait for jobs forever, holding its memory."""
@@ -145,7 +145,7 @@ def leave_with_parent(parent: int, name: str = "worker-parent-watch") -> None:
             time.sleep(1.0)
         os._exit(0)
 
-    threading.Thread(target=watch, name=name, daemon=True).start()
+    threading.Thread(target=watch, name="worker-parent-watch", daemon=True).start()
 
 
 def _set_process_name(title: str) -> None:
