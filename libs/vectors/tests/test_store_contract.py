@@ -180,6 +180,18 @@ class TestVectorStoreContract:
             with_digest.id: StoredDigests("sha-0b", "text-0")
         }
 
+    async def test_stored_digests_say_whether_a_point_waits_to_be_published(self, store: VectorStore) -> None:
+        await store.ensure(DIM)
+        waiting = replace(point("acme", "d1", 0, unit(1), version="v2"), digest="sha-0", pending=True)
+        live = replace(point("acme", "d2", 0, unit(1)), digest="sha-1")
+        await store.upsert([waiting, live])
+
+        found = await store.stored_digests("acme", [waiting.id, live.id])
+
+        assert found == {waiting.id: StoredDigests("sha-0", pending=True), live.id: StoredDigests("sha-1")}
+        await store.publish("acme", "d1", "v2")
+        assert await store.stored_digests("acme", [waiting.id]) == {waiting.id: StoredDigests("sha-0")}
+
     async def test_more_points_than_one_write_batch_are_all_written(self, store: VectorStore) -> None:
         await store.ensure(DIM)  # the fixtures write in batches of 3
         assert await store.upsert(doc("acme", "d1", 10)) == 10

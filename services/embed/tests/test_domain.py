@@ -264,6 +264,24 @@ def test_a_part_is_sorted_into_chunks_to_embed_to_rewrite_and_to_leave() -> None
         part, digests, contents, {i: StoredDigests(d, "x") for i, d in zip(ids, digests, strict=True)}
     )
     assert (same.embed.chunks, same.rewrite.chunks, same.unchanged, same.outdated) == ([], [], 5, 0)
+    assert same.live  # every chunk stored as it is, none pending: searchable already
+    assert (plan.live, fresh.live) == (False, False)
+
+
+def test_a_part_is_live_only_when_every_chunk_is_stored_as_it_is_and_none_is_pending() -> None:
+    part = chunked("a", "b", "c")
+    ids = [c.chunk_id for c in part.chunks]
+    digests, contents = ["p0", "p1", "p2"], ["c0", "c1", "c2"]
+    stored = {i: StoredDigests(d, c) for i, d, c in zip(ids, digests, contents, strict=True)}
+    assert domain.plan_writes(part, digests, contents, stored).live
+    # One point written pending and never published (a crash before `publish`): not live.
+    pending = stored | {ids[1]: StoredDigests("p1", "c1", pending=True)}
+    assert not domain.plan_writes(part, digests, contents, pending).live
+    # One point stored with another payload: it is rewritten, so the part is not as it is.
+    assert not domain.plan_writes(part, digests, contents, stored | {ids[2]: StoredDigests("x", "c2")}).live
+    # A part without chunks says nothing of the store.
+    empty = part.model_copy(update={"chunks": []})
+    assert not domain.plan_writes(empty, [], [], {}).live
 
 
 def test_a_payload_rewrite_carries_the_new_payload_and_digests_but_no_vector() -> None:

@@ -138,3 +138,72 @@ async def test_a_document_in_one_part_is_published_without_counting_the_store(st
         await usecases.index_part(deps, event)
     assert len(counted) == 2
     assert await versions_seen(store) == {"v3"}
+
+
+async def test_an_unchanged_resend_of_a_live_version_is_not_published_again(store: VectorStore) -> None:
+    published: list[tuple[str, str, str]] = []
+    publish = store.publish
+
+    async def recording(tenant: str, doc_id: str, version: str) -> None:
+        published.append((tenant, doc_id, version))
+        await publish(tenant, doc_id, version)
+
+    store.publish = recording  # type: ignore[method-assign]
+    deps = EmbedDeps(embedder=EMBEDDER, store=store, bm25=None)
+    (whole,) = parts("v1", [f"manual pump valve section {i}" for i in range(3)], per_part=3)
+    await usecases.index_part(deps, whole)
+    assert published == [("acme", "manual", "v1")]
+
+    again = await usecases.index_part(deps, whole.model_copy(update={"id": uuid.uuid4()}))
+
+    assert (again.upserted, again.unchanged, again.removed) == (0, 3, 0)
+    assert published == [("acme", "manual", "v1")]  # nothing restamped: its points were live already
+    assert await versions_seen(store) == {"v1"}
+
+
+async def test_a_resend_publishes_a_version_a_crash_left_pending(store: VectorStore) -> None:
+    deps = EmbedDeps(embedder=EMBEDDER, store=store, bm25=None)
+    (whole,) = parts("v1", [f"manual pump valve section {i}" for i in range(3)], per_part=3)
+    publish = store.publish
+
+    async def crash(tenant: str, doc_id: str, version: str) -> None:
+        raise RuntimeError("the service died before publishing")
+
+    store.publish = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await usecases.index_part(deps, whole)
+    assert await versions_seen(store) == set()  # written, pending: nobody reads it yet
+    store.publish = publish  # type: ignore[method-assign]
+
+    again = await usecases.index_part(deps, whole)
+
+    assert (again.upserted, again.unchanged) == (0, 3)  # the points are stored as they are...
+    assert await versions_seen(store) == {"v1"}  # ...and now searchable
+
+
+async def test_a_resend_of_an_older_version_a_crash_left_beside_a_newer_one_reads_whole(
+    store: VectorStore,
+) -> None:
+    """v1 live, v2 published but the crash came before v1's points went: both live, readers see v2 (the
+    newer stamp). The user then sends v1 again: it is stored as it is and live, so it is not published
+    again, but v2 still goes, so readers see v1 alone."""
+    deps = EmbedDeps(embedder=EMBEDDER, store=store, bm25=None)
+    (v1,) = parts("v1", [f"manual pump valve old section {i}" for i in range(3)], per_part=3)
+    (v2,) = parts("v2", [f"manual pump valve new section {i}" for i in range(3)], per_part=3)
+    await usecases.index_part(deps, v1)
+    delete_stale = store.delete_stale
+
+    async def crash(tenant: str, doc_id: str, keep_version: str) -> int:
+        raise RuntimeError("the service died before removing the older version")
+
+    store.delete_stale = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await usecases.index_part(deps, v2)
+    store.delete_stale = delete_stale  # type: ignore[method-assign]
+    assert await store.count("acme", "manual") == 6
+
+    again = await usecases.index_part(deps, v1.model_copy(update={"id": uuid.uuid4()}))
+
+    assert (again.unchanged, again.removed) == (3, 3)
+    assert await versions_seen(store) == {"v1"}
+    assert await store.count("acme", "manual") == 3

@@ -97,6 +97,8 @@ class StoredDigests:
 
     point: str | None
     content: str | None = None
+    # Written pending and not published yet (`VectorStore.publish`): not searchable.
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,8 @@ class Writes:
     # Chunks stored with another point digest (rewritten or embedded again): the document's fields
     # are out of date on the points of this version the store holds.
     outdated: int = 0
+    # Every chunk stored as it is and none of them pending: the part's points are searchable already.
+    live: bool = False
 
     @property
     def replaced(self) -> int:
@@ -159,10 +161,12 @@ def plan_writes(
     embed: list[tuple[ChunkData, tuple[str, str]]] = []
     rewrite: list[tuple[ChunkData, tuple[str, str]]] = []
     unchanged = 0
+    pending = False
     for chunk, digest, content in zip(chunked.chunks, digests, contents, strict=True):
         have = stored.get(chunk.chunk_id)
         if have is not None and have.point == digest:
             unchanged += 1
+            pending = pending or have.pending
         elif have is not None and have.content is not None and have.content == content:
             rewrite.append((chunk, (digest, content)))
         else:
@@ -174,8 +178,9 @@ def plan_writes(
         return chunked.model_copy(update={"chunks": [c for c, _ in picked]})
 
     outdated = sum(c.chunk_id in stored for c, _ in embed) + len(rewrite)
+    live = bool(chunked.chunks) and unchanged == len(chunked.chunks) and not pending
     return Writes(
-        cut(embed), [d for _, d in embed], cut(rewrite), [d for _, d in rewrite], unchanged, outdated
+        cut(embed), [d for _, d in embed], cut(rewrite), [d for _, d in rewrite], unchanged, outdated, live
     )
 
 

@@ -50,7 +50,8 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
     searchable); the part that completes the version (the store then holds `total_chunks` points of
     it) publishes them all in one operation, and only then are older versions removed. Between the two,
     searches return the version published last (VectorStore.publish). Parts may arrive one by one, and
-    a redelivered part finds the version complete and publishes it again.
+    a redelivered part finds the version complete and publishes it again, unless it holds the version
+    whole and every point of it is stored as it is and searchable already (an unchanged re-send).
 
     A change of what a document says but not of what is embedded (its metadata, groups, or title when
     the title is not embedded; the same text cut the same way, so the same version) embeds nothing: the
@@ -76,7 +77,11 @@ async def index_part(deps: EmbedDeps, event: Envelope[DocsChunked]) -> DocsIndex
         written = await _write(deps, chunked, tenant) if chunked.chunks else _Written()
         removed = 0
         if await _complete(deps, chunked, tenant):
-            await deps.store.publish(tenant, chunked.doc_id, chunked.version)
+            # A version this part holds whole, stored as it is and searchable already (an unchanged
+            # re-send), is not published again: that would restamp every point for nothing. Its older
+            # versions still go, in case a crash left them after an earlier publish.
+            if not (written.live and domain.carries_whole_version(chunked)):
+                await deps.store.publish(tenant, chunked.doc_id, chunked.version)
             removed = await deps.store.delete_stale(tenant, chunked.doc_id, chunked.version)
         result = domain.indexed(
             chunked,
@@ -129,6 +134,7 @@ class _Written:
     updated: int = 0  # chunks whose payload alone was rewritten
     unchanged: int = 0  # chunks stored as they are
     replaced: int = 0  # of the embedded, those whose id was stored already
+    live: bool = False  # every chunk stored as it is, and searchable (Writes.live)
 
 
 async def _write(deps: EmbedDeps, part: DocsChunked, tenant: str) -> _Written:
@@ -152,7 +158,7 @@ async def _write(deps: EmbedDeps, part: DocsChunked, tenant: str) -> _Written:
         ):
             updated = await deps.store.rewrite_payloads(points)
     embedded = await _embed(deps, plan.embed, tenant, plan.embed_digests) if plan.embed.chunks else 0
-    return _Written(embedded, updated, plan.unchanged, plan.replaced)
+    return _Written(embedded, updated, plan.unchanged, plan.replaced, plan.live)
 
 
 async def _embed(deps: EmbedDeps, todo: DocsChunked, tenant: str, digests: list[tuple[str, str]]) -> int:

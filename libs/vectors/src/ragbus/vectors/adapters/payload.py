@@ -80,7 +80,7 @@ def point_uuid(point_id: Any) -> UUID:
 
 
 # What `stored_digests` reads of a point.
-DIGEST_KEYS = [TENANT, DIGEST, CONTENT_DIGEST]
+DIGEST_KEYS = [TENANT, DIGEST, CONTENT_DIGEST, STATE]
 
 
 def stored_digest(tenant: str, payload: Mapping[str, Any] | None) -> StoredDigests | None:
@@ -90,7 +90,9 @@ def stored_digest(tenant: str, payload: Mapping[str, Any] | None) -> StoredDiges
         return None
     digest, content = p.get(DIGEST), p.get(CONTENT_DIGEST)
     return StoredDigests(
-        str(digest) if digest is not None else None, str(content) if content is not None else None
+        str(digest) if digest is not None else None,
+        str(content) if content is not None else None,
+        pending=p.get(STATE) == PENDING,
     )
 
 
