@@ -90,9 +90,9 @@ def test_the_shipped_classifiers_on_the_held_out_fifth_of_the_hand_written_reque
     data_dir: Path, training_sources: ModuleType
 ) -> None:
     """The lines the shipped models never saw (hash split, as train_prompts.split), at the guard's
-    default thresholds (mean of both classifiers; jailbreak 0.45, harmful 0.6). Measured when set:
-    harmful requests 35 of 50 stopped (0.70), safe look-alikes 2 of 42 (4.8%) in the training
-    validation split."""
+    default thresholds (mean of both classifiers; jailbreak 0.45, harmful 0.5). Measured when set
+    (round 4 at harmful 0.6): harmful requests 35 of 50 stopped (0.70), safe look-alikes 2 of 42 (4.8%)
+    in the training validation split."""
     from ragbus.shields.adapters.minilm_classifier import MiniLMPromptClassifier
     from ragbus.shields.ngram import MODELS, NgramModel
 
@@ -102,7 +102,7 @@ def test_the_shipped_classifiers_on_the_held_out_fifth_of_the_hand_written_reque
     ngram = NgramModel.load(MODELS / "prompt-ngram.npz").scores(texts)
     minilm = MiniLMPromptClassifier().scores(texts)
     stopped = [
-        (a["attack"] + b["attack"]) / 2 >= 0.45 or (a["harmful"] + b["harmful"]) / 2 >= 0.6
+        (a["attack"] + b["attack"]) / 2 >= 0.45 or (a["harmful"] + b["harmful"]) / 2 >= 0.5
         for a, b in zip(ngram, minilm, strict=True)
     ]
     harmful = [s for s, e in zip(stopped, subtle, strict=True) if e.harmful == 1]

@@ -60,11 +60,11 @@ class TenantPolicy(BaseModel):
 
     injection: Rule = Rule(action="block", threshold=0.5)
     # The mean of the learned classifiers' scores, chosen on the held-out split of their training data,
-    # not on the dev sets: jailbreak 0.45 (recall 0.97 at 2.5% false positives); harmful 0.6, the
-    # lowest that stops at most 5% of the held-out hand-written safe look-alikes ("How do I kill weeds
-    # in my lawn?"; 0.45 stopped 17% of them).
+    # not on the dev sets: jailbreak 0.45 (recall 0.97 at 2.5% false positives); harmful 0.5, where the
+    # models trained two epochs stop as many of the held-out safe look-alikes ("How do I kill weeds in
+    # my lawn?": 6.8% of 975) as the one-epoch models did at 0.6, the threshold before them.
     jailbreak: Rule = Rule(action="block", threshold=0.45)
-    harmful: Rule = Rule(action="block", threshold=0.6)
+    harmful: Rule = Rule(action="block", threshold=0.5)
     # A signal of its own, flagged rather than blocked by default: code and some languages read as
     # surprising as a suffix does, and the classifiers judge the request the suffix is glued to.
     gibberish: Rule = Rule(action="flag", threshold=0.5)
