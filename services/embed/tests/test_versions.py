@@ -161,19 +161,25 @@ async def test_an_unchanged_resend_of_a_live_version_is_not_published_again(stor
     assert await versions_seen(store) == {"v1"}
 
 
+async def index_dying_in(
+    store: VectorStore, method: str, deps: EmbedDeps, event: Envelope[DocsChunked]
+) -> None:
+    """Index the part with the service dying in the store's `method` (a crash between two steps)."""
+
+    async def crash(*args: object) -> None:
+        raise RuntimeError(f"the service died in {method}")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, method, crash)
+        with pytest.raises(RuntimeError, match="died"):
+            await usecases.index_part(deps, event)
+
+
 async def test_a_resend_publishes_a_version_a_crash_left_pending(store: VectorStore) -> None:
     deps = EmbedDeps(embedder=EMBEDDER, store=store, bm25=None)
     (whole,) = parts("v1", [f"manual pump valve section {i}" for i in range(3)], per_part=3)
-    publish = store.publish
-
-    async def crash(tenant: str, doc_id: str, version: str) -> None:
-        raise RuntimeError("the service died before publishing")
-
-    store.publish = crash  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError):
-        await usecases.index_part(deps, whole)
+    await index_dying_in(store, "publish", deps, whole)
     assert await versions_seen(store) == set()  # written, pending: nobody reads it yet
-    store.publish = publish  # type: ignore[method-assign]
 
     again = await usecases.index_part(deps, whole)
 
@@ -191,15 +197,7 @@ async def test_a_resend_of_an_older_version_a_crash_left_beside_a_newer_one_read
     (v1,) = parts("v1", [f"manual pump valve old section {i}" for i in range(3)], per_part=3)
     (v2,) = parts("v2", [f"manual pump valve new section {i}" for i in range(3)], per_part=3)
     await usecases.index_part(deps, v1)
-    delete_stale = store.delete_stale
-
-    async def crash(tenant: str, doc_id: str, keep_version: str) -> int:
-        raise RuntimeError("the service died before removing the older version")
-
-    store.delete_stale = crash  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError):
-        await usecases.index_part(deps, v2)
-    store.delete_stale = delete_stale  # type: ignore[method-assign]
+    await index_dying_in(store, "delete_stale", deps, v2)
     assert await store.count("acme", "manual") == 6
 
     again = await usecases.index_part(deps, v1.model_copy(update={"id": uuid.uuid4()}))
