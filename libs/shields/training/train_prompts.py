@@ -1,7 +1,7 @@
 """Train the guard's prompt classifiers and write them into ragbus.shields' models/.
 
     RAGBUS_GROUPS=train bash scripts/setup.sh   # pandas, pyarrow, pyyaml; keeps the CPU torch
-    .venv/bin/python libs/shields/training/train_prompts.py   # ~30-45 min on 2 cores
+    .venv/bin/python libs/shields/training/train_prompts.py   # ~50-80 min on 2 cores (two epochs)
 
 1. Examples: libs/shields/training/sources.py (the reference data in ../shared/data/guard/train, public
    prompt sets inside PyPI packages, template and suffix variants, XSTest-like contrasts).
@@ -368,7 +368,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--max-tokens", type=int, default=96)
-    parser.add_argument("--epochs", type=float, default=1.0)
+    # Two: the eighth round's; one epoch (every round before) was worse on every held-out set.
+    parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--skip-minilm", action="store_true")
